@@ -1,0 +1,100 @@
+package tchsmpb
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrUnknownBodyType is returned for a BodyType this version does not know.
+var ErrUnknownBodyType = errors.New("tchsmpb: unknown body type")
+
+// NewBody returns a new, empty body message of type bt, ready for proto.Unmarshal.
+func NewBody(bt BodyType) (proto.Message, error) {
+	switch bt {
+	case BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:
+		return new(KeyShareDelivery), nil
+	case BodyType_BODY_TYPE_KEY_SHARE_ACK:
+		return new(KeyShareAck), nil
+	case BodyType_BODY_TYPE_DELETE_KEY:
+		return new(DeleteKey), nil
+	case BodyType_BODY_TYPE_DELETE_KEY_ACK:
+		return new(DeleteKeyAck), nil
+	case BodyType_BODY_TYPE_SIGN_REQUEST:
+		return new(SignRequest), nil
+	case BodyType_BODY_TYPE_SIGNATURE_SHARE:
+		return new(SignatureShare), nil
+	case BodyType_BODY_TYPE_PROOF_REQUEST:
+		return new(ProofRequest), nil
+	case BodyType_BODY_TYPE_PROOF:
+		return new(Proof), nil
+	case BodyType_BODY_TYPE_LIST_KEYS:
+		return new(ListKeys), nil
+	case BodyType_BODY_TYPE_KEY_LIST:
+		return new(KeyList), nil
+	case BodyType_BODY_TYPE_HEALTH_REQUEST:
+		return new(HealthRequest), nil
+	case BodyType_BODY_TYPE_HEALTH:
+		return new(Health), nil
+	case BodyType_BODY_TYPE_ERROR:
+		return new(Error), nil
+	case BodyType_BODY_TYPE_GENERATE_KEY_REQUEST:
+		return new(GenerateKeyRequest), nil
+	case BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE:
+		return new(GenerateKeyResponse), nil
+	}
+	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
+}
+
+// BodyTypeOf returns the BodyType of a body message, or BODY_TYPE_UNSPECIFIED when m is not a
+// body message (for example an Envelope, a KeyRecord or a KeyShare, which never travel as
+// envelope bodies).
+func BodyTypeOf(m proto.Message) BodyType {
+	switch m.(type) {
+	case *KeyShareDelivery:
+		return BodyType_BODY_TYPE_KEY_SHARE_DELIVERY
+	case *KeyShareAck:
+		return BodyType_BODY_TYPE_KEY_SHARE_ACK
+	case *DeleteKey:
+		return BodyType_BODY_TYPE_DELETE_KEY
+	case *DeleteKeyAck:
+		return BodyType_BODY_TYPE_DELETE_KEY_ACK
+	case *SignRequest:
+		return BodyType_BODY_TYPE_SIGN_REQUEST
+	case *SignatureShare:
+		return BodyType_BODY_TYPE_SIGNATURE_SHARE
+	case *ProofRequest:
+		return BodyType_BODY_TYPE_PROOF_REQUEST
+	case *Proof:
+		return BodyType_BODY_TYPE_PROOF
+	case *ListKeys:
+		return BodyType_BODY_TYPE_LIST_KEYS
+	case *KeyList:
+		return BodyType_BODY_TYPE_KEY_LIST
+	case *HealthRequest:
+		return BodyType_BODY_TYPE_HEALTH_REQUEST
+	case *Health:
+		return BodyType_BODY_TYPE_HEALTH
+	case *Error:
+		return BodyType_BODY_TYPE_ERROR
+	case *GenerateKeyRequest:
+		return BodyType_BODY_TYPE_GENERATE_KEY_REQUEST
+	case *GenerateKeyResponse:
+		return BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE
+	}
+	return BodyType_BODY_TYPE_UNSPECIFIED
+}
+
+// BodyTypes lists every body type this version knows, in numeric order.
+func BodyTypes() []BodyType {
+	var out []BodyType
+	for v := range BodyType_name {
+		if bt := BodyType(v); bt != BodyType_BODY_TYPE_UNSPECIFIED {
+			out = append(out, bt)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
