@@ -1,0 +1,137 @@
+package threshold
+
+import (
+	"crypto"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+)
+
+// Mechanism names a PKCS#1 v1.5 signing mechanism. The numbering is tchsm's own (it travels in
+// protobuf messages); p11shim maps CKM_* values onto it.
+type Mechanism int32
+
+const (
+	// RSAPKCS is CKM_RSA_PKCS: the input is the payload T itself (normally a DigestInfo).
+	RSAPKCS Mechanism = 1
+	// SHA1RSAPKCS and the following hash the message and wrap the digest in a DigestInfo.
+	SHA1RSAPKCS   Mechanism = 2
+	SHA224RSAPKCS Mechanism = 3
+	SHA256RSAPKCS Mechanism = 4
+	SHA384RSAPKCS Mechanism = 5
+	SHA512RSAPKCS Mechanism = 6
+)
+
+// ErrMessageTooLong is returned when a payload does not fit the modulus (PKCS#1 "intended encoded
+// message length too short").
+var ErrMessageTooLong = errors.New("threshold: message too long for RSA key size")
+
+// ErrUnknownMechanism is returned for a Mechanism value tchsm does not implement.
+var ErrUnknownMechanism = errors.New("threshold: unknown mechanism")
+
+// digestInfoPrefix holds the DER prefix of DigestInfo for each hash (RFC 8017, section 9.2, note 1).
+var digestInfoPrefix = map[crypto.Hash][]byte{
+	crypto.SHA1:   {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14},
+	crypto.SHA224: {0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1c},
+	crypto.SHA256: {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20},
+	crypto.SHA384: {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30},
+	crypto.SHA512: {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40},
+}
+
+// Hash returns the hash function a mechanism applies before signing (0 for RSAPKCS).
+func (m Mechanism) Hash() (crypto.Hash, error) {
+	switch m {
+	case RSAPKCS:
+		return 0, nil
+	case SHA1RSAPKCS:
+		return crypto.SHA1, nil
+	case SHA224RSAPKCS:
+		return crypto.SHA224, nil
+	case SHA256RSAPKCS:
+		return crypto.SHA256, nil
+	case SHA384RSAPKCS:
+		return crypto.SHA384, nil
+	case SHA512RSAPKCS:
+		return crypto.SHA512, nil
+	}
+	return 0, fmt.Errorf("%w: %d", ErrUnknownMechanism, int32(m))
+}
+
+func (m Mechanism) String() string {
+	switch m {
+	case RSAPKCS:
+		return "RSA_PKCS"
+	case SHA1RSAPKCS:
+		return "SHA1_RSA_PKCS"
+	case SHA224RSAPKCS:
+		return "SHA224_RSA_PKCS"
+	case SHA256RSAPKCS:
+		return "SHA256_RSA_PKCS"
+	case SHA384RSAPKCS:
+		return "SHA384_RSA_PKCS"
+	case SHA512RSAPKCS:
+		return "SHA512_RSA_PKCS"
+	}
+	return fmt.Sprintf("Mechanism(%d)", int32(m))
+}
+
+// DigestInfo returns the DER DigestInfo for digest under hash h.
+func DigestInfo(h crypto.Hash, digest []byte) ([]byte, error) {
+	prefix, ok := digestInfoPrefix[h]
+	if !ok {
+		return nil, fmt.Errorf("threshold: unsupported hash %v", h)
+	}
+	if len(digest) != h.Size() {
+		return nil, fmt.Errorf("threshold: digest is %d bytes, %v needs %d", len(digest), h, h.Size())
+	}
+	out := make([]byte, 0, len(prefix)+len(digest))
+	return append(append(out, prefix...), digest...), nil
+}
+
+func hashFunc(h crypto.Hash) func([]byte) []byte {
+	switch h {
+	case crypto.SHA1:
+		return func(b []byte) []byte { s := sha1.Sum(b); return s[:] }
+	case crypto.SHA224:
+		return func(b []byte) []byte { s := sha256.Sum224(b); return s[:] }
+	case crypto.SHA256:
+		return func(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+	case crypto.SHA384:
+		return func(b []byte) []byte { s := sha512.Sum384(b); return s[:] }
+	case crypto.SHA512:
+		return func(b []byte) []byte { s := sha512.Sum512(b); return s[:] }
+	}
+	return nil
+}
+
+// Payload turns (mechanism, data) into the PKCS#1 v1.5 payload T: data itself for RSAPKCS, the
+// DigestInfo of data's hash for the hash mechanisms.
+func Payload(m Mechanism, data []byte) ([]byte, error) {
+	h, err := m.Hash()
+	if err != nil {
+		return nil, err
+	}
+	if h == 0 {
+		return data, nil
+	}
+	sum := hashFunc(h)
+	return DigestInfo(h, sum(data))
+}
+
+// EncodePayload builds the EMSA-PKCS1-v1_5 block EM = 00 01 FF..FF 00 T of length kLen bytes
+// (RFC 8017, section 9.2). T may be at most kLen-11 bytes.
+func EncodePayload(kLen int, t []byte) ([]byte, error) {
+	if kLen < 11 || len(t) > kLen-11 {
+		return nil, fmt.Errorf("%w: %d payload bytes, modulus of %d bytes", ErrMessageTooLong, len(t), kLen)
+	}
+	em := make([]byte, kLen)
+	em[1] = 0x01
+	ps := em[2 : kLen-len(t)-1]
+	for i := range ps {
+		ps[i] = 0xff
+	}
+	copy(em[kLen-len(t):], t)
+	return em, nil
+}
