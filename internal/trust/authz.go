@@ -1,0 +1,42 @@
+package trust
+
+import tchsmpb "github.com/tchsm/tchsm/proto"
+
+// allowed is the one authorisation table: which role may send which body type.
+//
+// Dealers deal and delete keys, answer clients' GenerateKey and DeleteKey requests, and may
+// query nodes (ListKeys, HealthRequest) and report their own health and errors. Clients ask:
+// they sign, ask for proofs, list keys, check health, and ask the dealer to generate or delete
+// keys. Nodes only answer: acknowledgements, signature shares, proofs, key lists, health, errors.
+var allowed = map[Role]map[tchsmpb.BodyType]bool{
+	RoleDealer: {
+		tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:    true,
+		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY:            true,
+		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:        true,
+		tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE: true,
+		tchsmpb.BodyType_BODY_TYPE_LIST_KEYS:             true,
+		tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST:        true,
+		tchsmpb.BodyType_BODY_TYPE_HEALTH:                true,
+		tchsmpb.BodyType_BODY_TYPE_ERROR:                 true,
+	},
+	RoleClient: {
+		tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST:         true,
+		tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST:        true,
+		tchsmpb.BodyType_BODY_TYPE_LIST_KEYS:            true,
+		tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST:       true,
+		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY:           true,
+		tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST: true,
+	},
+	RoleNode: {
+		tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_ACK:   true,
+		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:  true,
+		tchsmpb.BodyType_BODY_TYPE_SIGNATURE_SHARE: true,
+		tchsmpb.BodyType_BODY_TYPE_PROOF:           true,
+		tchsmpb.BodyType_BODY_TYPE_KEY_LIST:        true,
+		tchsmpb.BodyType_BODY_TYPE_HEALTH:          true,
+		tchsmpb.BodyType_BODY_TYPE_ERROR:           true,
+	},
+}
+
+// Allowed reports whether a member with role may send a message of body type bt.
+func Allowed(role Role, bt tchsmpb.BodyType) bool { return allowed[role][bt] }

@@ -1,0 +1,359 @@
+package trust
+
+import (
+	"container/heap"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"google.golang.org/protobuf/proto"
+)
+
+// EnvelopeVersion is the only envelope version this code writes and accepts.
+const EnvelopeVersion = 1
+
+// MessageIDSize is the length of Envelope.message_id.
+const MessageIDSize = 16
+
+// Defaults for Opener.
+const (
+	DefaultSkew          = 5 * time.Second // how far in the future issued_at may be
+	DefaultMaxTTL        = 5 * time.Minute // longest deadline - issued_at for most types
+	DurableMaxTTL        = 24 * time.Hour  // for messages that wait in durable queues
+	GenerateMaxTTL       = time.Hour       // key generation (safe primes take a while)
+	DefaultMaxSize       = 16 << 20        // bytes of a raw envelope
+	DefaultMaxReplayKeys = 1 << 18         // ids remembered at once
+	envelopeDomain       = "tchsm/v1/envelope"
+)
+
+// Sentinel errors of Open; every error it returns wraps exactly one of them.
+var (
+	ErrMalformed       = errors.New("trust: malformed envelope")
+	ErrWrongCluster    = errors.New("trust: envelope for another cluster")
+	ErrUnknownSender   = errors.New("trust: sender not in manifest")
+	ErrBadSignature    = errors.New("trust: bad envelope signature")
+	ErrUnauthorized    = errors.New("trust: sender's role may not send this message")
+	ErrExpired         = errors.New("trust: envelope outside its validity window")
+	ErrReplay          = errors.New("trust: envelope already seen")
+	ErrReplayCacheFull = errors.New("trust: replay cache full")
+)
+
+// defaultMaxTTL holds the per-type maximum of deadline - issued_at.
+var defaultMaxTTL = map[tchsmpb.BodyType]time.Duration{
+	tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:    DurableMaxTTL,
+	tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_ACK:         DurableMaxTTL,
+	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY:            DurableMaxTTL,
+	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:        DurableMaxTTL,
+	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST:  GenerateMaxTTL,
+	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE: GenerateMaxTTL,
+}
+
+// MaxTTLFor returns the default maximum lifetime of a message of type bt.
+func MaxTTLFor(bt tchsmpb.BodyType) time.Duration {
+	if d, ok := defaultMaxTTL[bt]; ok {
+		return d
+	}
+	return DefaultMaxTTL
+}
+
+// Seal wraps body (a body message of type bt) in an envelope from id, valid for ttl from now,
+// and returns its serialised bytes.
+func Seal(id *Identity, clusterID string, bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) ([]byte, error) {
+	s := Sealer{Identity: id, ClusterID: clusterID}
+	return s.seal(bt, body, ttl, nil)
+}
+
+// Sealer seals envelopes for one identity in one cluster.
+type Sealer struct {
+	Identity  *Identity
+	ClusterID string
+	Clock     func() time.Time // nil: time.Now
+}
+
+// Seal is like the package-level Seal.
+func (s *Sealer) Seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) ([]byte, error) {
+	return s.seal(bt, body, ttl, nil)
+}
+
+// Reply seals an answer to req: the envelope's in_reply_to is req's message id, so the answer
+// cannot be passed off as the answer to another request.
+func (s *Sealer) Reply(req *Opened, bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) ([]byte, error) {
+	if req == nil || len(req.MessageID) != MessageIDSize {
+		return nil, fmt.Errorf("trust: reply to an unopened request")
+	}
+	return s.seal(bt, body, ttl, req.MessageID)
+}
+
+func (s *Sealer) seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration, inReplyTo []byte) ([]byte, error) {
+	if err := s.Identity.check(); err != nil {
+		return nil, err
+	}
+	if !idPattern.MatchString(s.ClusterID) {
+		return nil, fmt.Errorf("trust: seal: bad cluster id %q", s.ClusterID)
+	}
+	if body == nil || tchsmpb.BodyTypeOf(body) != bt {
+		return nil, fmt.Errorf("trust: seal: body %T is not of type %v", body, bt)
+	}
+	if !Allowed(s.Identity.Role, bt) {
+		return nil, fmt.Errorf("%w: %s may not send %v", ErrUnauthorized, s.Identity.Role, bt)
+	}
+	if ttl <= 0 {
+		return nil, fmt.Errorf("trust: seal: ttl %v must be positive", ttl)
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("trust: seal: encoding body: %w", err)
+	}
+	now := time.Now
+	if s.Clock != nil {
+		now = s.Clock
+	}
+	t := now()
+	env := &tchsmpb.Envelope{
+		Version:   EnvelopeVersion,
+		ClusterId: s.ClusterID,
+		Sender:    s.Identity.ID,
+		MessageId: make([]byte, MessageIDSize),
+		IssuedAt:  t.UnixNano(),
+		Deadline:  t.Add(ttl).UnixNano(),
+		BodyType:  bt,
+		Body:      b,
+		InReplyTo: inReplyTo,
+	}
+	rand.Read(env.MessageId)
+	env.Signature = ed25519.Sign(s.Identity.SignKey, envelopeSigningInput(env))
+	out, err := proto.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("trust: seal: encoding envelope: %w", err)
+	}
+	return out, nil
+}
+
+// envelopeSigningInput is the canonical encoding of every envelope field but the signature.
+func envelopeSigningInput(e *tchsmpb.Envelope) []byte {
+	b := make([]byte, 0, 160+len(e.Body)+len(e.ClusterId)+len(e.Sender))
+	b = appendLPString(b, envelopeDomain)
+	b = binary.BigEndian.AppendUint32(b, e.Version)
+	b = appendLPString(b, e.ClusterId)
+	b = appendLPString(b, e.Sender)
+	b = appendLP(b, e.MessageId)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.IssuedAt))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Deadline))
+	b = binary.BigEndian.AppendUint32(b, uint32(e.BodyType))
+	b = appendLP(b, e.Body)
+	b = appendLP(b, e.InReplyTo)
+	return b
+}
+
+// Opened is an envelope that passed every check of Open.
+type Opened struct {
+	Sender    Member
+	Type      tchsmpb.BodyType
+	Body      []byte        // the serialised body, as signed
+	Message   proto.Message // Body decoded into the message type named by Type
+	MessageID []byte
+	InReplyTo []byte // the request's message id for answers; nil for requests
+	IssuedAt  time.Time
+	Deadline  time.Time
+}
+
+// Opener checks envelopes against a manifest. Create it with NewOpener; it is safe for
+// concurrent use.
+type Opener struct {
+	manifest *Manifest
+	members  map[string]Member
+	clock    func() time.Time
+	skew     time.Duration
+	maxTTL   map[tchsmpb.BodyType]time.Duration
+	maxSize  int
+	replay   replayCache
+}
+
+// OpenerOption configures an Opener.
+type OpenerOption func(*Opener)
+
+// WithClock sets the clock (default time.Now).
+func WithClock(now func() time.Time) OpenerOption { return func(o *Opener) { o.clock = now } }
+
+// WithSkew sets how far in the future issued_at may be (default DefaultSkew).
+func WithSkew(d time.Duration) OpenerOption { return func(o *Opener) { o.skew = d } }
+
+// WithMaxTTL overrides the maximum deadline - issued_at for one body type.
+func WithMaxTTL(bt tchsmpb.BodyType, d time.Duration) OpenerOption {
+	return func(o *Opener) { o.maxTTL[bt] = d }
+}
+
+// WithMaxSize sets the largest raw envelope accepted (default DefaultMaxSize).
+func WithMaxSize(n int) OpenerOption { return func(o *Opener) { o.maxSize = n } }
+
+// WithMaxReplayEntries bounds the replay cache (default DefaultMaxReplayKeys).
+func WithMaxReplayEntries(n int) OpenerOption { return func(o *Opener) { o.replay.max = n } }
+
+// NewOpener validates m and returns an Opener for it. The manifest must not be modified while
+// the Opener is in use.
+func NewOpener(m *Manifest, opts ...OpenerOption) (*Opener, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	o := &Opener{
+		manifest: m,
+		members:  make(map[string]Member),
+		clock:    time.Now,
+		skew:     DefaultSkew,
+		maxTTL:   make(map[tchsmpb.BodyType]time.Duration),
+		maxSize:  DefaultMaxSize,
+	}
+	o.replay.max = DefaultMaxReplayKeys
+	o.replay.seen = make(map[replayKey]int64)
+	for _, list := range [][]Member{m.Nodes, m.Dealers, m.Clients} {
+		for _, mem := range list {
+			o.members[mem.ID] = mem
+		}
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o, nil
+}
+
+// Manifest returns the manifest the Opener checks against.
+func (o *Opener) Manifest() *Manifest { return o.manifest }
+
+func (o *Opener) ttlFor(bt tchsmpb.BodyType) time.Duration {
+	if d, ok := o.maxTTL[bt]; ok {
+		return d
+	}
+	return MaxTTLFor(bt)
+}
+
+// Open checks raw and returns its contents; see the package documentation for the checks.
+func (o *Opener) Open(raw []byte) (*Opened, error) {
+	if len(raw) == 0 || len(raw) > o.maxSize {
+		return nil, fmt.Errorf("%w: %d bytes (max %d)", ErrMalformed, len(raw), o.maxSize)
+	}
+	env := new(tchsmpb.Envelope)
+	if err := proto.Unmarshal(raw, env); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(env.ProtoReflect().GetUnknown()) != 0 {
+		return nil, fmt.Errorf("%w: unknown envelope fields", ErrMalformed)
+	}
+	if env.Version != EnvelopeVersion {
+		return nil, fmt.Errorf("%w: version %d", ErrMalformed, env.Version)
+	}
+	if len(env.MessageId) != MessageIDSize || len(env.Signature) != ed25519.SignatureSize ||
+		(len(env.InReplyTo) != 0 && len(env.InReplyTo) != MessageIDSize) {
+		return nil, fmt.Errorf("%w: field lengths", ErrMalformed)
+	}
+	if env.ClusterId != o.manifest.ClusterID {
+		return nil, fmt.Errorf("%w: %.64q", ErrWrongCluster, env.ClusterId)
+	}
+	sender, ok := o.members[env.Sender]
+	if !ok {
+		return nil, fmt.Errorf("%w: %.64q", ErrUnknownSender, env.Sender)
+	}
+	if !ed25519.Verify(sender.SignPub, envelopeSigningInput(env), env.Signature) {
+		return nil, fmt.Errorf("%w: from %s", ErrBadSignature, sender.ID)
+	}
+	if !Allowed(sender.Role, env.BodyType) {
+		return nil, fmt.Errorf("%w: %s %s sent %v", ErrUnauthorized, sender.Role, sender.ID, env.BodyType)
+	}
+	now := o.clock().UnixNano()
+	switch {
+	case env.IssuedAt > now+int64(o.skew):
+		return nil, fmt.Errorf("%w: issued %v in the future", ErrExpired, time.Duration(env.IssuedAt-now))
+	case env.Deadline < now:
+		return nil, fmt.Errorf("%w: deadline passed %v ago", ErrExpired, time.Duration(now-env.Deadline))
+	case env.Deadline < env.IssuedAt:
+		return nil, fmt.Errorf("%w: deadline before issue time", ErrExpired)
+	// Deadline >= IssuedAt, so the difference fits a uint64 even when int64 would overflow.
+	case uint64(env.Deadline)-uint64(env.IssuedAt) > uint64(o.ttlFor(env.BodyType)):
+		return nil, fmt.Errorf("%w: lifetime exceeds %v for %v", ErrExpired, o.ttlFor(env.BodyType), env.BodyType)
+	}
+	msg, err := tchsmpb.NewBody(env.BodyType)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := proto.Unmarshal(env.Body, msg); err != nil {
+		return nil, fmt.Errorf("%w: %v body: %v", ErrMalformed, env.BodyType, err)
+	}
+	if err := o.replay.add(replayKey{sender.ID, [MessageIDSize]byte(env.MessageId)}, env.Deadline+int64(o.skew), now); err != nil {
+		return nil, err
+	}
+	return &Opened{
+		Sender:    sender,
+		Type:      env.BodyType,
+		Body:      env.Body,
+		Message:   msg,
+		MessageID: env.MessageId,
+		InReplyTo: env.InReplyTo,
+		IssuedAt:  time.Unix(0, env.IssuedAt),
+		Deadline:  time.Unix(0, env.Deadline),
+	}, nil
+}
+
+// Unmarshal decodes the body into m, which must be of the opened type.
+func (op *Opened) Unmarshal(m proto.Message) error {
+	if tchsmpb.BodyTypeOf(m) != op.Type {
+		return fmt.Errorf("%w: body is %v, not %T", ErrMalformed, op.Type, m)
+	}
+	if err := proto.Unmarshal(op.Body, m); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+type replayKey struct {
+	sender string
+	id     [MessageIDSize]byte
+}
+
+// replayCache remembers message ids until their expiry (Unix nanoseconds). A min-heap on expiry
+// lets add drop expired ids in amortised O(log n).
+type replayCache struct {
+	mu   sync.Mutex
+	max  int
+	seen map[replayKey]int64
+	exp  expiryHeap
+}
+
+func (c *replayCache) add(k replayKey, expiry, now int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.exp) > 0 && c.exp[0].expiry < now {
+		e := heap.Pop(&c.exp).(expiryEntry)
+		delete(c.seen, e.key)
+	}
+	if _, dup := c.seen[k]; dup {
+		return fmt.Errorf("%w: message %x from %s", ErrReplay, k.id, k.sender)
+	}
+	if len(c.seen) >= c.max {
+		return fmt.Errorf("%w: %d unexpired ids", ErrReplayCacheFull, len(c.seen))
+	}
+	c.seen[k] = expiry
+	heap.Push(&c.exp, expiryEntry{k, expiry})
+	return nil
+}
+
+type expiryEntry struct {
+	key    replayKey
+	expiry int64
+}
+
+type expiryHeap []expiryEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expiry < h[j].expiry }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryEntry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
