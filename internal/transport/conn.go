@@ -1,0 +1,320 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+const (
+	dialTimeout   = 10 * time.Second
+	heartbeat     = 10 * time.Second
+	directReplyTo = "amq.rabbitmq.reply-to"
+)
+
+// Conn is a self-healing AMQP connection. All methods are safe for concurrent use.
+type Conn struct {
+	cfg      Config
+	url      string // holds the password: never log it
+	redacted string
+	log      *slog.Logger
+
+	ctx    context.Context // ends at Close; aborts dials in progress
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the Conn starts
+
+	mu     sync.Mutex
+	cur    *session      // nil while disconnected
+	ready  chan struct{} // closed when cur becomes non-nil
+	closed bool
+	queues map[string]queueKind // declared topology, redeclared on reconnect
+}
+
+// session is one AMQP connection with its channels; it is replaced, never
+// repaired, when the connection fails.
+type session struct {
+	conn *amqp.Connection
+	lost chan struct{} // closed once the connection is gone
+
+	// rpc: direct reply-to consumer and request publishing.
+	rpcMu   sync.Mutex
+	rpc     *amqp.Channel
+	pendMu  sync.Mutex
+	pending map[string]chan callResult
+
+	// pub: confirm mode, durable publishing, one message at a time.
+	pubMu  sync.Mutex
+	pub    *amqp.Channel
+	pubRet chan amqp.Return
+}
+
+// Dial connects to the broker, retrying with backoff until ctx ends unless
+// the error cannot be fixed by retrying (bad URL, credentials, vhost). The
+// returned Conn reconnects by itself until Close.
+func Dial(ctx context.Context, cfg Config) (*Conn, error) {
+	if _, err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Conn{
+		cfg:      cfg,
+		url:      cfg.URL,
+		redacted: RedactURL(cfg.URL),
+		log:      log.With("component", "transport", "broker", RedactURL(cfg.URL)),
+		ready:    make(chan struct{}),
+		queues:   make(map[string]queueKind),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+
+	var bo backoff
+	for {
+		s, err := c.connect(ctx)
+		if err == nil {
+			c.install(s)
+			c.wg.Add(1)
+			go c.supervise(s)
+			return c, nil
+		}
+		if permanentDialError(err) || ctx.Err() != nil {
+			c.cancel()
+			if ctx.Err() != nil && !permanentDialError(err) {
+				return nil, fmt.Errorf("%w: dial %s: %w (last error: %v)", ErrUnavailable, c.redacted, ctx.Err(), err)
+			}
+			return nil, err
+		}
+		c.log.Warn("dial failed, retrying", "err", err)
+		t := time.NewTimer(bo.next())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// permanentDialError reports errors a redial cannot fix.
+func permanentDialError(err error) bool {
+	if errors.Is(err, ErrConfig) {
+		return true
+	}
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		return ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed
+	}
+	return false
+}
+
+// connect dials once and prepares the session's channels and topology.
+func (c *Conn) connect(ctx context.Context) (*session, error) {
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel) // Close aborts a dial in progress
+	defer stop()
+
+	props := amqp.NewConnectionProperties()
+	if c.cfg.Name != "" {
+		props.SetClientConnectionName(c.cfg.Name)
+	}
+	ac, err := amqp.DialConfig(c.url, amqp.Config{
+		Heartbeat:       heartbeat,
+		TLSClientConfig: c.cfg.TLS,
+		Properties:      props,
+		Dial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: dialTimeout}
+			nc, err := d.DialContext(dctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// Bound the TLS and AMQP handshakes; the library clears it after.
+			if err := nc.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+				nc.Close()
+				return nil, err
+			}
+			return nc, nil
+		},
+	})
+	if err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) {
+			// amqp errors never contain the URL.
+			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, c.redacted, err)
+		}
+		// Other errors (URI parsing) might quote the URL: do not include them.
+		var ne net.Error
+		if errors.As(err, &ne) || errors.Is(err, context.Canceled) {
+			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, c.redacted, err)
+		}
+		return nil, fmt.Errorf("%w: dial %s: %s", ErrUnavailable, c.redacted, redactErr(err.Error(), c.url))
+	}
+	s, err := c.setup(ac)
+	if err != nil {
+		ac.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (c *Conn) setup(ac *amqp.Connection) (*session, error) {
+	s := &session{
+		conn:    ac,
+		lost:    make(chan struct{}),
+		pending: make(map[string]chan callResult),
+		pubRet:  make(chan amqp.Return, 16),
+	}
+	var err error
+	if s.rpc, err = ac.Channel(); err != nil {
+		return nil, fmt.Errorf("%w: open rpc channel: %w", ErrUnavailable, err)
+	}
+	replies, err := s.rpc.Consume(directReplyTo, "", true, false, false, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: consume %s: %w", ErrUnavailable, directReplyTo, err)
+	}
+	returns := s.rpc.NotifyReturn(make(chan amqp.Return, 64))
+	if s.pub, err = ac.Channel(); err != nil {
+		return nil, fmt.Errorf("%w: open publish channel: %w", ErrUnavailable, err)
+	}
+	if err := s.pub.Confirm(false); err != nil {
+		return nil, fmt.Errorf("%w: confirm mode: %w", ErrUnavailable, err)
+	}
+	s.pub.NotifyReturn(s.pubRet)
+
+	c.mu.Lock()
+	queues := make(map[string]queueKind, len(c.queues))
+	for n, k := range c.queues {
+		queues[n] = k
+	}
+	c.mu.Unlock()
+	if err := declareAll(ac, queues); err != nil {
+		return nil, err
+	}
+
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		for d := range replies {
+			s.deliver(d.CorrelationId, callFromReply(d))
+		}
+	}()
+	go func() {
+		defer c.wg.Done()
+		for r := range returns {
+			s.deliver(r.CorrelationId, callResult{err: fmt.Errorf("%w: %s (%s)", ErrNoRoute, r.RoutingKey, r.ReplyText)})
+		}
+	}()
+	return s, nil
+}
+
+// install makes s the current session and wakes waiters.
+func (c *Conn) install(s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cur = s
+	close(c.ready)
+}
+
+// supervise waits for the session's connection to die, then reconnects,
+// until Close.
+func (c *Conn) supervise(s *session) {
+	defer c.wg.Done()
+	for {
+		closeCh := s.conn.NotifyClose(make(chan *amqp.Error, 1))
+		rpcClosed := s.rpc.NotifyClose(make(chan *amqp.Error, 1))
+		pubClosed := s.pub.NotifyClose(make(chan *amqp.Error, 1))
+		var reason *amqp.Error
+		select {
+		case reason = <-closeCh:
+		case reason = <-rpcClosed:
+		case reason = <-pubClosed:
+		case <-c.ctx.Done():
+		}
+		c.mu.Lock()
+		c.cur = nil
+		c.ready = make(chan struct{})
+		c.mu.Unlock()
+		close(s.lost)
+		s.conn.Close() // a channel died alone: drop the whole connection
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("connection lost, reconnecting", "reason", reason)
+
+		var bo backoff
+		for {
+			t := time.NewTimer(bo.next())
+			select {
+			case <-c.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			ns, err := c.connect(c.ctx)
+			if err == nil {
+				s = ns
+				break
+			}
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("reconnect failed", "err", err)
+		}
+		c.install(s)
+		c.log.Info("reconnected")
+	}
+}
+
+// session returns the current session, waiting for a reconnection until ctx ends.
+func (c *Conn) session(ctx context.Context) (*session, error) {
+	for {
+		c.mu.Lock()
+		s, ready, closed := c.cur, c.ready, c.closed
+		c.mu.Unlock()
+		if closed {
+			return nil, ErrClosed
+		}
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-ready:
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+	}
+}
+
+// Close closes the connection and stops every goroutine the Conn started.
+// Serve and Consume calls return ErrClosed. Close is idempotent.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	s := c.cur
+	c.mu.Unlock()
+	c.cancel()
+	if s != nil {
+		s.conn.Close()
+	}
+	c.wg.Wait()
+	return nil
+}
+
+// Connected reports whether the Conn currently has a broker connection.
+func (c *Conn) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur != nil
+}

@@ -1,0 +1,221 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Message headers set by this package.
+const (
+	hdrDeadline = "x-tchsm-deadline" // int64, Unix milliseconds
+	hdrError    = "x-tchsm-error"    // string, the handler's error
+)
+
+const maxRemoteErr = 512
+
+type callResult struct {
+	body []byte
+	err  error
+}
+
+func callFromReply(d amqp.Delivery) callResult {
+	if v, ok := d.Headers[hdrError]; ok {
+		msg, _ := v.(string)
+		if len(msg) > maxRemoteErr {
+			msg = msg[:maxRemoteErr]
+		}
+		return callResult{err: &RemoteError{Msg: msg}}
+	}
+	return callResult{body: d.Body}
+}
+
+// deliver hands a reply (or a return) to the waiting caller; a reply nobody
+// waits for any more (late, or unknown id) is dropped.
+func (s *session) deliver(id string, r callResult) {
+	s.pendMu.Lock()
+	ch, ok := s.pending[id]
+	delete(s.pending, id)
+	s.pendMu.Unlock()
+	if ok {
+		ch <- r // buffered 1, only one sender since the entry is deleted
+	}
+}
+
+// Call sends body to queue and waits for the reply, or ctx's end. ctx must
+// have a deadline: it becomes the request's TTL. See the package doc for the
+// failure semantics.
+func (c *Conn) Call(ctx context.Context, queue string, body []byte) ([]byte, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return nil, ErrNoDeadline
+	}
+	if queue == "" {
+		return nil, fmt.Errorf("%w: empty queue name", ErrConfig)
+	}
+	id := newID()
+	res := make(chan callResult, 1)
+	for {
+		s, err := c.session(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("transport: call %s: %w", queue, err)
+		}
+		ttl := time.Until(deadline).Milliseconds()
+		if ttl <= 0 {
+			return nil, fmt.Errorf("transport: call %s: %w", queue, context.DeadlineExceeded)
+		}
+		s.pendMu.Lock()
+		s.pending[id] = res
+		s.pendMu.Unlock()
+
+		s.rpcMu.Lock()
+		err = s.rpc.PublishWithContext(ctx, "", queue, true, false, amqp.Publishing{
+			Headers:       amqp.Table{hdrDeadline: deadline.UnixMilli()},
+			DeliveryMode:  amqp.Transient,
+			CorrelationId: id,
+			ReplyTo:       directReplyTo,
+			Expiration:    strconv.FormatInt(ttl, 10),
+			Timestamp:     time.Now(),
+			Body:          body,
+		})
+		s.rpcMu.Unlock()
+		if err != nil {
+			s.forget(id)
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("transport: call %s: %w", queue, ctx.Err())
+			}
+			// Not sent: safe to try again on the next connection.
+			select {
+			case <-s.lost:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("transport: call %s: %w: %w", queue, ErrUnavailable, ctx.Err())
+			}
+		}
+
+		select {
+		case r := <-res:
+			if r.err != nil {
+				return nil, fmt.Errorf("transport: call %s: %w", queue, r.err)
+			}
+			return r.body, nil
+		case <-ctx.Done():
+			s.forget(id)
+			return nil, fmt.Errorf("transport: call %s: %w", queue, ctx.Err())
+		case <-s.lost:
+			s.forget(id)
+			select { // the reply may have won the race
+			case r := <-res:
+				if r.err != nil {
+					return nil, fmt.Errorf("transport: call %s: %w", queue, r.err)
+				}
+				return r.body, nil
+			default:
+			}
+			if c.ctx.Err() != nil {
+				return nil, fmt.Errorf("transport: call %s: %w", queue, ErrClosed)
+			}
+			return nil, fmt.Errorf("transport: call %s: %w: connection lost while waiting for the reply", queue, ErrUnavailable)
+		}
+	}
+}
+
+func (s *session) forget(id string) {
+	s.pendMu.Lock()
+	delete(s.pending, id)
+	s.pendMu.Unlock()
+}
+
+// PublishDurable publishes a persistent message to queue and waits for the
+// broker's confirm, publishing again after a nack or a connection loss until
+// ctx ends: the message may arrive more than once. A queue that does not
+// exist gives ErrNoRoute at once.
+func (c *Conn) PublishDurable(ctx context.Context, queue string, body []byte) error {
+	if queue == "" {
+		return fmt.Errorf("%w: empty queue name", ErrConfig)
+	}
+	msg := amqp.Publishing{
+		DeliveryMode: amqp.Persistent,
+		MessageId:    newID(),
+		Timestamp:    time.Now(),
+		Body:         body,
+	}
+	var bo backoff
+	for {
+		s, err := c.session(ctx)
+		if err != nil {
+			return fmt.Errorf("transport: publish %s: %w", queue, err)
+		}
+		err = s.publishConfirmed(ctx, queue, msg)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrNoRoute) {
+			return fmt.Errorf("transport: publish %s: %w", queue, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("transport: publish %s: %w: %w", queue, err, ctx.Err())
+		}
+		c.log.Warn("durable publish failed, retrying", "queue", queue, "err", err)
+		t := time.NewTimer(bo.next())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("transport: publish %s: %w: %w", queue, err, ctx.Err())
+		case <-c.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("transport: publish %s: %w", queue, ErrClosed)
+		}
+	}
+}
+
+var errNacked = errors.New("transport: broker nacked the message")
+
+func (s *session) publishConfirmed(ctx context.Context, queue string, msg amqp.Publishing) error {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	// Returns of earlier messages whose publisher gave up (ctx) are stale.
+	for drained := false; !drained; {
+		select {
+		case _, ok := <-s.pubRet:
+			drained = !ok
+		default:
+			drained = true
+		}
+	}
+	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, msg)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	select {
+	case <-dc.Done():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.lost:
+		return fmt.Errorf("%w: connection lost before the confirm", ErrUnavailable)
+	}
+	if !dc.Acked() {
+		return errNacked
+	}
+	// The broker sends basic.return before basic.ack, and the library queues
+	// the return on pubRet before it processes the ack: if this message was
+	// unroutable its return is already there.
+	for {
+		select {
+		case r, ok := <-s.pubRet:
+			if !ok {
+				return nil
+			}
+			if r.MessageId == msg.MessageId {
+				return fmt.Errorf("%w: %s (%s)", ErrNoRoute, r.RoutingKey, r.ReplyText)
+			}
+		default:
+			return nil
+		}
+	}
+}

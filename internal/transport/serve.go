@@ -1,0 +1,263 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// defaultHandlerTimeout bounds a request that carries no deadline (not sent
+// by Call).
+const defaultHandlerTimeout = 30 * time.Second
+
+// Delivery is a request received by Serve.
+type Delivery struct {
+	Body        []byte
+	Deadline    time.Time // also the handler ctx's deadline
+	Redelivered bool
+}
+
+// Handler answers a request. A nil error sends reply; an error is sent back
+// as a RemoteError (keep secrets out of it). Nothing is sent when the request
+// has no ReplyTo or its deadline has passed.
+type Handler func(ctx context.Context, d Delivery) (reply []byte, err error)
+
+// Serve consumes the rpc queue with workers concurrent handlers until ctx
+// ends (it then returns nil) or the Conn is closed (ErrClosed). It survives
+// reconnections. It fails at once if the first subscription fails for a
+// reason other than the connection (queue missing: declare it first).
+func (c *Conn) Serve(ctx context.Context, queue string, workers int, h Handler) error {
+	if workers < 1 || workers > 10000 || h == nil || queue == "" {
+		return fmt.Errorf("%w: Serve needs a queue, a handler and 1..10000 workers", ErrConfig)
+	}
+	prefetch := c.cfg.Prefetch
+	if prefetch == 0 {
+		prefetch = min(2*workers, 65535)
+	}
+	return c.consumeLoop(ctx, queue, prefetch, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+		var replyMu sync.Mutex // one publisher at a time on ch
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for d := range deliveries {
+					c.handleRequest(ctx, ch, &replyMu, d, h)
+				}
+			}()
+		}
+		wg.Wait()
+	})
+}
+
+func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *sync.Mutex, d amqp.Delivery, h Handler) {
+	// At-most-once: acknowledge before handling (see package doc).
+	if err := d.Ack(false); err != nil {
+		return // channel gone: the broker requeues it for another consumer
+	}
+	now := time.Now()
+	deadline := requestDeadline(d, now)
+	if !deadline.After(now) {
+		c.log.Debug("dropping expired request", "queue", d.RoutingKey)
+		return
+	}
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	reply, herr := safeHandle(hctx, h, Delivery{Body: d.Body, Deadline: deadline, Redelivered: d.Redelivered})
+	cancel()
+	if d.ReplyTo == "" {
+		return
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		c.log.Debug("dropping late reply", "queue", d.RoutingKey)
+		return
+	}
+	msg := amqp.Publishing{
+		DeliveryMode:  amqp.Transient,
+		CorrelationId: d.CorrelationId,
+		Expiration:    strconv.FormatInt(max(left.Milliseconds(), 1), 10),
+		Body:          reply,
+	}
+	if herr != nil {
+		msg.Body = nil
+		msg.Headers = amqp.Table{hdrError: truncate(herr.Error(), maxRemoteErr)}
+	}
+	replyMu.Lock()
+	err := ch.Publish("", d.ReplyTo, false, false, msg)
+	replyMu.Unlock()
+	if err != nil {
+		c.log.Debug("reply not sent", "err", err)
+	}
+}
+
+// safeHandle turns a handler panic into an error: bad input must not crash
+// the node.
+func safeHandle(ctx context.Context, h Handler, d Delivery) (reply []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			reply, err = nil, fmt.Errorf("transport: handler panic: %v", r)
+		}
+	}()
+	return h(ctx, d)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// requestDeadline is the earlier of the x-tchsm-deadline header and arrival
+// time + Expiration; without either, now + defaultHandlerTimeout.
+func requestDeadline(d amqp.Delivery, now time.Time) time.Time {
+	var dl time.Time
+	if v, ok := d.Headers[hdrDeadline]; ok {
+		if ms, ok := v.(int64); ok {
+			dl = time.UnixMilli(ms)
+		}
+	}
+	if d.Expiration != "" {
+		if ms, err := strconv.ParseInt(d.Expiration, 10, 64); err == nil && ms >= 0 {
+			e := now.Add(time.Duration(ms) * time.Millisecond)
+			if dl.IsZero() || e.Before(dl) {
+				dl = e
+			}
+		}
+	}
+	if dl.IsZero() {
+		dl = now.Add(defaultHandlerTimeout)
+	}
+	return dl
+}
+
+// Consume processes a durable control queue one message at a time until ctx
+// ends (nil) or the Conn is closed (ErrClosed), surviving reconnections. A
+// message is acknowledged after h returns nil. An error wrapping ErrPermanent
+// rejects it to the dead-letter queue; any other error requeues it after a
+// growing delay (100 ms to 5 s), so the message is redelivered.
+func (c *Conn) Consume(ctx context.Context, queue string, h func(ctx context.Context, body []byte) error) error {
+	if h == nil || queue == "" {
+		return fmt.Errorf("%w: Consume needs a queue and a handler", ErrConfig)
+	}
+	var bo backoff // consecutive handler failures, across reconnections
+	return c.consumeLoop(ctx, queue, 1, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+		for d := range deliveries {
+			err := safeConsume(ctx, h, d.Body)
+			switch {
+			case err == nil:
+				bo.reset()
+				if aerr := d.Ack(false); aerr != nil {
+					c.log.Warn("ack failed; the message will be redelivered", "queue", queue, "err", aerr)
+				}
+			case errors.Is(err, ErrPermanent):
+				c.log.Error("message rejected to the dead-letter queue", "queue", queue, "err", err)
+				_ = d.Reject(false)
+			default:
+				delay := bo.next()
+				c.log.Warn("handler failed, requeueing", "queue", queue, "delay", delay, "err", err)
+				t := time.NewTimer(delay)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				case <-c.ctx.Done():
+					t.Stop()
+				}
+				_ = d.Nack(false, true)
+			}
+		}
+	})
+}
+
+func safeConsume(ctx context.Context, h func(context.Context, []byte) error, body []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("transport: handler panic: %v", r)
+		}
+	}()
+	return h(ctx, body)
+}
+
+// consumeLoop subscribes to queue on a fresh channel of the current session
+// and runs process until the deliveries end, then subscribes again, until ctx
+// ends or the Conn is closed.
+func (c *Conn) consumeLoop(ctx context.Context, queue string, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) error {
+	var bo backoff
+	first := true
+	for {
+		s, err := c.session(ctx)
+		if err != nil {
+			if errors.Is(err, ErrClosed) {
+				return ErrClosed
+			}
+			return nil // ctx ended
+		}
+		started, err := c.consumeOnce(ctx, s, queue, prefetch, process)
+		if c.ctx.Err() != nil {
+			return ErrClosed
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if first && err != nil && !errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		first = false
+		if started {
+			bo.reset()
+		}
+		c.log.Warn("consumer stopped, resubscribing", "queue", queue, "err", err)
+		t := time.NewTimer(bo.next())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-c.ctx.Done():
+			t.Stop()
+			return ErrClosed
+		}
+	}
+}
+
+func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) (started bool, err error) {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("%w: open channel: %w", ErrUnavailable, err)
+	}
+	defer ch.Close()
+	c.mu.Lock()
+	kind, known := c.queues[queue]
+	c.mu.Unlock()
+	if known { // it may have been deleted (x-expires, operator)
+		if err := declareQueue(ch, queue, kind); err != nil {
+			return false, err
+		}
+	}
+	if err := ch.Qos(prefetch, 0, false); err != nil {
+		return false, fmt.Errorf("%w: qos: %w", ErrUnavailable, err)
+	}
+	tag := "tchsm-" + newID()
+	deliveries, err := ch.Consume(queue, tag, false, false, false, false, nil)
+	if err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return false, fmt.Errorf("%w: consume %s: %w", ErrNoRoute, queue, err)
+		}
+		return false, fmt.Errorf("%w: consume %s: %w", ErrUnavailable, queue, err)
+	}
+	// Stop at ctx end or Close: closing the channel ends deliveries, and
+	// process returns once its handlers are done.
+	stop := context.AfterFunc(ctx, func() { ch.Close() })
+	defer stop()
+	stopClose := context.AfterFunc(c.ctx, func() { ch.Close() })
+	defer stopClose()
+	process(ch, deliveries)
+	return true, fmt.Errorf("%w: deliveries ended", ErrUnavailable)
+}

@@ -1,0 +1,706 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+func TestCallRoundTripConcurrent(t *testing.T) {
+	url := testVhost(t)
+	srv := dialTest(t, url, "server")
+	cli := dialTest(t, url, "client")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	q, err := srv.DeclareNode(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.RPC != "tchsm.test.node.n1.rpc" || q.Control != "tchsm.test.node.n1.control" || q.Dead != "tchsm.test.node.n1.control.dead" {
+		t.Fatalf("queue names %+v", q)
+	}
+	serveEcho(t, srv, q.RPC, 4)
+
+	got, err := cli.Call(ctx, q.RPC, []byte("hello"))
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("Call = %q, %v", got, err)
+	}
+	// Empty body and a large one survive.
+	if got, err := cli.Call(ctx, q.RPC, nil); err != nil || len(got) != 0 {
+		t.Fatalf("empty Call = %q, %v", got, err)
+	}
+	big := bytes.Repeat([]byte{0xa5}, 1<<20)
+	if got, err := cli.Call(ctx, q.RPC, big); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("1 MiB Call: len %d, %v", len(got), err)
+	}
+
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Appendf(nil, "request %d", i)
+			got, err := cli.Call(ctx, q.RPC, body)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if !bytes.Equal(got, body) {
+				errs <- fmt.Errorf("call %d got reply %q", i, got)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestCallNeedsDeadline(t *testing.T) {
+	url := testVhost(t)
+	c := dialTest(t, url, "client")
+	if _, err := c.Call(context.Background(), "x", nil); !errors.Is(err, ErrNoDeadline) {
+		t.Fatalf("Call without deadline: %v", err)
+	}
+}
+
+func TestCallUnknownQueueFailsFast(t *testing.T) {
+	url := testVhost(t)
+	c := dialTest(t, url, "client")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Call(ctx, c.NodeRPCQueue("nobody"), []byte("x"))
+	if !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("Call to missing queue: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Call to missing queue took %v", d)
+	}
+	// The same for durable publishing.
+	err = c.PublishDurable(ctx, c.NodeControlQueue("nobody"), []byte("x"))
+	if !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("PublishDurable to missing queue: %v", err)
+	}
+	// The Conn is still usable afterwards.
+	q, err := c.DeclareNode(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PublishDurable(ctx, q.Control, []byte("y")); err != nil {
+		t.Fatalf("PublishDurable after a return: %v", err)
+	}
+}
+
+func TestRemoteErrorAndPanic(t *testing.T) {
+	url := testVhost(t)
+	c := dialTest(t, url, "both")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := c.DeclareDealer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Serve(sctx, q, 1, func(ctx context.Context, d Delivery) ([]byte, error) {
+			switch string(d.Body) {
+			case "panic":
+				panic("boom")
+			case "fail":
+				return nil, errors.New("no such key")
+			}
+			return []byte("ok"), nil
+		})
+	}()
+	_, err = c.Call(ctx, q, []byte("fail"))
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Msg != "no such key" || !errors.Is(err, ErrRemote) {
+		t.Fatalf("Call to failing handler: %v", err)
+	}
+	_, err = c.Call(ctx, q, []byte("panic"))
+	if !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "panic") {
+		t.Fatalf("Call to panicking handler: %v", err)
+	}
+	if got, err := c.Call(ctx, q, []byte("x")); err != nil || string(got) != "ok" {
+		t.Fatalf("server did not survive the panic: %q %v", got, err)
+	}
+	scancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve after ctx cancel: %v", err)
+	}
+}
+
+// A reply that arrives after the caller's deadline is dropped, and the next
+// call gets its own reply, not the stale one.
+func TestLateReplyDropped(t *testing.T) {
+	url := testVhost(t)
+	c := dialTest(t, url, "client")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	q, err := c.DeclareNode(ctx, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A raw server that answers the first request only after its deadline
+	// (bypassing Serve, which never sends late replies).
+	raw, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ch.Consume(q.RPC, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lateSent := make(chan struct{})
+	go func() {
+		first := true
+		for d := range ds {
+			if first {
+				first = false
+				time.Sleep(700 * time.Millisecond)
+				_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: []byte("late")})
+				close(lateSent)
+				continue
+			}
+			_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: append([]byte("re:"), d.Body...)})
+		}
+	}()
+
+	cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = c.Call(cctx, q.RPC, []byte("one"))
+	ccancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow Call: %v", err)
+	}
+	<-lateSent
+	got, err := c.Call(ctx, q.RPC, []byte("two"))
+	if err != nil || string(got) != "re:two" {
+		t.Fatalf("Call after a late reply = %q, %v", got, err)
+	}
+	raw.Close()
+
+	// Serve side: the handler sees the deadline and its late reply is not sent.
+	var handled atomic.Int32
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	go c.Serve(sctx, q.RPC, 1, func(hctx context.Context, d Delivery) ([]byte, error) {
+		handled.Add(1)
+		if dl, ok := hctx.Deadline(); !ok || dl.After(time.Now().Add(time.Second)) {
+			t.Errorf("handler deadline %v, %v", dl, ok)
+		}
+		<-hctx.Done()
+		time.Sleep(50 * time.Millisecond)
+		return []byte("too late"), nil
+	})
+	cctx, ccancel = context.WithTimeout(ctx, 400*time.Millisecond)
+	_, err = c.Call(cctx, q.RPC, []byte("three"))
+	ccancel()
+	if !errors.Is(err, context.DeadlineExceeded) || handled.Load() != 1 {
+		t.Fatalf("Call to a handler that overruns: %v (handled %d)", err, handled.Load())
+	}
+}
+
+// A request whose deadline passed while no node consumed is never delivered.
+func TestExpiredRequestNotDelivered(t *testing.T) {
+	url := testVhost(t)
+	c := dialTest(t, url, "client")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	q, err := c.DeclareNode(ctx, "down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = c.Call(cctx, q.RPC, []byte("stale"))
+	ccancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call with nobody serving: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	var got atomic.Int32
+	sctx, scancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Serve(sctx, q.RPC, 1, func(ctx context.Context, d Delivery) ([]byte, error) {
+			if string(d.Body) == "stale" {
+				got.Add(1)
+			}
+			return d.Body, nil
+		})
+	}()
+	// A fresh request goes through, so the server is consuming; the stale
+	// one did not come before it.
+	if r, err := c.Call(ctx, q.RPC, []byte("fresh")); err != nil || string(r) != "fresh" {
+		t.Fatalf("fresh Call = %q, %v", r, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	scancel()
+	<-done
+	if got.Load() != 0 {
+		t.Fatalf("expired request delivered %d times", got.Load())
+	}
+}
+
+// A durable message published while no consumer runs survives the
+// publisher's connection and is consumed by a new one.
+func TestDurablePublishSurvives(t *testing.T) {
+	url := testVhost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	dealer, err := Dial(ctx, Config{URL: url, ClusterID: "test", Name: "dealer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := dealer.DeclareNode(ctx, "n1") // the dealer declares for a node that never ran
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := dealer.PublishDurable(ctx, q.Control, fmt.Appendf(nil, "share %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dealer.Close()
+	if err := dealer.PublishDurable(ctx, q.Control, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("PublishDurable after Close: %v", err)
+	}
+
+	node := dialTest(t, url, "node")
+	if _, err := node.DeclareNode(ctx, "n1"); err != nil { // identical redeclaration
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	cctx, ccancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- node.Consume(cctx, q.Control, func(ctx context.Context, body []byte) error {
+			got <- string(body)
+			return nil
+		})
+	}()
+	for i := range 3 {
+		select {
+		case b := <-got:
+			if want := fmt.Sprintf("share %d", i); b != want {
+				t.Fatalf("got %q, want %q", b, want)
+			}
+		case <-ctx.Done():
+			t.Fatal("durable message not delivered")
+		}
+	}
+	ccancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Consume: %v", err)
+	}
+	// Acked: nothing left in the queue.
+	if n := queueDepth(t, url, q.Control); n != 0 {
+		t.Fatalf("%d messages left after ack", n)
+	}
+}
+
+func queueDepth(t *testing.T, url, queue string) int {
+	t.Helper()
+	raw, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ch.QueueDeclarePassive(queue, false, false, false, false, nil)
+	if err != nil {
+		// Passive declaration needs identical flags only for exclusivity; a
+		// durable queue declared non-durable passively is fine.
+		t.Fatal(err)
+	}
+	return st.Messages
+}
+
+// A handler error requeues the message (with a delay), a permanent error
+// dead-letters it.
+func TestConsumeRedeliveryAndDeadLetter(t *testing.T) {
+	url := testVhost(t)
+	c := dialTest(t, url, "node")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	q, err := c.DeclareNode(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PublishDurable(ctx, q.Control, []byte("flaky")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PublishDurable(ctx, q.Control, []byte("malformed")); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var seen []time.Time
+	stored := make(chan struct{})
+	cctx, ccancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Consume(cctx, q.Control, func(ctx context.Context, body []byte) error {
+			switch string(body) {
+			case "malformed":
+				return fmt.Errorf("bad share: %w", ErrPermanent)
+			case "flaky":
+				mu.Lock()
+				defer mu.Unlock()
+				seen = append(seen, time.Now())
+				if len(seen) < 3 {
+					return errors.New("disk full")
+				}
+				close(stored)
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-stored:
+	case <-ctx.Done():
+		t.Fatal("failed message not redelivered")
+	}
+	// The malformed message comes after the flaky one (a requeued message
+	// keeps its place at the head of the queue).
+	waitFor(t, 10*time.Second, func() bool { return queueDepth(t, url, q.Dead) == 1 })
+	ccancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if gap := seen[1].Sub(seen[0]); gap < 40*time.Millisecond {
+		t.Errorf("redelivery after %v: no backoff", gap)
+	}
+	if n := queueDepth(t, url, q.Control); n != 0 {
+		t.Errorf("%d messages left in the control queue", n)
+	}
+	if n := queueDepth(t, url, q.Dead); n != 1 {
+		t.Errorf("dead-letter queue holds %d messages, want 1", n)
+	}
+}
+
+// Killing the connections on the broker side: the Conn reconnects, Serve and
+// Consume resume, calls succeed again.
+func TestReconnectAfterConnectionsClosed(t *testing.T) {
+	url := testVhost(t)
+	srv := dialTest(t, url, "server")
+	cli := dialTest(t, url, "client")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	q, err := srv.DeclareNode(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveEcho(t, srv, q.RPC, 2)
+	got := make(chan string, 10)
+	cctx, ccancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- srv.Consume(cctx, q.Control, func(ctx context.Context, body []byte) error {
+			got <- string(body)
+			return nil
+		})
+	}()
+	defer func() {
+		ccancel()
+		if err := <-done; err != nil {
+			t.Errorf("Consume: %v", err)
+		}
+	}()
+	if _, err := cli.Call(ctx, q.RPC, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+
+	rabbitmqctl(t, "close_all_connections", "-p", vhostOf(url), "test")
+	waitFor(t, 5*time.Second, func() bool { return !srv.Connected() && !cli.Connected() })
+
+	// Calls made during the outage wait for the reconnection.
+	start := time.Now()
+	cctx2, ccancel2 := context.WithTimeout(ctx, 10*time.Second)
+	defer ccancel2()
+	var r []byte
+	for {
+		r, err = cli.Call(cctx2, q.RPC, []byte("after"))
+		if err == nil || cctx2.Err() != nil {
+			break
+		}
+		// The request may have gone to a queue whose consumer had not
+		// resubscribed yet, or been lost with the connection.
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || string(r) != "after" {
+		t.Fatalf("Call after reconnect = %q, %v", r, err)
+	}
+	t.Logf("calls succeed again %v after the connections were closed", time.Since(start))
+
+	if err := cli.PublishDurable(ctx, q.Control, []byte("share")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if b != "share" {
+			t.Fatalf("consumed %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Consume did not resume")
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, f func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(end) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Close stops every goroutine: Serve, Consume and reconnect loops included.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	url := testVhost(t)
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, Config{URL: url, ClusterID: "test", Name: "leak"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := c.DeclareNode(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		errs <- c.Serve(context.Background(), q.RPC, 3, func(ctx context.Context, d Delivery) ([]byte, error) { return d.Body, nil })
+	}()
+	go func() {
+		defer wg.Done()
+		errs <- c.Consume(context.Background(), q.Control, func(ctx context.Context, body []byte) error { return nil })
+	}()
+	if _, err := c.Call(ctx, q.RPC, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Make it go through a reconnection too.
+	rabbitmqctl(t, "close_all_connections", "-p", vhostOf(url), "test")
+	waitFor(t, 10*time.Second, c.Connected)
+
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Serve/Consume after Close: %v", err)
+		}
+	}
+	if _, err := c.Call(ctx, q.RPC, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Call after Close: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	end := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(end) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines before Dial, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestDialErrors(t *testing.T) {
+	url := testVhost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	secret := "s3cr3t-pa55"
+	bad := strings.Replace(url, "guest:guest", "guest:"+secret, 1)
+	start := time.Now()
+	_, err := Dial(ctx, Config{URL: bad, ClusterID: "test"})
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("Dial with a wrong password: %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("wrong password retried for %v", time.Since(start))
+	}
+	_, err = Dial(ctx, Config{URL: "amqp://guest:" + secret + "@127.0.0.1:5672/no-such-vhost-tchsm", ClusterID: "test"})
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("Dial to a missing vhost: %v", err)
+	}
+
+	// Nothing listens on port 1: retried until ctx ends, then ErrUnavailable.
+	sctx, scancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer scancel()
+	_, err = Dial(sctx, Config{URL: "amqp://guest:" + secret + "@127.0.0.1:1/", ClusterID: "test"})
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), secret) {
+		t.Fatalf("Dial to a closed port: %v", err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	ctx := context.Background()
+	for _, cfg := range []Config{
+		{},
+		{URL: "amqp://h/", ClusterID: ""},
+		{URL: "amqp://h/", ClusterID: "a.b"},
+		{URL: "amqp://h/", ClusterID: strings.Repeat("a", 65)},
+		{URL: "http://u:topsecret@h/", ClusterID: "c"},
+		{URL: "amqp://u:topsecret@h:port/", ClusterID: "c"},
+		{URL: "amqp://h/", ClusterID: "c", Prefetch: -1},
+		{URL: "amqp://u:topsecret@h/", ClusterID: "c", TLS: new(tls.Config)},
+	} {
+		_, err := Dial(ctx, cfg)
+		if !errors.Is(err, ErrConfig) || strings.Contains(err.Error(), "topsecret") {
+			t.Errorf("Dial(%+v) = %v", cfg, err)
+		}
+	}
+	if got := RedactURL("amqp://u:topsecret@h/v"); strings.Contains(got, "topsecret") {
+		t.Errorf("RedactURL leaks: %s", got)
+	}
+	if got := redactErr(`parse "amqp://u:topsecret@h:x/": bad`, "amqp://u:topsecret@h:x/"); strings.Contains(got, "topsecret") {
+		t.Errorf("redactErr leaks: %s", got)
+	}
+	t.Setenv(EnvURL, "")
+	if URLFromEnv("amqp://d/") != "amqp://d/" {
+		t.Error("URLFromEnv default")
+	}
+	t.Setenv(EnvURL, "amqp://e/")
+	if URLFromEnv("amqp://d/") != "amqp://e/" {
+		t.Error("URLFromEnv env")
+	}
+}
+
+func TestDeclareRejectsBadNodeID(t *testing.T) {
+	url := testVhost(t)
+	c := dialTest(t, url, "x")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, id := range []string{"", "a.b", "a/b", "#", strings.Repeat("x", 65)} {
+		if _, err := c.DeclareNode(ctx, id); !errors.Is(err, ErrConfig) {
+			t.Errorf("DeclareNode(%q) = %v", id, err)
+		}
+	}
+}
+
+// A queue redeclared with other arguments is a topology error, not a hang.
+func TestTopologyMismatch(t *testing.T) {
+	url := testVhost(t)
+	raw, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(NodeRPCQueue("test", "n1"), true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := dialTest(t, url, "x")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.DeclareNode(ctx, "n1"); !errors.Is(err, ErrTopology) {
+		t.Fatalf("DeclareNode over a different queue: %v", err)
+	}
+	// The connection survives the channel error.
+	if _, err := c.DeclareDealer(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	var b backoff
+	prev := time.Duration(0)
+	for i := range 20 {
+		d := b.next()
+		if d <= 0 || d > backoffMax {
+			t.Fatalf("step %d: %v", i, d)
+		}
+		if i > 8 && d < backoffMax/2 {
+			t.Fatalf("step %d below the cap's half: %v", i, d)
+		}
+		prev = d
+	}
+	_ = prev
+	b.reset()
+	if d := b.next(); d > backoffMin {
+		t.Fatalf("after reset: %v", d)
+	}
+}
+
+func BenchmarkCallRoundTrip(b *testing.B) {
+	url := testVhost(b)
+	srv := dialTest(b, url, "server")
+	cli := dialTest(b, url, "client")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	q, err := srv.DeclareNode(ctx, "n1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveEcho(b, srv, q.RPC, 4)
+	body := make([]byte, 256)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := cli.Call(ctx, q.RPC, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCallRoundTripParallel(b *testing.B) {
+	url := testVhost(b)
+	srv := dialTest(b, url, "server")
+	cli := dialTest(b, url, "client")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	q, err := srv.DeclareNode(ctx, "n1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveEcho(b, srv, q.RPC, 4)
+	body := make([]byte, 256)
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := cli.Call(ctx, q.RPC, body); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
