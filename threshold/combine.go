@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+
+	"filippo.io/bigmod"
 )
 
 // maxSubsets bounds how many k-subsets CombineAny tries before giving up.
@@ -48,63 +50,84 @@ func checkSigShares(pk *PublicKey, shares []*SigShare) error {
 }
 
 func combine(pk *PublicKey, pre *precomputed, x *big.Int, set []*SigShare) ([]byte, error) {
-	// w = Π x_j^(2λ_j), λ_j = Δ · Π_{j'≠j} j'/(j'-j), an integer.
-	w := big.NewInt(1)
-	num, den, lambda, t := new(big.Int), new(big.Int), new(big.Int), new(big.Int)
-	for _, sj := range set {
-		num.Set(pre.delta)
-		den.SetInt64(1)
-		for _, sk := range set {
-			if sk.Index == sj.Index {
-				continue
-			}
-			num.Mul(num, t.SetInt64(int64(sk.Index)))
-			den.Mul(den, t.SetInt64(int64(sk.Index-sj.Index)))
-		}
-		lambda.Quo(num, den) // exact
-		lambda.Lsh(lambda, 1)
-		base := sj.X
-		if lambda.Sign() < 0 {
-			base = new(big.Int).ModInverse(sj.X, pk.N)
-			if base == nil {
-				return nil, fmt.Errorf("%w: node %d's share is not invertible", ErrBadShare, sj.Index)
-			}
-			lambda.Neg(lambda)
-		}
-		w.Mul(w, t.Exp(base, lambda, pk.N)).Mod(w, pk.N)
-	}
-	// y = w^a · x^b with a·e' + b·e = 1, e' = 4Δ².
+	// w = Π x_j^(2λ_j) with λ_j = Δ · Π_{j'≠j} j'/(j'-j), an integer; then y = w^a · x^b with
+	// a·e' + b·e = 1, e' = 4Δ². Every exponent is small and every value public, so this runs on
+	// bigmod's Montgomery arithmetic with variable-time short exponents. The costly step is the
+	// modular inverse, so factors with negative exponents are collected in a denominator that is
+	// inverted once at the end.
 	ePrime := new(big.Int).Mul(pre.delta, pre.delta)
 	ePrime.Lsh(ePrime, 2)
 	a, b := new(big.Int), new(big.Int)
 	if new(big.Int).GCD(a, b, ePrime, big.NewInt(int64(pk.E))).Cmp(big.NewInt(1)) != 0 {
 		return nil, fmt.Errorf("%w: gcd(e, 4Δ²) != 1", ErrInvalidParams)
 	}
-	y, err := powSigned(w, a, pk.N)
+	m := pre.mod
+	wn, err := bigmod.NewNat().SetBytes([]byte{1}, m)
 	if err != nil {
 		return nil, err
 	}
-	xb, err := powSigned(x, b, pk.N)
+	wd, _ := bigmod.NewNat().SetBytes([]byte{1}, m)
+	lambdaNum, lambdaDen, t := new(big.Int), new(big.Int), new(big.Int)
+	for _, sj := range set {
+		lambdaNum.Set(pre.delta)
+		lambdaDen.SetInt64(1)
+		for _, sk := range set {
+			if sk.Index == sj.Index {
+				continue
+			}
+			lambdaNum.Mul(lambdaNum, t.SetInt64(int64(sk.Index)))
+			lambdaDen.Mul(lambdaDen, t.SetInt64(int64(sk.Index-sj.Index)))
+		}
+		exp := new(big.Int).Quo(lambdaNum, lambdaDen) // exact
+		exp.Lsh(exp, 1)
+		acc := wn
+		if exp.Sign() < 0 {
+			acc = wd
+		}
+		xj, err := natOf(sj.X, pre)
+		if err != nil {
+			return nil, fmt.Errorf("%w: node %d's share is out of range", ErrBadShare, sj.Index)
+		}
+		acc.Mul(expPublic(xj, exp.Abs(exp), m), m)
+	}
+	// y = w^a · x^b: exactly one of a, b is negative; gather numerator and denominator.
+	absA := new(big.Int).Abs(a)
+	num, den := expPublic(wn, absA, m), expPublic(wd, absA, m)
+	if a.Sign() < 0 {
+		num, den = den, num
+	}
+	xn, err := natOf(x, pre)
 	if err != nil {
 		return nil, err
 	}
-	y.Mul(y, xb).Mod(y, pk.N)
-	sig := y.FillBytes(make([]byte, pre.size))
-	if new(big.Int).Exp(y, big.NewInt(int64(pk.E)), pk.N).Cmp(x) != 0 {
-		return nil, ErrBadSignature
+	if xb := expPublic(xn, new(big.Int).Abs(b), m); b.Sign() >= 0 {
+		num.Mul(xb, m)
+	} else {
+		den.Mul(xb, m)
 	}
-	return sig, nil
-}
-
-func powSigned(base, exp, n *big.Int) (*big.Int, error) {
-	if exp.Sign() >= 0 {
-		return new(big.Int).Exp(base, exp, n), nil
-	}
-	inv := new(big.Int).ModInverse(base, n)
+	// math/big's inverse is several times faster than bigmod's constant-time one.
+	inv := new(big.Int).ModInverse(new(big.Int).SetBytes(den.Bytes(m)), pk.N)
 	if inv == nil {
 		return nil, ErrBadSignature
 	}
-	return inv.Exp(inv, new(big.Int).Neg(exp), n), nil
+	y := new(big.Int).SetBytes(num.Bytes(m))
+	y.Mul(y, inv).Mod(y, pk.N)
+	if new(big.Int).Exp(y, big.NewInt(int64(pk.E)), pk.N).Cmp(x) != 0 {
+		return nil, ErrBadSignature
+	}
+	return y.FillBytes(make([]byte, pre.size)), nil
+}
+
+func natOf(v *big.Int, pre *precomputed) (*bigmod.Nat, error) {
+	return bigmod.NewNat().SetBytes(v.FillBytes(make([]byte, pre.size)), pre.mod)
+}
+
+// expPublic returns base^exp mod m for a public, non-negative exponent.
+func expPublic(base *bigmod.Nat, exp *big.Int, m *bigmod.Modulus) *bigmod.Nat {
+	if exp.IsUint64() && exp.Uint64() <= uint64(^uint(0)) {
+		return bigmod.NewNat().ExpShortVarTime(base, uint(exp.Uint64()), m)
+	}
+	return bigmod.NewNat().Exp(base, exp.Bytes(), m)
 }
 
 // CombineAny combines like Combine, but when the first k shares give a bad signature and more
