@@ -1,0 +1,202 @@
+// Package cluster starts and stops a local tchsm cluster for the benchmark.
+//
+// INTEGRATION POINT (cluster launcher). The cluster engineer provides
+//
+//	tchsm dev up   --dir D --k K --n N   # starts a dealer-made key set and n nodes on this host
+//	tchsm dev down --dir D               # stops them
+//
+// `dev up` prints the environment a PKCS#11 client needs, one KEY=VALUE per line (an `export `
+// prefix and single or double quotes are accepted), at least TCHSM_CONFIG and preferably
+// TCHSM_MODULE (path of libtchsm.so), TCHSM_TOKEN_LABEL and TCHSM_PIN. Both shapes work:
+//   - `dev up` starts the nodes in the background and exits 0: Down runs `dev down --dir D`;
+//   - `dev up` stays in the foreground: once it has printed TCHSM_CONFIG and then been quiet
+//     for a second it counts as ready, and Down sends it SIGTERM (then runs `dev down` too).
+//
+// Until the launcher exists, run the cluster by hand and give the harness -tchsm-module and
+// -tchsm-config.
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Sentinel errors.
+var (
+	ErrNoLauncher = errors.New("cluster: no cluster launcher (give -tchsm-launch, e.g. \"tchsm\" or \"go run ./cmd/tchsm\")")
+	ErrLaunch     = errors.New("cluster: launcher failed")
+)
+
+// Launcher runs `<Command...> dev up|down`.
+type Launcher struct {
+	Command []string      // e.g. {"tchsm"} or {"go", "run", "./cmd/tchsm"}
+	Timeout time.Duration // for `dev up` to become ready (default 5 minutes: key generation)
+	Log     io.Writer     // launcher's stderr goes here (nil: discarded)
+}
+
+// ParseCommand splits a -tchsm-launch flag value on spaces.
+func ParseCommand(s string) []string { return strings.Fields(s) }
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	Dir  string
+	K, N int
+	Env  map[string]string
+
+	l    Launcher
+	cmd  *exec.Cmd // non-nil when `dev up` stayed in the foreground
+	wait chan error
+	once sync.Once
+}
+
+var envLine = regexp.MustCompile(`^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
+
+// ParseEnv reads KEY=VALUE lines; other lines are ignored.
+func ParseEnv(line string, into map[string]string) {
+	m := envLine.FindStringSubmatch(strings.TrimSpace(line))
+	if m == nil {
+		return
+	}
+	v := strings.TrimSpace(m[2])
+	if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+		if v[0] == '"' {
+			if u, err := strconv.Unquote(v); err == nil {
+				v = u
+			} else {
+				v = v[1 : len(v)-1]
+			}
+		} else {
+			v = v[1 : len(v)-1]
+		}
+	}
+	into[m[1]] = v
+}
+
+// Up starts a cluster of n nodes with threshold k in dir.
+func (l Launcher) Up(ctx context.Context, dir string, k, n int) (*Cluster, error) {
+	if len(l.Command) == 0 {
+		return nil, ErrNoLauncher
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = 5 * time.Minute
+	}
+	args := append(append([]string{}, l.Command[1:]...), "dev", "up", "--dir", dir, "--k", strconv.Itoa(k), "--n", strconv.Itoa(n))
+	cmd := exec.Command(l.Command[0], args...)
+	cmd.Stderr = l.Log
+	if cmd.Stderr == nil {
+		cmd.Stderr = io.Discard
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLaunch, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrLaunch, strings.Join(l.Command, " "), err)
+	}
+	c := &Cluster{Dir: dir, K: k, N: n, Env: map[string]string{}, l: l, wait: make(chan error, 1)}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.NewTimer(l.Timeout)
+	defer deadline.Stop()
+	var mu sync.Mutex
+	quiet := time.NewTimer(time.Hour)
+	defer quiet.Stop()
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				err := cmd.Wait()
+				if err != nil {
+					return nil, fmt.Errorf("%w: dev up: %w", ErrLaunch, err)
+				}
+				if c.Env["TCHSM_CONFIG"] == "" {
+					c.Down()
+					return nil, fmt.Errorf("%w: dev up printed no TCHSM_CONFIG", ErrLaunch)
+				}
+				return c, nil // detached cluster
+			}
+			mu.Lock()
+			ParseEnv(line, c.Env)
+			mu.Unlock()
+			if c.Env["TCHSM_CONFIG"] != "" {
+				quiet.Reset(time.Second)
+			}
+		case <-quiet.C:
+			// Foreground launcher: ready, keep draining its output.
+			c.cmd = cmd
+			go func() {
+				for range lines {
+				}
+				c.wait <- cmd.Wait()
+			}()
+			return c, nil
+		case <-deadline.C:
+			killGroup(cmd)
+			cmd.Wait()
+			return nil, fmt.Errorf("%w: dev up not ready after %v", ErrLaunch, l.Timeout)
+		case <-ctx.Done():
+			killGroup(cmd)
+			cmd.Wait()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func killGroup(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		// Negative pid: the launcher's own process group (Setpgid above), nothing else.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	}
+}
+
+// Down stops the cluster (idempotent).
+func (c *Cluster) Down() error {
+	var err error
+	c.once.Do(func() {
+		if c.cmd != nil {
+			killGroup(c.cmd)
+			select {
+			case <-c.wait:
+			case <-time.After(30 * time.Second):
+				c.cmd.Process.Kill()
+			}
+		}
+		args := append(append([]string{}, c.l.Command[1:]...), "dev", "down", "--dir", c.Dir)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, c.l.Command[0], args...)
+		cmd.Stderr = c.l.Log
+		if out, e := cmd.Output(); e != nil {
+			err = fmt.Errorf("%w: dev down: %w: %s", ErrLaunch, e, strings.TrimSpace(string(out)))
+		}
+	})
+	return err
+}
+
+// FromEnv returns the environment value for key, falling back to the process environment.
+func (c *Cluster) FromEnv(key string) string {
+	if c != nil {
+		if v, ok := c.Env[key]; ok {
+			return v
+		}
+	}
+	return os.Getenv(key)
+}

@@ -1,0 +1,144 @@
+// Package limit measures the threshold limit of a tchsm cluster: every signature needs k
+// signature shares, and a share costs one full-length modular exponentiation (no CRT: nodes do
+// not know p, q). With r shares per second per core and C cores shared by the nodes, the
+// cluster cannot sign faster than C·r/k signatures per second, whatever the transport does.
+package limit
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// ErrBadParams is returned for impossible parameters.
+var ErrBadParams = errors.New("limit: bad parameters")
+
+// Config selects what to measure.
+type Config struct {
+	Bits     int
+	K, N     int
+	Cores    int           // C: cores the nodes share
+	Duration time.Duration // how long to time SignShare (single goroutine)
+	// SafePrimes generates a real Shoup key (safe primes, seconds to minutes). By default a
+	// crypto/rsa key is imported with threshold.FromRSA: the share exponentiation has the same
+	// cost (a modulus-length exponent), only the proofs' soundness differs, and they are not
+	// timed here.
+	SafePrimes bool
+}
+
+// Result is the measured share rate and the limit derived from it.
+type Result struct {
+	Bits          int     `json:"bits"`
+	K             int     `json:"k"`
+	N             int     `json:"n"`
+	Cores         int     `json:"cores"`
+	SafePrimes    bool    `json:"safe_primes"`
+	Shares        int     `json:"shares_timed"`
+	ElapsedS      float64 `json:"elapsed_s"`
+	ShareMS       float64 `json:"share_ms"`                  // time of one SignShare
+	ShareRate     float64 `json:"share_rate_per_core"`       // r, shares/s on one core
+	CombineMS     float64 `json:"combine_ms"`                // client-side Combine of k shares (incl. verification)
+	Limit         float64 `json:"limit_sig_per_s"`           // C·r/k
+	LimitAllNodes float64 `json:"limit_all_nodes_sig_per_s"` // C·r/n, if every node computes a share for every request
+}
+
+// Measure times threshold.SignShare for one share at the key size on one goroutine.
+func Measure(ctx context.Context, cfg Config) (Result, error) {
+	res := Result{Bits: cfg.Bits, K: cfg.K, N: cfg.N, Cores: cfg.Cores, SafePrimes: cfg.SafePrimes}
+	if cfg.K < 1 || cfg.N < cfg.K || cfg.Cores < 1 || cfg.Duration <= 0 {
+		return res, fmt.Errorf("%w: k=%d n=%d cores=%d duration=%v", ErrBadParams, cfg.K, cfg.N, cfg.Cores, cfg.Duration)
+	}
+	var key *threshold.Key
+	if cfg.SafePrimes {
+		k, err := threshold.GenerateKey(ctx, rand.Reader, cfg.Bits, 0, nil)
+		if err != nil {
+			return res, fmt.Errorf("limit: generate key: %w", err)
+		}
+		key = k
+	} else {
+		priv, err := rsa.GenerateKey(rand.Reader, cfg.Bits)
+		if err != nil {
+			return res, fmt.Errorf("limit: generate key: %w", err)
+		}
+		k, _, err := threshold.FromRSA(priv)
+		if err != nil {
+			return res, fmt.Errorf("limit: import key: %w", err)
+		}
+		key = k
+	}
+	pk, shares, err := threshold.Deal(rand.Reader, key, cfg.K, cfg.N)
+	key.Wipe()
+	if err != nil {
+		return res, fmt.Errorf("limit: deal: %w", err)
+	}
+	defer func() {
+		for _, s := range shares {
+			s.Wipe()
+		}
+	}()
+	digest := sha256.Sum256([]byte("tchsm bench threshold limit"))
+	t, err := threshold.DigestInfo(crypto.SHA256, digest[:])
+	if err != nil {
+		return res, fmt.Errorf("limit: %w", err)
+	}
+	em, err := threshold.EncodePayload(pk.Size(), t)
+	if err != nil {
+		return res, fmt.Errorf("limit: %w", err)
+	}
+
+	// Check first that the shares we time are real: k of them must combine into a signature
+	// that crypto/rsa accepts.
+	sigShares := make([]*threshold.SigShare, 0, cfg.K)
+	for _, s := range shares[:cfg.K] {
+		ss, err := threshold.SignShare(pk, s, em)
+		if err != nil {
+			return res, fmt.Errorf("limit: sign share: %w", err)
+		}
+		sigShares = append(sigShares, ss)
+	}
+	c0 := time.Now()
+	sig, err := threshold.Combine(pk, em, sigShares)
+	res.CombineMS = float64(time.Since(c0)) / float64(time.Millisecond)
+	if err != nil {
+		return res, fmt.Errorf("limit: combine: %w", err)
+	}
+	if err := rsa.VerifyPKCS1v15(pk.RSA(), crypto.SHA256, digest[:], sig); err != nil {
+		return res, fmt.Errorf("limit: combined signature does not verify: %w", err)
+	}
+
+	start := time.Now()
+	deadline := start.Add(cfg.Duration)
+	n := 0
+	for n < 3 || time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if _, err := threshold.SignShare(pk, shares[n%cfg.N], em); err != nil {
+			return res, fmt.Errorf("limit: sign share: %w", err)
+		}
+		n++
+	}
+	el := time.Since(start)
+	res.Shares, res.ElapsedS = n, el.Seconds()
+	res.ShareMS = float64(el) / float64(time.Millisecond) / float64(n)
+	res.ShareRate = float64(n) / el.Seconds()
+	res.Limit = float64(cfg.Cores) * res.ShareRate / float64(cfg.K)
+	res.LimitAllNodes = float64(cfg.Cores) * res.ShareRate / float64(cfg.N)
+	return res, nil
+}
+
+// Model is what separate servers would give: n_servers servers with cores cores each, every
+// signature needing k shares, is ≈ n_servers·cores·r/k signatures per second.
+func Model(nServers, cores int, r float64, k int) float64 {
+	if k < 1 {
+		return 0
+	}
+	return float64(nServers*cores) * r / float64(k)
+}

@@ -1,0 +1,44 @@
+package limit
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestMeasure(t *testing.T) {
+	r, err := Measure(context.Background(), Config{Bits: 1024, K: 2, N: 3, Cores: 2, Duration: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Shares < 3 || r.ShareRate <= 0 || r.ShareMS <= 0 {
+		t.Fatalf("nothing measured: %+v", r)
+	}
+	if want := 2 * r.ShareRate / 2; r.Limit != want {
+		t.Errorf("limit %v, want C·r/k = %v", r.Limit, want)
+	}
+	if want := 2 * r.ShareRate / 3; r.LimitAllNodes != want {
+		t.Errorf("all-nodes limit %v, want %v", r.LimitAllNodes, want)
+	}
+	t.Logf("RSA-1024 share: %.3f ms (r = %.0f/s), combine %.3f ms", r.ShareMS, r.ShareRate, r.CombineMS)
+}
+
+func TestMeasureBadParams(t *testing.T) {
+	for _, c := range []Config{{Bits: 1024, K: 3, N: 2, Cores: 1, Duration: time.Millisecond},
+		{Bits: 1024, K: 0, N: 2, Cores: 1, Duration: time.Millisecond},
+		{Bits: 1024, K: 2, N: 3, Cores: 0, Duration: time.Millisecond}} {
+		if _, err := Measure(context.Background(), c); !errors.Is(err, ErrBadParams) {
+			t.Errorf("Measure(%+v) err = %v", c, err)
+		}
+	}
+}
+
+func TestModel(t *testing.T) {
+	if got := Model(5, 2, 300, 3); got != 1000 {
+		t.Errorf("Model(5,2,300,3) = %v, want 1000", got)
+	}
+	if Model(5, 2, 300, 0) != 0 {
+		t.Error("k=0 not rejected")
+	}
+}
