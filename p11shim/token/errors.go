@@ -1,0 +1,66 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tchsm/tchsm/client"
+)
+
+// Sentinel errors. Each corresponds to exactly one CKR_* value; p11shim holds the table. Errors
+// returned by this package wrap one of them (with %w), possibly together with the cause.
+var (
+	ErrArgumentsBad                = errors.New("token: bad arguments")
+	ErrSlotIDInvalid               = errors.New("token: slot id invalid")
+	ErrSessionHandleInvalid        = errors.New("token: session handle invalid")
+	ErrSessionClosed               = errors.New("token: session closed during the call")
+	ErrSessionParallelNotSupported = errors.New("token: parallel sessions not supported")
+	ErrSessionReadOnly             = errors.New("token: session is read-only")
+	ErrSessionCount                = errors.New("token: too many sessions")
+	ErrUserNotLoggedIn             = errors.New("token: user not logged in")
+	ErrUserAlreadyLoggedIn         = errors.New("token: user already logged in")
+	ErrUserTypeInvalid             = errors.New("token: user type invalid")
+	ErrUserPINNotInitialized       = errors.New("token: user PIN not initialised")
+	ErrPINIncorrect                = errors.New("token: PIN incorrect")
+	ErrObjectHandleInvalid         = errors.New("token: object handle invalid")
+	ErrKeyHandleInvalid            = errors.New("token: key handle invalid")
+	ErrKeyTypeInconsistent         = errors.New("token: key type inconsistent with mechanism")
+	ErrKeyFunctionNotPermitted     = errors.New("token: key function not permitted")
+	ErrKeySizeRange                = errors.New("token: key size out of range")
+	ErrMechanismInvalid            = errors.New("token: mechanism invalid")
+	ErrMechanismParamInvalid       = errors.New("token: mechanism parameter invalid")
+	ErrOperationActive             = errors.New("token: operation already active")
+	ErrOperationNotInitialized     = errors.New("token: operation not initialised")
+	ErrDataLenRange                = errors.New("token: data length out of range")
+	ErrBufferTooSmall              = errors.New("token: output buffer too small")
+	ErrSignatureInvalid            = errors.New("token: signature invalid")
+	ErrSignatureLenRange           = errors.New("token: signature length out of range")
+	ErrAttributeTypeInvalid        = errors.New("token: attribute type invalid")
+	ErrAttributeSensitive          = errors.New("token: attribute sensitive")
+	ErrAttributeValueInvalid       = errors.New("token: attribute value invalid")
+	ErrTemplateIncomplete          = errors.New("token: template incomplete")
+	ErrTemplateInconsistent        = errors.New("token: template inconsistent")
+	ErrActionProhibited            = errors.New("token: action prohibited")
+	ErrDeviceError                 = errors.New("token: signing cluster error")
+	ErrFunctionNotSupported        = errors.New("token: function not supported")
+	ErrRandomSeedNotSupported      = errors.New("token: random seeding not supported")
+	ErrClosed                      = errors.New("token: token closed")
+)
+
+// backendErr classifies an error from client.Backend. notFound is the sentinel to use when the
+// key is gone; invalid the one for client.ErrInvalidInput.
+func backendErr(op string, err, notFound, invalid error) error {
+	switch {
+	case errors.Is(err, client.ErrKeyNotFound):
+		return fmt.Errorf("%w: %s: %w", notFound, op, err)
+	case errors.Is(err, client.ErrInvalidInput):
+		return fmt.Errorf("%w: %s: %w", invalid, op, err)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w: %s: %w", ErrSessionClosed, op, err)
+	default:
+		// ErrUnavailable, ErrNotEnoughNodes, ErrUnauthorized, deadline exceeded and anything
+		// unexpected: the "device" failed.
+		return fmt.Errorf("%w: %s: %w", ErrDeviceError, op, err)
+	}
+}

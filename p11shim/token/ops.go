@@ -1,0 +1,613 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	_ "crypto/sha1" // crypto.SHA1.New
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+	"fmt"
+	"hash"
+	"math/big"
+	"time"
+
+	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// Mechanism is a CK_MECHANISM: its type and parameter bytes.
+type Mechanism struct {
+	Type  uint
+	Param []byte
+}
+
+var signHashes = map[uint]crypto.Hash{
+	CKM_RSA_PKCS:        0,
+	CKM_SHA1_RSA_PKCS:   crypto.SHA1,
+	CKM_SHA224_RSA_PKCS: crypto.SHA224,
+	CKM_SHA256_RSA_PKCS: crypto.SHA256,
+	CKM_SHA384_RSA_PKCS: crypto.SHA384,
+	CKM_SHA512_RSA_PKCS: crypto.SHA512,
+}
+
+var digestHashes = map[uint]crypto.Hash{
+	CKM_SHA_1:  crypto.SHA1,
+	CKM_SHA224: crypto.SHA224,
+	CKM_SHA256: crypto.SHA256,
+	CKM_SHA384: crypto.SHA384,
+	CKM_SHA512: crypto.SHA512,
+}
+
+// ---- key generation ----
+
+// keygenTemplate is what C_GenerateKeyPair takes from the two templates.
+type keygenTemplate struct {
+	bits     int
+	e        int
+	label    []byte
+	id       []byte
+	pubToken bool
+}
+
+// parseKeygen reads the templates liberally: attributes a signing-only RSA token does not act
+// on (ENCRYPT, WRAP, DECRYPT, SUBJECT, …) are ignored; those that contradict what a cluster key
+// is are refused.
+func parseKeygen(pubT, privT []Attribute) (keygenTemplate, error) {
+	kt := keygenTemplate{e: 65537}
+	var haveBits bool
+	var pubLabel, pubID []byte
+	var privLabel, privID []byte
+	var havePubLabel, havePubID, havePrivLabel, havePrivID bool
+	for _, a := range pubT {
+		switch a.Type {
+		case CKA_MODULUS_BITS:
+			v, ok := DecodeULong(a.Value)
+			if !ok {
+				return kt, fmt.Errorf("%w: CKA_MODULUS_BITS", ErrAttributeValueInvalid)
+			}
+			if v < MinKeyBits || v > MaxKeyBits {
+				return kt, fmt.Errorf("%w: %d bits", ErrKeySizeRange, v)
+			}
+			kt.bits, haveBits = int(v), true
+		case CKA_PUBLIC_EXPONENT:
+			e := new(big.Int).SetBytes(a.Value)
+			if len(a.Value) == 0 || e.BitLen() > 31 || e.Int64() < 3 || e.Bit(0) == 0 {
+				return kt, fmt.Errorf("%w: CKA_PUBLIC_EXPONENT", ErrAttributeValueInvalid)
+			}
+			kt.e = int(e.Int64())
+		case CKA_LABEL:
+			pubLabel, havePubLabel = a.Value, true
+		case CKA_ID:
+			pubID, havePubID = a.Value, true
+		case CKA_TOKEN:
+			v, ok := DecodeBool(a.Value)
+			if !ok {
+				return kt, fmt.Errorf("%w: CKA_TOKEN", ErrAttributeValueInvalid)
+			}
+			kt.pubToken = v
+		case CKA_CLASS:
+			if v, ok := DecodeULong(a.Value); !ok || v != CKO_PUBLIC_KEY {
+				return kt, fmt.Errorf("%w: public template CKA_CLASS", ErrTemplateInconsistent)
+			}
+		case CKA_KEY_TYPE:
+			if v, ok := DecodeULong(a.Value); !ok || v != CKK_RSA {
+				return kt, fmt.Errorf("%w: CKA_KEY_TYPE", ErrTemplateInconsistent)
+			}
+		case CKA_MODULUS:
+			return kt, fmt.Errorf("%w: CKA_MODULUS is chosen by the token", ErrTemplateInconsistent)
+		}
+	}
+	for _, a := range privT {
+		switch a.Type {
+		case CKA_LABEL:
+			privLabel, havePrivLabel = a.Value, true
+		case CKA_ID:
+			privID, havePrivID = a.Value, true
+		case CKA_TOKEN:
+			v, ok := DecodeBool(a.Value)
+			if !ok {
+				return kt, fmt.Errorf("%w: CKA_TOKEN", ErrAttributeValueInvalid)
+			}
+			if !v {
+				return kt, fmt.Errorf("%w: cluster private keys are token objects", ErrTemplateInconsistent)
+			}
+		case CKA_CLASS:
+			if v, ok := DecodeULong(a.Value); !ok || v != CKO_PRIVATE_KEY {
+				return kt, fmt.Errorf("%w: private template CKA_CLASS", ErrTemplateInconsistent)
+			}
+		case CKA_KEY_TYPE:
+			if v, ok := DecodeULong(a.Value); !ok || v != CKK_RSA {
+				return kt, fmt.Errorf("%w: CKA_KEY_TYPE", ErrTemplateInconsistent)
+			}
+		case CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_MODULUS:
+			return kt, fmt.Errorf("%w: key material is chosen by the token", ErrTemplateInconsistent)
+		}
+	}
+	if !haveBits {
+		return kt, fmt.Errorf("%w: CKA_MODULUS_BITS missing", ErrTemplateIncomplete)
+	}
+	switch {
+	case havePrivLabel:
+		kt.label = privLabel
+	case havePubLabel:
+		kt.label = pubLabel
+	}
+	switch {
+	case havePrivID:
+		kt.id = privID
+	case havePubID:
+		kt.id = pubID
+	}
+	if havePrivLabel && havePubLabel && string(privLabel) != string(pubLabel) {
+		return kt, fmt.Errorf("%w: public and private CKA_LABEL differ", ErrTemplateInconsistent)
+	}
+	if havePrivID && havePubID && string(privID) != string(pubID) {
+		return kt, fmt.Errorf("%w: public and private CKA_ID differ", ErrTemplateInconsistent)
+	}
+	return kt, nil
+}
+
+// GenerateKeyPair generates a cluster key (C_GenerateKeyPair with CKM_RSA_PKCS_KEY_PAIR_GEN)
+// and returns the public and private key handles. The public key is the token object of the
+// key, or a new session object when the public template says CKA_TOKEN=FALSE (or omits it).
+func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute) (pubH, privH uint, err error) {
+	s, err := t.acquire(h)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer s.mu.Unlock()
+	if mech.Type != CKM_RSA_PKCS_KEY_PAIR_GEN {
+		return 0, 0, ErrMechanismInvalid
+	}
+	if len(mech.Param) != 0 {
+		return 0, 0, ErrMechanismParamInvalid
+	}
+	kt, err := parseKeygen(pubT, privT)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !s.rw {
+		return 0, 0, ErrSessionReadOnly
+	}
+	if !t.isLoggedIn() {
+		return 0, 0, ErrUserNotLoggedIn
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.KeygenTimeout))
+	defer cancel()
+	started := time.Now()
+	info, err := t.backend.GenerateKey(ctx, client.GenerateRequest{
+		Bits: kt.bits, E: kt.e, Label: string(kt.label), P11ID: append([]byte{}, kt.id...),
+	})
+	if err != nil {
+		return 0, 0, backendErr("generating key", err, ErrDeviceError, ErrTemplateInconsistent)
+	}
+	k, err := newKey(info)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %w", ErrDeviceError, err)
+	}
+	if info.Bits != kt.bits || info.E != kt.e {
+		return 0, 0, fmt.Errorf("%w: cluster generated a %d-bit key with e=%d, asked %d bits e=%d",
+			ErrDeviceError, info.Bits, info.E, kt.bits, kt.e)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0, 0, ErrClosed
+	}
+	t.keys[info.ID] = k
+	t.seq++
+	t.changes[info.ID] = localChange{seq: t.seq}
+	hs := t.handlesLocked(info.ID)
+	privH, pubH = hs[0], hs[1]
+	if !kt.pubToken {
+		t.nextObject++
+		pubH = t.nextObject
+		t.byHandle[pubH] = objRef{keyID: info.ID, pub: true, session: s.h, k: k}
+	}
+	t.log.Info("key generated", "key", info.ID, "bits", info.Bits, "label", info.Label,
+		"took", time.Since(started).Round(time.Millisecond))
+	return pubH, privH, nil
+}
+
+// ---- signing ----
+
+type signOp struct {
+	hash    crypto.Hash // 0 for CKM_RSA_PKCS
+	h       hash.Hash
+	buf     []byte // CKM_RSA_PKCS input
+	k       *key
+	updated bool
+}
+
+func sigMechanism(mech Mechanism) (crypto.Hash, error) {
+	hf, ok := signHashes[mech.Type]
+	if !ok {
+		return 0, ErrMechanismInvalid
+	}
+	if len(mech.Param) != 0 {
+		return 0, ErrMechanismParamInvalid
+	}
+	return hf, nil
+}
+
+// SignInit starts a signature (C_SignInit).
+func (t *Token) SignInit(h uint, mech Mechanism, kh uint) error {
+	s, err := t.acquire(h)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if s.sign != nil {
+		return ErrOperationActive
+	}
+	hf, err := sigMechanism(mech)
+	if err != nil {
+		return err
+	}
+	o, err := t.resolveKey(kh)
+	if err != nil {
+		return err
+	}
+	if o.pub {
+		return fmt.Errorf("%w: public keys do not sign", ErrKeyFunctionNotPermitted)
+	}
+	op := &signOp{hash: hf, k: o.k}
+	if hf != 0 {
+		op.h = hf.New()
+	}
+	s.sign = op
+	return nil
+}
+
+// resolveKey resolves a key handle for an operation: unknown handles are ErrKeyHandleInvalid, a
+// private key without login ErrUserNotLoggedIn.
+func (t *Token) resolveKey(kh uint) (object, error) {
+	t.mu.Lock()
+	ref, ok := t.byHandle[kh]
+	var exists bool
+	if ok {
+		exists = ref.session != 0 || t.keys[ref.keyID] != nil
+	}
+	logged := t.loggedIn
+	t.mu.Unlock()
+	if !exists {
+		return object{}, ErrKeyHandleInvalid
+	}
+	if !ref.pub && !logged {
+		return object{}, ErrUserNotLoggedIn
+	}
+	o, err := t.resolve(kh)
+	if err != nil {
+		return object{}, fmt.Errorf("%w: %w", ErrKeyHandleInvalid, err)
+	}
+	return o, nil
+}
+
+// Sign signs data in one part (C_Sign). With query set (pSignature == NULL) it returns only the
+// signature length and keeps the operation; with a buffer shorter than that (bufLen) it returns
+// the length and ErrBufferTooSmall and keeps the operation. Anything else ends it.
+func (t *Token) Sign(h uint, data []byte, query bool, bufLen uint) ([]byte, uint, error) {
+	s, err := t.acquire(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer s.mu.Unlock()
+	op := s.sign
+	if op == nil {
+		return nil, 0, ErrOperationNotInitialized
+	}
+	n := uint(op.k.size)
+	if query {
+		return nil, n, nil
+	}
+	if bufLen < n {
+		return nil, n, ErrBufferTooSmall
+	}
+	s.sign = nil
+	if op.updated {
+		return nil, 0, fmt.Errorf("%w: C_Sign after C_SignUpdate", ErrOperationActive)
+	}
+	var payload []byte
+	if op.hash == 0 {
+		payload = data
+	} else {
+		op.h.Write(data)
+		payload, err = threshold.DigestInfo(op.hash, op.h.Sum(nil))
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: %w", ErrDeviceError, err)
+		}
+	}
+	sig, err := t.sign(s, op.k, payload)
+	return sig, uint(len(sig)), err
+}
+
+// SignUpdate feeds a multi-part signature (C_SignUpdate).
+func (t *Token) SignUpdate(h uint, data []byte) error {
+	s, err := t.acquire(h)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	op := s.sign
+	if op == nil {
+		return ErrOperationNotInitialized
+	}
+	op.updated = true
+	if op.hash != 0 {
+		op.h.Write(data)
+		return nil
+	}
+	if len(op.buf)+len(data) > op.k.size-11 {
+		s.sign = nil
+		return ErrDataLenRange
+	}
+	op.buf = append(op.buf, data...)
+	return nil
+}
+
+// SignFinal finishes a multi-part signature (C_SignFinal); query and bufLen as for Sign.
+func (t *Token) SignFinal(h uint, query bool, bufLen uint) ([]byte, uint, error) {
+	s, err := t.acquire(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer s.mu.Unlock()
+	op := s.sign
+	if op == nil {
+		return nil, 0, ErrOperationNotInitialized
+	}
+	n := uint(op.k.size)
+	if query {
+		return nil, n, nil
+	}
+	if bufLen < n {
+		return nil, n, ErrBufferTooSmall
+	}
+	s.sign = nil
+	payload := op.buf
+	if op.hash != 0 {
+		payload, err = threshold.DigestInfo(op.hash, op.h.Sum(nil))
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: %w", ErrDeviceError, err)
+		}
+	}
+	sig, err := t.sign(s, op.k, payload)
+	return sig, uint(len(sig)), err
+}
+
+// sign has the cluster sign the PKCS#1 v1.5 payload and checks the result against the public
+// key before returning it. Hash mechanisms are hashed here and sent as their DigestInfo under
+// CKM_RSA_PKCS: the signature is the same and the message never leaves the host.
+func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
+	if !t.isLoggedIn() {
+		return nil, ErrUserNotLoggedIn
+	}
+	if len(payload) > k.size-11 {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d for this key", ErrDataLenRange, len(payload), k.size-11)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
+	defer cancel()
+	sig, err := t.backend.Sign(ctx, k.info.ID, threshold.RSAPKCS, payload)
+	if err != nil {
+		return nil, backendErr("signing", err, ErrKeyHandleInvalid, ErrDataLenRange)
+	}
+	if len(sig) > k.size {
+		return nil, fmt.Errorf("%w: cluster returned a %d-byte signature for a %d-byte modulus",
+			ErrDeviceError, len(sig), k.size)
+	}
+	if len(sig) < k.size {
+		sig = append(make([]byte, k.size-len(sig)), sig...)
+	}
+	if err := rsa.VerifyPKCS1v15(k.pub, 0, payload, sig); err != nil {
+		t.log.Error("cluster returned a signature that does not verify", "key", k.info.ID)
+		return nil, fmt.Errorf("%w: cluster signature does not verify: %w", ErrDeviceError, err)
+	}
+	return sig, nil
+}
+
+// ---- verification ----
+
+type verifyOp struct {
+	hash crypto.Hash
+	h    hash.Hash
+	buf  []byte
+	k    *key
+}
+
+// VerifyInit starts a verification (C_VerifyInit) with a public key object.
+func (t *Token) VerifyInit(h uint, mech Mechanism, kh uint) error {
+	s, err := t.acquire(h)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if s.verify != nil {
+		return ErrOperationActive
+	}
+	hf, err := sigMechanism(mech)
+	if err != nil {
+		return err
+	}
+	o, err := t.resolveKey(kh)
+	if err != nil {
+		return err
+	}
+	if !o.pub {
+		return fmt.Errorf("%w: verify with the public key object", ErrKeyFunctionNotPermitted)
+	}
+	op := &verifyOp{hash: hf, k: o.k}
+	if hf != 0 {
+		op.h = hf.New()
+	}
+	s.verify = op
+	return nil
+}
+
+// Verify checks a one-part signature (C_Verify) in software.
+func (t *Token) Verify(h uint, data, sig []byte) error {
+	s, err := t.acquire(h)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	op := s.verify
+	if op == nil {
+		return ErrOperationNotInitialized
+	}
+	s.verify = nil
+	if op.hash == 0 {
+		return op.check(data, sig)
+	}
+	op.h.Write(data)
+	return op.check(nil, sig)
+}
+
+// VerifyUpdate feeds a multi-part verification (C_VerifyUpdate).
+func (t *Token) VerifyUpdate(h uint, data []byte) error {
+	s, err := t.acquire(h)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	op := s.verify
+	if op == nil {
+		return ErrOperationNotInitialized
+	}
+	if op.hash != 0 {
+		op.h.Write(data)
+		return nil
+	}
+	if len(op.buf)+len(data) > op.k.size-11 {
+		s.verify = nil
+		return ErrDataLenRange
+	}
+	op.buf = append(op.buf, data...)
+	return nil
+}
+
+// VerifyFinal finishes a multi-part verification (C_VerifyFinal).
+func (t *Token) VerifyFinal(h uint, sig []byte) error {
+	s, err := t.acquire(h)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	op := s.verify
+	if op == nil {
+		return ErrOperationNotInitialized
+	}
+	s.verify = nil
+	return op.check(op.buf, sig)
+}
+
+func (op *verifyOp) check(data, sig []byte) error {
+	if len(sig) != op.k.size {
+		return ErrSignatureLenRange
+	}
+	payload := data
+	if op.hash != 0 {
+		var err error
+		payload, err = threshold.DigestInfo(op.hash, op.h.Sum(nil))
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDeviceError, err)
+		}
+	} else if len(data) > op.k.size-11 {
+		return ErrDataLenRange
+	}
+	if err := rsa.VerifyPKCS1v15(op.k.pub, 0, payload, sig); err != nil {
+		return ErrSignatureInvalid
+	}
+	return nil
+}
+
+// ---- digests ----
+
+type digestOp struct {
+	h       hash.Hash
+	updated bool
+}
+
+// DigestInit starts a digest (C_DigestInit).
+func (t *Token) DigestInit(h uint, mech Mechanism) error {
+	s, err := t.acquire(h)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if s.digest != nil {
+		return ErrOperationActive
+	}
+	hf, ok := digestHashes[mech.Type]
+	if !ok {
+		return ErrMechanismInvalid
+	}
+	if len(mech.Param) != 0 {
+		return ErrMechanismParamInvalid
+	}
+	s.digest = &digestOp{h: hf.New()}
+	return nil
+}
+
+// Digest hashes data in one part (C_Digest); query and bufLen as for Sign.
+func (t *Token) Digest(h uint, data []byte, query bool, bufLen uint) ([]byte, uint, error) {
+	s, err := t.acquire(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer s.mu.Unlock()
+	op := s.digest
+	if op == nil {
+		return nil, 0, ErrOperationNotInitialized
+	}
+	n := uint(op.h.Size())
+	if query {
+		return nil, n, nil
+	}
+	if bufLen < n {
+		return nil, n, ErrBufferTooSmall
+	}
+	s.digest = nil
+	if op.updated {
+		return nil, 0, fmt.Errorf("%w: C_Digest after C_DigestUpdate", ErrOperationActive)
+	}
+	op.h.Write(data)
+	return op.h.Sum(nil), n, nil
+}
+
+// DigestUpdate feeds a multi-part digest (C_DigestUpdate).
+func (t *Token) DigestUpdate(h uint, data []byte) error {
+	s, err := t.acquire(h)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if s.digest == nil {
+		return ErrOperationNotInitialized
+	}
+	s.digest.updated = true
+	s.digest.h.Write(data)
+	return nil
+}
+
+// DigestFinal finishes a multi-part digest (C_DigestFinal).
+func (t *Token) DigestFinal(h uint, query bool, bufLen uint) ([]byte, uint, error) {
+	s, err := t.acquire(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer s.mu.Unlock()
+	op := s.digest
+	if op == nil {
+		return nil, 0, ErrOperationNotInitialized
+	}
+	n := uint(op.h.Size())
+	if query {
+		return nil, n, nil
+	}
+	if bufLen < n {
+		return nil, n, ErrBufferTooSmall
+	}
+	s.digest = nil
+	return op.h.Sum(nil), n, nil
+}
