@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Functions called only from traps look unreachable to shellcheck.
+# shellcheck disable=SC2317
 # OpenDNSSEC 2.1 end-to-end harness, parametrised by PKCS#11 module.
 #
 # Default mode: sign a generated zone with ods-enforcerd + ods-signerd against
@@ -37,6 +39,9 @@ usage: $PROG --module PATH --token-label L --pin P [options]
   --zsk-bits B           ZSK modulus size (default: 2048)
   --signer-threads T     <SignerThreads> of ods-signerd (default: 8)
   --timeout S            seconds to wait for keys + signed zone (default: 300)
+  --listener-port P      port of ods-signerd's DNS listener on 127.0.0.1
+                         (default: a random free port; 15354 is the daemon's
+                         default and would collide between parallel runs)
   --workdir D            work dir (default: a new mktemp -d, removed at exit)
   --env K=V              extra environment for the OpenDNSSEC processes
                          (repeatable; e.g. TCHSM_CONFIG=/path, SOFTHSM2_CONF=/path)
@@ -56,7 +61,7 @@ EOF
 }
 
 MODULE="" TOKEN_LABEL="" PIN="" REPO="E2E" RECORDS=1000 ZONE="example.test"
-KSK_BITS=2048 ZSK_BITS=2048 SIGNER_THREADS=8 TIMEOUT=300 WORKDIR="" KEEP=0
+KSK_BITS=2048 ZSK_BITS=2048 SIGNER_THREADS=8 TIMEOUT=300 WORKDIR="" KEEP=0 PORT=0
 MODE=sign MIN_BITS=1024 SPEED_BITS=2048 SPEED_THREADS=4 SPEED_ITER=500
 INNER=0
 EXTRA_ENV=()
@@ -76,6 +81,7 @@ while [[ $# -gt 0 ]]; do
 	--zsk-bits) need_arg "$@"; ZSK_BITS=$2; shift 2 ;;
 	--signer-threads) need_arg "$@"; SIGNER_THREADS=$2; shift 2 ;;
 	--timeout) need_arg "$@"; TIMEOUT=$2; shift 2 ;;
+	--listener-port) need_arg "$@"; PORT=$2; shift 2 ;;
 	--workdir) need_arg "$@"; WORKDIR=$2; shift 2 ;;
 	--env) need_arg "$@"; [[ $2 == [A-Za-z_]*=* ]] || die "--env wants K=V, got '$2'"
 		EXTRA_ENV+=("$2"); shift 2 ;;
@@ -97,7 +103,7 @@ done
 [[ -n $PIN ]] || die "--pin is required"
 [[ -f $MODULE ]] || die "module $MODULE: no such file"
 MODULE=$(readlink -f "$MODULE")
-for v in RECORDS KSK_BITS ZSK_BITS SIGNER_THREADS TIMEOUT MIN_BITS SPEED_BITS SPEED_THREADS SPEED_ITER; do
+for v in PORT RECORDS KSK_BITS ZSK_BITS SIGNER_THREADS TIMEOUT MIN_BITS SPEED_BITS SPEED_THREADS SPEED_ITER; do
 	is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
 done
 ((RECORDS >= 1)) || die "--records must be at least 1"
@@ -173,7 +179,7 @@ if ((INNER == 0)); then
 	args=(--inner --workdir "$WORKDIR" --module "$MODULE" --token-label "$TOKEN_LABEL"
 		--pin "$PIN" --repo "$REPO" --records "$RECORDS" --zone "$ZONE"
 		--ksk-bits "$KSK_BITS" --zsk-bits "$ZSK_BITS" --signer-threads "$SIGNER_THREADS"
-		--timeout "$TIMEOUT" --hsmutil-min-bits "$MIN_BITS" --speed-bits "$SPEED_BITS"
+		--timeout "$TIMEOUT" --listener-port "$PORT" --hsmutil-min-bits "$MIN_BITS" --speed-bits "$SPEED_BITS"
 		--speed-threads "$SPEED_THREADS" --speed-iterations "$SPEED_ITER")
 	for e in "${EXTRA_ENV[@]}"; do args+=(--env "$e"); done
 	case $MODE in hsmutil) args+=(--hsmutil-test) ;; hsmspeed) args+=(--hsmspeed) ;; esac
@@ -203,6 +209,21 @@ UNSIGNED=$WD/unsigned/$ZONE SIGNED=$WD/signed/$ZONE SIGNCONF=$WD/signconf/$ZONE.
 
 # Extra environment for every OpenDNSSEC process (daemons and tools).
 for e in "${EXTRA_ENV[@]}"; do export "${e?}"; done
+
+# A port nobody listens on (TCP or UDP, v4 or v6) for the signer's listener.
+port_busy() {
+	local hex
+	hex=$(printf '%04X' "$1")
+	cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null |
+		awk -v h="$hex" 'NR > 0 { split($2, a, ":"); if (toupper(a[2]) == h) found = 1 } END { exit !found }'
+}
+if ((PORT == 0)); then
+	for ((try = 0; try < 100; try++)); do
+		PORT=$((20000 + RANDOM % 40000))
+		port_busy "$PORT" || break
+	done
+fi
+((PORT > 0 && PORT < 65536)) || die "--listener-port out of range"
 
 mkdir -p /run/opendnssec
 mount --bind "$ETC" /etc/opendnssec
@@ -240,6 +261,11 @@ cat >"$CONF" <<EOF
 	     /run/opendnssec/{signerd.pid,engine.sock}, which the mount
 	     namespace maps to $RUN. -->
 	<Signer>
+		<!-- Without a Listener ods-signerd binds *:15354, which collides
+		     with any other signer on the machine. -->
+		<Listener>
+			<Interface><Address>127.0.0.1</Address><Port>$PORT</Port></Interface>
+		</Listener>
 		<WorkingDirectory>$WD/signer</WorkingDirectory>
 		<WorkerThreads>4</WorkerThreads>
 		<SignerThreads>$SIGNER_THREADS</SignerThreads>
@@ -488,19 +514,13 @@ T_SIGNCONF=$(now_ms)
 # again is harmless and covers a lost notification.
 ods-signer -s "$SIG_SOCK" update "$ZONE" >>"$LOGS/signer-cli.log" 2>&1 || true
 
-signed_ready() { [[ -s $SIGNED ]] && grep -q $'\tRRSIG\t' "$SIGNED"; }
+# ods-signerd logs "[STATS] ZONE ..." after the output adapter has written
+# the whole signed zone (signer/src/signer/tools.c, tools_output), so the file
+# is complete once that line shows up.
+signed_ready() { [[ -s $SIGNED ]] && grep -qF "[STATS] $ZONE " "$LOGS/signerd.log"; }
 log "waiting for the signed zone $SIGNED"
 wait_for "signed zone $SIGNED" "$DEADLINE" signed_ready
 T_SIGNED=$(now_ms)
-
-# Let a write in progress finish (the signer writes in place).
-prev=-1
-while :; do
-	size=$(stat -c %s "$SIGNED")
-	((size == prev)) && break
-	prev=$size
-	sleep 0.5
-done
 
 log "ldns-verify-zone $SIGNED"
 if ! ldns-verify-zone "$SIGNED" >"$LOGS/verify.log" 2>&1; then
@@ -521,11 +541,11 @@ SIGNED_RRS=$(grep -cvE '^\s*(;|$)' "$SIGNED")
 ((RRSIGS >= NSEC3S)) || fail "too few RRSIGs ($RRSIGS) for $NSEC3S NSEC3 records"
 
 # The keys must live in the HSM: list them through libhsm.
-HSM_KEYS=$(ods-hsmutil -c "$CONF" list "$REPO" 2>>"$LOGS/hsmutil-list.log" | tee -a "$LOGS/hsmutil-list.log" |
-	grep -cE "^$REPO[[:space:]]" || true)
+ods-hsmutil -c "$CONF" list "$REPO" >"$LOGS/hsmutil-list.log" 2>&1 || fail "ods-hsmutil list $REPO failed"
+HSM_KEYS=$(grep -cE "^${REPO}[[:space:]]" "$LOGS/hsmutil-list.log" || true)
 ((HSM_KEYS >= 2)) || fail "ods-hsmutil list $REPO shows $HSM_KEYS keys, expected at least 2"
 
-STATS=$(grep -h '\[STATS\]' "$LOGS/signerd.log" | tail -n1 || true)
+STATS=$(grep -hF "[STATS] $ZONE " "$LOGS/signerd.log" | tail -n1 | sed 's/.*\[STATS\]/[STATS]/' || true)
 cat <<EOF
 verified: ldns-verify-zone accepted $SIGNED
 zone:            $ZONE ($UNSIGNED_RRS RRs unsigned, $SIGNED_RRS RRs signed)
