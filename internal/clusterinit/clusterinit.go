@@ -1,0 +1,160 @@
+// Package clusterinit creates a cluster's files: what `tchsm init` and `tchsm dev up` write.
+//
+// Layout of DIR:
+//
+//	manifest.json                  the root of trust (public keys, roles, threshold)
+//	nodes/node-I/node.json         node I's configuration
+//	nodes/node-I/identity.json     node I's identity, encrypted with its passphrase (0600)
+//	nodes/node-I/passphrase        node I's passphrase (0600; operators may delete it and
+//	                               use $TCHSM_PASSPHRASE instead)
+//	nodes/node-I/shares.db         node I's share store (created by the node)
+//	dealer/dealer.json, dealer/identity.json (0600)
+//	clients/client-J/client.json, clients/client-J/identity.json (0600)
+package clusterinit
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/trust"
+)
+
+// Options says what cluster to create.
+type Options struct {
+	ClusterID string // "" means a random one
+	K, N      int
+	Clients   int    // client identities (default 1)
+	AMQPURL   string // written into every config; "" leaves it to $TCHSM_AMQP_URL or the default
+	// LocalDealer makes client configs deal keys in-process with the dealer's config instead of
+	// asking the dealer service.
+	LocalDealer bool
+}
+
+// Layout names the files Create wrote.
+type Layout struct {
+	Dir      string
+	Manifest string
+	Nodes    []string // node config paths, index i-1 for node i
+	Dealer   string   // dealer config path
+	Clients  []string // client config paths
+}
+
+// ErrExists is returned when DIR already holds a manifest.
+var ErrExists = errors.New("clusterinit: a cluster already exists in that folder")
+
+// NodeID, DealerID and ClientID are the identity ids Create uses.
+func NodeID(i int) string   { return fmt.Sprintf("node-%d", i) }
+func ClientID(j int) string { return fmt.Sprintf("client-%d", j) }
+
+const DealerID = "dealer"
+
+// Create writes a new cluster into dir (created if missing).
+func Create(dir string, o Options) (*Layout, error) {
+	if o.Clients == 0 {
+		o.Clients = 1
+	}
+	if o.N < 1 || o.N > trust.MaxNodes || o.K < 1 || o.K > o.N {
+		return nil, fmt.Errorf("clusterinit: need 1 <= k <= n <= %d, got k=%d n=%d", trust.MaxNodes, o.K, o.N)
+	}
+	if o.ClusterID == "" {
+		b := make([]byte, 4)
+		rand.Read(b)
+		o.ClusterID = "c" + hex.EncodeToString(b)
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Layout{Dir: dir, Manifest: filepath.Join(dir, "manifest.json")}
+	if _, err := os.Stat(l.Manifest); err == nil {
+		return nil, fmt.Errorf("%w: %s", ErrExists, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	m := &trust.Manifest{Version: 1, ClusterID: o.ClusterID, Threshold: o.K}
+	amqp := config.AMQP{URL: o.AMQPURL}
+	for i := 1; i <= o.N; i++ {
+		nd := filepath.Join(dir, "nodes", NodeID(i))
+		if err := os.MkdirAll(nd, 0o700); err != nil {
+			return nil, err
+		}
+		id, err := trust.NewIdentity(NodeID(i), trust.RoleNode)
+		if err != nil {
+			return nil, err
+		}
+		pass := make([]byte, 24)
+		if _, err := rand.Read(pass); err != nil {
+			return nil, err
+		}
+		phrase := []byte(base64.RawURLEncoding.EncodeToString(pass))
+		if err := os.WriteFile(filepath.Join(nd, "passphrase"), append(phrase, '\n'), 0o600); err != nil {
+			return nil, err
+		}
+		if err := trust.WriteIdentityFile(filepath.Join(nd, "identity.json"), id, phrase); err != nil {
+			return nil, err
+		}
+		mem := id.Public()
+		mem.Index = i
+		m.Nodes = append(m.Nodes, mem)
+		cfg := config.Node{AMQP: amqp, Manifest: "../../manifest.json", Identity: "identity.json",
+			Store: "shares.db", PassphraseFile: "passphrase"}
+		p := filepath.Join(nd, "node.json")
+		if err := config.Save(p, cfg, 0o600); err != nil {
+			return nil, err
+		}
+		l.Nodes = append(l.Nodes, p)
+	}
+	dd := filepath.Join(dir, "dealer")
+	if err := os.MkdirAll(dd, 0o700); err != nil {
+		return nil, err
+	}
+	did, err := trust.NewIdentity(DealerID, trust.RoleDealer)
+	if err != nil {
+		return nil, err
+	}
+	if err := trust.WriteIdentityFile(filepath.Join(dd, "identity.json"), did, nil); err != nil {
+		return nil, err
+	}
+	m.Dealers = append(m.Dealers, did.Public())
+	l.Dealer = filepath.Join(dd, "dealer.json")
+	if err := config.Save(l.Dealer, config.Dealer{AMQP: amqp, Manifest: "../manifest.json", Identity: "identity.json"}, 0o600); err != nil {
+		return nil, err
+	}
+	for j := 1; j <= o.Clients; j++ {
+		cd := filepath.Join(dir, "clients", ClientID(j))
+		if err := os.MkdirAll(cd, 0o700); err != nil {
+			return nil, err
+		}
+		id, err := trust.NewIdentity(ClientID(j), trust.RoleClient)
+		if err != nil {
+			return nil, err
+		}
+		if err := trust.WriteIdentityFile(filepath.Join(cd, "identity.json"), id, nil); err != nil {
+			return nil, err
+		}
+		m.Clients = append(m.Clients, id.Public())
+		cfg := config.Client{AMQP: amqp, Manifest: "../../manifest.json", Identity: "identity.json"}
+		if o.LocalDealer {
+			cfg.DealerConfig = "../../dealer/dealer.json"
+		}
+		p := filepath.Join(cd, "client.json")
+		if err := config.Save(p, cfg, 0o600); err != nil {
+			return nil, err
+		}
+		l.Clients = append(l.Clients, p)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	if err := m.Save(l.Manifest); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
