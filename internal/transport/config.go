@@ -23,6 +23,8 @@ const EnvURL = "TCHSM_AMQP_URL"
 var (
 	// ErrUnavailable: no broker connection, or it was lost during the operation.
 	ErrUnavailable = errors.New("transport: broker unavailable")
+	// ErrAccess: the broker refused the credentials or the vhost.
+	ErrAccess = errors.New("transport: broker refused access")
 	// ErrClosed: the Conn was closed.
 	ErrClosed = errors.New("transport: connection closed")
 	// ErrNoRoute: the destination queue does not exist.

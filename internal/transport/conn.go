@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -39,8 +40,9 @@ type Conn struct {
 // session is one AMQP connection with its channels; it is replaced, never
 // repaired, when the connection fails.
 type session struct {
-	conn *amqp.Connection
-	lost chan struct{} // closed once the connection is gone
+	conn    *amqp.Connection
+	lost    chan struct{} // closed once the connection is gone
+	blocked atomic.Bool   // the broker stopped reading (resource alarm)
 
 	// rpc: direct reply-to consumer and request publishing.
 	rpcMu   sync.Mutex
@@ -103,14 +105,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 
 // permanentDialError reports errors a redial cannot fix.
 func permanentDialError(err error) bool {
-	if errors.Is(err, ErrConfig) {
-		return true
-	}
-	var ae *amqp.Error
-	if errors.As(err, &ae) {
-		return ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed
-	}
-	return false
+	return errors.Is(err, ErrConfig) || errors.Is(err, ErrAccess)
 }
 
 // connect dials once and prepares the session's channels and topology.
@@ -146,6 +141,9 @@ func (c *Conn) connect(ctx context.Context) (*session, error) {
 		var ae *amqp.Error
 		if errors.As(err, &ae) {
 			// amqp errors never contain the URL.
+			if ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed {
+				return nil, fmt.Errorf("%w: dial %s: %w", ErrAccess, c.redacted, err)
+			}
 			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, c.redacted, err)
 		}
 		// Other errors (URI parsing) might quote the URL: do not include them.
@@ -197,7 +195,20 @@ func (c *Conn) setup(ac *amqp.Connection) (*session, error) {
 		return nil, err
 	}
 
-	c.wg.Add(2)
+	blocks := ac.NotifyBlocked(make(chan amqp.Blocking, 4))
+
+	c.wg.Add(3)
+	go func() {
+		defer c.wg.Done()
+		for b := range blocks {
+			s.blocked.Store(b.Active)
+			if b.Active {
+				c.log.Warn("broker blocked publishing", "reason", b.Reason)
+			} else {
+				c.log.Info("broker unblocked publishing")
+			}
+		}
+	}()
 	go func() {
 		defer c.wg.Done()
 		for d := range replies {

@@ -7,13 +7,15 @@
 //
 // [Dial] opens one AMQP connection and keeps it: when the broker closes it or
 // the TCP connection dies (heartbeats, 10 s), a background goroutine redials
-// with exponential backoff and full jitter (100 ms doubling up to 5 s),
+// with exponential backoff and jitter (100 ms doubling up to 5 s, each wait
+// drawn from [d/2, d]),
 // redeclares every queue declared through this Conn, and the consumers started
 // by [Conn.Serve] and [Conn.Consume] resubscribe by themselves. [Conn.Close]
 // stops all of it and waits for every goroutine the Conn started.
 //
 // Dial itself retries with the same backoff until its ctx ends, except for
-// errors a retry cannot fix (bad URL, refused credentials, unknown vhost).
+// errors a retry cannot fix: [ErrConfig] (bad URL) and [ErrAccess] (refused
+// credentials, unknown vhost).
 //
 // While disconnected, [Conn.Call] and [Conn.PublishDurable] wait for the next
 // connection up to their ctx deadline rather than failing at once: a broker
@@ -23,6 +25,11 @@
 // sent when the connection dropped fails at once with [ErrUnavailable]: its
 // reply can no longer arrive (the direct reply-to consumer died with the
 // connection) and the transport does not know whether re-sending is safe.
+//
+// When the broker blocks publishers (memory or disk alarm), Call and
+// PublishDurable fail with [ErrUnavailable] instead of hanging in a socket
+// write that no ctx can interrupt; PublishDurable keeps retrying until its
+// ctx ends.
 //
 // URLs carry the broker credentials. They can come from the configuration or
 // from the TCHSM_AMQP_URL environment variable ([URLFromEnv]); the password is

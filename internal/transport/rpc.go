@@ -64,6 +64,10 @@ func (c *Conn) Call(ctx context.Context, queue string, body []byte) ([]byte, err
 		if err != nil {
 			return nil, fmt.Errorf("transport: call %s: %w", queue, err)
 		}
+		if s.blocked.Load() {
+			// A publish would hang in a TCP write that ctx cannot interrupt.
+			return nil, fmt.Errorf("transport: call %s: %w: %w", queue, ErrUnavailable, errBlocked)
+		}
 		ttl := time.Until(deadline).Milliseconds()
 		if ttl <= 0 {
 			return nil, fmt.Errorf("transport: call %s: %w", queue, context.DeadlineExceeded)
@@ -174,9 +178,15 @@ func (c *Conn) PublishDurable(ctx context.Context, queue string, body []byte) er
 	}
 }
 
-var errNacked = errors.New("transport: broker nacked the message")
+var (
+	errNacked  = errors.New("transport: broker nacked the message")
+	errBlocked = errors.New("transport: broker blocked publishing (resource alarm)")
+)
 
 func (s *session) publishConfirmed(ctx context.Context, queue string, msg amqp.Publishing) error {
+	if s.blocked.Load() {
+		return fmt.Errorf("%w: %w", ErrUnavailable, errBlocked)
+	}
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 	// Returns of earlier messages whose publisher gave up (ctx) are stale.
