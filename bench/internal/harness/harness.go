@@ -1,0 +1,545 @@
+// Package harness is the command line of the benchmark (`go run ./bench`): flags, the order of
+// the measurements, and writing the results.
+package harness
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tchsm/tchsm/bench/internal/cluster"
+	"github.com/tchsm/tchsm/bench/internal/hsmspeed"
+	"github.com/tchsm/tchsm/bench/internal/limit"
+	"github.com/tchsm/tchsm/bench/internal/progress"
+	"github.com/tchsm/tchsm/bench/internal/report"
+	"github.com/tchsm/tchsm/bench/internal/runner"
+	"github.com/tchsm/tchsm/bench/internal/stats"
+	"github.com/tchsm/tchsm/bench/internal/target"
+)
+
+// Sentinel errors.
+var (
+	ErrUsage   = errors.New("bench: usage")
+	ErrInvalid = errors.New("bench: invalid signatures")
+	ErrFailed  = errors.New("bench: a target failed")
+)
+
+// KnownTargets are the target names -targets accepts.
+var KnownTargets = []string{"softhsm", "gorsa", "tchsm", "p11"}
+
+// Options are the parsed flags.
+type Options struct {
+	Targets        []string
+	Bits           int
+	K, N           int
+	Duration       time.Duration
+	Count          int
+	Warmup         time.Duration
+	MaxConcurrency int
+	Reps           int
+	Tolerance      float64
+	Quick          bool
+	Out            string
+	Cores          int
+	ShareTime      time.Duration
+	SafePrimes     bool
+	NoLimit        bool
+
+	HSMSpeed        bool
+	HSMSpeedThreads []int
+
+	SoftHSMModule string
+	KeepKey       bool
+
+	P11Module, P11Token, P11PIN string
+
+	TchsmModule, TchsmConfig, TchsmLabel, TchsmPIN string
+	TchsmLaunch                                    string
+	TchsmBuild                                     bool
+
+	Scaling   bool
+	ScalingNs []int
+	ScalingKs []int
+
+	TmpDir string
+	Args   []string
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := strconv.Atoi(f)
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("%w: %q is not a positive integer", ErrUsage, f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Parse parses the command line.
+func Parse(args []string, stderr io.Writer) (*Options, error) {
+	o := &Options{Args: args}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	targets := fs.String("targets", "softhsm,gorsa,tchsm", "comma-separated targets: "+strings.Join(KnownTargets, ", "))
+	fs.IntVar(&o.Bits, "bits", 2048, "RSA modulus size: 1024, 2048, 3072 or 4096")
+	fs.IntVar(&o.K, "k", 3, "threshold k (shares needed per signature)")
+	fs.IntVar(&o.N, "n", 5, "number of nodes n")
+	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each timed repetition")
+	fs.IntVar(&o.Count, "count", 0, "signatures per repetition instead of -duration (0: use -duration)")
+	fs.DurationVar(&o.Warmup, "warmup", 500*time.Millisecond, "warm-up before each concurrency step")
+	fs.IntVar(&o.MaxConcurrency, "max-concurrency", 32, "largest concurrency tried")
+	fs.IntVar(&o.Reps, "reps", 3, "repetitions per step (the median is reported)")
+	fs.Float64Var(&o.Tolerance, "tolerance", 0.10, "flag a step when a repetition is more than this fraction off the median")
+	fs.BoolVar(&o.Quick, "quick", false, "short smoke run (~10 s): -duration 250ms -warmup 50ms -reps 2 -max-concurrency 4 -share-time 200ms -hsmspeed-threads 1, unless given")
+	fs.StringVar(&o.Out, "out", "", "output directory (default bench/results/<date>-<host>)")
+	fs.IntVar(&o.Cores, "cores", runtime.NumCPU(), "C: cores the cluster's nodes share, for the threshold limit C·r/k")
+	fs.DurationVar(&o.ShareTime, "share-time", 500*time.Millisecond, "how long to time threshold.SignShare for r")
+	fs.BoolVar(&o.SafePrimes, "limit-safe-primes", false, "time SignShare with a real safe-prime key (slow to generate; same exponentiation cost)")
+	fs.BoolVar(&o.NoLimit, "no-limit", false, "skip the threshold-limit measurement")
+	fs.BoolVar(&o.HSMSpeed, "hsmspeed", true, "also run ods-hsmspeed against softhsm, tchsm and p11")
+	hsThreads := fs.String("hsmspeed-threads", "1,2,4", "ods-hsmspeed thread counts")
+	fs.StringVar(&o.SoftHSMModule, "softhsm-module", "", "SoftHSM2 module (default: found in the usual places)")
+	fs.BoolVar(&o.KeepKey, "keep-key", false, "keep keys the harness generated in tchsm or p11 tokens (default: destroy them at the end)")
+	fs.StringVar(&o.P11Module, "p11-module", os.Getenv("P11_MODULE"), "p11 target: PKCS#11 module path ($P11_MODULE)")
+	fs.StringVar(&o.P11Token, "p11-token", os.Getenv("P11_TOKEN"), "p11 target: token label ($P11_TOKEN)")
+	fs.StringVar(&o.P11PIN, "p11-pin", "", "p11 target: user PIN (default $P11_PIN)")
+	fs.StringVar(&o.TchsmModule, "tchsm-module", os.Getenv("TCHSM_MODULE"), "tchsm target: path of libtchsm.so ($TCHSM_MODULE)")
+	fs.StringVar(&o.TchsmConfig, "tchsm-config", os.Getenv("TCHSM_CONFIG"), "tchsm target: TCHSM_CONFIG for the module ($TCHSM_CONFIG)")
+	fs.StringVar(&o.TchsmLabel, "tchsm-label", envOr("TCHSM_TOKEN_LABEL", "tchsm"), "tchsm target: token label ($TCHSM_TOKEN_LABEL)")
+	fs.StringVar(&o.TchsmPIN, "tchsm-pin", "", "tchsm target: user PIN (default $TCHSM_PIN)")
+	fs.StringVar(&o.TchsmLaunch, "tchsm-launch", "", "start a local cluster with this launcher command (e.g. \"tchsm\" or \"go run ./cmd/tchsm\"): `<cmd> dev up --dir D --k K --n N`")
+	fs.BoolVar(&o.TchsmBuild, "tchsm-build", false, "build libtchsm.so from ./p11shim (go build -buildmode=c-shared) when no module is given")
+	fs.BoolVar(&o.Scaling, "scaling", false, "measure tchsm across n (fixed k) and across k (fixed n); needs -tchsm-launch")
+	sNs := fs.String("scaling-n", "", "n values for the fixed-k series (default k..n+2)")
+	sKs := fs.String("scaling-k", "", "k values for the fixed-n series (default 2..n)")
+	fs.StringVar(&o.TmpDir, "tmp", "", "directory for temporary tokens and configs (default $TMPDIR)")
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: unexpected arguments %q", ErrUsage, fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.Quick {
+		if !set["duration"] {
+			o.Duration = 250 * time.Millisecond
+		}
+		if !set["warmup"] {
+			o.Warmup = 50 * time.Millisecond
+		}
+		if !set["reps"] {
+			o.Reps = 2
+		}
+		if !set["max-concurrency"] {
+			o.MaxConcurrency = 4
+		}
+		if !set["share-time"] {
+			o.ShareTime = 200 * time.Millisecond
+		}
+		if !set["hsmspeed-threads"] {
+			*hsThreads = "1"
+		}
+	}
+	if o.P11PIN == "" {
+		o.P11PIN = os.Getenv("P11_PIN")
+	}
+	if o.TchsmPIN == "" {
+		o.TchsmPIN = os.Getenv("TCHSM_PIN")
+	}
+	for _, t := range strings.Split(*targets, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if !slices.Contains(KnownTargets, t) {
+			return nil, fmt.Errorf("%w: unknown target %q (known: %s)", ErrUsage, t, strings.Join(KnownTargets, ", "))
+		}
+		if !slices.Contains(o.Targets, t) {
+			o.Targets = append(o.Targets, t)
+		}
+	}
+	var err error
+	if o.HSMSpeedThreads, err = intList(*hsThreads); err != nil {
+		return nil, err
+	}
+	switch {
+	case !target.ValidBits(o.Bits):
+		return nil, fmt.Errorf("%w: -bits %d (1024, 2048, 3072 or 4096)", ErrUsage, o.Bits)
+	case o.K < 1 || o.N < o.K:
+		return nil, fmt.Errorf("%w: need 1 <= k <= n, got k=%d n=%d", ErrUsage, o.K, o.N)
+	case o.Reps < 1 || o.MaxConcurrency < 1 || o.Cores < 1:
+		return nil, fmt.Errorf("%w: -reps, -max-concurrency and -cores must be positive", ErrUsage)
+	case o.Count < 0 || (o.Count == 0 && o.Duration <= 0):
+		return nil, fmt.Errorf("%w: need -duration > 0 or -count > 0", ErrUsage)
+	case o.Tolerance <= 0:
+		return nil, fmt.Errorf("%w: -tolerance must be positive", ErrUsage)
+	}
+	if o.ScalingNs, err = intList(*sNs); err != nil {
+		return nil, err
+	}
+	if o.ScalingKs, err = intList(*sKs); err != nil {
+		return nil, err
+	}
+	if len(o.ScalingNs) == 0 {
+		for n := o.K; n <= o.N+2; n++ {
+			o.ScalingNs = append(o.ScalingNs, n)
+		}
+	}
+	if len(o.ScalingKs) == 0 {
+		for k := min(2, o.N); k <= o.N; k++ {
+			o.ScalingKs = append(o.ScalingKs, k)
+		}
+	}
+	if o.Out == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "host"
+		}
+		o.Out = filepath.Join("bench", "results", time.Now().UTC().Format("2006-01-02T1504Z")+"-"+host)
+	}
+	return o, nil
+}
+
+// Main runs the benchmark and returns the process exit code.
+func Main(args []string, stdout, stderr *os.File) int {
+	o, err := Parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := Run(ctx, o, progress.New(stderr))
+	if res != nil {
+		files, werr := res.Write(o.Out)
+		if werr != nil {
+			fmt.Fprintln(stderr, werr)
+		}
+		fmt.Fprint(stdout, res.Markdown(nil))
+		fmt.Fprintf(stdout, "\nResults: %s\n", strings.Join(files, ", "))
+		if werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// Run measures everything o asks for. It returns whatever was measured, even with an error.
+func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, error) {
+	res := &report.Results{
+		Tool:    "tchsm-bench",
+		Started: time.Now().UTC(),
+		Args:    o.Args,
+		Config: report.Config{Targets: o.Targets, Bits: o.Bits, K: o.K, N: o.N, DurationS: o.Duration.Seconds(), Count: o.Count,
+			WarmupS: o.Warmup.Seconds(), Reps: o.Reps, MaxConcurrency: o.MaxConcurrency, Tolerance: o.Tolerance, Cores: o.Cores, Quick: o.Quick},
+		Machine: report.DescribeMachine(),
+	}
+	m := res.Machine
+	bar.Logf("tchsm bench: %s, %d cores, load %s, %s; RSA-%d, k=%d n=%d, targets %s",
+		m.CPUModel, m.Cores, m.LoadAvgStart, m.GoVersion, o.Bits, o.K, o.N, strings.Join(o.Targets, ","))
+	if m.Load1Start > 0.5*float64(m.Cores) {
+		w := fmt.Sprintf("machine busy at start (load average %s on %d cores): figures will be low and noisy", m.LoadAvgStart, m.Cores)
+		res.Warnings = append(res.Warnings, w)
+		bar.Logf("WARNING: %s", w)
+	}
+	if v, err := exec.Command("softhsm2-util", "--version").Output(); err == nil {
+		res.Machine.SoftHSM = strings.TrimSpace(string(v))
+	}
+	var errs []error
+	if !o.NoLimit {
+		bar.Logf("threshold limit: timing threshold.SignShare (RSA-%d) for %v", o.Bits, o.ShareTime)
+		lr, err := limit.Measure(ctx, limit.Config{Bits: o.Bits, K: o.K, N: o.N, Cores: o.Cores, Duration: o.ShareTime, SafePrimes: o.SafePrimes})
+		if err != nil {
+			errs = append(errs, err)
+			res.Warnings = append(res.Warnings, err.Error())
+		} else {
+			res.Limit = &report.Threshold{Result: lr}
+			bar.Done(fmt.Sprintf("threshold limit: share %.2f ms, r = %.0f/s/core, C·r/k = %d·%.0f/%d = %.0f sig/s",
+				lr.ShareMS, lr.ShareRate, lr.Cores, lr.ShareRate, lr.K, lr.Limit))
+		}
+	}
+	rcfg := runner.Config{MaxConcurrency: o.MaxConcurrency, Duration: o.Duration, Count: o.Count, Warmup: o.Warmup,
+		Reps: o.Reps, Saturation: stats.DefaultSaturation, Tolerance: o.Tolerance, Bar: bar}
+	for _, name := range o.Targets {
+		if ctx.Err() != nil {
+			break
+		}
+		tr := &report.Target{Name: name}
+		res.Targets = append(res.Targets, tr)
+		if err := runTarget(ctx, o, name, rcfg, tr, bar); err != nil {
+			tr.Error = err.Error()
+			errs = append(errs, err)
+			bar.Logf("%s: %v", name, err)
+		}
+		if tr.Skipped != "" {
+			res.Warnings = append(res.Warnings, name+" skipped: "+tr.Skipped)
+			bar.Logf("%s: skipped: %s", name, tr.Skipped)
+		}
+	}
+	if o.Scaling && ctx.Err() == nil {
+		sc, err := runScaling(ctx, o, rcfg, res, bar)
+		res.Scaling = sc
+		if err != nil {
+			errs = append(errs, err)
+			res.Warnings = append(res.Warnings, err.Error())
+		}
+	}
+	if ctx.Err() != nil {
+		errs = append(errs, ctx.Err())
+		res.Warnings = append(res.Warnings, "interrupted: results are partial")
+	}
+	res.Finish()
+	for _, t := range res.Targets {
+		if t.Sweep == nil {
+			continue
+		}
+		for _, s := range t.Sweep.Steps {
+			if s.Unstable {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("%s c=%d: a repetition is %.0f%% off the median (tolerance %.0f%%)",
+					t.Name, s.Concurrency, 100*s.MaxDeviation, 100*o.Tolerance))
+			}
+		}
+		for _, h := range t.HSMSpeed {
+			if h.Unstable {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("%s ods-hsmspeed -t %d: a repetition is %.0f%% off the median", t.Name, h.Threads, 100*h.MaxDeviation))
+			}
+		}
+	}
+	if res.Unstable {
+		bar.Logf("WARNING: some repetitions were more than %.0f%% off their median (see results)", 100*o.Tolerance)
+	}
+	if res.Invalid > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d signatures did not verify", ErrInvalid, res.Invalid))
+	}
+	res.Machine.LoadAvgEnd = report.LoadAvg()
+	res.Finished = time.Now().UTC()
+	return res, errors.Join(errs...)
+}
+
+// open returns the target called name, or a skip reason.
+func open(ctx context.Context, o *Options, name string, cl *cluster.Cluster, bar *progress.Bar) (target.Target, string, error) {
+	switch name {
+	case "gorsa":
+		bar.Logf("gorsa: generating RSA-%d key", o.Bits)
+		t, err := target.NewGoRSA(o.Bits)
+		return t, "", err
+	case "softhsm":
+		bar.Logf("softhsm: creating a temporary token and an RSA-%d key", o.Bits)
+		t, err := target.OpenSoftHSM(ctx, o.SoftHSMModule, o.Bits, o.TmpDir)
+		return t, "", err
+	case "p11":
+		if o.P11Module == "" || o.P11Token == "" {
+			return nil, "give -p11-module and -p11-token", nil
+		}
+		t, err := target.OpenPKCS11(target.PKCS11Config{Name: "p11", Module: o.P11Module, TokenLabel: o.P11Token,
+			PIN: o.P11PIN, Bits: o.Bits, KeepKey: o.KeepKey})
+		return t, "", err
+	case "tchsm":
+		module, config, label, pin := o.TchsmModule, o.TchsmConfig, o.TchsmLabel, o.TchsmPIN
+		if cl != nil {
+			config = cl.Env["TCHSM_CONFIG"]
+			if v := cl.Env["TCHSM_MODULE"]; v != "" && module == "" {
+				module = v
+			}
+			if v := cl.Env["TCHSM_TOKEN_LABEL"]; v != "" {
+				label = v
+			}
+			if v := cl.Env["TCHSM_PIN"]; v != "" {
+				pin = v
+			}
+		}
+		if module == "" && o.TchsmBuild {
+			var err error
+			if module, err = buildModule(ctx, o, bar); err != nil {
+				return nil, "", err
+			}
+		}
+		if module == "" || config == "" {
+			return nil, "no tchsm cluster: give -tchsm-module and -tchsm-config (or -tchsm-launch once the cluster launcher exists)", nil
+		}
+		bar.Logf("tchsm: loading %s (TCHSM_CONFIG=%s), finding or generating an RSA-%d key", module, config, o.Bits)
+		t, err := target.OpenPKCS11(target.PKCS11Config{Name: "tchsm", Module: module, TokenLabel: label, PIN: pin,
+			Bits: o.Bits, KeepKey: o.KeepKey, Env: map[string]string{"TCHSM_CONFIG": config}})
+		return t, "", err
+	}
+	return nil, "", fmt.Errorf("%w: unknown target %q", ErrUsage, name)
+}
+
+// buildModule builds libtchsm.so from ./p11shim into the temp dir.
+func buildModule(ctx context.Context, o *Options, bar *progress.Bar) (string, error) {
+	dir, err := os.MkdirTemp(o.TmpDir, "tchsm-bench-module-")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "libtchsm.so")
+	bar.Logf("tchsm: building %s from ./p11shim", out)
+	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-o", out, "./p11shim")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("bench: building libtchsm.so: %w: %s", err, strings.TrimSpace(string(b)))
+	}
+	return out, nil
+}
+
+func runTarget(ctx context.Context, o *Options, name string, rcfg runner.Config, tr *report.Target, bar *progress.Bar) (err error) {
+	var cl *cluster.Cluster
+	if name == "tchsm" && o.TchsmLaunch != "" {
+		// INTEGRATION POINT: the cluster launcher (see package cluster).
+		dir, err := os.MkdirTemp(o.TmpDir, "tchsm-bench-cluster-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bar.Logf("tchsm: starting a %d-of-%d cluster with %q", o.K, o.N, o.TchsmLaunch)
+		cl, err = cluster.Launcher{Command: cluster.ParseCommand(o.TchsmLaunch), Log: os.Stderr}.Up(ctx, dir, o.K, o.N)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if derr := cl.Down(); derr != nil && err == nil {
+				err = derr
+			}
+		}()
+	}
+	t, skip, err := open(ctx, o, name, cl, bar)
+	if skip != "" {
+		tr.Skipped = skip
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := t.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	tr.Description = t.Describe()
+	sw, err := runner.Run(ctx, t, rcfg)
+	tr.Sweep = sw
+	if err != nil {
+		return err
+	}
+	if o.HSMSpeed && name != "gorsa" {
+		if r, ok := t.(interface{ Repo() target.Repo }); ok {
+			best := 0.0
+			if b := sw.BestStep(); b != nil {
+				best = b.SigPerSec
+			}
+			runHSMSpeed(ctx, o, r.Repo(), best, tr, bar)
+		}
+	}
+	return nil
+}
+
+func runHSMSpeed(ctx context.Context, o *Options, repo target.Repo, best float64, tr *report.Target, bar *progress.Bar) {
+	if !hsmspeed.Available() {
+		tr.HSMSpeedError = hsmspeed.ErrNotInstalled.Error()
+		return
+	}
+	dur := o.Duration
+	if o.Count > 0 || dur <= 0 {
+		dur = time.Second
+	}
+	for _, th := range o.HSMSpeedThreads {
+		// Size the run to last about -duration at the rate the sweep measured.
+		iters := max(20, int(best*dur.Seconds()/float64(th)))
+		pt := report.HSMSpeedPoint{Threads: th}
+		var rates []float64
+		for rep := range o.Reps {
+			bar.Start(fmt.Sprintf("%-8s ods-hsmspeed -t %d rep %d/%d", tr.Name, th, rep+1, o.Reps), dur, nil, 0)
+			r, err := hsmspeed.Run(ctx, repo, o.Bits, th, iters, o.TmpDir)
+			if err != nil {
+				bar.Done("")
+				tr.HSMSpeedError = err.Error()
+				bar.Logf("%s: %v", tr.Name, err)
+				return
+			}
+			pt.Reps = append(pt.Reps, r)
+			rates = append(rates, r.SigPerSec)
+		}
+		st := stats.CheckStability(rates, o.Tolerance)
+		pt.SigPerSec, pt.MaxDeviation, pt.Unstable = st.Median, st.MaxDeviation, st.Unstable
+		tr.HSMSpeed = append(tr.HSMSpeed, pt)
+		line := fmt.Sprintf("%-8s ods-hsmspeed -t %d: %.0f sig/s", tr.Name, th, pt.SigPerSec)
+		if pt.Unstable {
+			line += fmt.Sprintf("  UNSTABLE (±%.0f%%)", 100*pt.MaxDeviation)
+		}
+		bar.Done(line)
+	}
+}
+
+// runScaling measures tchsm for each (k, n) of the two series, one cluster at a time.
+func runScaling(ctx context.Context, o *Options, rcfg runner.Config, res *report.Results, bar *progress.Bar) (*report.Scaling, error) {
+	if o.TchsmLaunch == "" {
+		return nil, fmt.Errorf("%w: -scaling needs the cluster launcher (-tchsm-launch)", cluster.ErrNoLauncher)
+	}
+	sc := &report.Scaling{}
+	r := 0.0
+	if res.Limit != nil {
+		r = res.Limit.ShareRate
+	}
+	point := func(k, n int) report.ScalePoint {
+		p := report.ScalePoint{K: k, N: n, Limit: limit.Model(1, o.Cores, r, k)}
+		oo := *o
+		oo.K, oo.N, oo.HSMSpeed = k, n, false
+		tr := &report.Target{Name: "tchsm"}
+		bar.Logf("scaling: k=%d n=%d", k, n)
+		if err := runTarget(ctx, &oo, "tchsm", rcfg, tr, bar); err != nil {
+			p.Error = err.Error()
+		}
+		if tr.Skipped != "" {
+			p.Error = "skipped: " + tr.Skipped
+		}
+		if tr.Sweep != nil {
+			if b := tr.Sweep.BestStep(); b != nil {
+				p.SigPerSec, p.Concurrency, p.P99MS = b.SigPerSec, b.Concurrency, b.Latency.P99
+			}
+		}
+		return p
+	}
+	for _, n := range o.ScalingNs {
+		if n >= o.K && ctx.Err() == nil {
+			sc.FixedK = append(sc.FixedK, point(o.K, n))
+		}
+	}
+	for _, k := range o.ScalingKs {
+		if k <= o.N && ctx.Err() == nil {
+			sc.FixedN = append(sc.FixedN, point(k, o.N))
+		}
+	}
+	return sc, ctx.Err()
+}

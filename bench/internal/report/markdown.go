@@ -1,0 +1,191 @@
+package report
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+func ms(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// Markdown renders the results for people; plots are file paths to embed.
+func (r *Results) Markdown(plots []string) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	m := r.Machine
+	w("# tchsm signing benchmark — %s, %s\n\n", r.Started.UTC().Format("2006-01-02 15:04 UTC"), m.Host)
+	w("**Machine.** %s, %d cores (runtime.NumCPU), %d MiB RAM, Linux %s, %s %s/%s.  \n", m.CPUModel, m.Cores, m.MemTotalMB, m.Kernel, m.GoVersion, m.GOOS, m.GOARCH)
+	w("Load average at start: %s; at end: %s.", m.LoadAvgStart, m.LoadAvgEnd)
+	if m.SoftHSM != "" {
+		w(" SoftHSM %s.", m.SoftHSM)
+	}
+	if m.OpenSSL != "" {
+		w(" %s.", m.OpenSSL)
+	}
+	w("\n\n")
+	c := r.Config
+	mode := fmt.Sprintf("%gs per repetition", c.DurationS)
+	if c.Count > 0 {
+		mode = fmt.Sprintf("%d signatures per repetition", c.Count)
+	}
+	w("**Run.** RSA-%d, PKCS#1 v1.5 over SHA-256 DigestInfo; concurrency 1, 2, 4, … up to %d, stopping when throughput gains stay below 5%% twice; %s after a %gs warm-up, %d repetitions per step (median shown); threshold k=%d of n=%d, C=%d cores. Every signature was verified against the public key: **%d invalid**.",
+		c.Bits, c.MaxConcurrency, mode, c.WarmupS, c.Reps, c.K, c.N, c.Cores, r.Invalid)
+	if c.Quick {
+		w(" *Quick smoke run: figures are indicative only.*")
+	}
+	w("\n\n")
+	if m.Load1Start > 0.5*float64(max(m.Cores, 1)) {
+		w("> **Note.** The machine was not idle at start (load %s on %d cores): other work competed for the CPU and the figures are lower and noisier than on an idle machine.\n\n", m.LoadAvgStart, m.Cores)
+	}
+	if r.Unstable {
+		w("> **Warning.** At least one repetition differed from its median by more than %.0f%% (marked ⚠ below): the machine was not quiet enough for a stable figure.\n\n", c.Tolerance*100)
+	}
+
+	w("## Summary\n\n| target | best sig/s | at concurrency | p50 ms | p99 ms | vs SoftHSM2 | invalid |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, t := range r.Targets {
+		switch {
+		case t.Skipped != "":
+			w("| %s | skipped: %s | | | | | |\n", t.Name, t.Skipped)
+			continue
+		case t.Sweep == nil || len(t.Sweep.Steps) == 0:
+			w("| %s | failed: %s | | | | | |\n", t.Name, t.Error)
+			continue
+		}
+		ratio := "—"
+		if t.RatioToSoftHSM > 0 {
+			ratio = fmt.Sprintf("%.2f×", t.RatioToSoftHSM)
+		}
+		w("| %s | %.0f | %d | %s | %s | %s | %d |\n", t.Name, t.BestSigPerSec, t.BestConcurrency, ms(t.BestLatency.P50), ms(t.BestLatency.P99), ratio, t.Sweep.Invalid)
+	}
+	w("\n")
+	if l := r.Limit; l != nil {
+		w("**Threshold limit.** One signature share (threshold.SignShare, RSA-%d, one goroutine, %d shares in %.2fs) takes %.2f ms: r = %.0f shares/s per core. With C = %d cores shared by the nodes and k = %d, **limit = C·r/k = %.0f sig/s**",
+			l.Bits, l.Shares, l.ElapsedS, l.ShareMS, l.ShareRate, l.Cores, l.K, l.Limit)
+		if l.ClusterBest > 0 {
+			w("; the cluster's best measured throughput is %.0f sig/s = **%.0f%% of the limit**", l.ClusterBest, 100*l.RatioToLimit)
+		} else {
+			w("; the cluster was not measured in this run")
+		}
+		w(". (If every one of the n = %d nodes computed a share for every request, the bound would be C·r/n = %.0f sig/s.) Combining k shares on the client (with the final verification) took %.2f ms.", l.N, l.LimitAllNodes, l.CombineMS)
+		if !l.SafePrimes {
+			w(" The timed key was a crypto/rsa key imported with threshold.FromRSA: the share exponentiation costs the same as with safe primes.")
+		}
+		w("\n\n")
+	}
+
+	w("## Throughput and latency per concurrency\n\n| target | concurrency | sig/s | p50 ms | p95 ms | p99 ms | max ms | repetitions (sig/s) |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, t := range r.Targets {
+		if t.Sweep == nil {
+			continue
+		}
+		for i, s := range t.Sweep.Steps {
+			var reps []string
+			for _, rp := range s.Reps {
+				reps = append(reps, fmt.Sprintf("%.0f", rp.SigPerSec))
+			}
+			rs := strings.Join(reps, ", ")
+			if s.Unstable {
+				rs += fmt.Sprintf(" ⚠ ±%.0f%%", 100*s.MaxDeviation)
+			}
+			if s.Invalid > 0 {
+				rs += fmt.Sprintf(" **%d INVALID**", s.Invalid)
+			}
+			if s.Errors > 0 {
+				rs += fmt.Sprintf(" (%d errors)", s.Errors)
+			}
+			sps := fmt.Sprintf("%.0f", s.SigPerSec)
+			if i == t.Sweep.Best {
+				sps = "**" + sps + "**"
+			}
+			w("| %s | %d | %s | %s | %s | %s | %s | %s |\n", t.Name, s.Concurrency, sps, ms(s.Latency.P50), ms(s.Latency.P95), ms(s.Latency.P99), ms(s.Latency.Max), rs)
+		}
+	}
+	w("\nBold: best concurrency. ")
+	for _, t := range r.Targets {
+		if t.Sweep != nil && len(t.Sweep.Steps) > 0 {
+			why := "reached -max-concurrency"
+			if t.Sweep.Saturated {
+				why = "saturated"
+			}
+			w("%s: %s. ", t.Name, why)
+		}
+	}
+	w("\n\n")
+
+	var hs bool
+	for _, t := range r.Targets {
+		hs = hs || len(t.HSMSpeed) > 0 || t.HSMSpeedError != ""
+	}
+	if hs {
+		w("## ods-hsmspeed (OpenDNSSEC libhsm, RSA/SHA-1 RRsets, temporary key)\n\n| target | threads | sig/s | repetitions |\n|---|---:|---:|---|\n")
+		for _, t := range r.Targets {
+			if t.HSMSpeedError != "" {
+				w("| %s | | failed: %s | |\n", t.Name, t.HSMSpeedError)
+			}
+			for _, h := range t.HSMSpeed {
+				var reps []string
+				for _, rp := range h.Reps {
+					reps = append(reps, fmt.Sprintf("%.0f", rp.SigPerSec))
+				}
+				rs := strings.Join(reps, ", ")
+				if h.Unstable {
+					rs += fmt.Sprintf(" ⚠ ±%.0f%%", 100*h.MaxDeviation)
+				}
+				w("| %s | %d | %.0f | %s |\n", t.Name, h.Threads, h.SigPerSec, rs)
+			}
+		}
+		w("\n")
+	}
+
+	if l := r.Limit; l != nil && len(l.Model) > 0 {
+		w("## Model: separate servers\n\nEach signature needs k = %d shares and a share costs 1/r = %.2f ms of one core, so n_servers servers of %d cores each, one node per server, with the client asking k of them in turn, sign at most\n\n    throughput ≈ n_servers · cores · r / k\n\n| servers | cores each | ≈ sig/s |\n|---:|---:|---:|\n", l.K, l.ShareMS, l.Cores)
+		for _, p := range l.Model {
+			w("| %d | %d | %.0f |\n", p.Servers, p.Cores, p.SigPerSec)
+		}
+		w("\nThe model leaves out the client's combination (%.2f ms per signature, on the signer host), the broker, and the network round trip, which add latency and cap throughput further; a client that asks all n nodes for every signature gets cores·r instead, whatever n is.\n\n", l.CombineMS)
+	}
+
+	if s := r.Scaling; s != nil {
+		w("## Scaling (measured, all nodes on this machine)\n\n| k | n | sig/s | concurrency | p99 ms | limit C·r/k | |\n|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, p := range append(append([]ScalePoint{}, s.FixedK...), s.FixedN...) {
+			w("| %d | %d | %.0f | %d | %s | %.0f | %s |\n", p.K, p.N, p.SigPerSec, p.Concurrency, ms(p.P99MS), p.Limit, p.Error)
+		}
+		w("\n")
+	}
+
+	if len(plots) > 0 {
+		w("## Plots\n\n")
+		for _, p := range plots {
+			base := filepath.Base(p)
+			w("![%s](%s)\n\n", strings.TrimSuffix(base, ".png"), base)
+		}
+	}
+
+	w("## Targets\n\n")
+	for _, t := range r.Targets {
+		d := t.Description
+		if t.Skipped != "" {
+			d = "skipped: " + t.Skipped
+		} else if t.Error != "" {
+			d += " — error: " + t.Error
+		}
+		w("- **%s**: %s\n", t.Name, d)
+	}
+	if len(r.Warnings) > 0 {
+		w("\n## Warnings\n\n")
+		for _, x := range r.Warnings {
+			w("- %s\n", x)
+		}
+	}
+	w("\n## Method\n\nOne process; each target is loaded as a signer loads it. PKCS#11 targets: C_Initialize(CKF_OS_LOCKING_OK), token by label, one C_Login(CKU_USER), one RW session per worker goroutine, C_SignInit(CKM_RSA_PKCS) + C_Sign of a SHA-256 DigestInfo per signature (miekg/pkcs11 asks the length first). Latency is the time of those calls only. Throughput is valid signatures divided by the time from the start signal until the last worker's last signature. PKCS#1 v1.5 signatures are deterministic, so each of the digests signed is fully verified once (normally during warm-up) and every later signature is compared with it byte for byte. Percentiles are nearest-rank over all repetitions of a step.\n")
+	return b.String()
+}

@@ -1,0 +1,204 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Plots writes throughput.png, latency_percentiles.png and latency_cdf.png into dir.
+func (r *Results) Plots(dir string) ([]string, error) {
+	var files []string
+	for _, f := range []struct {
+		name string
+		make func() (*plot.Plot, error)
+	}{
+		{"throughput.png", r.throughputPlot},
+		{"latency_percentiles.png", r.percentilePlot},
+		{"latency_cdf.png", r.cdfPlot},
+	} {
+		p, err := f.make()
+		if err != nil {
+			return files, fmt.Errorf("report: %s: %w", f.name, err)
+		}
+		if p == nil {
+			continue
+		}
+		path := filepath.Join(dir, f.name)
+		if err := p.Save(8*vg.Inch, 5*vg.Inch, path); err != nil {
+			return files, fmt.Errorf("report: %s: %w", f.name, err)
+		}
+		files = append(files, path)
+	}
+	return files, nil
+}
+
+func (r *Results) measured() []*Target {
+	var out []*Target
+	for _, t := range r.Targets {
+		if t.Sweep != nil && len(t.Sweep.Steps) > 0 && t.BestSigPerSec > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (r *Results) throughputPlot() (*plot.Plot, error) {
+	ts := r.measured()
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Signing throughput vs concurrency (RSA-%d, median of %d)", r.Config.Bits, r.Config.Reps)
+	p.X.Label.Text = "concurrent client goroutines (one PKCS#11 session each)"
+	p.Y.Label.Text = "signatures / s"
+	p.X.Scale = plot.LogScale{}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(6)
+	p.Legend.YOffs = -vg.Points(6)
+	p.Title.Padding = vg.Points(6)
+	maxC, maxY := 1, 0.0
+	for i, t := range ts {
+		xy := make(plotter.XYs, len(t.Sweep.Steps))
+		for j, s := range t.Sweep.Steps {
+			xy[j].X, xy[j].Y = float64(s.Concurrency), s.SigPerSec
+			maxC = max(maxC, s.Concurrency)
+			maxY = max(maxY, s.SigPerSec)
+		}
+		l, sc, err := plotter.NewLinePoints(xy)
+		if err != nil {
+			return nil, err
+		}
+		l.Color = plotutil.Color(i)
+		l.Width = vg.Points(2)
+		sc.Color = plotutil.Color(i)
+		sc.Shape = plotutil.Shape(i)
+		p.Add(l, sc)
+		p.Legend.Add(fmt.Sprintf("%s (best %.0f/s)", t.Name, t.BestSigPerSec), l, sc)
+	}
+	if l := r.Limit; l != nil && l.Limit > 0 {
+		hl, err := plotter.NewLine(plotter.XYs{{X: 1, Y: l.Limit}, {X: float64(maxC), Y: l.Limit}})
+		if err != nil {
+			return nil, err
+		}
+		hl.Color = plotutil.Color(len(ts))
+		hl.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+		hl.Width = vg.Points(1.5)
+		p.Add(hl)
+		p.Legend.Add(fmt.Sprintf("threshold limit C·r/k = %.0f/s (k=%d, C=%d)", l.Limit, l.K, l.Cores), hl)
+		maxY = max(maxY, l.Limit)
+	}
+	var ticks []plot.Tick
+	for c := 1; c <= maxC; c *= 2 {
+		ticks = append(ticks, plot.Tick{Value: float64(c), Label: strconv.Itoa(c)})
+	}
+	if ticks[len(ticks)-1].Value != float64(maxC) {
+		ticks = append(ticks, plot.Tick{Value: float64(maxC), Label: strconv.Itoa(maxC)})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.X.Min, p.X.Max = 0.9, float64(maxC)*1.1
+	p.Y.Min, p.Y.Max = 0, maxY*1.25
+	p.Add(plotter.NewGrid())
+	return p, nil
+}
+
+func (r *Results) percentilePlot() (*plot.Plot, error) {
+	ts := r.measured()
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Latency at each target's best concurrency (RSA-%d)", r.Config.Bits)
+	p.Y.Label.Text = "ms per signature"
+	p.Legend.Top = true
+	p.Legend.Left = true
+	names := make([]string, len(ts))
+	series := []struct {
+		label string
+		get   func(t *Target) float64
+	}{
+		{"p50", func(t *Target) float64 { return t.BestLatency.P50 }},
+		{"p95", func(t *Target) float64 { return t.BestLatency.P95 }},
+		{"p99", func(t *Target) float64 { return t.BestLatency.P99 }},
+	}
+	w := vg.Points(28)
+	maxY := 0.0
+	for i, s := range series {
+		vals := make(plotter.Values, len(ts))
+		for j, t := range ts {
+			vals[j] = s.get(t)
+			maxY = max(maxY, vals[j])
+			names[j] = fmt.Sprintf("%s (c=%d)", t.Name, t.BestConcurrency)
+		}
+		b, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return nil, err
+		}
+		b.Color = plotutil.Color(i)
+		b.LineStyle.Width = 0
+		b.Offset = vg.Length(i-1) * w
+		p.Add(b)
+		p.Legend.Add(s.label, b)
+	}
+	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.7, float64(len(ts))-0.3
+	p.Y.Min, p.Y.Max = 0, maxY*1.2
+	p.Add(plotter.NewGrid())
+	return p, nil
+}
+
+func (r *Results) cdfPlot() (*plot.Plot, error) {
+	ts := r.measured()
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Latency distribution at best concurrency (RSA-%d)", r.Config.Bits)
+	p.X.Label.Text = "ms per signature (log scale)"
+	p.Y.Label.Text = "fraction of signatures ≤ x"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Legend.Top = false
+	p.Legend.Left = false
+	p.Legend.XOffs = -vg.Points(4)
+	p.Legend.YOffs = vg.Points(4)
+	lo, hi := math.Inf(1), 0.0
+	for i, t := range ts {
+		q := t.Sweep.BestStep().Quantiles
+		var xy plotter.XYs
+		for j, v := range q {
+			if v <= 0 {
+				continue
+			}
+			xy = append(xy, plotter.XY{X: v, Y: float64(j) / 100})
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+		if len(xy) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(xy)
+		if err != nil {
+			return nil, err
+		}
+		l.Color = plotutil.Color(i)
+		l.Width = vg.Points(2)
+		l.StepStyle = plotter.PostStep
+		p.Add(l)
+		p.Legend.Add(fmt.Sprintf("%s (c=%d)", t.Name, t.BestConcurrency), l)
+	}
+	if hi == 0 {
+		return nil, nil
+	}
+	p.X.Min, p.X.Max = lo*0.8, hi*1.25
+	p.Y.Min, p.Y.Max = 0, 1.02
+	p.Legend.ThumbnailWidth = vg.Points(20)
+	p.Add(plotter.NewGrid())
+	return p, nil
+}
