@@ -289,37 +289,8 @@ if [[ $MODE == hsmutil ]]; then
 	set -e
 	cat "$out"
 	log "ods-hsmutil exited with $hrc (its exit status counts every failure, RSA or not)"
-	# Judge the RSA part. A block starts at "Generating N-bit RSA key..." and
-	# ends at the next "Generating"; its lines end in OK or Failed.
-	awk -v min="$MIN_BITS" -v prog="$PROG" '
-		function close_block() {
-			if (bits == "") return
-			seen[bits] = 1
-			if (!genok) {
-				if (bits + 0 < min + 0) { printf "%s: RSA %4d: key generation rejected (expected below %d bits)\n", prog, bits, min; skipped++ }
-				else { printf "%s: RSA %4d: FAIL key generation\n", prog, bits; bad++ }
-			} else if (fails > 0 || oks < 2) {
-				printf "%s: RSA %4d: FAIL (%d ok, %d failed steps)\n", prog, bits, oks, fails; bad++
-			} else { printf "%s: RSA %4d: ok (%d signatures)\n", prog, bits, sigs; good++ }
-			bits = ""
-		}
-		/^Generating / { close_block() }
-		/^Generating [0-9]+-bit RSA key\.\.\./ {
-			bits = $2; sub(/-bit/, "", bits)
-			genok = ($0 ~ /\.\.\. OK$/); oks = 0; fails = 0; sigs = 0; next
-		}
-		bits != "" && /\.\.\. OK(, .*)?$/ { oks++; if ($0 ~ /^Signing/) sigs++ }
-		bits != "" && /\.\.\. *Failed/ { fails++ }
-		bits != "" && /^Signing/ && !/\.\.\. OK$/ && !/Failed/ { fails++ }
-		END {
-			close_block()
-			n = split("512 768 1024 1536 2048 4096", want, " ")
-			for (i = 1; i <= n; i++) if (!(want[i] in seen)) {
-				printf "%s: RSA %4d: FAIL missing from output (ods-hsmutil stopped early?)\n", prog, want[i]; bad++
-			}
-			printf "%s: RSA summary: %d ok, %d rejected below %d bits, %d failed\n", prog, good, skipped, min, bad
-			exit (bad > 0 || good == 0) ? 1 : 0
-		}' "$out"
+	# Judge the RSA part (rules in hsmutil_judge.awk).
+	awk -v min="$MIN_BITS" -v prog="$PROG" -f "$HERE/hsmutil_judge.awk" "$out"
 	exit $?
 fi
 
