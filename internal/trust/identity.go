@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -252,7 +252,7 @@ func ReadIdentityFile(path string, passphrase []byte) (*Identity, error) {
 		return nil, fmt.Errorf("%w: %s is not a regular file of at most %d bytes", ErrInvalidIdentity, path, maxIdentityLen)
 	}
 	data := make([]byte, st.Size())
-	if _, err := readFull(f, data); err != nil {
+	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, fmt.Errorf("trust: reading identity %s: %w", path, err)
 	}
 	defer clear(data)
@@ -261,18 +261,6 @@ func ReadIdentityFile(path string, passphrase []byte) (*Identity, error) {
 		return nil, fmt.Errorf("%w (file %s)", err, path)
 	}
 	return id, nil
-}
-
-func readFull(f fs.File, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := f.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // parseIdentity decodes an identity file's contents. Error messages never include key bytes.
