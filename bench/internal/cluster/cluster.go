@@ -41,6 +41,7 @@ var (
 // Launcher runs `<Command...> dev up|down`.
 type Launcher struct {
 	Command []string      // e.g. {"tchsm"} or {"go", "run", "./cmd/tchsm"}
+	UpArgs  []string      // extra `dev up` flags, e.g. {"--token-label", "L", "--pin", "P"}
 	Timeout time.Duration // for `dev up` to become ready (default 5 minutes: key generation)
 	Log     io.Writer     // launcher's stderr goes here (nil: discarded)
 }
@@ -92,6 +93,7 @@ func (l Launcher) Up(ctx context.Context, dir string, k, n int) (*Cluster, error
 		l.Timeout = 5 * time.Minute
 	}
 	args := append(append([]string{}, l.Command[1:]...), "dev", "up", "--dir", dir, "--k", strconv.Itoa(k), "--n", strconv.Itoa(n))
+	args = append(args, l.UpArgs...)
 	cmd := exec.Command(l.Command[0], args...)
 	cmd.Stderr = l.Log
 	if cmd.Stderr == nil {
@@ -179,7 +181,7 @@ func (c *Cluster) Down() error {
 				c.cmd.Process.Kill()
 			}
 		}
-		args := append(append([]string{}, c.l.Command[1:]...), "dev", "down", "--dir", c.Dir)
+		args := append(append([]string{}, c.l.Command[1:]...), "dev", "down", "--dir", c.Dir, "--purge")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, c.l.Command[0], args...)

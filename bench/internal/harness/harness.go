@@ -4,6 +4,8 @@ package harness
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,6 +77,15 @@ type Options struct {
 
 	TmpDir string
 	Args   []string
+
+	built *built // tools built by -tchsm-launch auto / -tchsm-build, removed at the end of Run
+}
+
+// built holds binaries the harness built from this repository.
+type built struct {
+	dir    string
+	tchsm  string // cmd/tchsm
+	module string // libtchsm.so
 }
 
 func intList(s string) ([]int, error) {
@@ -132,7 +143,7 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	fs.StringVar(&o.TchsmConfig, "tchsm-config", os.Getenv("TCHSM_CONFIG"), "tchsm target: TCHSM_CONFIG for the module ($TCHSM_CONFIG)")
 	fs.StringVar(&o.TchsmLabel, "tchsm-label", envOr("TCHSM_TOKEN_LABEL", "tchsm"), "tchsm target: token label ($TCHSM_TOKEN_LABEL)")
 	fs.StringVar(&o.TchsmPIN, "tchsm-pin", "", "tchsm target: user PIN (default $TCHSM_PIN)")
-	fs.StringVar(&o.TchsmLaunch, "tchsm-launch", "", "start a local cluster with this launcher command (e.g. \"tchsm\" or \"go run ./cmd/tchsm\"): `<cmd> dev up --dir D --k K --n N`")
+	fs.StringVar(&o.TchsmLaunch, "tchsm-launch", "", "start a local cluster: `auto` builds ./cmd/tchsm and ./p11shim from this repository, or give the launcher command (e.g. \"tchsm\"); runs `<cmd> dev up --dir D --k K --n N`")
 	fs.BoolVar(&o.TchsmBuild, "tchsm-build", false, "build libtchsm.so from ./p11shim (go build -buildmode=c-shared) when no module is given")
 	fs.BoolVar(&o.Scaling, "scaling", false, "measure tchsm across n (fixed k) and across k (fixed n); needs -tchsm-launch")
 	sNs := fs.String("scaling-n", "", "n values for the fixed-k series (default k..n+2)")
@@ -279,8 +290,14 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 		res.Machine.SoftHSM = strings.TrimSpace(string(v))
 	}
 	var errs []error
+	defer func() {
+		if o.built != nil {
+			os.RemoveAll(o.built.dir)
+			o.built = nil
+		}
+	}()
 	if !o.NoLimit {
-		bar.Logf("threshold limit: timing threshold.SignShare (RSA-%d) for %v", o.Bits, o.ShareTime)
+		bar.Infof("threshold limit: timing threshold.SignShare (RSA-%d) for %v", o.Bits, o.ShareTime)
 		lr, err := limit.Measure(ctx, limit.Config{Bits: o.Bits, K: o.K, N: o.N, Cores: o.Cores, Duration: o.ShareTime, SafePrimes: o.SafePrimes})
 		if err != nil {
 			errs = append(errs, err)
@@ -353,11 +370,11 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 func open(ctx context.Context, o *Options, name string, cl *cluster.Cluster, bar *progress.Bar) (target.Target, string, error) {
 	switch name {
 	case "gorsa":
-		bar.Logf("gorsa: generating RSA-%d key", o.Bits)
+		bar.Infof("gorsa: generating RSA-%d key", o.Bits)
 		t, err := target.NewGoRSA(o.Bits)
 		return t, "", err
 	case "softhsm":
-		bar.Logf("softhsm: creating a temporary token and an RSA-%d key", o.Bits)
+		bar.Infof("softhsm: creating a temporary token and an RSA-%d key", o.Bits)
 		t, err := target.OpenSoftHSM(ctx, o.SoftHSMModule, o.Bits, o.TmpDir)
 		return t, "", err
 	case "p11":
@@ -381,16 +398,17 @@ func open(ctx context.Context, o *Options, name string, cl *cluster.Cluster, bar
 				pin = v
 			}
 		}
-		if module == "" && o.TchsmBuild {
-			var err error
-			if module, err = buildModule(ctx, o, bar); err != nil {
+		if module == "" && (o.TchsmBuild || o.TchsmLaunch == "auto") {
+			b, err := build(ctx, o, false, bar)
+			if err != nil {
 				return nil, "", err
 			}
+			module = b.module
 		}
 		if module == "" || config == "" {
 			return nil, "no tchsm cluster: give -tchsm-module and -tchsm-config (or -tchsm-launch once the cluster launcher exists)", nil
 		}
-		bar.Logf("tchsm: loading %s (TCHSM_CONFIG=%s), finding or generating an RSA-%d key", module, config, o.Bits)
+		bar.Infof("tchsm: loading %s (TCHSM_CONFIG=%s), finding or generating an RSA-%d key", module, config, o.Bits)
 		t, err := target.OpenPKCS11(target.PKCS11Config{Name: "tchsm", Module: module, TokenLabel: label, PIN: pin,
 			Bits: o.Bits, KeepKey: o.KeepKey, Env: map[string]string{"TCHSM_CONFIG": config}})
 		return t, "", err
@@ -398,20 +416,40 @@ func open(ctx context.Context, o *Options, name string, cl *cluster.Cluster, bar
 	return nil, "", fmt.Errorf("%w: unknown target %q", ErrUsage, name)
 }
 
-// buildModule builds libtchsm.so from ./p11shim into the temp dir.
-func buildModule(ctx context.Context, o *Options, bar *progress.Bar) (string, error) {
-	dir, err := os.MkdirTemp(o.TmpDir, "tchsm-bench-module-")
-	if err != nil {
-		return "", err
+// build builds, once per run, the tchsm CLI (when withCLI) and libtchsm.so from this repository
+// into a temp dir removed at the end of Run.
+func build(ctx context.Context, o *Options, withCLI bool, bar *progress.Bar) (*built, error) {
+	if o.built == nil {
+		dir, err := os.MkdirTemp(o.TmpDir, "tchsm-bench-build-")
+		if err != nil {
+			return nil, err
+		}
+		o.built = &built{dir: dir}
 	}
-	out := filepath.Join(dir, "libtchsm.so")
-	bar.Logf("tchsm: building %s from ./p11shim", out)
-	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-o", out, "./p11shim")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return "", fmt.Errorf("bench: building libtchsm.so: %w: %s", err, strings.TrimSpace(string(b)))
+	b := o.built
+	run := func(args ...string) error {
+		bar.Infof("tchsm: go %s", strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, "go", args...)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("bench: go %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(msg)))
+		}
+		return nil
 	}
-	return out, nil
+	if b.module == "" {
+		out := filepath.Join(b.dir, "libtchsm.so")
+		if err := run("build", "-buildmode=c-shared", "-o", out, "./p11shim"); err != nil {
+			return nil, err
+		}
+		b.module = out
+	}
+	if withCLI && b.tchsm == "" {
+		out := filepath.Join(b.dir, "tchsm")
+		if err := run("build", "-o", out, "./cmd/tchsm"); err != nil {
+			return nil, err
+		}
+		b.tchsm = out
+	}
+	return b, nil
 }
 
 func runTarget(ctx context.Context, o *Options, name string, rcfg runner.Config, tr *report.Target, bar *progress.Bar) (err error) {
@@ -423,8 +461,24 @@ func runTarget(ctx context.Context, o *Options, name string, rcfg runner.Config,
 			return err
 		}
 		defer os.RemoveAll(dir)
-		bar.Logf("tchsm: starting a %d-of-%d cluster with %q", o.K, o.N, o.TchsmLaunch)
-		cl, err = cluster.Launcher{Command: cluster.ParseCommand(o.TchsmLaunch), Log: os.Stderr}.Up(ctx, dir, o.K, o.N)
+		command := cluster.ParseCommand(o.TchsmLaunch)
+		if o.TchsmLaunch == "auto" {
+			b, err := build(ctx, o, true, bar)
+			if err != nil {
+				return err
+			}
+			command = []string{b.tchsm}
+		}
+		if o.TchsmPIN == "" {
+			o.TchsmPIN = randomPIN()
+		}
+		bar.Infof("tchsm: starting a %d-of-%d cluster with %q", o.K, o.N, strings.Join(command, " "))
+		var logw io.Writer
+		if progress.IsTerminal(os.Stderr) {
+			logw = os.Stderr
+		}
+		cl, err = cluster.Launcher{Command: command, Log: logw,
+			UpArgs: []string{"--token-label", o.TchsmLabel, "--pin", o.TchsmPIN}}.Up(ctx, dir, o.K, o.N)
 		if err != nil {
 			return err
 		}
@@ -463,6 +517,13 @@ func runTarget(ctx context.Context, o *Options, name string, rcfg runner.Config,
 		}
 	}
 	return nil
+}
+
+// randomPIN is the user PIN of a cluster the harness starts itself.
+func randomPIN() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func runHSMSpeed(ctx context.Context, o *Options, repo target.Repo, best float64, tr *report.Target, bar *progress.Bar) {
@@ -517,7 +578,7 @@ func runScaling(ctx context.Context, o *Options, rcfg runner.Config, res *report
 		oo := *o
 		oo.K, oo.N, oo.HSMSpeed = k, n, false
 		tr := &report.Target{Name: "tchsm"}
-		bar.Logf("scaling: k=%d n=%d", k, n)
+		bar.Infof("scaling: k=%d n=%d", k, n)
 		if err := runTarget(ctx, &oo, "tchsm", rcfg, tr, bar); err != nil {
 			p.Error = err.Error()
 		}

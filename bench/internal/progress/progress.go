@@ -122,6 +122,14 @@ func (b *Bar) Done(line string) {
 	}
 }
 
+// Infof is Logf on a terminal and silent otherwise (phase announcements that are only noise in
+// a log).
+func (b *Bar) Infof(format string, args ...any) {
+	if b.tty {
+		b.Logf(format, args...)
+	}
+}
+
 // Logf prints a permanent line, keeping the bar (if any) below it.
 func (b *Bar) Logf(format string, args ...any) {
 	b.mu.Lock()

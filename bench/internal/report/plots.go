@@ -39,6 +39,21 @@ func (r *Results) Plots(dir string) ([]string, error) {
 	return files, nil
 }
 
+// colorIndex keeps a target's colour the same in every plot and every run.
+func colorIndex(name string) int {
+	switch name {
+	case "softhsm":
+		return 0
+	case "gorsa":
+		return 1
+	case "tchsm":
+		return 2
+	case "p11":
+		return 3
+	}
+	return 5
+}
+
 func (r *Results) measured() []*Target {
 	var out []*Target
 	for _, t := range r.Targets {
@@ -65,7 +80,7 @@ func (r *Results) throughputPlot() (*plot.Plot, error) {
 	p.Legend.YOffs = -vg.Points(6)
 	p.Title.Padding = vg.Points(6)
 	maxC, maxY := 1, 0.0
-	for i, t := range ts {
+	for _, t := range ts {
 		xy := make(plotter.XYs, len(t.Sweep.Steps))
 		for j, s := range t.Sweep.Steps {
 			xy[j].X, xy[j].Y = float64(s.Concurrency), s.SigPerSec
@@ -76,10 +91,10 @@ func (r *Results) throughputPlot() (*plot.Plot, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.Color = plotutil.Color(i)
+		l.Color = plotutil.Color(colorIndex(t.Name))
 		l.Width = vg.Points(2)
-		sc.Color = plotutil.Color(i)
-		sc.Shape = plotutil.Shape(i)
+		sc.Color = plotutil.Color(colorIndex(t.Name))
+		sc.Shape = plotutil.Shape(colorIndex(t.Name))
 		p.Add(l, sc)
 		p.Legend.Add(fmt.Sprintf("%s (best %.0f/s)", t.Name, t.BestSigPerSec), l, sc)
 	}
@@ -88,7 +103,7 @@ func (r *Results) throughputPlot() (*plot.Plot, error) {
 		if err != nil {
 			return nil, err
 		}
-		hl.Color = plotutil.Color(len(ts))
+		hl.Color = plotutil.Color(colorIndex("tchsm"))
 		hl.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
 		hl.Width = vg.Points(1.5)
 		p.Add(hl)
@@ -170,7 +185,7 @@ func (r *Results) cdfPlot() (*plot.Plot, error) {
 	p.Legend.XOffs = -vg.Points(4)
 	p.Legend.YOffs = vg.Points(4)
 	lo, hi := math.Inf(1), 0.0
-	for i, t := range ts {
+	for _, t := range ts {
 		q := t.Sweep.BestStep().Quantiles
 		var xy plotter.XYs
 		for j, v := range q {
@@ -187,7 +202,7 @@ func (r *Results) cdfPlot() (*plot.Plot, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.Color = plotutil.Color(i)
+		l.Color = plotutil.Color(colorIndex(t.Name))
 		l.Width = vg.Points(2)
 		l.StepStyle = plotter.PostStep
 		p.Add(l)
