@@ -1,0 +1,555 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// Defaults for a Client.
+const (
+	DefaultSignTimeout   = 5 * time.Second
+	DefaultKeygenTimeout = 120 * time.Second
+	keyCacheTTL          = 2 * time.Second
+	// suspendFor is how long a node that failed is tried only after the others.
+	suspendFor = 2 * time.Second
+	// liarFor is how long a node caught returning a wrong share is left out entirely.
+	liarFor = 5 * time.Minute
+)
+
+// Options are the parts of a Client that do not come from its configuration file.
+type Options struct {
+	Logger *slog.Logger // nil: from the config's log_file, or discard
+	// Dealer, when not nil, deals keys in this process (the CLI passes the dealer built from
+	// the config's dealer_config; see dealer.New).
+	Dealer Dealer
+}
+
+// Dealer is the part of dealer.Dealer the client uses when it deals keys in-process.
+type Dealer interface {
+	GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error)
+}
+
+// Client signs with a tchsm cluster. It is safe for concurrent use.
+type Client struct {
+	cfg    config.Client
+	m      *trust.Manifest
+	sealer *trust.Sealer
+	opener *trust.Opener
+	conn   *transport.Conn
+	log    *slog.Logger
+	logOut io.Closer
+	dealer Dealer
+
+	mu        sync.Mutex
+	keys      map[string]*key
+	keysAt    time.Time
+	nodes     map[string]*nodeState
+	refreshMu sync.Mutex
+}
+
+type key struct {
+	info KeyInfo
+	pk   *threshold.PublicKey
+}
+
+type nodeState struct {
+	member     trust.Member
+	ewma       time.Duration // recent latency
+	suspended  time.Time     // tried last until then
+	excluded   time.Time     // not tried at all until then (caught lying)
+	lastErr    string
+	lastSeenOK time.Time
+}
+
+var _ Backend = (*Client)(nil)
+
+// Open reads a client configuration file and connects. It is what the PKCS#11 module calls.
+func Open(ctx context.Context, path string) (*Client, error) {
+	var cfg config.Client
+	if err := config.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	return New(ctx, &cfg, Options{})
+}
+
+// New connects a client with cfg. The broker may be down: the connection is then made in the
+// background and calls fail with ErrUnavailable until it is up.
+func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error) {
+	m, err := trust.LoadManifest(cfg.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	id, err := trust.ReadIdentityFile(cfg.Identity, nil)
+	if err != nil {
+		return nil, err
+	}
+	if id.Role != trust.RoleClient {
+		return nil, fmt.Errorf("%w: identity %s is a %s, not a client", ErrUnauthorized, id.ID, id.Role)
+	}
+	if mem, ok := m.Lookup(id.ID); !ok || mem.Role != trust.RoleClient {
+		return nil, fmt.Errorf("%w: client %s is not in the manifest", ErrUnauthorized, id.ID)
+	}
+	opener, err := trust.NewOpener(m)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: *cfg, m: m, opener: opener, dealer: opts.Dealer,
+		sealer: &trust.Sealer{Identity: id, ClusterID: m.ClusterID},
+		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
+	c.log = opts.Logger
+	if c.log == nil {
+		c.log, c.logOut, err = openLog(cfg.LogFile, cfg.LogLevel)
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range m.Nodes {
+		c.nodes[n.ID] = &nodeState{member: n}
+	}
+	tc, err := cfg.AMQP.Transport(m.ClusterID, "tchsm-client-"+id.ID)
+	if err != nil {
+		return nil, err
+	}
+	tc.Logger = c.log
+	// Dial retries until its ctx ends; a short first attempt keeps C_Initialize quick when the
+	// broker is down, and the Conn keeps reconnecting by itself afterwards.
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c.conn, err = transport.Dial(dctx, tc)
+	if err != nil {
+		c.closeLog()
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return c, nil
+}
+
+func openLog(path, level string) (*slog.Logger, io.Closer, error) {
+	if path == "" {
+		return slog.New(slog.DiscardHandler), nil, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: log file: %w", err)
+	}
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: l})), f, nil
+}
+
+func (c *Client) closeLog() {
+	if c.logOut != nil {
+		c.logOut.Close()
+	}
+}
+
+// Close disconnects.
+func (c *Client) Close() error {
+	err := c.conn.Close()
+	c.closeLog()
+	return err
+}
+
+// Manifest returns the cluster manifest the client trusts.
+func (c *Client) Manifest() *trust.Manifest { return c.m }
+
+func (c *Client) signTimeout() time.Duration { return c.cfg.SignTimeout.Or(DefaultSignTimeout) }
+
+// withDefault gives ctx a deadline d from now when it has none.
+func withDefault(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// call seals body for node, sends it to the node's rpc queue and opens the reply, checking that
+// it comes from that node and answers this request.
+func (c *Client) call(ctx context.Context, node trust.Member, queue string, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
+	dl, _ := ctx.Deadline()
+	ttl := time.Until(dl)
+	if ttl <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	raw, err := c.sealer.Seal(bt, body, ttl)
+	if err != nil {
+		return nil, err
+	}
+	var env tchsmpb.Envelope
+	if err := proto.Unmarshal(raw, &env); err != nil {
+		return nil, err
+	}
+	rep, err := c.conn.Call(ctx, queue, raw)
+	if err != nil {
+		return nil, err
+	}
+	op, err := c.opener.Open(rep)
+	if err != nil {
+		return nil, fmt.Errorf("client: reply from %s rejected: %w", node.ID, err)
+	}
+	if op.Sender.ID != node.ID || string(op.InReplyTo) != string(env.MessageId) {
+		return nil, fmt.Errorf("client: reply to another request, or from %s instead of %s", op.Sender.ID, node.ID)
+	}
+	if op.Type == tchsmpb.BodyType_BODY_TYPE_ERROR {
+		e := op.Message.(*tchsmpb.Error)
+		return op, &NodeError{Node: node.ID, Code: e.GetCode(), Message: e.GetMessage()}
+	}
+	return op, nil
+}
+
+// NodeError is an error a node answered with.
+type NodeError struct {
+	Node    string
+	Code    tchsmpb.Error_Code
+	Message string
+}
+
+func (e *NodeError) Error() string {
+	return fmt.Sprintf("client: node %s: %v: %s", e.Node, e.Code, e.Message)
+}
+
+func (e *NodeError) Is(target error) bool {
+	return target == ErrKeyNotFound && e.Code == tchsmpb.Error_UNKNOWN_KEY
+}
+
+// ---- keys
+
+// Keys lists every key the reachable nodes hold, each verified against the dealer's signature.
+func (c *Client) Keys(ctx context.Context) ([]KeyInfo, error) {
+	if err := c.refreshKeys(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]KeyInfo, 0, len(c.keys))
+	for _, k := range c.keys {
+		out = append(out, k.info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// refreshKeys asks every node for its keys and replaces the cache with their union.
+func (c *Client) refreshKeys(ctx context.Context) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	ctx, cancel := withDefault(ctx, c.signTimeout())
+	defer cancel()
+	type res struct {
+		recs []*tchsmpb.SignedKeyRecord
+		err  error
+	}
+	results := make(chan res, len(c.m.Nodes))
+	for _, n := range c.m.Nodes {
+		go func() {
+			op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{})
+			if err != nil {
+				c.noteFailure(n.ID, err)
+				results <- res{err: err}
+				return
+			}
+			kl, ok := op.Message.(*tchsmpb.KeyList)
+			if !ok {
+				results <- res{err: fmt.Errorf("client: node %s answered ListKeys with %v", n.ID, op.Type)}
+				return
+			}
+			results <- res{recs: kl.GetKeys()}
+		}()
+	}
+	fresh := map[string]*key{}
+	answered := 0
+	var lastErr error
+	for range c.m.Nodes {
+		r := <-results
+		if r.err != nil {
+			lastErr = r.err
+			continue
+		}
+		answered++
+		for _, s := range r.recs {
+			k, err := c.verifyRecord(s)
+			if err != nil {
+				c.log.Warn("key record rejected", "err", err)
+				continue
+			}
+			fresh[k.info.ID] = k
+		}
+	}
+	if answered == 0 {
+		return fmt.Errorf("%w: no node answered: %v", ErrUnavailable, lastErr)
+	}
+	c.mu.Lock()
+	// Keep the precomputed public keys of keys we already know.
+	for id, k := range fresh {
+		if old, ok := c.keys[id]; ok && old.info.N.Cmp(k.info.N) == 0 {
+			fresh[id] = old
+		}
+	}
+	c.keys, c.keysAt = fresh, time.Now()
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Client) verifyRecord(s *tchsmpb.SignedKeyRecord) (*key, error) {
+	rec, err := trust.VerifyKeyRecord(c.m, s)
+	if err != nil {
+		return nil, err
+	}
+	if rec.GetClusterId() != c.m.ClusterID || int(rec.GetN()) != c.m.N() {
+		return nil, fmt.Errorf("client: key %s belongs to another cluster layout", rec.GetKeyId())
+	}
+	pk := &threshold.PublicKey{N: new(big.Int).SetBytes(rec.GetModulus()), E: int(rec.GetPublicExponent()),
+		K: int(rec.GetK()), L: int(rec.GetN()), V: new(big.Int).SetBytes(rec.GetV())}
+	for _, v := range rec.GetVk() {
+		pk.VK = append(pk.VK, new(big.Int).SetBytes(v))
+	}
+	if err := pk.Validate(); err != nil {
+		return nil, fmt.Errorf("client: key %s: %w", rec.GetKeyId(), err)
+	}
+	return &key{pk: pk, info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(), P11ID: rec.GetP11Id(),
+		Bits: pk.N.BitLen(), N: pk.N, E: pk.E, K: pk.K, L: pk.L, Created: time.Unix(rec.GetCreatedUnix(), 0)}}, nil
+}
+
+// key returns a key from the cache, refreshing it once on a miss.
+func (c *Client) key(ctx context.Context, id string) (*key, error) {
+	if !trust.ValidKeyID(id) {
+		return nil, fmt.Errorf("%w: bad key id", ErrKeyNotFound)
+	}
+	c.mu.Lock()
+	k, ok := c.keys[id]
+	c.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	if err := c.refreshKeys(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	k, ok = c.keys[id]
+	c.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id)
+	}
+	return k, nil
+}
+
+// Key returns one key's public description.
+func (c *Client) Key(ctx context.Context, id string) (KeyInfo, error) {
+	k, err := c.key(ctx, id)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	return k.info, nil
+}
+
+// PublicKey returns a key's threshold public key (with verification keys).
+func (c *Client) PublicKey(ctx context.Context, id string) (*threshold.PublicKey, error) {
+	k, err := c.key(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return k.pk, nil
+}
+
+// GenerateKey has the dealer create a key and waits until at least k nodes hold their shares.
+func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error) {
+	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(DefaultKeygenTimeout))
+	defer cancel()
+	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {
+		return KeyInfo{}, fmt.Errorf("%w: modulus of %d bits (1024 to 4096)", ErrInvalidInput, req.Bits)
+	}
+	var rec *tchsmpb.SignedKeyRecord
+	var acked, missing []string
+	if c.dealer != nil {
+		var err error
+		rec, acked, missing, err = c.dealer.GenerateKey(ctx, req.Bits, req.E, req.Label, req.P11ID)
+		if err != nil {
+			return KeyInfo{}, err
+		}
+	} else {
+		dealers := c.m.Dealers
+		if len(dealers) == 0 {
+			return KeyInfo{}, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
+		}
+		op, err := c.call(ctx, dealers[0], transport.DealerRPCQueue(c.m.ClusterID), tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
+			&tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
+		if err != nil {
+			return KeyInfo{}, fmt.Errorf("%w: dealer: %v", ErrUnavailable, err)
+		}
+		resp, ok := op.Message.(*tchsmpb.GenerateKeyResponse)
+		if !ok {
+			return KeyInfo{}, fmt.Errorf("%w: dealer answered %v", ErrUnavailable, op.Type)
+		}
+		rec, acked, missing = resp.GetRecord(), resp.GetAcknowledged(), resp.GetMissing()
+	}
+	k, err := c.verifyRecord(rec)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if len(acked) < k.pk.K {
+		return KeyInfo{}, fmt.Errorf("%w: key %s: only %d of %d nodes stored their share (missing: %v)", ErrNotEnoughNodes, k.info.ID, len(acked), k.pk.L, missing)
+	}
+	if len(missing) > 0 {
+		c.log.Warn("key generated; some nodes have not stored their share yet", "key", k.info.ID, "missing", missing)
+	}
+	c.mu.Lock()
+	c.keys[k.info.ID] = k
+	c.mu.Unlock()
+	return k.info, nil
+}
+
+// DeleteKey deletes a key's shares on every node: durably through each node's control queue
+// (a node that is down deletes it when it is back), and at once on the nodes that answer.
+func (c *Client) DeleteKey(ctx context.Context, id string) error {
+	if _, err := c.key(ctx, id); err != nil {
+		return err
+	}
+	ctx, cancel := withDefault(ctx, c.signTimeout())
+	defer cancel()
+	body := &tchsmpb.DeleteKey{KeyId: id}
+	raw, err := c.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, body, trust.DurableMaxTTL)
+	if err != nil {
+		return err
+	}
+	for _, n := range c.m.Nodes {
+		if _, err := c.conn.DeclareNode(ctx, n.ID); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if err := c.conn.PublishDurable(ctx, transport.NodeControlQueue(c.m.ClusterID, n.ID), raw); err != nil {
+			return fmt.Errorf("%w: deleting on %s: %v", ErrUnavailable, n.ID, err)
+		}
+	}
+	c.mu.Lock()
+	delete(c.keys, id)
+	c.mu.Unlock()
+	return nil
+}
+
+// ---- status
+
+// NodeStatus is one node's answer to a health request.
+type NodeStatus struct {
+	ID      string
+	Index   int
+	OK      bool
+	Latency time.Duration
+	Version string
+	Uptime  time.Duration
+	Keys    []string
+	Err     string
+}
+
+// Status asks every node for its health.
+func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
+	ctx, cancel := withDefault(ctx, c.signTimeout())
+	defer cancel()
+	out := make([]NodeStatus, len(c.m.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range c.m.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := NodeStatus{ID: n.ID, Index: n.Index}
+			t0 := time.Now()
+			op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
+			st.Latency = time.Since(t0)
+			if err != nil {
+				st.Err = err.Error()
+			} else if h, ok := op.Message.(*tchsmpb.Health); ok {
+				st.OK, st.Version, st.Uptime, st.Keys = true, h.GetVersion(), time.Duration(h.GetUptimeNanos()), h.GetKeyIds()
+			} else {
+				st.Err = fmt.Sprintf("answered %v", op.Type)
+			}
+			out[i] = st
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// ---- node bookkeeping
+
+func (c *Client) noteFailure(nodeID string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.nodes[nodeID]; st != nil && !errors.Is(err, ErrKeyNotFound) {
+		st.suspended = time.Now().Add(suspendFor)
+		st.lastErr = err.Error()
+	}
+}
+
+func (c *Client) noteSuccess(nodeID string, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.nodes[nodeID]
+	if st == nil {
+		return
+	}
+	if st.ewma == 0 {
+		st.ewma = d
+	} else {
+		st.ewma = (7*st.ewma + d) / 8
+	}
+	st.suspended = time.Time{}
+	st.lastSeenOK = time.Now()
+}
+
+func (c *Client) noteLiar(nodeID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.nodes[nodeID]; st != nil {
+		st.excluded = time.Now().Add(liarFor)
+		st.lastErr = "returned an invalid signature share"
+	}
+}
+
+// order returns the nodes to ask, best first: healthy nodes by recent latency, then suspended
+// ones. Nodes caught lying are left out.
+func (c *Client) order() []trust.Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	type cand struct {
+		m         trust.Member
+		suspended bool
+		ewma      time.Duration
+	}
+	var cs []cand
+	for _, n := range c.m.Nodes {
+		st := c.nodes[n.ID]
+		if now.Before(st.excluded) {
+			continue
+		}
+		cs = append(cs, cand{n, now.Before(st.suspended), st.ewma})
+	}
+	// Rotate the start so that equal nodes share the load.
+	sort.SliceStable(cs, func(i, j int) bool {
+		if cs[i].suspended != cs[j].suspended {
+			return !cs[i].suspended
+		}
+		return cs[i].ewma < cs[j].ewma
+	})
+	out := make([]trust.Member, len(cs))
+	for i := range cs {
+		out[i] = cs[i].m
+	}
+	return out
+}
+
+func shortID(b []byte) string { return hex.EncodeToString(b[:min(4, len(b))]) }

@@ -1,0 +1,138 @@
+// Package cluster_test runs the signing cluster as real processes against the real broker and
+// breaks it: killed nodes, a restarted broker, a lying node, forged and malformed messages.
+package cluster_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/testcluster"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+func generate(t *testing.T, c *client.Client, bits int) client.KeyInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	k, err := c.GenerateKey(ctx, client.GenerateRequest{Bits: bits, Label: "test", P11ID: []byte{1, 2, 3}})
+	if err != nil {
+		t.Fatalf("GenerateKey: %v", err)
+	}
+	return k
+}
+
+// signOK signs msg and checks the signature with crypto/rsa.
+func signOK(t *testing.T, c *client.Client, k client.KeyInfo, msg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sig, err := c.Sign(ctx, k.ID, threshold.SHA256RSAPKCS, []byte(msg))
+	if err != nil {
+		t.Fatalf("Sign(%q): %v", msg, err)
+	}
+	d := sha256.Sum256([]byte(msg))
+	if err := rsa.VerifyPKCS1v15(&rsa.PublicKey{N: k.N, E: k.E}, crypto.SHA256, d[:], sig); err != nil {
+		t.Fatalf("signature on %q does not verify: %v", msg, err)
+	}
+}
+
+func TestDealSignKillRestart(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
+	c := tc.Client()
+	k := generate(t, c, 2048)
+	if k.K != 3 || k.L != 5 || k.Bits != 2048 {
+		t.Fatalf("key %+v", k)
+	}
+	for i := range 10 {
+		signOK(t, c, k, fmt.Sprintf("all up %d", i))
+	}
+	// Another process sees the key.
+	c2 := tc.Client()
+	keys, err := c2.Keys(context.Background())
+	if err != nil || len(keys) != 1 || keys[0].ID != k.ID {
+		t.Fatalf("second client sees %v, %v", keys, err)
+	}
+
+	tc.KillNode(1)
+	tc.KillNode(4)
+	for i := range 10 {
+		signOK(t, c, k, fmt.Sprintf("two down %d", i))
+	}
+
+	tc.KillNode(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	start := time.Now()
+	_, err = c.Sign(ctx, k.ID, threshold.SHA256RSAPKCS, []byte("three down"))
+	cancel()
+	if !errors.Is(err, client.ErrNotEnoughNodes) {
+		t.Fatalf("with 3 of 5 nodes down: err = %v, want ErrNotEnoughNodes", err)
+	}
+	if d := time.Since(start); d > 3500*time.Millisecond {
+		t.Fatalf("error came after %v, past the 3 s deadline", d)
+	}
+	t.Logf("three down: %v after %v", err, time.Since(start).Round(time.Millisecond))
+
+	for _, i := range []int{1, 2, 4} {
+		tc.StartNode(i)
+	}
+	tc.WaitUp(5, 30*time.Second)
+	for i := range 10 {
+		signOK(t, c, k, fmt.Sprintf("restarted %d", i))
+	}
+}
+
+func TestKeyDealtWhileNodeDown(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Options{K: 2, N: 3})
+	c := tc.Client()
+	tc.KillNode(3)
+	k := generate(t, c, 1024)
+	signOK(t, c, k, "node 3 never had it")
+	// Node 3 comes back and takes its share from its durable queue; then 1 and 2 go down.
+	tc.StartNode(3)
+	tc.WaitUp(3, 30*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, _ := c.Status(context.Background())
+		if len(st) == 3 && len(st[2].Keys) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 3 never stored the share: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	tc.KillNode(1)
+	signOK(t, c, k, "nodes 2 and 3")
+}
+
+func TestDeleteKey(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Options{K: 2, N: 3})
+	c := tc.Client()
+	k := generate(t, c, 1024)
+	signOK(t, c, k, "before delete")
+	if err := c.DeleteKey(context.Background(), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		keys, err := c.Keys(context.Background())
+		if err == nil && len(keys) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key still listed after delete: %v %v", keys, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, err := c.Sign(context.Background(), k.ID, threshold.SHA256RSAPKCS, []byte("after delete"))
+	if !errors.Is(err, client.ErrKeyNotFound) {
+		t.Fatalf("sign after delete: %v", err)
+	}
+}

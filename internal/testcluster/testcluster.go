@@ -1,0 +1,297 @@
+// Package testcluster runs a real tchsm cluster for tests: a private RabbitMQ vhost, a cluster
+// folder made by clusterinit, and node and dealer processes of the real `tchsm` binary, which
+// tests can kill and restart.
+package testcluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/clusterinit"
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/pin"
+)
+
+// Options configure a test cluster.
+type Options struct {
+	K, N    int
+	Workers int // signing goroutines per node; 0: 2
+	// LocalDealer makes the client deal keys in-process; otherwise a dealer process runs.
+	LocalDealer bool
+	// TokenLabel and PIN fill the client config's pkcs11 section (defaults "tchsm", "1234").
+	TokenLabel, PIN string
+}
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	t            testing.TB
+	Dir          string
+	Layout       *clusterinit.Layout
+	VHost        string
+	AMQPURL      string
+	ClientConfig string // client-1's config, with a pkcs11 section
+	PIN          string
+	Bin          string
+
+	mu    sync.Mutex
+	procs map[string]*exec.Cmd
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds the tchsm command once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tchsm-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "tchsm")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/tchsm/tchsm/cmd/tchsm")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// RabbitMQCtl runs rabbitmqctl and fails the test on error.
+func RabbitMQCtl(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rabbitmqctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// VHost creates a private vhost for guest, deleted at the end of the test, and returns its URL.
+func VHost(t testing.TB) (name, url string) {
+	t.Helper()
+	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
+		t.Skip("rabbitmqctl not installed (run scripts/deps.sh)")
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	name = "tchsm-test-" + hex.EncodeToString(b)
+	RabbitMQCtl(t, "add_vhost", name)
+	t.Cleanup(func() { exec.Command("rabbitmqctl", "-q", "delete_vhost", name).Run() })
+	RabbitMQCtl(t, "set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+	return name, "amqp://guest:guest@127.0.0.1:5672/" + name
+}
+
+// Start creates and starts a cluster; everything stops and is removed when the test ends.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Workers == 0 {
+		o.Workers = 2
+	}
+	if o.TokenLabel == "" {
+		o.TokenLabel = "tchsm"
+	}
+	if o.PIN == "" {
+		o.PIN = "1234"
+	}
+	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN}
+	c.VHost, c.AMQPURL = VHost(t)
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: c.AMQPURL, LocalDealer: o.LocalDealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Layout = l
+	c.ClientConfig = l.Clients[0]
+	for _, p := range l.Nodes {
+		var nc config.Node
+		if err := config.Load(p, &nc); err != nil {
+			t.Fatal(err)
+		}
+		raw := config.Node{AMQP: config.AMQP{URL: c.AMQPURL}, Manifest: nc.Manifest, Identity: nc.Identity,
+			Store: nc.Store, PassphraseFile: nc.PassphraseFile, Workers: o.Workers, LogLevel: "debug"}
+		if err := config.Save(p, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.addPKCS11(o.TokenLabel, o.PIN); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stopAll)
+	for i := 1; i <= o.N; i++ {
+		c.StartNode(i)
+	}
+	if !o.LocalDealer {
+		c.start("dealer", "dealer", "-config", l.Dealer)
+	}
+	c.WaitUp(o.N, 30*time.Second)
+	return c
+}
+
+func (c *Cluster) addPKCS11(label, userPIN string) error {
+	h, err := pin.Hash(userPIN)
+	if err != nil {
+		return err
+	}
+	var cc config.Client
+	if err := config.Load(c.ClientConfig, &cc); err != nil {
+		return err
+	}
+	sec := fmt.Sprintf(`{"token_label": %q, "user_pin_hash": %q, "log_file": %q}`, label, h, filepath.Join(c.Dir, "pkcs11.log"))
+	raw := config.Client{AMQP: config.AMQP{URL: c.AMQPURL}, Manifest: cc.Manifest, Identity: cc.Identity,
+		DealerConfig: cc.DealerConfig, PKCS11: []byte(sec), LogFile: filepath.Join(c.Dir, "client.log"), LogLevel: "debug"}
+	return config.Save(c.ClientConfig, raw, 0o600)
+}
+
+func (c *Cluster) start(name string, args ...string) {
+	c.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(c.Dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(c.Bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "TCHSM_AMQP_URL="+c.AMQPURL)
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	logf.Close()
+	go cmd.Wait()
+	c.mu.Lock()
+	c.procs[name] = cmd
+	c.mu.Unlock()
+}
+
+func nodeName(i int) string { return clusterinit.NodeID(i) }
+
+// StartNode starts node i (1-based) if it is not running.
+func (c *Cluster) StartNode(i int) {
+	c.t.Helper()
+	c.mu.Lock()
+	_, running := c.procs[nodeName(i)]
+	c.mu.Unlock()
+	if !running {
+		c.start(nodeName(i), "node", "-config", c.Layout.Nodes[i-1])
+	}
+}
+
+// KillNode kills node i with SIGKILL, as a crash would.
+func (c *Cluster) KillNode(i int) { c.signal(nodeName(i), syscall.SIGKILL) }
+
+// StopNode stops node i with SIGTERM and waits for it to exit.
+func (c *Cluster) StopNode(i int) { c.signal(nodeName(i), syscall.SIGTERM) }
+
+func (c *Cluster) signal(name string, sig syscall.Signal) {
+	c.mu.Lock()
+	cmd := c.procs[name]
+	delete(c.procs, name)
+	c.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	for i := 0; i < 100; i++ {
+		if cmd.Process.Signal(syscall.Signal(0)) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+}
+
+// Pid returns the pid of a running process ("node-1", "dealer"), or 0.
+func (c *Cluster) Pid(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cmd := c.procs[name]; cmd != nil && cmd.Process != nil {
+		return cmd.Process.Pid
+	}
+	return 0
+}
+
+func (c *Cluster) stopAll() {
+	c.mu.Lock()
+	names := make([]string, 0, len(c.procs))
+	for n := range c.procs {
+		names = append(names, n)
+	}
+	c.mu.Unlock()
+	for _, n := range names {
+		c.signal(n, syscall.SIGTERM)
+	}
+	if c.t.Failed() {
+		c.DumpLogs()
+	}
+}
+
+// DumpLogs prints the tail of every process log into the test log.
+func (c *Cluster) DumpLogs() {
+	logs, _ := filepath.Glob(filepath.Join(c.Dir, "*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		if len(b) > 6000 {
+			b = b[len(b)-6000:]
+		}
+		c.t.Logf("---- %s\n%s", filepath.Base(l), bytes.TrimSpace(b))
+	}
+}
+
+// Client opens a client with client-1's config; it is closed at the end of the test.
+func (c *Cluster) Client() *client.Client {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Open(ctx, c.ClientConfig)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// WaitUp waits until at least want nodes answer a health request.
+func (c *Cluster) WaitUp(want int, timeout time.Duration) {
+	c.t.Helper()
+	cl := c.Client()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := cl.Status(ctx)
+		cancel()
+		up := 0
+		for _, s := range st {
+			if s.OK {
+				up++
+			}
+		}
+		if err == nil && up >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("only %d of %d nodes up after %v (err %v)", up, want, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// NumCPU is the number of cores the nodes share.
+func NumCPU() int { return runtime.NumCPU() }
