@@ -1,0 +1,509 @@
+// Package store is a signing node's durable share store: one bbolt file holding, per key, the
+// dealer-signed key record (public) and the node's secret share s_i encrypted at rest.
+//
+// # File layout
+//
+// Buckets of the bbolt file:
+//
+//	meta        version (1), node (the node id the store belongs to), kdf (Argon2id
+//	            parameters and a random 16-byte salt), verifier (an AEAD ciphertext of a
+//	            constant, so that a wrong passphrase is a clear error at Open)
+//	records     key id -> SignedKeyRecord (protobuf bytes, as the dealer signed them)
+//	shares      key id -> nonce(24) || XChaCha20-Poly1305 ciphertext of index(4, big endian) || s_i
+//	tombstones  key id -> deletion time (Unix seconds, 8 bytes big endian)
+//
+// The share's associated data binds it to the store's node id, the key id and the SHA-256 of the
+// stored record bytes: a share cannot be moved to another key or node, nor its record swapped
+// for another, without the AEAD failing. The AEAD key is derived once, at Open, from the
+// passphrase with Argon2id; it and the decrypted shares live only in memory.
+//
+// A deleted key leaves a tombstone, so that an old share delivery redelivered by the broker
+// does not bring it back (Put returns ErrDeleted). Key ids are random and never reused.
+//
+// Every write is a bbolt transaction, which fsyncs before Update returns: once Put returned nil
+// the share survives a crash.
+package store
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/chacha20poly1305"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tchsm/tchsm/internal/trust"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// Sentinel errors; every error of this package wraps one of them (or a bbolt/OS error).
+var (
+	ErrWrongPassphrase = errors.New("store: wrong passphrase")
+	ErrWrongNode       = errors.New("store: the store belongs to another node")
+	ErrCorrupt         = errors.New("store: corrupted store file")
+	ErrNotFound        = errors.New("store: no such key")
+	ErrDeleted         = errors.New("store: key was deleted")
+	ErrConflict        = errors.New("store: a different share is stored for this key")
+	ErrInvalid         = errors.New("store: invalid key or share")
+	ErrLocked          = errors.New("store: file in use by another process")
+	ErrClosed          = errors.New("store: closed")
+)
+
+const (
+	formatVersion = 1
+	saltSize      = 16
+	verifierText  = "tchsm share store verifier v1"
+)
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketRecords    = []byte("records")
+	bucketShares     = []byte("shares")
+	bucketTombstones = []byte("tombstones")
+
+	metaVersion  = []byte("version")
+	metaNode     = []byte("node")
+	metaKDF      = []byte("kdf")
+	metaVerifier = []byte("verifier")
+)
+
+// KDF are the Argon2id parameters used when a store is created (an existing store keeps the ones
+// it was created with).
+type KDF struct {
+	Time      uint32 `json:"time"`
+	MemoryKiB uint32 `json:"memory_kib"`
+	Threads   uint8  `json:"threads"`
+}
+
+// DefaultKDF is RFC 9106's second recommended option, with 2 lanes: 64 MiB, 3 passes.
+var DefaultKDF = KDF{Time: 3, MemoryKiB: 64 << 10, Threads: 2}
+
+type kdfRecord struct {
+	Name string `json:"name"`
+	KDF
+	Salt []byte `json:"salt"`
+}
+
+// Options configures Open.
+type Options struct {
+	// NodeID is the id of the node that owns the store. Required; a store created for one node
+	// refuses to open for another.
+	NodeID string
+	// Manifest, when set, is used to verify every stored record again at Open (a record that no
+	// longer verifies is reported as ErrCorrupt).
+	Manifest *trust.Manifest
+	// KDF for a new store; zero means DefaultKDF.
+	KDF KDF
+}
+
+// Key is one stored key: its dealer-signed record and the node's share.
+type Key struct {
+	ID     string
+	Signed *tchsmpb.SignedKeyRecord
+	Record *tchsmpb.KeyRecord
+	// Public is built only from the stored, dealer-verified record. It caches its precomputed
+	// modulus: share it, do not copy it.
+	Public *threshold.PublicKey
+	// Share is the node's secret share. Do not modify it; never log it.
+	Share *threshold.KeyShare
+}
+
+// Store is an open share store. It is safe for concurrent use.
+type Store struct {
+	db     *bolt.DB
+	nodeID string
+	aead   cipherAEAD
+
+	mu     sync.RWMutex
+	keys   map[string]*Key
+	closed bool
+}
+
+// cipherAEAD is the subset of cipher.AEAD used here.
+type cipherAEAD interface {
+	NonceSize() int
+	Overhead() int
+	Seal(dst, nonce, plaintext, additionalData []byte) []byte
+	Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error)
+}
+
+// Open opens (creating it if needed) the store file at path. A new file gets a random salt and a
+// verifier; an existing one must have been created for opts.NodeID and with the same passphrase.
+// Every stored share is decrypted into memory.
+func Open(path string, passphrase []byte, opts Options) (*Store, error) {
+	if len(passphrase) == 0 {
+		return nil, fmt.Errorf("%w: empty passphrase", ErrWrongPassphrase)
+	}
+	if opts.NodeID == "" {
+		return nil, fmt.Errorf("%w: no node id", ErrInvalid)
+	}
+	if opts.KDF == (KDF{}) {
+		opts.KDF = DefaultKDF
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		db.Close()
+		return nil, fmt.Errorf("store: %s is readable by group or others (mode %v)", path, fi.Mode().Perm())
+	}
+	s := &Store{db: db, nodeID: opts.NodeID, keys: map[string]*Key{}}
+	if err := s.init(passphrase, opts); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.load(opts.Manifest); err != nil {
+		s.wipe()
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init(passphrase []byte, opts Options) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketRecords, bucketShares, bucketTombstones} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			// A new store.
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			kr := kdfRecord{Name: "argon2id", KDF: opts.KDF, Salt: make([]byte, saltSize)}
+			if _, err := rand.Read(kr.Salt); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			kb, err := json.Marshal(kr)
+			if err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			if s.aead, err = deriveAEAD(passphrase, kr); err != nil {
+				return err
+			}
+			ver := s.seal([]byte(verifierText), verifierAD(s.nodeID))
+			for k, v := range map[string][]byte{
+				string(metaVersion): {formatVersion}, string(metaNode): []byte(s.nodeID),
+				string(metaKDF): kb, string(metaVerifier): ver,
+			} {
+				if err := meta.Put([]byte(k), v); err != nil {
+					return fmt.Errorf("store: %w", err)
+				}
+			}
+			return nil
+		}
+		if v := meta.Get(metaVersion); len(v) != 1 || v[0] != formatVersion {
+			return fmt.Errorf("%w: unknown format version", ErrCorrupt)
+		}
+		if node := meta.Get(metaNode); string(node) != s.nodeID {
+			return fmt.Errorf("%w: created for %.64q, opened as %q", ErrWrongNode, node, s.nodeID)
+		}
+		var kr kdfRecord
+		if err := json.Unmarshal(meta.Get(metaKDF), &kr); err != nil || kr.Name != "argon2id" || len(kr.Salt) != saltSize {
+			return fmt.Errorf("%w: bad kdf parameters", ErrCorrupt)
+		}
+		if kr.Time < 1 || kr.Time > 100 || kr.MemoryKiB < 8 || kr.MemoryKiB > 4<<20 || kr.Threads < 1 {
+			return fmt.Errorf("%w: kdf parameters out of range", ErrCorrupt)
+		}
+		var err error
+		if s.aead, err = deriveAEAD(passphrase, kr); err != nil {
+			return err
+		}
+		pt, err := s.open(meta.Get(metaVerifier), verifierAD(s.nodeID))
+		if err != nil || subtle.ConstantTimeCompare(pt, []byte(verifierText)) != 1 {
+			return ErrWrongPassphrase
+		}
+		return nil
+	})
+}
+
+func deriveAEAD(passphrase []byte, kr kdfRecord) (cipherAEAD, error) {
+	k := argon2.IDKey(passphrase, kr.Salt, kr.Time, kr.MemoryKiB, kr.Threads, chacha20poly1305.KeySize)
+	defer clear(k)
+	a, err := chacha20poly1305.NewX(k)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return a, nil
+}
+
+func (s *Store) seal(pt, ad []byte) []byte {
+	out := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(pt)+s.aead.Overhead())
+	rand.Read(out)
+	return s.aead.Seal(out, out, pt, ad)
+}
+
+func (s *Store) open(ct, ad []byte) ([]byte, error) {
+	if len(ct) < s.aead.NonceSize()+s.aead.Overhead() {
+		return nil, fmt.Errorf("%w: short ciphertext", ErrCorrupt)
+	}
+	return s.aead.Open(nil, ct[:s.aead.NonceSize()], ct[s.aead.NonceSize():], ad)
+}
+
+func appendLP(b []byte, v []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+	return append(b, v...)
+}
+
+func verifierAD(nodeID string) []byte {
+	b := appendLP(nil, []byte("tchsm/store/v1/verifier"))
+	return appendLP(b, []byte(nodeID))
+}
+
+func shareAD(nodeID, keyID string, record []byte) []byte {
+	h := sha256.Sum256(record)
+	b := appendLP(nil, []byte("tchsm/store/v1/share"))
+	b = appendLP(b, []byte(nodeID))
+	b = appendLP(b, []byte(keyID))
+	return appendLP(b, h[:])
+}
+
+// load decrypts every stored key into the cache.
+func (s *Store) load(m *trust.Manifest) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		recs, shares := tx.Bucket(bucketRecords), tx.Bucket(bucketShares)
+		return recs.ForEach(func(id, raw []byte) error {
+			k, err := s.decode(string(id), raw, shares.Get(id), m)
+			if err != nil {
+				return err
+			}
+			s.keys[k.ID] = k
+			return nil
+		})
+	})
+}
+
+func (s *Store) decode(id string, rawRecord, sealedShare []byte, m *trust.Manifest) (*Key, error) {
+	signed := new(tchsmpb.SignedKeyRecord)
+	if err := proto.Unmarshal(rawRecord, signed); err != nil {
+		return nil, fmt.Errorf("%w: key %.64q: record: %v", ErrCorrupt, id, err)
+	}
+	var rec *tchsmpb.KeyRecord
+	if m != nil {
+		var err error
+		if rec, err = trust.VerifyKeyRecord(m, signed); err != nil {
+			return nil, fmt.Errorf("%w: key %.64q: %v", ErrCorrupt, id, err)
+		}
+	} else {
+		rec = new(tchsmpb.KeyRecord)
+		if err := proto.Unmarshal(signed.GetRecord(), rec); err != nil {
+			return nil, fmt.Errorf("%w: key %.64q: record: %v", ErrCorrupt, id, err)
+		}
+	}
+	if rec.GetKeyId() != id {
+		return nil, fmt.Errorf("%w: key %.64q holds the record of %.64q", ErrCorrupt, id, rec.GetKeyId())
+	}
+	pk, err := PublicKey(rec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key %.64q: %v", ErrCorrupt, id, err)
+	}
+	pt, err := s.open(sealedShare, shareAD(s.nodeID, id, rawRecord))
+	if err != nil {
+		return nil, fmt.Errorf("%w: key %.64q: share does not decrypt", ErrCorrupt, id)
+	}
+	if len(pt) != 4+pk.Size() {
+		clear(pt)
+		return nil, fmt.Errorf("%w: key %.64q: share length", ErrCorrupt, id)
+	}
+	share := &threshold.KeyShare{Index: int(binary.BigEndian.Uint32(pt)), S: pt[4:]}
+	return &Key{ID: id, Signed: signed, Record: rec, Public: pk, Share: share}, nil
+}
+
+// PublicKey builds the threshold public key of a (verified) key record and validates it.
+func PublicKey(rec *tchsmpb.KeyRecord) (*threshold.PublicKey, error) {
+	pk := &threshold.PublicKey{
+		N: new(big.Int).SetBytes(rec.GetModulus()), E: int(rec.GetPublicExponent()),
+		K: int(rec.GetK()), L: int(rec.GetN()), V: new(big.Int).SetBytes(rec.GetV()),
+	}
+	if rec.GetPublicExponent() > 1<<31-1 || rec.GetK() > threshold.MaxPlayers || rec.GetN() > threshold.MaxPlayers {
+		return nil, fmt.Errorf("%w: parameters out of range", ErrInvalid)
+	}
+	for _, v := range rec.GetVk() {
+		pk.VK = append(pk.VK, new(big.Int).SetBytes(v))
+	}
+	if err := pk.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if pk.N.BitLen() != int(rec.GetBits()) {
+		return nil, fmt.Errorf("%w: modulus of %d bits, record says %d", ErrInvalid, pk.N.BitLen(), rec.GetBits())
+	}
+	return pk, nil
+}
+
+// Put stores a key: its signed record (already verified by the caller, and rec its decoded
+// form) and the node's share. It returns after the transaction is on disk. Putting the same
+// record and share again is a no-op; a different record or share for a stored key id gives
+// ErrConflict; a deleted key gives ErrDeleted. Put keeps its own copy of share.
+func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share *threshold.KeyShare) error {
+	id := rec.GetKeyId()
+	if !trust.ValidKeyID(id) || share == nil {
+		return fmt.Errorf("%w: bad key id or no share", ErrInvalid)
+	}
+	pk, err := PublicKey(rec)
+	if err != nil {
+		return err
+	}
+	if len(share.S) != pk.Size() || share.Index < 1 || share.Index > pk.L {
+		return fmt.Errorf("%w: share index or length", ErrInvalid)
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(signed)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if old, ok := s.keys[id]; ok {
+		if proto.Equal(old.Signed, signed) && old.Share.Index == share.Index && subtle.ConstantTimeCompare(old.Share.S, share.S) == 1 {
+			return nil
+		}
+		return fmt.Errorf("%w: %s", ErrConflict, id)
+	}
+	pt := make([]byte, 4+len(share.S))
+	defer clear(pt)
+	binary.BigEndian.PutUint32(pt, uint32(share.Index))
+	copy(pt[4:], share.S)
+	sealed := s.seal(pt, shareAD(s.nodeID, id, raw))
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketTombstones).Get([]byte(id)) != nil {
+			return fmt.Errorf("%w: %s", ErrDeleted, id)
+		}
+		if err := tx.Bucket(bucketRecords).Put([]byte(id), raw); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketShares).Put([]byte(id), sealed)
+	})
+	if err != nil {
+		if errors.Is(err, ErrDeleted) {
+			return err
+		}
+		return fmt.Errorf("store: put %s: %w", id, err)
+	}
+	s.keys[id] = &Key{ID: id, Signed: proto.Clone(signed).(*tchsmpb.SignedKeyRecord), Record: rec, Public: pk,
+		Share: &threshold.KeyShare{Index: share.Index, S: bytes.Clone(share.S)}}
+	return nil
+}
+
+// Get returns a stored key, or ErrNotFound.
+func (s *Store) Get(id string) (*Key, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	k, ok := s.keys[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %.64q", ErrNotFound, id)
+	}
+	return k, nil
+}
+
+// Deleted reports whether id has a tombstone.
+func (s *Store) Deleted(id string) (bool, error) {
+	var dead bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		dead = tx.Bucket(bucketTombstones).Get([]byte(id)) != nil
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	return dead, nil
+}
+
+// Delete removes a key and its share and leaves a tombstone. Deleting a key that is not there
+// (or was deleted already) still leaves a tombstone and returns nil. The return value reports
+// whether a share was held.
+func (s *Store) Delete(id string) (bool, error) {
+	if !trust.ValidKeyID(id) {
+		return false, fmt.Errorf("%w: bad key id", ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, ErrClosed
+	}
+	var had bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		had = tx.Bucket(bucketRecords).Get([]byte(id)) != nil
+		if err := tx.Bucket(bucketRecords).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketShares).Delete([]byte(id)); err != nil {
+			return err
+		}
+		ts := binary.BigEndian.AppendUint64(nil, uint64(time.Now().Unix()))
+		return tx.Bucket(bucketTombstones).Put([]byte(id), ts)
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: delete %s: %w", id, err)
+	}
+	if k, ok := s.keys[id]; ok {
+		// Do not wipe k.Share: a request in flight may still be using it.
+		delete(s.keys, k.ID)
+	}
+	return had, nil
+}
+
+// List returns every stored key, sorted by id.
+func (s *Store) List() []*Key {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Key, 0, len(s.keys))
+	for _, k := range s.keys {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Len returns the number of stored keys.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.keys)
+}
+
+// Close closes the file and wipes the shares held in memory. Keys returned earlier must not be
+// used afterwards.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.wipe()
+	return s.db.Close()
+}
+
+func (s *Store) wipe() {
+	for _, k := range s.keys {
+		k.Share.Wipe()
+	}
+	s.keys = map[string]*Key{}
+	s.aead = nil
+}

@@ -1,0 +1,295 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tchsm/tchsm/internal/clusterinit"
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/trust"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
+	bolt "go.etcd.io/bbolt"
+)
+
+var testKDF = KDF{Time: 1, MemoryKiB: 1024, Threads: 1}
+
+type fixture struct {
+	m      *trust.Manifest
+	signed *tchsmpb.SignedKeyRecord
+	rec    *tchsmpb.KeyRecord
+	shares []*threshold.KeyShare
+}
+
+var (
+	fixOnce sync.Once
+	fix     fixture
+	fixErr  error
+)
+
+// dealt returns one 1024-bit 2-of-3 key dealt by a real dealer identity of a real manifest.
+func dealt(t *testing.T) fixture {
+	t.Helper()
+	fixOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tchsm-store-fixture-")
+		if err != nil {
+			fixErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		l, err := clusterinit.Create(dir, clusterinit.Options{K: 2, N: 3})
+		if err != nil {
+			fixErr = err
+			return
+		}
+		var dc config.Dealer
+		if fixErr = config.Load(l.Dealer, &dc); fixErr != nil {
+			return
+		}
+		dealer, err := trust.ReadIdentityFile(dc.Identity, nil)
+		if err != nil {
+			fixErr = err
+			return
+		}
+		m, err := trust.LoadManifest(l.Manifest)
+		if err != nil {
+			fixErr = err
+			return
+		}
+		key, err := threshold.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+		if err != nil {
+			fixErr = err
+			return
+		}
+		pk, shares, err := threshold.Deal(rand.Reader, key, 2, 3)
+		if err != nil {
+			fixErr = err
+			return
+		}
+		id := make([]byte, 16)
+		rand.Read(id)
+		rec := &tchsmpb.KeyRecord{KeyId: hex.EncodeToString(id), Label: "test", P11Id: id, Bits: 1024,
+			Modulus: pk.N.Bytes(), PublicExponent: uint32(pk.E), K: 2, N: 3, V: pk.V.Bytes(),
+			CreatedUnix: time.Now().Unix(), SafePrimes: true, ClusterId: m.ClusterID}
+		for _, v := range pk.VK {
+			rec.Vk = append(rec.Vk, v.Bytes())
+		}
+		signed, err := trust.SignKeyRecord(dealer, rec)
+		if err != nil {
+			fixErr = err
+			return
+		}
+		fix = fixture{m: m, signed: signed, rec: rec, shares: shares}
+	})
+	if fixErr != nil {
+		t.Fatal(fixErr)
+	}
+	return fix
+}
+
+func open(t *testing.T, path, pass, node string, m *trust.Manifest) (*Store, error) {
+	t.Helper()
+	return Open(path, []byte(pass), Options{NodeID: node, Manifest: m, KDF: testKDF})
+}
+
+func TestPutGetReopen(t *testing.T) {
+	f := dealt(t)
+	path := filepath.Join(t.TempDir(), "shares.db")
+	s, err := open(t, path, "correct horse", "node-1", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(f.rec.KeyId); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get on empty store: %v", err)
+	}
+	if err := s.Put(f.signed, f.rec, f.shares[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Idempotent.
+	if err := s.Put(f.signed, f.rec, f.shares[0]); err != nil {
+		t.Fatalf("second Put: %v", err)
+	}
+	// Another share for the same key is a conflict.
+	if err := s.Put(f.signed, f.rec, f.shares[1]); !errors.Is(err, ErrConflict) {
+		t.Fatalf("conflicting Put: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The share is not in the file in the clear.
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, f.shares[0].S[8:40]) {
+		t.Fatal("share found in the clear in the store file")
+	}
+
+	s, err = open(t, path, "correct horse", "node-1", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k, err := s.Get(f.rec.KeyId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Share.Index != 1 || !bytes.Equal(k.Share.S, f.shares[0].S) || k.Public.N.Cmp(k.Public.N) != 0 {
+		t.Fatal("reopened share differs")
+	}
+	// The reopened key signs.
+	em, err := threshold.EncodePayload(k.Public.Size(), []byte("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := threshold.SignShare(k.Public, k.Share, em); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.List(); len(got) != 1 || got[0].ID != f.rec.KeyId {
+		t.Fatalf("List = %v", got)
+	}
+}
+
+func TestWrongPassphraseAndNode(t *testing.T) {
+	f := dealt(t)
+	path := filepath.Join(t.TempDir(), "shares.db")
+	s, err := open(t, path, "right", "node-1", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(f.signed, f.rec, f.shares[0]); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := open(t, path, "wrong", "node-1", f.m); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	if _, err := open(t, path, "right", "node-2", f.m); !errors.Is(err, ErrWrongNode) {
+		t.Fatalf("wrong node: %v", err)
+	}
+	if _, err := open(t, path, "", "node-1", f.m); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("empty passphrase: %v", err)
+	}
+	// Still fine with the right one.
+	s, err = open(t, path, "right", "node-1", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
+
+func TestLocked(t *testing.T) {
+	f := dealt(t)
+	path := filepath.Join(t.TempDir(), "shares.db")
+	s, err := open(t, path, "p", "node-1", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := open(t, path, "p", "node-1", f.m); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v", err)
+	}
+}
+
+func TestDeleteTombstone(t *testing.T) {
+	f := dealt(t)
+	path := filepath.Join(t.TempDir(), "shares.db")
+	s, err := open(t, path, "p", "node-2", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(f.signed, f.rec, f.shares[1]); err != nil {
+		t.Fatal(err)
+	}
+	had, err := s.Delete(f.rec.KeyId)
+	if err != nil || !had {
+		t.Fatalf("Delete = %v, %v", had, err)
+	}
+	if had, err := s.Delete(f.rec.KeyId); err != nil || had {
+		t.Fatalf("second Delete = %v, %v", had, err)
+	}
+	if err := s.Put(f.signed, f.rec, f.shares[1]); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("Put after Delete: %v", err)
+	}
+	s.Close()
+	s, err = open(t, path, "p", "node-2", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Get(f.rec.KeyId); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after reopen: %v", err)
+	}
+	if dead, _ := s.Deleted(f.rec.KeyId); !dead {
+		t.Fatal("tombstone lost on reopen")
+	}
+	if err := s.Put(f.signed, f.rec, f.shares[1]); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("Put after reopen: %v", err)
+	}
+}
+
+// A share moved to another key (or a record swapped) no longer decrypts.
+func TestTamperedFile(t *testing.T) {
+	f := dealt(t)
+	path := filepath.Join(t.TempDir(), "shares.db")
+	s, err := open(t, path, "p", "node-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(f.signed, f.rec, f.shares[0]); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	corruptShare(t, path, f.rec.KeyId)
+	if _, err := open(t, path, "p", "node-1", nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("tampered share: %v", err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	f := dealt(t)
+	s, err := open(t, filepath.Join(t.TempDir(), "s.db"), "p", "node-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	bad := []*threshold.KeyShare{nil, {Index: 0, S: f.shares[0].S}, {Index: 4, S: f.shares[0].S}, {Index: 1, S: f.shares[0].S[1:]}}
+	for i, sh := range bad {
+		if err := s.Put(f.signed, f.rec, sh); !errors.Is(err, ErrInvalid) {
+			t.Errorf("bad share %d: %v", i, err)
+		}
+	}
+	if _, err := s.Delete("not-a-key-id"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Delete bad id: %v", err)
+	}
+	if _, err := Open(filepath.Join(t.TempDir(), "x.db"), []byte("p"), Options{}); err == nil {
+		t.Error("Open without node id succeeded")
+	}
+}
+
+// corruptShare flips one byte of the stored share ciphertext directly in the bbolt file.
+func corruptShare(t *testing.T, path, id string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketShares)
+		v := bytes.Clone(b.Get([]byte(id)))
+		v[len(v)/2] ^= 1
+		return b.Put([]byte(id), v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
