@@ -32,7 +32,8 @@ const (
 //	  "keygen_timeout": "120s",            // deadline of one key generation
 //	  "request_timeout": "10s",            // deadline of key listing and deletion
 //	  "key_cache_ttl": "2s",               // how long a key list is reused before asking again
-//	  "log_file": "/var/log/tchsm/pkcs11.log" // empty: no logging at all
+//	  "log_file": "/var/log/tchsm/pkcs11.log", // empty: no logging at all
+//	  "log_level": "info"                  // debug logs every failed call
 //	}
 type Config struct {
 	TokenLabel     string   `json:"token_label"`
@@ -43,6 +44,7 @@ type Config struct {
 	RequestTimeout Duration `json:"request_timeout"`
 	KeyCacheTTL    Duration `json:"key_cache_ttl"`
 	LogFile        string   `json:"log_file"`
+	LogLevel       string   `json:"log_level"`
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string ("10s").

@@ -7,6 +7,7 @@ import (
 	_ "crypto/sha1" // crypto.SHA1.New
 	_ "crypto/sha256"
 	_ "crypto/sha512"
+	"errors"
 	"fmt"
 	"hash"
 	"math/big"
@@ -389,6 +390,9 @@ func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
 	defer cancel()
 	sig, err := t.backend.Sign(ctx, k.info.ID, threshold.RSAPKCS, payload)
+	if errors.Is(err, client.ErrKeyNotFound) {
+		t.forgetKey(k.info.ID)
+	}
 	if err != nil {
 		return nil, backendErr("signing", err, ErrKeyHandleInvalid, ErrDataLenRange)
 	}
@@ -404,6 +408,15 @@ func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: cluster signature does not verify: %w", ErrDeviceError, err)
 	}
 	return sig, nil
+}
+
+// forgetKey drops a key the cluster no longer has (deleted by another process).
+func (t *Token) forgetKey(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.keys, id)
+	t.seq++
+	t.changes[id] = localChange{seq: t.seq, deleted: true}
 }
 
 // ---- verification ----

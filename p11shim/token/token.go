@@ -62,9 +62,6 @@ const (
 	MinPINLen   = 4
 	MaxPINLen   = 255
 	maxSessions = 16384
-	// minMissRefresh is how old the key list must be before a search that found nothing
-	// fetches it again.
-	minMissRefresh = 200 * time.Millisecond
 )
 
 // Token is the state of one PKCS#11 initialisation (C_Initialize … C_Finalize).
@@ -86,7 +83,7 @@ type Token struct {
 	keyHandles map[string][2]uint // [private, public]
 	byHandle   map[uint]objRef
 	keys       map[string]*key // keys currently known to exist
-	keysAt     time.Time       // time of the last successful fetch
+	keysAt     time.Time       // start of the last successful fetch
 	keysLoaded bool
 	seq        uint64                 // counts local key additions and deletions
 	changes    map[string]localChange // local changes not yet confirmed by a fetch
@@ -100,8 +97,9 @@ type localChange struct {
 }
 
 type refreshCall struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	started time.Time
+	err     error
 }
 
 // key is one cluster key with its decoded public key.
@@ -586,40 +584,50 @@ func (t *Token) handlesLocked(id string) [2]uint {
 	return hs
 }
 
-// refreshKeys fetches the key list. Concurrent callers share one fetch.
-func (t *Token) refreshKeys(ctx context.Context) error {
-	t.mu.Lock()
-	if c := t.refreshing; c != nil {
-		t.mu.Unlock()
-		select {
-		case <-c.done:
-			return c.err
-		case <-ctx.Done():
-			return ctx.Err()
+// refreshKeys makes sure a fetch of the key list that started at or after notBefore has
+// completed. Concurrent callers share fetches.
+func (t *Token) refreshKeys(ctx context.Context, notBefore time.Time) error {
+	for {
+		t.mu.Lock()
+		if t.keysLoaded && !t.keysAt.Before(notBefore) {
+			t.mu.Unlock()
+			return nil
 		}
-	}
-	c := &refreshCall{done: make(chan struct{})}
-	t.refreshing = c
-	start := t.seq
-	t.mu.Unlock()
+		if c := t.refreshing; c != nil {
+			t.mu.Unlock()
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if !c.started.Before(notBefore) {
+				return c.err
+			}
+			continue
+		}
+		c := &refreshCall{done: make(chan struct{}), started: time.Now()}
+		t.refreshing = c
+		start := t.seq
+		t.mu.Unlock()
 
-	rctx, cancel := context.WithTimeout(t.ctx, time.Duration(t.cfg.RequestTimeout))
-	infos, err := t.backend.Keys(rctx)
-	cancel()
+		rctx, cancel := context.WithTimeout(t.ctx, time.Duration(t.cfg.RequestTimeout))
+		infos, err := t.backend.Keys(rctx)
+		cancel()
 
-	t.mu.Lock()
-	t.refreshing = nil
-	if err == nil {
-		t.applyKeysLocked(infos, start)
+		t.mu.Lock()
+		t.refreshing = nil
+		if err == nil {
+			t.applyKeysLocked(infos, start, c.started)
+		}
+		t.mu.Unlock()
+		c.err = err
+		close(c.done)
+		return err
 	}
-	t.mu.Unlock()
-	c.err = err
-	close(c.done)
-	return err
 }
 
 // applyKeysLocked installs a fetched key list, keeping local changes made after the fetch began.
-func (t *Token) applyKeysLocked(infos []client.KeyInfo, start uint64) {
+func (t *Token) applyKeysLocked(infos []client.KeyInfo, start uint64, started time.Time) {
 	keys := make(map[string]*key, len(infos))
 	for _, info := range infos {
 		if old, ok := t.keys[info.ID]; ok && old.info.N.Cmp(info.N) == 0 {
@@ -648,21 +656,22 @@ func (t *Token) applyKeysLocked(infos []client.KeyInfo, start uint64) {
 		t.handlesLocked(id)
 	}
 	t.keys = keys
-	t.keysAt = time.Now()
+	t.keysAt = started
 	t.keysLoaded = true
 }
 
-// ensureKeys makes sure the key list is at most maxAge old. A failed fetch falls back to the
-// previous list if there is one.
+// ensureKeys makes sure the key list is at most maxAge old, or, with maxAge 0, fetched after
+// now. A failed fetch falls back to the previous list if there is one.
 func (t *Token) ensureKeys(ctx context.Context, maxAge time.Duration) error {
+	now := time.Now()
 	t.mu.Lock()
-	fresh := t.keysLoaded && time.Since(t.keysAt) < maxAge
+	fresh := maxAge > 0 && t.keysLoaded && now.Sub(t.keysAt) < maxAge
 	loaded := t.keysLoaded
 	t.mu.Unlock()
 	if fresh {
 		return nil
 	}
-	err := t.refreshKeys(ctx)
+	err := t.refreshKeys(ctx, now)
 	if err == nil {
 		return nil
 	}
@@ -842,13 +851,16 @@ func (t *Token) FindObjectsInit(h uint, tmpl []Attribute) error {
 	if s.finding {
 		return ErrOperationActive
 	}
+	started := time.Now()
 	if err := t.ensureKeys(s.ctx, time.Duration(t.cfg.KeyCacheTTL)); err != nil {
 		return err
 	}
 	hs := t.search(tmpl)
 	if len(hs) == 0 {
-		if err := t.ensureKeys(s.ctx, minMissRefresh); err != nil {
-			return err
+		// Maybe another process made the key since the list was fetched: fetch again, unless
+		// the list was fetched during this call.
+		if err := t.refreshKeys(s.ctx, started); err != nil {
+			t.log.Warn("listing cluster keys failed", "err", err)
 		}
 		hs = t.search(tmpl)
 	}

@@ -1,0 +1,206 @@
+package token
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// clusterBackend is a client.Backend that runs the real threshold scheme in process: the dealer
+// generates safe-prime keys and deals k-of-n shares, each "node" computes its signature share,
+// and the backend combines k of them. Nodes can be taken down or slowed to exercise the
+// token's error paths and deadlines, the way a real cluster fails.
+type clusterBackend struct {
+	k, n int
+
+	mu     sync.Mutex
+	keys   map[string]*clusterKey
+	down   map[int]bool
+	delay  time.Duration // added to every node's answer
+	closed bool
+
+	signs atomic.Int64
+	lists atomic.Int64
+}
+
+type clusterKey struct {
+	info   client.KeyInfo
+	pk     *threshold.PublicKey
+	shares []*threshold.KeyShare
+}
+
+func newClusterBackend(k, n int) *clusterBackend {
+	return &clusterBackend{k: k, n: n, keys: map[string]*clusterKey{}, down: map[int]bool{}}
+}
+
+func (b *clusterBackend) setDown(i int, down bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.down[i] = down
+}
+
+func (b *clusterBackend) setDelay(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.delay = d
+}
+
+func (b *clusterBackend) Keys(ctx context.Context) ([]client.KeyInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, client.ErrUnavailable
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.lists.Add(1)
+	out := make([]client.KeyInfo, 0, len(b.keys))
+	for _, k := range b.keys {
+		out = append(out, k.info)
+	}
+	return out, nil
+}
+
+func (b *clusterBackend) GenerateKey(ctx context.Context, req client.GenerateRequest) (client.KeyInfo, error) {
+	b.mu.Lock()
+	closed, up := b.closed, b.n-len(b.downLocked())
+	b.mu.Unlock()
+	if closed {
+		return client.KeyInfo{}, client.ErrUnavailable
+	}
+	if up < b.n {
+		// Dealing needs every node to store its share.
+		return client.KeyInfo{}, fmt.Errorf("%w: %d of %d nodes up", client.ErrNotEnoughNodes, up, b.n)
+	}
+	switch req.Bits {
+	case 1024, 2048, 3072, 4096:
+	default:
+		return client.KeyInfo{}, fmt.Errorf("%w: %d bits", client.ErrInvalidInput, req.Bits)
+	}
+	e := req.E
+	if e == 0 {
+		e = 65537
+	}
+	key, err := threshold.GenerateKey(ctx, rand.Reader, req.Bits, e, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return client.KeyInfo{}, err
+		}
+		return client.KeyInfo{}, fmt.Errorf("%w: %w", client.ErrInvalidInput, err)
+	}
+	pk, shares, err := threshold.Deal(rand.Reader, key, b.k, b.n)
+	key.Wipe()
+	if err != nil {
+		return client.KeyInfo{}, err
+	}
+	idb := make([]byte, 16)
+	rand.Read(idb)
+	info := client.KeyInfo{
+		ID: hex.EncodeToString(idb), Label: req.Label, P11ID: append([]byte{}, req.P11ID...),
+		Bits: pk.N.BitLen(), N: new(big.Int).Set(pk.N), E: pk.E, K: b.k, L: b.n, Created: time.Now(),
+	}
+	b.mu.Lock()
+	b.keys[info.ID] = &clusterKey{info: info, pk: pk, shares: shares}
+	b.mu.Unlock()
+	return info, nil
+}
+
+func (b *clusterBackend) DeleteKey(ctx context.Context, id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return client.ErrUnavailable
+	}
+	if b.keys[id] == nil {
+		return fmt.Errorf("%w: %s", client.ErrKeyNotFound, id)
+	}
+	delete(b.keys, id)
+	return nil
+}
+
+func (b *clusterBackend) downLocked() []int {
+	var d []int
+	for i, v := range b.down {
+		if v {
+			d = append(d, i)
+		}
+	}
+	return d
+}
+
+func (b *clusterBackend) Sign(ctx context.Context, id string, mech threshold.Mechanism, data []byte) ([]byte, error) {
+	b.mu.Lock()
+	k, closed, delay := b.keys[id], b.closed, b.delay
+	var up []*threshold.KeyShare
+	if k != nil {
+		for _, s := range k.shares {
+			if !b.down[s.Index] {
+				up = append(up, s)
+			}
+		}
+	}
+	b.mu.Unlock()
+	if closed {
+		return nil, client.ErrUnavailable
+	}
+	if k == nil {
+		return nil, fmt.Errorf("%w: %s", client.ErrKeyNotFound, id)
+	}
+	t, err := threshold.Payload(mech, data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", client.ErrInvalidInput, err)
+	}
+	em, err := threshold.EncodePayload(k.pk.Size(), t)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", client.ErrInvalidInput, err)
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("client: waiting for nodes: %w", ctx.Err())
+		}
+	}
+	if len(up) < k.pk.K {
+		return nil, fmt.Errorf("%w: %d of %d needed", client.ErrNotEnoughNodes, len(up), k.pk.K)
+	}
+	var sigShares []*threshold.SigShare
+	for _, s := range up[:k.pk.K] {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ss, err := threshold.SignShare(k.pk, s, em)
+		if err != nil {
+			return nil, err
+		}
+		sigShares = append(sigShares, ss)
+	}
+	sig, err := threshold.Combine(k.pk, em, sigShares)
+	if err != nil {
+		return nil, err
+	}
+	b.signs.Add(1)
+	return sig, nil
+}
+
+func (b *clusterBackend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("clusterBackend: closed twice")
+	}
+	b.closed = true
+	return nil
+}
+
+var _ client.Backend = (*clusterBackend)(nil)
