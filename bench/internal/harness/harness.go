@@ -406,7 +406,7 @@ func open(ctx context.Context, o *Options, name string, cl *cluster.Cluster, bar
 			module = b.module
 		}
 		if module == "" || config == "" {
-			return nil, "no tchsm cluster: give -tchsm-module and -tchsm-config (or -tchsm-launch once the cluster launcher exists)", nil
+			return nil, "no tchsm cluster: give -tchsm-module and -tchsm-config or -tchsm-launch auto to start a local cluster", nil
 		}
 		bar.Infof("tchsm: loading %s (TCHSM_CONFIG=%s), finding or generating an RSA-%d key", module, config, o.Bits)
 		t, err := target.OpenPKCS11(target.PKCS11Config{Name: "tchsm", Module: module, TokenLabel: label, PIN: pin,

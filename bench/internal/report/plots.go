@@ -54,6 +54,32 @@ func colorIndex(name string) int {
 	return 5
 }
 
+// niceTicks labels about six round values (1, 2 or 5 × 10^k apart) between min and max.
+type niceTicks struct{}
+
+func (niceTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) {
+		return []plot.Tick{{Value: lo, Label: strconv.FormatFloat(lo, 'g', 4, 64)}}
+	}
+	raw := (hi - lo) / 6
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := mag
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	var ts []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+		if half := v + step/2; half < hi {
+			ts = append(ts, plot.Tick{Value: half})
+		}
+	}
+	return ts
+}
+
 func (r *Results) measured() []*Target {
 	var out []*Target
 	for _, t := range r.Targets {
@@ -119,7 +145,8 @@ func (r *Results) throughputPlot() (*plot.Plot, error) {
 	}
 	p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	p.X.Min, p.X.Max = 0.9, float64(maxC)*1.1
-	p.Y.Min, p.Y.Max = 0, maxY*1.25
+	p.Y.Min, p.Y.Max = 0, maxY*1.3
+	p.Y.Tick.Marker = niceTicks{}
 	p.Add(plotter.NewGrid())
 	return p, nil
 }
@@ -165,6 +192,7 @@ func (r *Results) percentilePlot() (*plot.Plot, error) {
 	p.NominalX(names...)
 	p.X.Min, p.X.Max = -0.7, float64(len(ts))-0.3
 	p.Y.Min, p.Y.Max = 0, maxY*1.2
+	p.Y.Tick.Marker = niceTicks{}
 	p.Add(plotter.NewGrid())
 	return p, nil
 }
