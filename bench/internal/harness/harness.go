@@ -568,6 +568,12 @@ func runScaling(ctx context.Context, o *Options, rcfg runner.Config, res *report
 	if o.TchsmLaunch == "" {
 		return nil, fmt.Errorf("%w: -scaling needs the cluster launcher (-tchsm-launch)", cluster.ErrNoLauncher)
 	}
+	if o.TchsmLaunch == "auto" {
+		// Build once here: the per-point option copies below share o.built.
+		if _, err := build(ctx, o, true, bar); err != nil {
+			return nil, err
+		}
+	}
 	sc := &report.Scaling{}
 	r := 0.0
 	if res.Limit != nil {
