@@ -23,7 +23,7 @@ SELF=$(readlink -f "$0")
 HERE=$(dirname "$SELF")
 
 die() { echo "$PROG: error: $*" >&2; exit 1; }
-log() { echo "$PROG: $*" >&2; }
+log() { echo "$PROG: $(date +%T) $*" >&2; }
 
 usage() {
 	cat <<EOF
@@ -161,6 +161,7 @@ if ((INNER == 0)); then
 	child=0
 	outer_cleanup() {
 		local rc=$?
+		trap '' INT TERM # a second signal must not cut the cleanup short
 		if ((child > 0)) && kill -0 "$child" 2>/dev/null; then
 			kill -TERM "$child" 2>/dev/null || true
 			wait "$child" 2>/dev/null || true
@@ -407,37 +408,47 @@ dump_logs() {
 		tail -n 60 "$f" >&2
 	done
 }
-stop_daemon() { # name pid socket ctl-cmd...: stop politely, then TERM, then KILL
-	local name=$1 pid=$2 sock=$3 i
+# stop_daemon NAME PID SOCKET CTL-CMD...: ask politely (unless interrupted),
+# then SIGTERM, then SIGKILL. A signer busy signing ignores both the stop
+# command and SIGTERM until its current zone is done.
+stop_daemon() {
+	local name=$1 pid=$2 sock=$3
 	shift 3
 	((pid > 0)) || return 0
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-	[[ -S $sock ]] && { timeout 10 "$@" >>"$LOGS/stop.log" 2>&1 || true; }
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
+	if kill -0 "$pid" 2>/dev/null && ((INTERRUPTED == 0)) && [[ -S $sock ]]; then
+		timeout 5 "$@" >>"$LOGS/stop.log" 2>&1 || true
+		wait_gone "$pid" 50
+	fi
 	if kill -0 "$pid" 2>/dev/null; then
-		log "$name did not stop, sending SIGTERM"
+		((INTERRUPTED)) || log "$name did not stop, sending SIGTERM"
 		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 50; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$pid" 2>/dev/null && { log "$name still alive, SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
+		wait_gone "$pid" 30
+	fi
+	if kill -0 "$pid" 2>/dev/null; then
+		log "$name still alive, SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	wait "$pid" 2>/dev/null || true
+}
+wait_gone() { # pid tenths-of-a-second
+	local i
+	for ((i = 0; i < $2; i++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
 }
 inner_cleanup() {
 	local rc=$?
 	trap - EXIT
+	trap '' INT TERM # a second signal must not cut the cleanup short
 	stop_daemon ods-signerd "$SIG_DPID" "$SIG_SOCK" ods-signer -s "$SIG_SOCK" stop
 	stop_daemon ods-enforcerd "$ENF_DPID" "$ENF_SOCK" ods-enforcer -s "$ENF_SOCK" stop
 	exit "$rc"
 }
+INTERRUPTED=0
 trap inner_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'INTERRUPTED=1; exit 130' INT
+trap 'INTERRUPTED=1; exit 143' TERM
 
 fail() { # message: print the daemons' logs and fail
 	echo "$PROG: FAIL: $*" >&2

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# cleanup is called from the EXIT trap only.
+# shellcheck disable=SC2317
 # softhsm.sh [run.sh options]: run the OpenDNSSEC harness against a private,
 # throw-away SoftHSM2 token. Extra options go to run.sh (e.g. --records 5000,
 # --hsmutil-test, --hsmspeed, --keep).
@@ -48,5 +50,17 @@ SOPIN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 softhsm2-util --init-token --free --label "$LABEL" --pin "$PIN" --so-pin "$SOPIN" >"$TOKDIR/init.log" 2>&1 ||
 	{ cat "$TOKDIR/init.log" >&2; die "softhsm2-util --init-token failed"; }
 
+# In the background so that a signal reaches run.sh and the token outlives
+# its daemons: the EXIT trap removes the token only after run.sh is done.
 "$HERE/run.sh" --module "$MODULE" --token-label "$LABEL" --pin "$PIN" \
-	--env "SOFTHSM2_CONF=$SOFTHSM2_CONF" "$@"
+	--env "SOFTHSM2_CONF=$SOFTHSM2_CONF" "$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null || true' INT TERM
+set +e
+wait "$child"
+rc=$?
+while kill -0 "$child" 2>/dev/null; do # wait was interrupted by a signal
+	wait "$child"
+	rc=$?
+done
+exit "$rc"
