@@ -68,8 +68,8 @@ func TestQuickRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 5 {
-		t.Errorf("wrote %v, want results.json, results.md and 3 plots", files)
+	if len(files) != 6 {
+		t.Errorf("wrote %v, want results.json, machine.txt, results.md and 3 plots", files)
 	}
 	var back report.Results
 	b, err := os.ReadFile(filepath.Join(out, "results.json"))

@@ -60,7 +60,7 @@ func TestFinishAndWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 5 {
+	if len(files) != 6 {
 		t.Errorf("files %v", files)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "results.md"))

@@ -158,6 +158,23 @@ func DescribeMachine() Machine {
 	return m
 }
 
+// Text is the machine description as "key: value" lines.
+func (m Machine) Text() string {
+	var b strings.Builder
+	for _, kv := range [][2]string{
+		{"host", m.Host}, {"cpu", m.CPUModel}, {"cores", strconv.Itoa(m.Cores)},
+		{"memory", fmt.Sprintf("%d MiB", m.MemTotalMB)}, {"kernel", m.Kernel},
+		{"go", fmt.Sprintf("%s %s/%s", m.GoVersion, m.GOOS, m.GOARCH)},
+		{"loadavg at start", m.LoadAvgStart}, {"loadavg at end", m.LoadAvgEnd},
+		{"softhsm", m.SoftHSM}, {"openssl", m.OpenSSL},
+	} {
+		if kv[1] != "" {
+			fmt.Fprintf(&b, "%s: %s\n", kv[0], kv[1])
+		}
+	}
+	return b.String()
+}
+
 // LoadAvg returns the first three fields of /proc/loadavg.
 func LoadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
@@ -183,6 +200,11 @@ func (r *Results) Write(dir string) ([]string, error) {
 	}
 	p := filepath.Join(dir, "results.json")
 	if err := os.WriteFile(p, append(js, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	files = append(files, p)
+	p = filepath.Join(dir, "machine.txt")
+	if err := os.WriteFile(p, []byte(r.Machine.Text()), 0o644); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
 	files = append(files, p)
