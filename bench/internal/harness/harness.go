@@ -38,6 +38,9 @@ var (
 	ErrFailed  = errors.New("bench: a target failed")
 )
 
+// devPIN is the user PIN `tchsm dev up` gives its token unless told otherwise (internal/cli).
+const devPIN = "1234"
+
 // KnownTargets are the target names -targets accepts.
 var KnownTargets = []string{"softhsm", "gorsa", "tchsm", "p11"}
 
@@ -142,7 +145,7 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	fs.StringVar(&o.TchsmModule, "tchsm-module", os.Getenv("TCHSM_MODULE"), "tchsm target: path of libtchsm.so ($TCHSM_MODULE)")
 	fs.StringVar(&o.TchsmConfig, "tchsm-config", os.Getenv("TCHSM_CONFIG"), "tchsm target: TCHSM_CONFIG for the module ($TCHSM_CONFIG)")
 	fs.StringVar(&o.TchsmLabel, "tchsm-label", envOr("TCHSM_TOKEN_LABEL", "tchsm"), "tchsm target: token label ($TCHSM_TOKEN_LABEL)")
-	fs.StringVar(&o.TchsmPIN, "tchsm-pin", "", "tchsm target: user PIN (default $TCHSM_PIN)")
+	fs.StringVar(&o.TchsmPIN, "tchsm-pin", "", "tchsm target: user PIN (default $TCHSM_PIN, else the `tchsm dev up` PIN; random for -tchsm-launch)")
 	fs.StringVar(&o.TchsmLaunch, "tchsm-launch", "", "start a local cluster: `auto` builds ./cmd/tchsm and ./p11shim from this repository, or give the launcher command (e.g. \"tchsm\"); runs `<cmd> dev up --dir D --k K --n N`")
 	fs.BoolVar(&o.TchsmBuild, "tchsm-build", false, "build libtchsm.so from ./p11shim (go build -buildmode=c-shared) when no module is given")
 	fs.BoolVar(&o.Scaling, "scaling", false, "measure tchsm across n (fixed k) and across k (fixed n); needs -tchsm-launch")
@@ -182,6 +185,9 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	}
 	if o.TchsmPIN == "" {
 		o.TchsmPIN = os.Getenv("TCHSM_PIN")
+	}
+	if o.TchsmPIN == "" && o.TchsmLaunch == "" {
+		o.TchsmPIN = devPIN
 	}
 	for _, t := range strings.Split(*targets, ",") {
 		t = strings.TrimSpace(t)
