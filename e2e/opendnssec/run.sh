@@ -31,7 +31,9 @@ usage: $PROG --module PATH --token-label L --pin P [options]
 
   --module PATH          PKCS#11 module (.so) to load (required)
   --token-label L        token label (required)
-  --pin P                user PIN (required)
+  --pin P                user PIN (required, or --pin-file)
+  --pin-file F           read the user PIN from the first line of F (keeps it
+                         off the command line, which every user can read)
   --repo NAME            repository name in conf.xml (default: E2E)
   --records N            data records in the generated zone (default: 1000)
   --zone NAME            zone name (default: example.test)
@@ -74,6 +76,8 @@ while [[ $# -gt 0 ]]; do
 	--module) need_arg "$@"; MODULE=$2; shift 2 ;;
 	--token-label) need_arg "$@"; TOKEN_LABEL=$2; shift 2 ;;
 	--pin) need_arg "$@"; PIN=$2; shift 2 ;;
+	--pin-file) need_arg "$@"; [[ -r $2 ]] || die "--pin-file $2: not readable"
+		IFS= read -r PIN <"$2" || [[ -n $PIN ]] || die "--pin-file $2: empty"; shift 2 ;;
 	--repo) need_arg "$@"; REPO=$2; shift 2 ;;
 	--records) need_arg "$@"; RECORDS=$2; shift 2 ;;
 	--zone) need_arg "$@"; ZONE=${2%.}; shift 2 ;;
@@ -100,7 +104,9 @@ done
 
 [[ -n $MODULE ]] || die "--module is required"
 [[ -n $TOKEN_LABEL ]] || die "--token-label is required"
-[[ -n $PIN ]] || die "--pin is required"
+# The outer part hands the PIN to the inner part in the environment.
+if ((INNER == 1)); then PIN=${ODS_E2E_PIN:-}; unset ODS_E2E_PIN; fi
+[[ -n $PIN ]] || die "--pin or --pin-file is required"
 [[ -f $MODULE ]] || die "module $MODULE: no such file"
 MODULE=$(readlink -f "$MODULE")
 for v in PORT RECORDS KSK_BITS ZSK_BITS SIGNER_THREADS TIMEOUT MIN_BITS SPEED_BITS SPEED_THREADS SPEED_ITER; do
@@ -178,15 +184,15 @@ if ((INNER == 0)); then
 	trap 'exit 143' TERM
 
 	args=(--inner --workdir "$WORKDIR" --module "$MODULE" --token-label "$TOKEN_LABEL"
-		--pin "$PIN" --repo "$REPO" --records "$RECORDS" --zone "$ZONE"
+		--repo "$REPO" --records "$RECORDS" --zone "$ZONE"
 		--ksk-bits "$KSK_BITS" --zsk-bits "$ZSK_BITS" --signer-threads "$SIGNER_THREADS"
 		--timeout "$TIMEOUT" --listener-port "$PORT" --hsmutil-min-bits "$MIN_BITS" --speed-bits "$SPEED_BITS"
 		--speed-threads "$SPEED_THREADS" --speed-iterations "$SPEED_ITER")
 	for e in "${EXTRA_ENV[@]}"; do args+=(--env "$e"); done
 	case $MODE in hsmutil) args+=(--hsmutil-test) ;; hsmspeed) args+=(--hsmspeed) ;; esac
-	# Run (not exec) so that the EXIT trap above removes the work dir.
-	# The PIN is on the inner command line; it is only visible to root here.
-	unshare -m --propagation private -- bash "$SELF" "${args[@]}" &
+	# Run (not exec) so that the EXIT trap above removes the work dir. The PIN
+	# goes in the environment (readable by root only), not on a command line.
+	ODS_E2E_PIN=$PIN unshare -m --propagation private -- bash "$SELF" "${args[@]}" &
 	child=$!
 	set +e
 	wait "$child"

@@ -52,7 +52,8 @@ softhsm2-util --init-token --free --label "$LABEL" --pin "$PIN" --so-pin "$SOPIN
 
 # In the background so that a signal reaches run.sh and the token outlives
 # its daemons: the EXIT trap removes the token only after run.sh is done.
-"$HERE/run.sh" --module "$MODULE" --token-label "$LABEL" --pin "$PIN" \
+printf '%s\n' "$PIN" >"$TOKDIR/pin"
+"$HERE/run.sh" --module "$MODULE" --token-label "$LABEL" --pin-file "$TOKDIR/pin" \
 	--env "SOFTHSM2_CONF=$SOFTHSM2_CONF" "$@" &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null || true' INT TERM
