@@ -2,6 +2,7 @@ package main
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/include
+#include <stdlib.h>
 #include "tchsm.h"
 */
 import "C"
@@ -234,8 +235,22 @@ func goInitialize(pInitArgs C.CK_VOID_PTR) (rv C.CK_RV) {
 			return
 		}
 	}
-	err = initialize()
+	err = initialize(configPath())
 	return
+}
+
+// configPath returns $TCHSM_CONFIG or the default. It asks the C library, not the Go runtime:
+// the host may have set the variable after loading the module, when the Go runtime had already
+// copied the environment.
+func configPath() string {
+	name := C.CString("TCHSM_CONFIG")
+	defer C.free(unsafe.Pointer(name))
+	if v := C.getenv(name); v != nil {
+		if p := C.GoString(v); p != "" {
+			return p
+		}
+	}
+	return DefaultConfigPath
 }
 
 //export goFinalize

@@ -57,16 +57,13 @@ func active() (*module, error) {
 	return current, nil
 }
 
-// initialize loads the configuration, opens the log and the backend and builds the token.
-func initialize() error {
+// initialize loads the configuration at path, opens the log and the backend and builds the
+// token.
+func initialize(path string) error {
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	if current != nil {
 		return errAlreadyInitialized
-	}
-	path := os.Getenv("TCHSM_CONFIG")
-	if path == "" {
-		path = DefaultConfigPath
 	}
 	cfg, err := token.LoadConfig(path)
 	if err != nil {
