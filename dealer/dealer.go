@@ -1,0 +1,518 @@
+// Package dealer creates cluster keys and deals their shares to the signing nodes over RabbitMQ.
+//
+// A Dealer is used in two ways: as a library (dealer.New; the client calls GenerateKey in its
+// own process when its configuration names a dealer_config), and as a service (Dealer.Serve,
+// dealer.Run: `tchsm dealer --config FILE`) answering clients on the dealer's rpc queue.
+//
+// # Dealing a key
+//
+// GenerateKey takes two safe primes from an in-memory pool (kept filled in the background for
+// the key sizes of cfg.PoolBits; a miss generates them on the spot), builds N, and deals d with
+// the manifest's k and n (threshold.Deal). The public KeyRecord (cluster id, label, CKA_ID,
+// modulus, e, k, n, v, vk, creation time, safe_primes) is signed with the dealer's identity.
+// Each node's share is HPKE-encrypted to that node, wrapped in a KeyShareDelivery envelope valid
+// for trust.DurableMaxTTL, and published durably (with publisher confirms) to the node's control
+// queue, which is declared first so that a node that never ran still gets its share when it
+// starts. Then the key, its primes and the shares are wiped from memory: from this point the
+// key exists only as shares.
+//
+// # Acknowledgements
+//
+// GenerateKey then waits up to cfg.AckTimeout (default 15 s, and never past its ctx deadline)
+// for the nodes to store their shares, polling each node that has not yet confirmed with a
+// sealed HealthRequest on its rpc queue; a node confirms by listing the key id. It returns the
+// nodes that confirmed (acked) and those that did not (missing). A missing node is not an
+// error: its share waits in its durable queue until it comes back (within DurableMaxTTL). The
+// caller decides what is enough; the client fails GenerateKey when fewer than k nodes
+// acknowledged. GenerateKey returns an error (ErrNotEnoughNodes) only when fewer than k shares
+// could even be queued: such a key could never sign, and it is deleted again.
+//
+// # Importing a key
+//
+// Import deals an existing RSA key (threshold.FromRSA). When its primes are not safe primes the
+// record says safe_primes=false and a warning is logged: signing works, but share proofs are not
+// sound for that key, so a lying node can only be found by trying subsets.
+package dealer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// Defaults.
+const (
+	DefaultAckTimeout = 15 * time.Second
+	DefaultPrimePool  = 2
+	DefaultPoolBits   = 2048
+	// pollEvery is the pause between two rounds of acknowledgement polling.
+	pollEvery = 200 * time.Millisecond
+	// pollTimeout bounds one HealthRequest to one node while waiting for acknowledgements.
+	pollTimeout = time.Second
+	// MaxServeBits is the largest key the dealer service generates on request.
+	MaxServeBits = 4096
+)
+
+// Sentinel errors.
+var (
+	ErrInvalid        = errors.New("dealer: invalid request")
+	ErrIdentity       = errors.New("dealer: identity does not match the manifest")
+	ErrNotEnoughNodes = errors.New("dealer: fewer than k nodes could be sent their share")
+)
+
+// Options are the parts of a dealer that do not come from its configuration file.
+type Options struct {
+	// Logger receives structured logs; nil means JSON on stderr at cfg.LogLevel.
+	Logger *slog.Logger
+	// Version is reported in Health.
+	Version string
+	// NoPool disables the background safe-prime pool (every key is generated on the spot).
+	NoPool bool
+}
+
+// Dealer deals keys to the nodes of one cluster. It is safe for concurrent use.
+type Dealer struct {
+	cfg     *config.Dealer
+	opts    Options
+	log     *slog.Logger
+	m       *trust.Manifest
+	id      *trust.Identity
+	sealer  *trust.Sealer
+	opener  *trust.Opener
+	conn    *transport.Conn
+	pool    *primePool
+	started time.Time
+}
+
+// New loads the dealer's manifest and identity and starts its prime pool (stop it with Close).
+// conn is a connection to the cluster's broker, the caller's own: the dealer does not close it.
+func New(cfg *config.Dealer, conn *transport.Conn, opts Options) (*Dealer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return nil, fmt.Errorf("%w: no broker connection", ErrInvalid)
+	}
+	d := &Dealer{cfg: cfg, opts: opts, log: opts.Logger, conn: conn, started: time.Now()}
+	if d.log == nil {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil && cfg.LogLevel != "" {
+			return nil, fmt.Errorf("dealer: log level: %w", err)
+		}
+		d.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	}
+	m, err := trust.LoadManifest(cfg.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	id, err := trust.ReadIdentityFile(cfg.Identity, nil)
+	if err != nil {
+		return nil, err
+	}
+	mem, ok := m.Lookup(id.ID)
+	pub := id.Public()
+	if !ok || mem.Role != trust.RoleDealer || id.Role != trust.RoleDealer ||
+		subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 {
+		return nil, fmt.Errorf("%w: %s is not a dealer of cluster %s", ErrIdentity, id.ID, m.ClusterID)
+	}
+	d.m, d.id = m, id
+	d.log = d.log.With("dealer", id.ID)
+	d.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
+	if d.opener, err = trust.NewOpener(m); err != nil {
+		return nil, err
+	}
+	bits := cfg.PoolBits
+	if len(bits) == 0 {
+		bits = []int{DefaultPoolBits}
+	}
+	size := cfg.PrimePool
+	if size == 0 {
+		size = DefaultPrimePool
+	}
+	if opts.NoPool || size < 0 {
+		size = 0
+	}
+	d.pool = newPrimePool(bits, size, d.log)
+	return d, nil
+}
+
+// Close stops the prime pool and wipes the primes it holds. It does not close the connection.
+func (d *Dealer) Close() error {
+	d.pool.close()
+	return nil
+}
+
+// Manifest returns the manifest the dealer deals for.
+func (d *Dealer) Manifest() *trust.Manifest { return d.m }
+
+// PoolSize returns how many primes for keys of keyBits bits are ready.
+func (d *Dealer) PoolSize(keyBits int) int { return d.pool.size(keyBits) }
+
+func checkMeta(label string, p11id []byte) error {
+	if len(label) > trust.MaxLabelLen || len(p11id) > trust.MaxP11IDLen {
+		return fmt.Errorf("%w: label or CKA_ID too long", ErrInvalid)
+	}
+	return nil
+}
+
+// GenerateKey generates a key of bits bits with public exponent e (0: 65537), deals it to every
+// node, and waits for their acknowledgements (see the package doc). It returns the signed key
+// record, the nodes that acknowledged and those that did not (yet).
+func (d *Dealer) GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
+	if bits < threshold.MinBits || bits > threshold.MaxBits || bits%2 != 0 {
+		return nil, nil, nil, fmt.Errorf("%w: modulus of %d bits", ErrInvalid, bits)
+	}
+	if e == 0 {
+		e = threshold.DefaultE
+	}
+	if e <= d.m.N() || e > 1<<31-1 || e%2 == 0 || !big.NewInt(int64(e)).ProbablyPrime(20) {
+		return nil, nil, nil, fmt.Errorf("%w: public exponent %d (must be a prime larger than n=%d)", ErrInvalid, e, d.m.N())
+	}
+	if err := checkMeta(label, p11id); err != nil {
+		return nil, nil, nil, err
+	}
+	t0 := time.Now()
+	key, err := d.newKey(ctx, bits, e)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	d.log.Info("key generated", "bits", bits, "took", time.Since(t0).Round(time.Millisecond))
+	return d.deal(ctx, key, true, label, p11id)
+}
+
+// newKey builds a key from pooled primes, generating on the spot what the pool lacks.
+func (d *Dealer) newKey(ctx context.Context, bits, e int) (*threshold.Key, error) {
+	prime := func() (*big.Int, error) {
+		if q, ok := d.pool.take(bits); ok {
+			return q, nil
+		}
+		return threshold.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
+	}
+	for {
+		p, err := prime()
+		if err != nil {
+			return nil, fmt.Errorf("dealer: generating a %d-bit key: %w", bits, err)
+		}
+		q, err := prime()
+		if err != nil {
+			wipeInt(p)
+			return nil, fmt.Errorf("dealer: generating a %d-bit key: %w", bits, err)
+		}
+		key, err := threshold.NewKeyFromPrimes(p, q, e) // copies p and q
+		wipeInt(p)
+		wipeInt(q)
+		if err == nil && key.N.BitLen() == bits {
+			return key, nil
+		}
+		if err == nil {
+			key.Wipe()
+		}
+		// p == q, or e divides p'q': astronomically rare; draw again.
+		d.log.Warn("primes unusable; drawing again", "err", err)
+	}
+}
+
+// Import deals an existing RSA key. The caller should destroy its copy afterwards.
+func (d *Dealer) Import(ctx context.Context, priv *rsa.PrivateKey, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
+	if priv == nil {
+		return nil, nil, nil, fmt.Errorf("%w: no key", ErrInvalid)
+	}
+	if err := checkMeta(label, p11id); err != nil {
+		return nil, nil, nil, err
+	}
+	if priv.E <= d.m.N() {
+		return nil, nil, nil, fmt.Errorf("%w: public exponent %d must be larger than n=%d", ErrInvalid, priv.E, d.m.N())
+	}
+	key, safe, err := threshold.FromRSA(priv)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if !safe {
+		d.log.Warn("imported key has no safe primes: share proofs are not sound for it; a lying node can only be found by trying subsets",
+			"bits", key.N.BitLen())
+	}
+	return d.deal(ctx, key, safe, label, p11id)
+}
+
+// deal splits key, publishes the shares and waits for acknowledgements. It wipes key.
+func (d *Dealer) deal(ctx context.Context, key *threshold.Key, safe bool, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
+	defer key.Wipe()
+	k, n := d.m.Threshold, d.m.N()
+	pk, shares, err := threshold.Deal(rand.Reader, key, k, n)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("dealer: %w", err)
+	}
+	defer func() {
+		for _, s := range shares {
+			s.Wipe()
+		}
+	}()
+	key.Wipe()
+	idb := make([]byte, 16)
+	if _, err := rand.Read(idb); err != nil {
+		return nil, nil, nil, fmt.Errorf("dealer: %w", err)
+	}
+	rec := &tchsmpb.KeyRecord{
+		KeyId: hex.EncodeToString(idb), Label: label, P11Id: slices.Clone(p11id),
+		Bits: uint32(pk.N.BitLen()), Modulus: pk.N.Bytes(), PublicExponent: uint32(pk.E),
+		K: uint32(k), N: uint32(n), V: pk.V.Bytes(), CreatedUnix: time.Now().Unix(),
+		SafePrimes: safe, ClusterId: d.m.ClusterID,
+	}
+	for _, v := range pk.VK {
+		rec.Vk = append(rec.Vk, v.Bytes())
+	}
+	signed, err := trust.SignKeyRecord(d.id, rec)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("dealer: %w", err)
+	}
+	log := d.log.With("key", rec.KeyId)
+
+	// Seal every delivery first, then publish: the shares leave memory as early as possible.
+	envs := make(map[string][]byte, n)
+	for _, s := range shares {
+		node, ok := d.m.NodeByIndex(s.Index)
+		if !ok {
+			return nil, nil, nil, fmt.Errorf("dealer: no node with index %d", s.Index)
+		}
+		enc, ct, err := trust.EncryptShare(node, d.m.ClusterID, rec.KeyId, &tchsmpb.KeyShare{KeyId: rec.KeyId, Index: uint32(s.Index), S: s.S})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("dealer: encrypting %s's share: %w", node.ID, err)
+		}
+		s.Wipe()
+		env, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
+			&tchsmpb.KeyShareDelivery{SignedRecord: signed, Recipient: node.ID, Enc: enc, Ciphertext: ct}, trust.DurableMaxTTL)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("dealer: %w", err)
+		}
+		envs[node.ID] = env
+	}
+	queued, failed := d.publishAll(ctx, envs, log)
+	if len(queued) < k {
+		log.Error("too few shares queued; deleting the key", "queued", len(queued), "k", k, "failed", failed)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		d.publishDelete(dctx, rec.KeyId, queued)
+		cancel()
+		return nil, nil, nil, fmt.Errorf("%w: key %s: %d of %d queued (k=%d)", ErrNotEnoughNodes, rec.KeyId, len(queued), n, k)
+	}
+	log.Info("shares queued", "bits", rec.Bits, "k", k, "n", n, "safe_primes", safe, "label", label)
+	acked, missing := d.waitFor(ctx, rec.KeyId, queued, true)
+	missing = append(missing, failed...)
+	slices.Sort(missing)
+	if len(missing) > 0 {
+		log.Warn("some nodes have not stored their share yet", "acked", acked, "missing", missing)
+	} else {
+		log.Info("every node stored its share")
+	}
+	return signed, acked, missing, nil
+}
+
+// publishAll declares each node's queues and publishes its message durably, concurrently.
+func (d *Dealer) publishAll(ctx context.Context, envs map[string][]byte, log *slog.Logger) (ok, failed []string) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for nodeID, env := range envs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := d.publish(ctx, nodeID, env)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				log.Error("publishing to node failed", "to", nodeID, "err", err)
+				failed = append(failed, nodeID)
+				return
+			}
+			ok = append(ok, nodeID)
+		}()
+	}
+	wg.Wait()
+	slices.Sort(ok)
+	slices.Sort(failed)
+	return ok, failed
+}
+
+func (d *Dealer) publish(ctx context.Context, nodeID string, env []byte) error {
+	q, err := d.conn.DeclareNode(ctx, nodeID)
+	if err != nil {
+		return err
+	}
+	return d.conn.PublishDurable(ctx, q.Control, env)
+}
+
+// publishDelete sends DeleteKey to the control queues of nodes.
+func (d *Dealer) publishDelete(ctx context.Context, keyID string, nodes []string) (ok, failed []string, err error) {
+	env, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: keyID}, trust.DurableMaxTTL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dealer: %w", err)
+	}
+	envs := make(map[string][]byte, len(nodes))
+	for _, n := range nodes {
+		envs[n] = env
+	}
+	ok, failed = d.publishAll(ctx, envs, d.log.With("key", keyID))
+	return ok, failed, nil
+}
+
+// DeleteKey deletes a key on every node: DeleteKey goes durably to each node's control queue (a
+// node that is down deletes it when it is back), then DeleteKey waits, like GenerateKey, for
+// the nodes to stop listing it. gone are the nodes that confirmed, missing the others. The error
+// is non-nil when the message could not be queued for some node.
+func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []string, err error) {
+	if !trust.ValidKeyID(keyID) {
+		return nil, nil, fmt.Errorf("%w: bad key id", ErrInvalid)
+	}
+	all := make([]string, 0, d.m.N())
+	for _, n := range d.m.Nodes {
+		all = append(all, n.ID)
+	}
+	queued, failed, err := d.publishDelete(ctx, keyID, all)
+	if err != nil {
+		return nil, nil, err
+	}
+	gone, missing = d.waitFor(ctx, keyID, queued, false)
+	missing = append(missing, failed...)
+	slices.Sort(missing)
+	d.log.Info("key deleted", "key", keyID, "confirmed", gone, "missing", missing)
+	if len(failed) > 0 {
+		return gone, missing, fmt.Errorf("dealer: DeleteKey %s could not be queued for %v", keyID, failed)
+	}
+	return gone, missing, nil
+}
+
+// waitFor polls nodes with HealthRequest until each lists keyID (present) or no longer lists it
+// (!present), until cfg.AckTimeout or shortly before ctx's deadline.
+func (d *Dealer) waitFor(ctx context.Context, keyID string, nodes []string, present bool) (done, missing []string) {
+	timeout := d.cfg.AckTimeout.Or(DefaultAckTimeout)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if dl, ok := ctx.Deadline(); ok {
+		// Leave time to answer the request that asked for this.
+		var c2 context.CancelFunc
+		wctx, c2 = context.WithDeadline(wctx, dl.Add(-min(time.Until(dl)/4, 2*time.Second)))
+		defer c2()
+	}
+	pending := map[string]bool{}
+	for _, n := range nodes {
+		pending[n] = true
+	}
+	for len(pending) > 0 {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for nodeID := range pending {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				has, err := d.nodeHas(wctx, nodeID, keyID)
+				if err != nil {
+					d.log.Debug("node not answering yet", "node", nodeID, "err", err)
+					return
+				}
+				if has == present {
+					mu.Lock()
+					delete(pending, nodeID)
+					done = append(done, nodeID)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(pending) == 0 {
+			break
+		}
+		select {
+		case <-wctx.Done():
+		case <-time.After(pollEvery):
+			continue
+		}
+		break
+	}
+	for n := range pending {
+		missing = append(missing, n)
+	}
+	slices.Sort(done)
+	slices.Sort(missing)
+	return done, missing
+}
+
+// nodeHas asks one node whether it holds keyID.
+func (d *Dealer) nodeHas(ctx context.Context, nodeID, keyID string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
+	h := new(tchsmpb.Health)
+	if err := d.call(ctx, nodeID, d.conn.NodeRPCQueue(nodeID), tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{}, h); err != nil {
+		return false, err
+	}
+	return slices.Contains(h.GetKeyIds(), keyID), nil
+}
+
+// call sends a sealed request to a node and opens its reply into out. A sealed Error reply is
+// returned as a *NodeError.
+func (d *Dealer) call(ctx context.Context, nodeID, queue string, bt tchsmpb.BodyType, body, out proto.Message) error {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return fmt.Errorf("dealer: call without deadline")
+	}
+	ttl := time.Until(dl)
+	if ttl <= 0 {
+		return context.DeadlineExceeded
+	}
+	raw, err := d.sealer.Seal(bt, body, ttl)
+	if err != nil {
+		return err
+	}
+	var env tchsmpb.Envelope
+	if err := proto.Unmarshal(raw, &env); err != nil {
+		return err
+	}
+	rep, err := d.conn.Call(ctx, queue, raw)
+	if err != nil {
+		return err
+	}
+	op, err := d.opener.Open(rep)
+	if err != nil {
+		return fmt.Errorf("dealer: reply from %s rejected: %w", nodeID, err)
+	}
+	if op.Sender.ID != nodeID || subtle.ConstantTimeCompare(op.InReplyTo, env.MessageId) != 1 {
+		return fmt.Errorf("dealer: reply to another request, or from %s instead of %s", op.Sender.ID, nodeID)
+	}
+	if e, ok := op.Message.(*tchsmpb.Error); ok {
+		return &NodeError{Node: nodeID, Code: e.GetCode(), Message: e.GetMessage()}
+	}
+	return op.Unmarshal(out)
+}
+
+// NodeError is a sealed Error a node answered with.
+type NodeError struct {
+	Node    string
+	Code    tchsmpb.Error_Code
+	Message string
+}
+
+func (e *NodeError) Error() string {
+	return fmt.Sprintf("dealer: node %s: %v: %s", e.Node, e.Code, e.Message)
+}
+
+func wipeInt(x *big.Int) {
+	if x != nil {
+		clear(x.Bits())
+		x.SetInt64(0)
+	}
+}

@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"filippo.io/bigmod"
+
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	"github.com/tchsm/tchsm/node/store"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// ErrBadDelivery wraps every reason a control message is dead-lettered.
+var ErrBadDelivery = errors.New("node: control message refused")
+
+// permanent logs a refused control message and returns the error that dead-letters it.
+func (n *node) permanent(sender, kind, reason string) error {
+	n.log.Warn("control message refused", "sender", sender, "type", kind, "reason", reason)
+	n.metrics.control.WithLabelValues(kind, "refused").Inc()
+	return fmt.Errorf("%w: %w: %s", transport.ErrPermanent, ErrBadDelivery, reason)
+}
+
+// handleControl processes one message of the durable control queue. It returns nil only once
+// the message's effect is durable; see the package doc.
+func (n *node) handleControl(ctx context.Context, body []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("panic while handling a control message", "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %w: internal error", transport.ErrPermanent, ErrBadDelivery)
+		}
+	}()
+	// A fresh opener: control messages are idempotent and may be redelivered (see package doc).
+	opener, err := trust.NewOpener(n.m)
+	if err != nil {
+		return err // cannot happen: the manifest was validated at start-up
+	}
+	op, err := opener.Open(body)
+	if err != nil {
+		return n.permanent(claimedSender(body), "unopened", err.Error())
+	}
+	switch m := op.Message.(type) {
+	case *tchsmpb.KeyShareDelivery:
+		return n.deliver(op, m)
+	case *tchsmpb.DeleteKey:
+		id := m.GetKeyId()
+		if !trust.ValidKeyID(id) {
+			return n.permanent(op.Sender.ID, "delete_key", "bad key id")
+		}
+		had, err := n.store.Delete(id)
+		if err != nil {
+			n.log.Error("store failure on delete; will retry", "key", id, "err", err)
+			n.metrics.control.WithLabelValues("delete_key", "retry").Inc()
+			return err
+		}
+		n.metrics.keys.Set(float64(n.store.Len()))
+		n.metrics.control.WithLabelValues("delete_key", "ok").Inc()
+		n.log.Info("key deleted", "key", id, "by", op.Sender.ID, "held", had)
+		return nil
+	default:
+		return n.permanent(op.Sender.ID, "other", fmt.Sprintf("%v does not belong on the control queue", op.Type))
+	}
+}
+
+// deliver checks and stores a key share delivery.
+func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
+	const kind = "key_share_delivery"
+	if op.Sender.Role != trust.RoleDealer {
+		return n.permanent(op.Sender.ID, kind, "sender is not a dealer")
+	}
+	if d.GetRecipient() != n.id.ID {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("share addressed to %.64q", d.GetRecipient()))
+	}
+	rec, err := trust.VerifyKeyRecord(n.m, d.GetSignedRecord())
+	if err != nil {
+		return n.permanent(op.Sender.ID, kind, err.Error())
+	}
+	id := rec.GetKeyId()
+	if int(rec.GetN()) != n.m.N() {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: n=%d but the manifest has %d nodes", id, rec.GetN(), n.m.N()))
+	}
+	if dead, err := n.store.Deleted(id); err != nil {
+		n.metrics.control.WithLabelValues(kind, "retry").Inc()
+		return err
+	} else if dead {
+		n.log.Info("share delivery for a deleted key ignored", "key", id, "sender", op.Sender.ID)
+		n.metrics.control.WithLabelValues(kind, "deleted").Inc()
+		return nil
+	}
+	pk, err := store.PublicKey(rec)
+	if err != nil {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
+	}
+	ps, err := trust.DecryptShare(n.id, n.m.ClusterID, id, d.GetEnc(), d.GetCiphertext())
+	if err != nil {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
+	}
+	share := &threshold.KeyShare{Index: int(ps.GetIndex()), S: ps.GetS()}
+	defer share.Wipe()
+	switch {
+	case ps.GetKeyId() != id:
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share is for another key", id))
+	case share.Index != n.self.Index:
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share index %d, ours is %d", id, share.Index, n.self.Index))
+	case len(share.S) != pk.Size():
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share of %d bytes", id, len(share.S)))
+	}
+	if !shareMatches(pk, share) {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share does not match its verification key", id))
+	}
+	switch err := n.store.Put(d.GetSignedRecord(), rec, share); {
+	case errors.Is(err, store.ErrDeleted):
+		n.log.Info("share delivery for a deleted key ignored", "key", id, "sender", op.Sender.ID)
+		n.metrics.control.WithLabelValues(kind, "deleted").Inc()
+		return nil
+	case errors.Is(err, store.ErrConflict):
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: a different share is already stored", id))
+	case errors.Is(err, store.ErrInvalid):
+		return n.permanent(op.Sender.ID, kind, err.Error())
+	case err != nil:
+		n.log.Error("store failure; the delivery will be retried", "key", id, "err", err)
+		n.metrics.control.WithLabelValues(kind, "retry").Inc()
+		return err
+	}
+	n.metrics.keys.Set(float64(n.store.Len()))
+	n.metrics.control.WithLabelValues(kind, "ok").Inc()
+	n.log.Info("key share stored", "key", id, "label", rec.GetLabel(), "bits", rec.GetBits(), "k", rec.GetK(), "n", rec.GetN(), "dealer", op.Sender.ID)
+	return nil
+}
+
+// shareMatches checks v^s == vk_i mod N in constant time (s is secret).
+func shareMatches(pk *threshold.PublicKey, share *threshold.KeyShare) bool {
+	if share.Index < 1 || share.Index > len(pk.VK) {
+		return false
+	}
+	mod, err := bigmod.NewModulus(pk.N.Bytes())
+	if err != nil {
+		return false
+	}
+	v, err := bigmod.NewNat().SetBytes(pk.V.Bytes(), mod)
+	if err != nil {
+		return false
+	}
+	want, err := bigmod.NewNat().SetBytes(pk.VK[share.Index-1].Bytes(), mod)
+	if err != nil {
+		return false
+	}
+	got := bigmod.NewNat().Exp(v, share.S, mod)
+	return got.Equal(want) == 1
+}

@@ -1,0 +1,237 @@
+// Package node is tchsm's signing node daemon: it holds one share of every cluster key in an
+// encrypted store (node/store) and answers signing requests over RabbitMQ.
+//
+// # Queues
+//
+// A node consumes two queues (internal/transport names them):
+//
+//   - its durable control queue, one message at a time: KeyShareDelivery from a dealer and
+//     DeleteKey from a dealer or client. A message is acknowledged only once its effect is on
+//     disk (the share stored, the tombstone written). Malformed, forged, expired, unauthorised or
+//     inconsistent messages are logged (sender, reason, never secrets) and rejected with
+//     transport.ErrPermanent, so the broker dead-letters them into the node's .dead queue for the
+//     operator. Control messages are idempotent (a share stored twice, a key deleted twice, a
+//     share for a deleted key ignored thanks to the store's tombstones), so they are opened
+//     without the replay cache: a delivery requeued after a transient store failure must be
+//     accepted the second time.
+//   - its rpc queue, with cfg.WorkerCount() workers: SignRequest (-> SignatureShare),
+//     ProofRequest (-> Proof), ListKeys (-> KeyList), HealthRequest (-> Health), DeleteKey
+//     (-> DeleteKeyAck). Every answer is an envelope sealed by the node whose in_reply_to is the
+//     request's message id. A request that opened (authentic, authorised, fresh) but cannot be
+//     served is answered with a sealed Error (UNKNOWN_KEY, BAD_REQUEST, UNAUTHORIZED, EXPIRED,
+//     INTERNAL, UNAVAILABLE).
+//
+// # Rejected requests
+//
+// A request that does not open (garbage, wrong cluster, unknown sender, bad signature, a role
+// that may not send it, expired, replayed) cannot be answered with a sealed Error: the node
+// cannot tell the genuine sender apart from someone replaying or forging its messages, and the
+// in_reply_to of an unauthenticated request means nothing. It is logged and answered with a
+// plain transport error naming only the category ("node: request rejected: trust: envelope
+// already seen"), which a client sees as a transport.RemoteError rather than a time-out; the
+// text carries no secret and nothing taken from the request.
+//
+// # Trusted parameters
+//
+// A node signs only with the modulus, exponent, k and n of the key record it stored after
+// verifying the dealer's signature; a SignRequest names a key and carries the PKCS#1 payload T,
+// from which the node builds EM itself (threshold.EncodePayload). Nothing else in a request
+// reaches the arithmetic.
+//
+// # Shutdown
+//
+// When Run's ctx ends the node stops consuming, lets the requests in flight finish, closes the
+// broker connection and the store (wiping the decrypted shares), and returns nil.
+package node
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	"github.com/tchsm/tchsm/node/store"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// Errors of Run's start-up.
+var (
+	ErrIdentity = errors.New("node: identity does not match the manifest")
+)
+
+// Options are the parts of a node that do not come from its configuration file.
+type Options struct {
+	// Logger receives structured logs; nil means JSON on stderr at cfg.LogLevel.
+	Logger *slog.Logger
+	// Version is reported in Health.
+	Version string
+	// Ready, when set, is called once the node consumes both of its queues (and, when metrics
+	// are enabled, with the address they listen on).
+	Ready func(metricsAddr string)
+	// ShareHook, when set, is called on every signature share before it is sent (and before
+	// its proof is made). Tests use it to make an in-process node lie. Not reachable from a
+	// configuration file.
+	ShareHook func(*threshold.SigShare)
+	// Registerer, when set, receives the node's Prometheus metrics as well as its own /metrics.
+	Registerer prometheus.Registerer
+}
+
+// node is one running signing node.
+type node struct {
+	cfg     *config.Node
+	opts    Options
+	log     *slog.Logger
+	m       *trust.Manifest
+	id      *trust.Identity
+	self    trust.Member
+	sealer  *trust.Sealer
+	opener  *trust.Opener
+	store   *store.Store
+	conn    *transport.Conn
+	metrics *metrics
+	started time.Time
+
+	inFlight atomic.Int64
+}
+
+// Run runs a signing node until ctx ends (it then returns nil after a graceful shutdown) or it
+// fails. Start-up errors (configuration, wrong passphrase, identity not in the manifest, broker
+// refusing access) are returned at once.
+func Run(ctx context.Context, cfg *config.Node, opts Options) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	n := &node{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now()}
+	if n.log == nil {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil && cfg.LogLevel != "" {
+			return fmt.Errorf("node: log level: %w", err)
+		}
+		n.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	}
+	if err := n.load(); err != nil {
+		return err
+	}
+	defer n.store.Close()
+	n.log = n.log.With("node", n.id.ID)
+	n.metrics = newMetrics(opts.Registerer)
+	n.metrics.keys.Set(float64(n.store.Len()))
+
+	tc, err := cfg.AMQP.Transport(n.m.ClusterID, "tchsm-node-"+n.id.ID)
+	if err != nil {
+		return err
+	}
+	tc.Logger = n.log
+	n.conn, err = transport.Dial(ctx, tc)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("node: %w", err)
+	}
+	defer n.conn.Close()
+	q, err := n.conn.DeclareNode(ctx, n.id.ID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("node: %w", err)
+	}
+
+	var metricsAddr string
+	if cfg.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("node: metrics listener: %w", err)
+		}
+		metricsAddr = ln.Addr().String()
+		srv := &http.Server{Handler: n.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() {
+		err := n.conn.Consume(ctx, q.Control, n.handleControl)
+		cancel()
+		errc <- err
+	}()
+	go func() {
+		err := n.conn.Serve(ctx, q.RPC, cfg.WorkerCount(), n.handleRPC)
+		cancel()
+		errc <- err
+	}()
+	n.log.Info("node started", "cluster", n.m.ClusterID, "index", n.self.Index, "manifest", n.m.Fingerprint(),
+		"keys", n.store.Len(), "workers", cfg.WorkerCount(), "metrics", metricsAddr, "version", opts.Version)
+	if opts.Ready != nil {
+		// Give both consumers a moment to subscribe: Serve and Consume subscribe before their
+		// first delivery, and a failure to subscribe cancels ctx.
+		go func() {
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+				opts.Ready(metricsAddr)
+			}
+		}()
+	}
+	err1, err2 := <-errc, <-errc
+	n.log.Info("node stopped")
+	return errors.Join(quiet(err1), quiet(err2))
+}
+
+// quiet drops the error a consumer returns because the other one stopped first.
+func quiet(err error) error {
+	if errors.Is(err, transport.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// load reads the manifest, the passphrase, the identity and the store.
+func (n *node) load() error {
+	m, err := trust.LoadManifest(n.cfg.Manifest)
+	if err != nil {
+		return err
+	}
+	pass, err := n.cfg.Passphrase()
+	if err != nil {
+		return err
+	}
+	defer clear(pass)
+	id, err := trust.ReadIdentityFile(n.cfg.Identity, pass)
+	if err != nil {
+		return err
+	}
+	mem, ok := m.Lookup(id.ID)
+	if !ok || mem.Role != trust.RoleNode || id.Role != trust.RoleNode {
+		return fmt.Errorf("%w: %s is not a node of cluster %s", ErrIdentity, id.ID, m.ClusterID)
+	}
+	pub := id.Public()
+	if subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 || subtle.ConstantTimeCompare(pub.EncPub, mem.EncPub) != 1 {
+		return fmt.Errorf("%w: the keys of %s differ from the manifest's", ErrIdentity, id.ID)
+	}
+	opener, err := trust.NewOpener(m)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(n.cfg.Store, pass, store.Options{NodeID: id.ID, Manifest: m})
+	if err != nil {
+		return fmt.Errorf("node: share store: %w", err)
+	}
+	n.m, n.id, n.self, n.opener, n.store = m, id, mem, opener, st
+	n.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
+	return nil
+}

@@ -1,0 +1,251 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	"github.com/tchsm/tchsm/node/store"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// ErrRejected is the error (sent back as a plain transport error) for requests that do not open.
+var ErrRejected = errors.New("node: request rejected")
+
+// reqError is a failure answered with a sealed Error body.
+type reqError struct {
+	code  tchsmpb.Error_Code
+	msg   string
+	keyID string
+}
+
+func (e *reqError) Error() string { return fmt.Sprintf("node: %v: %s", e.code, e.msg) }
+
+func fail(code tchsmpb.Error_Code, keyID, format string, args ...any) *reqError {
+	return &reqError{code: code, keyID: keyID, msg: fmt.Sprintf(format, args...)}
+}
+
+// openSentinels are the categories a rejected request is told about.
+var openSentinels = []error{trust.ErrMalformed, trust.ErrWrongCluster, trust.ErrUnknownSender, trust.ErrBadSignature,
+	trust.ErrUnauthorized, trust.ErrExpired, trust.ErrReplay, trust.ErrReplayCacheFull}
+
+func sentinel(err error) error {
+	for _, s := range openSentinels {
+		if errors.Is(err, s) {
+			return s
+		}
+	}
+	return trust.ErrMalformed
+}
+
+// claimedSender returns the sender an envelope claims to come from, for logs only.
+func claimedSender(raw []byte) string {
+	var env tchsmpb.Envelope
+	if proto.Unmarshal(raw, &env) != nil {
+		return "?"
+	}
+	s := env.GetSender()
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// handleRPC serves one request of the rpc queue.
+func (n *node) handleRPC(ctx context.Context, d transport.Delivery) (reply []byte, err error) {
+	n.metrics.inFlight.Inc()
+	n.inFlight.Add(1)
+	defer func() {
+		n.inFlight.Add(-1)
+		n.metrics.inFlight.Dec()
+	}()
+	op, err := n.opener.Open(d.Body)
+	if err != nil {
+		s := sentinel(err)
+		n.log.Warn("request rejected", "claimed_sender", claimedSender(d.Body), "reason", err.Error())
+		n.metrics.requests.WithLabelValues("rejected", "rejected").Inc()
+		return nil, fmt.Errorf("%w: %w", ErrRejected, s)
+	}
+	typ := strings.ToLower(strings.TrimPrefix(op.Type.String(), "BODY_TYPE_"))
+	defer func() {
+		// Last resort: nothing in a request may take the node down.
+		if r := recover(); r != nil {
+			n.log.Error("panic while serving a request", "sender", op.Sender.ID, "type", typ,
+				"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+			n.metrics.requests.WithLabelValues(typ, "internal").Inc()
+			reply, err = n.sealError(op, fail(tchsmpb.Error_INTERNAL, "", "internal error"))
+		}
+	}()
+	body, rerr := n.dispatch(ctx, op)
+	if rerr != nil {
+		result := strings.ToLower(rerr.code.String())
+		n.metrics.requests.WithLabelValues(typ, result).Inc()
+		if rerr.keyID != "" {
+			n.metrics.keyErrors.WithLabelValues(n.keyLabel(rerr.keyID), result).Inc()
+		}
+		lvl := n.log.Debug
+		if rerr.code == tchsmpb.Error_INTERNAL {
+			lvl = n.log.Error
+		}
+		lvl("request failed", "sender", op.Sender.ID, "type", typ, "code", rerr.code.String(), "key", rerr.keyID, "reason", rerr.msg)
+		return n.sealError(op, rerr)
+	}
+	n.metrics.requests.WithLabelValues(typ, "ok").Inc()
+	out, err := n.sealer.Reply(op, tchsmpb.BodyTypeOf(body), body, replyTTL(op))
+	if err != nil {
+		n.log.Error("sealing reply", "err", err)
+		return nil, fmt.Errorf("node: internal error")
+	}
+	return out, nil
+}
+
+// keyLabel keeps the metrics' key label bounded: only keys the node holds get their own label.
+func (n *node) keyLabel(id string) string {
+	if _, err := n.store.Get(id); err == nil {
+		return id
+	}
+	return "unknown"
+}
+
+func replyTTL(op *trust.Opened) time.Duration {
+	return min(max(time.Until(op.Deadline), time.Second), trust.DefaultMaxTTL)
+}
+
+func (n *node) sealError(op *trust.Opened, e *reqError) ([]byte, error) {
+	out, err := n.sealer.Reply(op, tchsmpb.BodyType_BODY_TYPE_ERROR,
+		&tchsmpb.Error{Code: e.code, Message: e.msg, KeyId: e.keyID}, replyTTL(op))
+	if err != nil {
+		n.log.Error("sealing error reply", "err", err)
+		return nil, fmt.Errorf("node: internal error")
+	}
+	return out, nil
+}
+
+func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *reqError) {
+	if ctx.Err() != nil {
+		return nil, fail(tchsmpb.Error_EXPIRED, "", "deadline passed before the request was served")
+	}
+	switch m := op.Message.(type) {
+	case *tchsmpb.SignRequest:
+		return n.sign(ctx, op, m)
+	case *tchsmpb.ProofRequest:
+		return n.prove(ctx, op, m)
+	case *tchsmpb.ListKeys:
+		kl := &tchsmpb.KeyList{Node: n.id.ID}
+		for _, k := range n.store.List() {
+			kl.Keys = append(kl.Keys, k.Signed)
+		}
+		return kl, nil
+	case *tchsmpb.HealthRequest:
+		h := &tchsmpb.Health{Node: n.id.ID, Version: n.opts.Version, UptimeNanos: int64(time.Since(n.started)),
+			InFlight: uint32(max(n.inFlight.Load()-1, 0))}
+		for _, k := range n.store.List() {
+			h.KeyIds = append(h.KeyIds, k.ID)
+		}
+		return h, nil
+	case *tchsmpb.DeleteKey:
+		id := m.GetKeyId()
+		if !trust.ValidKeyID(id) {
+			return nil, fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
+		}
+		had, err := n.store.Delete(id)
+		if err != nil {
+			return nil, fail(tchsmpb.Error_INTERNAL, id, "store failure")
+		}
+		n.metrics.keys.Set(float64(n.store.Len()))
+		n.log.Info("key deleted", "key", id, "by", op.Sender.ID, "held", had)
+		return &tchsmpb.DeleteKeyAck{KeyId: id, Node: n.id.ID, Ok: true}, nil
+	default:
+		return nil, fail(tchsmpb.Error_BAD_REQUEST, "", "%v is not served on the rpc queue", op.Type)
+	}
+}
+
+// key returns a stored key for a request.
+func (n *node) key(id string) (*store.Key, *reqError) {
+	if !trust.ValidKeyID(id) {
+		return nil, fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
+	}
+	k, err := n.store.Get(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fail(tchsmpb.Error_UNKNOWN_KEY, id, "no share of this key on %s", n.id.ID)
+	}
+	if err != nil {
+		return nil, fail(tchsmpb.Error_UNAVAILABLE, id, "store unavailable")
+	}
+	return k, nil
+}
+
+// share computes this node's signature share on payload, with the stored key's own modulus.
+func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare, *reqError) {
+	em, err := threshold.EncodePayload(k.Public.Size(), payload)
+	if err != nil {
+		return nil, nil, fail(tchsmpb.Error_BAD_REQUEST, k.ID, "payload: %v", err)
+	}
+	ss, err := threshold.SignShare(k.Public, k.Share, em)
+	if err != nil {
+		return nil, nil, fail(tchsmpb.Error_INTERNAL, k.ID, "signing failed")
+	}
+	if n.opts.ShareHook != nil {
+		n.opts.ShareHook(ss)
+	}
+	return em, ss, nil
+}
+
+func (n *node) proof(k *store.Key, em []byte, ss *threshold.SigShare) (*tchsmpb.ShareProof, *reqError) {
+	p, err := threshold.Prove(rand.Reader, k.Public, k.Share, em, ss)
+	if err != nil {
+		return nil, fail(tchsmpb.Error_INTERNAL, k.ID, "proof failed")
+	}
+	return &tchsmpb.ShareProof{C: p.C.Bytes(), Z: p.Z.Bytes()}, nil
+}
+
+func (n *node) sign(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequest) (proto.Message, *reqError) {
+	k, rerr := n.key(req.GetKeyId())
+	if rerr != nil {
+		return nil, rerr
+	}
+	t0 := time.Now()
+	em, ss, rerr := n.share(k, req.GetPayload())
+	if rerr != nil {
+		return nil, rerr
+	}
+	out := &tchsmpb.SignatureShare{KeyId: k.ID, Index: uint32(ss.Index), X: ss.X.Bytes()}
+	if req.GetWantProof() {
+		if out.Proof, rerr = n.proof(k, em, ss); rerr != nil {
+			return nil, rerr
+		}
+	}
+	n.metrics.signSeconds.Observe(time.Since(t0).Seconds())
+	if ctx.Err() != nil {
+		return nil, fail(tchsmpb.Error_EXPIRED, k.ID, "deadline passed while signing")
+	}
+	return out, nil
+}
+
+func (n *node) prove(ctx context.Context, op *trust.Opened, req *tchsmpb.ProofRequest) (proto.Message, *reqError) {
+	k, rerr := n.key(req.GetKeyId())
+	if rerr != nil {
+		return nil, rerr
+	}
+	em, ss, rerr := n.share(k, req.GetPayload())
+	if rerr != nil {
+		return nil, rerr
+	}
+	p, rerr := n.proof(k, em, ss)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if ctx.Err() != nil {
+		return nil, fail(tchsmpb.Error_EXPIRED, k.ID, "deadline passed while proving")
+	}
+	return &tchsmpb.Proof{KeyId: k.ID, Index: uint32(ss.Index), X: ss.X.Bytes(), Proof: p}, nil
+}
