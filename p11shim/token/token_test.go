@@ -42,12 +42,12 @@ func testPINHash(t testing.TB) string {
 }
 
 type fixture struct {
-	t  *testing.T
+	t  testing.TB
 	tk *Token
 	b  *clusterBackend
 }
 
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
 	b := newClusterBackend(2, 3)
 	cfg := Config{TokenLabel: "test-token", Serial: "42", UserPINHash: testPINHash(t)}
@@ -1044,4 +1044,22 @@ func TestLoadConfig(t *testing.T) {
 	}
 	_, err = LoadConfig(filepath.Join(dir, "missing.json"))
 	wantErr(t, err, ErrConfig)
+}
+
+// BenchmarkSign_1024_2of3 measures one C_SignInit + C_Sign through the token over the
+// in-process threshold cluster (two signature shares, combination, verification).
+func BenchmarkSign_1024_2of3(b *testing.B) {
+	f := newFixture(b, nil)
+	h := f.open(true)
+	f.login(h)
+	_, _, privH := f.genKey(h, true)
+	msg := []byte("benchmark")
+	for b.Loop() {
+		if err := f.tk.SignInit(h, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privH); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := f.tk.Sign(h, msg, false, 512); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
