@@ -1,0 +1,138 @@
+package nodetest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// Forge seals body like trust.Seal but without the sender-side authorisation check, and with
+// the given times: it makes the envelopes a misbehaving member could make (a node sending a
+// SignRequest, a client sending a KeyShareDelivery, a message issued in the past). The signature
+// follows internal/trust's canonical encoding, so only the receiver's checks can refuse it.
+func Forge(id *trust.Identity, clusterID string, bt tchsmpb.BodyType, body proto.Message, issued time.Time, ttl time.Duration) []byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
+	if err != nil {
+		panic(err)
+	}
+	env := &tchsmpb.Envelope{Version: trust.EnvelopeVersion, ClusterId: clusterID, Sender: id.ID,
+		MessageId: make([]byte, trust.MessageIDSize), IssuedAt: issued.UnixNano(), Deadline: issued.Add(ttl).UnixNano(),
+		BodyType: bt, Body: b}
+	rand.Read(env.MessageId)
+	env.Signature = ed25519.Sign(id.SignKey, signingInput(env))
+	out, err := proto.Marshal(env)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// signingInput mirrors internal/trust's envelope signing encoding (trust's own tests pin it).
+func signingInput(e *tchsmpb.Envelope) []byte {
+	lp := func(b, v []byte) []byte { return append(binary.BigEndian.AppendUint64(b, uint64(len(v))), v...) }
+	var b []byte
+	b = lp(b, []byte("tchsm/v1/envelope"))
+	b = binary.BigEndian.AppendUint32(b, e.Version)
+	b = lp(b, []byte(e.ClusterId))
+	b = lp(b, []byte(e.Sender))
+	b = lp(b, e.MessageId)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.IssuedAt))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Deadline))
+	b = binary.BigEndian.AppendUint32(b, uint32(e.BodyType))
+	b = lp(b, e.Body)
+	b = lp(b, e.InReplyTo)
+	return b
+}
+
+// Dealt is a key dealt by hand (ManualDeal): the public key, its signed record, and one sealed
+// KeyShareDelivery per node id, plus the raw shares so tests can tamper with them.
+type Dealt struct {
+	Public     *threshold.PublicKey
+	Record     *tchsmpb.KeyRecord
+	Signed     *tchsmpb.SignedKeyRecord
+	Shares     []*threshold.KeyShare
+	Deliveries map[string][]byte
+}
+
+// ManualDeal deals key as the cluster's dealer would, without publishing anything. tamper, when
+// not nil, may change a node's share before it is encrypted (the record keeps the true vk).
+func (c *Cluster) ManualDeal(key *threshold.Key, safe bool, tamper func(nodeID string, s *tchsmpb.KeyShare)) *Dealt {
+	c.TB.Helper()
+	dealerID := c.Identity(c.Manifest.Dealers[0].ID)
+	pk, shares, err := threshold.Deal(rand.Reader, key, c.Manifest.Threshold, c.Manifest.N())
+	if err != nil {
+		c.TB.Fatal(err)
+	}
+	idb := make([]byte, 16)
+	rand.Read(idb)
+	rec := &tchsmpb.KeyRecord{KeyId: hex.EncodeToString(idb), Label: "manual", P11Id: idb, Bits: uint32(pk.N.BitLen()),
+		Modulus: pk.N.Bytes(), PublicExponent: uint32(pk.E), K: uint32(pk.K), N: uint32(pk.L), V: pk.V.Bytes(),
+		CreatedUnix: time.Now().Unix(), SafePrimes: safe, ClusterId: c.Manifest.ClusterID}
+	for _, v := range pk.VK {
+		rec.Vk = append(rec.Vk, v.Bytes())
+	}
+	signed, err := trust.SignKeyRecord(dealerID, rec)
+	if err != nil {
+		c.TB.Fatal(err)
+	}
+	d := &Dealt{Public: pk, Record: rec, Signed: signed, Shares: shares, Deliveries: map[string][]byte{}}
+	sealer := &trust.Sealer{Identity: dealerID, ClusterID: c.Manifest.ClusterID}
+	for _, s := range shares {
+		node, _ := c.Manifest.NodeByIndex(s.Index)
+		ps := &tchsmpb.KeyShare{KeyId: rec.KeyId, Index: uint32(s.Index), S: append([]byte(nil), s.S...)}
+		if tamper != nil {
+			tamper(node.ID, ps)
+		}
+		enc, ct, err := trust.EncryptShare(node, c.Manifest.ClusterID, rec.KeyId, ps)
+		if err != nil {
+			c.TB.Fatal(err)
+		}
+		env, err := sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
+			&tchsmpb.KeyShareDelivery{SignedRecord: signed, Recipient: node.ID, Enc: enc, Ciphertext: ct}, trust.DurableMaxTTL)
+		if err != nil {
+			c.TB.Fatal(err)
+		}
+		d.Deliveries[node.ID] = env
+	}
+	return d
+}
+
+// Publish publishes raw durably to node i's control queue (declaring its queues first).
+func (c *Cluster) Publish(conn *transport.Conn, i int, raw []byte) {
+	c.TB.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := conn.DeclareNode(ctx, c.NodeID(i))
+	if err != nil {
+		c.TB.Fatal(err)
+	}
+	if err := conn.PublishDurable(ctx, q.Control, raw); err != nil {
+		c.TB.Fatal(err)
+	}
+}
+
+// QueueDepth returns the number of ready messages in a queue of the cluster's vhost.
+func (c *Cluster) QueueDepth(queue string) int {
+	c.TB.Helper()
+	out := Rabbitmqctl(c.TB, "list_queues", "-p", c.Vhost, "--no-table-headers", "name", "messages")
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == queue {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return -1
+}
