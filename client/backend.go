@@ -45,9 +45,9 @@ type Backend interface {
 
 // Errors every Backend returns (wrapped with %w); p11shim maps them to CKR_* codes.
 var (
-	ErrKeyNotFound    = errors.New("client: key not found")               // CKR_KEY_HANDLE_INVALID / object gone
-	ErrUnavailable    = errors.New("client: cluster unavailable")          // CKR_DEVICE_ERROR
-	ErrNotEnoughNodes = errors.New("client: not enough nodes answered")    // CKR_DEVICE_ERROR
-	ErrInvalidInput   = errors.New("client: invalid input")                // CKR_DATA_LEN_RANGE / CKR_ARGUMENTS_BAD
+	ErrKeyNotFound    = errors.New("client: key not found")                  // CKR_KEY_HANDLE_INVALID / object gone
+	ErrUnavailable    = errors.New("client: cluster unavailable")            // CKR_DEVICE_ERROR
+	ErrNotEnoughNodes = errors.New("client: not enough nodes answered")      // CKR_DEVICE_ERROR
+	ErrInvalidInput   = errors.New("client: invalid input")                  // CKR_DATA_LEN_RANGE / CKR_ARGUMENTS_BAD
 	ErrUnauthorized   = errors.New("client: not authorised by the manifest") // CKR_USER_NOT_LOGGED_IN-ish / CKR_DEVICE_ERROR
 )

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
@@ -36,14 +37,6 @@ const (
 // Options are the parts of a Client that do not come from its configuration file.
 type Options struct {
 	Logger *slog.Logger // nil: from the config's log_file, or discard
-	// Dealer, when not nil, deals keys in this process (the CLI passes the dealer built from
-	// the config's dealer_config; see dealer.New).
-	Dealer Dealer
-}
-
-// Dealer is the part of dealer.Dealer the client uses when it deals keys in-process.
-type Dealer interface {
-	GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error)
 }
 
 // Client signs with a tchsm cluster. It is safe for concurrent use.
@@ -55,7 +48,7 @@ type Client struct {
 	conn   *transport.Conn
 	log    *slog.Logger
 	logOut io.Closer
-	dealer Dealer
+	dealer *dealer.Dealer // in-process dealer, when the config has dealer_config
 
 	mu        sync.Mutex
 	keys      map[string]*key
@@ -110,7 +103,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: *cfg, m: m, opener: opener, dealer: opts.Dealer,
+	c := &Client{cfg: *cfg, m: m, opener: opener,
 		sealer: &trust.Sealer{Identity: id, ClusterID: m.ClusterID},
 		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
 	c.log = opts.Logger
@@ -137,8 +130,22 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		c.closeLog()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	if cfg.DealerConfig != "" {
+		var dc config.Dealer
+		if err := config.Load(cfg.DealerConfig, &dc); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if c.dealer, err = dealer.New(&dc, c.conn, dealer.Options{Logger: c.log}); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	return c, nil
 }
+
+// Dealer returns the in-process dealer, or nil when keys are dealt by the dealer service.
+func (c *Client) Dealer() *dealer.Dealer { return c.dealer }
 
 func openLog(path, level string) (*slog.Logger, io.Closer, error) {
 	if path == "" {
@@ -161,6 +168,9 @@ func (c *Client) closeLog() {
 
 // Close disconnects.
 func (c *Client) Close() error {
+	if c.dealer != nil {
+		c.dealer.Close()
+	}
 	err := c.conn.Close()
 	c.closeLog()
 	return err
@@ -553,3 +563,18 @@ func (c *Client) order() []trust.Member {
 }
 
 func shortID(b []byte) string { return hex.EncodeToString(b[:min(4, len(b))]) }
+
+// Conn returns the client's broker connection (for an in-process dealer).
+func (c *Client) Conn() *transport.Conn { return c.conn }
+
+// AddRecord verifies a dealer-signed key record and adds the key to the cache.
+func (c *Client) AddRecord(rec *tchsmpb.SignedKeyRecord) (KeyInfo, error) {
+	k, err := c.verifyRecord(rec)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	c.mu.Lock()
+	c.keys[k.info.ID] = k
+	c.mu.Unlock()
+	return k.info, nil
+}

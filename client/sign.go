@@ -60,7 +60,22 @@ type signing struct {
 	failures []string
 	rounds   int
 	unknown  int // nodes that answered "unknown key"
+	asked    []trust.Member
+	answered map[string]bool
 }
+
+// noteSilent marks the nodes that were asked but had not answered when the signature was done:
+// a node that is down keeps its queue, so its requests only time out. Later signatures ask
+// such nodes last for a while instead of waiting for them.
+func (s *signing) noteSilent() {
+	for _, n := range s.asked {
+		if !s.answered[n.ID] {
+			s.c.noteFailure(n.ID, errNoAnswer)
+		}
+	}
+}
+
+var errNoAnswer = errors.New("client: no answer before the signature was complete")
 
 func (s *signing) launch(ctx context.Context) bool {
 	if len(s.queue) == 0 {
@@ -69,6 +84,7 @@ func (s *signing) launch(ctx context.Context) bool {
 	n := s.queue[0]
 	s.queue = s.queue[1:]
 	s.inflight++
+	s.asked = append(s.asked, n)
 	go func() {
 		t0 := time.Now()
 		share, err := s.c.askShare(ctx, n, s.k.info.ID, s.payload, s.k.pk)
@@ -81,6 +97,7 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 	K := s.k.pk.K
 	s.queue = s.c.order()
 	s.from = map[int]trust.Member{}
+	s.answered = map[string]bool{}
 	if len(s.queue) < K {
 		return nil, fmt.Errorf("%w: %d usable nodes for a %d-of-%d key", ErrNotEnoughNodes, len(s.queue), K, s.k.pk.L)
 	}
@@ -93,6 +110,7 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 		select {
 		case r := <-s.replies:
 			s.inflight--
+			s.answered[r.node.ID] = true
 			if r.err != nil {
 				s.fail(r.node, r.err)
 				if !s.refill(ctx) {
@@ -108,6 +126,7 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 			}
 			sig, err := threshold.Combine(s.k.pk, s.em, s.good)
 			if err == nil {
+				s.noteSilent()
 				return sig, nil
 			}
 			if !errors.Is(err, threshold.ErrBadSignature) {
@@ -120,7 +139,8 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 				return nil, s.giveUp(threshold.ErrBadSignature)
 			}
 		case <-hedge.C:
-			if len(s.good)+s.inflight <= K {
+			// Still short of k shares after a hedge delay: one more node, every tick.
+			if len(s.good) < K {
 				s.launch(ctx)
 			}
 			hedge.Reset(s.c.hedgeDelay())

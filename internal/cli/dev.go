@@ -1,0 +1,234 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/clusterinit"
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/pin"
+)
+
+func init() {
+	register("dev", "start or stop a local k-of-n cluster of node processes (dev up|down|env)", runDev)
+}
+
+// DevPIN is the user PIN `tchsm dev up` gives the PKCS#11 token unless -pin says otherwise.
+const DevPIN = "1234"
+
+func runDev(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 || (args[0] != "up" && args[0] != "down" && args[0] != "env") {
+		fmt.Fprintln(e.stderr, "Usage: tchsm dev up|down|env [-dir DIR] [flags]")
+		return errUsage
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags(e, "dev "+sub, "dev "+sub+" [flags]")
+	dir := fs.String("dir", ".dev", "cluster folder")
+	k := fs.Int("k", 3, "up: threshold")
+	n := fs.Int("n", 5, "up: number of nodes")
+	url := fs.String("amqp", "", "up: broker URL (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
+	label := fs.String("token-label", "tchsm", "up: PKCS#11 token label")
+	userPIN := fs.String("pin", DevPIN, "up: PKCS#11 user PIN")
+	workers := fs.Int("workers", 0, "up: signing goroutines per node (0: number of CPUs)")
+	purge := fs.Bool("purge", false, "down: also delete the cluster folder")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "up":
+		return devUp(ctx, e, abs, *k, *n, *url, *label, *userPIN, *workers)
+	case "down":
+		return devDown(e, abs, *purge)
+	default:
+		printDevEnv(e, abs)
+		return nil
+	}
+}
+
+func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPIN string, workers int) error {
+	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); errors.Is(err, os.ErrNotExist) {
+		l, err := clusterinit.Create(dir, clusterinit.Options{K: k, N: n, AMQPURL: url})
+		if err != nil {
+			return err
+		}
+		if err := addPKCS11Section(l.Clients[0], label, userPIN); err != nil {
+			return err
+		}
+		if workers > 0 {
+			for _, p := range l.Nodes {
+				var c config.Node
+				if err := readJSON(p, &c); err != nil {
+					return err
+				}
+				c.Workers = workers
+				if err := config.Save(p, c, 0o600); err != nil {
+					return err
+				}
+			}
+		}
+		fmt.Fprintf(e.stderr, "created a %d-of-%d cluster in %s\n", k, n, dir)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	nodes, _ := filepath.Glob(filepath.Join(dir, "nodes", "node-*", "node.json"))
+	procs := map[string][]string{filepath.Join(dir, "dealer"): {"dealer", "-config", filepath.Join(dir, "dealer", "dealer.json")}}
+	for _, p := range nodes {
+		procs[filepath.Dir(p)] = []string{"node", "-config", p}
+	}
+	for d, argv := range procs {
+		if pid, ok := alive(d); ok {
+			fmt.Fprintf(e.stderr, "%s already running (pid %d)\n", filepath.Base(d), pid)
+			continue
+		}
+		if err := startDetached(self, argv, d); err != nil {
+			return err
+		}
+	}
+	cfgPath := filepath.Join(dir, "clients", "client-1", "client.json")
+	// Wait until every node answers.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		up, total, err := countUp(ctx, cfgPath)
+		if err == nil && up == total {
+			fmt.Fprintf(e.stderr, "%d nodes up\n", up)
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster did not come up in 60 s (%d nodes answer; last error: %v); see the logs in %s/nodes/*/process.log", up, err, dir)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	printDevEnv(e, dir)
+	return nil
+}
+
+func printDevEnv(e *env, dir string) {
+	fmt.Fprintf(e.stdout, "export TCHSM_CONFIG=%s\n", filepath.Join(dir, "clients", "client-1", "client.json"))
+}
+
+func countUp(ctx context.Context, cfgPath string) (int, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := client.Open(ctx, cfgPath)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	up := 0
+	var last error
+	for _, s := range st {
+		if s.OK {
+			up++
+		} else {
+			last = errors.New(s.Err)
+		}
+	}
+	return up, len(st), last
+}
+
+// addPKCS11Section gives a client config the PKCS#11 module's section (p11shim/README.md).
+func addPKCS11Section(path, label, userPIN string) error {
+	h, err := pin.Hash(userPIN)
+	if err != nil {
+		return err
+	}
+	var raw map[string]any
+	if err := readJSON(path, &raw); err != nil {
+		return err
+	}
+	raw["pkcs11"] = map[string]any{"token_label": label, "user_pin_hash": h, "log_file": "pkcs11.log"}
+	return config.Save(path, raw, 0o600)
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// startDetached starts `self argv...` in its own session with output to dir/process.log and its
+// pid in dir/process.pid.
+func startDetached(self string, argv []string, dir string) error {
+	logf, err := os.OpenFile(filepath.Join(dir, "process.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, argv...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "process.pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+func alive(dir string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "process.pid"))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, syscall.Kill(pid, 0) == nil
+}
+
+func devDown(e *env, dir string, purge bool) error {
+	pids, _ := filepath.Glob(filepath.Join(dir, "*", "process.pid"))
+	more, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "process.pid"))
+	stopped := 0
+	for _, p := range append(pids, more...) {
+		d := filepath.Dir(p)
+		pid, ok := alive(d)
+		if ok {
+			syscall.Kill(pid, syscall.SIGTERM)
+			for i := 0; i < 50; i++ {
+				if syscall.Kill(pid, 0) != nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if syscall.Kill(pid, 0) == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			stopped++
+		}
+		os.Remove(p)
+	}
+	fmt.Fprintf(e.stderr, "stopped %d processes\n", stopped)
+	if purge {
+		return os.RemoveAll(dir)
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/dealer"
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/node"
+)
+
+func init() {
+	register("node", "run a signing node (tchsm node -config FILE)", runNode)
+	register("dealer", "run the dealer service that generates and deals keys", runDealer)
+}
+
+func openClient(ctx context.Context, path string) (*client.Client, error) {
+	return client.Open(ctx, path)
+}
+
+func runNode(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "node", "node -config FILE [overrides]")
+	cfgPath := fs.String("config", "/etc/tchsm/node.json", "node configuration file")
+	manifest := fs.String("manifest", "", "override: manifest file")
+	store := fs.String("store", "", "override: share store file")
+	passFile := fs.String("passphrase-file", "", "override: passphrase file ($TCHSM_PASSPHRASE wins over both)")
+	metrics := fs.String("metrics", "", "override: address for /metrics and /healthz, e.g. :9100")
+	level := fs.String("log-level", "", "override: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var cfg config.Node
+	if err := config.Load(*cfgPath, &cfg); err != nil {
+		return err
+	}
+	override(&cfg.Manifest, *manifest)
+	override(&cfg.Store, *store)
+	override(&cfg.PassphraseFile, *passFile)
+	override(&cfg.MetricsAddr, *metrics)
+	override(&cfg.LogLevel, *level)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	err := node.Run(ctx, &cfg, node.Options{Logger: newLogger(e.stderr, cfg.LogLevel), Version: e.version})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func runDealer(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "dealer", "dealer -config FILE [overrides]")
+	cfgPath := fs.String("config", "/etc/tchsm/dealer.json", "dealer configuration file")
+	manifest := fs.String("manifest", "", "override: manifest file")
+	level := fs.String("log-level", "", "override: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var cfg config.Dealer
+	if err := config.Load(*cfgPath, &cfg); err != nil {
+		return err
+	}
+	override(&cfg.Manifest, *manifest)
+	override(&cfg.LogLevel, *level)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	err := dealer.Run(ctx, &cfg, dealer.Options{Logger: newLogger(e.stderr, cfg.LogLevel), Version: e.version})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func override(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}
+
+// importKey deals an existing RSA private key (migration from SoftHSM or files) in this
+// process with the dealer's identity, then forgets it.
+func importKey(ctx context.Context, e *env, c *client.Client, pemFile, dealerCfg, label, p11id string) error {
+	if pemFile == "" || dealerCfg == "" {
+		return fmt.Errorf("keys import needs -pem FILE and -dealer-config FILE")
+	}
+	priv, err := parseRSAKey(pemFile)
+	if err != nil {
+		return err
+	}
+	idb, err := p11ID(p11id)
+	if err != nil {
+		return err
+	}
+	var dc config.Dealer
+	if err := config.Load(dealerCfg, &dc); err != nil {
+		return err
+	}
+	d, err := dealer.New(&dc, c.Conn(), dealer.Options{Logger: newLogger(e.stderr, "warn"), NoPool: true})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	rec, acked, missing, err := d.Import(ctx, priv, label, idb)
+	if err != nil {
+		return err
+	}
+	k, err := c.AddRecord(rec)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s\n", k.ID)
+	fmt.Fprintf(e.stderr, "imported: %d nodes stored their share", len(acked))
+	if len(missing) > 0 {
+		fmt.Fprintf(e.stderr, "; missing (their shares wait in their queues): %v", missing)
+	}
+	fmt.Fprintln(e.stderr)
+	return nil
+}

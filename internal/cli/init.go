@@ -1,0 +1,44 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tchsm/tchsm/internal/clusterinit"
+)
+
+func init() {
+	register("init", "create a cluster: identities, manifest and configuration files", runInit)
+}
+
+func runInit(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "init", "init -dir DIR -k K -n N [-clients C] [-cluster-id ID] [-amqp URL]")
+	dir := fs.String("dir", "", "folder to create the cluster in (required)")
+	k := fs.Int("k", 3, "threshold: shares needed to sign")
+	n := fs.Int("n", 5, "number of signing nodes")
+	clients := fs.Int("clients", 1, "number of client identities")
+	id := fs.String("cluster-id", "", "cluster id (letters, digits, - and _); random if empty")
+	url := fs.String("amqp", "", "broker URL written into every config (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
+	localDealer := fs.Bool("local-dealer", false, "clients deal keys in-process instead of asking `tchsm dealer`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return errUsage
+	}
+	l, err := clusterinit.Create(*dir, clusterinit.Options{ClusterID: *id, K: *k, N: *n, Clients: *clients, AMQPURL: *url, LocalDealer: *localDealer})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "cluster created in %s (%d-of-%d)\nmanifest: %s\n", l.Dir, *k, *n, l.Manifest)
+	for i, p := range l.Nodes {
+		fmt.Fprintf(e.stdout, "node %d:   %s\n", i+1, p)
+	}
+	fmt.Fprintf(e.stdout, "dealer:   %s\n", l.Dealer)
+	for _, p := range l.Clients {
+		fmt.Fprintf(e.stdout, "client:   %s\n", p)
+	}
+	fmt.Fprintln(e.stdout, "\nEach node folder holds a passphrase file; move it to the node's secret store, or set $TCHSM_PASSPHRASE and delete it.")
+	return nil
+}
