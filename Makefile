@@ -31,6 +31,8 @@ proto:
 # through miekg/pkcs11, OpenDNSSEC end to end, plus a short run of every fuzz target.
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 30m ./...
+	@echo "broker restart test (stops the shared RabbitMQ, so it runs alone):"
+	TCHSM_BROKER_RESTART=1 $(GO) test -count=1 -timeout 10m -run '^TestBrokerRestart$$' ./e2e/cluster
 	$(MAKE) --no-print-directory fuzz-smoke
 
 FUZZTIME ?= 4s

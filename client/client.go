@@ -578,3 +578,17 @@ func (c *Client) AddRecord(rec *tchsmpb.SignedKeyRecord) (KeyInfo, error) {
 	c.mu.Unlock()
 	return k.info, nil
 }
+
+// Excluded returns the nodes currently left out because they returned invalid signature
+// shares, with the time until which they are left out.
+func (c *Client) Excluded() map[string]time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]time.Time{}
+	for id, st := range c.nodes {
+		if time.Now().Before(st.excluded) {
+			out[id] = st.excluded
+		}
+	}
+	return out
+}

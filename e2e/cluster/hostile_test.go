@@ -1,0 +1,167 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/testcluster"
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	"github.com/tchsm/tchsm/node"
+	"github.com/tchsm/tchsm/node/nodetest"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// TestLyingNode replaces node 2's process with an in-process node that corrupts every share it
+// sends. Every signature must still verify, and the client must name node 2.
+func TestLyingNode(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
+	c := tc.Client()
+	k := generate(t, c, 2048)
+	tc.StopNode(2)
+
+	var cfg config.Node
+	if err := config.Load(tc.Layout.Nodes[1], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.AMQP.URL = tc.AMQPURL
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var lies atomic.Int64
+	ready := make(chan struct{})
+	go func() {
+		done <- node.Run(ctx, &cfg, node.Options{
+			Logger: slog.New(slog.DiscardHandler),
+			Ready:  func(string) { close(ready) },
+			ShareHook: func(s *threshold.SigShare) {
+				lies.Add(1)
+				s.X.Mul(s.X, big.NewInt(2)).Mod(s.X, k.N)
+			},
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-ready:
+	case <-time.After(20 * time.Second):
+		t.Fatal("lying node did not start")
+	}
+	// Make node 2 the first choice: the others look slow until they answer.
+	for i := range 20 {
+		signOK(t, c, k, fmt.Sprintf("liar in the cluster %d", i))
+	}
+	if lies.Load() == 0 {
+		t.Fatal("the lying node was never asked; the test proves nothing")
+	}
+	if _, ok := c.Excluded()["node-2"]; !ok {
+		t.Fatalf("node-2 lied %d times but is not excluded: %v", lies.Load(), c.Excluded())
+	}
+	t.Logf("node-2 lied %d times; excluded until %v", lies.Load(), c.Excluded()["node-2"].Format(time.TimeOnly))
+}
+
+// TestHostileMessages sends garbage, forged, replayed, expired and unauthorised messages to a
+// node's queues; the node must refuse them and keep signing.
+func TestHostileMessages(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Options{K: 2, N: 3})
+	c := tc.Client()
+	k := generate(t, c, 1024)
+	m := c.Manifest()
+	ctx := context.Background()
+	conn, err := transport.Dial(ctx, transport.Config{URL: tc.AMQPURL, ClusterID: m.ClusterID, Name: "mallory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rpc := transport.NodeRPCQueue(m.ClusterID, "node-1")
+	ctl := transport.NodeControlQueue(m.ClusterID, "node-1")
+	clientID, err := trust.ReadIdentityFile(tc.Dir+"/clients/client-1/identity.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory, _ := trust.NewIdentity("client-1", trust.RoleClient) // same name, other keys
+	pass, _ := (&config.Node{PassphraseFile: tc.Dir + "/nodes/node-2/passphrase"}).Passphrase()
+	node2, err := trust.ReadIdentityFile(tc.Dir+"/nodes/node-2/identity.json", pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &tchsmpb.SignRequest{KeyId: k.ID, Payload: []byte("payload")}
+	now := time.Now()
+	valid := nodetest.Forge(clientID, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, req, now, 30*time.Second)
+
+	call := func(body []byte) error {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		rep, err := conn.Call(cctx, rpc, body)
+		if err != nil {
+			return err
+		}
+		op, err := trust.NewOpener(m)
+		if err != nil {
+			return err
+		}
+		o, err := op.Open(rep)
+		if err != nil {
+			return fmt.Errorf("unopenable reply: %w", err)
+		}
+		if o.Type == tchsmpb.BodyType_BODY_TYPE_ERROR {
+			return fmt.Errorf("node error: %v", o.Message)
+		}
+		return nil
+	}
+	if err := call(valid); err != nil {
+		t.Fatalf("valid request refused: %v", err)
+	}
+	reasons := map[string]string{
+		"replayed": "already seen", "garbage": "malformed", "empty": "malformed", "truncated": "malformed",
+		"forged by mallory": "bad envelope signature", "expired": "validity window", "node asks to sign": "may not send",
+		"other cluster": "another cluster", "unknown key": "UNKNOWN_KEY", "payload too long": "BAD_REQUEST",
+	}
+	cases := map[string][]byte{
+		"replayed":          valid,
+		"garbage":           []byte("\x00\x01garbage"),
+		"empty":             {},
+		"truncated":         valid[:len(valid)/2],
+		"forged by mallory": nodetest.Forge(mallory, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, req, now, 30*time.Second),
+		"expired":           nodetest.Forge(clientID, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, req, now.Add(-time.Minute), 30*time.Second),
+		"node asks to sign": nodetest.Forge(node2, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, req, now, 30*time.Second),
+		"other cluster":     nodetest.Forge(clientID, "elsewhere", tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, req, now, 30*time.Second),
+		"unknown key":       nodetest.Forge(clientID, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, &tchsmpb.SignRequest{KeyId: "00112233445566778899aabbccddeeff", Payload: []byte("x")}, now, 30*time.Second),
+		"payload too long":  nodetest.Forge(clientID, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, &tchsmpb.SignRequest{KeyId: k.ID, Payload: make([]byte, 200)}, now, 30*time.Second),
+	}
+	for name, body := range cases {
+		err := call(body)
+		if err == nil {
+			t.Errorf("%s: node answered with a signature share", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), reasons[name]) {
+			t.Errorf("%s: refused for the wrong reason: %v (want %q)", name, err, reasons[name])
+		}
+	}
+	// Control queue: a client may not deliver shares; garbage is dead-lettered, not retried forever.
+	for _, body := range [][]byte{
+		[]byte("garbage"),
+		nodetest.Forge(clientID, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, &tchsmpb.KeyShareDelivery{Recipient: "node-1"}, now, time.Hour),
+	} {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := conn.PublishDurable(cctx, ctl, body); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	time.Sleep(500 * time.Millisecond)
+	st, _ := c.Status(ctx)
+	for _, s := range st {
+		if !s.OK {
+			t.Fatalf("node %s down after hostile messages: %s", s.ID, s.Err)
+		}
+	}
+	signOK(t, c, k, "still signing")
+}
