@@ -22,11 +22,12 @@ import (
 type clusterBackend struct {
 	k, n int
 
-	mu     sync.Mutex
-	keys   map[string]*clusterKey
-	down   map[int]bool
-	delay  time.Duration // added to every node's answer
-	closed bool
+	mu        sync.Mutex
+	keys      map[string]*clusterKey
+	down      map[int]bool
+	delay     time.Duration // added to every node's answer
+	listDelay time.Duration // added to every key listing
+	closed    bool
 
 	signs atomic.Int64
 	lists atomic.Int64
@@ -54,7 +55,23 @@ func (b *clusterBackend) setDelay(d time.Duration) {
 	b.delay = d
 }
 
+func (b *clusterBackend) setListDelay(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.listDelay = d
+}
+
 func (b *clusterBackend) Keys(ctx context.Context) ([]client.KeyInfo, error) {
+	b.mu.Lock()
+	d := b.listDelay
+	b.mu.Unlock()
+	if d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {

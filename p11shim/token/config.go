@@ -18,6 +18,7 @@ const (
 	DefaultSignTimeout    = 10 * time.Second
 	DefaultKeygenTimeout  = 120 * time.Second
 	DefaultRequestTimeout = 10 * time.Second
+	DefaultListTimeout    = 3 * time.Second
 	DefaultKeyCacheTTL    = 2 * time.Second
 )
 
@@ -30,7 +31,8 @@ const (
 //	  "user_pin_hash": "$argon2id$v=19$m=19456,t=2,p=1$...$...",  // from pin.Hash / the CLI
 //	  "sign_timeout": "10s",               // deadline of one cluster signature
 //	  "keygen_timeout": "120s",            // deadline of one key generation
-//	  "request_timeout": "10s",            // deadline of key listing and deletion
+//	  "request_timeout": "10s",            // deadline of a key deletion
+//	  "list_timeout": "3s",                // deadline of a key listing (nodes that are down make it last that long)
 //	  "key_cache_ttl": "2s",               // how long a key list is reused before asking again
 //	  "log_file": "/var/log/tchsm/pkcs11.log", // empty: no logging at all
 //	  "log_level": "info"                  // debug logs every failed call
@@ -42,6 +44,7 @@ type Config struct {
 	SignTimeout    Duration `json:"sign_timeout"`
 	KeygenTimeout  Duration `json:"keygen_timeout"`
 	RequestTimeout Duration `json:"request_timeout"`
+	ListTimeout    Duration `json:"list_timeout"`
 	KeyCacheTTL    Duration `json:"key_cache_ttl"`
 	LogFile        string   `json:"log_file"`
 	LogLevel       string   `json:"log_level"`
@@ -111,6 +114,9 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = Duration(DefaultRequestTimeout)
 	}
+	if c.ListTimeout == 0 {
+		c.ListTimeout = Duration(DefaultListTimeout)
+	}
 	if c.KeyCacheTTL == 0 {
 		c.KeyCacheTTL = Duration(DefaultKeyCacheTTL)
 	}
@@ -134,7 +140,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for name, d := range map[string]Duration{"sign_timeout": c.SignTimeout, "keygen_timeout": c.KeygenTimeout,
-		"request_timeout": c.RequestTimeout, "key_cache_ttl": c.KeyCacheTTL} {
+		"request_timeout": c.RequestTimeout, "list_timeout": c.ListTimeout, "key_cache_ttl": c.KeyCacheTTL} {
 		if d < 0 {
 			return fmt.Errorf("%w: %s is negative", ErrConfig, name)
 		}

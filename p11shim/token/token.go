@@ -88,7 +88,8 @@ type Token struct {
 	seq        uint64                 // counts local key additions and deletions
 	changes    map[string]localChange // local changes not yet confirmed by a fetch
 	refreshing *refreshCall
-	orphans    map[uint]bool // public handles of keys this Token deleted
+	orphans    map[uint]bool  // public handles of keys this Token deleted
+	bg         sync.WaitGroup // background key list fetches
 }
 
 type localChange struct {
@@ -169,6 +170,7 @@ func (t *Token) Close() error {
 	for _, s := range sessions {
 		s.cancel()
 	}
+	t.bg.Wait()
 	if err := t.backend.Close(); err != nil {
 		return fmt.Errorf("token: closing backend: %w", err)
 	}
@@ -610,7 +612,7 @@ func (t *Token) refreshKeys(ctx context.Context, notBefore time.Time) error {
 		start := t.seq
 		t.mu.Unlock()
 
-		rctx, cancel := context.WithTimeout(t.ctx, time.Duration(t.cfg.RequestTimeout))
+		rctx, cancel := context.WithTimeout(t.ctx, time.Duration(t.cfg.ListTimeout))
 		infos, err := t.backend.Keys(rctx)
 		cancel()
 
@@ -624,6 +626,22 @@ func (t *Token) refreshKeys(ctx context.Context, notBefore time.Time) error {
 		close(c.done)
 		return err
 	}
+}
+
+// refreshAsync starts a background fetch of the key list unless one is running.
+func (t *Token) refreshAsync(notBefore time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.refreshing != nil {
+		return
+	}
+	t.bg.Add(1)
+	go func() {
+		defer t.bg.Done()
+		if err := t.refreshKeys(t.ctx, notBefore); err != nil {
+			t.log.Warn("listing cluster keys failed", "err", err)
+		}
+	}()
 }
 
 // applyKeysLocked installs a fetched key list, keeping local changes made after the fetch began.
@@ -852,17 +870,27 @@ func (t *Token) FindObjectsInit(h uint, tmpl []Attribute) error {
 		return ErrOperationActive
 	}
 	started := time.Now()
-	if err := t.ensureKeys(s.ctx, time.Duration(t.cfg.KeyCacheTTL)); err != nil {
-		return err
+	t.mu.Lock()
+	loaded, stale := t.keysLoaded, started.Sub(t.keysAt) >= time.Duration(t.cfg.KeyCacheTTL)
+	t.mu.Unlock()
+	if !loaded {
+		if err := t.ensureKeys(s.ctx, 0); err != nil {
+			return err
+		}
 	}
 	hs := t.search(tmpl)
-	if len(hs) == 0 {
+	switch {
+	case len(hs) == 0:
 		// Maybe another process made the key since the list was fetched: fetch again, unless
 		// the list was fetched during this call.
 		if err := t.refreshKeys(s.ctx, started); err != nil {
 			t.log.Warn("listing cluster keys failed", "err", err)
 		}
 		hs = t.search(tmpl)
+	case stale:
+		// Serve the cached list and fetch a new one in the background: a node that is down
+		// makes a listing last list_timeout, and a search that found its key need not wait.
+		t.refreshAsync(started)
 	}
 	s.find, s.finding = hs, true
 	return nil

@@ -656,10 +656,43 @@ func TestFindRefresh(t *testing.T) {
 		t.Fatal("fetched although the cache is fresh")
 	}
 	time.Sleep(60 * time.Millisecond)
-	g.find(h)
-	if g.b.lists.Load() != n0+1 {
-		t.Fatal("stale cache not refreshed")
+	g.find(h) // stale: answered from the cache, refreshed in the background
+	deadline := time.Now().Add(2 * time.Second)
+	for g.b.lists.Load() != n0+1 {
+		if time.Now().After(deadline) {
+			t.Fatal("stale cache not refreshed")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
+	// A key made by another process while the cache is fresh is still found: the miss fetches.
+	_, err := g.b.GenerateKey(context.Background(), client.GenerateRequest{Bits: 1024, P11ID: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := g.find(h, Attribute{CKA_ID, []byte("x")}, Attribute{CKA_CLASS, ulong(CKO_PRIVATE_KEY)}); len(got) != 1 {
+		t.Fatalf("found %v", got)
+	}
+}
+
+// TestSlowListing: with the cluster slow to list keys, searches that hit the cache do not wait.
+func TestSlowListing(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.KeyCacheTTL = Duration(time.Millisecond) })
+	h := f.open(true)
+	f.login(h)
+	id, _, _ := f.genKey(h, true)
+	f.find(h)
+	f.b.setListDelay(2 * time.Second)
+	time.Sleep(5 * time.Millisecond)
+	start := time.Now()
+	for range 5 {
+		if got := f.find(h, Attribute{CKA_ID, id}); len(got) != 2 {
+			t.Fatalf("found %v", got)
+		}
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("cached searches took %v", el)
+	}
+	f.b.setListDelay(0)
 }
 
 var signMechs = []struct {
