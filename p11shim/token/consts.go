@@ -93,6 +93,7 @@ const (
 	CKF_TOKEN_INITIALIZED    uint = 0x400
 	CKF_RW_SESSION           uint = 0x2
 	CKF_SERIAL_SESSION       uint = 0x4
+	CKF_HW                   uint = 0x1
 	CKF_DIGEST               uint = 0x400
 	CKF_SIGN                 uint = 0x800
 	CKF_VERIFY               uint = 0x2000

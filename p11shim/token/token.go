@@ -254,14 +254,17 @@ type MechanismInfo struct {
 	Flags                  uint
 }
 
+// mechanisms: key generation and signing are performed by the cluster, the "device", so they
+// carry CKF_HW (pkcs11-tool --test, for one, only tests signing mechanisms flagged so);
+// verification and digests run in software in this library, but flags are per mechanism.
 var mechanisms = map[uint]MechanismInfo{
-	CKM_RSA_PKCS_KEY_PAIR_GEN: {MinKeyBits, MaxKeyBits, CKF_GENERATE_KEY_PAIR},
-	CKM_RSA_PKCS:              {MinKeyBits, MaxKeyBits, CKF_SIGN | CKF_VERIFY},
-	CKM_SHA1_RSA_PKCS:         {MinKeyBits, MaxKeyBits, CKF_SIGN | CKF_VERIFY},
-	CKM_SHA224_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_SIGN | CKF_VERIFY},
-	CKM_SHA256_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_SIGN | CKF_VERIFY},
-	CKM_SHA384_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_SIGN | CKF_VERIFY},
-	CKM_SHA512_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_SIGN | CKF_VERIFY},
+	CKM_RSA_PKCS_KEY_PAIR_GEN: {MinKeyBits, MaxKeyBits, CKF_HW | CKF_GENERATE_KEY_PAIR},
+	CKM_RSA_PKCS:              {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
+	CKM_SHA1_RSA_PKCS:         {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
+	CKM_SHA224_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
+	CKM_SHA256_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
+	CKM_SHA384_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
+	CKM_SHA512_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
 	CKM_SHA_1:                 {0, 0, CKF_DIGEST},
 	CKM_SHA224:                {0, 0, CKF_DIGEST},
 	CKM_SHA256:                {0, 0, CKF_DIGEST},

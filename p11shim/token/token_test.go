@@ -208,7 +208,7 @@ func TestInfo(t *testing.T) {
 		}
 		switch m {
 		case CKM_RSA_PKCS_KEY_PAIR_GEN:
-			if mi.Flags != CKF_GENERATE_KEY_PAIR || mi.MinKeySize != 1024 || mi.MaxKeySize != 4096 {
+			if mi.Flags != CKF_HW|CKF_GENERATE_KEY_PAIR || mi.MinKeySize != 1024 || mi.MaxKeySize != 4096 {
 				t.Fatalf("%+v", mi)
 			}
 		case CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512:
@@ -216,7 +216,7 @@ func TestInfo(t *testing.T) {
 				t.Fatalf("%#x %+v", m, mi)
 			}
 		default:
-			if mi.Flags != CKF_SIGN|CKF_VERIFY || mi.MinKeySize != 1024 || mi.MaxKeySize != 4096 {
+			if mi.Flags != CKF_HW|CKF_SIGN|CKF_VERIFY || mi.MinKeySize != 1024 || mi.MaxKeySize != 4096 {
 				t.Fatalf("%#x %+v", m, mi)
 			}
 		}
