@@ -409,14 +409,11 @@ func (d *Dealer) waitFor(ctx context.Context, keyID string, nodes []string, pres
 		wctx, c2 = context.WithDeadline(wctx, dl.Add(-min(time.Until(dl)/4, 2*time.Second)))
 		defer c2()
 	}
-	pending := map[string]bool{}
-	for _, n := range nodes {
-		pending[n] = true
-	}
+	pending := slices.Clone(nodes)
 	for len(pending) > 0 {
-		var mu sync.Mutex
+		answered := make([]bool, len(pending))
 		var wg sync.WaitGroup
-		for nodeID := range pending {
+		for i, nodeID := range pending {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -425,15 +422,19 @@ func (d *Dealer) waitFor(ctx context.Context, keyID string, nodes []string, pres
 					d.log.Debug("node not answering yet", "node", nodeID, "err", err)
 					return
 				}
-				if has == present {
-					mu.Lock()
-					delete(pending, nodeID)
-					done = append(done, nodeID)
-					mu.Unlock()
-				}
+				answered[i] = has == present
 			}()
 		}
 		wg.Wait()
+		var still []string
+		for i, nodeID := range pending {
+			if answered[i] {
+				done = append(done, nodeID)
+			} else {
+				still = append(still, nodeID)
+			}
+		}
+		pending = still
 		if len(pending) == 0 {
 			break
 		}
@@ -444,9 +445,7 @@ func (d *Dealer) waitFor(ctx context.Context, keyID string, nodes []string, pres
 		}
 		break
 	}
-	for n := range pending {
-		missing = append(missing, n)
-	}
+	missing = pending
 	slices.Sort(done)
 	slices.Sort(missing)
 	return done, missing

@@ -117,13 +117,23 @@ func (w testWriter) Write(p []byte) (int, error) { w.tb.Log(string(p)); return l
 // Rabbitmqctl runs rabbitmqctl -q args and fails the test on error.
 func Rabbitmqctl(tb testing.TB, args ...string) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+	// The CLI occasionally fails to reach the broker node when many tests use it at once
+	// (it then prints its usage); a few attempts make that rare failure go away.
+	var out []byte
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * time.Second)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		out, err = exec.CommandContext(ctx, "rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput()
+		cancel()
+		if err == nil {
+			return string(out)
+		}
 	}
-	return string(out)
+	tb.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+	return ""
 }
 
 // NodeID returns the id of node i.
