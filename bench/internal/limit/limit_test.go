@@ -12,7 +12,7 @@ func TestMeasure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Shares < 3 || r.ShareRate <= 0 || r.ShareMS <= 0 {
+	if r.Shares < 3 || r.ShareRate <= 0 || r.ShareMS <= 0 || r.WallShareMS <= 0 || r.CPUS <= 0 {
 		t.Fatalf("nothing measured: %+v", r)
 	}
 	if want := 2 * r.ShareRate / 2; r.Limit != want {
@@ -21,7 +21,10 @@ func TestMeasure(t *testing.T) {
 	if want := 2 * r.ShareRate / 3; r.LimitAllNodes != want {
 		t.Errorf("all-nodes limit %v, want %v", r.LimitAllNodes, want)
 	}
-	t.Logf("RSA-1024 share: %.3f ms (r = %.0f/s), combine %.3f ms", r.ShareMS, r.ShareRate, r.CombineMS)
+	if d := r.ShareRate * r.ShareMS / 1000; d < 0.999 || d > 1.001 {
+		t.Errorf("r = %v is not 1/share time %v ms", r.ShareRate, r.ShareMS)
+	}
+	t.Logf("RSA-1024 share: %.3f ms CPU, %.3f ms wall (r = %.0f/s), combine %.3f ms", r.ShareMS, r.WallShareMS, r.ShareRate, r.CombineMS)
 }
 
 func TestMeasureBadParams(t *testing.T) {

@@ -68,8 +68,8 @@ func (r *Results) Markdown(plots []string) string {
 	}
 	w("\n")
 	if l := r.Limit; l != nil {
-		w("**Threshold limit.** One signature share (threshold.SignShare, RSA-%d, one goroutine, %d shares in %.2fs) takes %.2f ms: r = %.0f shares/s per core. With C = %d cores shared by the nodes and k = %d, **limit = C·r/k = %.0f sig/s**",
-			l.Bits, l.Shares, l.ElapsedS, l.ShareMS, l.ShareRate, l.Cores, l.K, l.Limit)
+		w("**Threshold limit.** One signature share (threshold.SignShare, RSA-%d, one goroutine, %d shares) costs %.2f ms of CPU time (%.2f ms wall clock under the load of the moment): r = %.0f shares/s per core. With C = %d cores shared by the nodes and k = %d, **limit = C·r/k = %.0f sig/s**",
+			l.Bits, l.Shares, l.ShareMS, l.WallShareMS, l.ShareRate, l.Cores, l.K, l.Limit)
 		if l.ClusterBest > 0 {
 			w("; the cluster's best measured throughput is %.0f sig/s = **%.0f%% of the limit**", l.ClusterBest, 100*l.RatioToLimit)
 		} else {
