@@ -21,6 +21,10 @@
 //     served is answered with a sealed Error (UNKNOWN_KEY, BAD_REQUEST, UNAUTHORIZED, EXPIRED,
 //     INTERNAL, UNAVAILABLE).
 //
+// ProofRequest.indices is advisory: a node that receives a ProofRequest answers with its own
+// share and proof. A key record is accepted when the manifest's dealer signed it for this
+// cluster and its n equals the manifest's number of nodes; its k is the dealer's choice.
+//
 // # Rejected requests
 //
 // A request that does not open (garbage, wrong cluster, unknown sender, bad signature, a role
@@ -76,8 +80,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported in Health.
 	Version string
-	// Ready, when set, is called once the node consumes both of its queues (and, when metrics
-	// are enabled, with the address they listen on).
+	// Ready, when set, is called once the node's queues are declared and its consumers started
+	// (200 ms after starting them without an error; requests sent earlier wait in the queues),
+	// with the address the metrics listen on ("" when disabled).
 	Ready func(metricsAddr string)
 	// ShareHook, when set, is called on every signature share before it is sent (and before
 	// its proof is made). Tests use it to make an in-process node lie. Not reachable from a

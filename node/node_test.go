@@ -210,6 +210,19 @@ func TestLateNode(t *testing.T) {
 	client := c.Peer("client-1")
 	eventually(t, 10*time.Second, func() error { return hasKey(client, t, 3, rec.KeyId) })
 	signWith(t, client, pk, rec.KeyId, []byte("late node"), 3, 1)
+
+	// A client may delete through the control queue too (what client.DeleteKey does).
+	del, err := client.Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId}, trust.DurableMaxTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Publish(c.Dial("test-client-publisher"), 3, del)
+	eventually(t, 10*time.Second, func() error {
+		if hasKey(client, t, 3, rec.KeyId) == nil {
+			return fmt.Errorf("node-3 still holds %s", rec.KeyId)
+		}
+		return nil
+	})
 }
 
 // Shares survive a restart; a wrong passphrase is a clear error.
