@@ -19,6 +19,8 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,10 +42,15 @@ var (
 
 // Launcher runs `<Command...> dev up|down`.
 type Launcher struct {
-	Command []string      // e.g. {"tchsm"} or {"go", "run", "./cmd/tchsm"}
-	UpArgs  []string      // extra `dev up` flags, e.g. {"--token-label", "L", "--pin", "P"}
-	Timeout time.Duration // for `dev up` to become ready (default 5 minutes: key generation)
-	Log     io.Writer     // launcher's stderr goes here (nil: discarded)
+	Command []string // e.g. {"tchsm"} or {"go", "run", "./cmd/tchsm"}
+	UpArgs  []string // extra `dev up` flags, e.g. {"--token-label", "L", "--pin", "P"}
+	// VHost, when set, makes Up create a private RabbitMQ vhost with this name prefix
+	// (rabbitmqctl add_vhost + set_permissions for guest) and pass `--amqp <AMQPBase><vhost>`;
+	// Down deletes it, so the shared broker keeps no queues from benchmark clusters.
+	VHost    string
+	AMQPBase string        // default amqp://guest:guest@127.0.0.1:5672/
+	Timeout  time.Duration // for `dev up` to become ready (default 5 minutes: key generation)
+	Log      io.Writer     // launcher's stderr goes here (nil: discarded)
 }
 
 // ParseCommand splits a -tchsm-launch flag value on spaces.
@@ -55,10 +62,11 @@ type Cluster struct {
 	K, N int
 	Env  map[string]string
 
-	l    Launcher
-	cmd  *exec.Cmd // non-nil when `dev up` stayed in the foreground
-	wait chan error
-	once sync.Once
+	l     Launcher
+	vhost string    // private vhost to delete at Down
+	cmd   *exec.Cmd // non-nil when `dev up` stayed in the foreground
+	wait  chan error
+	once  sync.Once
 }
 
 var envLine = regexp.MustCompile(`^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
@@ -94,6 +102,46 @@ func (l Launcher) Up(ctx context.Context, dir string, k, n int) (*Cluster, error
 	}
 	args := append(append([]string{}, l.Command[1:]...), "dev", "up", "--dir", dir, "--k", strconv.Itoa(k), "--n", strconv.Itoa(n))
 	args = append(args, l.UpArgs...)
+	var vhost string
+	if l.VHost != "" {
+		var b [4]byte
+		rand.Read(b[:])
+		vhost = l.VHost + hex.EncodeToString(b[:])
+		if err := rabbitmqctl("add_vhost", vhost); err != nil {
+			return nil, err
+		}
+		if err := rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"); err != nil {
+			rabbitmqctl("delete_vhost", vhost)
+			return nil, err
+		}
+		base := l.AMQPBase
+		if base == "" {
+			base = "amqp://guest:guest@127.0.0.1:5672/"
+		}
+		args = append(args, "--amqp", base+vhost)
+	}
+	c, err := l.up(ctx, dir, k, n, args)
+	if err != nil {
+		if vhost != "" {
+			rabbitmqctl("delete_vhost", vhost)
+		}
+		return nil, err
+	}
+	c.vhost = vhost
+	return c, nil
+}
+
+func rabbitmqctl(args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: rabbitmqctl %s: %w: %s", ErrLaunch, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (l Launcher) up(ctx context.Context, dir string, k, n int, args []string) (*Cluster, error) {
 	cmd := exec.Command(l.Command[0], args...)
 	cmd.Stderr = l.Log
 	if cmd.Stderr == nil {
@@ -188,6 +236,9 @@ func (c *Cluster) Down() error {
 		cmd.Stderr = c.l.Log
 		if out, e := cmd.Output(); e != nil {
 			err = fmt.Errorf("%w: dev down: %w: %s", ErrLaunch, e, strings.TrimSpace(string(out)))
+		}
+		if c.vhost != "" {
+			err = errors.Join(err, rabbitmqctl("delete_vhost", c.vhost))
 		}
 	})
 	return err

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -107,5 +109,37 @@ func TestUpFailures(t *testing.T) {
 	l = fakeLauncher(t, "exit 3\n")
 	if _, err := l.Up(context.Background(), t.TempDir(), 2, 3); !errors.Is(err, ErrLaunch) {
 		t.Errorf("failing launcher: %v", err)
+	}
+}
+
+func TestUpPrivateVHost(t *testing.T) {
+	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
+		t.Skip("rabbitmqctl not installed")
+	}
+	dir := t.TempDir()
+	l := fakeLauncher(t, `shift
+case "$1" in
+up) echo "$@" > "$3/args"; echo "TCHSM_CONFIG=$3/c.json";;
+esac
+`)
+	l.VHost = "tchsm-bench-test-"
+	c, err := l.Up(context.Background(), dir, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, _ := os.ReadFile(filepath.Join(dir, "args"))
+	if !strings.Contains(string(args), "--amqp amqp://guest:guest@127.0.0.1:5672/"+c.vhost) || c.vhost == "" {
+		t.Errorf("dev up args %q, vhost %q", args, c.vhost)
+	}
+	list, _ := exec.Command("rabbitmqctl", "-q", "list_vhosts").Output()
+	if !strings.Contains(string(list), c.vhost) {
+		t.Errorf("vhost %s not created", c.vhost)
+	}
+	if err := c.Down(); err != nil {
+		t.Fatal(err)
+	}
+	list, _ = exec.Command("rabbitmqctl", "-q", "list_vhosts").Output()
+	if strings.Contains(string(list), c.vhost) {
+		t.Errorf("vhost %s not deleted", c.vhost)
 	}
 }

@@ -483,8 +483,12 @@ func runTarget(ctx context.Context, o *Options, name string, rcfg runner.Config,
 		if progress.IsTerminal(os.Stderr) {
 			logw = os.Stderr
 		}
-		cl, err = cluster.Launcher{Command: command, Log: logw,
-			UpArgs: []string{"--token-label", o.TchsmLabel, "--pin", o.TchsmPIN}}.Up(ctx, dir, o.K, o.N)
+		l := cluster.Launcher{Command: command, Log: logw,
+			UpArgs: []string{"--token-label", o.TchsmLabel, "--pin", o.TchsmPIN}}
+		if _, err := exec.LookPath("rabbitmqctl"); err == nil {
+			l.VHost = "tchsm-bench-"
+		}
+		cl, err = l.Up(ctx, dir, o.K, o.N)
 		if err != nil {
 			return err
 		}
