@@ -124,8 +124,11 @@ func tok() (*token.Token, error) {
 	return m.tok, nil
 }
 
-// maxInput bounds the length of any input buffer copied in.
-const maxInput = 1 << 30
+// maxInput bounds the length of any input buffer copied in; maxPINInput that of a PIN.
+const (
+	maxInput    = 1 << 30
+	maxPINInput = 4096
+)
 
 // bytesIn copies n bytes at p into Go memory.
 func bytesIn(p C.CK_BYTE_PTR, n C.CK_ULONG) ([]byte, error) {
@@ -505,6 +508,11 @@ func goLogin(hSession C.CK_SESSION_HANDLE, userType C.CK_USER_TYPE, pPin C.CK_UT
 	if pPin == nil {
 		// No protected authentication path (CKF_PROTECTED_AUTHENTICATION_PATH is not set).
 		err = errArgs
+		return
+	}
+	if uint64(ulPinLen) > maxPINInput {
+		// Do not read an absurd length from the caller's memory; no such PIN is right.
+		err = token.ErrPINIncorrect
 		return
 	}
 	pin, err := bytesIn(C.CK_BYTE_PTR(pPin), ulPinLen)
