@@ -80,6 +80,7 @@ type Options struct {
 
 	TmpDir string
 	Args   []string
+	From   string // re-render the report from this results.json instead of measuring
 
 	built *built // tools built by -tchsm-launch auto / -tchsm-build, removed at the end of Run
 }
@@ -151,6 +152,7 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	fs.BoolVar(&o.Scaling, "scaling", false, "measure tchsm across n (fixed k) and across k (fixed n); needs -tchsm-launch")
 	sNs := fs.String("scaling-n", "", "n values for the fixed-k series (default k..n+2)")
 	sKs := fs.String("scaling-k", "", "k values for the fixed-n series (default 2..n)")
+	fs.StringVar(&o.From, "from", "", "measure nothing: re-render results.md and the plots from this results.json (into -out, default its directory)")
 	fs.StringVar(&o.TmpDir, "tmp", "", "directory for temporary tokens and configs (default $TMPDIR)")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
@@ -233,6 +235,9 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 			o.ScalingKs = append(o.ScalingKs, k)
 		}
 	}
+	if o.Out == "" && o.From != "" {
+		o.Out = filepath.Dir(o.From)
+	}
 	if o.Out == "" {
 		host, _ := os.Hostname()
 		if host == "" {
@@ -255,7 +260,12 @@ func Main(args []string, stdout, stderr *os.File) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := Run(ctx, o, progress.New(stderr))
+	var res *report.Results
+	if o.From != "" {
+		res, err = report.Load(o.From)
+	} else {
+		res, err = Run(ctx, o, progress.New(stderr))
+	}
 	if res != nil {
 		files, werr := res.Write(o.Out)
 		if werr != nil {
@@ -594,7 +604,7 @@ func runScaling(ctx context.Context, o *Options, rcfg runner.Config, res *report
 		oo := *o
 		oo.K, oo.N, oo.HSMSpeed = k, n, false
 		tr := &report.Target{Name: "tchsm"}
-		bar.Infof("scaling: k=%d n=%d", k, n)
+		bar.Logf("scaling: k=%d n=%d", k, n)
 		if err := runTarget(ctx, &oo, "tchsm", rcfg, tr, bar); err != nil {
 			p.Error = err.Error()
 		}

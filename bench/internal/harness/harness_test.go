@@ -31,6 +31,10 @@ func TestParse(t *testing.T) {
 	if err != nil || o.Reps != 5 {
 		t.Errorf("-quick overrode an explicit -reps: %v %+v", err, o)
 	}
+	o, err = Parse([]string{"-from", "/x/y/results.json"}, &buf)
+	if err != nil || o.Out != "/x/y" {
+		t.Errorf("-from: out %q, %v", o.Out, err)
+	}
 	for _, bad := range [][]string{
 		{"-bits", "1000"}, {"-k", "4", "-n", "3"}, {"-targets", "hsm9000"}, {"-reps", "0"},
 		{"-hsmspeed-threads", "1,x"}, {"extra"}, {"-duration", "0s"},

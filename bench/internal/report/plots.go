@@ -22,6 +22,8 @@ func (r *Results) Plots(dir string) ([]string, error) {
 		{"throughput.png", r.throughputPlot},
 		{"latency_percentiles.png", r.percentilePlot},
 		{"latency_cdf.png", r.cdfPlot},
+		{"scaling_n.png", func() (*plot.Plot, error) { return r.scalingPlot(true) }},
+		{"scaling_k.png", func() (*plot.Plot, error) { return r.scalingPlot(false) }},
 	} {
 		p, err := f.make()
 		if err != nil {
@@ -104,7 +106,6 @@ func (r *Results) throughputPlot() (*plot.Plot, error) {
 	p.Legend.Left = true
 	p.Legend.XOffs = vg.Points(6)
 	p.Legend.YOffs = -vg.Points(6)
-	p.Title.Padding = vg.Points(6)
 	maxC, maxY := 1, 0.0
 	for _, t := range ts {
 		xy := make(plotter.XYs, len(t.Sweep.Steps))
@@ -157,6 +158,7 @@ func (r *Results) percentilePlot() (*plot.Plot, error) {
 		return nil, nil
 	}
 	p := plot.New()
+	p.Title.Padding = vg.Points(6)
 	p.Title.Text = fmt.Sprintf("Latency at each target's best concurrency (RSA-%d)", r.Config.Bits)
 	p.Y.Label.Text = "ms per signature"
 	p.Legend.Top = true
@@ -203,6 +205,7 @@ func (r *Results) cdfPlot() (*plot.Plot, error) {
 		return nil, nil
 	}
 	p := plot.New()
+	p.Title.Padding = vg.Points(6)
 	p.Title.Text = fmt.Sprintf("Latency distribution at best concurrency (RSA-%d)", r.Config.Bits)
 	p.X.Label.Text = "ms per signature (log scale)"
 	p.Y.Label.Text = "fraction of signatures ≤ x"
@@ -242,6 +245,88 @@ func (r *Results) cdfPlot() (*plot.Plot, error) {
 	p.X.Min, p.X.Max = lo*0.8, hi*1.25
 	p.Y.Min, p.Y.Max = 0, 1.02
 	p.Legend.ThumbnailWidth = vg.Points(20)
+	p.Add(plotter.NewGrid())
+	return p, nil
+}
+
+// scalingPlot draws tchsm throughput against n at fixed k (byN) or against k at fixed n, with
+// the limit C·r/k and, for byN, the separate-servers model n·C·r/k.
+func (r *Results) scalingPlot(byN bool) (*plot.Plot, error) {
+	if r.Scaling == nil {
+		return nil, nil
+	}
+	pts := r.Scaling.FixedN
+	if byN {
+		pts = r.Scaling.FixedK
+	}
+	var meas, lim, model plotter.XYs
+	for _, p := range pts {
+		x := float64(p.K)
+		if byN {
+			x = float64(p.N)
+		}
+		if p.SigPerSec > 0 {
+			meas = append(meas, plotter.XY{X: x, Y: p.SigPerSec})
+		}
+		if p.Limit > 0 {
+			lim = append(lim, plotter.XY{X: x, Y: p.Limit})
+			if byN {
+				model = append(model, plotter.XY{X: x, Y: p.Limit * float64(p.N)})
+			}
+		}
+	}
+	if len(meas) == 0 {
+		return nil, nil
+	}
+	p := plot.New()
+	p.Title.Padding = vg.Points(6)
+	p.Y.Label.Text = "signatures / s"
+	if byN {
+		p.Title.Text = fmt.Sprintf("tchsm throughput vs n at k = %d (RSA-%d, all nodes on this machine)", pts[0].K, r.Config.Bits)
+		p.X.Label.Text = "n (nodes)"
+	} else {
+		p.Title.Text = fmt.Sprintf("tchsm throughput vs k at n = %d (RSA-%d, all nodes on this machine)", pts[0].N, r.Config.Bits)
+		p.X.Label.Text = "k (shares per signature)"
+	}
+	p.Legend.Top = true
+	maxY := 0.0
+	add := func(xy plotter.XYs, label string, ci int, dashed bool) error {
+		if len(xy) == 0 {
+			return nil
+		}
+		l, sc, err := plotter.NewLinePoints(xy)
+		if err != nil {
+			return err
+		}
+		l.Color, sc.Color = plotutil.Color(ci), plotutil.Color(ci)
+		l.Width = vg.Points(2)
+		if dashed {
+			l.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+		}
+		p.Add(l, sc)
+		p.Legend.Add(label, l, sc)
+		for _, v := range xy {
+			maxY = max(maxY, v.Y)
+		}
+		return nil
+	}
+	if err := add(meas, "measured (best concurrency)", colorIndex("tchsm"), false); err != nil {
+		return nil, err
+	}
+	if err := add(lim, "limit C·r/k (one machine)", 4, true); err != nil {
+		return nil, err
+	}
+	if err := add(model, "model n·C·r/k (n separate servers)", 6, true); err != nil {
+		return nil, err
+	}
+	p.Y.Min, p.Y.Max = 0, maxY*1.3
+	p.Y.Tick.Marker = niceTicks{}
+	var ticks []plot.Tick
+	for _, v := range meas {
+		ticks = append(ticks, plot.Tick{Value: v.X, Label: strconv.Itoa(int(v.X))})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.X.Min, p.X.Max = meas[0].X-0.3, meas[len(meas)-1].X+0.3
 	p.Add(plotter.NewGrid())
 	return p, nil
 }

@@ -218,6 +218,19 @@ func (r *Results) Write(dir string) ([]string, error) {
 	return files, perr
 }
 
+// Load reads a results.json written by Write.
+func Load(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("report: %s: %w", path, err)
+	}
+	return &r, nil
+}
+
 // Finish fills the derived fields: best steps, ratios to SoftHSM2, the cluster's ratio to the
 // threshold limit, flags.
 func (r *Results) Finish() {
