@@ -98,6 +98,7 @@ func (r *Results) throughputPlot() (*plot.Plot, error) {
 		return nil, nil
 	}
 	p := plot.New()
+	p.Title.Padding = vg.Points(6)
 	p.Title.Text = fmt.Sprintf("Signing throughput vs concurrency (RSA-%d, median of %d)", r.Config.Bits, r.Config.Reps)
 	p.X.Label.Text = "concurrent client goroutines (one PKCS#11 session each)"
 	p.Y.Label.Text = "signatures / s"
