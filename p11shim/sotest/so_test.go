@@ -184,7 +184,7 @@ func TestModule(t *testing.T) {
 	so := buildModule(t)
 	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5, TokenLabel: "ods-tchsm", PIN: "1234"})
 	logFile := filepath.Join(c.Dir, "pkcs11.log")
-	setPKCS11(t, c.ClientConfig, map[string]any{"sign_timeout": "5s", "log_level": "debug", "serial": "test-1",
+	setPKCS11(t, c.ClientConfig, map[string]any{"sign_timeout": "8s", "log_level": "debug", "serial": "test-1",
 		"log_file": logFile})
 	t.Setenv("TCHSM_CONFIG", c.ClientConfig)
 	defer func() {
@@ -591,8 +591,8 @@ func TestModule(t *testing.T) {
 		start := time.Now()
 		err := sign()
 		wantRV(t, "2 of 5 nodes", err, pkcs11.CKR_DEVICE_ERROR)
-		if el := time.Since(start); el > 8*time.Second {
-			t.Fatalf("failure took %v (sign_timeout 5s)", el)
+		if el := time.Since(start); el > 12*time.Second {
+			t.Fatalf("failure took %v (sign_timeout 8s)", el)
 		}
 		c.StartNode(3)
 		c.WaitUp(3, 30*time.Second)
