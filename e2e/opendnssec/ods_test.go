@@ -108,6 +108,10 @@ func TestSoftHSM2SignAndVerify(t *testing.T) {
 		t.Fatalf("harness did not report a verified zone:\n%s", out)
 	}
 	t.Logf("harness output:\n%s", out)
+	if strings.Contains(out, "unclean shutdown") {
+		// ods-signerd 2.1.12 sometimes segfaults at exit on its own (README).
+		t.Log("note: a daemon did not shut down cleanly (see output)")
+	}
 
 	signed := filepath.Join(work, "signed", "example.test")
 	unsigned := filepath.Join(work, "unsigned", "example.test")

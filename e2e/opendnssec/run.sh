@@ -48,6 +48,10 @@ usage: $PROG --module PATH --token-label L --pin P [options]
   --env K=V              extra environment for the OpenDNSSEC processes
                          (repeatable; e.g. TCHSM_CONFIG=/path, SOFTHSM2_CONF=/path)
   --keep                 keep the work dir (logs, configs, zones, db)
+  --strict-shutdown      fail when a daemon does not stop cleanly (crash, hang,
+                         non-zero exit); default: warn. ods-signerd 2.1.12
+                         itself crashes now and then at exit (SIGSEGV in
+                         xmlResetError) with SoftHSM2 too.
   --hsmutil-test         run 'ods-hsmutil test REPO' and judge its RSA part
   --hsmutil-min-bits B   RSA sizes below B may be rejected at key generation
                          (default: 1024; tchsm supports 1024..4096)
@@ -64,7 +68,7 @@ EOF
 
 MODULE="" TOKEN_LABEL="" PIN="" REPO="E2E" RECORDS=1000 ZONE="example.test"
 KSK_BITS=2048 ZSK_BITS=2048 SIGNER_THREADS=8 TIMEOUT=300 WORKDIR="" KEEP=0 PORT=0
-MODE=sign MIN_BITS=1024 SPEED_BITS=2048 SPEED_THREADS=4 SPEED_ITER=500
+STRICT_STOP=0 MODE=sign MIN_BITS=1024 SPEED_BITS=2048 SPEED_THREADS=4 SPEED_ITER=500
 INNER=0
 EXTRA_ENV=()
 
@@ -90,6 +94,7 @@ while [[ $# -gt 0 ]]; do
 	--env) need_arg "$@"; [[ $2 == [A-Za-z_]*=* ]] || die "--env wants K=V, got '$2'"
 		EXTRA_ENV+=("$2"); shift 2 ;;
 	--keep) KEEP=1; shift ;;
+	--strict-shutdown) STRICT_STOP=1; shift ;;
 	--hsmutil-test) MODE=hsmutil; shift ;;
 	--hsmutil-min-bits) need_arg "$@"; MIN_BITS=$2; shift 2 ;;
 	--hsmspeed) MODE=hsmspeed; shift ;;
@@ -190,6 +195,7 @@ if ((INNER == 0)); then
 		--speed-threads "$SPEED_THREADS" --speed-iterations "$SPEED_ITER")
 	for e in "${EXTRA_ENV[@]}"; do args+=(--env "$e"); done
 	case $MODE in hsmutil) args+=(--hsmutil-test) ;; hsmspeed) args+=(--hsmspeed) ;; esac
+	((STRICT_STOP == 0)) || args+=(--strict-shutdown)
 	# Run (not exec) so that the EXIT trap above removes the work dir. The PIN
 	# goes in the environment (readable by root only), not on a command line.
 	ODS_E2E_PIN=$PIN unshare -m --propagation private -- bash "$SELF" "${args[@]}" &
@@ -213,6 +219,9 @@ CONF=$ETC/conf.xml KASP=$ETC/kasp.xml ZONELIST=$ETC/zonelist.xml
 ENF_SOCK=$RUN/enforcer.sock SIG_SOCK=$RUN/engine.sock
 ENF_PID=$RUN/enforcerd.pid
 UNSIGNED=$WD/unsigned/$ZONE SIGNED=$WD/signed/$ZONE SIGNCONF=$WD/signconf/$ZONE.xml
+
+# Relative paths a module writes (log files) land in the work dir.
+cd "$WD"
 
 # Extra environment for every OpenDNSSEC process (daemons and tools).
 for e in "${EXTRA_ENV[@]}"; do export "${e?}"; done
@@ -416,25 +425,39 @@ dump_logs() {
 }
 # stop_daemon NAME PID SOCKET CTL-CMD...: ask politely (unless interrupted),
 # then SIGTERM, then SIGKILL. A signer busy signing ignores both the stop
-# command and SIGTERM until its current zone is done.
+# command and SIGTERM until its current zone is done. On the normal path a
+# daemon that needs a signal, crashes or exits non-zero is reported (a failure
+# with --strict-shutdown): the HSM module must let OpenDNSSEC shut down
+# cleanly (C_Finalize, exit).
+STOP_PROBLEMS=()
 stop_daemon() {
-	local name=$1 pid=$2 sock=$3
+	local name=$1 pid=$2 sock=$3 forced="" st=0
 	shift 3
 	((pid > 0)) || return 0
 	if kill -0 "$pid" 2>/dev/null && ((INTERRUPTED == 0)) && [[ -S $sock ]]; then
-		timeout 5 "$@" >>"$LOGS/stop.log" 2>&1 || true
-		wait_gone "$pid" 50
+		timeout 10 "$@" >>"$LOGS/stop.log" 2>&1 || true
+		wait_gone "$pid" 150
 	fi
 	if kill -0 "$pid" 2>/dev/null; then
 		((INTERRUPTED)) || log "$name did not stop, sending SIGTERM"
+		forced=SIGTERM
 		kill -TERM "$pid" 2>/dev/null || true
 		wait_gone "$pid" 30
 	fi
 	if kill -0 "$pid" 2>/dev/null; then
 		log "$name still alive, SIGKILL"
+		forced=SIGKILL
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
-	wait "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || st=$?
+	((INTERRUPTED == 0)) || return 0
+	if [[ -n $forced ]]; then
+		STOP_PROBLEMS+=("$name did not stop on '$*' within 15 s; needed $forced")
+	elif ((st > 128)); then
+		STOP_PROBLEMS+=("$name died from signal $((st - 128)) ($(kill -l $((st - 128)) 2>/dev/null || echo '?')) while stopping")
+	elif ((st != 0)); then
+		STOP_PROBLEMS+=("$name exited with status $st while stopping")
+	fi
 }
 wait_gone() { # pid tenths-of-a-second
 	local i
@@ -444,11 +467,21 @@ wait_gone() { # pid tenths-of-a-second
 	done
 }
 inner_cleanup() {
-	local rc=$?
+	local rc=$? p
 	trap - EXIT
 	trap '' INT TERM # a second signal must not cut the cleanup short
 	stop_daemon ods-signerd "$SIG_DPID" "$SIG_SOCK" ods-signer -s "$SIG_SOCK" stop
 	stop_daemon ods-enforcerd "$ENF_DPID" "$ENF_SOCK" ods-enforcer -s "$ENF_SOCK" stop
+	if ((${#STOP_PROBLEMS[@]} > 0)); then
+		local what=WARN
+		((STRICT_STOP == 0)) || what=FAIL
+		for p in "${STOP_PROBLEMS[@]}"; do echo "$PROG: $what: unclean shutdown: $p" >&2; done
+		for p in signerd enforcerd; do
+			echo "===== $LOGS/$p.log (from shutdown, 40 lines) =====" >&2
+			sed -n '/\] shutdown\|signer shutdown\|enforcer shutdown/,$p' "$LOGS/$p.log" | grep -v '^  unknown$' | head -n 40 >&2 || true
+		done
+		((STRICT_STOP == 0 || rc != 0)) || rc=1
+	fi
 	exit "$rc"
 }
 INTERRUPTED=0
