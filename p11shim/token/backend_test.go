@@ -99,9 +99,7 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req client.GenerateReq
 		// Dealing needs every node to store its share.
 		return client.KeyInfo{}, fmt.Errorf("%w: %d of %d nodes up", client.ErrNotEnoughNodes, up, b.n)
 	}
-	switch req.Bits {
-	case 1024, 2048, 3072, 4096:
-	default:
+	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 { // as client.Client
 		return client.KeyInfo{}, fmt.Errorf("%w: %d bits", client.ErrInvalidInput, req.Bits)
 	}
 	e := req.E

@@ -67,8 +67,9 @@ func parseKeygen(pubT, privT []Attribute) (keygenTemplate, error) {
 			if !ok {
 				return kt, fmt.Errorf("%w: CKA_MODULUS_BITS", ErrAttributeValueInvalid)
 			}
-			if v < MinKeyBits || v > MaxKeyBits {
-				return kt, fmt.Errorf("%w: %d bits", ErrKeySizeRange, v)
+			if v < MinKeyBits || v > MaxKeyBits || v%2 != 0 {
+				// The cluster makes N from two primes of bits/2 bits each.
+				return kt, fmt.Errorf("%w: %d bits (even sizes from %d to %d)", ErrKeySizeRange, v, MinKeyBits, MaxKeyBits)
 			}
 			kt.bits, haveBits = int(v), true
 		case CKA_PUBLIC_EXPONENT:

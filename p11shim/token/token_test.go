@@ -450,7 +450,8 @@ func TestKeygenErrors(t *testing.T) {
 		{"bad bool", mod(pubT, CKA_TOKEN, []byte{1, 0}), privT, ErrAttributeValueInvalid},
 		{"ids differ", pubT, mod(privT, CKA_ID, []byte("other")), ErrTemplateInconsistent},
 		{"given modulus", mod(pubT, CKA_MODULUS, []byte{1, 2, 3}), privT, ErrTemplateInconsistent},
-		{"1536 bits refused by the cluster", mod(pubT, CKA_MODULUS_BITS, ulong(1536)), privT, ErrTemplateInconsistent},
+		{"odd size", mod(pubT, CKA_MODULUS_BITS, ulong(2047)), privT, ErrKeySizeRange},
+		{"exponent refused by the cluster", mod(pubT, CKA_PUBLIC_EXPONENT, []byte{9}), privT, ErrTemplateInconsistent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := f.tk.GenerateKeyPair(rw, keygen, tc.pubT, tc.privT)
