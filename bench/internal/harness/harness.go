@@ -262,7 +262,9 @@ func Main(args []string, stdout, stderr *os.File) int {
 	defer stop()
 	var res *report.Results
 	if o.From != "" {
-		res, err = report.Load(o.From)
+		if res, err = report.Load(o.From); err == nil {
+			res.Finish() // derived fields of older reports
+		}
 	} else {
 		res, err = Run(ctx, o, progress.New(stderr))
 	}

@@ -50,23 +50,24 @@ func (r *Results) Markdown(plots []string) string {
 		w("> **Warning.** At least one repetition differed from its median by more than %.0f%% (marked ⚠ below): the machine was not quiet enough for a stable figure.\n\n", c.Tolerance*100)
 	}
 
-	w("## Summary\n\n| target | best sig/s | at concurrency | p50 ms | p99 ms | vs SoftHSM2 | invalid |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	w("## Summary\n\n| target | best sig/s | at concurrency | knee: concurrency | sig/s | p50 ms | p99 ms | vs SoftHSM2 | invalid |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range r.Targets {
 		switch {
 		case t.Skipped != "":
-			w("| %s | skipped: %s | | | | | |\n", t.Name, t.Skipped)
+			w("| %s | skipped: %s | | | | | | | |\n", t.Name, t.Skipped)
 			continue
 		case t.Sweep == nil || len(t.Sweep.Steps) == 0:
-			w("| %s | failed: %s | | | | | |\n", t.Name, t.Error)
+			w("| %s | failed: %s | | | | | | | |\n", t.Name, t.Error)
 			continue
 		}
 		ratio := "—"
 		if t.RatioToSoftHSM > 0 {
 			ratio = fmt.Sprintf("%.2f×", t.RatioToSoftHSM)
 		}
-		w("| %s | %.0f | %d | %s | %s | %s | %d |\n", t.Name, t.BestSigPerSec, t.BestConcurrency, ms(t.BestLatency.P50), ms(t.BestLatency.P99), ratio, t.Sweep.Invalid)
+		w("| %s | %.0f | %d | %d | %.0f | %s | %s | %s | %d |\n", t.Name, t.BestSigPerSec, t.BestConcurrency, t.KneeConcurrency, t.KneeSigPerSec,
+			ms(t.KneeLatency.P50), ms(t.KneeLatency.P99), ratio, t.Sweep.Invalid)
 	}
-	w("\n")
+	w("\nThe knee is the lowest concurrency reaching %.0f%% of the best throughput: past it, more concurrency mostly adds queueing latency. Latencies in this table and in the latency plots are at the knee.\n\n", 100*KneeFraction)
 	if l := r.Limit; l != nil {
 		w("**Threshold limit.** One signature share (threshold.SignShare, RSA-%d, one goroutine, %d shares) costs %.2f ms of CPU time (%.2f ms wall clock under the load of the moment): r = %.0f shares/s per core. With C = %d cores shared by the nodes and k = %d, **limit = C·r/k = %.0f sig/s**",
 			l.Bits, l.Shares, l.ShareMS, l.WallShareMS, l.ShareRate, l.Cores, l.K, l.Limit)
@@ -106,10 +107,13 @@ func (r *Results) Markdown(plots []string) string {
 			if i == t.Sweep.Best {
 				sps = "**" + sps + "**"
 			}
+			if k := t.KneeStep(); k != nil && k.Concurrency == s.Concurrency {
+				sps += " ◆"
+			}
 			w("| %s | %d | %s | %s | %s | %s | %s | %s |\n", t.Name, s.Concurrency, sps, ms(s.Latency.P50), ms(s.Latency.P95), ms(s.Latency.P99), ms(s.Latency.Max), rs)
 		}
 	}
-	w("\nBold: best concurrency. ")
+	w("\nBold: best throughput; ◆: knee. ")
 	for _, t := range r.Targets {
 		if t.Sweep != nil && len(t.Sweep.Steps) > 0 {
 			why := "reached -max-concurrency"

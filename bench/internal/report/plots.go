@@ -160,7 +160,7 @@ func (r *Results) percentilePlot() (*plot.Plot, error) {
 	}
 	p := plot.New()
 	p.Title.Padding = vg.Points(6)
-	p.Title.Text = fmt.Sprintf("Latency at each target's best concurrency (RSA-%d)", r.Config.Bits)
+	p.Title.Text = fmt.Sprintf("Latency at each target's knee (lowest concurrency with ≥95%% of best throughput, RSA-%d)", r.Config.Bits)
 	p.Y.Label.Text = "ms per signature"
 	p.Legend.Top = true
 	p.Legend.Left = true
@@ -169,9 +169,9 @@ func (r *Results) percentilePlot() (*plot.Plot, error) {
 		label string
 		get   func(t *Target) float64
 	}{
-		{"p50", func(t *Target) float64 { return t.BestLatency.P50 }},
-		{"p95", func(t *Target) float64 { return t.BestLatency.P95 }},
-		{"p99", func(t *Target) float64 { return t.BestLatency.P99 }},
+		{"p50", func(t *Target) float64 { return t.KneeLatency.P50 }},
+		{"p95", func(t *Target) float64 { return t.KneeLatency.P95 }},
+		{"p99", func(t *Target) float64 { return t.KneeLatency.P99 }},
 	}
 	w := vg.Points(28)
 	maxY := 0.0
@@ -180,7 +180,7 @@ func (r *Results) percentilePlot() (*plot.Plot, error) {
 		for j, t := range ts {
 			vals[j] = s.get(t)
 			maxY = max(maxY, vals[j])
-			names[j] = fmt.Sprintf("%s (c=%d)", t.Name, t.BestConcurrency)
+			names[j] = fmt.Sprintf("%s (c=%d, %.0f/s)", t.Name, t.KneeConcurrency, t.KneeSigPerSec)
 		}
 		b, err := plotter.NewBarChart(vals, w)
 		if err != nil {
@@ -207,7 +207,7 @@ func (r *Results) cdfPlot() (*plot.Plot, error) {
 	}
 	p := plot.New()
 	p.Title.Padding = vg.Points(6)
-	p.Title.Text = fmt.Sprintf("Latency distribution at best concurrency (RSA-%d)", r.Config.Bits)
+	p.Title.Text = fmt.Sprintf("Latency distribution at each target's knee (RSA-%d)", r.Config.Bits)
 	p.X.Label.Text = "ms per signature (log scale)"
 	p.Y.Label.Text = "fraction of signatures ≤ x"
 	p.X.Scale = plot.LogScale{}
@@ -218,7 +218,7 @@ func (r *Results) cdfPlot() (*plot.Plot, error) {
 	p.Legend.YOffs = vg.Points(4)
 	lo, hi := math.Inf(1), 0.0
 	for _, t := range ts {
-		q := t.Sweep.BestStep().Quantiles
+		q := t.KneeStep().Quantiles
 		var xy plotter.XYs
 		for j, v := range q {
 			if v <= 0 {
@@ -238,7 +238,7 @@ func (r *Results) cdfPlot() (*plot.Plot, error) {
 		l.Width = vg.Points(2)
 		l.StepStyle = plotter.PostStep
 		p.Add(l)
-		p.Legend.Add(fmt.Sprintf("%s (c=%d)", t.Name, t.BestConcurrency), l)
+		p.Legend.Add(fmt.Sprintf("%s (c=%d)", t.Name, t.KneeConcurrency), l)
 	}
 	if hi == 0 {
 		return nil, nil

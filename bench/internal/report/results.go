@@ -16,6 +16,7 @@ import (
 	"github.com/tchsm/tchsm/bench/internal/hsmspeed"
 	"github.com/tchsm/tchsm/bench/internal/limit"
 	"github.com/tchsm/tchsm/bench/internal/runner"
+	"github.com/tchsm/tchsm/bench/internal/stats"
 )
 
 // Results is everything one run measured.
@@ -59,9 +60,14 @@ type Target struct {
 	Error       string        `json:"error,omitempty"`
 	Sweep       *runner.Sweep `json:"sweep,omitempty"`
 	// Best* repeat the best step of the sweep for readers of the JSON.
-	BestSigPerSec   float64         `json:"best_sig_per_s"`
-	BestConcurrency int             `json:"best_concurrency"`
-	BestLatency     runner.Latency  `json:"best_latency"`
+	BestSigPerSec   float64        `json:"best_sig_per_s"`
+	BestConcurrency int            `json:"best_concurrency"`
+	BestLatency     runner.Latency `json:"best_latency"`
+	// Knee* describe the lowest concurrency within KneeFraction of the best throughput, where
+	// latency is lowest for (nearly) the best throughput; latency plots use it.
+	KneeSigPerSec   float64         `json:"knee_sig_per_s"`
+	KneeConcurrency int             `json:"knee_concurrency"`
+	KneeLatency     runner.Latency  `json:"knee_latency"`
 	RatioToSoftHSM  float64         `json:"ratio_to_softhsm,omitempty"`
 	HSMSpeed        []HSMSpeedPoint `json:"ods_hsmspeed,omitempty"`
 	HSMSpeedError   string          `json:"ods_hsmspeed_error,omitempty"`
@@ -218,6 +224,24 @@ func (r *Results) Write(dir string) ([]string, error) {
 	return files, perr
 }
 
+// KneeFraction defines the knee of a sweep: the first step reaching 95% of the best throughput.
+const KneeFraction = 0.95
+
+// KneeStep returns the knee of the target's sweep, or nil.
+func (t *Target) KneeStep() *runner.Step {
+	if t.Sweep == nil {
+		return nil
+	}
+	tps := make([]float64, len(t.Sweep.Steps))
+	for i, s := range t.Sweep.Steps {
+		tps[i] = s.SigPerSec
+	}
+	if i := stats.Knee(tps, KneeFraction); i >= 0 {
+		return &t.Sweep.Steps[i]
+	}
+	return nil
+}
+
 // Load reads a results.json written by Write.
 func Load(path string) (*Results, error) {
 	b, err := os.ReadFile(path)
@@ -243,6 +267,9 @@ func (r *Results) Finish() {
 		r.Invalid += t.Sweep.Invalid
 		if b := t.Sweep.BestStep(); b != nil {
 			t.BestSigPerSec, t.BestConcurrency, t.BestLatency = b.SigPerSec, b.Concurrency, b.Latency
+		}
+		if k := t.KneeStep(); k != nil {
+			t.KneeSigPerSec, t.KneeConcurrency, t.KneeLatency = k.SigPerSec, k.Concurrency, k.Latency
 		}
 		for _, s := range t.Sweep.Steps {
 			if s.Unstable {

@@ -148,6 +148,22 @@ func Best(xs []float64) int {
 	return bi
 }
 
+// Knee returns the index of the first value that reaches frac (e.g. 0.95) of the largest value
+// in xs, or -1 for an empty slice. In a concurrency sweep it is the lowest concurrency that
+// gives (nearly) the best throughput: beyond it, more concurrency mostly adds queueing latency.
+func Knee(xs []float64, frac float64) int {
+	b := Best(xs)
+	if b < 0 {
+		return -1
+	}
+	for i, x := range xs {
+		if x >= frac*xs[b] {
+			return i
+		}
+	}
+	return b
+}
+
 // Concurrencies returns the sweep 1, 2, 4, ... up to max, ending with max itself when max is not
 // a power of two. max < 1 is treated as 1.
 func Concurrencies(maxC int) []int {

@@ -137,6 +137,10 @@ func TestBestAndConcurrencies(t *testing.T) {
 	if Best(nil) != -1 || Best([]float64{1, 5, 3}) != 1 || Best([]float64{2, 2}) != 0 {
 		t.Error("Best wrong")
 	}
+	if Knee(nil, 0.95) != -1 || Knee([]float64{100, 190, 196, 200}, 0.95) != 1 || Knee([]float64{100, 150, 200}, 0.95) != 2 ||
+		Knee([]float64{300, 100}, 0.95) != 0 {
+		t.Error("Knee wrong")
+	}
 	for _, tc := range []struct {
 		max  int
 		want []int
