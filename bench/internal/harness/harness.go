@@ -362,6 +362,9 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 			continue
 		}
 		for _, s := range t.Sweep.Steps {
+			if s.Errors > 0 {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("%s c=%d: %d signing errors, first: %s", t.Name, s.Concurrency, s.Errors, s.FirstError))
+			}
 			if s.Unstable {
 				res.Warnings = append(res.Warnings, fmt.Sprintf("%s c=%d: a repetition is %.0f%% off the median (tolerance %.0f%%)",
 					t.Name, s.Concurrency, 100*s.MaxDeviation, 100*o.Tolerance))
