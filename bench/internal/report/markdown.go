@@ -77,6 +77,9 @@ func (r *Results) Markdown(plots []string) string {
 			w("; the cluster was not measured in this run")
 		}
 		w(". (If every one of the n = %d nodes computed a share for every request, the bound would be C·r/n = %.0f sig/s.) Combining k shares on the client (with the final verification) took %.2f ms.", l.N, l.LimitAllNodes, l.CombineMS)
+		if l.ClusterP50C1 > 0 {
+			w(" At concurrency 1 the cluster's median latency is %.2f ms: one share (%.2f ms wall clock) plus %.2f ms of messaging, envelopes and combination.", l.ClusterP50C1, l.WallShareMS, l.OverheadMS)
+		}
 		if !l.SafePrimes {
 			w(" The timed key was a crypto/rsa key imported with threshold.FromRSA: the share exponentiation costs the same as with safe primes.")
 		}

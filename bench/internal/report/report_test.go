@@ -46,7 +46,7 @@ func TestFinishAndWrite(t *testing.T) {
 	if r.Targets[1].RatioToSoftHSM != 0.05 || r.Targets[0].RatioToSoftHSM != 1 {
 		t.Errorf("ratios %v %v", r.Targets[0].RatioToSoftHSM, r.Targets[1].RatioToSoftHSM)
 	}
-	if r.Limit.ClusterBest != 100 || r.Limit.RatioToLimit != 0.5 {
+	if r.Limit.ClusterBest != 100 || r.Limit.RatioToLimit != 0.5 || r.Limit.ClusterP50C1 != 1 {
 		t.Errorf("limit ratio %+v", r.Limit)
 	}
 	if !r.Unstable {

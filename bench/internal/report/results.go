@@ -87,6 +87,10 @@ type Threshold struct {
 	limit.Result
 	ClusterBest  float64      `json:"cluster_best_sig_per_s,omitempty"`
 	RatioToLimit float64      `json:"cluster_ratio_to_limit,omitempty"`
+	// ClusterP50C1 is the cluster's median latency at concurrency 1; OverheadMS is what it
+	// adds to one share's wall-clock time (messaging, envelopes, combination).
+	ClusterP50C1 float64 `json:"cluster_p50_c1_ms,omitempty"`
+	OverheadMS   float64 `json:"cluster_overhead_c1_ms,omitempty"`
 	Model        []ModelPoint `json:"separate_servers_model"`
 }
 
@@ -292,6 +296,10 @@ func (r *Results) Finish() {
 		if r.Limit != nil && t.Name == "tchsm" && t.BestSigPerSec > 0 && r.Limit.Limit > 0 {
 			r.Limit.ClusterBest = t.BestSigPerSec
 			r.Limit.RatioToLimit = t.BestSigPerSec / r.Limit.Limit
+			if s := t.Sweep.Steps[0]; s.Concurrency == 1 && s.Latency.N > 0 {
+				r.Limit.ClusterP50C1 = s.Latency.P50
+				r.Limit.OverheadMS = s.Latency.P50 - r.Limit.WallShareMS
+			}
 		}
 	}
 	if r.Limit != nil && r.Limit.Model == nil {
