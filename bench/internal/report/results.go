@@ -85,12 +85,12 @@ type HSMSpeedPoint struct {
 // Threshold is the threshold limit and how the cluster compares with it.
 type Threshold struct {
 	limit.Result
-	ClusterBest  float64      `json:"cluster_best_sig_per_s,omitempty"`
-	RatioToLimit float64      `json:"cluster_ratio_to_limit,omitempty"`
+	ClusterBest  float64 `json:"cluster_best_sig_per_s,omitempty"`
+	RatioToLimit float64 `json:"cluster_ratio_to_limit,omitempty"`
 	// ClusterP50C1 is the cluster's median latency at concurrency 1; OverheadMS is what it
 	// adds to one share's wall-clock time (messaging, envelopes, combination).
-	ClusterP50C1 float64 `json:"cluster_p50_c1_ms,omitempty"`
-	OverheadMS   float64 `json:"cluster_overhead_c1_ms,omitempty"`
+	ClusterP50C1 float64      `json:"cluster_p50_c1_ms,omitempty"`
+	OverheadMS   float64      `json:"cluster_overhead_c1_ms,omitempty"`
 	Model        []ModelPoint `json:"separate_servers_model"`
 }
 
