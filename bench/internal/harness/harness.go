@@ -133,7 +133,7 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	fs.BoolVar(&o.Quick, "quick", false, "short smoke run (~10 s): -duration 250ms -warmup 50ms -reps 2 -max-concurrency 4 -share-time 200ms -hsmspeed-threads 1, unless given")
 	fs.StringVar(&o.Out, "out", "", "output directory (default bench/results/<date>-<host>)")
 	fs.IntVar(&o.Cores, "cores", runtime.NumCPU(), "C: cores the cluster's nodes share, for the threshold limit C·r/k")
-	fs.DurationVar(&o.ShareTime, "share-time", 500*time.Millisecond, "how long to time threshold.SignShare for r")
+	fs.DurationVar(&o.ShareTime, "share-time", 500*time.Millisecond, "how long to time threshold.SignShare for r (per repetition)")
 	fs.BoolVar(&o.SafePrimes, "limit-safe-primes", false, "time SignShare with a real safe-prime key (slow to generate; same exponentiation cost)")
 	fs.BoolVar(&o.NoLimit, "no-limit", false, "skip the threshold-limit measurement")
 	fs.BoolVar(&o.HSMSpeed, "hsmspeed", true, "also run ods-hsmspeed against softhsm, tchsm and p11")
@@ -316,7 +316,8 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 	}()
 	if !o.NoLimit {
 		bar.Infof("threshold limit: timing threshold.SignShare (RSA-%d) for %v", o.Bits, o.ShareTime)
-		lr, err := limit.Measure(ctx, limit.Config{Bits: o.Bits, K: o.K, N: o.N, Cores: o.Cores, Duration: o.ShareTime, SafePrimes: o.SafePrimes})
+		lr, err := limit.Measure(ctx, limit.Config{Bits: o.Bits, K: o.K, N: o.N, Cores: o.Cores, Duration: o.ShareTime, SafePrimes: o.SafePrimes,
+			Reps: o.Reps, Tolerance: o.Tolerance})
 		if err != nil {
 			errs = append(errs, err)
 			res.Warnings = append(res.Warnings, err.Error())
@@ -375,6 +376,9 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 				res.Warnings = append(res.Warnings, fmt.Sprintf("%s ods-hsmspeed -t %d: a repetition is %.0f%% off the median", t.Name, h.Threads, 100*h.MaxDeviation))
 			}
 		}
+	}
+	if res.Limit != nil && res.Limit.Unstable {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("threshold limit: a repetition of r is %.0f%% off the median", 100*res.Limit.MaxDeviation))
 	}
 	if res.Unstable {
 		bar.Logf("WARNING: some repetitions were more than %.0f%% off their median (see results)", 100*o.Tolerance)

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tchsm/tchsm/bench/internal/stats"
 	"github.com/tchsm/tchsm/threshold"
 )
 
@@ -25,10 +26,12 @@ var ErrBadParams = errors.New("limit: bad parameters")
 
 // Config selects what to measure.
 type Config struct {
-	Bits     int
-	K, N     int
-	Cores    int           // C: cores the nodes share
-	Duration time.Duration // how long to time SignShare (single goroutine)
+	Bits      int
+	K, N      int
+	Cores     int           // C: cores the nodes share
+	Duration  time.Duration // how long to time SignShare (single goroutine), per repetition
+	Reps      int           // repetitions (median reported); default 1
+	Tolerance float64       // stability tolerance, default 0.10
 	// SafePrimes generates a real Shoup key (safe primes, seconds to minutes). By default a
 	// crypto/rsa key is imported with threshold.FromRSA: the share exponentiation has the same
 	// cost (a modulus-length exponent), only the proofs' soundness differs, and they are not
@@ -38,20 +41,24 @@ type Config struct {
 
 // Result is the measured share rate and the limit derived from it.
 type Result struct {
-	Bits          int     `json:"bits"`
-	K             int     `json:"k"`
-	N             int     `json:"n"`
-	Cores         int     `json:"cores"`
-	SafePrimes    bool    `json:"safe_primes"`
-	Shares        int     `json:"shares_timed"`
-	ElapsedS      float64 `json:"elapsed_s"`
-	ShareMS       float64 `json:"share_ms"`                  // CPU time of one SignShare
-	ShareRate     float64 `json:"share_rate_per_core"`       // r = 1/ShareMS, shares/s on one core
-	WallShareMS   float64 `json:"wall_share_ms"`             // wall-clock time of one SignShare
-	CPUS          float64 `json:"cpu_s"`                     // process CPU time while timing
-	CombineMS     float64 `json:"combine_ms"`                // client-side Combine of k shares (incl. verification)
-	Limit         float64 `json:"limit_sig_per_s"`           // C·r/k
-	LimitAllNodes float64 `json:"limit_all_nodes_sig_per_s"` // C·r/n, if every node computes a share for every request
+	Bits        int     `json:"bits"`
+	K           int     `json:"k"`
+	N           int     `json:"n"`
+	Cores       int     `json:"cores"`
+	SafePrimes  bool    `json:"safe_primes"`
+	Shares      int     `json:"shares_timed"`
+	ElapsedS    float64 `json:"elapsed_s"`
+	ShareMS     float64 `json:"share_ms"`            // CPU time of one SignShare (median)
+	ShareRate   float64 `json:"share_rate_per_core"` // r = 1/ShareMS, shares/s on one core
+	WallShareMS float64 `json:"wall_share_ms"`       // wall-clock time of one SignShare (median)
+	CPUS        float64 `json:"cpu_s"`               // process CPU time while timing
+	// RepRates are r for each repetition; ShareRate is their median.
+	RepRates      []float64 `json:"share_rate_reps"`
+	MaxDeviation  float64   `json:"max_deviation"`
+	Unstable      bool      `json:"unstable"`
+	CombineMS     float64   `json:"combine_ms"`                // client-side Combine of k shares (incl. verification)
+	Limit         float64   `json:"limit_sig_per_s"`           // C·r/k
+	LimitAllNodes float64   `json:"limit_all_nodes_sig_per_s"` // C·r/n, if every node computes a share for every request
 }
 
 // Measure times threshold.SignShare for one share at the key size on one goroutine.
@@ -120,37 +127,53 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 
 	// r is computed from the CPU time the process spent (SignShare plus the GC work it causes),
 	// not from wall-clock time: on a machine shared with other work the wall clock measures the
-	// scheduler, while the CPU cost of a share is what bounds a cluster.
-	runtime.GC()
-	cpu0, err := processCPU()
-	if err != nil {
-		return res, err
-	}
-	start := time.Now()
-	deadline := start.Add(cfg.Duration)
-	n := 0
-	for n < 3 || time.Now().Before(deadline) {
-		if err := ctx.Err(); err != nil {
+	// scheduler, while the CPU cost of a share is what bounds a cluster. GOMAXPROCS is 1 while
+	// timing, so the share and its GC share one core (no idle GC workers on a second core).
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	reps := max(cfg.Reps, 1)
+	var wallMS, cpuMS []float64
+	for range reps {
+		runtime.GC()
+		cpu0, err := processCPU()
+		if err != nil {
 			return res, err
 		}
-		if _, err := threshold.SignShare(pk, shares[n%cfg.N], em); err != nil {
-			return res, fmt.Errorf("limit: sign share: %w", err)
+		start := time.Now()
+		deadline := start.Add(cfg.Duration)
+		n := 0
+		for n < 3 || time.Now().Before(deadline) {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			if _, err := threshold.SignShare(pk, shares[n%cfg.N], em); err != nil {
+				return res, fmt.Errorf("limit: sign share: %w", err)
+			}
+			n++
 		}
-		n++
+		el := time.Since(start)
+		cpu1, err := processCPU()
+		if err != nil {
+			return res, err
+		}
+		cpu := cpu1 - cpu0
+		if cpu <= 0 {
+			cpu = el
+		}
+		res.Shares += n
+		res.ElapsedS += el.Seconds()
+		res.CPUS += cpu.Seconds()
+		wallMS = append(wallMS, float64(el)/float64(time.Millisecond)/float64(n))
+		cpuMS = append(cpuMS, float64(cpu)/float64(time.Millisecond)/float64(n))
+		res.RepRates = append(res.RepRates, float64(n)/cpu.Seconds())
 	}
-	el := time.Since(start)
-	cpu1, err := processCPU()
-	if err != nil {
-		return res, err
+	tol := cfg.Tolerance
+	if tol <= 0 {
+		tol = 0.10
 	}
-	cpu := cpu1 - cpu0
-	if cpu <= 0 {
-		cpu = el
-	}
-	res.Shares, res.ElapsedS, res.CPUS = n, el.Seconds(), cpu.Seconds()
-	res.WallShareMS = float64(el) / float64(time.Millisecond) / float64(n)
-	res.ShareMS = float64(cpu) / float64(time.Millisecond) / float64(n)
-	res.ShareRate = float64(n) / cpu.Seconds()
+	st := stats.CheckStability(res.RepRates, tol)
+	res.ShareRate, res.MaxDeviation, res.Unstable = st.Median, st.MaxDeviation, st.Unstable
+	res.ShareMS = 1000 / res.ShareRate
+	res.WallShareMS = stats.Median(wallMS)
 	res.Limit = float64(cfg.Cores) * res.ShareRate / float64(cfg.K)
 	res.LimitAllNodes = float64(cfg.Cores) * res.ShareRate / float64(cfg.N)
 	return res, nil

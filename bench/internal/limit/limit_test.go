@@ -3,14 +3,22 @@ package limit
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
 
 func TestMeasure(t *testing.T) {
-	r, err := Measure(context.Background(), Config{Bits: 1024, K: 2, N: 3, Cores: 2, Duration: 100 * time.Millisecond})
+	procs := runtime.GOMAXPROCS(0)
+	r, err := Measure(context.Background(), Config{Bits: 1024, K: 2, N: 3, Cores: 2, Duration: 50 * time.Millisecond, Reps: 3})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(r.RepRates) != 3 {
+		t.Errorf("got %d repetitions, want 3", len(r.RepRates))
+	}
+	if runtime.GOMAXPROCS(0) != procs {
+		t.Errorf("GOMAXPROCS not restored: %d", runtime.GOMAXPROCS(0))
 	}
 	if r.Shares < 3 || r.ShareRate <= 0 || r.ShareMS <= 0 || r.WallShareMS <= 0 || r.CPUS <= 0 {
 		t.Fatalf("nothing measured: %+v", r)

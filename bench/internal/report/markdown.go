@@ -69,8 +69,19 @@ func (r *Results) Markdown(plots []string) string {
 	}
 	w("\nThe knee is the lowest concurrency reaching %.0f%% of the best throughput: past it, more concurrency mostly adds queueing latency. Latencies in this table and in the latency plots are at the knee.\n\n", 100*KneeFraction)
 	if l := r.Limit; l != nil {
-		w("**Threshold limit.** One signature share (threshold.SignShare, RSA-%d, one goroutine, %d shares) costs %.2f ms of CPU time (%.2f ms wall clock under the load of the moment): r = %.0f shares/s per core. With C = %d cores shared by the nodes and k = %d, **limit = C·r/k = %.0f sig/s**",
-			l.Bits, l.Shares, l.ShareMS, l.WallShareMS, l.ShareRate, l.Cores, l.K, l.Limit)
+		reps := ""
+		if len(l.RepRates) > 1 {
+			var rs []string
+			for _, x := range l.RepRates {
+				rs = append(rs, fmt.Sprintf("%.0f", x))
+			}
+			reps = fmt.Sprintf(", median of %d repetitions: %s", len(l.RepRates), strings.Join(rs, ", "))
+			if l.Unstable {
+				reps += fmt.Sprintf(" ⚠ ±%.0f%%", 100*l.MaxDeviation)
+			}
+		}
+		w("**Threshold limit.** One signature share (threshold.SignShare, RSA-%d, one goroutine on one core, %d shares) costs %.2f ms of CPU time (%.2f ms wall clock under the load of the moment): r = %.0f shares/s per core%s. With C = %d cores shared by the nodes and k = %d, **limit = C·r/k = %.0f sig/s**",
+			l.Bits, l.Shares, l.ShareMS, l.WallShareMS, l.ShareRate, reps, l.Cores, l.K, l.Limit)
 		if l.ClusterBest > 0 {
 			w("; the cluster's best measured throughput is %.0f sig/s = **%.0f%% of the limit**", l.ClusterBest, 100*l.RatioToLimit)
 		} else {

@@ -289,6 +289,9 @@ func (r *Results) Finish() {
 			soft = t.BestSigPerSec
 		}
 	}
+	if r.Limit != nil && r.Limit.Unstable {
+		r.Unstable = true
+	}
 	for _, t := range r.Targets {
 		if soft > 0 && t.BestSigPerSec > 0 {
 			t.RatioToSoftHSM = t.BestSigPerSec / soft
