@@ -130,6 +130,12 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 	// scheduler, while the CPU cost of a share is what bounds a cluster. GOMAXPROCS is 1 while
 	// timing, so the share and its GC share one core (no idle GC workers on a second core).
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	// Warm up (caches, page faults, a CPU clocked down while the machine was idle) untimed.
+	for wu := time.Now().Add(min(cfg.Duration, 300*time.Millisecond)); time.Now().Before(wu); {
+		if _, err := threshold.SignShare(pk, shares[0], em); err != nil {
+			return res, fmt.Errorf("limit: sign share: %w", err)
+		}
+	}
 	reps := max(cfg.Reps, 1)
 	var wallMS, cpuMS []float64
 	for range reps {
