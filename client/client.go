@@ -27,7 +27,8 @@ import (
 const (
 	DefaultSignTimeout   = 5 * time.Second
 	DefaultKeygenTimeout = 120 * time.Second
-	keyCacheTTL          = 2 * time.Second
+	// listGrace is how long a listing waits for the remaining nodes once enough have answered.
+	listGrace = 100 * time.Millisecond
 	// suspendFor is how long a node that failed is tried only after the others.
 	suspendFor = 2 * time.Second
 	// liarFor is how long a node caught returning a wrong share is left out entirely.
@@ -41,18 +42,22 @@ type Options struct {
 
 // Client signs with a tchsm cluster. It is safe for concurrent use.
 type Client struct {
-	cfg    config.Client
-	m      *trust.Manifest
-	sealer *trust.Sealer
-	opener *trust.Opener
-	conn   *transport.Conn
-	log    *slog.Logger
-	logOut io.Closer
-	dealer *dealer.Dealer // in-process dealer, when the config has dealer_config
+	cfg      config.Client
+	m        *trust.Manifest
+	sealer   *trust.Sealer
+	opener   *trust.Opener
+	conn     *transport.Conn
+	log      *slog.Logger
+	logOut   io.Closer
+	dealerMu sync.Mutex
+	dealer   *dealer.Dealer // in-process dealer, when the config has dealer_config
+
+	connReady chan struct{} // closed once conn is set
+	stopDial  context.CancelFunc
+	closed    bool
 
 	mu        sync.Mutex
 	keys      map[string]*key
-	keysAt    time.Time
 	nodes     map[string]*nodeState
 	refreshMu sync.Mutex
 }
@@ -121,31 +126,83 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		return nil, err
 	}
 	tc.Logger = c.log
-	// Dial retries until its ctx ends; a short first attempt keeps C_Initialize quick when the
-	// broker is down, and the Conn keeps reconnecting by itself afterwards.
+	c.connReady = make(chan struct{})
+	// A short first attempt keeps C_Initialize quick. When the broker is down, the client
+	// still opens: it goes on dialling in the background, and calls fail with ErrUnavailable
+	// until the broker answers (a signer must be able to start while the broker restarts).
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c.conn, err = transport.Dial(dctx, tc)
-	if err != nil {
+	conn, err := transport.Dial(dctx, tc)
+	switch {
+	case err == nil:
+		c.setConn(conn)
+	case errors.Is(err, transport.ErrAccess) || errors.Is(err, transport.ErrConfig):
 		c.closeLog()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	if cfg.DealerConfig != "" {
-		var dc config.Dealer
-		if err := config.Load(cfg.DealerConfig, &dc); err != nil {
-			c.Close()
-			return nil, err
-		}
-		if c.dealer, err = dealer.New(&dc, c.conn, dealer.Options{Logger: c.log}); err != nil {
-			c.Close()
-			return nil, err
-		}
+	default:
+		c.log.Warn("broker not reachable; connecting in the background", "err", err)
+		bg, stop := context.WithCancel(context.Background())
+		c.stopDial = stop
+		go func() {
+			conn, err := transport.Dial(bg, tc)
+			if err != nil {
+				return
+			}
+			c.setConn(conn)
+		}()
 	}
 	return c, nil
 }
 
-// Dealer returns the in-process dealer, or nil when keys are dealt by the dealer service.
-func (c *Client) Dealer() *dealer.Dealer { return c.dealer }
+// setConn publishes the broker connection, or closes it when the client was closed meanwhile.
+func (c *Client) setConn(conn *transport.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		conn.Close()
+		return
+	}
+	c.conn = conn
+	close(c.connReady)
+}
+
+// getConn waits for the broker connection until ctx ends.
+func (c *Client) getConn(ctx context.Context) (*transport.Conn, error) {
+	select {
+	case <-c.connReady:
+		return c.conn, nil
+	default:
+	}
+	select {
+	case <-c.connReady:
+		return c.conn, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: no broker connection yet", ErrUnavailable)
+	}
+}
+
+// getDealer returns the in-process dealer, creating it on first use when the config names one.
+func (c *Client) getDealer(ctx context.Context) (*dealer.Dealer, error) {
+	if c.cfg.DealerConfig == "" {
+		return nil, nil
+	}
+	conn, err := c.getConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.dealerMu.Lock()
+	defer c.dealerMu.Unlock()
+	if c.dealer == nil {
+		var dc config.Dealer
+		if err := config.Load(c.cfg.DealerConfig, &dc); err != nil {
+			return nil, err
+		}
+		if c.dealer, err = dealer.New(&dc, conn, dealer.Options{Logger: c.log}); err != nil {
+			return nil, err
+		}
+	}
+	return c.dealer, nil
+}
 
 func openLog(path, level string) (*slog.Logger, io.Closer, error) {
 	if path == "" {
@@ -168,10 +225,22 @@ func (c *Client) closeLog() {
 
 // Close disconnects.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	conn := c.conn
+	c.mu.Unlock()
+	if c.stopDial != nil {
+		c.stopDial()
+	}
+	c.dealerMu.Lock()
 	if c.dealer != nil {
 		c.dealer.Close()
 	}
-	err := c.conn.Close()
+	c.dealerMu.Unlock()
+	var err error
+	if conn != nil {
+		err = conn.Close()
+	}
 	c.closeLog()
 	return err
 }
@@ -205,7 +274,11 @@ func (c *Client) call(ctx context.Context, node trust.Member, queue string, bt t
 	if err := proto.Unmarshal(raw, &env); err != nil {
 		return nil, err
 	}
-	rep, err := c.conn.Call(ctx, queue, raw)
+	conn, err := c.getConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := conn.Call(ctx, queue, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -285,13 +358,26 @@ func (c *Client) refreshKeys(ctx context.Context) error {
 	fresh := map[string]*key{}
 	answered := 0
 	var lastErr error
-	for range c.m.Nodes {
-		r := <-results
+	// Once n-k+1 nodes have answered, every key that k nodes hold is in some answer: wait only
+	// a short grace for the others, so that a node that is down does not stall every listing.
+	enough := c.m.N() - c.m.Threshold + 1
+	var grace <-chan time.Time
+collect:
+	for pending := len(c.m.Nodes); pending > 0; pending-- {
+		var r res
+		select {
+		case r = <-results:
+		case <-grace:
+			break collect
+		}
 		if r.err != nil {
 			lastErr = r.err
 			continue
 		}
 		answered++
+		if answered == enough && grace == nil {
+			grace = time.After(listGrace)
+		}
 		for _, s := range r.recs {
 			k, err := c.verifyRecord(s)
 			if err != nil {
@@ -311,7 +397,7 @@ func (c *Client) refreshKeys(ctx context.Context) error {
 			fresh[id] = old
 		}
 	}
-	c.keys, c.keysAt = fresh, time.Now()
+	c.keys = fresh
 	c.mu.Unlock()
 	return nil
 }
@@ -386,9 +472,12 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 	}
 	var rec *tchsmpb.SignedKeyRecord
 	var acked, missing []string
-	if c.dealer != nil {
-		var err error
-		rec, acked, missing, err = c.dealer.GenerateKey(ctx, req.Bits, req.E, req.Label, req.P11ID)
+	d, err := c.getDealer(ctx)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if d != nil {
+		rec, acked, missing, err = d.GenerateKey(ctx, req.Bits, req.E, req.Label, req.P11ID)
 		if err != nil {
 			return KeyInfo{}, err
 		}
@@ -437,11 +526,15 @@ func (c *Client) DeleteKey(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	conn, err := c.getConn(ctx)
+	if err != nil {
+		return err
+	}
 	for _, n := range c.m.Nodes {
-		if _, err := c.conn.DeclareNode(ctx, n.ID); err != nil {
+		if _, err := conn.DeclareNode(ctx, n.ID); err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		if err := c.conn.PublishDurable(ctx, transport.NodeControlQueue(c.m.ClusterID, n.ID), raw); err != nil {
+		if err := conn.PublishDurable(ctx, transport.NodeControlQueue(c.m.ClusterID, n.ID), raw); err != nil {
 			return fmt.Errorf("%w: deleting on %s: %v", ErrUnavailable, n.ID, err)
 		}
 	}
@@ -564,8 +657,9 @@ func (c *Client) order() []trust.Member {
 
 func shortID(b []byte) string { return hex.EncodeToString(b[:min(4, len(b))]) }
 
-// Conn returns the client's broker connection (for an in-process dealer).
-func (c *Client) Conn() *transport.Conn { return c.conn }
+// Conn returns the client's broker connection (for an in-process dealer), waiting for it until
+// ctx ends.
+func (c *Client) Conn(ctx context.Context) (*transport.Conn, error) { return c.getConn(ctx) }
 
 // AddRecord verifies a dealer-signed key record and adds the key to the cache.
 func (c *Client) AddRecord(rec *tchsmpb.SignedKeyRecord) (KeyInfo, error) {

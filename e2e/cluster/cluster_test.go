@@ -62,6 +62,14 @@ func TestDealSignKillRestart(t *testing.T) {
 
 	tc.KillNode(1)
 	tc.KillNode(4)
+	// A listing must not wait for the dead nodes' timeouts.
+	t0 := time.Now()
+	lctx, lcancel := context.WithTimeout(context.Background(), 3*time.Second)
+	keys, err = c.Keys(lctx)
+	lcancel()
+	if err != nil || len(keys) != 1 || time.Since(t0) > time.Second {
+		t.Fatalf("Keys with two nodes down: %d keys, err %v, took %v", len(keys), err, time.Since(t0))
+	}
 	for i := range 10 {
 		signOK(t, c, k, fmt.Sprintf("two down %d", i))
 	}

@@ -160,7 +160,8 @@ func addPKCS11Section(path, label, userPIN string) error {
 	if err := readJSON(path, &raw); err != nil {
 		return err
 	}
-	raw["pkcs11"] = map[string]any{"token_label": label, "user_pin_hash": h, "log_file": "pkcs11.log"}
+	logFile := filepath.Join(filepath.Dir(path), "pkcs11.log")
+	raw["pkcs11"] = map[string]any{"token_label": label, "user_pin_hash": h, "log_file": logFile}
 	return config.Save(path, raw, 0o600)
 }
 

@@ -98,7 +98,11 @@ func importKey(ctx context.Context, e *env, c *client.Client, pemFile, dealerCfg
 	if err := config.Load(dealerCfg, &dc); err != nil {
 		return err
 	}
-	d, err := dealer.New(&dc, c.Conn(), dealer.Options{Logger: newLogger(e.stderr, "warn"), NoPool: true})
+	conn, err := c.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	d, err := dealer.New(&dc, conn, dealer.Options{Logger: newLogger(e.stderr, "warn"), NoPool: true})
 	if err != nil {
 		return err
 	}
