@@ -1,11 +1,8 @@
-//go:build tchsm_e2e
-
 // The OpenDNSSEC harness against the real thing: libtchsm.so over a running
 // tchsm cluster (testcluster: node and dealer processes, private RabbitMQ
-// vhost). Behind the tchsm_e2e build tag because it builds the module and the
-// tchsm binary and generates several safe-prime RSA keys:
+// vhost):
 //
-//	go test -tags tchsm_e2e ./e2e/opendnssec/ -run Tchsm -v -timeout 30m
+//	go test ./e2e/opendnssec/ -run Tchsm -v
 
 package opendnssec_test
 
@@ -55,24 +52,33 @@ func runTchsm(t *testing.T, timeout time.Duration, so string, c *testcluster.Clu
 	return string(out), err
 }
 
+// TestTchsmSignAndVerify: OpenDNSSEC's enforcer generates RSASHA256 KSK and ZSK in a 3-of-5
+// cluster and its signer (8 threads) signs a 1000-record zone that ldns-verify-zone accepts;
+// then the same again, from scratch, with two of the five node processes killed.
 func TestTchsmSignAndVerify(t *testing.T) {
 	needRoot(t)
 	so := buildModule(t)
-	c := testcluster.Start(t, testcluster.Options{K: 2, N: 3})
-	work := filepath.Join(t.TempDir(), "work")
-	out, err := runTchsm(t, 25*time.Minute, so, c,
-		"--records", "1000", "--timeout", "1200", "--workdir", work, "--keep")
-	t.Logf("harness output:\n%s", out)
-	if err != nil {
-		t.Fatalf("run.sh against libtchsm.so failed: %v", err)
+	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
+	run := func(t *testing.T) {
+		work := filepath.Join(t.TempDir(), "work")
+		out, err := runTchsm(t, 15*time.Minute, so, c,
+			"--records", "1000", "--signer-threads", "8", "--timeout", "600", "--workdir", work, "--keep")
+		t.Logf("harness output:\n%s", out)
+		if err != nil {
+			t.Fatalf("run.sh against libtchsm.so failed: %v", err)
+		}
+		if !strings.Contains(out, "verified: ldns-verify-zone accepted") {
+			t.Fatal("harness did not report a verified zone")
+		}
+		signed := filepath.Join(work, "signed", "example.test")
+		if vout, err := exec.Command("ldns-verify-zone", signed).CombinedOutput(); err != nil {
+			t.Fatalf("ldns-verify-zone rejects the signed zone: %v\n%s", err, vout)
+		}
 	}
-	if !strings.Contains(out, "verified: ldns-verify-zone accepted") {
-		t.Fatal("harness did not report a verified zone")
-	}
-	signed := filepath.Join(work, "signed", "example.test")
-	if vout, err := exec.Command("ldns-verify-zone", signed).CombinedOutput(); err != nil {
-		t.Fatalf("ldns-verify-zone rejects the signed zone: %v\n%s", err, vout)
-	}
+	t.Run("all five nodes", run)
+	c.KillNode(2)
+	c.KillNode(5)
+	t.Run("two of five nodes killed", run)
 }
 
 func TestTchsmHsmutilTest(t *testing.T) {
