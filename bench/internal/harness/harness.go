@@ -323,8 +323,12 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 			res.Warnings = append(res.Warnings, err.Error())
 		} else {
 			res.Limit = &report.Threshold{Result: lr}
-			bar.Done(fmt.Sprintf("threshold limit: share %.2f ms, r = %.0f/s/core, C·r/k = %d·%.0f/%d = %.0f sig/s",
-				lr.ShareMS, lr.ShareRate, lr.Cores, lr.ShareRate, lr.K, lr.Limit))
+			line := fmt.Sprintf("threshold limit: share %.2f ms, r = %.0f/s/core, C·r/k = %d·%.0f/%d = %.0f sig/s",
+				lr.ShareMS, lr.ShareRate, lr.Cores, lr.ShareRate, lr.K, lr.Limit)
+			if lr.ParallelLimit > 0 {
+				line += fmt.Sprintf("; all cores at once: %.0f/s/core, limit %.0f sig/s", lr.ParallelRate, lr.ParallelLimit)
+			}
+			bar.Done(line)
 		}
 	}
 	rcfg := runner.Config{MaxConcurrency: o.MaxConcurrency, Duration: o.Duration, Count: o.Count, Warmup: o.Warmup,

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -53,12 +54,16 @@ type Result struct {
 	WallShareMS float64 `json:"wall_share_ms"`       // wall-clock time of one SignShare (median)
 	CPUS        float64 `json:"cpu_s"`               // process CPU time while timing
 	// RepRates are r for each repetition; ShareRate is their median.
-	RepRates      []float64 `json:"share_rate_reps"`
-	MaxDeviation  float64   `json:"max_deviation"`
-	Unstable      bool      `json:"unstable"`
-	CombineMS     float64   `json:"combine_ms"`                // client-side Combine of k shares (incl. verification)
-	Limit         float64   `json:"limit_sig_per_s"`           // C·r/k
-	LimitAllNodes float64   `json:"limit_all_nodes_sig_per_s"` // C·r/n, if every node computes a share for every request
+	RepRates     []float64 `json:"share_rate_reps"`
+	MaxDeviation float64   `json:"max_deviation"`
+	Unstable     bool      `json:"unstable"`
+	CombineMS    float64   `json:"combine_ms"`      // client-side Combine of k shares (incl. verification)
+	Limit        float64   `json:"limit_sig_per_s"` // C·r/k
+	// ParallelRate is shares/s per core of CPU time with C goroutines on C cores at once;
+	// ParallelLimit = C·ParallelRate/k. Zero when C is 1 or more than the machine's CPUs.
+	ParallelRate  float64 `json:"parallel_share_rate_per_core,omitempty"`
+	ParallelLimit float64 `json:"parallel_limit_sig_per_s,omitempty"`
+	LimitAllNodes float64 `json:"limit_all_nodes_sig_per_s"` // C·r/n, if every node computes a share for every request
 }
 
 // Measure times threshold.SignShare for one share at the key size on one goroutine.
@@ -129,60 +134,102 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 	// not from wall-clock time: on a machine shared with other work the wall clock measures the
 	// scheduler, while the CPU cost of a share is what bounds a cluster. GOMAXPROCS is 1 while
 	// timing, so the share and its GC share one core (no idle GC workers on a second core).
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	procs := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(procs)
 	// Warm up (caches, page faults, a CPU clocked down while the machine was idle) untimed.
-	for wu := time.Now().Add(min(cfg.Duration, 300*time.Millisecond)); time.Now().Before(wu); {
-		if _, err := threshold.SignShare(pk, shares[0], em); err != nil {
-			return res, fmt.Errorf("limit: sign share: %w", err)
-		}
+	if _, _, _, err := timeShares(ctx, pk, shares, em, 1, min(cfg.Duration, 300*time.Millisecond)); err != nil {
+		return res, err
 	}
 	reps := max(cfg.Reps, 1)
-	var wallMS, cpuMS []float64
+	tol := cfg.Tolerance
+	if tol <= 0 {
+		tol = 0.10
+	}
+	var wallMS []float64
 	for range reps {
-		runtime.GC()
-		cpu0, err := processCPU()
+		n, el, cpu, err := timeShares(ctx, pk, shares, em, 1, cfg.Duration)
 		if err != nil {
 			return res, err
-		}
-		start := time.Now()
-		deadline := start.Add(cfg.Duration)
-		n := 0
-		for n < 3 || time.Now().Before(deadline) {
-			if err := ctx.Err(); err != nil {
-				return res, err
-			}
-			if _, err := threshold.SignShare(pk, shares[n%cfg.N], em); err != nil {
-				return res, fmt.Errorf("limit: sign share: %w", err)
-			}
-			n++
-		}
-		el := time.Since(start)
-		cpu1, err := processCPU()
-		if err != nil {
-			return res, err
-		}
-		cpu := cpu1 - cpu0
-		if cpu <= 0 {
-			cpu = el
 		}
 		res.Shares += n
 		res.ElapsedS += el.Seconds()
 		res.CPUS += cpu.Seconds()
 		wallMS = append(wallMS, float64(el)/float64(time.Millisecond)/float64(n))
-		cpuMS = append(cpuMS, float64(cpu)/float64(time.Millisecond)/float64(n))
 		res.RepRates = append(res.RepRates, float64(n)/cpu.Seconds())
-	}
-	tol := cfg.Tolerance
-	if tol <= 0 {
-		tol = 0.10
 	}
 	st := stats.CheckStability(res.RepRates, tol)
 	res.ShareRate, res.MaxDeviation, res.Unstable = st.Median, st.MaxDeviation, st.Unstable
 	res.ShareMS = 1000 / res.ShareRate
 	res.WallShareMS = stats.Median(wallMS)
+
+	// The same with all C cores busy at once: on SMT siblings or a shared host a core computes
+	// fewer shares when its neighbours work too, which C·r (one busy core, C times) hides.
+	if cfg.Cores > 1 && cfg.Cores <= runtime.NumCPU() {
+		runtime.GOMAXPROCS(cfg.Cores)
+		var rates []float64
+		for range reps {
+			n, _, cpu, err := timeShares(ctx, pk, shares, em, cfg.Cores, cfg.Duration)
+			if err != nil {
+				return res, err
+			}
+			rates = append(rates, float64(n)/cpu.Seconds())
+		}
+		res.ParallelRate = stats.Median(rates)
+		res.ParallelLimit = float64(cfg.Cores) * res.ParallelRate / float64(cfg.K)
+	}
 	res.Limit = float64(cfg.Cores) * res.ShareRate / float64(cfg.K)
 	res.LimitAllNodes = float64(cfg.Cores) * res.ShareRate / float64(cfg.N)
 	return res, nil
+}
+
+// timeShares runs SignShare on workers goroutines for dur (at least 3 shares each) and returns
+// the number of shares, the wall-clock time and the process CPU time.
+func timeShares(ctx context.Context, pk *threshold.PublicKey, shares []*threshold.KeyShare, em []byte, workers int, dur time.Duration) (int, time.Duration, time.Duration, error) {
+	runtime.GC()
+	cpu0, err := processCPU()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	start := time.Now()
+	deadline := start.Add(dur)
+	counts := make([]int, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; n < 3 || time.Now().Before(deadline); n++ {
+				if err := ctx.Err(); err != nil {
+					errs[w] = err
+					return
+				}
+				if _, err := threshold.SignShare(pk, shares[(w+n)%len(shares)], em); err != nil {
+					errs[w] = fmt.Errorf("limit: sign share: %w", err)
+					return
+				}
+				counts[w]++
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	cpu1, err := processCPU()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return 0, 0, 0, err
+	}
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	cpu := cpu1 - cpu0
+	if cpu <= 0 {
+		cpu = el
+	}
+	return n, el, cpu, nil
 }
 
 // processCPU is the user+system CPU time of this process so far.

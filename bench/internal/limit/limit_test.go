@@ -14,6 +14,9 @@ func TestMeasure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if runtime.NumCPU() >= 2 && (r.ParallelRate <= 0 || r.ParallelLimit != 2*r.ParallelRate/2) {
+		t.Errorf("parallel rate %v, limit %v", r.ParallelRate, r.ParallelLimit)
+	}
 	if len(r.RepRates) != 3 {
 		t.Errorf("got %d repetitions, want 3", len(r.RepRates))
 	}

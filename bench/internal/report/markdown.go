@@ -87,7 +87,16 @@ func (r *Results) Markdown(plots []string) string {
 		} else {
 			w("; the cluster was not measured in this run")
 		}
-		w(". (If every one of the n = %d nodes computed a share for every request, the bound would be C·r/n = %.0f sig/s.) Combining k shares on the client (with the final verification) took %.2f ms.", l.N, l.LimitAllNodes, l.CombineMS)
+		w(".")
+		if l.ParallelLimit > 0 {
+			w(" With all %d cores computing shares at once each core managed %.0f shares/s (%.0f%% of r: cores on this machine slow each other down), which gives a **parallel limit of %.0f sig/s**",
+				l.Cores, l.ParallelRate, 100*l.ParallelRate/l.ShareRate, l.ParallelLimit)
+			if l.ClusterBest > 0 {
+				w("; the cluster reaches %.0f%% of it", 100*l.ClusterBest/l.ParallelLimit)
+			}
+			w(".")
+		}
+		w(" (If every one of the n = %d nodes computed a share for every request, the bound would be C·r/n = %.0f sig/s.) Combining k shares on the client (with the final verification) took %.2f ms.", l.N, l.LimitAllNodes, l.CombineMS)
 		if l.ClusterP50C1 > 0 {
 			w(" At concurrency 1 the cluster's median latency is %.2f ms: one share (%.2f ms wall clock) plus %.2f ms of messaging, envelopes and combination.", l.ClusterP50C1, l.WallShareMS, l.OverheadMS)
 		}
