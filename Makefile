@@ -49,9 +49,10 @@ fuzz-smoke:
 bench-threshold:
 	$(GO) test ./threshold -run '^$$' -bench . -benchtime 20x
 
-# The whole harness: tchsm vs SoftHSM2 vs crypto/rsa (see bench/README.md).
-bench: deps build
-	$(GO) run ./bench -tchsm-module $(BIN)/libtchsm.so
+# The whole harness: tchsm (a local 3-of-5 cluster it starts itself) vs SoftHSM2 vs crypto/rsa,
+# plus ods-hsmspeed; writes bench/results/<date>-<host>/ (see bench/README.md).
+bench: deps
+	$(GO) run ./bench -targets softhsm,gorsa,tchsm -tchsm-launch auto -max-concurrency 8
 
 # The main job: a local 3-of-5 cluster signs a 1000-record zone with OpenDNSSEC.
 demo: deps build
