@@ -290,38 +290,16 @@ func (t *Token) resolveKey(kh uint) (object, error) {
 // signature length and keeps the operation; with a buffer shorter than that (bufLen) it returns
 // the length and ErrBufferTooSmall and keeps the operation. Anything else ends it.
 func (t *Token) Sign(h uint, data []byte, query bool, bufLen uint) ([]byte, uint, error) {
-	s, err := t.acquire(h)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer s.mu.Unlock()
-	op := s.sign
-	if op == nil {
-		return nil, 0, ErrOperationNotInitialized
-	}
-	n := uint(op.k.size)
-	if query {
-		return nil, n, nil
-	}
-	if bufLen < n {
-		return nil, n, ErrBufferTooSmall
-	}
-	s.sign = nil
-	if op.updated {
-		return nil, 0, fmt.Errorf("%w: C_Sign after C_SignUpdate", ErrOperationActive)
-	}
-	var payload []byte
-	if op.hash == 0 {
-		payload = data
-	} else {
-		op.h.Write(data)
-		payload, err = threshold.DigestInfo(op.hash, op.h.Sum(nil))
-		if err != nil {
-			return nil, 0, fmt.Errorf("%w: %w", ErrDeviceError, err)
+	return t.finishSign(h, query, bufLen, func(op *signOp) ([]byte, error) {
+		if op.updated {
+			return nil, fmt.Errorf("%w: C_Sign after C_SignUpdate", ErrOperationActive)
 		}
-	}
-	sig, err := t.sign(s, op.k, payload)
-	return sig, uint(len(sig)), err
+		if op.hash == 0 {
+			return data, nil
+		}
+		op.h.Write(data)
+		return op.digestInfo()
+	})
 }
 
 // SignUpdate feeds a multi-part signature (C_SignUpdate).
@@ -350,6 +328,18 @@ func (t *Token) SignUpdate(h uint, data []byte) error {
 
 // SignFinal finishes a multi-part signature (C_SignFinal); query and bufLen as for Sign.
 func (t *Token) SignFinal(h uint, query bool, bufLen uint) ([]byte, uint, error) {
+	return t.finishSign(h, query, bufLen, func(op *signOp) ([]byte, error) {
+		if op.hash == 0 {
+			return op.buf, nil
+		}
+		return op.digestInfo()
+	})
+}
+
+// finishSign is the common end of C_Sign and C_SignFinal: the length query and the short
+// buffer keep the operation; otherwise the operation ends and the payload that payloadOf
+// builds from it is signed.
+func (t *Token) finishSign(h uint, query bool, bufLen uint, payloadOf func(*signOp) ([]byte, error)) ([]byte, uint, error) {
 	s, err := t.acquire(h)
 	if err != nil {
 		return nil, 0, err
@@ -367,15 +357,21 @@ func (t *Token) SignFinal(h uint, query bool, bufLen uint) ([]byte, uint, error)
 		return nil, n, ErrBufferTooSmall
 	}
 	s.sign = nil
-	payload := op.buf
-	if op.hash != 0 {
-		payload, err = threshold.DigestInfo(op.hash, op.h.Sum(nil))
-		if err != nil {
-			return nil, 0, fmt.Errorf("%w: %w", ErrDeviceError, err)
-		}
+	payload, err := payloadOf(op)
+	if err != nil {
+		return nil, 0, err
 	}
 	sig, err := t.sign(s, op.k, payload)
 	return sig, uint(len(sig)), err
+}
+
+// digestInfo wraps the hash of everything fed so far in its DigestInfo.
+func (op *signOp) digestInfo() ([]byte, error) {
+	di, err := threshold.DigestInfo(op.hash, op.h.Sum(nil))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDeviceError, err)
+	}
+	return di, nil
 }
 
 // sign has the cluster sign the PKCS#1 v1.5 payload and checks the result against the public
