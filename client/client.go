@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"os"
 	"sort"
 	"sync"
@@ -410,12 +409,8 @@ func (c *Client) verifyRecord(s *tchsmpb.SignedKeyRecord) (*key, error) {
 	if rec.GetClusterId() != c.m.ClusterID || int(rec.GetN()) != c.m.N() {
 		return nil, fmt.Errorf("client: key %s belongs to another cluster layout", rec.GetKeyId())
 	}
-	pk := &threshold.PublicKey{N: new(big.Int).SetBytes(rec.GetModulus()), E: int(rec.GetPublicExponent()),
-		K: int(rec.GetK()), L: int(rec.GetN()), V: new(big.Int).SetBytes(rec.GetV())}
-	for _, v := range rec.GetVk() {
-		pk.VK = append(pk.VK, new(big.Int).SetBytes(v))
-	}
-	if err := pk.Validate(); err != nil {
+	pk, err := trust.PublicKey(rec)
+	if err != nil {
 		return nil, fmt.Errorf("client: key %s: %w", rec.GetKeyId(), err)
 	}
 	return &key{pk: pk, info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(), P11ID: rec.GetP11Id(),

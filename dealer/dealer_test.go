@@ -36,12 +36,8 @@ func publicKey(t testing.TB, m *trust.Manifest, s *tchsmpb.SignedKeyRecord) (*tc
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk := &threshold.PublicKey{N: new(big.Int).SetBytes(rec.Modulus), E: int(rec.PublicExponent), K: int(rec.K), L: int(rec.N),
-		V: new(big.Int).SetBytes(rec.V)}
-	for _, v := range rec.Vk {
-		pk.VK = append(pk.VK, new(big.Int).SetBytes(v))
-	}
-	if err := pk.Validate(); err != nil {
+	pk, err := trust.PublicKey(rec)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return rec, pk

@@ -8,6 +8,7 @@ import (
 	"regexp"
 
 	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -131,4 +132,27 @@ func CheckKeyRecord(rec *tchsmpb.KeyRecord) error {
 		}
 	}
 	return nil
+}
+
+// PublicKey builds the threshold public key of a (verified) key record and validates it. A node
+// signs, and a client combines, only with the public key built here from the dealer-signed
+// record, never with parameters taken from a request.
+func PublicKey(rec *tchsmpb.KeyRecord) (*threshold.PublicKey, error) {
+	if rec.GetPublicExponent() > 1<<31-1 || rec.GetK() > threshold.MaxPlayers || rec.GetN() > threshold.MaxPlayers {
+		return nil, fmt.Errorf("%w: parameters out of range", ErrBadRecord)
+	}
+	pk := &threshold.PublicKey{
+		N: new(big.Int).SetBytes(rec.GetModulus()), E: int(rec.GetPublicExponent()),
+		K: int(rec.GetK()), L: int(rec.GetN()), V: new(big.Int).SetBytes(rec.GetV()),
+	}
+	for _, v := range rec.GetVk() {
+		pk.VK = append(pk.VK, new(big.Int).SetBytes(v))
+	}
+	if err := pk.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	if pk.N.BitLen() != int(rec.GetBits()) {
+		return nil, fmt.Errorf("%w: modulus of %d bits, record says %d", ErrBadRecord, pk.N.BitLen(), rec.GetBits())
+	}
+	return pk, nil
 }

@@ -150,3 +150,29 @@ func TestCheckKeyRecord(t *testing.T) {
 		t.Error("nil record accepted")
 	}
 }
+
+func TestPublicKey(t *testing.T) {
+	rec := testRecord(t)
+	pk, err := PublicKey(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pk.N.BitLen() != 1024 || pk.E != 65537 || pk.K != 2 || pk.L != 3 || len(pk.VK) != 3 {
+		t.Fatalf("public key %+v", pk)
+	}
+	for name, mutate := range map[string]func(*tchsmpb.KeyRecord){
+		"bits mismatch":  func(r *tchsmpb.KeyRecord) { r.Bits = 2048 },
+		"huge exponent":  func(r *tchsmpb.KeyRecord) { r.PublicExponent = 1 << 31 },
+		"huge n":         func(r *tchsmpb.KeyRecord) { r.N = 1 << 20 },
+		"k > n":          func(r *tchsmpb.KeyRecord) { r.K = 4 },
+		"missing vk":     func(r *tchsmpb.KeyRecord) { r.Vk = r.Vk[:2] },
+		"even modulus":   func(r *tchsmpb.KeyRecord) { r.Modulus = new(big.Int).Lsh(testRSA.N, 1).Bytes(); r.Bits = 1025 },
+		"exponent not n": func(r *tchsmpb.KeyRecord) { r.PublicExponent = 3; r.N = 5; r.Vk = append(r.Vk, r.Vk[0], r.Vk[0]) },
+	} {
+		r := proto.Clone(rec).(*tchsmpb.KeyRecord)
+		mutate(r)
+		if _, err := PublicKey(r); !errors.Is(err, ErrBadRecord) {
+			t.Errorf("%s: err = %v, want ErrBadRecord", name, err)
+		}
+	}
+}

@@ -33,7 +33,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"sort"
 	"sync"
@@ -330,23 +329,12 @@ func (s *Store) decode(id string, rawRecord, sealedShare []byte, m *trust.Manife
 	return &Key{ID: id, Signed: signed, Record: rec, Public: pk, Share: share}, nil
 }
 
-// PublicKey builds the threshold public key of a (verified) key record and validates it.
+// PublicKey builds the threshold public key of a (verified) key record: trust.PublicKey, with
+// its error reported as ErrInvalid.
 func PublicKey(rec *tchsmpb.KeyRecord) (*threshold.PublicKey, error) {
-	pk := &threshold.PublicKey{
-		N: new(big.Int).SetBytes(rec.GetModulus()), E: int(rec.GetPublicExponent()),
-		K: int(rec.GetK()), L: int(rec.GetN()), V: new(big.Int).SetBytes(rec.GetV()),
-	}
-	if rec.GetPublicExponent() > 1<<31-1 || rec.GetK() > threshold.MaxPlayers || rec.GetN() > threshold.MaxPlayers {
-		return nil, fmt.Errorf("%w: parameters out of range", ErrInvalid)
-	}
-	for _, v := range rec.GetVk() {
-		pk.VK = append(pk.VK, new(big.Int).SetBytes(v))
-	}
-	if err := pk.Validate(); err != nil {
+	pk, err := trust.PublicKey(rec)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if pk.N.BitLen() != int(rec.GetBits()) {
-		return nil, fmt.Errorf("%w: modulus of %d bits, record says %d", ErrInvalid, pk.N.BitLen(), rec.GetBits())
 	}
 	return pk, nil
 }
