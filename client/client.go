@@ -2,12 +2,13 @@ package client
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -73,6 +74,8 @@ type nodeState struct {
 	excluded   time.Time     // not tried at all until then (caught lying)
 	lastErr    string
 	lastSeenOK time.Time
+	inflight   int // sign requests sent and not answered yet
+	shares     int // signature shares received
 }
 
 var _ Backend = (*Client)(nil)
@@ -606,6 +609,25 @@ func (c *Client) noteSuccess(nodeID string, d time.Duration) {
 	}
 	st.suspended = time.Time{}
 	st.lastSeenOK = time.Now()
+	st.shares++
+}
+
+// NodeStat is what the client has seen of one node since it started.
+type NodeStat struct {
+	Shares  int           // signature shares received
+	Latency time.Duration // recent share latency (moving average)
+	LastErr string
+}
+
+// NodeStats returns per-node counters, by node id.
+func (c *Client) NodeStats() map[string]NodeStat {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]NodeStat, len(c.nodes))
+	for id, st := range c.nodes {
+		out[id] = NodeStat{Shares: st.shares, Latency: st.ewma, LastErr: st.lastErr}
+	}
+	return out
 }
 
 func (c *Client) noteLiar(nodeID string) {
@@ -626,7 +648,23 @@ func (c *Client) order() []trust.Member {
 	type cand struct {
 		m         trust.Member
 		suspended bool
-		ewma      time.Duration
+		score     float64
+	}
+	// Latency counts only when a node is clearly slower than the others (more than 1.5 × the
+	// median): on equal nodes it is noise, and letting it decide would starve a node whose
+	// estimate is stale. Among equal nodes, the one with the fewest outstanding requests comes
+	// first (least outstanding requests spreads the load over all n nodes, so that on separate
+	// servers throughput grows with n/k), with a small random factor to break ties.
+	var known []time.Duration
+	for _, st := range c.nodes {
+		if st.ewma > 0 {
+			known = append(known, st.ewma)
+		}
+	}
+	slices.Sort(known)
+	var median time.Duration
+	if len(known) > 0 {
+		median = known[len(known)/2]
 	}
 	var cs []cand
 	for _, n := range c.m.Nodes {
@@ -634,14 +672,18 @@ func (c *Client) order() []trust.Member {
 		if now.Before(st.excluded) {
 			continue
 		}
-		cs = append(cs, cand{n, now.Before(st.suspended), st.ewma})
+		slow := 1.0
+		if median > 0 && st.ewma > median*3/2 {
+			slow = float64(st.ewma) / float64(median)
+		}
+		score := float64(st.inflight+1) * slow * (0.9 + 0.2*rand.Float64())
+		cs = append(cs, cand{n, now.Before(st.suspended), score})
 	}
-	// Rotate the start so that equal nodes share the load.
 	sort.SliceStable(cs, func(i, j int) bool {
 		if cs[i].suspended != cs[j].suspended {
 			return !cs[i].suspended
 		}
-		return cs[i].ewma < cs[j].ewma
+		return cs[i].score < cs[j].score
 	})
 	out := make([]trust.Member, len(cs))
 	for i := range cs {
@@ -650,7 +692,18 @@ func (c *Client) order() []trust.Member {
 	return out
 }
 
-func shortID(b []byte) string { return hex.EncodeToString(b[:min(4, len(b))]) }
+// track counts a request to a node as outstanding until the returned function is called.
+func (c *Client) track(nodeID string) func() {
+	c.mu.Lock()
+	st := c.nodes[nodeID]
+	st.inflight++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		st.inflight--
+		c.mu.Unlock()
+	}
+}
 
 // Conn returns the client's broker connection (for an in-process dealer), waiting for it until
 // ctx ends.

@@ -85,7 +85,9 @@ func (s *signing) launch(ctx context.Context) bool {
 	s.queue = s.queue[1:]
 	s.inflight++
 	s.asked = append(s.asked, n)
+	done := s.c.track(n.ID)
 	go func() {
+		defer done()
 		t0 := time.Now()
 		share, err := s.c.askShare(ctx, n, s.k.info.ID, s.payload, s.k.pk)
 		s.replies <- shareReply{node: n, share: share, took: time.Since(t0), err: err}

@@ -50,8 +50,14 @@ func TestDealSignKillRestart(t *testing.T) {
 	if k.K != 3 || k.L != 5 || k.Bits != 2048 {
 		t.Fatalf("key %+v", k)
 	}
-	for i := range 10 {
+	for i := range 30 {
 		signOK(t, c, k, fmt.Sprintf("all up %d", i))
+	}
+	// The load is spread over all five nodes, not always the same three.
+	for id, st := range c.NodeStats() {
+		if st.Shares < 8 {
+			t.Errorf("node %s gave only %d of 90 shares: %v", id, st.Shares, c.NodeStats())
+		}
 	}
 	// Another process sees the key.
 	c2 := tc.Client()
