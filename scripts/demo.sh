@@ -15,12 +15,17 @@ while (($#)); do
 	esac
 done
 dir=$(mktemp -d /tmp/tchsm-demo.XXXXXX)
-bin/tchsm dev up -dir "$dir/cluster" -k 3 -n 5 -pin 1234 >"$dir/env"
+# A private RabbitMQ vhost, deleted at the end, so the demo leaves no queues behind.
+vhost="tchsm-demo-$(basename "$dir" | cut -d. -f2)"
+rabbitmqctl -q add_vhost "$vhost"
+rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
 cleanup() {
 	bin/tchsm dev down -dir "$dir/cluster" || true
+	rabbitmqctl -q delete_vhost "$vhost" || true
 	if ((keep)); then echo "kept $dir" >&2; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
+bin/tchsm dev up -dir "$dir/cluster" -k 3 -n 5 -pin 1234 -amqp "amqp://guest:guest@127.0.0.1:5672/$vhost" >"$dir/env"
 # shellcheck disable=SC1090
 source "$dir/env"
 echo "== cluster"
