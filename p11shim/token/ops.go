@@ -561,28 +561,13 @@ func (t *Token) DigestInit(h uint, mech Mechanism) error {
 
 // Digest hashes data in one part (C_Digest); query and bufLen as for Sign.
 func (t *Token) Digest(h uint, data []byte, query bool, bufLen uint) ([]byte, uint, error) {
-	s, err := t.acquire(h)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer s.mu.Unlock()
-	op := s.digest
-	if op == nil {
-		return nil, 0, ErrOperationNotInitialized
-	}
-	n := uint(op.h.Size())
-	if query {
-		return nil, n, nil
-	}
-	if bufLen < n {
-		return nil, n, ErrBufferTooSmall
-	}
-	s.digest = nil
-	if op.updated {
-		return nil, 0, fmt.Errorf("%w: C_Digest after C_DigestUpdate", ErrOperationActive)
-	}
-	op.h.Write(data)
-	return op.h.Sum(nil), n, nil
+	return t.finishDigest(h, query, bufLen, func(op *digestOp) error {
+		if op.updated {
+			return fmt.Errorf("%w: C_Digest after C_DigestUpdate", ErrOperationActive)
+		}
+		op.h.Write(data)
+		return nil
+	})
 }
 
 // DigestUpdate feeds a multi-part digest (C_DigestUpdate).
@@ -602,6 +587,13 @@ func (t *Token) DigestUpdate(h uint, data []byte) error {
 
 // DigestFinal finishes a multi-part digest (C_DigestFinal).
 func (t *Token) DigestFinal(h uint, query bool, bufLen uint) ([]byte, uint, error) {
+	return t.finishDigest(h, query, bufLen, func(*digestOp) error { return nil })
+}
+
+// finishDigest is the common end of C_Digest and C_DigestFinal, as finishSign is for signing:
+// the length query and the short buffer keep the operation; otherwise it ends, last feeds it
+// its final part, and the digest is returned.
+func (t *Token) finishDigest(h uint, query bool, bufLen uint, last func(*digestOp) error) ([]byte, uint, error) {
 	s, err := t.acquire(h)
 	if err != nil {
 		return nil, 0, err
@@ -619,5 +611,8 @@ func (t *Token) DigestFinal(h uint, query bool, bufLen uint) ([]byte, uint, erro
 		return nil, n, ErrBufferTooSmall
 	}
 	s.digest = nil
+	if err := last(op); err != nil {
+		return nil, 0, err
+	}
 	return op.h.Sum(nil), n, nil
 }
