@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
-	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -21,53 +20,7 @@ import (
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
 )
-
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func publicKey(t testing.TB, m *trust.Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord, *threshold.PublicKey) {
-	t.Helper()
-	rec, err := trust.VerifyKeyRecord(m, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := trust.PublicKey(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec, pk
-}
-
-// sign asks nodes for shares of the SHA-256 PKCS#1 v1.5 signature of msg and combines them.
-func sign(t testing.TB, client *nodetest.Peer, pk *threshold.PublicKey, keyID string, msg []byte, nodes ...int) []byte {
-	t.Helper()
-	digest := sha256.Sum256(msg)
-	payload, _ := threshold.DigestInfo(crypto.SHA256, digest[:])
-	em, err := threshold.EncodePayload(pk.Size(), payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var shares []*threshold.SigShare
-	for _, i := range nodes {
-		op, err := client.CallNode(ctxT(t, 10*time.Second), i, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST,
-			&tchsmpb.SignRequest{KeyId: keyID, Payload: payload})
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-		ss := op.Message.(*tchsmpb.SignatureShare)
-		shares = append(shares, &threshold.SigShare{Index: int(ss.Index), X: new(big.Int).SetBytes(ss.X)})
-	}
-	sig, err := threshold.Combine(pk, em, shares)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sig
-}
 
 func TestServiceGenerateAndDelete(t *testing.T) {
 	c := nodetest.New(t, nodetest.Options{K: 2, N: 3})
@@ -88,7 +41,7 @@ func TestServiceGenerateAndDelete(t *testing.T) {
 	var err error
 	// The service may take a moment to subscribe.
 	for range 50 {
-		op, err = client.Call(ctxT(t, 10*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
+		op, err = client.Call(nodetest.Ctx(t, 10*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
 		if !errors.Is(err, transport.ErrNoRoute) {
 			break
 		}
@@ -101,13 +54,13 @@ func TestServiceGenerateAndDelete(t *testing.T) {
 		t.Fatalf("health %v", h)
 	}
 
-	op, err = client.Call(ctxT(t, 60*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
+	op, err = client.Call(nodetest.Ctx(t, 60*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
 		&tchsmpb.GenerateKeyRequest{Bits: 1024, Label: "svc", P11Id: []byte{9, 9}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp := op.Message.(*tchsmpb.GenerateKeyResponse)
-	rec, pk := publicKey(t, c.Manifest, resp.Record)
+	rec, pk := nodetest.RecordKey(t, c.Manifest, resp.Record)
 	if !slices.Equal(resp.Acknowledged, []string{"node-1", "node-2", "node-3"}) || len(resp.Missing) != 0 {
 		t.Fatalf("acked %v missing %v", resp.Acknowledged, resp.Missing)
 	}
@@ -115,7 +68,7 @@ func TestServiceGenerateAndDelete(t *testing.T) {
 		rec.ClusterId != c.Manifest.ClusterID || rec.K != 2 || rec.N != 3 || time.Since(time.Unix(rec.CreatedUnix, 0)) > time.Minute {
 		t.Fatalf("record %v", rec)
 	}
-	sig := sign(t, client, pk, rec.KeyId, []byte("svc"), 3, 2)
+	sig := nodetest.SignWith(t, client, pk, rec.KeyId, []byte("svc"), 3, 2)
 	digest := sha256.Sum256([]byte("svc"))
 	if err := rsa.VerifyPKCS1v15(pk.RSA(), crypto.SHA256, digest[:], sig); err != nil {
 		t.Fatal(err)
@@ -133,24 +86,24 @@ func TestServiceGenerateAndDelete(t *testing.T) {
 		{"exponent not above n", &tchsmpb.GenerateKeyRequest{Bits: 1024, PublicExponent: 3}},
 		{"label too long", &tchsmpb.GenerateKeyRequest{Bits: 1024, Label: strings.Repeat("x", 300)}},
 	} {
-		_, err := client.Call(ctxT(t, 10*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tc.req)
+		_, err := client.Call(nodetest.Ctx(t, 10*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tc.req)
 		if nodetest.Code(err) != tchsmpb.Error_BAD_REQUEST {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
 	// Only clients are served; a node may not even send the request.
 	dp := c.Peer("dealer")
-	if _, err := dp.Call(ctxT(t, 10*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{}); nodetest.Code(err) != tchsmpb.Error_UNAUTHORIZED {
+	if _, err := dp.Call(nodetest.Ctx(t, 10*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{}); nodetest.Code(err) != tchsmpb.Error_UNAUTHORIZED {
 		t.Errorf("dealer asking the dealer: %v", err)
 	}
 	forged := nodetest.Forge(c.Identity("node-1"), c.Manifest.ClusterID, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
 		&tchsmpb.GenerateKeyRequest{Bits: 1024}, time.Now(), time.Minute)
-	if _, err := client.CallRaw(ctxT(t, 10*time.Second), "dealer", q, forged); !errors.Is(err, transport.ErrRemote) {
+	if _, err := client.CallRaw(nodetest.Ctx(t, 10*time.Second), "dealer", q, forged); !errors.Is(err, transport.ErrRemote) {
 		t.Errorf("node asking for a key: %v", err)
 	}
 
 	// Delete through the service.
-	op, err = client.Call(ctxT(t, 30*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId})
+	op, err = client.Call(nodetest.Ctx(t, 30*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +111,7 @@ func TestServiceGenerateAndDelete(t *testing.T) {
 		t.Fatalf("ack %v", ack)
 	}
 	for i := 1; i <= 3; i++ {
-		ids, err := client.KeyIDs(ctxT(t, 5*time.Second), i)
+		ids, err := client.KeyIDs(nodetest.Ctx(t, 5*time.Second), i)
 		if err != nil || slices.Contains(ids, rec.KeyId) {
 			t.Fatalf("node %d: %v %v", i, ids, err)
 		}
@@ -174,11 +127,11 @@ func TestImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed, acked, missing, err := d.Import(ctxT(t, 60*time.Second), priv, "imported", []byte("id"))
+	signed, acked, missing, err := d.Import(nodetest.Ctx(t, 60*time.Second), priv, "imported", []byte("id"))
 	if err != nil || len(acked) != 3 || len(missing) != 0 {
 		t.Fatalf("Import: %v, acked %v, missing %v", err, acked, missing)
 	}
-	rec, pk := publicKey(t, c.Manifest, signed)
+	rec, pk := nodetest.RecordKey(t, c.Manifest, signed)
 	if rec.SafePrimes || pk.N.Cmp(priv.N) != 0 || pk.E != priv.E || rec.Bits != 2048 {
 		t.Fatalf("record %v", rec)
 	}
@@ -190,18 +143,18 @@ func TestImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, set := range [][]int{{1, 2}, {3, 1}} {
-		if got := sign(t, client, pk, rec.KeyId, msg, set...); !bytes.Equal(got, want) {
+		if got := nodetest.SignWith(t, client, pk, rec.KeyId, msg, set...); !bytes.Equal(got, want) {
 			t.Fatalf("nodes %v: signature differs from crypto/rsa", set)
 		}
 	}
 
 	// Bad imports.
-	if _, _, _, err := d.Import(ctxT(t, 10*time.Second), nil, "", nil); !errors.Is(err, dealer.ErrInvalid) {
+	if _, _, _, err := d.Import(nodetest.Ctx(t, 10*time.Second), nil, "", nil); !errors.Is(err, dealer.ErrInvalid) {
 		t.Errorf("nil key: %v", err)
 	}
 	small := *priv
 	small.E = 3
-	if _, _, _, err := d.Import(ctxT(t, 10*time.Second), &small, "", nil); !errors.Is(err, dealer.ErrInvalid) {
+	if _, _, _, err := d.Import(nodetest.Ctx(t, 10*time.Second), &small, "", nil); !errors.Is(err, dealer.ErrInvalid) {
 		t.Errorf("e=3 with n=3: %v", err)
 	}
 }
@@ -222,11 +175,11 @@ func TestPool(t *testing.T) {
 	if d.PoolSize(2048) != 0 {
 		t.Fatal("pool serves a size it was not asked for")
 	}
-	signed, acked, _, err := d.GenerateKey(ctxT(t, 60*time.Second), 1024, 0, "pooled", nil)
+	signed, acked, _, err := d.GenerateKey(nodetest.Ctx(t, 60*time.Second), 1024, 0, "pooled", nil)
 	if err != nil || len(acked) != 2 {
 		t.Fatalf("GenerateKey: %v, acked %v", err, acked)
 	}
-	publicKey(t, c.Manifest, signed)
+	nodetest.RecordKey(t, c.Manifest, signed)
 	// Refilled.
 	deadline = time.Now().Add(30 * time.Second)
 	for d.PoolSize(1024) < 2 {
@@ -256,7 +209,7 @@ func TestRunAndMissing(t *testing.T) {
 	var op *trust.Opened
 	var err error
 	for range 100 {
-		op, err = client.Call(ctxT(t, 60*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, &tchsmpb.GenerateKeyRequest{Bits: 1024})
+		op, err = client.Call(nodetest.Ctx(t, 60*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, &tchsmpb.GenerateKeyRequest{Bits: 1024})
 		if !errors.Is(err, transport.ErrNoRoute) {
 			break
 		}

@@ -33,7 +33,7 @@ func benchNode(b *testing.B, workers int) (*nodetest.Peer, string, []byte) {
 	if err != nil || len(acked) != 1 {
 		b.Fatalf("Import: %v %v", err, acked)
 	}
-	rec, _ := recordKey(b, c.Manifest, signed)
+	rec, _ := nodetest.RecordKey(b, c.Manifest, signed)
 	digest := sha256.Sum256([]byte("bench"))
 	payload, _ := threshold.DigestInfo(crypto.SHA256, digest[:])
 	return c.Peer("client-1"), rec.KeyId, payload

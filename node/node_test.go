@@ -1,11 +1,7 @@
 package node_test
 
 import (
-	"context"
-	"crypto"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -30,66 +26,6 @@ import (
 	"github.com/tchsm/tchsm/threshold"
 )
 
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func recordKey(t testing.TB, m *trust.Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord, *threshold.PublicKey) {
-	t.Helper()
-	rec, err := trust.VerifyKeyRecord(m, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := trust.PublicKey(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec, pk
-}
-
-// signWith asks the given nodes for shares (with proofs), checks each proof, combines and
-// verifies the signature with crypto/rsa. It returns the signature.
-func signWith(t testing.TB, client *nodetest.Peer, pk *threshold.PublicKey, keyID string, msg []byte, nodes ...int) []byte {
-	t.Helper()
-	digest := sha256.Sum256(msg)
-	payload, err := threshold.DigestInfo(crypto.SHA256, digest[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	em, err := threshold.EncodePayload(pk.Size(), payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var shares []*threshold.SigShare
-	for _, i := range nodes {
-		op, err := client.CallNode(ctxT(t, 10*time.Second), i, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST,
-			&tchsmpb.SignRequest{KeyId: keyID, Payload: payload, WantProof: true})
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-		ss := op.Message.(*tchsmpb.SignatureShare)
-		share := &threshold.SigShare{Index: int(ss.Index), X: new(big.Int).SetBytes(ss.X)}
-		if share.Index != i || ss.KeyId != keyID {
-			t.Fatalf("node %d answered index %d key %s", i, share.Index, ss.KeyId)
-		}
-		proof := &threshold.Proof{C: new(big.Int).SetBytes(ss.Proof.GetC()), Z: new(big.Int).SetBytes(ss.Proof.GetZ())}
-		if err := threshold.VerifyShare(pk, em, share, proof); err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-		shares = append(shares, share)
-	}
-	sig, err := threshold.Combine(pk, em, shares)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rsa.VerifyPKCS1v15(pk.RSA(), crypto.SHA256, digest[:], sig); err != nil {
-		t.Fatalf("crypto/rsa rejects the combined signature: %v", err)
-	}
-	return sig
-}
-
 // eventually polls f until it returns nil or d passes.
 func eventually(t testing.TB, d time.Duration, f func() error) {
 	t.Helper()
@@ -107,7 +43,7 @@ func eventually(t testing.TB, d time.Duration, f func() error) {
 }
 
 func hasKey(client *nodetest.Peer, t testing.TB, i int, keyID string) error {
-	ids, err := client.KeyIDs(ctxT(t, 5*time.Second), i)
+	ids, err := client.KeyIDs(nodetest.Ctx(t, 5*time.Second), i)
 	if err != nil {
 		return err
 	}
@@ -129,14 +65,14 @@ func TestDealSignCombine(t *testing.T) {
 		}
 	}
 	d := c.Dealer(dealer.Options{})
-	signed, acked, missing, err := d.GenerateKey(ctxT(t, 60*time.Second), 1024, 0, "zone-ksk", []byte{1, 2, 3})
+	signed, acked, missing, err := d.GenerateKey(nodetest.Ctx(t, 60*time.Second), 1024, 0, "zone-ksk", []byte{1, 2, 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(acked) != 5 || len(missing) != 0 {
 		t.Fatalf("acked %v, missing %v", acked, missing)
 	}
-	rec, pk := recordKey(t, c.Manifest, signed)
+	rec, pk := nodetest.RecordKey(t, c.Manifest, signed)
 	if rec.Label != "zone-ksk" || rec.K != 3 || rec.N != 5 || rec.Bits != 1024 || !rec.SafePrimes || rec.PublicExponent != 65537 {
 		t.Fatalf("record %v", rec)
 	}
@@ -146,15 +82,15 @@ func TestDealSignCombine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	signWith(t, client, pk, rec.KeyId, []byte("example.com. IN DNSKEY"), 1, 3, 5)
-	sig1 := signWith(t, client, pk, rec.KeyId, []byte("same message"), 2, 3, 4)
-	sig2 := signWith(t, client, pk, rec.KeyId, []byte("same message"), 5, 1, 2)
+	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("example.com. IN DNSKEY"), 1, 3, 5)
+	sig1 := nodetest.SignWith(t, client, pk, rec.KeyId, []byte("same message"), 2, 3, 4)
+	sig2 := nodetest.SignWith(t, client, pk, rec.KeyId, []byte("same message"), 5, 1, 2)
 	if string(sig1) != string(sig2) {
 		t.Fatal("two subsets gave different signatures")
 	}
 
 	// Health and metrics.
-	op, err := client.CallNode(ctxT(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
+	op, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,21 +127,21 @@ func TestLateNode(t *testing.T) {
 	c.StartNode(2, node.Options{})
 	c.DealerCfg.AckTimeout = config.Duration(3 * time.Second)
 	d := c.Dealer(dealer.Options{})
-	signed, acked, missing, err := d.GenerateKey(ctxT(t, 60*time.Second), 1024, 0, "late", nil)
+	signed, acked, missing, err := d.GenerateKey(nodetest.Ctx(t, 60*time.Second), 1024, 0, "late", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(acked, []string{"node-1", "node-2"}) || !slices.Equal(missing, []string{"node-3"}) {
 		t.Fatalf("acked %v missing %v", acked, missing)
 	}
-	rec, pk := recordKey(t, c.Manifest, signed)
+	rec, pk := nodetest.RecordKey(t, c.Manifest, signed)
 	if n := c.QueueDepth(transport.NodeControlQueue(c.Manifest.ClusterID, "node-3")); n != 1 {
 		t.Fatalf("node-3's control queue holds %d messages, want 1", n)
 	}
 	c.StartNode(3, node.Options{})
 	client := c.Peer("client-1")
 	eventually(t, 10*time.Second, func() error { return hasKey(client, t, 3, rec.KeyId) })
-	signWith(t, client, pk, rec.KeyId, []byte("late node"), 3, 1)
+	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("late node"), 3, 1)
 
 	// A client may delete through the control queue too (what client.DeleteKey does).
 	del, err := client.Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId}, trust.DurableMaxTTL)
@@ -226,16 +162,16 @@ func TestRestartAndPassphrase(t *testing.T) {
 	c := nodetest.New(t, nodetest.Options{K: 2, N: 2})
 	c.StartAll()
 	d := c.Dealer(dealer.Options{})
-	signed, acked, _, err := d.GenerateKey(ctxT(t, 60*time.Second), 1024, 0, "restart", nil)
+	signed, acked, _, err := d.GenerateKey(nodetest.Ctx(t, 60*time.Second), 1024, 0, "restart", nil)
 	if err != nil || len(acked) != 2 {
 		t.Fatalf("GenerateKey: %v, acked %v", err, acked)
 	}
-	rec, pk := recordKey(t, c.Manifest, signed)
+	rec, pk := nodetest.RecordKey(t, c.Manifest, signed)
 	c.StopNode(1)
 	c.StopNode(2)
 	c.StartAll()
 	client := c.Peer("client-1")
-	signWith(t, client, pk, rec.KeyId, []byte("after restart"), 1, 2)
+	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("after restart"), 1, 2)
 	c.StopNode(1)
 
 	cfg := *c.Nodes[0]
@@ -244,7 +180,7 @@ func TestRestartAndPassphrase(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.PassphraseFile = wrong
-	err = node.Run(ctxT(t, 30*time.Second), &cfg, node.Options{Logger: c.Logger})
+	err = node.Run(nodetest.Ctx(t, 30*time.Second), &cfg, node.Options{Logger: c.Logger})
 	if !errors.Is(err, trust.ErrWrongPassphrase) {
 		t.Fatalf("Run with a wrong passphrase: %v", err)
 	}
@@ -257,11 +193,11 @@ func TestRejectedRequests(t *testing.T) {
 	c := nodetest.New(t, nodetest.Options{K: 2, N: 3})
 	c.StartAll()
 	d := c.Dealer(dealer.Options{})
-	signed, _, _, err := d.GenerateKey(ctxT(t, 60*time.Second), 1024, 0, "rejects", nil)
+	signed, _, _, err := d.GenerateKey(nodetest.Ctx(t, 60*time.Second), 1024, 0, "rejects", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _ := recordKey(t, c.Manifest, signed)
+	rec, _ := nodetest.RecordKey(t, c.Manifest, signed)
 	client := c.Peer("client-1")
 	clientID := client.Sealer.Identity
 	q := transport.NodeRPCQueue(c.Manifest.ClusterID, "node-1")
@@ -276,7 +212,7 @@ func TestRejectedRequests(t *testing.T) {
 	forged := seal(client.Sealer)
 	forged[len(forged)-5] ^= 0x40 // inside the signature, the envelope's last field
 	replayed := seal(client.Sealer)
-	if _, err := client.CallRaw(ctxT(t, 5*time.Second), "node-1", q, replayed); err != nil {
+	if _, err := client.CallRaw(nodetest.Ctx(t, 5*time.Second), "node-1", q, replayed); err != nil {
 		t.Fatalf("first use of the replayed request: %v", err)
 	}
 	other, _ := trust.NewIdentity("client-1", trust.RoleClient) // same id, other key
@@ -300,7 +236,7 @@ func TestRejectedRequests(t *testing.T) {
 		{"unknown sender", "not in manifest", seal(&trust.Sealer{Identity: mustIdentity(t, "client-9"), ClusterID: c.Manifest.ClusterID})},
 	}
 	for _, tc := range cases {
-		_, err := client.CallRaw(ctxT(t, 5*time.Second), "node-1", q, tc.raw)
+		_, err := client.CallRaw(nodetest.Ctx(t, 5*time.Second), "node-1", q, tc.raw)
 		if !errors.Is(err, transport.ErrRemote) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v (want a remote error saying %q)", tc.name, err, tc.want)
 		}
@@ -316,19 +252,19 @@ func TestRejectedRequests(t *testing.T) {
 		{"bad key id", &tchsmpb.SignRequest{KeyId: "../../etc/passwd", Payload: []byte("x")}, tchsmpb.Error_BAD_REQUEST},
 		{"payload too long", &tchsmpb.SignRequest{KeyId: rec.KeyId, Payload: make([]byte, 200)}, tchsmpb.Error_BAD_REQUEST},
 	} {
-		_, err := client.CallNode(ctxT(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, tc.req)
+		_, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, tc.req)
 		if got := nodetest.Code(err); got != tc.code {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.code)
 		}
 	}
 	// A key share delivery sent to the rpc queue by the dealer: authentic, but not served there.
 	dp := c.Peer("dealer")
-	if _, err := dp.CallNode(ctxT(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, &tchsmpb.KeyShareDelivery{}); nodetest.Code(err) != tchsmpb.Error_BAD_REQUEST {
+	if _, err := dp.CallNode(nodetest.Ctx(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, &tchsmpb.KeyShareDelivery{}); nodetest.Code(err) != tchsmpb.Error_BAD_REQUEST {
 		t.Errorf("delivery on the rpc queue: %v", err)
 	}
 
 	// The node is still alive and signing.
-	if _, err := client.CallNode(ctxT(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, good); err != nil {
+	if _, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, good); err != nil {
 		t.Fatalf("node-1 after the rejects: %v", err)
 	}
 }
@@ -349,7 +285,7 @@ func TestRejectedDeliveries(t *testing.T) {
 	client := c.Peer("client-1")
 	cid := c.Manifest.ClusterID
 
-	key, err := threshold.GenerateKey(ctxT(t, 60*time.Second), rand.Reader, 1024, 0, nil)
+	key, err := threshold.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +342,7 @@ func TestRejectedDeliveries(t *testing.T) {
 		}
 		return nil
 	})
-	if ids, err := client.KeyIDs(ctxT(t, 5*time.Second), 1); err != nil || len(ids) != 0 {
+	if ids, err := client.KeyIDs(nodetest.Ctx(t, 5*time.Second), 1); err != nil || len(ids) != 0 {
 		t.Fatalf("node-1 holds %v (%v) after the rejects", ids, err)
 	}
 	// The genuine delivery is stored, and node-1 signs with it.
@@ -432,7 +368,7 @@ func TestDelete(t *testing.T) {
 	c.StartAll()
 	conn := c.Dial("test-publisher")
 	client := c.Peer("client-1")
-	key, err := threshold.GenerateKey(ctxT(t, 60*time.Second), rand.Reader, 1024, 0, nil)
+	key, err := threshold.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,19 +382,19 @@ func TestDelete(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		eventually(t, 10*time.Second, func() error { return hasKey(client, t, i, id) })
 	}
-	signWith(t, client, dealt.Public, id, []byte("before delete"), 1, 3)
+	nodetest.SignWith(t, client, dealt.Public, id, []byte("before delete"), 1, 3)
 
 	c.StopNode(3)
 	c.DealerCfg.AckTimeout = config.Duration(3 * time.Second)
 	d := c.Dealer(dealer.Options{NoPool: true})
-	gone, missing, err := d.DeleteKey(ctxT(t, 30*time.Second), id)
+	gone, missing, err := d.DeleteKey(nodetest.Ctx(t, 30*time.Second), id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(gone, []string{"node-1", "node-2"}) || !slices.Equal(missing, []string{"node-3"}) {
 		t.Fatalf("gone %v missing %v", gone, missing)
 	}
-	_, err = client.CallNode(ctxT(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST,
+	_, err = client.CallNode(nodetest.Ctx(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST,
 		&tchsmpb.SignRequest{KeyId: id, Payload: []byte("after delete")})
 	if nodetest.Code(err) != tchsmpb.Error_UNKNOWN_KEY {
 		t.Fatalf("sign after delete: %v", err)
@@ -478,7 +414,7 @@ func TestDelete(t *testing.T) {
 		return nil
 	})
 	for i := 1; i <= 3; i++ {
-		ids, err := client.KeyIDs(ctxT(t, 5*time.Second), i)
+		ids, err := client.KeyIDs(nodetest.Ctx(t, 5*time.Second), i)
 		if err != nil || slices.Contains(ids, id) {
 			t.Fatalf("node %d lists %v (%v) after delete", i, ids, err)
 		}
@@ -489,11 +425,11 @@ func TestDelete(t *testing.T) {
 	// Restarting does not resurrect it either.
 	c.StopNode(1)
 	c.StartNode(1, node.Options{})
-	if ids, _ := client.KeyIDs(ctxT(t, 5*time.Second), 1); slices.Contains(ids, id) {
+	if ids, _ := client.KeyIDs(nodetest.Ctx(t, 5*time.Second), 1); slices.Contains(ids, id) {
 		t.Fatal("key back after restart")
 	}
 	// A client may delete over the rpc queue too.
-	op, err := client.CallNode(ctxT(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: id})
+	op, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: id})
 	if err != nil || !op.Message.(*tchsmpb.DeleteKeyAck).Ok {
 		t.Fatalf("rpc DeleteKey: %v", err)
 	}
@@ -506,15 +442,15 @@ func TestLyingNodeCaught(t *testing.T) {
 	c.StartNode(2, node.Options{ShareHook: func(ss *threshold.SigShare) { ss.X.Add(ss.X, big.NewInt(1)) }})
 	c.StartNode(3, node.Options{})
 	d := c.Dealer(dealer.Options{})
-	signed, _, _, err := d.GenerateKey(ctxT(t, 60*time.Second), 1024, 0, "liar", nil)
+	signed, _, _, err := d.GenerateKey(nodetest.Ctx(t, 60*time.Second), 1024, 0, "liar", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, pk := recordKey(t, c.Manifest, signed)
+	rec, pk := nodetest.RecordKey(t, c.Manifest, signed)
 	client := c.Peer("client-1")
 	payload := []byte("abc")
 	em, _ := threshold.EncodePayload(pk.Size(), payload)
-	op, err := client.CallNode(ctxT(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST, &tchsmpb.ProofRequest{KeyId: rec.KeyId, Payload: payload})
+	op, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST, &tchsmpb.ProofRequest{KeyId: rec.KeyId, Payload: payload})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,5 +460,5 @@ func TestLyingNodeCaught(t *testing.T) {
 	if !errors.Is(err, threshold.ErrBadShare) {
 		t.Fatalf("lying share passed its proof: %v", err)
 	}
-	signWith(t, client, pk, rec.KeyId, []byte("honest"), 1, 3)
+	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("honest"), 1, 3)
 }
