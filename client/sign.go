@@ -229,7 +229,6 @@ func (s *signing) giveUp(cause error) error {
 func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 	type verdict struct {
 		share *threshold.SigShare
-		ok    bool
 		err   error
 	}
 	results := make([]verdict, len(s.good))
@@ -248,7 +247,7 @@ func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 				results[i] = verdict{share: sh, err: fmt.Errorf("%w: node %s proved another share than it sent", threshold.ErrBadShare, n.ID)}
 				return
 			}
-			results[i] = verdict{share: sh, err: threshold.VerifyShare(s.k.pk, s.em, sh, p.proof), ok: true}
+			results[i] = verdict{share: sh, err: threshold.VerifyShare(s.k.pk, s.em, sh, p.proof)}
 		}()
 	}
 	wg.Wait()
