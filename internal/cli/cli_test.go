@@ -53,6 +53,9 @@ func TestDevClusterLifecycle(t *testing.T) {
 	if list := run(t, env, "", "keys", "list"); !strings.Contains(list, id) || !strings.Contains(list, "cli-test") || !strings.Contains(list, "0a0b") {
 		t.Fatalf("keys list:\n%s", list)
 	}
+	if st := run(t, env, "", "status", "-keys"); strings.Count(st, "holds: "+id) != 3 || strings.Contains(st, "lacks") {
+		t.Fatalf("status -keys:\n%s", st)
+	}
 	show := run(t, env, "", "keys", "show", id)
 	blk, _ := pem.Decode([]byte(show[strings.Index(show, "-----BEGIN"):]))
 	if blk == nil {

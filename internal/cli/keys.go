@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -148,8 +149,9 @@ func parseRSAKey(path string) (*rsa.PrivateKey, error) {
 }
 
 func runStatus(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "status", "status [-config FILE]")
+	fs := newFlags(e, "status", "status [-config FILE] [-keys]")
 	cfgPath := clientConfigFlag(fs)
+	listKeys := fs.Bool("keys", false, "list the key ids each node holds")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -177,6 +179,38 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%s\t%v\t%d\n", s.ID, s.Index, state, s.Latency.Round(10*time.Microsecond), s.Version, s.Uptime.Round(time.Second), len(s.Keys))
 	}
 	tw.Flush()
+	// Which keys each node holds: a node that answers but lacks a key others hold missed a
+	// delivery (its share may still wait in its queue) or a deletion is under way.
+	all := map[string]bool{}
+	for _, s := range st {
+		for _, k := range s.Keys {
+			all[k] = true
+		}
+	}
+	for _, s := range st {
+		if !s.OK {
+			continue
+		}
+		held := map[string]bool{}
+		for _, k := range s.Keys {
+			held[k] = true
+		}
+		var lacks []string
+		for k := range all {
+			if !held[k] {
+				lacks = append(lacks, k)
+			}
+		}
+		sort.Strings(lacks)
+		if len(lacks) > 0 {
+			fmt.Fprintf(e.stdout, "%s lacks %d key(s): %s\n", s.ID, len(lacks), strings.Join(lacks, " "))
+		}
+		if *listKeys {
+			keys := append([]string(nil), s.Keys...)
+			sort.Strings(keys)
+			fmt.Fprintf(e.stdout, "%s holds: %s\n", s.ID, strings.Join(keys, " "))
+		}
+	}
 	if up < m.Threshold {
 		return fmt.Errorf("only %d nodes answer; signing needs %d", up, m.Threshold)
 	}
