@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"log/slog"
 	"strings"
@@ -106,19 +105,7 @@ func (f *fuzzNode) envelope(who byte, bt tchsmpb.BodyType, body []byte) []byte {
 		MessageId: make([]byte, trust.MessageIDSize), IssuedAt: time.Now().UnixNano(),
 		Deadline: time.Now().Add(time.Minute).UnixNano(), BodyType: bt, Body: body}
 	rand.Read(env.MessageId)
-	lp := func(b, v []byte) []byte { return append(binary.BigEndian.AppendUint64(b, uint64(len(v))), v...) }
-	var in []byte
-	in = lp(in, []byte("tchsm/v1/envelope"))
-	in = binary.BigEndian.AppendUint32(in, env.Version)
-	in = lp(in, []byte(env.ClusterId))
-	in = lp(in, []byte(env.Sender))
-	in = lp(in, env.MessageId)
-	in = binary.BigEndian.AppendUint64(in, uint64(env.IssuedAt))
-	in = binary.BigEndian.AppendUint64(in, uint64(env.Deadline))
-	in = binary.BigEndian.AppendUint32(in, uint32(env.BodyType))
-	in = lp(in, env.Body)
-	in = lp(in, env.InReplyTo)
-	env.Signature = ed25519.Sign(id.SignKey, in)
+	env.Signature = ed25519.Sign(id.SignKey, trust.EnvelopeSigningInput(env))
 	raw, _ := proto.Marshal(env)
 	return raw
 }

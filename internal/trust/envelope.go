@@ -126,7 +126,7 @@ func (s *Sealer) seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration
 		InReplyTo: inReplyTo,
 	}
 	rand.Read(env.MessageId)
-	env.Signature = ed25519.Sign(s.Identity.SignKey, envelopeSigningInput(env))
+	env.Signature = ed25519.Sign(s.Identity.SignKey, EnvelopeSigningInput(env))
 	out, err := proto.Marshal(env)
 	if err != nil {
 		return nil, fmt.Errorf("trust: seal: encoding envelope: %w", err)
@@ -134,8 +134,10 @@ func (s *Sealer) seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration
 	return out, nil
 }
 
-// envelopeSigningInput is the canonical encoding of every envelope field but the signature.
-func envelopeSigningInput(e *tchsmpb.Envelope) []byte {
+// EnvelopeSigningInput is the canonical encoding of every envelope field but the signature: the
+// bytes the sender's Ed25519 signature covers. Exported so that tests can build envelopes a
+// well-behaved sender would refuse to seal (node/nodetest.Forge) without copying the format.
+func EnvelopeSigningInput(e *tchsmpb.Envelope) []byte {
 	b := make([]byte, 0, 160+len(e.Body)+len(e.ClusterId)+len(e.Sender))
 	b = appendLPString(b, envelopeDomain)
 	b = binary.BigEndian.AppendUint32(b, e.Version)
@@ -257,7 +259,7 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %.64q", ErrUnknownSender, env.Sender)
 	}
-	if !ed25519.Verify(sender.SignPub, envelopeSigningInput(env), env.Signature) {
+	if !ed25519.Verify(sender.SignPub, EnvelopeSigningInput(env), env.Signature) {
 		return nil, fmt.Errorf("%w: from %s", ErrBadSignature, sender.ID)
 	}
 	if !Allowed(sender.Role, env.BodyType) {

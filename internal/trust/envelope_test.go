@@ -33,7 +33,7 @@ func rawEnvelope(t testing.TB, signer *Identity, mutate func(e *tchsmpb.Envelope
 	if mutate != nil {
 		mutate(e)
 	}
-	e.Signature = ed25519.Sign(signer.SignKey, envelopeSigningInput(e))
+	e.Signature = ed25519.Sign(signer.SignKey, EnvelopeSigningInput(e))
 	raw, err := proto.Marshal(e)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"strconv"
 	"strings"
@@ -31,29 +30,12 @@ func Forge(id *trust.Identity, clusterID string, bt tchsmpb.BodyType, body proto
 		MessageId: make([]byte, trust.MessageIDSize), IssuedAt: issued.UnixNano(), Deadline: issued.Add(ttl).UnixNano(),
 		BodyType: bt, Body: b}
 	rand.Read(env.MessageId)
-	env.Signature = ed25519.Sign(id.SignKey, signingInput(env))
+	env.Signature = ed25519.Sign(id.SignKey, trust.EnvelopeSigningInput(env))
 	out, err := proto.Marshal(env)
 	if err != nil {
 		panic(err)
 	}
 	return out
-}
-
-// signingInput mirrors internal/trust's envelope signing encoding (trust's own tests pin it).
-func signingInput(e *tchsmpb.Envelope) []byte {
-	lp := func(b, v []byte) []byte { return append(binary.BigEndian.AppendUint64(b, uint64(len(v))), v...) }
-	var b []byte
-	b = lp(b, []byte("tchsm/v1/envelope"))
-	b = binary.BigEndian.AppendUint32(b, e.Version)
-	b = lp(b, []byte(e.ClusterId))
-	b = lp(b, []byte(e.Sender))
-	b = lp(b, e.MessageId)
-	b = binary.BigEndian.AppendUint64(b, uint64(e.IssuedAt))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.Deadline))
-	b = binary.BigEndian.AppendUint32(b, uint32(e.BodyType))
-	b = lp(b, e.Body)
-	b = lp(b, e.InReplyTo)
-	return b
 }
 
 // Dealt is a key dealt by hand (ManualDeal): the public key, its signed record, and one sealed
