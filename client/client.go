@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -103,10 +104,14 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 	if id.Role != trust.RoleClient {
 		return nil, fmt.Errorf("%w: identity %s is a %s, not a client", ErrUnauthorized, id.ID, id.Role)
 	}
-	if mem, ok := m.Lookup(id.ID); !ok || mem.Role != trust.RoleClient {
+	mem, ok := m.Lookup(id.ID)
+	if !ok || mem.Role != trust.RoleClient {
 		return nil, fmt.Errorf("%w: client %s is not in the manifest", ErrUnauthorized, id.ID)
 	}
-	opener, err := trust.NewOpener(m)
+	if pub := id.Public(); !bytes.Equal(pub.SignPub, mem.SignPub) || !bytes.Equal(pub.EncPub, mem.EncPub) {
+		return nil, fmt.Errorf("%w: the keys of client %s differ from the manifest's", ErrUnauthorized, id.ID)
+	}
+	opener, err := trust.NewOpener(m, trust.WithIdentity(id))
 	if err != nil {
 		return nil, err
 	}
@@ -268,12 +273,8 @@ func (c *Client) call(ctx context.Context, node trust.Member, queue string, bt t
 	if ttl <= 0 {
 		return nil, context.DeadlineExceeded
 	}
-	raw, err := c.sealer.Seal(bt, body, ttl)
+	raw, msgID, err := c.sealer.SealTo(node, bt, body, ttl)
 	if err != nil {
-		return nil, err
-	}
-	var env tchsmpb.Envelope
-	if err := proto.Unmarshal(raw, &env); err != nil {
 		return nil, err
 	}
 	conn, err := c.getConn(ctx)
@@ -288,7 +289,7 @@ func (c *Client) call(ctx context.Context, node trust.Member, queue string, bt t
 	if err != nil {
 		return nil, fmt.Errorf("client: reply from %s rejected: %w", node.ID, err)
 	}
-	if op.Sender.ID != node.ID || string(op.InReplyTo) != string(env.MessageId) {
+	if op.Sender.ID != node.ID || string(op.InReplyTo) != string(msgID) {
 		return nil, fmt.Errorf("client: reply to another request, or from %s instead of %s", op.Sender.ID, node.ID)
 	}
 	if op.Type == tchsmpb.BodyType_BODY_TYPE_ERROR {

@@ -130,13 +130,13 @@ func New(cfg *config.Dealer, conn *transport.Conn, opts Options) (*Dealer, error
 	mem, ok := m.Lookup(id.ID)
 	pub := id.Public()
 	if !ok || mem.Role != trust.RoleDealer || id.Role != trust.RoleDealer ||
-		subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 {
+		subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 || subtle.ConstantTimeCompare(pub.EncPub, mem.EncPub) != 1 {
 		return nil, fmt.Errorf("%w: %s is not a dealer of cluster %s", ErrIdentity, id.ID, m.ClusterID)
 	}
 	d.m, d.id = m, id
 	d.log = d.log.With("dealer", id.ID)
 	d.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
-	if d.opener, err = trust.NewOpener(m); err != nil {
+	if d.opener, err = trust.NewOpener(m, trust.WithIdentity(id)); err != nil {
 		return nil, err
 	}
 	bits := cfg.PoolBits

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"net/http"
+	httppprof "net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -61,9 +62,17 @@ func newMetrics(extra prometheus.Registerer) *metrics {
 	return m
 }
 
-// metricsHandler serves /metrics and /healthz (200 while connected to the broker, 503 otherwise).
-func (n *node) metricsHandler() http.Handler {
+// metricsHandler serves /metrics and /healthz (200 while connected to the broker, 503 otherwise),
+// and with pprof Go's profiler under /debug/pprof/.
+func (n *node) metricsHandler(pprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

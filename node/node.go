@@ -161,7 +161,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 			return fmt.Errorf("node: metrics listener: %w", err)
 		}
 		metricsAddr = ln.Addr().String()
-		srv := &http.Server{Handler: n.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: n.metricsHandler(cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 	}
@@ -228,7 +228,7 @@ func (n *node) load() error {
 	if subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 || subtle.ConstantTimeCompare(pub.EncPub, mem.EncPub) != 1 {
 		return fmt.Errorf("%w: the keys of %s differ from the manifest's", ErrIdentity, id.ID)
 	}
-	opener, err := trust.NewOpener(m)
+	opener, err := trust.NewOpener(m, trust.WithIdentity(id))
 	if err != nil {
 		return err
 	}

@@ -215,6 +215,15 @@ func TestRejectedRequests(t *testing.T) {
 	if _, err := client.CallRaw(nodetest.Ctx(t, 5*time.Second), "node-1", q, replayed); err != nil {
 		t.Fatalf("first use of the replayed request: %v", err)
 	}
+	sealTo := func(s *trust.Sealer, node int) []byte {
+		raw, _, err := s.SealTo(c.Manifest.Nodes[node-1], tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, good, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	badMAC := sealTo(client.Sealer, 1)
+	badMAC[len(badMAC)-3] ^= 0x40 // inside the MAC, the envelope's last field
 	other, _ := trust.NewIdentity("client-1", trust.RoleClient) // same id, other key
 	nodeID := c.Identity("node-2")
 	dealerID := c.Identity("dealer")
@@ -226,6 +235,9 @@ func TestRejectedRequests(t *testing.T) {
 		{"empty", "malformed", nil},
 		{"forged signature", "bad envelope signature", forged},
 		{"impostor key", "bad envelope signature", seal(&trust.Sealer{Identity: other, ClusterID: c.Manifest.ClusterID})},
+		{"forged MAC", "bad envelope signature", badMAC},
+		{"MAC for node-2", "bad envelope signature", sealTo(client.Sealer, 2)},
+		{"impostor's MAC", "bad envelope signature", sealTo(&trust.Sealer{Identity: other, ClusterID: c.Manifest.ClusterID}, 1)},
 		{"replayed", "already seen", replayed},
 		{"expired", "validity window", nodetest.Forge(clientID, c.Manifest.ClusterID, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, good, time.Now().Add(-time.Minute), 30*time.Second)},
 		{"from the future", "validity window", nodetest.Forge(clientID, c.Manifest.ClusterID, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, good, time.Now().Add(time.Minute), 30*time.Second)},

@@ -2,7 +2,8 @@
 //
 // Every message that crosses the broker is an Envelope. Its body is one of the body messages
 // below, serialised on its own, named by body_type, and covered by the sender's Ed25519
-// signature. The signature is computed over a domain-separated, length-prefixed canonical
+// signature (or, between a client and the node it asks, by the pair's HMAC; see Envelope).
+// The signature is computed over a domain-separated, length-prefixed canonical
 // encoding of the envelope fields (see internal/trust), never over protobuf bytes, because
 // protobuf encoding is not canonical.
 //
@@ -194,17 +195,22 @@ func (Error_Code) EnumDescriptor() ([]byte, []int) {
 
 // Envelope wraps every message on the wire.
 type Envelope struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`                     // 1
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the manifest's cluster id
-	Sender        string                 `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"`                        // identity id of the sender, as in the manifest
-	MessageId     []byte                 `protobuf:"bytes,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"` // 16 random bytes, unique per message (replay protection)
-	IssuedAt      int64                  `protobuf:"varint,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`   // Unix nanoseconds, sender's clock
-	Deadline      int64                  `protobuf:"varint,6,opt,name=deadline,proto3" json:"deadline,omitempty"`                   // Unix nanoseconds; receivers drop the message after it
-	BodyType      BodyType               `protobuf:"varint,7,opt,name=body_type,json=bodyType,proto3,enum=tchsm.v1.BodyType" json:"body_type,omitempty"`
-	Body          []byte                 `protobuf:"bytes,8,opt,name=body,proto3" json:"body,omitempty"`                              // the serialised body message named by body_type
-	InReplyTo     []byte                 `protobuf:"bytes,9,opt,name=in_reply_to,json=inReplyTo,proto3" json:"in_reply_to,omitempty"` // message_id of the request this answers; empty for requests
-	Signature     []byte                 `protobuf:"bytes,10,opt,name=signature,proto3" json:"signature,omitempty"`                   // Ed25519 by sender over the canonical encoding of fields 1-9
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`                     // 1
+	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the manifest's cluster id
+	Sender    string                 `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"`                        // identity id of the sender, as in the manifest
+	MessageId []byte                 `protobuf:"bytes,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"` // 16 random bytes, unique per message (replay protection)
+	IssuedAt  int64                  `protobuf:"varint,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`   // Unix nanoseconds, sender's clock
+	Deadline  int64                  `protobuf:"varint,6,opt,name=deadline,proto3" json:"deadline,omitempty"`                   // Unix nanoseconds; receivers drop the message after it
+	BodyType  BodyType               `protobuf:"varint,7,opt,name=body_type,json=bodyType,proto3,enum=tchsm.v1.BodyType" json:"body_type,omitempty"`
+	Body      []byte                 `protobuf:"bytes,8,opt,name=body,proto3" json:"body,omitempty"`                              // the serialised body message named by body_type
+	InReplyTo []byte                 `protobuf:"bytes,9,opt,name=in_reply_to,json=inReplyTo,proto3" json:"in_reply_to,omitempty"` // message_id of the request this answers; empty for requests
+	Signature []byte                 `protobuf:"bytes,10,opt,name=signature,proto3" json:"signature,omitempty"`                   // Ed25519 by sender over the canonical encoding of fields 1-9
+	// A request to one member, and the answer to such a request, may instead carry an HMAC-SHA256
+	// under the key the two members share (X25519 of their manifest keys, then HKDF): recipient
+	// is that member's id, mac the tag over recipient and fields 1-9, and signature stays empty.
+	Recipient     string `protobuf:"bytes,11,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Mac           []byte `protobuf:"bytes,12,opt,name=mac,proto3" json:"mac,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +311,20 @@ func (x *Envelope) GetInReplyTo() []byte {
 func (x *Envelope) GetSignature() []byte {
 	if x != nil {
 		return x.Signature
+	}
+	return nil
+}
+
+func (x *Envelope) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *Envelope) GetMac() []byte {
+	if x != nil {
+		return x.Mac
 	}
 	return nil
 }
@@ -1539,7 +1559,7 @@ var File_tchsm_proto protoreflect.FileDescriptor
 
 const file_tchsm_proto_rawDesc = "" +
 	"\n" +
-	"\vtchsm.proto\x12\btchsm.v1\"\xb6\x02\n" +
+	"\vtchsm.proto\x12\btchsm.v1\"\xe6\x02\n" +
 	"\bEnvelope\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
@@ -1553,7 +1573,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x04body\x18\b \x01(\fR\x04body\x12\x1e\n" +
 	"\vin_reply_to\x18\t \x01(\fR\tinReplyTo\x12\x1c\n" +
 	"\tsignature\x18\n" +
-	" \x01(\fR\tsignature\"\xc3\x02\n" +
+	" \x01(\fR\tsignature\x12\x1c\n" +
+	"\trecipient\x18\v \x01(\tR\trecipient\x12\x10\n" +
+	"\x03mac\x18\f \x01(\fR\x03mac\"\xc3\x02\n" +
 	"\tKeyRecord\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
 	"\x05label\x18\x02 \x01(\tR\x05label\x12\x15\n" +

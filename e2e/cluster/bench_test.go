@@ -39,8 +39,8 @@ func shareTime(b *testing.B, bits int) time.Duration {
 	return time.Since(start) / time.Duration(n)
 }
 
-func benchCluster(b *testing.B, k, n, bits, workers int) (*testcluster.Cluster, *client.Client, client.KeyInfo) {
-	tc := testcluster.Start(b, testcluster.Options{K: k, N: n, Workers: workers})
+func benchCluster(b testing.TB, k, n, bits, workers int) (*testcluster.Cluster, *client.Client, client.KeyInfo) {
+	tc := testcluster.Start(b, testcluster.Options{K: k, N: n, Workers: workers, DealerPool: -1})
 	c := tc.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -107,6 +107,9 @@ type Node struct {
 	PassphraseFile string `json:"passphrase_file,omitempty"`
 	Workers        int    `json:"workers,omitempty"`      // signing goroutines; 0 means the number of CPUs
 	MetricsAddr    string `json:"metrics_addr,omitempty"` // Prometheus /metrics and /healthz; "" disables
+	// Pprof also serves Go's profiler (net/http/pprof) at /debug/pprof/ on metrics_addr. Profiles
+	// hold stack traces and sizes, not memory contents; keep metrics_addr off public networks.
+	Pprof bool `json:"pprof,omitempty"`
 	LogLevel       string `json:"log_level,omitempty"`    // debug, info (default), warn, error
 }
 
@@ -115,7 +118,8 @@ type Dealer struct {
 	AMQP     AMQP   `json:"amqp"`
 	Manifest string `json:"manifest"`
 	Identity string `json:"identity"`
-	// PrimePool is how many safe primes per key size to keep ready in memory (0: 2).
+	// PrimePool is how many safe primes per key size to keep ready in memory (0: 2; -1: no pool,
+	// so no safe-prime search runs in the background and every key is generated on the spot).
 	PrimePool int `json:"prime_pool,omitempty"`
 	// PoolBits lists the key sizes the pool serves (default [2048]).
 	PoolBits []int `json:"pool_bits,omitempty"`
@@ -246,8 +250,8 @@ func (c *Dealer) Validate() error {
 			return err
 		}
 	}
-	if c.PrimePool < 0 || c.PrimePool > 64 {
-		return fmt.Errorf("%w: prime_pool must be 0..64", ErrInvalid)
+	if c.PrimePool < -1 || c.PrimePool > 64 {
+		return fmt.Errorf("%w: prime_pool must be -1 (no pool) or 0..64", ErrInvalid)
 	}
 	for _, b := range c.PoolBits {
 		if b < 1024 || b > 8192 || b%2 != 0 {

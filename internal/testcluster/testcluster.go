@@ -31,6 +31,12 @@ type Options struct {
 	Workers int // signing goroutines per node; 0: 2
 	// LocalDealer makes the client deal keys in-process; otherwise a dealer process runs.
 	LocalDealer bool
+	// DealerPool is the dealer process's prime_pool setting: 0 keeps the default, -1 turns the
+	// pool off so no safe-prime search runs in the background (benchmarks: a pool refilling
+	// after a key generation takes both cores for seconds).
+	DealerPool int
+	// NodeConfig, when set, edits node i's configuration (1-based) before it starts.
+	NodeConfig func(i int, c *config.Node)
 	// TokenLabel and PIN fill the client config's pkcs11 section (defaults "tchsm", "1234").
 	TokenLabel, PIN string
 }
@@ -122,14 +128,27 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	c.Layout = l
 	c.ClientConfig = l.Clients[0]
-	for _, p := range l.Nodes {
+	for i, p := range l.Nodes {
 		var nc config.Node
 		if err := config.Load(p, &nc); err != nil {
 			t.Fatal(err)
 		}
 		raw := config.Node{AMQP: config.AMQP{URL: c.AMQPURL}, Manifest: nc.Manifest, Identity: nc.Identity,
 			Store: nc.Store, PassphraseFile: nc.PassphraseFile, Workers: o.Workers, LogLevel: "debug"}
+		if o.NodeConfig != nil {
+			o.NodeConfig(i+1, &raw)
+		}
 		if err := config.Save(p, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.DealerPool != 0 && !o.LocalDealer {
+		var dc config.Dealer
+		if err := config.Load(l.Dealer, &dc); err != nil {
+			t.Fatal(err)
+		}
+		dc.PrimePool = o.DealerPool
+		if err := config.Save(l.Dealer, dc, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@ package trust
 import (
 	"container/heap"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -64,50 +65,67 @@ func MaxTTLFor(bt tchsmpb.BodyType) time.Duration {
 // Seal wraps body (a body message of type bt) in an envelope from id, valid for ttl from now,
 // and returns its serialised bytes.
 func Seal(id *Identity, clusterID string, bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) ([]byte, error) {
-	s := Sealer{Identity: id, ClusterID: clusterID}
-	return s.seal(bt, body, ttl, nil)
+	s := &Sealer{Identity: id, ClusterID: clusterID}
+	return s.Seal(bt, body, ttl)
 }
 
-// Sealer seals envelopes for one identity in one cluster.
+// Sealer seals envelopes for one identity in one cluster. Use it through a pointer; it caches
+// the pair keys of SealTo.
 type Sealer struct {
 	Identity  *Identity
 	ClusterID string
 	Clock     func() time.Time // nil: time.Now
+
+	pairs pairCache
 }
 
-// Seal is like the package-level Seal.
+// Seal is like the package-level Seal: the envelope is signed, anyone can check it.
 func (s *Sealer) Seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) ([]byte, error) {
-	return s.seal(bt, body, ttl, nil)
+	out, _, err := s.seal(bt, body, ttl, nil, nil)
+	return out, err
+}
+
+// SealTo seals a request that only member to will open: it carries the MAC of the key the two
+// share instead of a signature (see mac.go), and only an Opener with to's identity accepts it.
+// It also returns the envelope's message id, which the answer's in_reply_to must carry.
+func (s *Sealer) SealTo(to Member, bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) (raw, messageID []byte, err error) {
+	return s.seal(bt, body, ttl, nil, &to)
 }
 
 // Reply seals an answer to req: the envelope's in_reply_to is req's message id, so the answer
-// cannot be passed off as the answer to another request.
+// cannot be passed off as the answer to another request. The answer to a request that came
+// with a MAC carries a MAC for its sender; the answer to a signed request is signed.
 func (s *Sealer) Reply(req *Opened, bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) ([]byte, error) {
 	if req == nil || len(req.MessageID) != MessageIDSize {
 		return nil, fmt.Errorf("trust: reply to an unopened request")
 	}
-	return s.seal(bt, body, ttl, req.MessageID)
+	var to *Member
+	if req.Recipient != "" {
+		to = &req.Sender
+	}
+	out, _, err := s.seal(bt, body, ttl, req.MessageID, to)
+	return out, err
 }
 
-func (s *Sealer) seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration, inReplyTo []byte) ([]byte, error) {
+func (s *Sealer) seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration, inReplyTo []byte, to *Member) ([]byte, []byte, error) {
 	if err := s.Identity.check(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !idPattern.MatchString(s.ClusterID) {
-		return nil, fmt.Errorf("trust: seal: bad cluster id %q", s.ClusterID)
+		return nil, nil, fmt.Errorf("trust: seal: bad cluster id %q", s.ClusterID)
 	}
 	if body == nil || tchsmpb.BodyTypeOf(body) != bt {
-		return nil, fmt.Errorf("trust: seal: body %T is not of type %v", body, bt)
+		return nil, nil, fmt.Errorf("trust: seal: body %T is not of type %v", body, bt)
 	}
 	if !Allowed(s.Identity.Role, bt) {
-		return nil, fmt.Errorf("%w: %s may not send %v", ErrUnauthorized, s.Identity.Role, bt)
+		return nil, nil, fmt.Errorf("%w: %s may not send %v", ErrUnauthorized, s.Identity.Role, bt)
 	}
 	if ttl <= 0 {
-		return nil, fmt.Errorf("trust: seal: ttl %v must be positive", ttl)
+		return nil, nil, fmt.Errorf("trust: seal: ttl %v must be positive", ttl)
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("trust: seal: encoding body: %w", err)
+		return nil, nil, fmt.Errorf("trust: seal: encoding body: %w", err)
 	}
 	now := time.Now
 	if s.Clock != nil {
@@ -126,12 +144,21 @@ func (s *Sealer) seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration
 		InReplyTo: inReplyTo,
 	}
 	rand.Read(env.MessageId)
-	env.Signature = ed25519.Sign(s.Identity.SignKey, EnvelopeSigningInput(env))
+	if to != nil {
+		key, err := s.pairs.key(s.Identity, *to, s.ClusterID)
+		if err != nil {
+			return nil, nil, err
+		}
+		env.Recipient = to.ID
+		env.Mac = envelopeMAC(key, env)
+	} else {
+		env.Signature = ed25519.Sign(s.Identity.SignKey, EnvelopeSigningInput(env))
+	}
 	out, err := proto.Marshal(env)
 	if err != nil {
-		return nil, fmt.Errorf("trust: seal: encoding envelope: %w", err)
+		return nil, nil, fmt.Errorf("trust: seal: encoding envelope: %w", err)
 	}
-	return out, nil
+	return out, env.MessageId, nil
 }
 
 // EnvelopeSigningInput is the canonical encoding of every envelope field but the signature: the
@@ -160,6 +187,9 @@ type Opened struct {
 	Message   proto.Message // Body decoded into the message type named by Type
 	MessageID []byte
 	InReplyTo []byte // the request's message id for answers; nil for requests
+	// Recipient is the Opener's own id when the envelope came with a pair MAC (SealTo, or the
+	// answer to it); "" when it was signed.
+	Recipient string
 	IssuedAt  time.Time
 	Deadline  time.Time
 }
@@ -174,6 +204,8 @@ type Opener struct {
 	maxTTL   map[tchsmpb.BodyType]time.Duration
 	maxSize  int
 	replay   replayCache
+	self     *Identity // nil: envelopes with a MAC are refused
+	pairs    pairCache
 }
 
 // OpenerOption configures an Opener.
@@ -192,6 +224,10 @@ func WithMaxTTL(bt tchsmpb.BodyType, d time.Duration) OpenerOption {
 
 // WithMaxSize sets the largest raw envelope accepted (default DefaultMaxSize).
 func WithMaxSize(n int) OpenerOption { return func(o *Opener) { o.maxSize = n } }
+
+// WithIdentity lets the Opener accept envelopes addressed to id with a pair MAC (SealTo and
+// answers to it). Without it only signed envelopes open.
+func WithIdentity(id *Identity) OpenerOption { return func(o *Opener) { o.self = id } }
 
 // WithMaxReplayEntries bounds the replay cache (default DefaultMaxReplayKeys).
 func WithMaxReplayEntries(n int) OpenerOption { return func(o *Opener) { o.replay.max = n } }
@@ -248,7 +284,9 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 	if env.Version != EnvelopeVersion {
 		return nil, fmt.Errorf("%w: version %d", ErrMalformed, env.Version)
 	}
-	if len(env.MessageId) != MessageIDSize || len(env.Signature) != ed25519.SignatureSize ||
+	signed := len(env.Signature) == ed25519.SignatureSize && env.Recipient == "" && len(env.Mac) == 0
+	maced := len(env.Signature) == 0 && env.Recipient != "" && len(env.Mac) == macSize
+	if len(env.MessageId) != MessageIDSize || !(signed || maced) ||
 		(len(env.InReplyTo) != 0 && len(env.InReplyTo) != MessageIDSize) {
 		return nil, fmt.Errorf("%w: field lengths", ErrMalformed)
 	}
@@ -259,8 +297,13 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %.64q", ErrUnknownSender, env.Sender)
 	}
-	if !ed25519.Verify(sender.SignPub, EnvelopeSigningInput(env), env.Signature) {
+	if signed && !ed25519.Verify(sender.SignPub, EnvelopeSigningInput(env), env.Signature) {
 		return nil, fmt.Errorf("%w: from %s", ErrBadSignature, sender.ID)
+	}
+	if maced {
+		if err := o.checkMAC(sender, env); err != nil {
+			return nil, err
+		}
 	}
 	if !Allowed(sender.Role, env.BodyType) {
 		return nil, fmt.Errorf("%w: %s %s sent %v", ErrUnauthorized, sender.Role, sender.ID, env.BodyType)
@@ -294,9 +337,29 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 		Message:   msg,
 		MessageID: env.MessageId,
 		InReplyTo: env.InReplyTo,
+		Recipient: env.Recipient,
 		IssuedAt:  time.Unix(0, env.IssuedAt),
 		Deadline:  time.Unix(0, env.Deadline),
 	}, nil
+}
+
+// checkMAC verifies a pair MAC: addressed to this Opener's identity, under the key it shares
+// with sender.
+func (o *Opener) checkMAC(sender Member, env *tchsmpb.Envelope) error {
+	if o.self == nil {
+		return fmt.Errorf("%w: from %s: MAC-authenticated envelopes are not accepted here", ErrBadSignature, sender.ID)
+	}
+	if env.Recipient != o.self.ID {
+		return fmt.Errorf("%w: from %s: addressed to %.64q", ErrBadSignature, sender.ID, env.Recipient)
+	}
+	key, err := o.pairs.key(o.self, sender, o.manifest.ClusterID)
+	if err != nil {
+		return fmt.Errorf("%w: from %s: %v", ErrBadSignature, sender.ID, err)
+	}
+	if !hmac.Equal(envelopeMAC(key, env), env.Mac) {
+		return fmt.Errorf("%w: from %s: bad MAC", ErrBadSignature, sender.ID)
+	}
+	return nil
 }
 
 // Unmarshal decodes the body into m, which must be of the opened type.

@@ -74,12 +74,16 @@ func FuzzOpen(f *testing.F) {
 		}
 		f.Add(raw)
 		f.Add(raw[:len(raw)/2])
+		// The same body with a pair MAC for node1 (the opener below is node1's).
+		if raw, _, err = c.sealer(s.from).SealTo(c.m.Nodes[0], tchsmpb.BodyTypeOf(s.msg), s.msg, time.Minute); err == nil {
+			f.Add(raw)
+		}
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0x08, 0x01})
 	sentinels := []error{ErrMalformed, ErrWrongCluster, ErrUnknownSender, ErrBadSignature, ErrUnauthorized, ErrExpired, ErrReplay}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		o := c.opener(t)
+		o := c.opener(t, WithIdentity(c.nodes[0]))
 		op, err := o.Open(raw)
 		if err != nil {
 			for _, s := range sentinels {
