@@ -190,7 +190,8 @@ func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare,
 	if err != nil {
 		return nil, nil, fail(tchsmpb.Error_BAD_REQUEST, k.ID, "payload: %v", err)
 	}
-	ss, err := threshold.SignShare(k.Public, k.Share, em)
+	var ss *threshold.SigShare
+	asBatch(func() { ss, err = threshold.SignShare(k.Public, k.Share, em) })
 	if err != nil {
 		return nil, nil, fail(tchsmpb.Error_INTERNAL, k.ID, "signing failed")
 	}
@@ -201,7 +202,9 @@ func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare,
 }
 
 func (n *node) proof(k *store.Key, em []byte, ss *threshold.SigShare) (*tchsmpb.ShareProof, *reqError) {
-	p, err := threshold.Prove(rand.Reader, k.Public, k.Share, em, ss)
+	var p *threshold.Proof
+	var err error
+	asBatch(func() { p, err = threshold.Prove(rand.Reader, k.Public, k.Share, em, ss) })
 	if err != nil {
 		return nil, fail(tchsmpb.Error_INTERNAL, k.ID, "proof failed")
 	}
