@@ -190,8 +190,7 @@ func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare,
 	if err != nil {
 		return nil, nil, fail(tchsmpb.Error_BAD_REQUEST, k.ID, "payload: %v", err)
 	}
-	var ss *threshold.SigShare
-	asBatch(func() { ss, err = threshold.SignShare(k.Public, k.Share, em) })
+	ss, err := threshold.SignShare(k.Public, k.Share, em)
 	if err != nil {
 		return nil, nil, fail(tchsmpb.Error_INTERNAL, k.ID, "signing failed")
 	}
@@ -202,9 +201,7 @@ func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare,
 }
 
 func (n *node) proof(k *store.Key, em []byte, ss *threshold.SigShare) (*tchsmpb.ShareProof, *reqError) {
-	var p *threshold.Proof
-	var err error
-	asBatch(func() { p, err = threshold.Prove(rand.Reader, k.Public, k.Share, em, ss) })
+	p, err := threshold.Prove(rand.Reader, k.Public, k.Share, em, ss)
 	if err != nil {
 		return nil, fail(tchsmpb.Error_INTERNAL, k.ID, "proof failed")
 	}

@@ -76,22 +76,23 @@ func benchCluster(b testing.TB, k, n, bits, workers int) (*testcluster.Cluster, 
 
 // BenchmarkClusterThroughput_2048_3of5 signs from many goroutines against five node processes
 // on this machine and reports sig/s, the threshold limit C·r/k and the ratio (goal: >= 0.80).
-// It alternates windows: r alone (cluster idle), then the cluster under load, five times, and
-// reports the medians; each ratio uses the r measured just before it.
+// The host's speed drifts by a third within seconds on the reference VM, so it alternates short
+// windows, r alone (cluster idle) then the cluster under load, twelve times, and pools them: the
+// ratio is the cluster's mean rate over the limit from the mean share time.
 func BenchmarkClusterThroughput_2048_3of5(b *testing.B) {
-	const k, n, bits, windows = 3, 5, 2048, 5
+	const k, n, bits, windows = 3, 5, 2048, 12
 	st := newShareTimer(b, bits)
 	_, c, key := benchCluster(b, k, n, bits, 2)
 	conc := 4 * runtime.NumCPU()
-	var rates, limits, ratios []float64
-	var shares []time.Duration
+	var shareSum, busy time.Duration
+	var sigs int64
+	var ratios []float64
 	b.ResetTimer()
 	for range windows {
-		share := st.measure(b, time.Second)
-		limit := float64(runtime.NumCPU()) / share.Seconds() / k
+		share := st.measure(b, 400*time.Millisecond)
 		var done atomic.Int64
 		var wg sync.WaitGroup
-		stop := time.Now().Add(3 * time.Second)
+		stop := time.Now().Add(1500 * time.Millisecond)
 		start := time.Now()
 		for w := 0; w < conc; w++ {
 			wg.Add(1)
@@ -107,14 +108,22 @@ func BenchmarkClusterThroughput_2048_3of5(b *testing.B) {
 			}()
 		}
 		wg.Wait()
-		rate := float64(done.Load()) / time.Since(start).Seconds()
-		b.Logf("window: share %v, limit %.1f sig/s, cluster %.1f sig/s, ratio %.3f", share.Round(time.Microsecond), limit, rate, rate/limit)
-		shares, limits, rates, ratios = append(shares, share), append(limits, limit), append(rates, rate), append(ratios, rate/limit)
+		el := time.Since(start)
+		shareSum += share
+		busy += el
+		sigs += done.Load()
+		ratios = append(ratios, float64(done.Load())/el.Seconds()/(float64(runtime.NumCPU())/share.Seconds()/k))
 	}
-	b.ReportMetric(median(rates), "sig/s")
-	b.ReportMetric(median(limits), "limit-sig/s")
-	b.ReportMetric(median(ratios), "ratio")
-	b.ReportMetric(float64(median(shares).Microseconds()), "share-µs")
+	share := shareSum / windows
+	rate := float64(sigs) / busy.Seconds()
+	limit := float64(runtime.NumCPU()) / share.Seconds() / k
+	slices.Sort(ratios)
+	b.Logf("share %v, limit %.1f sig/s, cluster %.1f sig/s, ratio %.3f; window ratios %.2f..%.2f",
+		share.Round(time.Microsecond), limit, rate, rate/limit, ratios[0], ratios[len(ratios)-1])
+	b.ReportMetric(rate, "sig/s")
+	b.ReportMetric(limit, "limit-sig/s")
+	b.ReportMetric(rate/limit, "ratio")
+	b.ReportMetric(float64(share.Microseconds()), "share-µs")
 }
 
 // BenchmarkClusterLatency_2048_3of5 measures one signature at a time on an idle cluster

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -347,6 +348,21 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 		if tr.Skipped != "" {
 			res.Warnings = append(res.Warnings, name+" skipped: "+tr.Skipped)
 			bar.Logf("%s: skipped: %s", name, tr.Skipped)
+		}
+	}
+	if res.Limit != nil && ctx.Err() == nil {
+		// r again, after the load: a drifting host makes the ratio to the limit meaningless.
+		lr, err := limit.Measure(ctx, limit.Config{Bits: o.Bits, K: o.K, N: o.N, Cores: o.Cores, Duration: o.ShareTime,
+			Reps: o.Reps, Tolerance: o.Tolerance})
+		if err == nil {
+			res.Limit.ShareRateAfter = lr.ShareRate
+			res.Limit.Drift = math.Abs(lr.ShareRate-res.Limit.ShareRate) / res.Limit.ShareRate
+			bar.Done(fmt.Sprintf("threshold limit: r after the targets %.0f/s/core (before %.0f, drift %.0f%%)",
+				lr.ShareRate, res.Limit.ShareRate, 100*res.Limit.Drift))
+			if res.Limit.Drift > o.Tolerance {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("threshold limit: r drifted %.0f%% during the run (%.0f/s before, %.0f/s after): the host's speed changed; ratios to the limit are uncertain by as much",
+					100*res.Limit.Drift, res.Limit.ShareRate, lr.ShareRate))
+			}
 		}
 	}
 	if o.Scaling && ctx.Err() == nil {

@@ -96,6 +96,13 @@ func (r *Results) Markdown(plots []string) string {
 			}
 			w(".")
 		}
+		if l.ShareRateAfter > 0 {
+			w(" Measured again after the targets ran, r was %.0f/s (%.0f%% drift", l.ShareRateAfter, 100*l.Drift)
+			if l.Drift > 0.10 {
+				w(" ⚠: the host's speed changed during the run, and the ratio to the limit is uncertain by as much")
+			}
+			w(").")
+		}
 		w(" (If every one of the n = %d nodes computed a share for every request, the bound would be C·r/n = %.0f sig/s.) Combining k shares on the client (with the final verification) took %.2f ms.", l.N, l.LimitAllNodes, l.CombineMS)
 		if l.ClusterP50C1 > 0 {
 			w(" At concurrency 1 the cluster's median latency is %.2f ms: one share (%.2f ms wall clock) plus %.2f ms of messaging, envelopes and combination.", l.ClusterP50C1, l.WallShareMS, l.OverheadMS)

@@ -92,6 +92,10 @@ type Threshold struct {
 	ClusterP50C1 float64      `json:"cluster_p50_c1_ms,omitempty"`
 	OverheadMS   float64      `json:"cluster_overhead_c1_ms,omitempty"`
 	Model        []ModelPoint `json:"separate_servers_model"`
+	// ShareRateAfter is r measured again after the targets ran: the host's speed can drift
+	// (by a third within minutes on shared VMs), and a ratio is only as good as its r.
+	ShareRateAfter float64 `json:"share_rate_after,omitempty"`
+	Drift          float64 `json:"share_rate_drift,omitempty"` // |after - before| / before
 }
 
 // ModelPoint is the separate-servers model: Servers servers of Cores cores each.
