@@ -223,7 +223,7 @@ func TestRejectedRequests(t *testing.T) {
 		return raw
 	}
 	badMAC := sealTo(client.Sealer, 1)
-	badMAC[len(badMAC)-3] ^= 0x40 // inside the MAC, the envelope's last field
+	badMAC[len(badMAC)-3] ^= 0x40                               // inside the MAC, the envelope's last field
 	other, _ := trust.NewIdentity("client-1", trust.RoleClient) // same id, other key
 	nodeID := c.Identity("node-2")
 	dealerID := c.Identity("dealer")

@@ -109,8 +109,8 @@ type Node struct {
 	MetricsAddr    string `json:"metrics_addr,omitempty"` // Prometheus /metrics and /healthz; "" disables
 	// Pprof also serves Go's profiler (net/http/pprof) at /debug/pprof/ on metrics_addr. Profiles
 	// hold stack traces and sizes, not memory contents; keep metrics_addr off public networks.
-	Pprof bool `json:"pprof,omitempty"`
-	LogLevel       string `json:"log_level,omitempty"`    // debug, info (default), warn, error
+	Pprof    bool   `json:"pprof,omitempty"`
+	LogLevel string `json:"log_level,omitempty"` // debug, info (default), warn, error
 }
 
 // Dealer is the dealer's configuration (`tchsm dealer --config FILE`, or used in-process).
