@@ -57,11 +57,16 @@ func hasKey(client *nodetest.Peer, t testing.TB, i int, keyID string) error {
 func TestDealSignCombine(t *testing.T) {
 	c := nodetest.New(t, nodetest.Options{K: 3, N: 5})
 	c.Nodes[0].MetricsAddr = "127.0.0.1:0"
-	var metricsAddr string
+	var metricsAddr, metricsAddr2 string
+	c.Nodes[0].Pprof = true // node 1 serves the profiler, node 2 does not
+	c.Nodes[1].MetricsAddr = "127.0.0.1:0"
 	for i := 1; i <= 5; i++ {
 		r := c.StartNode(i, node.Options{})
-		if i == 1 {
+		switch i {
+		case 1:
 			metricsAddr = r.MetricsAddr
+		case 2:
+			metricsAddr2 = r.MetricsAddr
 		}
 	}
 	d := c.Dealer(dealer.Options{})
@@ -107,6 +112,25 @@ func TestDealSignCombine(t *testing.T) {
 	if hz := httpGet(t, "http://"+metricsAddr+"/healthz"); !strings.HasPrefix(hz, "ok node-1 keys=1") {
 		t.Errorf("healthz: %q", hz)
 	}
+	if code := httpStatus(t, "http://"+metricsAddr+"/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("pprof on: /debug/pprof/cmdline answered %d", code)
+	}
+	if metricsAddr2 == "" {
+		t.Fatal("node 2 has no metrics listener")
+	}
+	if code := httpStatus(t, "http://"+metricsAddr2+"/debug/pprof/cmdline"); code != http.StatusNotFound {
+		t.Errorf("pprof off: /debug/pprof/cmdline answered %d", code)
+	}
+}
+
+func httpStatus(t testing.TB, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func httpGet(t testing.TB, url string) string {
