@@ -35,14 +35,19 @@ const (
 // manifest: only members have keys.
 type pairCache struct{ m sync.Map }
 
+// pairID names a pair key by everything it is derived from but the private key, which belongs
+// to the identity self.ID holds.
 type pairID struct {
-	self, peer string
-	peerPub    string
+	cluster, self, selfPub, peer, peerPub string
 }
 
 // key returns the MAC key between self and peer in clusterID.
 func (c *pairCache) key(self *Identity, peer Member, clusterID string) ([]byte, error) {
-	id := pairID{self: self.ID, peer: peer.ID, peerPub: string(peer.EncPub)}
+	if self == nil || self.EncKey == nil {
+		return nil, fmt.Errorf("%w: no X25519 key for a pair key", ErrInvalidIdentity)
+	}
+	id := pairID{cluster: clusterID, self: self.ID, selfPub: string(self.EncKey.PublicKey().Bytes()),
+		peer: peer.ID, peerPub: string(peer.EncPub)}
 	if k, ok := c.m.Load(id); ok {
 		return k.([]byte), nil
 	}
