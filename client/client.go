@@ -57,6 +57,8 @@ type Client struct {
 	stopDial  context.CancelFunc
 	closed    bool
 
+	batchers map[string]*batcher // by node id; set up in New, read-only afterwards
+
 	mu        sync.Mutex
 	keys      map[string]*key
 	nodes     map[string]*nodeState
@@ -93,6 +95,9 @@ func Open(ctx context.Context, path string) (*Client, error) {
 // New connects a client with cfg. The broker may be down: the connection is then made in the
 // background and calls fail with ErrUnavailable until it is up.
 func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	m, err := trust.LoadManifest(cfg.Manifest)
 	if err != nil {
 		return nil, err
@@ -125,8 +130,10 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 			return nil, err
 		}
 	}
+	c.batchers = map[string]*batcher{}
 	for _, n := range m.Nodes {
 		c.nodes[n.ID] = &nodeState{member: n}
+		c.batchers[n.ID] = newBatcher(c, n)
 	}
 	tc, err := cfg.AMQP.Transport(m.ClusterID, "tchsm-client-"+id.ID)
 	if err != nil {

@@ -89,7 +89,7 @@ func (s *signing) launch(ctx context.Context) bool {
 	go func() {
 		defer done()
 		t0 := time.Now()
-		share, err := s.c.askShare(ctx, n, s.k.info.ID, s.payload, s.k.pk)
+		share, err := s.c.batchers[n.ID].ask(ctx, s.k.info.ID, s.payload, s.k.pk)
 		s.replies <- shareReply{node: n, share: share, took: time.Since(t0), err: err}
 	}()
 	return true
@@ -292,14 +292,10 @@ func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, pay
 		return nil, err
 	}
 	ss, ok := op.Message.(*tchsmpb.SignatureShare)
-	if !ok || ss.GetKeyId() != keyID || int(ss.GetIndex()) != n.Index {
+	if !ok {
 		return nil, fmt.Errorf("%w: node %s sent a malformed signature share", threshold.ErrBadShare, n.ID)
 	}
-	x := new(big.Int).SetBytes(ss.GetX())
-	if x.Sign() <= 0 || x.Cmp(pk.N) >= 0 {
-		return nil, fmt.Errorf("%w: node %s sent a share out of range", threshold.ErrBadShare, n.ID)
-	}
-	return &threshold.SigShare{Index: n.Index, X: x}, nil
+	return checkShare(n, keyID, pk, ss)
 }
 
 type provenShare struct {

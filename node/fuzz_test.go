@@ -39,7 +39,7 @@ func newFuzzNode(tb testing.TB) *fuzzNode {
 	if err := config.Load(l.Nodes[0], &cfg); err != nil {
 		tb.Fatal(err)
 	}
-	n := &node{cfg: &cfg, log: slog.New(slog.DiscardHandler), started: time.Now()}
+	n := &node{cfg: &cfg, log: slog.New(slog.DiscardHandler), started: time.Now(), exps: make(chan struct{}, 2)}
 	if err := n.load(); err != nil {
 		tb.Fatal(err)
 	}
@@ -116,17 +116,20 @@ func marshal(m proto.Message) []byte {
 }
 
 // FuzzHandlers feeds authentic envelopes with arbitrary bodies of every type, from every role,
-// to both handlers: no panic (the handlers' last-resort recover would turn one into an INTERNAL
-// error, which the fuzz target refuses), and every rpc answer is a sealed reply.
+// to both handlers: no panic (the handlers' last-resort recovers would turn one into an INTERNAL
+// error, alone or in a batch's answer, which the fuzz target refuses), and every rpc answer is a
+// sealed reply.
 func FuzzHandlers(f *testing.F) {
 	fn := newFuzzNode(f)
-	for bt := range int32(16) {
+	for bt := range int32(len(tchsmpb.BodyType_name) + 1) {
 		for who := range byte(3) {
 			f.Add(who, bt, []byte{})
 		}
 	}
 	f.Add(byte(0), int32(5), marshal(&tchsmpb.SignRequest{KeyId: fn.keyID, Payload: []byte("x"), WantProof: true}))
 	f.Add(byte(0), int32(5), marshal(&tchsmpb.SignRequest{KeyId: fn.keyID, Payload: make([]byte, 117)}))
+	f.Add(byte(0), int32(tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH), marshal(&tchsmpb.SignBatch{Requests: []*tchsmpb.SignRequest{
+		{KeyId: fn.keyID, Payload: []byte("x")}, {KeyId: "nope", Payload: []byte("y")}, {KeyId: fn.keyID, Payload: make([]byte, 200), WantProof: true}}}))
 	f.Add(byte(0), int32(7), marshal(&tchsmpb.ProofRequest{KeyId: fn.keyID, Payload: nil, Indices: []uint32{0, 1, 99}}))
 	f.Add(byte(1), int32(1), marshal(&tchsmpb.KeyShareDelivery{Recipient: "node-1", Enc: []byte{1}, Ciphertext: []byte{2},
 		SignedRecord: &tchsmpb.SignedKeyRecord{Record: []byte{1, 2, 3}, Dealer: "dealer", Signature: make([]byte, 64)}}))
@@ -143,6 +146,13 @@ func FuzzHandlers(f *testing.F) {
 			}
 			if e, ok := op.Message.(*tchsmpb.Error); ok && e.Code == tchsmpb.Error_INTERNAL {
 				t.Fatalf("internal error for type %d: %s", bt, e.Message)
+			}
+			if b, ok := op.Message.(*tchsmpb.SignBatchResult); ok {
+				for _, item := range b.Results {
+					if item.GetError().GetCode() == tchsmpb.Error_INTERNAL {
+						t.Fatalf("internal error in a batch: %s", item.GetError().GetMessage())
+					}
+				}
 			}
 		}
 		if cerr := fn.n.handleControl(ctx, raw); cerr != nil && strings.Contains(cerr.Error(), "internal error") {

@@ -27,7 +27,7 @@ func newMetrics(extra prometheus.Registerer) *metrics {
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tchsm_node_requests_total",
-			Help: "RPC requests by body type and result (ok, an Error code, or rejected when the envelope did not open).",
+			Help: "RPC requests by body type and result (ok, an Error code, or rejected when the envelope did not open). Each request of a sign_batch also counts as a sign_request.",
 		}, []string{"type", "result"}),
 		control: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tchsm_node_control_messages_total",

@@ -15,7 +15,8 @@
 //     without the replay cache: a delivery requeued after a transient store failure must be
 //     accepted the second time.
 //   - its rpc queue, with cfg.WorkerCount() workers: SignRequest (-> SignatureShare),
-//     ProofRequest (-> Proof), ListKeys (-> KeyList), HealthRequest (-> Health), DeleteKey
+//     SignBatch (-> SignBatchResult: up to 64 SignRequests, computed in parallel, each answered
+//     with a share or an Error), ProofRequest (-> Proof), ListKeys (-> KeyList), HealthRequest (-> Health), DeleteKey
 //     (-> DeleteKeyAck). Every answer is an envelope sealed by the node whose in_reply_to is the
 //     request's message id. A request that opened (authentic, authorised, fresh) but cannot be
 //     served is answered with a sealed Error (UNKNOWN_KEY, BAD_REQUEST, UNAUTHORIZED, EXPIRED,
@@ -108,6 +109,9 @@ type node struct {
 	started time.Time
 
 	inFlight atomic.Int64
+	// exps bounds the exponentiations running at once to the worker count: a SignBatch's
+	// requests are computed in parallel, next to the other workers' requests.
+	exps chan struct{}
 }
 
 // Run runs a signing node until ctx ends (it then returns nil after a graceful shutdown) or it
@@ -117,7 +121,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	n := &node{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now()}
+	n := &node{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), exps: make(chan struct{}, cfg.WorkerCount())}
 	if n.log == nil {
 		var lvl slog.Level
 		if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil && cfg.LogLevel != "" {

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
@@ -87,16 +90,7 @@ func (n *node) handleRPC(ctx context.Context, d transport.Delivery) (reply []byt
 	}()
 	body, rerr := n.dispatch(ctx, op)
 	if rerr != nil {
-		result := strings.ToLower(rerr.code.String())
-		n.metrics.requests.WithLabelValues(typ, result).Inc()
-		if rerr.keyID != "" {
-			n.metrics.keyErrors.WithLabelValues(n.keyLabel(rerr.keyID), result).Inc()
-		}
-		lvl := n.log.Debug
-		if rerr.code == tchsmpb.Error_INTERNAL {
-			lvl = n.log.Error
-		}
-		lvl("request failed", "sender", op.Sender.ID, "type", typ, "code", rerr.code.String(), "key", rerr.keyID, "reason", rerr.msg)
+		n.countFailure(op, typ, rerr)
 		return n.sealError(op, rerr)
 	}
 	n.metrics.requests.WithLabelValues(typ, "ok").Inc()
@@ -106,6 +100,20 @@ func (n *node) handleRPC(ctx context.Context, d transport.Delivery) (reply []byt
 		return nil, fmt.Errorf("node: internal error")
 	}
 	return out, nil
+}
+
+// countFailure counts and logs a request that was answered with an Error.
+func (n *node) countFailure(op *trust.Opened, typ string, rerr *reqError) {
+	result := strings.ToLower(rerr.code.String())
+	n.metrics.requests.WithLabelValues(typ, result).Inc()
+	if rerr.keyID != "" {
+		n.metrics.keyErrors.WithLabelValues(n.keyLabel(rerr.keyID), result).Inc()
+	}
+	lvl := n.log.Debug
+	if rerr.code == tchsmpb.Error_INTERNAL {
+		lvl = n.log.Error
+	}
+	lvl("request failed", "sender", op.Sender.ID, "type", typ, "code", rerr.code.String(), "key", rerr.keyID, "reason", rerr.msg)
 }
 
 // keyLabel keeps the metrics' key label bounded: only keys the node holds get their own label.
@@ -137,6 +145,8 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 	switch m := op.Message.(type) {
 	case *tchsmpb.SignRequest:
 		return n.sign(ctx, op, m)
+	case *tchsmpb.SignBatch:
+		return n.signBatch(ctx, op, m)
 	case *tchsmpb.ProofRequest:
 		return n.prove(ctx, op, m)
 	case *tchsmpb.ListKeys:
@@ -190,7 +200,9 @@ func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare,
 	if err != nil {
 		return nil, nil, fail(tchsmpb.Error_BAD_REQUEST, k.ID, "payload: %v", err)
 	}
+	n.exps <- struct{}{}
 	ss, err := threshold.SignShare(k.Public, k.Share, em)
+	<-n.exps
 	if err != nil {
 		return nil, nil, fail(tchsmpb.Error_INTERNAL, k.ID, "signing failed")
 	}
@@ -229,6 +241,55 @@ func (n *node) sign(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequ
 		return nil, fail(tchsmpb.Error_EXPIRED, k.ID, "deadline passed while signing")
 	}
 	return out, nil
+}
+
+// MaxBatch is the largest SignBatch a node serves.
+const MaxBatch = config.MaxBatch
+
+// signBatch serves the requests of a batch in parallel (the exps semaphore bounds the node's
+// exponentiations) and answers each with a share or an Error, in order. Each request counts in
+// the metrics as a sign_request of its own.
+func (n *node) signBatch(ctx context.Context, op *trust.Opened, b *tchsmpb.SignBatch) (proto.Message, *reqError) {
+	reqs := b.GetRequests()
+	if len(reqs) == 0 || len(reqs) > MaxBatch {
+		return nil, fail(tchsmpb.Error_BAD_REQUEST, "", "a batch holds 1 to %d requests, not %d", MaxBatch, len(reqs))
+	}
+	out := &tchsmpb.SignBatchResult{Results: make([]*tchsmpb.SignBatchItem, len(reqs))}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(reqs), cap(n.exps)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(reqs); i = int(next.Add(1)) - 1 {
+				out.Results[i] = n.batchItem(ctx, op, reqs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (n *node) batchItem(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequest) (item *tchsmpb.SignBatchItem) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("panic while serving a batched request", "sender", op.Sender.ID,
+				"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+			n.metrics.requests.WithLabelValues("sign_request", "internal").Inc()
+			item = &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: &tchsmpb.Error{Code: tchsmpb.Error_INTERNAL, Message: "internal error"}}}
+		}
+	}()
+	var body proto.Message
+	rerr := fail(tchsmpb.Error_EXPIRED, req.GetKeyId(), "deadline passed before the request was served")
+	if ctx.Err() == nil {
+		body, rerr = n.sign(ctx, op, req)
+	}
+	if rerr != nil {
+		n.countFailure(op, "sign_request", rerr)
+		return &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: &tchsmpb.Error{Code: rerr.code, Message: rerr.msg, KeyId: rerr.keyID}}}
+	}
+	n.metrics.requests.WithLabelValues("sign_request", "ok").Inc()
+	return &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Share{Share: body.(*tchsmpb.SignatureShare)}}
 }
 
 func (n *node) prove(ctx context.Context, op *trust.Opened, req *tchsmpb.ProofRequest) (proto.Message, *reqError) {

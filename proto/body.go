@@ -44,6 +44,10 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(GenerateKeyRequest), nil
 	case BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE:
 		return new(GenerateKeyResponse), nil
+	case BodyType_BODY_TYPE_SIGN_BATCH:
+		return new(SignBatch), nil
+	case BodyType_BODY_TYPE_SIGN_BATCH_RESULT:
+		return new(SignBatchResult), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -83,6 +87,10 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_GENERATE_KEY_REQUEST
 	case *GenerateKeyResponse:
 		return BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE
+	case *SignBatch:
+		return BodyType_BODY_TYPE_SIGN_BATCH
+	case *SignBatchResult:
+		return BodyType_BODY_TYPE_SIGN_BATCH_RESULT
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

@@ -57,6 +57,8 @@ const (
 	BodyType_BODY_TYPE_ERROR                 BodyType = 13 // Error, node or dealer -> requester
 	BodyType_BODY_TYPE_GENERATE_KEY_REQUEST  BodyType = 14 // GenerateKeyRequest, client -> dealer
 	BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE BodyType = 15 // GenerateKeyResponse, dealer -> client
+	BodyType_BODY_TYPE_SIGN_BATCH            BodyType = 16 // SignBatch, client -> node
+	BodyType_BODY_TYPE_SIGN_BATCH_RESULT     BodyType = 17 // SignBatchResult, node -> client
 )
 
 // Enum value maps for BodyType.
@@ -78,6 +80,8 @@ var (
 		13: "BODY_TYPE_ERROR",
 		14: "BODY_TYPE_GENERATE_KEY_REQUEST",
 		15: "BODY_TYPE_GENERATE_KEY_RESPONSE",
+		16: "BODY_TYPE_SIGN_BATCH",
+		17: "BODY_TYPE_SIGN_BATCH_RESULT",
 	}
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
@@ -96,6 +100,8 @@ var (
 		"BODY_TYPE_ERROR":                 13,
 		"BODY_TYPE_GENERATE_KEY_REQUEST":  14,
 		"BODY_TYPE_GENERATE_KEY_RESPONSE": 15,
+		"BODY_TYPE_SIGN_BATCH":            16,
+		"BODY_TYPE_SIGN_BATCH_RESULT":     17,
 	}
 )
 
@@ -190,7 +196,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{17, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{20, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -908,6 +914,182 @@ func (x *SignRequest) GetWantProof() bool {
 	return false
 }
 
+// SignBatch carries several SignRequests to one node in one message: a client under load sends
+// what accumulated for a node while its earlier requests were being served, which saves the
+// broker, the node and the client one message, one envelope and one acknowledgement per share.
+// A node serves at most 64 requests per batch.
+type SignBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*SignRequest         `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignBatch) Reset() {
+	*x = SignBatch{}
+	mi := &file_tchsm_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignBatch) ProtoMessage() {}
+
+func (x *SignBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignBatch.ProtoReflect.Descriptor instead.
+func (*SignBatch) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SignBatch) GetRequests() []*SignRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// SignBatchItem is the answer to one request of a SignBatch: a share or an error.
+type SignBatchItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*SignBatchItem_Share
+	//	*SignBatchItem_Error
+	Result        isSignBatchItem_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignBatchItem) Reset() {
+	*x = SignBatchItem{}
+	mi := &file_tchsm_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignBatchItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignBatchItem) ProtoMessage() {}
+
+func (x *SignBatchItem) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignBatchItem.ProtoReflect.Descriptor instead.
+func (*SignBatchItem) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SignBatchItem) GetResult() isSignBatchItem_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *SignBatchItem) GetShare() *SignatureShare {
+	if x != nil {
+		if x, ok := x.Result.(*SignBatchItem_Share); ok {
+			return x.Share
+		}
+	}
+	return nil
+}
+
+func (x *SignBatchItem) GetError() *Error {
+	if x != nil {
+		if x, ok := x.Result.(*SignBatchItem_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isSignBatchItem_Result interface {
+	isSignBatchItem_Result()
+}
+
+type SignBatchItem_Share struct {
+	Share *SignatureShare `protobuf:"bytes,1,opt,name=share,proto3,oneof"`
+}
+
+type SignBatchItem_Error struct {
+	Error *Error `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*SignBatchItem_Share) isSignBatchItem_Result() {}
+
+func (*SignBatchItem_Error) isSignBatchItem_Result() {}
+
+// SignBatchResult answers SignBatch: one item per request, in the same order.
+type SignBatchResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*SignBatchItem       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignBatchResult) Reset() {
+	*x = SignBatchResult{}
+	mi := &file_tchsm_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignBatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignBatchResult) ProtoMessage() {}
+
+func (x *SignBatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignBatchResult.ProtoReflect.Descriptor instead.
+func (*SignBatchResult) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SignBatchResult) GetResults() []*SignBatchItem {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // ShareProof is a Shoup proof that a signature share is correct: (c, z).
 type ShareProof struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -919,7 +1101,7 @@ type ShareProof struct {
 
 func (x *ShareProof) Reset() {
 	*x = ShareProof{}
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1113,7 @@ func (x *ShareProof) String() string {
 func (*ShareProof) ProtoMessage() {}
 
 func (x *ShareProof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1126,7 @@ func (x *ShareProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareProof.ProtoReflect.Descriptor instead.
 func (*ShareProof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{9}
+	return file_tchsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ShareProof) GetC() []byte {
@@ -974,7 +1156,7 @@ type SignatureShare struct {
 
 func (x *SignatureShare) Reset() {
 	*x = SignatureShare{}
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1168,7 @@ func (x *SignatureShare) String() string {
 func (*SignatureShare) ProtoMessage() {}
 
 func (x *SignatureShare) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1181,7 @@ func (x *SignatureShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignatureShare.ProtoReflect.Descriptor instead.
 func (*SignatureShare) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{10}
+	return file_tchsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignatureShare) GetKeyId() string {
@@ -1042,7 +1224,7 @@ type ProofRequest struct {
 
 func (x *ProofRequest) Reset() {
 	*x = ProofRequest{}
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1236,7 @@ func (x *ProofRequest) String() string {
 func (*ProofRequest) ProtoMessage() {}
 
 func (x *ProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1249,7 @@ func (x *ProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProofRequest.ProtoReflect.Descriptor instead.
 func (*ProofRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{11}
+	return file_tchsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProofRequest) GetKeyId() string {
@@ -1104,7 +1286,7 @@ type Proof struct {
 
 func (x *Proof) Reset() {
 	*x = Proof{}
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1298,7 @@ func (x *Proof) String() string {
 func (*Proof) ProtoMessage() {}
 
 func (x *Proof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1311,7 @@ func (x *Proof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proof.ProtoReflect.Descriptor instead.
 func (*Proof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{12}
+	return file_tchsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Proof) GetKeyId() string {
@@ -1169,7 +1351,7 @@ type ListKeys struct {
 
 func (x *ListKeys) Reset() {
 	*x = ListKeys{}
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1363,7 @@ func (x *ListKeys) String() string {
 func (*ListKeys) ProtoMessage() {}
 
 func (x *ListKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1376,7 @@ func (x *ListKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeys.ProtoReflect.Descriptor instead.
 func (*ListKeys) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{13}
+	return file_tchsm_proto_rawDescGZIP(), []int{16}
 }
 
 // KeyList answers ListKeys.
@@ -1208,7 +1390,7 @@ type KeyList struct {
 
 func (x *KeyList) Reset() {
 	*x = KeyList{}
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1402,7 @@ func (x *KeyList) String() string {
 func (*KeyList) ProtoMessage() {}
 
 func (x *KeyList) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1415,7 @@ func (x *KeyList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyList.ProtoReflect.Descriptor instead.
 func (*KeyList) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{14}
+	return file_tchsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KeyList) GetNode() string {
@@ -1259,7 +1441,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1453,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1466,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{15}
+	return file_tchsm_proto_rawDescGZIP(), []int{18}
 }
 
 // Health describes the state of a node (or the dealer).
@@ -1301,7 +1483,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1495,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1508,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{16}
+	return file_tchsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Health) GetNode() string {
@@ -1376,7 +1558,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1570,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1583,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{17}
+	return file_tchsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -1438,7 +1620,7 @@ type GenerateKeyRequest struct {
 
 func (x *GenerateKeyRequest) Reset() {
 	*x = GenerateKeyRequest{}
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1632,7 @@ func (x *GenerateKeyRequest) String() string {
 func (*GenerateKeyRequest) ProtoMessage() {}
 
 func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1645,7 @@ func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{18}
+	return file_tchsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GenerateKeyRequest) GetBits() uint32 {
@@ -1506,7 +1688,7 @@ type GenerateKeyResponse struct {
 
 func (x *GenerateKeyResponse) Reset() {
 	*x = GenerateKeyResponse{}
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1700,7 @@ func (x *GenerateKeyResponse) String() string {
 func (*GenerateKeyResponse) ProtoMessage() {}
 
 func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1713,7 @@ func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyResponse.ProtoReflect.Descriptor instead.
 func (*GenerateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{19}
+	return file_tchsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GenerateKeyResponse) GetRecord() *SignedKeyRecord {
@@ -1624,7 +1806,15 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
 	"\n" +
-	"want_proof\x18\x03 \x01(\bR\twantProof\"(\n" +
+	"want_proof\x18\x03 \x01(\bR\twantProof\">\n" +
+	"\tSignBatch\x121\n" +
+	"\brequests\x18\x01 \x03(\v2\x15.tchsm.v1.SignRequestR\brequests\"t\n" +
+	"\rSignBatchItem\x120\n" +
+	"\x05share\x18\x01 \x01(\v2\x18.tchsm.v1.SignatureShareH\x00R\x05share\x12'\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.tchsm.v1.ErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"D\n" +
+	"\x0fSignBatchResult\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.tchsm.v1.SignBatchItemR\aresults\"(\n" +
 	"\n" +
 	"ShareProof\x12\f\n" +
 	"\x01c\x18\x01 \x01(\fR\x01c\x12\f\n" +
@@ -1677,7 +1867,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x13GenerateKeyResponse\x121\n" +
 	"\x06record\x18\x01 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\x12\"\n" +
 	"\facknowledged\x18\x02 \x03(\tR\facknowledged\x12\x18\n" +
-	"\amissing\x18\x03 \x03(\tR\amissing*\xcc\x03\n" +
+	"\amissing\x18\x03 \x03(\tR\amissing*\x87\x04\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x1b\n" +
@@ -1695,7 +1885,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x10BODY_TYPE_HEALTH\x10\f\x12\x13\n" +
 	"\x0fBODY_TYPE_ERROR\x10\r\x12\"\n" +
 	"\x1eBODY_TYPE_GENERATE_KEY_REQUEST\x10\x0e\x12#\n" +
-	"\x1fBODY_TYPE_GENERATE_KEY_RESPONSE\x10\x0fB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x1fBODY_TYPE_GENERATE_KEY_RESPONSE\x10\x0f\x12\x18\n" +
+	"\x14BODY_TYPE_SIGN_BATCH\x10\x10\x12\x1f\n" +
+	"\x1bBODY_TYPE_SIGN_BATCH_RESULT\x10\x11B&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -1710,7 +1902,7 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
@@ -1723,31 +1915,38 @@ var file_tchsm_proto_goTypes = []any{
 	(*DeleteKey)(nil),           // 8: tchsm.v1.DeleteKey
 	(*DeleteKeyAck)(nil),        // 9: tchsm.v1.DeleteKeyAck
 	(*SignRequest)(nil),         // 10: tchsm.v1.SignRequest
-	(*ShareProof)(nil),          // 11: tchsm.v1.ShareProof
-	(*SignatureShare)(nil),      // 12: tchsm.v1.SignatureShare
-	(*ProofRequest)(nil),        // 13: tchsm.v1.ProofRequest
-	(*Proof)(nil),               // 14: tchsm.v1.Proof
-	(*ListKeys)(nil),            // 15: tchsm.v1.ListKeys
-	(*KeyList)(nil),             // 16: tchsm.v1.KeyList
-	(*HealthRequest)(nil),       // 17: tchsm.v1.HealthRequest
-	(*Health)(nil),              // 18: tchsm.v1.Health
-	(*Error)(nil),               // 19: tchsm.v1.Error
-	(*GenerateKeyRequest)(nil),  // 20: tchsm.v1.GenerateKeyRequest
-	(*GenerateKeyResponse)(nil), // 21: tchsm.v1.GenerateKeyResponse
+	(*SignBatch)(nil),           // 11: tchsm.v1.SignBatch
+	(*SignBatchItem)(nil),       // 12: tchsm.v1.SignBatchItem
+	(*SignBatchResult)(nil),     // 13: tchsm.v1.SignBatchResult
+	(*ShareProof)(nil),          // 14: tchsm.v1.ShareProof
+	(*SignatureShare)(nil),      // 15: tchsm.v1.SignatureShare
+	(*ProofRequest)(nil),        // 16: tchsm.v1.ProofRequest
+	(*Proof)(nil),               // 17: tchsm.v1.Proof
+	(*ListKeys)(nil),            // 18: tchsm.v1.ListKeys
+	(*KeyList)(nil),             // 19: tchsm.v1.KeyList
+	(*HealthRequest)(nil),       // 20: tchsm.v1.HealthRequest
+	(*Health)(nil),              // 21: tchsm.v1.Health
+	(*Error)(nil),               // 22: tchsm.v1.Error
+	(*GenerateKeyRequest)(nil),  // 23: tchsm.v1.GenerateKeyRequest
+	(*GenerateKeyResponse)(nil), // 24: tchsm.v1.GenerateKeyResponse
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
 	4,  // 1: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
-	11, // 2: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
-	11, // 3: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
-	4,  // 4: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
-	1,  // 5: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
-	4,  // 6: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	10, // 2: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
+	15, // 3: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
+	22, // 4: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
+	12, // 5: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
+	14, // 6: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
+	14, // 7: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
+	4,  // 8: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
+	1,  // 9: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
+	4,  // 10: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_tchsm_proto_init() }
@@ -1755,13 +1954,17 @@ func file_tchsm_proto_init() {
 	if File_tchsm_proto != nil {
 		return
 	}
+	file_tchsm_proto_msgTypes[10].OneofWrappers = []any{
+		(*SignBatchItem_Share)(nil),
+		(*SignBatchItem_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

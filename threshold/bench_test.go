@@ -122,3 +122,20 @@ func BenchmarkDeal_2048(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSignShareParallel_2048_3of5 computes shares on every P (run it with
+// -cpu 1,2,...): ns/op at -cpu C times C against ns/op at -cpu 1 tells whether
+// the host's cores really compute independently (C·r in the threshold limit
+// assumes they do; hyperthreads or a busy hypervisor break it).
+func BenchmarkSignShareParallel_2048_3of5(b *testing.B) {
+	_, pk, shares := dealt(b, 2048, 3, 5)
+	em := encode(b, pk, SHA256RSAPKCS, []byte("bench"))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := SignShare(pk, shares[0], em); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

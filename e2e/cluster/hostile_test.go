@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/big"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,7 +54,16 @@ func TestLyingNode(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("lying node did not start")
 	}
-	// Make node 2 the first choice: the others look slow until they answer.
+	// Many signatures at once: the liar's shares also travel in batches. Every signature verifies.
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 3 {
+				signOK(t, c, k, fmt.Sprintf("liar in a busy cluster %d %d", g, i))
+			}
+		})
+	}
+	wg.Wait()
 	for i := range 20 {
 		signOK(t, c, k, fmt.Sprintf("liar in the cluster %d", i))
 	}

@@ -140,9 +140,15 @@ type Client struct {
 	SignTimeout   Duration `json:"sign_timeout,omitempty"`   // 0: 5s
 	KeygenTimeout Duration `json:"keygen_timeout,omitempty"` // 0: 120s
 	// Hedge is how long to wait for a slow node before asking one more (0: adaptive).
-	Hedge    Duration `json:"hedge,omitempty"`
-	LogLevel string   `json:"log_level,omitempty"`
-	LogFile  string   `json:"log_file,omitempty"` // "" means no log (a library must not write to the host's stdout)
+	Hedge Duration `json:"hedge,omitempty"`
+	// Batch is the most sign requests sent to one node in one message (0: 16, 1: one request
+	// per message, at most 64). Requests for a node accumulate only while BatchWindow messages
+	// to it are already waiting for their answers (0: 2), so a client that signs one thing at a
+	// time sends every request at once; a loaded one saves a message per share.
+	Batch       int    `json:"batch,omitempty"`
+	BatchWindow int    `json:"batch_window,omitempty"`
+	LogLevel    string `json:"log_level,omitempty"`
+	LogFile     string `json:"log_file,omitempty"` // "" means no log (a library must not write to the host's stdout)
 	// PKCS11 is the PKCS#11 module's own section; see p11shim/README.md.
 	PKCS11 json.RawMessage `json:"pkcs11,omitempty"`
 }
@@ -268,7 +274,36 @@ func (c *Client) Validate() error {
 			return err
 		}
 	}
+	if c.Batch < 0 || c.Batch > MaxBatch {
+		return fmt.Errorf("%w: batch %d: 0 (default %d) to %d", ErrInvalid, c.Batch, DefaultBatch, MaxBatch)
+	}
+	if c.BatchWindow < 0 || c.BatchWindow > 1000 {
+		return fmt.Errorf("%w: batch_window %d: 0 (default %d) to 1000", ErrInvalid, c.BatchWindow, DefaultBatchWindow)
+	}
 	return checkLevel(c.LogLevel)
+}
+
+// Batching defaults and the largest batch a node serves.
+const (
+	DefaultBatch       = 16
+	DefaultBatchWindow = 2
+	MaxBatch           = 64
+)
+
+// BatchSize is the configured batch size, or the default.
+func (c *Client) BatchSize() int {
+	if c.Batch > 0 {
+		return c.Batch
+	}
+	return DefaultBatch
+}
+
+// BatchWindowSize is the configured batch window, or the default.
+func (c *Client) BatchWindowSize() int {
+	if c.BatchWindow > 0 {
+		return c.BatchWindow
+	}
+	return DefaultBatchWindow
 }
 
 func checkLevel(l string) error {

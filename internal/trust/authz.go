@@ -6,8 +6,10 @@ import tchsmpb "github.com/tchsm/tchsm/proto"
 //
 // Dealers deal and delete keys, answer clients' GenerateKey and DeleteKey requests, and may
 // query nodes (ListKeys, HealthRequest) and report their own health and errors. Clients ask:
-// they sign, ask for proofs, list keys, check health, and ask the dealer to generate or delete
-// keys. Nodes only answer: acknowledgements, signature shares, proofs, key lists, health, errors.
+// they sign (one request at a time, or several to one node in a SignBatch), ask for proofs,
+// list keys, check health, and ask the dealer to generate or delete keys. Nodes only answer:
+// acknowledgements, signature shares (alone or in a SignBatchResult), proofs, key lists,
+// health, errors.
 var allowed = map[Role]map[tchsmpb.BodyType]bool{
 	RoleDealer: {
 		tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:    true,
@@ -21,6 +23,7 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 	},
 	RoleClient: {
 		tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST:         true,
+		tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH:           true,
 		tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST:        true,
 		tchsmpb.BodyType_BODY_TYPE_LIST_KEYS:            true,
 		tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST:       true,
@@ -28,13 +31,14 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST: true,
 	},
 	RoleNode: {
-		tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_ACK:   true,
-		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:  true,
-		tchsmpb.BodyType_BODY_TYPE_SIGNATURE_SHARE: true,
-		tchsmpb.BodyType_BODY_TYPE_PROOF:           true,
-		tchsmpb.BodyType_BODY_TYPE_KEY_LIST:        true,
-		tchsmpb.BodyType_BODY_TYPE_HEALTH:          true,
-		tchsmpb.BodyType_BODY_TYPE_ERROR:           true,
+		tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_ACK:     true,
+		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:    true,
+		tchsmpb.BodyType_BODY_TYPE_SIGNATURE_SHARE:   true,
+		tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH_RESULT: true,
+		tchsmpb.BodyType_BODY_TYPE_PROOF:             true,
+		tchsmpb.BodyType_BODY_TYPE_KEY_LIST:          true,
+		tchsmpb.BodyType_BODY_TYPE_HEALTH:            true,
+		tchsmpb.BodyType_BODY_TYPE_ERROR:             true,
 	},
 }
 

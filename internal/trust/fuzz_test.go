@@ -59,6 +59,10 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 		{c.nodes[2], &tchsmpb.Error{Code: tchsmpb.Error_UNKNOWN_KEY, Message: "unknown key", KeyId: rec.KeyId}},
 		{c.alice, &tchsmpb.GenerateKeyRequest{Bits: 2048, PublicExponent: 65537, Label: "k", P11Id: []byte{1}}},
 		{c.dealer, &tchsmpb.GenerateKeyResponse{Record: srec, Acknowledged: []string{"node1", "node2"}, Missing: []string{"node3"}}},
+		{c.bob, &tchsmpb.SignBatch{Requests: []*tchsmpb.SignRequest{signReq, {KeyId: rec.KeyId, Payload: []byte("T2")}}}},
+		{c.nodes[0], &tchsmpb.SignBatchResult{Results: []*tchsmpb.SignBatchItem{
+			{Result: &tchsmpb.SignBatchItem_Share{Share: &tchsmpb.SignatureShare{KeyId: rec.KeyId, Index: 1, X: []byte{5}}}},
+			{Result: &tchsmpb.SignBatchItem_Error{Error: &tchsmpb.Error{Code: tchsmpb.Error_EXPIRED, KeyId: rec.KeyId}}}}}},
 	}
 }
 

@@ -1,0 +1,171 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// batcher sends one node's sign requests. At most window messages to the node wait for their
+// answers at a time; requests that arrive meanwhile queue here and leave together, up to max per
+// message, as one SignBatch. A lone request leaves at once as a plain SignRequest, so a client
+// signing one thing at a time is not slowed down, and under load the broker, the node and this
+// client handle one message, one envelope and one acknowledgement for several shares.
+type batcher struct {
+	c      *Client
+	node   trust.Member
+	max    int
+	window int
+
+	mu      sync.Mutex
+	queue   []*shareAsk
+	senders int // goroutines sending; each has at most one message in flight
+}
+
+// shareAsk is one signature share a signing waits for.
+type shareAsk struct {
+	ctx     context.Context
+	keyID   string
+	payload []byte
+	pk      *threshold.PublicKey
+	done    chan shareResult // buffered: the sender never blocks
+}
+
+type shareResult struct {
+	share *threshold.SigShare
+	err   error
+}
+
+func newBatcher(c *Client, n trust.Member) *batcher {
+	return &batcher{c: c, node: n, max: c.cfg.BatchSize(), window: c.cfg.BatchWindowSize()}
+}
+
+// ask queues one request and waits for its share, or for ctx's end.
+func (b *batcher) ask(ctx context.Context, keyID string, payload []byte, pk *threshold.PublicKey) (*threshold.SigShare, error) {
+	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, pk: pk, done: make(chan shareResult, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, a)
+	if b.senders < b.window {
+		b.senders++
+		go b.send()
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-a.done:
+		return r.share, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("client: share from %s: %w", b.node.ID, ctx.Err())
+	}
+}
+
+// send sends what is queued, one message at a time, until the queue is empty.
+func (b *batcher) send() {
+	for {
+		b.mu.Lock()
+		var asks []*shareAsk
+		for len(b.queue) > 0 && len(asks) < b.max {
+			a := b.queue[0]
+			b.queue[0] = nil
+			b.queue = b.queue[1:]
+			if a.ctx.Err() == nil { // nobody waits for the others any more
+				asks = append(asks, a)
+			}
+		}
+		if len(asks) == 0 {
+			b.senders--
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		if len(asks) == 1 {
+			a := asks[0]
+			share, err := b.c.askShare(a.ctx, b.node, a.keyID, a.payload, a.pk)
+			a.done <- shareResult{share, err}
+			continue
+		}
+		b.sendBatch(asks)
+	}
+}
+
+// sendBatch sends asks as one SignBatch. The message lives until the latest of their deadlines,
+// or until every one of them has given up.
+func (b *batcher) sendBatch(asks []*shareAsk) {
+	var dl time.Time
+	req := &tchsmpb.SignBatch{Requests: make([]*tchsmpb.SignRequest, len(asks))}
+	for i, a := range asks {
+		if d, ok := a.ctx.Deadline(); ok && d.After(dl) {
+			dl = d
+		}
+		req.Requests[i] = &tchsmpb.SignRequest{KeyId: a.keyID, Payload: a.payload}
+	}
+	if dl.IsZero() {
+		dl = time.Now().Add(b.c.signTimeout())
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	defer cancel()
+	var waiting atomic.Int32
+	waiting.Store(int32(len(asks)))
+	for _, a := range asks {
+		stop := context.AfterFunc(a.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
+	results, err := b.c.signBatch(ctx, b.node, req)
+	for i, a := range asks {
+		if err != nil {
+			a.done <- shareResult{err: err}
+			continue
+		}
+		share, err := checkBatchItem(b.node, a, results[i])
+		a.done <- shareResult{share, err}
+	}
+}
+
+// signBatch sends a SignBatch to node n and returns its items, one per request.
+func (c *Client) signBatch(ctx context.Context, n trust.Member, req *tchsmpb.SignBatch) ([]*tchsmpb.SignBatchItem, error) {
+	op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH, req)
+	if err != nil {
+		return nil, err
+	}
+	res, ok := op.Message.(*tchsmpb.SignBatchResult)
+	if !ok || len(res.GetResults()) != len(req.Requests) {
+		return nil, fmt.Errorf("%w: node %s sent a malformed batch answer", threshold.ErrBadShare, n.ID)
+	}
+	return res.GetResults(), nil
+}
+
+// checkBatchItem turns one item of a batch answer into a share or an error, with askShare's
+// checks.
+func checkBatchItem(n trust.Member, a *shareAsk, item *tchsmpb.SignBatchItem) (*threshold.SigShare, error) {
+	if e := item.GetError(); e != nil {
+		if e.GetKeyId() != "" && e.GetKeyId() != a.keyID {
+			return nil, fmt.Errorf("%w: node %s answered about another key", threshold.ErrBadShare, n.ID)
+		}
+		return nil, &NodeError{Node: n.ID, Code: e.GetCode(), Message: e.GetMessage()}
+	}
+	return checkShare(n, a.keyID, a.pk, item.GetShare())
+}
+
+// checkShare checks a signature share's form: for the right key, with the node's own index and
+// a value in range.
+func checkShare(n trust.Member, keyID string, pk *threshold.PublicKey, ss *tchsmpb.SignatureShare) (*threshold.SigShare, error) {
+	if ss == nil || ss.GetKeyId() != keyID || int(ss.GetIndex()) != n.Index {
+		return nil, fmt.Errorf("%w: node %s sent a malformed signature share", threshold.ErrBadShare, n.ID)
+	}
+	x := new(big.Int).SetBytes(ss.GetX())
+	if x.Sign() <= 0 || x.Cmp(pk.N) >= 0 {
+		return nil, fmt.Errorf("%w: node %s sent a share out of range", threshold.ErrBadShare, n.ID)
+	}
+	return &threshold.SigShare{Index: n.Index, X: x}, nil
+}
