@@ -43,7 +43,7 @@ func TestSignBatch(t *testing.T) {
 		{KeyId: strings.Repeat("ab", 16), Payload: payloads[0]}, // unknown key
 		{KeyId: rec.KeyId, Payload: payloads[1], WantProof: true},
 		{KeyId: "../../etc/passwd", Payload: payloads[0]}, // bad key id
-		{KeyId: rec.KeyId, Payload: make([]byte, 200)},   // payload too long
+		{KeyId: rec.KeyId, Payload: make([]byte, 200)},    // payload too long
 		{KeyId: rec.KeyId, Payload: payloads[2]},
 	}}
 	wantErr := map[int]tchsmpb.Error_Code{1: tchsmpb.Error_UNKNOWN_KEY, 3: tchsmpb.Error_BAD_REQUEST, 4: tchsmpb.Error_BAD_REQUEST}
