@@ -75,15 +75,22 @@ func benchCluster(b testing.TB, k, n, bits, workers int) (*testcluster.Cluster, 
 }
 
 // BenchmarkClusterThroughput_2048_3of5 signs from many goroutines against five node processes
-// on this machine and reports sig/s, the threshold limit C·r/k and the ratio (goal: >= 0.80).
+// on this machine and reports sig/s, the threshold limit C·r/k and the ratio (goal: >= 0.80),
+// at 8 and at 32 signatures in flight (32 is the harness's largest concurrency: the more
+// requests wait for a node, the more leave together in one SignBatch).
 // The host's speed drifts by a third within seconds on the reference VM, so it alternates short
 // windows, r alone (cluster idle) then the cluster under load, twelve times, and pools them: the
 // ratio is the cluster's mean rate over the limit from the mean share time.
 func BenchmarkClusterThroughput_2048_3of5(b *testing.B) {
+	for _, conc := range []int{8, 32} {
+		b.Run(fmt.Sprintf("conc=%d", conc), func(b *testing.B) { benchThroughput(b, conc) })
+	}
+}
+
+func benchThroughput(b *testing.B, conc int) {
 	const k, n, bits, windows = 3, 5, 2048, 12
 	st := newShareTimer(b, bits)
 	_, c, key := benchCluster(b, k, n, bits, 2)
-	conc := 4 * runtime.NumCPU()
 	var shareSum, busy time.Duration
 	var sigs int64
 	var ratios []float64
@@ -118,8 +125,8 @@ func BenchmarkClusterThroughput_2048_3of5(b *testing.B) {
 	rate := float64(sigs) / busy.Seconds()
 	limit := float64(runtime.NumCPU()) / share.Seconds() / k
 	slices.Sort(ratios)
-	b.Logf("share %v, limit %.1f sig/s, cluster %.1f sig/s, ratio %.3f; window ratios %.2f..%.2f",
-		share.Round(time.Microsecond), limit, rate, rate/limit, ratios[0], ratios[len(ratios)-1])
+	b.Logf("concurrency %d: share %v, limit %.1f sig/s, cluster %.1f sig/s, ratio %.3f; window ratios %.2f..%.2f",
+		conc, share.Round(time.Microsecond), limit, rate, rate/limit, ratios[0], ratios[len(ratios)-1])
 	b.ReportMetric(rate, "sig/s")
 	b.ReportMetric(limit, "limit-sig/s")
 	b.ReportMetric(rate/limit, "ratio")
@@ -128,9 +135,14 @@ func BenchmarkClusterThroughput_2048_3of5(b *testing.B) {
 
 // BenchmarkClusterLatency_2048_3of5 measures one signature at a time on an idle cluster
 // (goal: p50 <= one share + 3 ms), in windows of 200 signatures, each after a share-time
-// window; it reports the medians.
-func BenchmarkClusterLatency_2048_3of5(b *testing.B) {
-	const k, n, bits, windows = 3, 5, 2048, 5
+// window; it reports the medians. On a machine with fewer cores than k, the k exponentiations
+// of one signature wait for each other: BenchmarkClusterLatency_2048_2of3 is the same
+// measurement with k no larger than the reference VM's two cores.
+func BenchmarkClusterLatency_2048_3of5(b *testing.B) { benchLatency(b, 3, 5) }
+func BenchmarkClusterLatency_2048_2of3(b *testing.B) { benchLatency(b, 2, 3) }
+
+func benchLatency(b *testing.B, k, n int) {
+	const bits, windows = 2048, 5
 	st := newShareTimer(b, bits)
 	_, c, key := benchCluster(b, k, n, bits, 2)
 	var p50s, shares, overheads []time.Duration
