@@ -54,7 +54,7 @@ bench-threshold:
 # The whole harness: tchsm (a local 3-of-5 cluster it starts itself) vs SoftHSM2 vs crypto/rsa,
 # plus ods-hsmspeed; writes bench/results/<date>-<host>/ (see bench/README.md).
 bench: deps
-	$(GO) run ./bench -targets softhsm,gorsa,tchsm -tchsm-launch auto -max-concurrency 8
+	$(GO) run ./bench -targets softhsm,gorsa,tchsm -tchsm-launch auto -max-concurrency 32
 
 # The main job: a local 3-of-5 cluster signs a 1000-record zone with OpenDNSSEC.
 demo: deps build

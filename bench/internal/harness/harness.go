@@ -317,6 +317,7 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 	}()
 	if !o.NoLimit {
 		bar.Infof("threshold limit: timing threshold.SignShare (RSA-%d) for %v", o.Bits, o.ShareTime)
+		waitQuiet(ctx, 15*time.Second)
 		lr, err := limit.Measure(ctx, limit.Config{Bits: o.Bits, K: o.K, N: o.N, Cores: o.Cores, Duration: o.ShareTime, SafePrimes: o.SafePrimes,
 			Reps: o.Reps, Tolerance: o.Tolerance})
 		if err != nil {
@@ -351,7 +352,9 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 		}
 	}
 	if res.Limit != nil && ctx.Err() == nil {
-		// r again, after the load: a drifting host makes the ratio to the limit meaningless.
+		// r again, after the load: a drifting host makes the ratio to the limit meaningless. The
+		// cluster's teardown (vhost deletion by rabbitmqctl, the broker's cleanup) first.
+		waitQuiet(ctx, 15*time.Second)
 		lr, err := limit.Measure(ctx, limit.Config{Bits: o.Bits, K: o.K, N: o.N, Cores: o.Cores, Duration: o.ShareTime,
 			Reps: o.Reps, Tolerance: o.Tolerance})
 		if err == nil {
@@ -658,4 +661,37 @@ func runScaling(ctx context.Context, o *Options, rcfg runner.Config, res *report
 		}
 	}
 	return sc, ctx.Err()
+}
+
+// waitQuiet waits until the machine's CPUs were at least 85 % idle over half a second (from
+// /proc/stat), or max passed: processes that are shutting down must not slow a timing down.
+func waitQuiet(ctx context.Context, max time.Duration) {
+	idle := func() (idle, total float64, ok bool) {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0, false
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line)
+		if len(f) < 5 || f[0] != "cpu" {
+			return 0, 0, false
+		}
+		for i, x := range f[1:] {
+			v, _ := strconv.ParseFloat(x, 64)
+			total += v
+			if i == 3 || i == 4 { // idle, iowait
+				idle += v
+			}
+		}
+		return idle, total, true
+	}
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		i0, t0, ok := idle()
+		time.Sleep(500 * time.Millisecond)
+		i1, t1, ok1 := idle()
+		if !ok || !ok1 || t1 <= t0 || (i1-i0)/(t1-t0) >= 0.85 {
+			return
+		}
+	}
 }

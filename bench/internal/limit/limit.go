@@ -130,10 +130,12 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("limit: combined signature does not verify: %w", err)
 	}
 
-	// r is computed from the CPU time the process spent (SignShare plus the GC work it causes),
-	// not from wall-clock time: on a machine shared with other work the wall clock measures the
-	// scheduler, while the CPU cost of a share is what bounds a cluster. GOMAXPROCS is 1 while
-	// timing, so the share and its GC share one core (no idle GC workers on a second core).
+	// r is computed from the CPU time of the threads that compute the shares
+	// (CLOCK_THREAD_CPUTIME_ID), not from wall-clock time: on a machine shared with other work
+	// the wall clock measures the scheduler, while the CPU cost of a share is what bounds a
+	// cluster. Not the process's CPU time either: the harness process also hosts the PKCS#11
+	// modules under test (libtchsm.so brings its own Go runtime), whose threads must not count.
+	// GOMAXPROCS is 1 while timing, so no idle GC workers run on a second core.
 	procs := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(procs)
 	// Warm up (caches, page faults, a CPU clocked down while the machine was idle) untimed.
@@ -183,22 +185,26 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 }
 
 // timeShares runs SignShare on workers goroutines for dur (at least 3 shares each) and returns
-// the number of shares, the wall-clock time and the process CPU time.
+// the number of shares, the wall-clock time and the CPU time of the threads that ran them.
 func timeShares(ctx context.Context, pk *threshold.PublicKey, shares []*threshold.KeyShare, em []byte, workers int, dur time.Duration) (int, time.Duration, time.Duration, error) {
 	runtime.GC()
-	cpu0, err := processCPU()
-	if err != nil {
-		return 0, 0, 0, err
-	}
 	start := time.Now()
 	deadline := start.Add(dur)
 	counts := make([]int, workers)
+	cpus := make([]time.Duration, workers)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			runtime.LockOSThread() // the thread's CPU clock then counts this goroutine alone
+			defer runtime.UnlockOSThread()
+			cpu0, err := threadCPU()
+			if err != nil {
+				errs[w] = err
+				return
+			}
 			for n := 0; n < 3 || time.Now().Before(deadline); n++ {
 				if err := ctx.Err(); err != nil {
 					errs[w] = err
@@ -210,35 +216,34 @@ func timeShares(ctx context.Context, pk *threshold.PublicKey, shares []*threshol
 				}
 				counts[w]++
 			}
+			cpu1, err := threadCPU()
+			cpus[w], errs[w] = cpu1-cpu0, err
 		}()
 	}
 	wg.Wait()
 	el := time.Since(start)
-	cpu1, err := processCPU()
-	if err != nil {
-		return 0, 0, 0, err
-	}
 	if err := errors.Join(errs...); err != nil {
 		return 0, 0, 0, err
 	}
 	n := 0
-	for _, c := range counts {
-		n += c
+	var cpu time.Duration
+	for w := range counts {
+		n += counts[w]
+		cpu += cpus[w]
 	}
-	cpu := cpu1 - cpu0
 	if cpu <= 0 {
-		cpu = el
+		cpu = el * time.Duration(workers)
 	}
 	return n, el, cpu, nil
 }
 
-// processCPU is the user+system CPU time of this process so far.
-func processCPU() (time.Duration, error) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0, fmt.Errorf("limit: getrusage: %w", err)
+// threadCPU is the CPU time of the calling OS thread so far.
+func threadCPU() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0, fmt.Errorf("limit: clock_gettime: %w", err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+	return time.Duration(ts.Nano()), nil
 }
 
 // Model is what separate servers would give: n_servers servers with cores cores each, every
