@@ -61,7 +61,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 
 func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPIN string, workers int) error {
 	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); errors.Is(err, os.ErrNotExist) {
-		l, err := clusterinit.Create(dir, clusterinit.Options{K: k, N: n, AMQPURL: url})
+		l, err := clusterinit.Create(dir, clusterinit.Options{K: k, N: n, AMQPURL: url, OneHost: true})
 		if err != nil {
 			return err
 		}

@@ -34,6 +34,10 @@ type Options struct {
 	// LocalDealer makes client configs deal keys in-process with the dealer's config instead of
 	// asking the dealer service.
 	LocalDealer bool
+	// OneHost says every node will run on this one machine (tchsm dev up, test clusters): the
+	// client configs then get batch_window 1. Nodes that share the same cores gain nothing from
+	// a second message in flight to one node, while fewer, larger batches save CPU for shares.
+	OneHost bool
 }
 
 // Layout names the files Create wrote.
@@ -143,6 +147,9 @@ func Create(dir string, o Options) (*Layout, error) {
 		cfg := config.Client{AMQP: amqp, Manifest: "../../manifest.json", Identity: "identity.json"}
 		if o.LocalDealer {
 			cfg.DealerConfig = "../../dealer/dealer.json"
+		}
+		if o.OneHost {
+			cfg.BatchWindow = 1
 		}
 		p := filepath.Join(cd, "client.json")
 		if err := config.Save(p, cfg, 0o600); err != nil {

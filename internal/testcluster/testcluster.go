@@ -122,7 +122,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN}
 	c.VHost, c.AMQPURL = VHost(t)
-	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: c.AMQPURL, LocalDealer: o.LocalDealer})
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: c.AMQPURL, LocalDealer: o.LocalDealer, OneHost: true})
 	if err != nil {
 		t.Fatal(err)
 	}
