@@ -89,8 +89,12 @@ func (r *Results) Markdown(plots []string) string {
 		}
 		w(".")
 		if l.ParallelLimit > 0 {
-			w(" With all %d cores computing shares at once each core managed %.0f shares/s (%.0f%% of r: cores on this machine slow each other down), which gives a **parallel limit of %.0f sig/s**",
-				l.Cores, l.ParallelRate, 100*l.ParallelRate/l.ShareRate, l.ParallelLimit)
+			why := "the cores compute independently"
+			if l.ParallelRate < 0.95*l.ShareRate {
+				why = "cores on this machine slow each other down"
+			}
+			w(" With all %d cores computing shares at once each core managed %.0f shares/s (%.0f%% of r: %s), which gives a **parallel limit of %.0f sig/s**",
+				l.Cores, l.ParallelRate, 100*l.ParallelRate/l.ShareRate, why, l.ParallelLimit)
 			if l.ClusterBest > 0 {
 				w("; the cluster reaches %.0f%% of it", 100*l.ClusterBest/l.ParallelLimit)
 			}
