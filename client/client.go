@@ -34,6 +34,8 @@ const (
 	suspendFor = 2 * time.Second
 	// liarFor is how long a node caught returning a wrong share is left out entirely.
 	liarFor = 5 * time.Minute
+	// probeEvery is how many signatures at most pass before a node that looks slow is asked again.
+	probeEvery = 8
 )
 
 // Options are the parts of a Client that do not come from its configuration file.
@@ -60,6 +62,7 @@ type Client struct {
 	batchers map[string]*batcher // by node id; set up in New, read-only afterwards
 
 	mu        sync.Mutex
+	orders    uint64 // calls of order(): signatures started
 	keys      map[string]*key
 	nodes     map[string]*nodeState
 	refreshMu sync.Mutex
@@ -77,8 +80,9 @@ type nodeState struct {
 	excluded   time.Time     // not tried at all until then (caught lying)
 	lastErr    string
 	lastSeenOK time.Time
-	inflight   int // sign requests sent and not answered yet
-	shares     int // signature shares received
+	inflight   int    // sign requests sent and not answered yet
+	shares     int    // signature shares received
+	lastAsked  uint64 // c.orders when it was last asked
 }
 
 var _ Backend = (*Client)(nil)
@@ -603,6 +607,14 @@ func (c *Client) noteFailure(nodeID string, err error) {
 	}
 }
 
+// silentSince reports whether node nodeID has given no share for d (or never).
+func (c *Client) silentSince(nodeID string, d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.nodes[nodeID]
+	return st != nil && time.Since(st.lastSeenOK) > d
+}
+
 func (c *Client) noteSuccess(nodeID string, d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -610,9 +622,16 @@ func (c *Client) noteSuccess(nodeID string, d time.Duration) {
 	if st == nil {
 		return
 	}
-	if st.ewma == 0 {
+	// A node's first answer carries one-time costs (the pair key, the key's precomputation on
+	// both sides) and does not count: seeded with it, a node that is as fast as the others
+	// could look slow, be asked last, and never get the chance to correct the estimate.
+	// An answer in less than half the estimate replaces it: the estimate came from a passing
+	// slowness (a busy moment, a restart) and the node is fast again.
+	switch {
+	case st.shares == 0:
+	case st.ewma == 0 || d < st.ewma/2:
 		st.ewma = d
-	} else {
+	default:
 		st.ewma = (7*st.ewma + d) / 8
 	}
 	st.suspended = time.Time{}
@@ -652,6 +671,7 @@ func (c *Client) noteLiar(nodeID string) {
 func (c *Client) order() []trust.Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.orders++
 	now := time.Now()
 	type cand struct {
 		m         trust.Member
@@ -660,9 +680,11 @@ func (c *Client) order() []trust.Member {
 	}
 	// Latency counts only when a node is clearly slower than the others (more than 1.5 × the
 	// median): on equal nodes it is noise, and letting it decide would starve a node whose
-	// estimate is stale. Among equal nodes, the one with the fewest outstanding requests comes
-	// first (least outstanding requests spreads the load over all n nodes, so that on separate
-	// servers throughput grows with n/k), with a small random factor to break ties.
+	// estimate is stale. For the same reason a slow node is asked as if it were not at least
+	// once every probeEvery signatures, so that it can show it is fast again. Among equal
+	// nodes, the one with the fewest outstanding requests comes first (least outstanding
+	// requests spreads the load over all n nodes, so that on separate servers throughput grows
+	// with n/k), with a small random factor to break ties.
 	var known []time.Duration
 	for _, st := range c.nodes {
 		if st.ewma > 0 {
@@ -681,7 +703,7 @@ func (c *Client) order() []trust.Member {
 			continue
 		}
 		slow := 1.0
-		if median > 0 && st.ewma > median*3/2 {
+		if median > 0 && st.ewma > median*3/2 && c.orders-st.lastAsked < probeEvery {
 			slow = float64(st.ewma) / float64(median)
 		}
 		score := float64(st.inflight+1) * slow * (0.9 + 0.2*rand.Float64())
@@ -705,6 +727,7 @@ func (c *Client) track(nodeID string) func() {
 	c.mu.Lock()
 	st := c.nodes[nodeID]
 	st.inflight++
+	st.lastAsked = c.orders
 	c.mu.Unlock()
 	return func() {
 		c.mu.Lock()

@@ -64,16 +64,22 @@ type signing struct {
 	answered map[string]bool
 }
 
-// noteSilent marks the nodes that were asked but had not answered when the signature was done:
-// a node that is down keeps its queue, so its requests only time out. Later signatures ask
-// such nodes last for a while instead of waiting for them.
+// noteSilent marks the nodes that were asked but had not answered when the signature was done
+// and have given no share for a while: a node that is down keeps its queue, so its requests
+// only time out. Later signatures ask such nodes last for a while instead of waiting for them.
+// A node that answered within silentFor is only slower than the others (a busy moment): it
+// stays in the rotation.
 func (s *signing) noteSilent() {
 	for _, n := range s.asked {
-		if !s.answered[n.ID] {
+		if !s.answered[n.ID] && s.c.silentSince(n.ID, silentFor) {
 			s.c.noteFailure(n.ID, errNoAnswer)
 		}
 	}
 }
+
+// silentFor is how long a node that is asked must have given no share before a signature that
+// completed without it marks it as failing.
+const silentFor = time.Second
 
 var errNoAnswer = errors.New("client: no answer before the signature was complete")
 

@@ -200,9 +200,7 @@ func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare,
 	if err != nil {
 		return nil, nil, fail(tchsmpb.Error_BAD_REQUEST, k.ID, "payload: %v", err)
 	}
-	n.exps <- struct{}{}
-	ss, err := threshold.SignShare(k.Public, k.Share, em)
-	<-n.exps
+	ss, err := n.signShare(k, em)
 	if err != nil {
 		return nil, nil, fail(tchsmpb.Error_INTERNAL, k.ID, "signing failed")
 	}
@@ -210,6 +208,13 @@ func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare,
 		n.opts.ShareHook(ss)
 	}
 	return em, ss, nil
+}
+
+// signShare runs one exponentiation once the node has fewer than its worker count running.
+func (n *node) signShare(k *store.Key, em []byte) (*threshold.SigShare, error) {
+	n.exps <- struct{}{}
+	defer func() { <-n.exps }() // also when it panics: the request's recover answers INTERNAL
+	return threshold.SignShare(k.Public, k.Share, em)
 }
 
 func (n *node) proof(k *store.Key, em []byte, ss *threshold.SigShare) (*tchsmpb.ShareProof, *reqError) {
