@@ -76,6 +76,7 @@ type key struct {
 type nodeState struct {
 	member     trust.Member
 	ewma       time.Duration // recent latency
+	last       time.Duration // latency of the latest share
 	suspended  time.Time     // tried last until then
 	excluded   time.Time     // not tried at all until then (caught lying)
 	lastErr    string
@@ -625,14 +626,12 @@ func (c *Client) noteSuccess(nodeID string, d time.Duration) {
 	// A node's first answer carries one-time costs (the pair key, the key's precomputation on
 	// both sides) and does not count: seeded with it, a node that is as fast as the others
 	// could look slow, be asked last, and never get the chance to correct the estimate.
-	// An answer in less than half the estimate replaces it: the estimate came from a passing
-	// slowness (a busy moment, a restart) and the node is fast again.
 	switch {
 	case st.shares == 0:
-	case st.ewma == 0 || d < st.ewma/2:
-		st.ewma = d
+	case st.ewma == 0:
+		st.ewma, st.last = d, d
 	default:
-		st.ewma = (7*st.ewma + d) / 8
+		st.ewma, st.last = (7*st.ewma+d)/8, d
 	}
 	st.suspended = time.Time{}
 	st.lastSeenOK = time.Now()
@@ -681,10 +680,11 @@ func (c *Client) order() []trust.Member {
 	// Latency counts only when a node is clearly slower than the others (more than 1.5 × the
 	// median): on equal nodes it is noise, and letting it decide would starve a node whose
 	// estimate is stale. For the same reason a slow node is asked as if it were not at least
-	// once every probeEvery signatures, so that it can show it is fast again. Among equal
-	// nodes, the one with the fewest outstanding requests comes first (least outstanding
-	// requests spreads the load over all n nodes, so that on separate servers throughput grows
-	// with n/k), with a small random factor to break ties.
+	// once every probeEvery signatures, and its latest answer must be slow too: one answer at
+	// normal speed shows it is fast again. Among equal nodes, the one with the fewest
+	// outstanding requests comes first (least outstanding requests spreads the load over all n
+	// nodes, so that on separate servers throughput grows with n/k), with a small random factor
+	// to break ties.
 	var known []time.Duration
 	for _, st := range c.nodes {
 		if st.ewma > 0 {
@@ -703,7 +703,7 @@ func (c *Client) order() []trust.Member {
 			continue
 		}
 		slow := 1.0
-		if median > 0 && st.ewma > median*3/2 && c.orders-st.lastAsked < probeEvery {
+		if median > 0 && st.ewma > median*3/2 && st.last > median*3/2 && c.orders-st.lastAsked < probeEvery {
 			slow = float64(st.ewma) / float64(median)
 		}
 		score := float64(st.inflight+1) * slow * (0.9 + 0.2*rand.Float64())
