@@ -16,8 +16,8 @@
 //     accepted the second time.
 //   - its rpc queue, with cfg.WorkerCount() workers: SignRequest (-> SignatureShare),
 //     SignBatch (-> SignBatchResult: up to 64 SignRequests, computed in parallel, each answered
-//     with a share or an Error), ProofRequest (-> Proof), ListKeys (-> KeyList), HealthRequest (-> Health), DeleteKey
-//     (-> DeleteKeyAck). Every answer is an envelope sealed by the node whose in_reply_to is the
+//     with a share or an Error), ProofRequest (-> Proof), ListKeys (-> KeyList), HealthRequest
+//     (-> Health), DeleteKey (-> DeleteKeyAck). Every answer is an envelope sealed by the node whose in_reply_to is the
 //     request's message id. A request that opened (authentic, authorised, fresh) but cannot be
 //     served is answered with a sealed Error (UNKNOWN_KEY, BAD_REQUEST, UNAUTHORIZED, EXPIRED,
 //     INTERNAL, UNAVAILABLE).

@@ -33,6 +33,11 @@ type reqError struct {
 
 func (e *reqError) Error() string { return fmt.Sprintf("node: %v: %s", e.code, e.msg) }
 
+// proto is the Error body that answers e.
+func (e *reqError) proto() *tchsmpb.Error {
+	return &tchsmpb.Error{Code: e.code, Message: e.msg, KeyId: e.keyID}
+}
+
 func fail(code tchsmpb.Error_Code, keyID, format string, args ...any) *reqError {
 	return &reqError{code: code, keyID: keyID, msg: fmt.Sprintf(format, args...)}
 }
@@ -82,10 +87,7 @@ func (n *node) handleRPC(ctx context.Context, d transport.Delivery) (reply []byt
 	defer func() {
 		// Last resort: nothing in a request may take the node down.
 		if r := recover(); r != nil {
-			n.log.Error("panic while serving a request", "sender", op.Sender.ID, "type", typ,
-				"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
-			n.metrics.requests.WithLabelValues(typ, "internal").Inc()
-			reply, err = n.sealError(op, fail(tchsmpb.Error_INTERNAL, "", "internal error"))
+			reply, err = n.sealError(op, n.internalError(op, typ, r))
 		}
 	}()
 	body, rerr := n.dispatch(ctx, op)
@@ -100,6 +102,15 @@ func (n *node) handleRPC(ctx context.Context, d transport.Delivery) (reply []byt
 		return nil, fmt.Errorf("node: internal error")
 	}
 	return out, nil
+}
+
+// internalError logs and counts a panic recovered while serving a request of type typ (nothing
+// in a request may take the node down) and returns the INTERNAL error that answers it.
+func (n *node) internalError(op *trust.Opened, typ string, r any) *reqError {
+	n.log.Error("panic while serving a request", "sender", op.Sender.ID, "type", typ,
+		"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+	n.metrics.requests.WithLabelValues(typ, "internal").Inc()
+	return fail(tchsmpb.Error_INTERNAL, "", "internal error")
 }
 
 // countFailure counts and logs a request that was answered with an Error.
@@ -129,8 +140,7 @@ func replyTTL(op *trust.Opened) time.Duration {
 }
 
 func (n *node) sealError(op *trust.Opened, e *reqError) ([]byte, error) {
-	out, err := n.sealer.Reply(op, tchsmpb.BodyType_BODY_TYPE_ERROR,
-		&tchsmpb.Error{Code: e.code, Message: e.msg, KeyId: e.keyID}, replyTTL(op))
+	out, err := n.sealer.Reply(op, tchsmpb.BodyType_BODY_TYPE_ERROR, e.proto(), replyTTL(op))
 	if err != nil {
 		n.log.Error("sealing error reply", "err", err)
 		return nil, fmt.Errorf("node: internal error")
@@ -278,10 +288,7 @@ func (n *node) signBatch(ctx context.Context, op *trust.Opened, b *tchsmpb.SignB
 func (n *node) batchItem(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequest) (item *tchsmpb.SignBatchItem) {
 	defer func() {
 		if r := recover(); r != nil {
-			n.log.Error("panic while serving a batched request", "sender", op.Sender.ID,
-				"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
-			n.metrics.requests.WithLabelValues("sign_request", "internal").Inc()
-			item = &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: &tchsmpb.Error{Code: tchsmpb.Error_INTERNAL, Message: "internal error"}}}
+			item = &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: n.internalError(op, "sign_request", r).proto()}}
 		}
 	}()
 	var body proto.Message
@@ -291,7 +298,7 @@ func (n *node) batchItem(ctx context.Context, op *trust.Opened, req *tchsmpb.Sig
 	}
 	if rerr != nil {
 		n.countFailure(op, "sign_request", rerr)
-		return &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: &tchsmpb.Error{Code: rerr.code, Message: rerr.msg, KeyId: rerr.keyID}}}
+		return &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: rerr.proto()}}
 	}
 	n.metrics.requests.WithLabelValues("sign_request", "ok").Inc()
 	return &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Share{Share: body.(*tchsmpb.SignatureShare)}}
