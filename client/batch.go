@@ -19,15 +19,25 @@ import (
 // message, as one SignBatch. A lone request leaves at once as a plain SignRequest, so a client
 // signing one thing at a time is not slowed down, and under load the broker, the node and this
 // client handle one message, one envelope and one acknowledgement for several shares.
+//
+// A message whose answer is overdue (see Client.overdueAfter) stops holding the window: the
+// requests queued behind it leave without waiting for it, and the client asks other nodes
+// first while the node has an overdue message. At most window overdue messages wait at once,
+// so a node that stopped answering holds at most 2 × window messages of a client.
 type batcher struct {
 	c      *Client
 	node   trust.Member
 	max    int
 	window int
+	// deliver sends one message for asks and answers each of them (on its done channel).
+	deliver func(asks []*shareAsk)
+	// overdueAfter is how long a message may wait for its answer before it is overdue.
+	overdueAfter func() time.Duration
 
 	mu      sync.Mutex
 	queue   []*shareAsk
-	senders int // goroutines sending; each has at most one message in flight
+	senders int // goroutines sending; each has at most one message in flight that is not overdue
+	overdue atomic.Int32
 }
 
 // shareAsk is one signature share a signing waits for.
@@ -45,7 +55,9 @@ type shareResult struct {
 }
 
 func newBatcher(c *Client, n trust.Member) *batcher {
-	return &batcher{c: c, node: n, max: c.cfg.BatchSize(), window: c.cfg.BatchWindowSize()}
+	b := &batcher{c: c, node: n, max: c.cfg.BatchSize(), window: c.cfg.BatchWindowSize(), overdueAfter: c.overdueAfter}
+	b.deliver = b.send
+	return b
 }
 
 // ask queues one request and waits for its share, or for ctx's end.
@@ -55,7 +67,7 @@ func (b *batcher) ask(ctx context.Context, keyID string, payload []byte, pk *thr
 	b.queue = append(b.queue, a)
 	if b.senders < b.window {
 		b.senders++
-		go b.send()
+		go b.run()
 	}
 	b.mu.Unlock()
 	select {
@@ -66,33 +78,68 @@ func (b *batcher) ask(ctx context.Context, keyID string, payload []byte, pk *thr
 	}
 }
 
-// send sends what is queued, one message at a time, until the queue is empty.
-func (b *batcher) send() {
-	for {
-		b.mu.Lock()
-		var asks []*shareAsk
-		for len(b.queue) > 0 && len(asks) < b.max {
-			a := b.queue[0]
-			b.queue[0] = nil
-			b.queue = b.queue[1:]
-			if a.ctx.Err() == nil { // nobody waits for the others any more
-				asks = append(asks, a)
-			}
+// next takes the next message's requests off the queue; none means the queue is empty and the
+// calling sender has stopped.
+func (b *batcher) next() []*shareAsk {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var asks []*shareAsk
+	for len(b.queue) > 0 && len(asks) < b.max {
+		a := b.queue[0]
+		b.queue[0] = nil
+		b.queue = b.queue[1:]
+		if a.ctx.Err() == nil { // nobody waits for the others any more
+			asks = append(asks, a)
 		}
+	}
+	if len(asks) == 0 {
+		b.senders--
+	}
+	return asks
+}
+
+// run sends what is queued, one message at a time, until the queue is empty. When a message
+// becomes overdue and fewer than window messages are overdue already, it goes on with the next
+// message and leaves the overdue one to finish by itself.
+func (b *batcher) run() {
+	for {
+		asks := b.next()
 		if len(asks) == 0 {
-			b.senders--
-			b.mu.Unlock()
 			return
 		}
-		b.mu.Unlock()
-		if len(asks) == 1 {
-			a := asks[0]
-			share, err := b.c.askShare(a.ctx, b.node, a.keyID, a.payload, a.pk)
-			a.done <- shareResult{share, err}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b.deliver(asks)
+		}()
+		t := time.NewTimer(b.overdueAfter())
+		select {
+		case <-done:
+			t.Stop()
+			continue
+		case <-t.C:
+		}
+		if int(b.overdue.Add(1)) > b.window {
+			b.overdue.Add(-1)
+			<-done
 			continue
 		}
-		b.sendBatch(asks)
+		go func() {
+			<-done
+			b.overdue.Add(-1)
+		}()
 	}
+}
+
+// send sends asks as one message: a plain SignRequest for one, a SignBatch for more.
+func (b *batcher) send(asks []*shareAsk) {
+	if len(asks) == 1 {
+		a := asks[0]
+		share, err := b.c.askShare(a.ctx, b.node, a.keyID, a.payload, a.pk)
+		a.done <- shareResult{share, err}
+		return
+	}
+	b.sendBatch(asks)
 }
 
 // sendBatch sends asks as one SignBatch. The message lives until the latest of their deadlines,

@@ -666,7 +666,7 @@ func (c *Client) noteLiar(nodeID string) {
 }
 
 // order returns the nodes to ask, best first: healthy nodes by recent latency, then suspended
-// ones. Nodes caught lying are left out.
+// ones and those with an overdue message. Nodes caught lying are left out.
 func (c *Client) order() []trust.Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -707,7 +707,9 @@ func (c *Client) order() []trust.Member {
 			slow = float64(st.ewma) / float64(median)
 		}
 		score := float64(st.inflight+1) * slow * (0.9 + 0.2*rand.Float64())
-		cs = append(cs, cand{n, now.Before(st.suspended), score})
+		// A node with an overdue message is asked after the others, like a failed one.
+		overdue := c.batchers[n.ID].overdue.Load() > 0
+		cs = append(cs, cand{n, now.Before(st.suspended) || overdue, score})
 	}
 	sort.SliceStable(cs, func(i, j int) bool {
 		if cs[i].suspended != cs[j].suspended {

@@ -130,6 +130,11 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 			s.good = append(s.good, r.share)
 			s.from[r.share.Index] = r.node
 			if len(s.good) < K {
+				// Every reply, a share too, may leave fewer requests out than shares missing
+				// (the others failed meanwhile): ask more nodes, or all of them again.
+				if !s.refill(ctx) {
+					return nil, s.giveUp(nil)
+				}
 				continue
 			}
 			sig, err := threshold.Combine(s.k.pk, s.em, s.good)
@@ -160,8 +165,9 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 
 // refill asks more nodes until enough requests are out to reach k shares; false when it cannot.
 // When every node has been asked and some failed (a broker restart, nodes restarting), it starts
-// another round with the nodes that have not given a share, after a short pause, as long as the
-// deadline leaves time for it.
+// another round with the nodes that have not given a share, after a short pause (100 ms, 200 ms,
+// then 300 ms each), as long as the deadline leaves time for it. It runs after every reply: the
+// invariant is that shares in hand plus requests out reach k, or the signing has given up.
 func (s *signing) refill(ctx context.Context) bool {
 	for len(s.good)+s.inflight < s.k.pk.K {
 		if s.launch(ctx) {
@@ -187,7 +193,7 @@ func (s *signing) newRound(ctx context.Context) bool {
 	select {
 	case <-ctx.Done():
 		return false
-	case <-time.After(roundPause * time.Duration(s.rounds)):
+	case <-time.After(roundPause * time.Duration(min(s.rounds, 3))):
 	}
 	for _, n := range s.c.order() {
 		if _, done := s.from[n.Index]; !done {
@@ -339,3 +345,13 @@ func (c *Client) hedgeDelay() time.Duration {
 	}
 	return max(3*worst, 20*time.Millisecond)
 }
+
+// overdueAfter is how long a message to a node may wait for its answer before it stops
+// holding the node's batch window: four hedge delays (so twelve times the slowest node's
+// recent latency), and never less than minOverdue. A message that waits that long is stuck
+// (a node that stopped, a request lost with a queue), not slow.
+func (c *Client) overdueAfter() time.Duration {
+	return max(4*c.hedgeDelay(), minOverdue)
+}
+
+const minOverdue = 500 * time.Millisecond

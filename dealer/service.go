@@ -29,15 +29,9 @@ const serveWorkers = 2
 // at least k nodes acknowledged. Fewer than k shares queued is answered with Error
 // NOT_ENOUGH_NODES.
 func (d *Dealer) Serve(ctx context.Context) error {
-	q, err := d.conn.DeclareDealer(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("dealer: %w", err)
-	}
+	q := d.conn.DealerRPCQueue()
 	d.log.Info("dealer service started", "cluster", d.m.ClusterID, "queue", q, "manifest", d.m.Fingerprint(), "version", d.opts.Version)
-	err = d.conn.Serve(ctx, q, serveWorkers, d.handle)
+	err := d.conn.Serve(ctx, q, serveWorkers, d.handle)
 	d.log.Info("dealer service stopped")
 	if errors.Is(err, transport.ErrClosed) && ctx.Err() != nil {
 		return nil

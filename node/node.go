@@ -186,12 +186,10 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	n.log.Info("node started", "cluster", n.m.ClusterID, "index", n.self.Index, "manifest", n.m.Fingerprint(),
 		"keys", n.store.Len(), "workers", cfg.WorkerCount(), "metrics", metricsAddr, "version", opts.Version)
 	if opts.Ready != nil {
-		// Give both consumers a moment to subscribe: Serve and Consume subscribe before their
-		// first delivery, and a failure to subscribe cancels ctx.
+		// Ready once both consumers are subscribed: requests reach the node from then on (its
+		// rpc queue exists only while it consumes). A failure to subscribe cancels ctx.
 		go func() {
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
+			if n.conn.WaitConsuming(ctx, q.RPC) == nil && n.conn.WaitConsuming(ctx, q.Control) == nil {
 				opts.Ready(metricsAddr)
 			}
 		}()

@@ -70,12 +70,16 @@ func TestBrokerRestart(t *testing.T) {
 	}
 
 	// Restart under load: every signature returned must verify; failures are allowed only while
-	// the broker is away, and signing must resume.
+	// the broker is away, and signing must resume at once: the first signature of every load
+	// goroutine completes within maxResume of the broker answering again.
+	const workers = 4
 	var ok, failed, bad atomic.Int64
+	var backAt atomic.Int64 // unix nanos when the broker answered again; 0 before
+	var firstAfter [workers]atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	pub := &rsa.PublicKey{N: k.N, E: k.E}
-	for w := range 4 {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -98,26 +102,50 @@ func TestBrokerRestart(t *testing.T) {
 					bad.Add(1)
 				}
 				ok.Add(1)
+				if b := backAt.Load(); b != 0 {
+					firstAfter[w].CompareAndSwap(0, time.Now().UnixNano())
+				}
 			}
 		}()
 	}
 	time.Sleep(2 * time.Second)
 	before := ok.Load()
 	d = restart()
+	back := time.Now()
+	backAt.Store(back.UnixNano())
 	t.Logf("restart under load took %v", d.Round(time.Millisecond))
 	waitSign(t, c, k, 30*time.Second)
+	probe := time.Since(back)
 	afterRestart := ok.Load()
 	time.Sleep(3 * time.Second)
 	close(stop)
 	wg.Wait()
-	t.Logf("under load: %d signatures (%d before the restart), %d failed during it, %d invalid", ok.Load(), before, failed.Load(), bad.Load())
+	var resume []time.Duration
+	for w := range workers {
+		f := firstAfter[w].Load()
+		if f == 0 {
+			resume = append(resume, -1)
+			continue
+		}
+		resume = append(resume, time.Unix(0, f).Sub(back).Round(time.Millisecond))
+	}
+	t.Logf("under load: %d signatures (%d before the restart), %d failed during it, %d invalid; after the broker was back: probe signed after %v, first signature of each load goroutine after %v",
+		ok.Load(), before, failed.Load(), bad.Load(), probe.Round(time.Millisecond), resume)
 	if bad.Load() != 0 {
 		t.Fatalf("%d invalid signatures returned", bad.Load())
 	}
 	if before == 0 || ok.Load()-afterRestart == 0 {
 		t.Fatalf("no signatures before (%d) or after (%d) the restart", before, ok.Load()-afterRestart)
 	}
+	for w, r := range resume {
+		if r < 0 || r > maxResume {
+			t.Errorf("load goroutine %d: first signature %v after the broker was back, want at most %v", w, r, maxResume)
+		}
+	}
 }
+
+// maxResume is how soon after the broker answers again every signer must sign again.
+const maxResume = time.Second
 
 // waitSign retries a signature until it succeeds or timeout passes.
 func waitSign(t *testing.T, c *client.Client, k client.KeyInfo, timeout time.Duration) {

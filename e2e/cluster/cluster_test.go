@@ -53,9 +53,12 @@ func TestDealSignKillRestart(t *testing.T) {
 	for i := range 30 {
 		signOK(t, c, k, fmt.Sprintf("all up %d", i))
 	}
-	// The load is spread over all five nodes, not always the same three.
+	// The load is spread over all five nodes, not always the same three. How evenly depends
+	// on how fast each node process happens to be on a shared machine (a node that looks slow
+	// is asked less, but at least once every few signatures): the even split is tested
+	// without timing in client.TestOrderSpreadsLoad; here every node must take part.
 	for id, st := range c.NodeStats() {
-		if st.Shares < 8 {
+		if st.Shares < 2 {
 			t.Errorf("node %s gave only %d of 90 shares: %v", id, st.Shares, c.NodeStats())
 		}
 	}

@@ -69,4 +69,9 @@ func serveEcho(tb testing.TB, c *Conn, queue string, workers int) {
 			tb.Errorf("Serve: %v", err)
 		}
 	})
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := c.WaitConsuming(wctx, queue); err != nil {
+		tb.Fatal(err)
+	}
 }

@@ -35,6 +35,9 @@ type Conn struct {
 	ready  chan struct{} // closed when cur becomes non-nil
 	closed bool
 	queues map[string]queueKind // declared topology, redeclared on reconnect
+
+	consuming        map[string]int // subscribed consumers by queue
+	consumingChanged chan struct{}  // closed and replaced when consuming changes
 }
 
 // session is one AMQP connection with its channels; it is replaced, never
@@ -74,6 +77,9 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		log:      log.With("component", "transport", "broker", RedactURL(cfg.URL)),
 		ready:    make(chan struct{}),
 		queues:   make(map[string]queueKind),
+
+		consuming:        make(map[string]int),
+		consumingChanged: make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 

@@ -51,12 +51,20 @@
 //     for the operator); any other error requeues it after a delay that grows
 //     from 100 ms to 5 s over consecutive failures, so a failing store is not
 //     a hot loop.
-//   - tchsm.<c>.node.<id>.rpc and tchsm.<c>.dealer.rpc: non-durable request
-//     queues (x-expires 10 min: a queue nobody consumes for that long vanishes
-//     and calls to it then fail fast with [ErrNoRoute]). Requests are transient
-//     and carry a per-message TTL (Expiration = milliseconds left until the
-//     caller's deadline), so a node that was down never works through a
-//     backlog of stale requests.
+//   - tchsm.<c>.node.<id>.rpc and tchsm.<c>.dealer.rpc: request queues owned
+//     by their server. [Conn.Serve] declares its queue exclusive and
+//     auto-delete on the channel it then consumes from, and again at every
+//     resubscription; nobody else declares it. The queue therefore exists
+//     exactly while its server consumes it: the broker deletes it when the
+//     server's connection drops or its consumer stops, and a request to a
+//     server that is away (stopped, crashed, not yet resubscribed after a
+//     broker restart) has no queue to wait in and fails at once with
+//     [ErrNoRoute]. Requests are transient and carry a per-message TTL
+//     (Expiration = milliseconds left until the caller's deadline), so a
+//     server that is busy never works through a backlog of stale requests.
+//     A second process serving the same queue (a node started twice) is
+//     refused by the broker (RESOURCE_LOCKED) and retries until the queue is
+//     free.
 //
 // The dealer must declare a node's queues ([Conn.DeclareNode]) before
 // publishing shares to it: durable publishes are mandatory, and a message to
@@ -79,9 +87,9 @@
 // publishes the requests, with a random CorrelationId per call and a demux
 // map from correlation id to the waiting caller. Requests are published with
 // the mandatory flag: a request to a queue that does not exist comes back
-// (basic.return) and Call fails at once with [ErrNoRoute]. A request that sits
-// in a queue nobody consumes expires with its TTL and Call ends at its ctx
-// deadline. A reply that arrives after its caller gave up is dropped.
+// (basic.return) and Call fails at once with [ErrNoRoute]. A request that
+// waits behind others in the queue of a busy server expires with its TTL and
+// Call ends at its ctx deadline. A reply that arrives after its caller gave up is dropped.
 //
 // Calls need a ctx deadline ([ErrNoDeadline] otherwise). The absolute
 // deadline travels in the x-tchsm-deadline header (Unix milliseconds); the

@@ -27,10 +27,14 @@ type Delivery struct {
 // has no ReplyTo or its deadline has passed.
 type Handler func(ctx context.Context, d Delivery) (reply []byte, err error)
 
-// Serve consumes the rpc queue with workers concurrent handlers until ctx
-// ends (it then returns nil) or the Conn is closed (ErrClosed). It survives
-// reconnections. It fails at once if the first subscription fails for a
-// reason other than the connection (queue missing: declare it first).
+// Serve declares the rpc queue and consumes it with workers concurrent
+// handlers until ctx ends (it then returns nil) or the Conn is closed
+// (ErrClosed). The queue belongs to this Conn alone (exclusive, auto-delete):
+// it exists only while Serve consumes it, so callers get [ErrNoRoute] at once
+// while the server is away. Serve survives reconnections, declaring the queue
+// again just before it subscribes again. It fails at once if the first
+// subscription fails for a reason other than the connection (bad name,
+// permissions); a queue held by another connection is retried.
 func (c *Conn) Serve(ctx context.Context, queue string, workers int, h Handler) error {
 	if workers < 1 || workers > 10000 || h == nil || queue == "" {
 		return fmt.Errorf("%w: Serve needs a queue, a handler and 1..10000 workers", ErrConfig)
@@ -39,7 +43,7 @@ func (c *Conn) Serve(ctx context.Context, queue string, workers int, h Handler) 
 	if prefetch == 0 {
 		prefetch = min(2*workers, 65535)
 	}
-	return c.consumeLoop(ctx, queue, prefetch, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+	return c.consumeLoop(ctx, queue, KindRPC, prefetch, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 		var replyMu sync.Mutex // one publisher at a time on ch
 		var wg sync.WaitGroup
 		for range workers {
@@ -146,7 +150,7 @@ func (c *Conn) Consume(ctx context.Context, queue string, h func(ctx context.Con
 		return fmt.Errorf("%w: Consume needs a queue and a handler", ErrConfig)
 	}
 	var bo backoff // consecutive handler failures, across reconnections
-	return c.consumeLoop(ctx, queue, 1, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+	return c.consumeLoop(ctx, queue, 0, 1, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 		for d := range deliveries {
 			err := safeConsume(ctx, h, d.Body)
 			switch {
@@ -186,8 +190,9 @@ func safeConsume(ctx context.Context, h func(context.Context, []byte) error, bod
 
 // consumeLoop subscribes to queue on a fresh channel of the current session
 // and runs process until the deliveries end, then subscribes again, until ctx
-// ends or the Conn is closed.
-func (c *Conn) consumeLoop(ctx context.Context, queue string, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) error {
+// ends or the Conn is closed. own is KindRPC for a queue the consumer owns and
+// declares itself each time, 0 for one declared through [Conn.DeclareNode].
+func (c *Conn) consumeLoop(ctx context.Context, queue string, own queueKind, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) error {
 	var bo backoff
 	first := true
 	for {
@@ -198,7 +203,7 @@ func (c *Conn) consumeLoop(ctx context.Context, queue string, prefetch int, proc
 			}
 			return nil // ctx ended
 		}
-		started, err := c.consumeOnce(ctx, s, queue, prefetch, process)
+		started, err := c.consumeOnce(ctx, s, queue, own, prefetch, process)
 		if c.ctx.Err() != nil {
 			return ErrClosed
 		}
@@ -226,18 +231,24 @@ func (c *Conn) consumeLoop(ctx context.Context, queue string, prefetch int, proc
 	}
 }
 
-func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) (started bool, err error) {
+func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, own queueKind, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) (started bool, err error) {
 	ch, err := s.conn.Channel()
 	if err != nil {
 		return false, fmt.Errorf("%w: open channel: %w", ErrUnavailable, err)
 	}
 	defer ch.Close()
-	c.mu.Lock()
-	kind, known := c.queues[queue]
-	c.mu.Unlock()
-	if known { // it may have been deleted (x-expires, operator)
-		if err := declareQueue(ch, queue, kind); err != nil {
+	if own != 0 {
+		if err := declareOwned(s.conn, ch, queue, own); err != nil {
 			return false, err
+		}
+	} else {
+		c.mu.Lock()
+		kind, known := c.queues[queue]
+		c.mu.Unlock()
+		if known { // it may have been deleted (operator)
+			if err := declareQueue(ch, queue, kind); err != nil {
+				return false, err
+			}
 		}
 	}
 	if err := ch.Qos(prefetch, 0, false); err != nil {
@@ -258,6 +269,62 @@ func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, prefet
 	defer stop()
 	stopClose := context.AfterFunc(c.ctx, func() { ch.Close() })
 	defer stopClose()
+	c.setConsuming(queue, +1)
+	defer c.setConsuming(queue, -1)
 	process(ch, deliveries)
 	return true, fmt.Errorf("%w: deliveries ended", ErrUnavailable)
+}
+
+// declareOwned declares a queue its consumer owns (exclusive) on ch. A queue of the same name
+// that is not exclusive and has no consumer (left by an older version, which declared rpc
+// queues shared) is deleted first: it holds only transient requests. One held by another
+// connection stays, and the error (ErrUnavailable) makes the caller retry.
+func declareOwned(ac *amqp.Connection, ch *amqp.Channel, queue string, kind queueKind) error {
+	err := declareQueue(ch, queue, kind)
+	var ae *amqp.Error
+	if err == nil || !errors.As(err, &ae) || ae.Code != amqp.ResourceLocked {
+		return err
+	}
+	// The failed declaration closed ch; the caller's deferred Close of it is harmless.
+	dc, cerr := ac.Channel()
+	if cerr != nil {
+		return fmt.Errorf("%w: open channel: %w", ErrUnavailable, cerr)
+	}
+	defer dc.Close()
+	if _, derr := dc.QueueDelete(queue, true, false, false); derr != nil {
+		return err // exclusive elsewhere, or consumed: keep the first error
+	}
+	return fmt.Errorf("%w: deleted a stale shared queue %s; declaring it again", ErrUnavailable, queue)
+}
+
+// setConsuming counts the consumers this Conn has on queue and wakes WaitConsuming.
+func (c *Conn) setConsuming(queue string, delta int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.consuming[queue] += delta
+	if c.consuming[queue] <= 0 {
+		delete(c.consuming, queue)
+	}
+	close(c.consumingChanged)
+	c.consumingChanged = make(chan struct{})
+}
+
+// WaitConsuming waits until a Serve or Consume of this Conn is subscribed to queue, or ctx
+// ends. Processes use it to report themselves ready only when requests reach them.
+func (c *Conn) WaitConsuming(ctx context.Context, queue string) error {
+	for {
+		c.mu.Lock()
+		n, changed := c.consuming[queue], c.consumingChanged
+		c.mu.Unlock()
+		if n > 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("transport: %s not consumed: %w", queue, ctx.Err())
+		case <-c.ctx.Done():
+			return ErrClosed
+		}
+	}
 }

@@ -15,13 +15,10 @@ const (
 	KindControl queueKind = iota + 1
 	// KindDead: durable dead-letter queue of a control queue.
 	KindDead
-	// KindRPC: transient request queue; messages carry a TTL.
+	// KindRPC: transient request queue owned by its one consumer (exclusive,
+	// auto-delete); messages carry a TTL. Only [Conn.Serve] declares it.
 	KindRPC
 )
-
-// rpcQueueExpiry deletes an rpc queue nobody consumed for this long, so calls
-// to a node that is gone for good fail fast with ErrNoRoute.
-const rpcQueueExpiry = int32(10 * 60 * 1000)
 
 // Suffixes of queue names, after "tchsm.<cluster>.".
 const (
@@ -68,10 +65,12 @@ type NodeQueues struct {
 	Control, Dead, RPC string
 }
 
-// DeclareNode declares (idempotently) the control, dead-letter and rpc queues
-// of nodeID, and redeclares them after every reconnection. The dealer calls it
+// DeclareNode declares (idempotently) the control and dead-letter queues of
+// nodeID, and redeclares them after every reconnection. The dealer calls it
 // too before delivering shares, so the control queue exists even if the node
-// never ran.
+// never ran. The rpc queue is only named: it exists exactly while the node's
+// [Conn.Serve] consumes it, so a request to a node that is away fails at once
+// with [ErrNoRoute] instead of waiting in a queue nobody reads.
 func (c *Conn) DeclareNode(ctx context.Context, nodeID string) (NodeQueues, error) {
 	if !validID(nodeID) {
 		return NodeQueues{}, fmt.Errorf("%w: node id %q must be 1-64 letters, digits, '-' or '_'", ErrConfig, nodeID)
@@ -81,14 +80,8 @@ func (c *Conn) DeclareNode(ctx context.Context, nodeID string) (NodeQueues, erro
 		Dead:    NodeDeadQueue(c.cfg.ClusterID, nodeID),
 		RPC:     c.NodeRPCQueue(nodeID),
 	}
-	err := c.declare(ctx, map[string]queueKind{q.Dead: KindDead, q.Control: KindControl, q.RPC: KindRPC})
+	err := c.declare(ctx, map[string]queueKind{q.Dead: KindDead, q.Control: KindControl})
 	return q, err
-}
-
-// DeclareDealer declares the dealer's rpc queue and returns its name.
-func (c *Conn) DeclareDealer(ctx context.Context) (string, error) {
-	q := c.DealerRPCQueue()
-	return q, c.declare(ctx, map[string]queueKind{q: KindRPC})
 }
 
 func (c *Conn) declare(ctx context.Context, qs map[string]queueKind) error {
@@ -130,7 +123,7 @@ func declareAll(ac *amqp.Connection, qs map[string]queueKind) error {
 	}
 	defer ch.Close()
 	// Dead-letter queues first, so a control queue never points to nothing.
-	for _, want := range []queueKind{KindDead, KindControl, KindRPC} {
+	for _, want := range []queueKind{KindDead, KindControl} {
 		for name, k := range qs {
 			if k != want {
 				continue
@@ -154,9 +147,10 @@ func declareQueue(ch *amqp.Channel, name string, k queueKind) error {
 	case KindDead:
 		_, err = ch.QueueDeclare(name, true, false, false, false, nil)
 	case KindRPC:
-		_, err = ch.QueueDeclare(name, false, false, false, false, amqp.Table{
-			"x-expires": rpcQueueExpiry,
-		})
+		// Exclusive: only this connection consumes it, and the broker deletes it with the
+		// connection; auto-delete: also when the consumer is cancelled. A request published
+		// while nobody consumes has no queue to wait in and comes back (mandatory flag).
+		_, err = ch.QueueDeclare(name, false, true, true, false, nil)
 	default:
 		return fmt.Errorf("%w: unknown queue kind %d", ErrConfig, k)
 	}
@@ -166,6 +160,11 @@ func declareQueue(ch *amqp.Channel, name string, k queueKind) error {
 	var ae *amqp.Error
 	if errors.As(err, &ae) && (ae.Code == amqp.PreconditionFailed || ae.Code == amqp.AccessRefused) {
 		return fmt.Errorf("%w: queue %s: %w", ErrTopology, name, err)
+	}
+	if errors.As(err, &ae) && ae.Code == amqp.ResourceLocked {
+		// Another connection owns the exclusive queue: the same node running twice, or the
+		// broker has not yet noticed that a previous connection died. Retried.
+		return fmt.Errorf("%w: queue %s is held by another connection: %w", ErrUnavailable, name, err)
 	}
 	return fmt.Errorf("%w: declare %s: %w", ErrUnavailable, name, err)
 }

@@ -110,10 +110,7 @@ func TestRemoteErrorAndPanic(t *testing.T) {
 	c := dialTest(t, url, "both")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := c.DeclareDealer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := c.DealerRPCQueue()
 	sctx, scancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -127,7 +124,10 @@ func TestRemoteErrorAndPanic(t *testing.T) {
 			return []byte("ok"), nil
 		})
 	}()
-	_, err = c.Call(ctx, q, []byte("fail"))
+	if err := c.WaitConsuming(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Call(ctx, q, []byte("fail"))
 	var re *RemoteError
 	if !errors.As(err, &re) || re.Msg != "no such key" || !errors.Is(err, ErrRemote) {
 		t.Fatalf("Call to failing handler: %v", err)
@@ -166,6 +166,9 @@ func TestLateReplyDropped(t *testing.T) {
 	defer raw.Close()
 	ch, err := raw.Channel()
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := declareQueue(ch, q.RPC, KindRPC); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := ch.Consume(q.RPC, "", true, false, false, false, nil)
@@ -213,6 +216,9 @@ func TestLateReplyDropped(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		return []byte("too late"), nil
 	})
+	if err := c.WaitConsuming(ctx, q.RPC); err != nil {
+		t.Fatal(err)
+	}
 	cctx, ccancel = context.WithTimeout(ctx, 400*time.Millisecond)
 	_, err = c.Call(cctx, q.RPC, []byte("three"))
 	ccancel()
@@ -221,49 +227,204 @@ func TestLateReplyDropped(t *testing.T) {
 	}
 }
 
-// A request whose deadline passed while no node consumed is never delivered.
+// A request whose deadline passed while it waited behind another (the server
+// busy) is never handled.
 func TestExpiredRequestNotDelivered(t *testing.T) {
 	url := testVhost(t)
 	c := dialTest(t, url, "client")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	q, err := c.DeclareNode(ctx, "down")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, err = c.Call(cctx, q.RPC, []byte("stale"))
-	ccancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Call with nobody serving: %v", err)
-	}
-	// The broker dropped it: nothing waits in the queue for a node that
-	// comes back (Serve would also drop it by its deadline header, so check
-	// the broker side directly).
-	waitFor(t, 2*time.Second, func() bool { return queueDepth(t, url, q.RPC) == 0 })
-
-	var got atomic.Int32
+	q := c.NodeRPCQueue("busy")
+	var stale atomic.Int32
+	release := make(chan struct{})
 	sctx, scancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Serve(sctx, q.RPC, 1, func(ctx context.Context, d Delivery) ([]byte, error) {
-			if string(d.Body) == "stale" {
-				got.Add(1)
+		done <- c.Serve(sctx, q, 1, func(ctx context.Context, d Delivery) ([]byte, error) {
+			switch string(d.Body) {
+			case "stale":
+				stale.Add(1)
+			case "block":
+				<-release
 			}
 			return d.Body, nil
 		})
 	}()
-	// A fresh request goes through, so the server is consuming; the stale
-	// one did not come before it.
-	if r, err := c.Call(ctx, q.RPC, []byte("fresh")); err != nil || string(r) != "fresh" {
+	if err := c.WaitConsuming(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctx, q, []byte("block"))
+		blocked <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the one worker is busy with "block"
+	cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := c.Call(cctx, q, []byte("stale"))
+	ccancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call to a busy server: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Call(ctx, q, []byte("fresh")); err != nil || string(r) != "fresh" {
 		t.Fatalf("fresh Call = %q, %v", r, err)
 	}
-	time.Sleep(200 * time.Millisecond)
 	scancel()
 	<-done
-	if got.Load() != 0 {
-		t.Fatalf("expired request delivered %d times", got.Load())
+	if stale.Load() != 0 {
+		t.Fatalf("expired request handled %d times", stale.Load())
 	}
+}
+
+// A request for a server that is not consuming (not started yet, stopped, its
+// connection gone, its owner's peers redeclaring the node's topology) fails at
+// once with ErrNoRoute instead of waiting in a queue nobody reads until its
+// deadline: the stall of issue 10, where requests published after a broker
+// restart sat in rpc queues the clients had redeclared before the nodes
+// resubscribed.
+func TestCallToServerAwayFailsFast(t *testing.T) {
+	url := testVhost(t)
+	srv := dialTest(t, url, "server")
+	cli := dialTest(t, url, "client")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := cli.DeclareNode(ctx, "n1") // what clients and the dealer do: no rpc queue
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := func(what string) {
+		t.Helper()
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		defer ccancel()
+		start := time.Now()
+		_, err := cli.Call(cctx, q.RPC, []byte("x"))
+		if !errors.Is(err, ErrNoRoute) {
+			t.Fatalf("%s: Call = %v, want ErrNoRoute", what, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("%s: Call took %v", what, d)
+		}
+	}
+	fast("before the server started")
+
+	serve := func() (stop func()) {
+		sctx, scancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- srv.Serve(sctx, q.RPC, 1, func(ctx context.Context, d Delivery) ([]byte, error) { return d.Body, nil })
+		}()
+		if err := srv.WaitConsuming(ctx, q.RPC); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			scancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		}
+	}
+	stop := serve()
+	if r, err := cli.Call(ctx, q.RPC, []byte("up")); err != nil || string(r) != "up" {
+		t.Fatalf("Call = %q, %v", r, err)
+	}
+	stop()
+	fast("after Serve stopped")
+	if _, err := cli.DeclareNode(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	fast("after a peer redeclared the node's queues")
+
+	// The server's connection dropped: the broker deleted its queue with it, and Serve
+	// declares it again when it has resubscribed.
+	stop = serve()
+	defer stop()
+	raw := srv.current(t)
+	raw.conn.Close()
+	fast("after the server's connection dropped")
+	if err := srv.WaitConsuming(ctx, q.RPC); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := cli.Call(ctx, q.RPC, []byte("back")); err != nil || string(r) != "back" {
+		t.Fatalf("Call after the server resubscribed = %q, %v", r, err)
+	}
+}
+
+// Two processes serving the same queue: the second waits until the first's is gone, then
+// serves. A shared queue of the same name left by an older version is replaced.
+func TestServeOwnsItsQueue(t *testing.T) {
+	url := testVhost(t)
+	a := dialTest(t, url, "a")
+	b := dialTest(t, url, "b")
+	cli := dialTest(t, url, "client")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q := cli.NodeRPCQueue("n1")
+
+	// An older version's queue: shared, with x-expires, nobody consuming.
+	raw, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(q, false, false, false, false, amqp.Table{"x-expires": int32(600000)}); err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(c *Conn, name string) (stop func()) {
+		sctx, scancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Serve(sctx, q, 1, func(ctx context.Context, d Delivery) ([]byte, error) { return []byte(name), nil })
+		}()
+		return func() { scancel(); <-done }
+	}
+	stopA := run(a, "a")
+	if err := a.WaitConsuming(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	stopB := run(b, "b")
+	defer stopB()
+	time.Sleep(300 * time.Millisecond)
+	if b.WaitConsuming(expired(), q) == nil {
+		t.Fatal("a second server subscribed to a queue the first one owns")
+	}
+	for range 5 {
+		if r, err := cli.Call(ctx, q, nil); err != nil || string(r) != "a" {
+			t.Fatalf("Call = %q, %v; want the first server", r, err)
+		}
+	}
+	stopA()
+	if err := b.WaitConsuming(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := cli.Call(ctx, q, nil); err != nil || string(r) != "b" {
+		t.Fatalf("Call = %q, %v; want the second server", r, err)
+	}
+}
+
+func expired() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+// current returns c's current session (test helper).
+func (c *Conn) current(t *testing.T) *session {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		t.Fatal("not connected")
+	}
+	return c.cur
 }
 
 // A durable message published while no consumer runs survives the
@@ -420,6 +581,20 @@ func TestReconnectAfterConnectionsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	serveEcho(t, srv, q.RPC, 2)
+	// A server that never answers.
+	dq := srv.DealerRPCQueue()
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	go srv.Serve(hctx, dq, 1, func(ctx context.Context, d Delivery) ([]byte, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	if err := srv.WaitConsuming(ctx, q.RPC); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.WaitConsuming(ctx, dq); err != nil {
+		t.Fatal(err)
+	}
 	got := make(chan string, 10)
 	cctx, ccancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -441,10 +616,6 @@ func TestReconnectAfterConnectionsClosed(t *testing.T) {
 
 	// A call in flight when the connection drops fails at once: its reply
 	// could no longer arrive.
-	dq, err := srv.DeclareDealer(ctx) // nobody serves it
-	if err != nil {
-		t.Fatal(err)
-	}
 	inflight := make(chan error, 1)
 	go func() {
 		cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
@@ -464,12 +635,20 @@ func TestReconnectAfterConnectionsClosed(t *testing.T) {
 		t.Fatal("in-flight Call did not fail when the connection dropped")
 	}
 
-	// A call made during the outage waits for the reconnection; the
-	// request waits in the queue until the server has resubscribed.
+	// A call made during the outage waits for the client's reconnection; until
+	// the server has resubscribed, its queue does not exist and calls fail at
+	// once with ErrNoRoute (the caller asks again or asks another server).
 	start := time.Now()
-	cctx2, ccancel2 := context.WithTimeout(ctx, 10*time.Second)
-	defer ccancel2()
-	r, err := cli.Call(cctx2, q.RPC, []byte("after"))
+	var r []byte
+	for {
+		cctx2, ccancel2 := context.WithTimeout(ctx, 10*time.Second)
+		r, err = cli.Call(cctx2, q.RPC, []byte("after"))
+		ccancel2()
+		if !errors.Is(err, ErrNoRoute) || time.Since(start) > 10*time.Second {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil || string(r) != "after" {
 		t.Fatalf("Call after reconnect = %q, %v", r, err)
 	}
@@ -524,6 +703,9 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		defer wg.Done()
 		errs <- c.Consume(context.Background(), q.Control, func(ctx context.Context, body []byte) error { return nil })
 	}()
+	if err := c.WaitConsuming(ctx, q.RPC); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Call(ctx, q.RPC, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -643,7 +825,7 @@ func TestTopologyMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ch.QueueDeclare(NodeRPCQueue("test", "n1"), true, false, false, false, nil); err != nil {
+	if _, err := ch.QueueDeclare(NodeControlQueue("test", "n1"), true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	c := dialTest(t, url, "x")
@@ -653,7 +835,7 @@ func TestTopologyMismatch(t *testing.T) {
 		t.Fatalf("DeclareNode over a different queue: %v", err)
 	}
 	// The connection survives the channel error.
-	if _, err := c.DeclareDealer(ctx); err != nil {
+	if _, err := c.DeclareNode(ctx, "n2"); err != nil {
 		t.Fatal(err)
 	}
 }

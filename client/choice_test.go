@@ -1,0 +1,270 @@
+package client
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tchsm/tchsm/internal/trust"
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// The logic that decides which node to ask and when a message may leave, tested without a
+// broker: a batcher with a fake deliver, a client with node states only.
+
+func testBatcher(window int, overdue time.Duration, deliver func([]*shareAsk)) *batcher {
+	return &batcher{node: trust.Member{ID: "node-1", Index: 1}, max: 16, window: window,
+		deliver: deliver, overdueAfter: func() time.Duration { return overdue }}
+}
+
+func answer(asks []*shareAsk) {
+	for _, a := range asks {
+		a.done <- shareResult{share: &threshold.SigShare{Index: 1}}
+	}
+}
+
+// A message whose answer never comes (a request lost in a queue nobody consumed, a node that
+// stopped) must not hold the node's window: with batch_window 1 the requests behind it leave
+// once it is overdue, and are answered.
+func TestOverdueMessageReleasesWindow(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	b := testBatcher(1, 50*time.Millisecond, func(asks []*shareAsk) {
+		if calls.Add(1) == 1 {
+			<-release // stuck
+		}
+		answer(asks)
+	})
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go b.ask(ctx, "k", nil, nil)
+	waitUntil(t, func() bool { return calls.Load() == 1 })
+
+	start := time.Now()
+	for i := range 5 {
+		if _, err := b.ask(ctx, "k", nil, nil); err != nil {
+			t.Fatalf("request %d behind a stuck message: %v", i, err)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("requests behind a stuck message took %v", d)
+	}
+	if b.overdue.Load() != 1 {
+		t.Fatalf("%d overdue messages, want the stuck one", b.overdue.Load())
+	}
+}
+
+// A node that stopped answering holds at most 2 × window messages: window on time, window
+// overdue; the rest wait in the batcher.
+func TestOverdueMessagesBounded(t *testing.T) {
+	for _, window := range []int{1, 2} {
+		t.Run(fmt.Sprint(window), func(t *testing.T) {
+			release := make(chan struct{})
+			var inflight, most atomic.Int32
+			b := testBatcher(window, 20*time.Millisecond, func(asks []*shareAsk) {
+				n := inflight.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				<-release
+				inflight.Add(-1)
+				answer(asks)
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := b.ask(ctx, "k", nil, nil); err != nil {
+						t.Error(err)
+					}
+				}()
+				time.Sleep(5 * time.Millisecond)
+			}
+			want := int32(2 * window)
+			waitUntil(t, func() bool { return inflight.Load() == want })
+			time.Sleep(200 * time.Millisecond) // ten more overdue periods: still no more
+			if m := most.Load(); m != want {
+				t.Fatalf("%d messages in flight at most, want %d", m, want)
+			}
+			close(release)
+			wg.Wait() // every request answered once the node answers again
+		})
+	}
+}
+
+// While a node has an overdue message, signings ask the other nodes first.
+func TestOrderPutsOverdueNodeLast(t *testing.T) {
+	c := testClient(5)
+	c.batchers["node-2"].overdue.Store(1)
+	for range 100 {
+		if o := c.order(); o[len(o)-1].ID != "node-2" {
+			t.Fatalf("order %v: the node with an overdue message is not last", ids(o))
+		}
+	}
+	c.batchers["node-2"].overdue.Store(0)
+	last := 0
+	for range 200 {
+		if o := c.order(); o[len(o)-1].ID == "node-2" {
+			last++
+		}
+	}
+	if last > 100 {
+		t.Fatalf("node-2 still last in %d of 200 orders once its message was answered", last)
+	}
+}
+
+// Equal nodes share the load; a node that looks slow is still asked at least once every
+// probeEvery signatures.
+func TestOrderSpreadsLoad(t *testing.T) {
+	c := testClient(5)
+	for id, st := range c.nodes {
+		st.shares, st.ewma, st.last = 10, 20*time.Millisecond, 20*time.Millisecond
+		if id == "node-5" {
+			st.ewma, st.last = 80*time.Millisecond, 80*time.Millisecond
+		}
+	}
+	const k, signatures = 3, 800
+	asked := map[string]int{}
+	sinceAsked := 0
+	for range signatures {
+		o := c.order()
+		slowAsked := false
+		for _, n := range o[:k] {
+			c.track(n.ID)()
+			asked[n.ID]++
+			slowAsked = slowAsked || n.ID == "node-5"
+		}
+		if slowAsked {
+			sinceAsked = 0
+		} else if sinceAsked++; sinceAsked > 3*probeEvery {
+			t.Fatalf("the slow node was not asked for %d signatures: %v", sinceAsked, asked)
+		}
+	}
+	for i := 1; i <= 4; i++ {
+		// Each equal node is asked in about 3/4 of the signatures the slow one leaves.
+		if n := asked[fmt.Sprintf("node-%d", i)]; n < signatures/2 {
+			t.Errorf("node-%d asked %d times of %d: %v", i, n, signatures, asked)
+		}
+	}
+	if n := asked["node-5"]; n < signatures/(3*probeEvery) {
+		t.Errorf("slow node asked %d times of %d: %v", n, signatures, asked)
+	}
+}
+
+func testClient(n int) *Client {
+	c := &Client{m: &trust.Manifest{}, nodes: map[string]*nodeState{}, batchers: map[string]*batcher{}}
+	for i := 1; i <= n; i++ {
+		m := trust.Member{ID: fmt.Sprintf("node-%d", i), Role: trust.RoleNode, Index: i}
+		c.m.Nodes = append(c.m.Nodes, m)
+		c.nodes[m.ID] = &nodeState{member: m}
+		c.batchers[m.ID] = &batcher{node: m}
+	}
+	return c
+}
+
+func ids(ms []trust.Member) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, f func() bool) {
+	t.Helper()
+	end := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(end) {
+			t.Fatal("condition not met within 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The stall behind issue 10, without a broker: three nodes fail at once (their requests were
+// lost with a connection), the other two answer later, and every node has been asked. The
+// shares that arrive must not leave the signing waiting for nothing until its deadline: it asks
+// the failed nodes again.
+func TestSignAsksAgainAfterEarlyFailures(t *testing.T) {
+	const K, N = 3, 5
+	c, pk, shares := testSigner(t, K, N)
+	var calls [N + 1]atomic.Int32
+	for i := 1; i <= N; i++ {
+		b := c.batchers[fmt.Sprintf("node-%d", i)]
+		b.deliver = func(asks []*shareAsk) {
+			n := calls[i].Add(1)
+			for _, a := range asks {
+				switch {
+				case (i == 1 || i == 4 || i == 5) && n == 1:
+					a.done <- shareResult{err: errors.New("transport: connection lost while waiting for the reply")}
+					continue
+				case i == 2 || i == 3:
+					time.Sleep(50 * time.Millisecond)
+				}
+				em, err := threshold.EncodePayload(pk.Size(), a.payload)
+				if err != nil {
+					t.Error(err)
+				}
+				ss, err := threshold.SignShare(pk, shares[i-1], em)
+				a.done <- shareResult{share: ss, err: err}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	msg := []byte("signed after a broker restart")
+	sig, err := c.Sign(ctx, "00112233445566778899aabbccddeeff", threshold.SHA256RSAPKCS, msg)
+	if err != nil {
+		t.Fatalf("Sign after three early failures: %v (after %v)", err, time.Since(start))
+	}
+	h := sha256.Sum256(msg)
+	if err := rsa.VerifyPKCS1v15(pk.RSA(), crypto.SHA256, h[:], sig); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Sign took %v", d)
+	}
+}
+
+var signerKey struct {
+	once sync.Once
+	key  *threshold.Key
+	err  error
+}
+
+// testSigner returns a client whose nodes are fake batchers (set deliver) for a dealt k-of-n key
+// "00112233445566778899aabbccddeeff", and the key's shares by index-1.
+func testSigner(t *testing.T, k, n int) (*Client, *threshold.PublicKey, []*threshold.KeyShare) {
+	t.Helper()
+	signerKey.once.Do(func() {
+		signerKey.key, signerKey.err = threshold.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+	})
+	if signerKey.err != nil {
+		t.Fatal(signerKey.err)
+	}
+	pk, shares, err := threshold.Deal(rand.Reader, signerKey.key, k, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testClient(n)
+	c.log = slog.New(slog.DiscardHandler)
+	c.keys = map[string]*key{"00112233445566778899aabbccddeeff": {info: KeyInfo{ID: "00112233445566778899aabbccddeeff"}, pk: pk}}
+	for _, m := range c.m.Nodes {
+		b := c.batchers[m.ID]
+		b.max, b.window, b.overdueAfter = 16, 1, c.overdueAfter
+	}
+	return c, pk, shares
+}
