@@ -200,6 +200,24 @@ func (c *Client) getConn(ctx context.Context) (*transport.Conn, error) {
 	}
 }
 
+// brokerWait is how long an operation with a long timeout (key generation) waits for a broker
+// connection before it fails with ErrUnavailable.
+const brokerWait = 5 * time.Second
+
+// waitBroker waits at most d (and at most until ctx ends) for a broker connection.
+func (c *Client) waitBroker(ctx context.Context, d time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	conn, err := c.getConn(wctx)
+	if err != nil {
+		return fmt.Errorf("%w: no broker connection within %v", ErrUnavailable, d)
+	}
+	if err := conn.WaitConnected(wctx); err != nil {
+		return fmt.Errorf("%w: no broker connection within %v: %v", ErrUnavailable, d, err)
+	}
+	return nil
+}
+
 // getDealer returns the in-process dealer, creating it on first use when the config names one.
 func (c *Client) getDealer(ctx context.Context) (*dealer.Dealer, error) {
 	if c.cfg.DealerConfig == "" {
@@ -323,7 +341,8 @@ func (e *NodeError) Error() string {
 }
 
 func (e *NodeError) Is(target error) bool {
-	return target == ErrKeyNotFound && e.Code == tchsmpb.Error_UNKNOWN_KEY
+	return target == ErrKeyNotFound && e.Code == tchsmpb.Error_UNKNOWN_KEY ||
+		target == ErrInvalidInput && e.Code == tchsmpb.Error_BAD_REQUEST
 }
 
 // ---- keys
@@ -481,6 +500,11 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {
 		return KeyInfo{}, fmt.Errorf("%w: modulus of %d bits (1024 to 4096)", ErrInvalidInput, req.Bits)
 	}
+	// Key generation may take its whole timeout (safe primes, nodes storing shares), but not
+	// to find out that there is no broker at all.
+	if err := c.waitBroker(ctx, brokerWait); err != nil {
+		return KeyInfo{}, err
+	}
 	var rec *tchsmpb.SignedKeyRecord
 	var acked, missing []string
 	d, err := c.getDealer(ctx)
@@ -489,6 +513,9 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 	}
 	if d != nil {
 		rec, acked, missing, err = d.GenerateKey(ctx, req.Bits, req.E, req.Label, req.P11ID)
+		if errors.Is(err, dealer.ErrInvalid) {
+			return KeyInfo{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+		}
 		if err != nil {
 			return KeyInfo{}, err
 		}
@@ -499,6 +526,9 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 		}
 		op, err := c.call(ctx, dealers[0], transport.DealerRPCQueue(c.m.ClusterID), tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
 			&tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
+		if errors.Is(err, ErrInvalidInput) { // the dealer refused the request as bad
+			return KeyInfo{}, fmt.Errorf("dealer: %w", err)
+		}
 		if err != nil {
 			return KeyInfo{}, fmt.Errorf("%w: dealer: %v", ErrUnavailable, err)
 		}
@@ -513,7 +543,20 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 		return KeyInfo{}, err
 	}
 	if len(acked) < k.pk.K {
-		return KeyInfo{}, fmt.Errorf("%w: key %s: only %d of %d nodes stored their share (missing: %v)", ErrNotEnoughNodes, k.info.ID, len(acked), k.pk.L, missing)
+		// The caller is told the key was not made, so it must not appear later either, when the
+		// missing nodes come back and store the shares queued for them: delete it everywhere
+		// (the deletion waits in each node's control queue behind its share).
+		err := fmt.Errorf("%w: key %s: only %d of %d nodes stored their share (missing: %v)", ErrNotEnoughNodes, k.info.ID, len(acked), k.pk.L, missing)
+		c.mu.Lock()
+		c.keys[k.info.ID] = k
+		c.mu.Unlock()
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.signTimeout())
+		defer cancel()
+		if derr := c.DeleteKey(dctx, k.info.ID); derr != nil {
+			c.log.Error("a key generation failed and the key could not be deleted; delete it by hand", "key", k.info.ID, "err", derr)
+			return KeyInfo{}, fmt.Errorf("%w; deleting it failed too (delete it by hand): %v", err, derr)
+		}
+		return KeyInfo{}, fmt.Errorf("%w; the key was deleted", err)
 	}
 	if len(missing) > 0 {
 		c.log.Warn("key generated; some nodes have not stored their share yet", "key", k.info.ID, "missing", missing)

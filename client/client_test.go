@@ -50,6 +50,17 @@ func TestOpenWithBrokerDown(t *testing.T) {
 			t.Errorf("%s took %v with a 500 ms deadline", name, d)
 		}
 	}
+	// Key generation has a long deadline (120 s by default) but gives up on a missing broker
+	// after brokerWait.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	if _, err := c.GenerateKey(ctx, GenerateRequest{Bits: 2048}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("GenerateKey with a long deadline: err = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(t0); d > brokerWait+2*time.Second {
+		t.Errorf("GenerateKey with the broker down took %v", d)
+	}
 }
 
 func TestBadInput(t *testing.T) {

@@ -30,7 +30,6 @@ var rvTable = []struct {
 	{errNotInitialized, C.CKR_CRYPTOKI_NOT_INITIALIZED},
 	{errAlreadyInitialized, C.CKR_CRYPTOKI_ALREADY_INITIALIZED},
 	{errCantLock, C.CKR_CANT_LOCK},
-	{errNeedThreads, C.CKR_NEED_TO_CREATE_THREADS},
 	{token.ErrClosed, C.CKR_CRYPTOKI_NOT_INITIALIZED},
 	{token.ErrConfig, C.CKR_FUNCTION_FAILED},
 	{token.ErrArgumentsBad, C.CKR_ARGUMENTS_BAD},
@@ -83,10 +82,9 @@ func rvOf(err error) C.CK_RV {
 
 // Errors of this layer.
 var (
-	errArgs        = token.ErrArgumentsBad
-	errCantLock    = errors.New("p11shim: application mutexes without CKF_OS_LOCKING_OK")
-	errNeedThreads = errors.New("p11shim: the Go runtime must create threads")
-	errULongSize   = errors.New("p11shim: CK_ULONG size differs from the Go build's")
+	errArgs      = token.ErrArgumentsBad
+	errCantLock  = errors.New("p11shim: application mutexes without CKF_OS_LOCKING_OK")
+	errULongSize = errors.New("p11shim: CK_ULONG size differs from the Go build's")
 )
 
 // finish turns err into a CK_RV, logging failures. It is deferred by every export together
@@ -173,15 +171,23 @@ func templateIn(p C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) ([]token.Attribute, error) {
 	return out, nil
 }
 
+// mechanismIn copies a CK_MECHANISM. Its parameter is read only for a mechanism that defines
+// one (token.TakesParam): for the others callers leave pParameter and ulParameterLen as they
+// please (PowerDNS leaves them uninitialised in C_DigestInit), and SoftHSM2 ignores them too.
 func mechanismIn(p C.CK_MECHANISM_PTR) (token.Mechanism, error) {
 	if p == nil {
 		return token.Mechanism{}, errArgs
+	}
+	m := token.Mechanism{Type: uint(p.mechanism)}
+	if !token.TakesParam(m.Type) {
+		return m, nil
 	}
 	param, err := bytesIn(C.CK_BYTE_PTR(p.pParameter), p.ulParameterLen)
 	if err != nil {
 		return token.Mechanism{}, err
 	}
-	return token.Mechanism{Type: uint(p.mechanism), Param: param}, nil
+	m.Param = param
+	return m, nil
 }
 
 // output implements the variable-length output convention (PKCS#11 v2.40 section 5.2) for the
@@ -227,11 +233,9 @@ func goInitialize(pInitArgs C.CK_VOID_PTR) (rv C.CK_RV) {
 			err = errArgs
 			return
 		}
-		if args.flags&C.CKF_LIBRARY_CANT_CREATE_OS_THREADS != 0 {
-			// The Go runtime runs its own threads; it cannot do without.
-			err = errNeedThreads
-			return
-		}
+		// CKF_LIBRARY_CANT_CREATE_OS_THREADS (p11-kit, and so GnuTLS, Knot and PowerDNS, always
+		// set it) is accepted: a Go c-shared library started its runtime's threads when it was
+		// loaded, before C_Initialize, and refusing the flag now would protect nothing.
 		if set == 4 && args.flags&C.CKF_OS_LOCKING_OK == 0 {
 			// The application demands its own mutexes; Go synchronises with its own.
 			err = errCantLock
@@ -713,6 +717,15 @@ func goGenerateKeyPair(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_P
 
 // ---- signing ----
 
+// endOnError ends session h's operation of kind op when the call failed, but not for
+// CKR_BUFFER_TOO_SMALL: PKCS#11 v2.40 ends an operation on every other failure of the calls
+// that feed or finish it, including argument errors found before the token is asked.
+func endOnError(t *token.Token, h C.CK_SESSION_HANDLE, op token.Operation, err *error) {
+	if *err != nil && !errors.Is(*err, token.ErrBufferTooSmall) {
+		t.EndOperation(uint(h), op)
+	}
+}
+
 //export goSignInit
 func goSignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) (rv C.CK_RV) {
 	var err error
@@ -737,6 +750,7 @@ func goSign(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_UL
 	if err != nil {
 		return
 	}
+	defer endOnError(t, hSession, token.OpSign, &err)
 	if pulSignatureLen == nil {
 		err = errArgs
 		return
@@ -758,6 +772,7 @@ func goSignUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C
 	if err != nil {
 		return
 	}
+	defer endOnError(t, hSession, token.OpSign, &err)
 	data, err := bytesIn(pPart, ulPartLen)
 	if err != nil {
 		return
@@ -774,6 +789,7 @@ func goSignFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, pulSign
 	if err != nil {
 		return
 	}
+	defer endOnError(t, hSession, token.OpSign, &err)
 	if pulSignatureLen == nil {
 		err = errArgs
 		return
@@ -807,6 +823,7 @@ func goVerify(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_
 	if err != nil {
 		return
 	}
+	defer endOnError(t, hSession, token.OpVerify, &err)
 	data, err := bytesIn(pData, ulDataLen)
 	if err != nil {
 		return
@@ -827,6 +844,7 @@ func goVerifyUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen
 	if err != nil {
 		return
 	}
+	defer endOnError(t, hSession, token.OpVerify, &err)
 	data, err := bytesIn(pPart, ulPartLen)
 	if err != nil {
 		return
@@ -843,6 +861,7 @@ func goVerifyFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, ulSig
 	if err != nil {
 		return
 	}
+	defer endOnError(t, hSession, token.OpVerify, &err)
 	sig, err := bytesIn(pSignature, ulSignatureLen)
 	if err != nil {
 		return
@@ -877,6 +896,7 @@ func goDigest(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_
 	if err != nil {
 		return
 	}
+	defer endOnError(t, hSession, token.OpDigest, &err)
 	if pulDigestLen == nil {
 		err = errArgs
 		return
@@ -898,6 +918,7 @@ func goDigestUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen
 	if err != nil {
 		return
 	}
+	defer endOnError(t, hSession, token.OpDigest, &err)
 	data, err := bytesIn(pPart, ulPartLen)
 	if err != nil {
 		return
@@ -914,6 +935,7 @@ func goDigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, pulDiges
 	if err != nil {
 		return
 	}
+	defer endOnError(t, hSession, token.OpDigest, &err)
 	if pulDigestLen == nil {
 		err = errArgs
 		return

@@ -26,7 +26,8 @@ func TestErrorTable(t *testing.T) {
 		token.ErrAttributeTypeInvalid, token.ErrAttributeSensitive, token.ErrAttributeValueInvalid,
 		token.ErrTemplateIncomplete, token.ErrTemplateInconsistent, token.ErrActionProhibited,
 		token.ErrDeviceError, token.ErrFunctionNotSupported, token.ErrRandomSeedNotSupported, token.ErrClosed,
-		token.ErrConfig, errNotInitialized, // ErrClosed and errNotInitialized share CKR_CRYPTOKI_NOT_INITIALIZED errAlreadyInitialized, errCantLock, errNeedThreads,
+		token.ErrConfig, errNotInitialized, // ErrClosed and errNotInitialized share CKR_CRYPTOKI_NOT_INITIALIZED
+		errAlreadyInitialized, errCantLock,
 	}
 	seen := map[uint64]error{}
 	for _, e := range sentinels {

@@ -18,6 +18,10 @@ want unshare util-linux
 want gcc gcc
 want rabbitmqctl rabbitmq-server
 want openssl openssl
+want p11-kit p11-kit
+want p11tool gnutls-bin
+want knotd knot
+want knotc knot
 if ! dpkg -s opendnssec-enforcer-sqlite3 >/dev/null 2>&1; then need_pkgs+=(opendnssec-enforcer-sqlite3); fi
 
 if ((${#need_pkgs[@]})); then

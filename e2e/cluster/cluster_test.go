@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,63 @@ func TestDeleteKey(t *testing.T) {
 	_, err := c.Sign(context.Background(), k.ID, threshold.SHA256RSAPKCS, []byte("after delete"))
 	if !errors.Is(err, client.ErrKeyNotFound) {
 		t.Fatalf("sign after delete: %v", err)
+	}
+}
+
+// A key generation that fails (fewer than k nodes stored their share) leaves no key behind: not
+// on the nodes that stored theirs, and not later, when the missing nodes come back and find the
+// shares queued for them.
+func TestFailedKeyGenerationLeavesNoKey(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
+	c := tc.Client()
+	for _, i := range []int{1, 2, 3} {
+		tc.KillNode(i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	_, err := c.GenerateKey(ctx, client.GenerateRequest{Bits: 1024, Label: "doomed"})
+	cancel()
+	if !errors.Is(err, client.ErrNotEnoughNodes) {
+		t.Fatalf("GenerateKey with 3 of 5 nodes down: %v, want ErrNotEnoughNodes", err)
+	}
+	t.Logf("GenerateKey with 3 of 5 nodes down: %v", err)
+	for _, i := range []int{1, 2, 3} {
+		tc.StartNode(i)
+	}
+	tc.WaitUp(5, 30*time.Second)
+	// Once every control queue is empty (share and deletion handled and acknowledged), no node
+	// holds the key. Checked twice, a second apart.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := testcluster.RabbitMQCtl(t, "list_queues", "-p", tc.VHost, "--no-table-headers", "name", "messages")
+		busy := false
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 2 && strings.HasSuffix(f[0], ".control") && f[1] != "0" {
+				busy = true
+			}
+		}
+		if !busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("control queues not drained:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for range 2 {
+		time.Sleep(time.Second)
+		st, err := c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range st {
+			if !s.OK || len(s.Keys) != 0 {
+				t.Fatalf("node %s after the failed generation: ok %v, keys %v (%s)", s.ID, s.OK, s.Keys, s.Err)
+			}
+		}
+		keys, err := tc.Client().Keys(context.Background())
+		if err != nil || len(keys) != 0 {
+			t.Fatalf("a new client lists %v, %v after the failed generation", keys, err)
+		}
 	}
 }

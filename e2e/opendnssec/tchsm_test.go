@@ -19,17 +19,6 @@ import (
 	"github.com/tchsm/tchsm/internal/testcluster"
 )
 
-// buildModule builds libtchsm.so into a temp dir.
-func buildModule(t *testing.T) string {
-	t.Helper()
-	so := filepath.Join(t.TempDir(), "libtchsm.so")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", so, "github.com/tchsm/tchsm/p11shim")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building libtchsm.so: %v\n%s", err, out)
-	}
-	return so
-}
-
 // runTchsm runs run.sh against the cluster's module with extra args.
 func runTchsm(t *testing.T, timeout time.Duration, so string, c *testcluster.Cluster, args ...string) (string, error) {
 	t.Helper()
@@ -57,7 +46,7 @@ func runTchsm(t *testing.T, timeout time.Duration, so string, c *testcluster.Clu
 // then the same again, from scratch, with two of the five node processes killed.
 func TestTchsmSignAndVerify(t *testing.T) {
 	needRoot(t)
-	so := buildModule(t)
+	so := testcluster.Module(t)
 	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
 	run := func(t *testing.T) {
 		work := filepath.Join(t.TempDir(), "work")
@@ -83,7 +72,7 @@ func TestTchsmSignAndVerify(t *testing.T) {
 
 func TestTchsmHsmutilTest(t *testing.T) {
 	needRoot(t)
-	so := buildModule(t)
+	so := testcluster.Module(t)
 	c := testcluster.Start(t, testcluster.Options{K: 2, N: 3})
 	out, err := runTchsm(t, 25*time.Minute, so, c, "--hsmutil-test", "--timeout", "1200")
 	t.Logf("harness output:\n%s", out)

@@ -83,6 +83,33 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
+var (
+	moduleOnce sync.Once
+	modulePath string
+	moduleErr  error
+)
+
+// Module builds libtchsm.so (the PKCS#11 module) once per test process and returns its path.
+func Module(t testing.TB) string {
+	t.Helper()
+	moduleOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tchsm-module-")
+		if err != nil {
+			moduleErr = err
+			return
+		}
+		modulePath = filepath.Join(dir, "libtchsm.so")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", modulePath, "github.com/tchsm/tchsm/p11shim")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			moduleErr = fmt.Errorf("go build -buildmode=c-shared: %v\n%s", err, out)
+		}
+	})
+	if moduleErr != nil {
+		t.Fatal(moduleErr)
+	}
+	return modulePath
+}
+
 // RabbitMQCtl runs rabbitmqctl and fails the test on error.
 func RabbitMQCtl(t testing.TB, args ...string) string {
 	t.Helper()

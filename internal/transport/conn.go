@@ -329,6 +329,13 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// WaitConnected waits until the Conn has a broker connection, or ctx ends (ErrUnavailable) or
+// the Conn is closed (ErrClosed).
+func (c *Conn) WaitConnected(ctx context.Context) error {
+	_, err := c.session(ctx)
+	return err
+}
+
 // Connected reports whether the Conn currently has a broker connection.
 func (c *Conn) Connected() bool {
 	c.mu.Lock()

@@ -23,6 +23,17 @@ type Mechanism struct {
 	Param []byte
 }
 
+// paramMechanisms are the supported mechanisms that define a parameter. None does yet: every
+// RSA, digest and key generation mechanism the token supports takes none (PKCS#11 v2.40
+// current mechanisms, sections 2.1 and 2.2); CKM_EDDSA's optional CK_EDDSA_PARAMS will be the
+// first.
+var paramMechanisms = map[uint]bool{}
+
+// TakesParam reports whether mechanism t is one the token supports with a parameter. The
+// module reads a CK_MECHANISM's pParameter and ulParameterLen only then: for every other
+// mechanism they are ignored, whatever they hold.
+func TakesParam(t uint) bool { return paramMechanisms[t] }
+
 var signHashes = map[uint]crypto.Hash{
 	CKM_RSA_PKCS:        0,
 	CKM_SHA1_RSA_PKCS:   crypto.SHA1,
@@ -182,7 +193,9 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 		Bits: kt.bits, E: kt.e, Label: string(kt.label), P11ID: append([]byte{}, kt.id...),
 	})
 	if err != nil {
-		return 0, 0, backendErr("generating key", err, ErrDeviceError, ErrTemplateInconsistent)
+		// A request the cluster refuses as bad (a public exponent it does not take, a label or
+		// CKA_ID too long) is an attribute value, not a device failure.
+		return 0, 0, backendErr("generating key", err, ErrDeviceError, ErrAttributeValueInvalid)
 	}
 	k, err := newKey(info)
 	if err != nil {
@@ -615,4 +628,34 @@ func (t *Token) finishDigest(h uint, query bool, bufLen uint, last func(*digestO
 		return nil, 0, err
 	}
 	return op.h.Sum(nil), n, nil
+}
+
+// Operation names a kind of operation a session can have active.
+type Operation int
+
+// The operations EndOperation ends.
+const (
+	OpSign Operation = iota + 1
+	OpVerify
+	OpDigest
+)
+
+// EndOperation ends session h's active operation of kind op, if there is one. The module calls
+// it when a C_Sign, C_SignUpdate, C_SignFinal, C_Verify*, C_Digest* call fails for a reason
+// found before the token was asked (a NULL argument): PKCS#11 v2.40 (sections 5.12 to 5.14)
+// ends the operation on every failure but CKR_BUFFER_TOO_SMALL.
+func (t *Token) EndOperation(h uint, op Operation) {
+	s, err := t.acquire(h)
+	if err != nil {
+		return
+	}
+	defer s.mu.Unlock()
+	switch op {
+	case OpSign:
+		s.sign = nil
+	case OpVerify:
+		s.verify = nil
+	case OpDigest:
+		s.digest = nil
+	}
 }

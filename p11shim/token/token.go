@@ -529,6 +529,12 @@ func (t *Token) Logout(h uint) error {
 		return ErrUserNotLoggedIn
 	}
 	t.loggedIn = false
+	// Handles of private objects end with the login (PKCS#11 v2.40 section 5.5, C_Logout):
+	// after the next C_Login the keys have new private-key handles; public ones stay.
+	for id, hs := range t.keyHandles {
+		delete(t.byHandle, hs[0])
+		t.keyHandles[id] = [2]uint{0, hs[1]}
+	}
 	return nil
 }
 
@@ -576,7 +582,8 @@ func newKey(info client.KeyInfo) (*key, error) {
 	return &key{info: info, pub: pub, size: (info.N.BitLen() + 7) / 8, spki: spki}, nil
 }
 
-// handlesLocked returns the handles of key id, allocating them on first sight.
+// handlesLocked returns the handles of key id, allocating them on first sight, and a new
+// private-key handle after a logout ended the previous one.
 func (t *Token) handlesLocked(id string) [2]uint {
 	hs, ok := t.keyHandles[id]
 	if !ok {
@@ -585,6 +592,12 @@ func (t *Token) handlesLocked(id string) [2]uint {
 		t.keyHandles[id] = hs
 		t.byHandle[hs[0]] = objRef{keyID: id}
 		t.byHandle[hs[1]] = objRef{keyID: id, pub: true}
+	}
+	if hs[0] == 0 {
+		t.nextObject++
+		hs[0] = t.nextObject
+		t.keyHandles[id] = hs
+		t.byHandle[hs[0]] = objRef{keyID: id}
 	}
 	return hs
 }

@@ -451,7 +451,7 @@ func TestKeygenErrors(t *testing.T) {
 		{"ids differ", pubT, mod(privT, CKA_ID, []byte("other")), ErrTemplateInconsistent},
 		{"given modulus", mod(pubT, CKA_MODULUS, []byte{1, 2, 3}), privT, ErrTemplateInconsistent},
 		{"odd size", mod(pubT, CKA_MODULUS_BITS, ulong(2047)), privT, ErrKeySizeRange},
-		{"exponent refused by the cluster", mod(pubT, CKA_PUBLIC_EXPONENT, []byte{9}), privT, ErrTemplateInconsistent},
+		{"exponent refused by the cluster", mod(pubT, CKA_PUBLIC_EXPONENT, []byte{9}), privT, ErrAttributeValueInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := f.tk.GenerateKeyPair(rw, keygen, tc.pubT, tc.privT)
@@ -844,9 +844,17 @@ func TestSign(t *testing.T) {
 	if err := f.tk.Logout(h); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, f.tk.SignInit(h, Mechanism{Type: CKM_RSA_PKCS}, privH), ErrUserNotLoggedIn)
-	// Logged out between init and sign.
+	// The private key's handle ended with the login (PKCS#11 v2.40, C_Logout), also after
+	// the next login; the key is there under a new handle.
+	wantErr(t, f.tk.SignInit(h, Mechanism{Type: CKM_RSA_PKCS}, privH), ErrKeyHandleInvalid)
 	f.login(h)
+	wantErr(t, f.tk.SignInit(h, Mechanism{Type: CKM_RSA_PKCS}, privH), ErrKeyHandleInvalid)
+	privs := f.find(h, Attribute{CKA_CLASS, ulong(CKO_PRIVATE_KEY)})
+	if len(privs) != 1 || privs[0] == privH {
+		t.Fatalf("private keys after a new login: %v (old handle %d)", privs, privH)
+	}
+	privH = privs[0]
+	// Logged out between init and sign.
 	f.tk.SignInit(h, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privH)
 	f.tk.Logout(h)
 	_, _, err = f.tk.Sign(h, msg, false, 512)

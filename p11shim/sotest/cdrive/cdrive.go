@@ -9,6 +9,7 @@ package cdrive
 #cgo LDFLAGS: -ldl
 #include <dlfcn.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,6 +43,11 @@ static CK_RV cd_initialize(CK_FUNCTION_LIST_PTR f, int kind) {
 		break;
 	case 4: a.CreateMutex = cd_fake_create; break;
 	case 5: a.flags = CKF_LIBRARY_CANT_CREATE_OS_THREADS | CKF_OS_LOCKING_OK; break;
+	case 7: // what p11-kit passes (and so GnuTLS, p11tool, Knot, PowerDNS)
+		a.CreateMutex = cd_fake_create; a.DestroyMutex = cd_fake_mutex;
+		a.LockMutex = cd_fake_mutex; a.UnlockMutex = cd_fake_mutex;
+		a.flags = CKF_OS_LOCKING_OK | CKF_LIBRARY_CANT_CREATE_OS_THREADS;
+		break;
 	}
 	return f->C_Initialize(&a);
 }
@@ -74,6 +80,21 @@ static void cd_nulls(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HAND
 	rvs[13] = f->C_GetMechanismList(1, NULL, NULL);
 	rvs[14] = f->C_GetSlotList(CK_TRUE, (CK_SLOT_ID_PTR)buf, &n); // n == 0: too small
 	rvs[15] = n;
+	// A call that fails with CKR_ARGUMENTS_BAD ends its operation (PKCS#11 v2.40 5.12-5.14).
+	CK_MECHANISM dm = { CKM_SHA256, NULL, 0 };
+	n = 0;
+	rvs[16] = f->C_SignInit(s, &m, key);
+	rvs[17] = f->C_Sign(s, data, sizeof(data), NULL, NULL);
+	rvs[18] = f->C_Sign(s, data, sizeof(data), NULL, &n);
+	rvs[19] = f->C_DigestInit(s, &dm);
+	rvs[20] = f->C_Digest(s, data, sizeof(data), buf, NULL);
+	rvs[21] = f->C_Digest(s, data, sizeof(data), NULL, &n);
+	rvs[22] = f->C_DigestInit(s, &dm);
+	rvs[23] = f->C_DigestFinal(s, buf, NULL);
+	rvs[24] = f->C_DigestFinal(s, NULL, &n);
+	rvs[25] = f->C_SignInit(s, &m, key);
+	rvs[26] = f->C_SignUpdate(s, NULL, 4);
+	rvs[27] = f->C_SignFinal(s, NULL, &n);
 }
 
 // cd_short signs with CKM_SHA256_RSA_PKCS through a length query and a short buffer.
@@ -143,6 +164,26 @@ static void cd_unsupported(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_RV *r
 	rvs[6] = f->C_WaitForSlotEvent(0, NULL, NULL);
 	rvs[7] = f->C_GetFunctionStatus(s);
 }
+
+// cd_garbage_params starts an operation with each of mechs (C_SignInit on key when sign, else
+// C_DigestInit) with a pParameter and ulParameterLen that point nowhere, as PowerDNS leaves
+// them, and finishes it on a SHA-256 DigestInfo. rvs receives two CK_RVs per mechanism: the
+// init's and the finishing call's (0 when the init failed).
+static void cd_garbage_params(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+		CK_MECHANISM_TYPE *mechs, int n, int sign, CK_RV *rvs) {
+	static const CK_BYTE info[51] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+		0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+	for (int i = 0; i < n; i++) {
+		CK_MECHANISM m = { mechs[i], (CK_VOID_PTR)(uintptr_t)0x10, (CK_ULONG)0xdeadbeefUL };
+		CK_BYTE out[1024];
+		CK_ULONG outLen = sizeof(out);
+		rvs[2*i] = sign ? f->C_SignInit(s, &m, key) : f->C_DigestInit(s, &m);
+		rvs[2*i+1] = 0;
+		if (rvs[2*i] == CKR_OK)
+			rvs[2*i+1] = sign ? f->C_Sign(s, (CK_BYTE_PTR)info, sizeof(info), out, &outLen)
+			                  : f->C_Digest(s, (CK_BYTE_PTR)info, sizeof(info), out, &outLen);
+	}
+}
 */
 import "C"
 
@@ -179,6 +220,7 @@ const (
 	InitPartialMutexes
 	InitCantCreateThreads
 	InitMutexesAndOSLocking
+	InitP11Kit
 )
 
 // Initialize calls C_Initialize with arguments of the given kind.
@@ -193,10 +235,9 @@ func (l *Lib) Finalize(reserved bool) uint {
 	return uint(C.cd_finalize(l.f, C.int(r)))
 }
 
-// Nulls runs the NULL-argument calls of cd_nulls. It leaves a signature operation active on
-// session: use a session of its own.
+// Nulls runs the NULL-argument calls of cd_nulls on session (use a session of its own).
 func (l *Lib) Nulls(session, key uint) []uint {
-	var rvs [16]C.CK_RV
+	var rvs [28]C.CK_RV
 	C.cd_nulls(l.f, C.CK_SESSION_HANDLE(session), C.CK_OBJECT_HANDLE(key), &rvs[0])
 	out := make([]uint, len(rvs))
 	for i, v := range rvs {
@@ -247,6 +288,27 @@ func (l *Lib) Forked() uint { return uint(C.cd_forked(l.f)) }
 func (l *Lib) Unsupported(session uint) []uint {
 	var rvs [8]C.CK_RV
 	C.cd_unsupported(l.f, C.CK_SESSION_HANDLE(session), &rvs[0])
+	out := make([]uint, len(rvs))
+	for i, v := range rvs {
+		out[i] = uint(v)
+	}
+	return out
+}
+
+// GarbageParams starts and finishes an operation with each mechanism, its pParameter and
+// ulParameterLen pointing nowhere: C_SignInit + C_Sign with key when sign, else C_DigestInit +
+// C_Digest. It returns two CK_RVs per mechanism (init, finish; finish 0 when init failed).
+func (l *Lib) GarbageParams(session, key uint, sign bool, mechs []uint) []uint {
+	cm := make([]C.CK_MECHANISM_TYPE, len(mechs))
+	for i, m := range mechs {
+		cm[i] = C.CK_MECHANISM_TYPE(m)
+	}
+	rvs := make([]C.CK_RV, 2*len(mechs))
+	s := 0
+	if sign {
+		s = 1
+	}
+	C.cd_garbage_params(l.f, C.CK_SESSION_HANDLE(session), C.CK_OBJECT_HANDLE(key), &cm[0], C.int(len(mechs)), C.int(s), &rvs[0])
 	out := make([]uint, len(rvs))
 	for i, v := range rvs {
 		out[i] = uint(v)
