@@ -18,8 +18,8 @@
 //
 // # Acknowledgements
 //
-// GenerateKey then waits up to cfg.AckTimeout (default 15 s, and never past its ctx deadline)
-// for the nodes to store their shares, polling each node that has not yet confirmed with a
+// GenerateKey then waits up to cfg.AckTimeout (default 15 s, and never past its ctx deadline;
+// at most 2 s more once k nodes have confirmed) for the nodes to store their shares, polling each node that has not yet confirmed with a
 // sealed HealthRequest on its rpc queue; a node confirms by listing the key id. It returns the
 // nodes that confirmed (acked) and those that did not (missing). A missing node is not an
 // error: its share waits in its durable queue until it comes back (within DurableMaxTTL). The
@@ -313,7 +313,7 @@ func (d *Dealer) deal(ctx context.Context, key *threshold.Key, safe bool, label 
 		return nil, nil, nil, fmt.Errorf("%w: key %s: %d of %d queued (k=%d)", ErrNotEnoughNodes, rec.KeyId, len(queued), n, k)
 	}
 	log.Info("shares queued", "bits", rec.Bits, "k", k, "n", n, "safe_primes", safe, "label", label)
-	acked, missing := d.waitFor(ctx, rec.KeyId, queued, true)
+	acked, missing := d.waitFor(ctx, rec.KeyId, queued, true, k)
 	missing = append(missing, failed...)
 	slices.Sort(missing)
 	if len(missing) > 0 {
@@ -387,7 +387,7 @@ func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []s
 	if err != nil {
 		return nil, nil, err
 	}
-	gone, missing = d.waitFor(ctx, keyID, queued, false)
+	gone, missing = d.waitFor(ctx, keyID, queued, false, len(queued))
 	missing = append(missing, failed...)
 	slices.Sort(missing)
 	d.log.Info("key deleted", "key", keyID, "confirmed", gone, "missing", missing)
@@ -397,9 +397,14 @@ func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []s
 	return gone, missing, nil
 }
 
+// ackGrace is how long waitFor goes on waiting for the other nodes once enough have confirmed.
+const ackGrace = 2 * time.Second
+
 // waitFor polls nodes with HealthRequest until each lists keyID (present) or no longer lists it
-// (!present), until cfg.AckTimeout or shortly before ctx's deadline.
-func (d *Dealer) waitFor(ctx context.Context, keyID string, nodes []string, present bool) (done, missing []string) {
+// (!present), until cfg.AckTimeout or shortly before ctx's deadline, and at most ackGrace after
+// enough of them have: a node that is down gets its share from its durable queue when it is
+// back, and waiting the whole AckTimeout for it would only delay the caller.
+func (d *Dealer) waitFor(ctx context.Context, keyID string, nodes []string, present bool, enough int) (done, missing []string) {
 	timeout := d.cfg.AckTimeout.Or(DefaultAckTimeout)
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -410,6 +415,7 @@ func (d *Dealer) waitFor(ctx context.Context, keyID string, nodes []string, pres
 		defer c2()
 	}
 	pending := slices.Clone(nodes)
+	var grace <-chan time.Time // set once enough nodes have confirmed
 	for len(pending) > 0 {
 		answered := make([]bool, len(pending))
 		var wg sync.WaitGroup
@@ -438,8 +444,12 @@ func (d *Dealer) waitFor(ctx context.Context, keyID string, nodes []string, pres
 		if len(pending) == 0 {
 			break
 		}
+		if grace == nil && len(done) >= enough {
+			grace = time.After(ackGrace)
+		}
 		select {
 		case <-wctx.Done():
+		case <-grace:
 		case <-time.After(pollEvery):
 			continue
 		}

@@ -59,6 +59,7 @@ var rvTable = []struct {
 	{token.ErrSignatureLenRange, C.CKR_SIGNATURE_LEN_RANGE},
 	{token.ErrAttributeSensitive, C.CKR_ATTRIBUTE_SENSITIVE},
 	{token.ErrAttributeTypeInvalid, C.CKR_ATTRIBUTE_TYPE_INVALID},
+	{token.ErrDeviceMemory, C.CKR_DEVICE_MEMORY},
 	{token.ErrAttributeValueInvalid, C.CKR_ATTRIBUTE_VALUE_INVALID},
 	{token.ErrTemplateIncomplete, C.CKR_TEMPLATE_INCOMPLETE},
 	{token.ErrTemplateInconsistent, C.CKR_TEMPLATE_INCONSISTENT},
@@ -712,6 +713,30 @@ func goGenerateKeyPair(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_P
 	}
 	*phPublicKey = C.CK_OBJECT_HANDLE(pub)
 	*phPrivateKey = C.CK_OBJECT_HANDLE(priv)
+	return
+}
+
+//export goCreateObject
+func goCreateObject(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phObject C.CK_OBJECT_HANDLE_PTR) (rv C.CK_RV) {
+	var err error
+	defer finish("C_CreateObject", &rv, &err)
+	t, err := tok()
+	if err != nil {
+		return
+	}
+	if phObject == nil {
+		err = errArgs
+		return
+	}
+	tmpl, err := templateIn(pTemplate, ulCount)
+	if err != nil {
+		return
+	}
+	h, err := t.CreateObject(uint(hSession), tmpl)
+	if err != nil {
+		return
+	}
+	*phObject = C.CK_OBJECT_HANDLE(h)
 	return
 }
 

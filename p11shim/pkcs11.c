@@ -170,8 +170,10 @@ TCHSM_EXPORT CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 
 TCHSM_EXPORT CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phObject)
 {
-	(void)hSession; (void)pTemplate; (void)ulCount; (void)phObject;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	if (tchsm_forked()) {
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	return goCreateObject(hSession, pTemplate, ulCount, phObject);
 }
 
 TCHSM_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)

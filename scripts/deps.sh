@@ -24,11 +24,41 @@ want knotd knot
 want knotc knot
 if ! dpkg -s opendnssec-enforcer-sqlite3 >/dev/null 2>&1; then need_pkgs+=(opendnssec-enforcer-sqlite3); fi
 
-if ((${#need_pkgs[@]})); then
+# BIND 9.20 and OpenSSL's pkcs11-provider come from Debian's bookworm-backports (Debian 12's own
+# BIND 9.18 has no PKCS#11 path). The pin takes from backports the bind9 family, which must move
+# together (dig and host become 9.20 too), and pkcs11-provider: nothing else.
+backports_src=/etc/apt/sources.list.d/tchsm-backports.sources
+backports_pin=/etc/apt/preferences.d/tchsm-backports
+bind_ok() { named -v 2>/dev/null | grep -Eq '^BIND 9\.(2[0-9]|[3-9][0-9])\.' && [[ -e /usr/lib/x86_64-linux-gnu/ossl-modules/pkcs11.so || -e /usr/lib/$(uname -m)-linux-gnu/ossl-modules/pkcs11.so ]]; }
+need_backports=
+if ! bind_ok && grep -q bookworm /etc/os-release 2>/dev/null; then need_backports=1; fi
+
+if ((${#need_pkgs[@]})) || [[ -n $need_backports ]]; then
 	mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
 	echo "deps: installing ${need_pkgs[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+	if [[ -n $need_backports ]]; then
+		echo "deps: enabling bookworm-backports for bind9 (9.20) and pkcs11-provider" >&2
+		$SUDO tee "$backports_src" >/dev/null <<-EOF
+			Types: deb
+			URIs: http://deb.debian.org/debian
+			Suites: bookworm-backports
+			Components: main
+			Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+		EOF
+		$SUDO tee "$backports_pin" >/dev/null <<-EOF
+			Package: *
+			Pin: release n=bookworm-backports
+			Pin-Priority: 100
+
+			Package: bind9 bind9-utils bind9-libs bind9-dnsutils bind9-host pkcs11-provider
+			Pin: release n=bookworm-backports
+			Pin-Priority: 990
+		EOF
+		need_pkgs+=(bind9 bind9-utils bind9-dnsutils pkcs11-provider)
+	fi
+	echo "deps: installing ${need_pkgs[*]}" >&2
 	$SUDO apt-get update -qq
 	$SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi

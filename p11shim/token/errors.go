@@ -43,6 +43,7 @@ var (
 	ErrTemplateInconsistent        = errors.New("token: template inconsistent")
 	ErrActionProhibited            = errors.New("token: action prohibited")
 	ErrDeviceError                 = errors.New("token: signing cluster error")
+	ErrDeviceMemory                = errors.New("token: too many objects")
 	ErrFunctionNotSupported        = errors.New("token: function not supported")
 	ErrRandomSeedNotSupported      = errors.New("token: random seeding not supported")
 	ErrClosed                      = errors.New("token: token closed")

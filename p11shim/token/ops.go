@@ -659,3 +659,98 @@ func (t *Token) EndOperation(h uint, op Operation) {
 		s.digest = nil
 	}
 }
+
+// maxCreated bounds the public keys callers may create (C_CreateObject) across all sessions.
+const maxCreated = 4096
+
+// CreateObject creates a session object (C_CreateObject). Only what verifying needs is
+// supported: an RSA public key with CKA_MODULUS and CKA_PUBLIC_EXPONENT, CKA_TOKEN false or
+// absent. OpenSSL's pkcs11-provider creates one to verify a signature with a public key it
+// holds (BIND's dnssec-signzone checks every signature it makes so). Private keys cannot be
+// imported this way (the CLI's keys import deals them to the cluster); token objects cannot
+// be created at all.
+func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
+	s, err := t.acquire(h)
+	if err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	var info client.KeyInfo
+	var class, keyType uint
+	var haveClass, haveType bool
+	for _, a := range tmpl {
+		switch a.Type {
+		case CKA_CLASS, CKA_KEY_TYPE:
+			v, ok := DecodeULong(a.Value)
+			if !ok {
+				return 0, fmt.Errorf("%w: CKA_CLASS/CKA_KEY_TYPE", ErrAttributeValueInvalid)
+			}
+			if a.Type == CKA_CLASS {
+				class, haveClass = v, true
+			} else {
+				keyType, haveType = v, true
+			}
+		case CKA_MODULUS:
+			info.N = new(big.Int).SetBytes(a.Value)
+		case CKA_PUBLIC_EXPONENT:
+			e := new(big.Int).SetBytes(a.Value)
+			if len(a.Value) == 0 || e.BitLen() > 31 || e.Int64() < 3 || e.Bit(0) == 0 {
+				return 0, fmt.Errorf("%w: CKA_PUBLIC_EXPONENT", ErrAttributeValueInvalid)
+			}
+			info.E = int(e.Int64())
+		case CKA_LABEL:
+			info.Label = string(a.Value)
+		case CKA_ID:
+			info.P11ID = append([]byte{}, a.Value...)
+		case CKA_TOKEN, CKA_PRIVATE:
+			if b, ok := DecodeBool(a.Value); !ok || b {
+				return 0, fmt.Errorf("%w: only public session objects can be created", ErrAttributeValueInvalid)
+			}
+		case CKA_ENCRYPT, CKA_VERIFY, CKA_VERIFY_RECOVER, CKA_WRAP, CKA_DERIVE, CKA_TRUSTED,
+			CKA_MODIFIABLE, CKA_COPYABLE, CKA_DESTROYABLE:
+			if _, ok := DecodeBool(a.Value); !ok {
+				return 0, fmt.Errorf("%w: boolean attribute %#x", ErrAttributeValueInvalid, a.Type)
+			}
+		case CKA_SUBJECT, CKA_START_DATE, CKA_END_DATE:
+			// accepted, not kept
+		default:
+			return 0, fmt.Errorf("%w: %#x in C_CreateObject", ErrAttributeTypeInvalid, a.Type)
+		}
+	}
+	switch {
+	case !haveClass || !haveType:
+		return 0, fmt.Errorf("%w: CKA_CLASS and CKA_KEY_TYPE", ErrTemplateIncomplete)
+	case class != CKO_PUBLIC_KEY:
+		return 0, fmt.Errorf("%w: only RSA public keys can be created (import private keys with the CLI)", ErrAttributeValueInvalid)
+	case keyType != CKK_RSA:
+		return 0, fmt.Errorf("%w: key type %#x", ErrAttributeValueInvalid, keyType)
+	case info.N == nil || info.E == 0:
+		return 0, fmt.Errorf("%w: CKA_MODULUS and CKA_PUBLIC_EXPONENT", ErrTemplateIncomplete)
+	case info.N.BitLen() < 512 || info.N.BitLen() > 2*MaxKeyBits || info.N.Bit(0) == 0:
+		return 0, fmt.Errorf("%w: CKA_MODULUS of %d bits", ErrAttributeValueInvalid, info.N.BitLen())
+	}
+	info.Bits = info.N.BitLen()
+	k, err := newKey(info)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrAttributeValueInvalid, err)
+	}
+	k.created = true
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0, ErrClosed
+	}
+	n := 0
+	for _, ref := range t.byHandle {
+		if ref.session != 0 && ref.k.created {
+			n++
+		}
+	}
+	if n >= maxCreated {
+		return 0, fmt.Errorf("%w: %d created objects", ErrDeviceMemory, n)
+	}
+	t.nextObject++
+	oh := t.nextObject
+	t.byHandle[oh] = objRef{pub: true, session: s.h, k: k}
+	return oh, nil
+}

@@ -105,10 +105,11 @@ type refreshCall struct {
 
 // key is one cluster key with its decoded public key.
 type key struct {
-	info client.KeyInfo
-	pub  *rsa.PublicKey
-	size int    // modulus length in bytes
-	spki []byte // DER SubjectPublicKeyInfo
+	info    client.KeyInfo
+	pub     *rsa.PublicKey
+	size    int    // modulus length in bytes
+	spki    []byte // DER SubjectPublicKeyInfo
+	created bool   // a public key the caller created (C_CreateObject), not a cluster key
 }
 
 // objRef says what a handle names. Token objects name a key id; session objects carry a
@@ -769,8 +770,10 @@ func (o object) attr(typ uint) ([]byte, error) {
 		return []byte(k.info.Label), nil
 	case CKA_MODIFIABLE, CKA_COPYABLE, CKA_DERIVE:
 		return EncodeBool(false), nil
-	case CKA_DESTROYABLE, CKA_LOCAL:
+	case CKA_DESTROYABLE:
 		return EncodeBool(true), nil
+	case CKA_LOCAL:
+		return EncodeBool(!k.created), nil
 	case CKA_KEY_TYPE:
 		return EncodeULong(CKK_RSA), nil
 	case CKA_ID:
@@ -778,6 +781,9 @@ func (o object) attr(typ uint) ([]byte, error) {
 	case CKA_START_DATE, CKA_END_DATE, CKA_SUBJECT:
 		return []byte{}, nil
 	case CKA_KEY_GEN_MECHANISM:
+		if k.created {
+			return nil, ErrAttributeTypeInvalid // CK_UNAVAILABLE_INFORMATION
+		}
 		return EncodeULong(CKM_RSA_PKCS_KEY_PAIR_GEN), nil
 	case CKA_ALLOWED_MECHANISMS:
 		return append([]byte{}, allowedMechanisms...), nil

@@ -1105,3 +1105,87 @@ func BenchmarkSign_1024_2of3(b *testing.B) {
 		}
 	}
 }
+
+// C_CreateObject makes RSA public session keys (what pkcs11-provider creates to verify) and
+// nothing else.
+func TestCreatePublicKeyObject(t *testing.T) {
+	f := newFixture(t, nil)
+	h := f.open(false) // read-only sessions may create session objects; no login needed
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := []Attribute{
+		{CKA_CLASS, ulong(CKO_PUBLIC_KEY)}, {CKA_KEY_TYPE, ulong(CKK_RSA)}, {CKA_ENCRYPT, []byte{1}},
+		{CKA_VERIFY, []byte{1}}, {CKA_WRAP, []byte{1}}, {CKA_MODULUS, priv.N.Bytes()},
+		{CKA_PUBLIC_EXPONENT, big.NewInt(int64(priv.E)).Bytes()}, {CKA_TOKEN, []byte{0}},
+	}
+	oh, err := f.tk.CreateObject(h, pub)
+	if err != nil || oh == 0 {
+		t.Fatal(oh, err)
+	}
+	if got := f.pubKey(h, oh); got.N.Cmp(priv.N) != 0 || got.E != priv.E {
+		t.Fatal("created key reads back differently")
+	}
+	if v := f.attr(h, oh, CKA_TOKEN); v[0] != 0 {
+		t.Fatal("created key is a token object")
+	}
+	if v := f.attr(h, oh, CKA_LOCAL); v[0] != 0 {
+		t.Fatal("created key claims CKA_LOCAL")
+	}
+	msg := []byte("verify me")
+	d := sha256.Sum256(msg)
+	sig, err := rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA256, d[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mech := Mechanism{Type: CKM_SHA256_RSA_PKCS}
+	if err := f.tk.VerifyInit(h, mech, oh); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.tk.Verify(h, msg, sig); err != nil {
+		t.Fatalf("Verify with a created key: %v", err)
+	}
+	f.tk.VerifyInit(h, mech, oh)
+	sig[10] ^= 1
+	wantErr(t, f.tk.Verify(h, msg, sig), ErrSignatureInvalid)
+	wantErr(t, f.tk.SignInit(h, mech, oh), ErrKeyFunctionNotPermitted)
+
+	mod := func(typ uint, v []byte) []Attribute {
+		out := append([]Attribute{}, pub...)
+		for i := range out {
+			if out[i].Type == typ {
+				out[i].Value = v
+				return out
+			}
+		}
+		return append(out, Attribute{typ, v})
+	}
+	for _, tc := range []struct {
+		name string
+		tmpl []Attribute
+		want error
+	}{
+		{"private key", mod(CKA_CLASS, ulong(CKO_PRIVATE_KEY)), ErrAttributeValueInvalid},
+		{"token object", mod(CKA_TOKEN, []byte{1}), ErrAttributeValueInvalid},
+		{"private object", mod(CKA_PRIVATE, []byte{1}), ErrAttributeValueInvalid},
+		{"EC key", mod(CKA_KEY_TYPE, ulong(3)), ErrAttributeValueInvalid},
+		{"no modulus", mod(CKA_MODULUS, nil), ErrAttributeValueInvalid},
+		{"even modulus", mod(CKA_MODULUS, append(priv.N.Bytes()[:255:255], 2)), ErrAttributeValueInvalid},
+		{"even exponent", mod(CKA_PUBLIC_EXPONENT, []byte{1, 0, 0}), ErrAttributeValueInvalid},
+		{"unknown attribute", mod(0x80001234, []byte{1}), ErrAttributeTypeInvalid},
+		{"bad bool", mod(CKA_VERIFY, []byte{1, 1}), ErrAttributeValueInvalid},
+		{"no class", pub[1:], ErrTemplateIncomplete},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.tk.CreateObject(h, tc.tmpl)
+			wantErr(t, err, tc.want)
+		})
+	}
+	// A session object ends with its session.
+	if err := f.tk.CloseSession(h); err != nil {
+		t.Fatal(err)
+	}
+	h2 := f.open(false)
+	wantErr(t, f.tk.VerifyInit(h2, mech, oh), ErrKeyHandleInvalid)
+}
