@@ -22,6 +22,10 @@ want p11-kit p11-kit
 want p11tool gnutls-bin
 want knotd knot
 want knotc knot
+want pdns_server pdns-server
+want pdnsutil pdns-server
+want sqlite3 sqlite3
+want /usr/lib/x86_64-linux-gnu/pdns/libgsqlite3backend.so pdns-backend-sqlite3
 if ! dpkg -s opendnssec-enforcer-sqlite3 >/dev/null 2>&1; then need_pkgs+=(opendnssec-enforcer-sqlite3); fi
 
 # BIND 9.20 and OpenSSL's pkcs11-provider come from Debian's bookworm-backports (Debian 12's own

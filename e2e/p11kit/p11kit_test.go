@@ -10,8 +10,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -28,31 +26,19 @@ func TestP11KitAndGnuTLS(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: p11-kit's module folder is replaced in a private mount namespace")
 	}
-	if _, err := os.Stat("/usr/share/p11-kit/modules"); err != nil {
+	if _, err := os.Stat(testcluster.P11KitModules); err != nil {
 		t.Skipf("p11-kit module folder: %v", err)
 	}
 	so := testcluster.Module(t)
 	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
 
-	// The shipped module file, with `module:` pointing at the built library, alone in a
-	// folder that stands in for p11-kit's module folder.
-	shipped, err := os.ReadFile("../../deploy/p11-kit/tchsm.module")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mod := regexp.MustCompile(`(?m)^module:.*$`).ReplaceAllString(string(shipped), "module: "+so)
-	modDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(modDir, "tchsm.module"), []byte(mod), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	modDir := testcluster.P11KitModuleDir(t, so)
 	env := append(os.Environ(), "TCHSM_CONFIG="+c.ClientConfig, "GNUTLS_PIN="+c.PIN)
 	run := func(name string, args ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		wrapped := append([]string{"-m", "--propagation", "private", "--", "sh", "-c",
-			`mount --bind "$0" /usr/share/p11-kit/modules && exec "$@"`, modDir, name}, args...)
-		cmd := exec.CommandContext(ctx, "unshare", wrapped...)
+		cmd := testcluster.P11KitCommand(ctx, modDir, name, args...)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -341,3 +341,40 @@ func (c *Cluster) WaitUp(want int, timeout time.Duration) {
 
 // NumCPU is the number of cores the nodes share.
 func NumCPU() int { return runtime.NumCPU() }
+
+// P11KitModuleDir writes the module file the project ships (deploy/p11-kit/tchsm.module), its
+// `module:` line pointing at so, alone into a new folder that P11KitCommand puts in place of
+// p11-kit's module folder.
+func P11KitModuleDir(t testing.TB, so string) string {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	shipped, err := os.ReadFile(filepath.Join(filepath.Dir(self), "..", "..", "deploy", "p11-kit", "tchsm.module"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(shipped), "\n") {
+		if strings.HasPrefix(l, "module:") {
+			l = "module: " + so
+		}
+		lines = append(lines, l)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tchsm.module"), []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// P11KitModules is p11-kit's module folder on Debian.
+const P11KitModules = "/usr/share/p11-kit/modules"
+
+// P11KitCommand runs name with p11-kit seeing only the module files of modDir: in a private
+// mount namespace where modDir is bind-mounted over P11KitModules. The machine's p11-kit
+// configuration is never touched (p11-kit ignores a user configuration when run as root). It
+// needs root and unshare.
+func P11KitCommand(ctx context.Context, modDir, name string, args ...string) *exec.Cmd {
+	wrapped := append([]string{"-m", "--propagation", "private", "--", "sh", "-c",
+		`mount --bind "$0" ` + P11KitModules + ` && exec "$@"`, modDir, name}, args...)
+	return exec.CommandContext(ctx, "unshare", wrapped...)
+}
