@@ -32,7 +32,7 @@ func TestP11KitAndGnuTLS(t *testing.T) {
 	so := testcluster.Module(t)
 	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
 
-	modDir := testcluster.P11KitModuleDir(t, so)
+	modDir := testcluster.P11KitModuleDir(t, c.Token(so))
 	env := append(os.Environ(), "TCHSM_CONFIG="+c.ClientConfig, "GNUTLS_PIN="+c.PIN)
 	run := func(name string, args ...string) string {
 		t.Helper()

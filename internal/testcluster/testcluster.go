@@ -342,26 +342,32 @@ func (c *Cluster) WaitUp(want int, timeout time.Duration) {
 // NumCPU is the number of cores the nodes share.
 func NumCPU() int { return runtime.NumCPU() }
 
-// P11KitModuleDir writes the module file the project ships (deploy/p11-kit/tchsm.module), its
-// `module:` line pointing at so, alone into a new folder that P11KitCommand puts in place of
-// p11-kit's module folder.
-func P11KitModuleDir(t testing.TB, so string) string {
+// P11KitModuleDir makes a new folder that P11KitCommand puts in place of p11-kit's module
+// folder, with one module file per token: for tchsm the file the project ships
+// (deploy/p11-kit/tchsm.module) with its `module:` line pointing at the built library.
+func P11KitModuleDir(t testing.TB, tokens ...Token) string {
 	t.Helper()
 	_, self, _, _ := runtime.Caller(0)
 	shipped, err := os.ReadFile(filepath.Join(filepath.Dir(self), "..", "..", "deploy", "p11-kit", "tchsm.module"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lines []string
-	for _, l := range strings.Split(string(shipped), "\n") {
-		if strings.HasPrefix(l, "module:") {
-			l = "module: " + so
-		}
-		lines = append(lines, l)
-	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "tchsm.module"), []byte(strings.Join(lines, "\n")), 0o644); err != nil {
-		t.Fatal(err)
+	for _, tk := range tokens {
+		text := "module: " + tk.Module + "\n"
+		if tk.P11KitName == "tchsm" {
+			var lines []string
+			for _, l := range strings.Split(string(shipped), "\n") {
+				if strings.HasPrefix(l, "module:") {
+					l = "module: " + tk.Module
+				}
+				lines = append(lines, l)
+			}
+			text = strings.Join(lines, "\n")
+		}
+		if err := os.WriteFile(filepath.Join(dir, tk.P11KitName+".module"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }
@@ -377,4 +383,47 @@ func P11KitCommand(ctx context.Context, modDir, name string, args ...string) *ex
 	wrapped := append([]string{"-m", "--propagation", "private", "--", "sh", "-c",
 		`mount --bind "$0" ` + P11KitModules + ` && exec "$@"`, modDir, name}, args...)
 	return exec.CommandContext(ctx, "unshare", wrapped...)
+}
+
+// Token is a PKCS#11 token the signer suites sign with: its module, token label, user PIN, the
+// environment the signer needs, and the module's p11-kit name (for signers that load modules
+// through p11-kit).
+type Token struct {
+	Name, Module, Label, PIN string
+	Env                      []string
+	P11KitName               string
+}
+
+// Token returns the cluster's token through the PKCS#11 module so.
+func (c *Cluster) Token(so string) Token {
+	return Token{Name: "tchsm", Module: so, Label: "tchsm", PIN: c.PIN,
+		Env: []string{"TCHSM_CONFIG=" + c.ClientConfig}, P11KitName: "tchsm"}
+}
+
+// SoftHSM2Module is Debian's SoftHSM2 module.
+const SoftHSM2Module = "/usr/lib/softhsm/libsofthsm2.so"
+
+// SoftHSM2 makes a fresh SoftHSM2 token in a temporary folder, for comparing a signer's speed
+// with tchsm in the same run. It skips the test when SoftHSM2 is not installed.
+func SoftHSM2(t testing.TB) Token {
+	t.Helper()
+	if _, err := os.Stat(SoftHSM2Module); err != nil {
+		t.Skipf("SoftHSM2 not installed: %v", err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(dir, "tokens")+"\nobjectstore.backend = file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tk := Token{Name: "SoftHSM2", Module: SoftHSM2Module, Label: "softhsm", PIN: "1234",
+		Env: []string{"SOFTHSM2_CONF=" + conf}, P11KitName: "softhsm2"}
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", tk.Label, "--pin", tk.PIN, "--so-pin", tk.PIN)
+	cmd.Env = append(os.Environ(), tk.Env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
+	}
+	return tk
 }
