@@ -15,13 +15,11 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -85,16 +83,6 @@ activate = 1
 	return append(os.Environ(), "OPENSSL_CONF="+conf, "TCHSM_CONFIG="+c.ClientConfig)
 }
 
-func writeZone(t *testing.T, path string, records int) {
-	gen, err := exec.Command("../opendnssec/zonegen.sh", zone, fmt.Sprint(records)).Output()
-	if err != nil {
-		t.Fatalf("zonegen.sh: %v", err)
-	}
-	if err := os.WriteFile(path, gen, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func run(t *testing.T, env []string, dir string, timeout time.Duration, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -133,8 +121,8 @@ func namedPolicy(t *testing.T, so string, c *testcluster.Cluster, records int) {
 	if err := os.Mkdir(filepath.Join(dir, "keys"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	writeZone(t, filepath.Join(dir, zone+".db"), records)
-	port := freePort(t)
+	testcluster.WriteZone(t, filepath.Join(dir, zone+".db"), zone, records)
+	port := testcluster.FreePort(t)
 	conf := filepath.Join(dir, "named.conf")
 	text := fmt.Sprintf(`options {
 	directory "%[1]s";
@@ -173,48 +161,26 @@ zone "%[3]s" {
 	e := env(t, dir, so, c)
 	run(t, e, dir, 30*time.Second, "named-checkconf", conf)
 
-	logPath := filepath.Join(dir, "named.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
 	start := time.Now()
 	named := exec.Command("named", "-g", "-u", "root", "-c", conf)
 	named.Env, named.Dir = e, dir
-	named.Stdout, named.Stderr = logf, logf
-	named.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := named.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- named.Wait() }()
-	defer func() {
-		_ = syscall.Kill(-named.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-named.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
+	d := testcluster.StartDaemon(t, named, filepath.Join(dir, "named.log"))
+	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("named log:\n%s", out)
 			files, _ := filepath.Glob(filepath.Join(dir, "keys", "*"))
 			for _, f := range files {
 				b, _ := os.ReadFile(f)
 				t.Logf("%s:\n%s", f, b)
 			}
 		}
-	}()
+	})
 
 	axfr := filepath.Join(dir, "axfr.zone")
 	deadline := time.Now().Add(75 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("named exited: %v", err)
+		case <-d.Done():
+			t.Fatalf("named exited: %v", d.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
 		out, err := exec.Command("dig", "+nocmd", "+nostats", "+onesoa", "-p", fmt.Sprint(port), "@127.0.0.1", zone, "AXFR").Output()
@@ -279,17 +245,7 @@ func signzone(t *testing.T, so string, c *testcluster.Cluster, records int, tag 
 	run(t, e, dir, 60*time.Second, "dnssec-keyfromlabel", "-K", dir, "-a", "RSASHA256", "-f", "KSK", "-l", uri("ksk-"+tag), zone)
 	run(t, e, dir, 60*time.Second, "dnssec-keyfromlabel", "-K", dir, "-a", "RSASHA256", "-l", uri("zsk-"+tag), zone)
 	zf := filepath.Join(dir, zone+".db")
-	writeZone(t, zf, records)
+	testcluster.WriteZone(t, zf, zone, records)
 	run(t, e, dir, 90*time.Second, "dnssec-signzone", "-S", "-K", dir, "-o", zone, "-f", zf+".signed", zf)
 	verify(t, "dnssec-signzone", zf+".signed", records, start)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -7,12 +7,10 @@ package knot_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,57 +55,25 @@ func signZone(t *testing.T, tk testcluster.Token, records int, timeout time.Dura
 		}
 	}
 	zoneFile := filepath.Join(dir, "zones", zone+".zone")
-	gen, err := exec.Command("../opendnssec/zonegen.sh", zone, fmt.Sprint(records)).Output()
-	if err != nil {
-		t.Fatalf("zonegen.sh: %v", err)
-	}
-	if err := os.WriteFile(zoneFile, gen, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testcluster.WriteZone(t, zoneFile, zone, records)
 	conf := filepath.Join(dir, "knot.conf")
-	if err := os.WriteFile(conf, []byte(knotConf(dir, freePort(t), tk)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(knotConf(dir, testcluster.FreePort(t), tk)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("knotc", "-c", conf, "conf-check").CombinedOutput(); err != nil {
 		t.Fatalf("knotc conf-check: %v\n%s", err, out)
 	}
 
-	logPath := filepath.Join(dir, "knotd.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
 	start := time.Now()
 	knotd := exec.Command("knotd", "-c", conf)
 	knotd.Env = append(os.Environ(), tk.Env...)
-	knotd.Stdout, knotd.Stderr = logf, logf
-	knotd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := knotd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- knotd.Wait() }()
-	defer func() {
-		_ = syscall.Kill(-knotd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-knotd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("knotd log:\n%s", out)
-		}
-	}()
+	d := testcluster.StartDaemon(t, knotd, filepath.Join(dir, "knotd.log"))
 
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("knotd exited: %v", err)
+		case <-d.Done():
+			t.Fatalf("knotd exited: %v", d.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 		if signed, err := os.ReadFile(zoneFile); err == nil && strings.Contains(string(signed), "DNSKEY") &&
@@ -171,16 +137,6 @@ zone:
     dnssec-signing: on
     dnssec-policy: tchsm-rsa
 `, dir, port, tk.Module, tk.PIN, zone, tk.Label)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // count counts the zone-file lines whose type field is typ.

@@ -11,13 +11,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,7 +58,7 @@ func signZone(t *testing.T, tk testcluster.Token, records int, tag string) {
 	if out, err := sq.CombinedOutput(); err != nil {
 		t.Fatalf("sqlite3 schema: %v\n%s", err, out)
 	}
-	port := freePort(t)
+	port := testcluster.FreePort(t)
 	conf := fmt.Sprintf(`launch=gsqlite3
 gsqlite3-database=%[1]s
 gsqlite3-dnssec=yes
@@ -98,13 +96,7 @@ api=no
 		return string(out)
 	}
 	zf := filepath.Join(dir, zone+".zone")
-	gen, err := exec.Command("../opendnssec/zonegen.sh", zone, fmt.Sprint(records)).Output()
-	if err != nil {
-		t.Fatalf("zonegen.sh: %v", err)
-	}
-	if err := os.WriteFile(zf, gen, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testcluster.WriteZone(t, zf, zone, records)
 	start := time.Now()
 	pdnsutil("load-zone", zone, zf)
 	// MODULE is the p11-kit module name, SLOT the token label.
@@ -120,42 +112,16 @@ api=no
 	t.Logf("pdnsutil list-keys:\n%s", pdnsutil("list-keys", zone))
 	pdnsutil("rectify-zone", zone)
 
-	logPath := filepath.Join(dir, "pdns.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
 	srv := testcluster.P11KitCommand(context.Background(), modDir, "pdns_server", "--config-dir="+dir)
 	srv.Env = env
-	srv.Stdout, srv.Stderr = logf, logf
-	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	defer func() {
-		_ = syscall.Kill(-srv.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-srv.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("pdns_server log:\n%s", out)
-		}
-	}()
+	d := testcluster.StartDaemon(t, srv, filepath.Join(dir, "pdns.log"))
 
 	axfr := filepath.Join(dir, "axfr.zone")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("pdns_server exited: %v", err)
+		case <-d.Done():
+			t.Fatalf("pdns_server exited: %v", d.Err())
 		case <-time.After(300 * time.Millisecond):
 		}
 		t0 := time.Now()
@@ -181,14 +147,4 @@ api=no
 			t.Fatalf("pdns_server did not serve a signed zone within 60 s (dig: %v)", err)
 		}
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

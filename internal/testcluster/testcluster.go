@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -426,4 +427,79 @@ func SoftHSM2(t testing.TB) Token {
 		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
 	}
 	return tk
+}
+
+// Daemon is a signer process a test started with StartDaemon.
+type Daemon struct {
+	done chan struct{}
+	err  error
+}
+
+// Done is closed when the process has exited.
+func (d *Daemon) Done() <-chan struct{} { return d.done }
+
+// Err is the process's exit error, once Done is closed.
+func (d *Daemon) Err() error { return d.err }
+
+// StartDaemon starts cmd (a DNS signer) in a process group of its own, its output appended to
+// logPath. At test cleanup it is stopped (SIGTERM, SIGKILL after 10 s) and, if the test failed,
+// its log is printed.
+func StartDaemon(t testing.TB, cmd *exec.Cmd, logPath string) *Daemon {
+	t.Helper()
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	d := &Daemon{done: make(chan struct{})}
+	go func() {
+		d.err = cmd.Wait()
+		logf.Close()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-d.done
+		}
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			t.Logf("%s log:\n%s", filepath.Base(cmd.Path), out)
+		}
+	})
+	return d
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WriteZone writes a zone file for zone with records data records to path
+// (e2e/opendnssec/zonegen.sh: SOA, NS and glue, then A/AAAA/TXT/MX in turn).
+func WriteZone(t testing.TB, path, zone string, records int) {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	gen := filepath.Join(filepath.Dir(self), "..", "..", "e2e", "opendnssec", "zonegen.sh")
+	out, err := exec.Command(gen, zone, fmt.Sprint(records)).Output()
+	if err != nil {
+		t.Fatalf("zonegen.sh: %v", err)
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

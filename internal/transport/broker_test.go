@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // testVhost creates a fresh vhost on the local broker, deleted at cleanup,
@@ -38,6 +40,22 @@ func rabbitmqctl(tb testing.TB, args ...string) string {
 		tb.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
 	}
 	return string(out)
+}
+
+// rawChannel dials url with amqp091-go alone (no Conn) and opens a channel; the connection is
+// closed at cleanup, or earlier by the test.
+func rawChannel(t testing.TB, url string) (*amqp.Connection, *amqp.Channel) {
+	t.Helper()
+	raw, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	ch, err := raw.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, ch
 }
 
 // dialTest dials url with a test config; the Conn is closed at cleanup.

@@ -159,15 +159,7 @@ func TestLateReplyDropped(t *testing.T) {
 
 	// A raw server that answers the first request only after its deadline
 	// (bypassing Serve, which never sends late replies).
-	raw, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	ch, err := raw.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, ch := rawChannel(t, url)
 	if err := declareQueue(ch, q.RPC, KindRPC); err != nil {
 		t.Fatal(err)
 	}
@@ -365,15 +357,7 @@ func TestServeOwnsItsQueue(t *testing.T) {
 	q := cli.NodeRPCQueue("n1")
 
 	// An older version's queue: shared, with x-expires, nobody consuming.
-	raw, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	ch, err := raw.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ch := rawChannel(t, url)
 	if _, err := ch.QueueDeclare(q, false, false, false, false, amqp.Table{"x-expires": int32(600000)}); err != nil {
 		t.Fatal(err)
 	}
@@ -487,15 +471,7 @@ func TestDurablePublishSurvives(t *testing.T) {
 
 func queueDepth(t *testing.T, url, queue string) int {
 	t.Helper()
-	raw, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	ch, err := raw.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ch := rawChannel(t, url)
 	st, err := ch.QueueDeclarePassive(queue, false, false, false, false, nil)
 	if err != nil {
 		// Passive declaration needs identical flags only for exclusivity; a
@@ -816,15 +792,7 @@ func TestDeclareRejectsBadNodeID(t *testing.T) {
 // A queue redeclared with other arguments is a topology error, not a hang.
 func TestTopologyMismatch(t *testing.T) {
 	url := testVhost(t)
-	raw, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	ch, err := raw.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ch := rawChannel(t, url)
 	if _, err := ch.QueueDeclare(NodeControlQueue("test", "n1"), true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
