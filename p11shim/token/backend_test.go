@@ -11,11 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/backend"
 	"github.com/tchsm/tchsm/threshold"
 )
 
-// clusterBackend is a client.Backend that runs the real threshold scheme in process: the dealer
+// clusterBackend is a backend.Backend that runs the real threshold scheme in process: the dealer
 // generates safe-prime keys and deals k-of-n shares, each "node" computes its signature share,
 // and the backend combines k of them. Nodes can be taken down or slowed to exercise the
 // token's error paths and deadlines, the way a real cluster fails.
@@ -34,7 +34,7 @@ type clusterBackend struct {
 }
 
 type clusterKey struct {
-	info   client.KeyInfo
+	info   backend.KeyInfo
 	pk     *threshold.PublicKey
 	shares []*threshold.KeyShare
 }
@@ -61,7 +61,7 @@ func (b *clusterBackend) setListDelay(d time.Duration) {
 	b.listDelay = d
 }
 
-func (b *clusterBackend) Keys(ctx context.Context) ([]client.KeyInfo, error) {
+func (b *clusterBackend) Keys(ctx context.Context) ([]backend.KeyInfo, error) {
 	b.mu.Lock()
 	d := b.listDelay
 	b.mu.Unlock()
@@ -75,32 +75,32 @@ func (b *clusterBackend) Keys(ctx context.Context) ([]client.KeyInfo, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, client.ErrUnavailable
+		return nil, backend.ErrUnavailable
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	b.lists.Add(1)
-	out := make([]client.KeyInfo, 0, len(b.keys))
+	out := make([]backend.KeyInfo, 0, len(b.keys))
 	for _, k := range b.keys {
 		out = append(out, k.info)
 	}
 	return out, nil
 }
 
-func (b *clusterBackend) GenerateKey(ctx context.Context, req client.GenerateRequest) (client.KeyInfo, error) {
+func (b *clusterBackend) GenerateKey(ctx context.Context, req backend.GenerateRequest) (backend.KeyInfo, error) {
 	b.mu.Lock()
 	closed, up := b.closed, b.n-len(b.downLocked())
 	b.mu.Unlock()
 	if closed {
-		return client.KeyInfo{}, client.ErrUnavailable
+		return backend.KeyInfo{}, backend.ErrUnavailable
 	}
 	if up < b.n {
 		// Dealing needs every node to store its share.
-		return client.KeyInfo{}, fmt.Errorf("%w: %d of %d nodes up", client.ErrNotEnoughNodes, up, b.n)
+		return backend.KeyInfo{}, fmt.Errorf("%w: %d of %d nodes up", backend.ErrNotEnoughNodes, up, b.n)
 	}
-	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 { // as client.Client
-		return client.KeyInfo{}, fmt.Errorf("%w: %d bits", client.ErrInvalidInput, req.Bits)
+	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 { // as the client
+		return backend.KeyInfo{}, fmt.Errorf("%w: %d bits", backend.ErrInvalidInput, req.Bits)
 	}
 	e := req.E
 	if e == 0 {
@@ -109,18 +109,18 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req client.GenerateReq
 	key, err := threshold.GenerateKey(ctx, rand.Reader, req.Bits, e, nil)
 	if err != nil {
 		if ctx.Err() != nil {
-			return client.KeyInfo{}, err
+			return backend.KeyInfo{}, err
 		}
-		return client.KeyInfo{}, fmt.Errorf("%w: %w", client.ErrInvalidInput, err)
+		return backend.KeyInfo{}, fmt.Errorf("%w: %w", backend.ErrInvalidInput, err)
 	}
 	pk, shares, err := threshold.Deal(rand.Reader, key, b.k, b.n)
 	key.Wipe()
 	if err != nil {
-		return client.KeyInfo{}, err
+		return backend.KeyInfo{}, err
 	}
 	idb := make([]byte, 16)
 	rand.Read(idb)
-	info := client.KeyInfo{
+	info := backend.KeyInfo{
 		ID: hex.EncodeToString(idb), Label: req.Label, P11ID: append([]byte{}, req.P11ID...),
 		Bits: pk.N.BitLen(), N: new(big.Int).Set(pk.N), E: pk.E, K: b.k, L: b.n, Created: time.Now(),
 	}
@@ -134,10 +134,10 @@ func (b *clusterBackend) DeleteKey(ctx context.Context, id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return client.ErrUnavailable
+		return backend.ErrUnavailable
 	}
 	if b.keys[id] == nil {
-		return fmt.Errorf("%w: %s", client.ErrKeyNotFound, id)
+		return fmt.Errorf("%w: %s", backend.ErrKeyNotFound, id)
 	}
 	delete(b.keys, id)
 	return nil
@@ -166,18 +166,18 @@ func (b *clusterBackend) Sign(ctx context.Context, id string, mech threshold.Mec
 	}
 	b.mu.Unlock()
 	if closed {
-		return nil, client.ErrUnavailable
+		return nil, backend.ErrUnavailable
 	}
 	if k == nil {
-		return nil, fmt.Errorf("%w: %s", client.ErrKeyNotFound, id)
+		return nil, fmt.Errorf("%w: %s", backend.ErrKeyNotFound, id)
 	}
 	t, err := threshold.Payload(mech, data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", client.ErrInvalidInput, err)
+		return nil, fmt.Errorf("%w: %w", backend.ErrInvalidInput, err)
 	}
 	em, err := threshold.EncodePayload(k.pk.Size(), t)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", client.ErrInvalidInput, err)
+		return nil, fmt.Errorf("%w: %w", backend.ErrInvalidInput, err)
 	}
 	if delay > 0 {
 		select {
@@ -187,7 +187,7 @@ func (b *clusterBackend) Sign(ctx context.Context, id string, mech threshold.Mec
 		}
 	}
 	if len(up) < k.pk.K {
-		return nil, fmt.Errorf("%w: %d of %d needed", client.ErrNotEnoughNodes, len(up), k.pk.K)
+		return nil, fmt.Errorf("%w: %d of %d needed", backend.ErrNotEnoughNodes, len(up), k.pk.K)
 	}
 	var sigShares []*threshold.SigShare
 	for _, s := range up[:k.pk.K] {
@@ -218,4 +218,4 @@ func (b *clusterBackend) Close() error {
 	return nil
 }
 
-var _ client.Backend = (*clusterBackend)(nil)
+var _ backend.Backend = (*clusterBackend)(nil)

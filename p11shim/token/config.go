@@ -23,7 +23,7 @@ const (
 )
 
 // Config is the PKCS#11 part of the client configuration file: the "pkcs11" object next to the
-// client settings parsed by client.Open. Every field has a usable zero value.
+// client settings (parsed by the client the module opens). Every field has a usable zero value.
 //
 //	"pkcs11": {
 //	  "token_label": "tchsm",              // CK_TOKEN_INFO.label, at most 32 bytes

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/backend"
 )
 
 // Sentinel errors. Each corresponds to exactly one CKR_* value; p11shim holds the table. Errors
@@ -49,13 +49,13 @@ var (
 	ErrClosed                      = errors.New("token: token closed")
 )
 
-// backendErr classifies an error from client.Backend. notFound is the sentinel to use when the
-// key is gone; invalid the one for client.ErrInvalidInput.
+// backendErr classifies an error from backend.Backend. notFound is the sentinel to use when the
+// key is gone; invalid the one for backend.ErrInvalidInput.
 func backendErr(op string, err, notFound, invalid error) error {
 	switch {
-	case errors.Is(err, client.ErrKeyNotFound):
+	case errors.Is(err, backend.ErrKeyNotFound):
 		return fmt.Errorf("%w: %s: %w", notFound, op, err)
-	case errors.Is(err, client.ErrInvalidInput):
+	case errors.Is(err, backend.ErrInvalidInput):
 		return fmt.Errorf("%w: %s: %w", invalid, op, err)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %s: %w", ErrSessionClosed, op, err)

@@ -13,7 +13,7 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/backend"
 	"github.com/tchsm/tchsm/threshold"
 )
 
@@ -189,7 +189,7 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.KeygenTimeout))
 	defer cancel()
 	started := time.Now()
-	info, err := t.backend.GenerateKey(ctx, client.GenerateRequest{
+	info, err := t.backend.GenerateKey(ctx, backend.GenerateRequest{
 		Bits: kt.bits, E: kt.e, Label: string(kt.label), P11ID: append([]byte{}, kt.id...),
 	})
 	if err != nil {
@@ -400,7 +400,7 @@ func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
 	defer cancel()
 	sig, err := t.backend.Sign(ctx, k.info.ID, threshold.RSAPKCS, payload)
-	if errors.Is(err, client.ErrKeyNotFound) {
+	if errors.Is(err, backend.ErrKeyNotFound) {
 		t.forgetKey(k.info.ID)
 	}
 	if err != nil {
@@ -675,7 +675,7 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 		return 0, err
 	}
 	defer s.mu.Unlock()
-	var info client.KeyInfo
+	var info backend.KeyInfo
 	var class, keyType uint
 	var haveClass, haveType bool
 	for _, a := range tmpl {

@@ -1,6 +1,6 @@
 // Package token is the pure-Go core of the tchsm PKCS#11 module: one slot holding one token
 // whose private keys live, split into shares, in a tchsm signing cluster reached through
-// client.Backend. It keeps the PKCS#11 state machine — sessions, login, objects and handles,
+// backend.Backend. It keeps the PKCS#11 state machine — sessions, login, objects and handles,
 // find/sign/verify/digest operations — and knows nothing of C: p11shim converts arguments,
 // copies buffers and maps the sentinel errors of this package to CKR_* values.
 //
@@ -48,7 +48,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/backend"
 	"github.com/tchsm/tchsm/internal/pin"
 )
 
@@ -67,7 +67,7 @@ const (
 // Token is the state of one PKCS#11 initialisation (C_Initialize … C_Finalize).
 type Token struct {
 	cfg     Config
-	backend client.Backend
+	backend backend.Backend
 	log     *slog.Logger
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -105,7 +105,7 @@ type refreshCall struct {
 
 // key is one cluster key with its decoded public key.
 type key struct {
-	info    client.KeyInfo
+	info    backend.KeyInfo
 	pub     *rsa.PublicKey
 	size    int    // modulus length in bytes
 	spki    []byte // DER SubjectPublicKeyInfo
@@ -131,7 +131,7 @@ type object struct {
 
 // New returns a Token over backend. log may be nil (no logging). The Token owns backend and
 // closes it in Close.
-func New(cfg Config, backend client.Backend, log *slog.Logger) (*Token, error) {
+func New(cfg Config, backend backend.Backend, log *slog.Logger) (*Token, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -568,7 +568,7 @@ func (t *Token) SeedRandom(h uint) error {
 
 // ---- keys and objects ----
 
-func newKey(info client.KeyInfo) (*key, error) {
+func newKey(info backend.KeyInfo) (*key, error) {
 	if info.N == nil || info.N.Sign() <= 0 || info.E < 3 || info.E&1 == 0 {
 		return nil, errors.New("token: key record without a valid public key")
 	}
@@ -662,7 +662,7 @@ func (t *Token) refreshAsync(notBefore time.Time) {
 }
 
 // applyKeysLocked installs a fetched key list, keeping local changes made after the fetch began.
-func (t *Token) applyKeysLocked(infos []client.KeyInfo, start uint64, started time.Time) {
+func (t *Token) applyKeysLocked(infos []backend.KeyInfo, start uint64, started time.Time) {
 	keys := make(map[string]*key, len(infos))
 	for _, info := range infos {
 		if old, ok := t.keys[info.ID]; ok && old.info.N.Cmp(info.N) == 0 {
@@ -1060,7 +1060,7 @@ func (t *Token) DestroyObject(h, oh uint) error {
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.RequestTimeout))
 	defer cancel()
 	err = t.backend.DeleteKey(ctx, o.k.info.ID)
-	if err != nil && !errors.Is(err, client.ErrKeyNotFound) {
+	if err != nil && !errors.Is(err, backend.ErrKeyNotFound) {
 		return backendErr("deleting key", err, ErrObjectHandleInvalid, ErrArgumentsBad)
 	}
 	t.mu.Lock()

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/backend"
 	"github.com/tchsm/tchsm/internal/pin"
 )
 
@@ -472,7 +472,7 @@ func TestKeygenErrors(t *testing.T) {
 	f.b.setDown(2, true)
 	_, _, err = f.tk.GenerateKeyPair(rw, keygen, pubT, privT)
 	wantErr(t, err, ErrDeviceError)
-	if !errors.Is(err, client.ErrNotEnoughNodes) {
+	if !errors.Is(err, backend.ErrNotEnoughNodes) {
 		t.Fatalf("cause lost: %v", err)
 	}
 }
@@ -601,7 +601,7 @@ func TestFind(t *testing.T) {
 	}
 
 	// A key made by another process appears when a search misses (the cache TTL is an hour).
-	other, err := f.b.GenerateKey(context.Background(), client.GenerateRequest{Bits: 1024, Label: "other", P11ID: []byte{7, 7}})
+	other, err := f.b.GenerateKey(context.Background(), backend.GenerateRequest{Bits: 1024, Label: "other", P11ID: []byte{7, 7}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,7 +666,7 @@ func TestFindRefresh(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// A key made by another process while the cache is fresh is still found: the miss fetches.
-	_, err := g.b.GenerateKey(context.Background(), client.GenerateRequest{Bits: 1024, P11ID: []byte("x")})
+	_, err := g.b.GenerateKey(context.Background(), backend.GenerateRequest{Bits: 1024, P11ID: []byte("x")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -882,7 +882,7 @@ func TestSignClusterFailures(t *testing.T) {
 	f.b.setDown(3, true)
 	err := sign()
 	wantErr(t, err, ErrDeviceError)
-	if !errors.Is(err, client.ErrNotEnoughNodes) {
+	if !errors.Is(err, backend.ErrNotEnoughNodes) {
 		t.Fatal(err)
 	}
 	f.b.setDown(1, false)

@@ -1,0 +1,56 @@
+// Package backend is the contract between a PKCS#11 token (p11shim/token) and a signing
+// cluster: the Backend interface, the key description it returns and the errors it wraps. It
+// lives apart from the client so that the token, a pure-Go core, links no transport, broker
+// library or dealer: `go list -deps ./p11shim/token` names none of them. client.Client is the
+// implementation; tests use fakes.
+package backend
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"time"
+
+	"github.com/tchsm/tchsm/threshold"
+)
+
+// KeyInfo is the public, dealer-signed description of one cluster key.
+type KeyInfo struct {
+	ID      string   // cluster key id: 32 lowercase hex characters
+	Label   string   // CKA_LABEL given at generation
+	P11ID   []byte   // CKA_ID given at generation
+	Bits    int      // modulus length in bits
+	N       *big.Int // modulus
+	E       int      // public exponent
+	K, L    int      // threshold k and number of nodes n
+	Created time.Time
+}
+
+// GenerateRequest asks the dealer for a new key.
+type GenerateRequest struct {
+	Bits  int    // 1024, 2048, 3072 or 4096
+	E     int    // 0 means 65537
+	Label string // CKA_LABEL
+	P11ID []byte // CKA_ID
+}
+
+// Backend is what a PKCS#11 token needs from a signing cluster. Every method honours ctx's
+// deadline. Every signature returned has been verified against the key's public key.
+type Backend interface {
+	Keys(ctx context.Context) ([]KeyInfo, error)
+	GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error)
+	DeleteKey(ctx context.Context, id string) error
+	// Sign signs data with mechanism mech: for threshold.RSAPKCS data is the PKCS#1 v1.5
+	// payload T (a DigestInfo or raw bytes up to k-11); for the hash mechanisms it is the message.
+	Sign(ctx context.Context, id string, mech threshold.Mechanism, data []byte) ([]byte, error)
+	Close() error
+}
+
+// Errors every Backend returns (wrapped with %w); p11shim maps them to CKR_* codes.
+var (
+	ErrKeyNotFound    = errors.New("client: key not found")                  // CKR_KEY_HANDLE_INVALID / object gone
+	ErrUnavailable    = errors.New("client: cluster unavailable")            // CKR_DEVICE_ERROR
+	ErrNotEnoughNodes = errors.New("client: not enough nodes answered")      // CKR_DEVICE_ERROR
+	ErrInvalidInput   = errors.New("client: invalid input")                  // CKR_DATA_LEN_RANGE / CKR_ARGUMENTS_BAD
+	ErrUnauthorized   = errors.New("client: not authorised by the manifest") // CKR_USER_NOT_LOGGED_IN-ish / CKR_DEVICE_ERROR
+)
