@@ -43,7 +43,7 @@ func (c *Conn) Serve(ctx context.Context, queue string, workers int, h Handler) 
 	if prefetch == 0 {
 		prefetch = min(2*workers, 65535)
 	}
-	return c.consumeLoop(ctx, queue, KindRPC, prefetch, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+	return c.consumeLoop(ctx, queue, true, prefetch, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 		var replyMu sync.Mutex // one publisher at a time on ch
 		var wg sync.WaitGroup
 		for range workers {
@@ -150,7 +150,7 @@ func (c *Conn) Consume(ctx context.Context, queue string, h func(ctx context.Con
 		return fmt.Errorf("%w: Consume needs a queue and a handler", ErrConfig)
 	}
 	var bo backoff // consecutive handler failures, across reconnections
-	return c.consumeLoop(ctx, queue, 0, 1, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+	return c.consumeLoop(ctx, queue, false, 1, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 		for d := range deliveries {
 			err := safeConsume(ctx, h, d.Body)
 			switch {
@@ -190,9 +190,9 @@ func safeConsume(ctx context.Context, h func(context.Context, []byte) error, bod
 
 // consumeLoop subscribes to queue on a fresh channel of the current session
 // and runs process until the deliveries end, then subscribes again, until ctx
-// ends or the Conn is closed. own is KindRPC for a queue the consumer owns and
-// declares itself each time, 0 for one declared through [Conn.DeclareNode].
-func (c *Conn) consumeLoop(ctx context.Context, queue string, own queueKind, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) error {
+// ends or the Conn is closed. owned: an rpc queue the consumer owns and declares
+// itself each time; otherwise one declared through [Conn.DeclareNode].
+func (c *Conn) consumeLoop(ctx context.Context, queue string, owned bool, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) error {
 	var bo backoff
 	first := true
 	for {
@@ -203,7 +203,7 @@ func (c *Conn) consumeLoop(ctx context.Context, queue string, own queueKind, pre
 			}
 			return nil // ctx ended
 		}
-		started, err := c.consumeOnce(ctx, s, queue, own, prefetch, process)
+		started, err := c.consumeOnce(ctx, s, queue, owned, prefetch, process)
 		if c.ctx.Err() != nil {
 			return ErrClosed
 		}
@@ -231,14 +231,14 @@ func (c *Conn) consumeLoop(ctx context.Context, queue string, own queueKind, pre
 	}
 }
 
-func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, own queueKind, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) (started bool, err error) {
+func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, owned bool, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) (started bool, err error) {
 	ch, err := s.conn.Channel()
 	if err != nil {
 		return false, fmt.Errorf("%w: open channel: %w", ErrUnavailable, err)
 	}
 	defer ch.Close()
-	if own != 0 {
-		if err := declareOwned(s.conn, ch, queue, own); err != nil {
+	if owned {
+		if err := declareOwned(s.conn, ch, queue); err != nil {
 			return false, err
 		}
 	} else {
@@ -275,12 +275,12 @@ func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, own qu
 	return true, fmt.Errorf("%w: deliveries ended", ErrUnavailable)
 }
 
-// declareOwned declares a queue its consumer owns (exclusive) on ch. A queue of the same name
+// declareOwned declares an rpc queue its consumer owns (exclusive) on ch. A queue of the same name
 // that is not exclusive and has no consumer (left by an older version, which declared rpc
 // queues shared) is deleted first: it holds only transient requests. One held by another
 // connection stays, and the error (ErrUnavailable) makes the caller retry.
-func declareOwned(ac *amqp.Connection, ch *amqp.Channel, queue string, kind queueKind) error {
-	err := declareQueue(ch, queue, kind)
+func declareOwned(ac *amqp.Connection, ch *amqp.Channel, queue string) error {
+	err := declareQueue(ch, queue, KindRPC)
 	var ae *amqp.Error
 	if err == nil || !errors.As(err, &ae) || ae.Code != amqp.ResourceLocked {
 		return err
