@@ -553,6 +553,9 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.signTimeout())
 		defer cancel()
 		if derr := c.DeleteKey(dctx, k.info.ID); derr != nil {
+			c.mu.Lock()
+			delete(c.keys, k.info.ID) // not a key this client offers, deleted or not
+			c.mu.Unlock()
 			c.log.Error("a key generation failed and the key could not be deleted; delete it by hand", "key", k.info.ID, "err", derr)
 			return KeyInfo{}, fmt.Errorf("%w; deleting it failed too (delete it by hand): %v", err, derr)
 		}
