@@ -39,7 +39,6 @@ if ! bind_ok && grep -q bookworm /etc/os-release 2>/dev/null; then need_backport
 
 if ((${#need_pkgs[@]})) || [[ -n $need_backports ]]; then
 	mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
-	echo "deps: installing ${need_pkgs[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
 	if [[ -n $need_backports ]]; then
