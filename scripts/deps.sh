@@ -38,7 +38,7 @@ need_backports=
 if ! bind_ok && grep -q bookworm /etc/os-release 2>/dev/null; then need_backports=1; fi
 
 if ((${#need_pkgs[@]})) || [[ -n $need_backports ]]; then
-	mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
+	if ((${#need_pkgs[@]})); then mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u); fi
 	export DEBIAN_FRONTEND=noninteractive
 	if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
 	if [[ -n $need_backports ]]; then
