@@ -84,11 +84,11 @@ func parseKeygen(pubT, privT []Attribute) (keygenTemplate, error) {
 			}
 			kt.bits, haveBits = int(v), true
 		case CKA_PUBLIC_EXPONENT:
-			e := new(big.Int).SetBytes(a.Value)
-			if len(a.Value) == 0 || e.BitLen() > 31 || e.Int64() < 3 || e.Bit(0) == 0 {
-				return kt, fmt.Errorf("%w: CKA_PUBLIC_EXPONENT", ErrAttributeValueInvalid)
+			e, err := publicExponent(a.Value)
+			if err != nil {
+				return kt, err
 			}
-			kt.e = int(e.Int64())
+			kt.e = e
 		case CKA_LABEL:
 			pubLabel, havePubLabel = a.Value, true
 		case CKA_ID:
@@ -641,9 +641,10 @@ const (
 )
 
 // EndOperation ends session h's active operation of kind op, if there is one. The module calls
-// it when a C_Sign, C_SignUpdate, C_SignFinal, C_Verify*, C_Digest* call fails for a reason
-// found before the token was asked (a NULL argument): PKCS#11 v2.40 (sections 5.12 to 5.14)
-// ends the operation on every failure but CKR_BUFFER_TOO_SMALL.
+// it whenever a C_Sign, C_SignUpdate, C_SignFinal, C_Verify*, C_Digest* call fails other than
+// with CKR_BUFFER_TOO_SMALL (PKCS#11 v2.40 sections 5.12 to 5.14): the token's own failures
+// have ended the operation already; this also covers argument errors the module finds before
+// the token is asked (a NULL pointer).
 func (t *Token) EndOperation(h uint, op Operation) {
 	s, err := t.acquire(h)
 	if err != nil {
@@ -658,6 +659,15 @@ func (t *Token) EndOperation(h uint, op Operation) {
 	case OpDigest:
 		s.digest = nil
 	}
+}
+
+// publicExponent decodes a CKA_PUBLIC_EXPONENT: big-endian, odd, from 3 to 2^31-1.
+func publicExponent(v []byte) (int, error) {
+	e := new(big.Int).SetBytes(v)
+	if len(v) == 0 || e.BitLen() > 31 || e.Int64() < 3 || e.Bit(0) == 0 {
+		return 0, fmt.Errorf("%w: CKA_PUBLIC_EXPONENT", ErrAttributeValueInvalid)
+	}
+	return int(e.Int64()), nil
 }
 
 // maxCreated bounds the public keys callers may create (C_CreateObject) across all sessions.
@@ -693,11 +703,9 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 		case CKA_MODULUS:
 			info.N = new(big.Int).SetBytes(a.Value)
 		case CKA_PUBLIC_EXPONENT:
-			e := new(big.Int).SetBytes(a.Value)
-			if len(a.Value) == 0 || e.BitLen() > 31 || e.Int64() < 3 || e.Bit(0) == 0 {
-				return 0, fmt.Errorf("%w: CKA_PUBLIC_EXPONENT", ErrAttributeValueInvalid)
+			if info.E, err = publicExponent(a.Value); err != nil {
+				return 0, err
 			}
-			info.E = int(e.Int64())
 		case CKA_LABEL:
 			info.Label = string(a.Value)
 		case CKA_ID:
