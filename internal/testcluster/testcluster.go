@@ -111,6 +111,15 @@ func Module(t testing.TB) string {
 	return modulePath
 }
 
+// RemoveBuilds removes what Binary and Module built; a TestMain calls it after m.Run.
+func RemoveBuilds() {
+	for _, p := range []string{binPath, modulePath} {
+		if p != "" {
+			os.RemoveAll(filepath.Dir(p))
+		}
+	}
+}
+
 // RabbitMQCtl runs rabbitmqctl and fails the test on error.
 func RabbitMQCtl(t testing.TB, args ...string) string {
 	t.Helper()

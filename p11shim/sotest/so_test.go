@@ -31,39 +31,9 @@ import (
 	"github.com/tchsm/tchsm/p11shim/sotest/cdrive"
 )
 
-var (
-	buildOnce sync.Once
-	soPath    string
-	buildErr  error
-)
-
-// BuildModule builds libtchsm.so once per test process.
-func buildModule(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tchsm-so-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		soPath = filepath.Join(dir, "libtchsm.so")
-		out, err := exec.Command("go", "build", "-buildmode=c-shared", "-o", soPath,
-			"github.com/tchsm/tchsm/p11shim").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build -buildmode=c-shared: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return soPath
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if soPath != "" {
-		os.RemoveAll(filepath.Dir(soPath))
-	}
+	testcluster.RemoveBuilds()
 	os.Exit(code)
 }
 
@@ -181,7 +151,7 @@ func publicKey(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle, o pkcs11.Obj
 }
 
 func TestModule(t *testing.T) {
-	so := buildModule(t)
+	so := testcluster.Module(t)
 	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5, TokenLabel: "ods-tchsm", PIN: "1234"})
 	logFile := filepath.Join(c.Dir, "pkcs11.log")
 	setPKCS11(t, c.ClientConfig, map[string]any{"sign_timeout": "8s", "log_level": "debug", "serial": "test-1",
