@@ -11,7 +11,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // batcher sends one node's sign requests. At most window messages to the node wait for their
@@ -45,12 +45,12 @@ type shareAsk struct {
 	ctx     context.Context
 	keyID   string
 	payload []byte
-	pk      *threshold.PublicKey
+	pk      *shoup.PublicKey
 	done    chan shareResult // buffered: the sender never blocks
 }
 
 type shareResult struct {
-	share *threshold.SigShare
+	share *shoup.SigShare
 	err   error
 }
 
@@ -61,7 +61,7 @@ func newBatcher(c *Client, n trust.Member) *batcher {
 }
 
 // ask queues one request and waits for its share, or for ctx's end.
-func (b *batcher) ask(ctx context.Context, keyID string, payload []byte, pk *threshold.PublicKey) (*threshold.SigShare, error) {
+func (b *batcher) ask(ctx context.Context, keyID string, payload []byte, pk *shoup.PublicKey) (*shoup.SigShare, error) {
 	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, pk: pk, done: make(chan shareResult, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, a)
@@ -187,17 +187,17 @@ func (c *Client) signBatch(ctx context.Context, n trust.Member, req *tchsmpb.Sig
 	}
 	res, ok := op.Message.(*tchsmpb.SignBatchResult)
 	if !ok || len(res.GetResults()) != len(req.Requests) {
-		return nil, fmt.Errorf("%w: node %s sent a malformed batch answer", threshold.ErrBadShare, n.ID)
+		return nil, fmt.Errorf("%w: node %s sent a malformed batch answer", shoup.ErrBadShare, n.ID)
 	}
 	return res.GetResults(), nil
 }
 
 // checkBatchItem turns one item of a batch answer into a share or an error, with askShare's
 // checks.
-func checkBatchItem(n trust.Member, a *shareAsk, item *tchsmpb.SignBatchItem) (*threshold.SigShare, error) {
+func checkBatchItem(n trust.Member, a *shareAsk, item *tchsmpb.SignBatchItem) (*shoup.SigShare, error) {
 	if e := item.GetError(); e != nil {
 		if e.GetKeyId() != "" && e.GetKeyId() != a.keyID {
-			return nil, fmt.Errorf("%w: node %s answered about another key", threshold.ErrBadShare, n.ID)
+			return nil, fmt.Errorf("%w: node %s answered about another key", shoup.ErrBadShare, n.ID)
 		}
 		return nil, &NodeError{Node: n.ID, Code: e.GetCode(), Message: e.GetMessage()}
 	}
@@ -206,13 +206,13 @@ func checkBatchItem(n trust.Member, a *shareAsk, item *tchsmpb.SignBatchItem) (*
 
 // checkShare checks a signature share's form: for the right key, with the node's own index and
 // a value in range.
-func checkShare(n trust.Member, keyID string, pk *threshold.PublicKey, ss *tchsmpb.SignatureShare) (*threshold.SigShare, error) {
+func checkShare(n trust.Member, keyID string, pk *shoup.PublicKey, ss *tchsmpb.SignatureShare) (*shoup.SigShare, error) {
 	if ss == nil || ss.GetKeyId() != keyID || int(ss.GetIndex()) != n.Index {
-		return nil, fmt.Errorf("%w: node %s sent a malformed signature share", threshold.ErrBadShare, n.ID)
+		return nil, fmt.Errorf("%w: node %s sent a malformed signature share", shoup.ErrBadShare, n.ID)
 	}
 	x := new(big.Int).SetBytes(ss.GetX())
 	if x.Sign() <= 0 || x.Cmp(pk.N) >= 0 {
-		return nil, fmt.Errorf("%w: node %s sent a share out of range", threshold.ErrBadShare, n.ID)
+		return nil, fmt.Errorf("%w: node %s sent a share out of range", shoup.ErrBadShare, n.ID)
 	}
-	return &threshold.SigShare{Index: n.Index, X: x}, nil
+	return &shoup.SigShare{Index: n.Index, X: x}, nil
 }

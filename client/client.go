@@ -21,7 +21,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Defaults for a Client.
@@ -70,7 +70,7 @@ type Client struct {
 
 type key struct {
 	info KeyInfo
-	pk   *threshold.PublicKey
+	pk   *shoup.PublicKey
 }
 
 type nodeState struct {
@@ -485,7 +485,7 @@ func (c *Client) Key(ctx context.Context, id string) (KeyInfo, error) {
 }
 
 // PublicKey returns a key's threshold public key (with verification keys).
-func (c *Client) PublicKey(ctx context.Context, id string) (*threshold.PublicKey, error) {
+func (c *Client) PublicKey(ctx context.Context, id string) (*shoup.PublicKey, error) {
 	k, err := c.key(ctx, id)
 	if err != nil {
 		return nil, err
@@ -497,7 +497,7 @@ func (c *Client) PublicKey(ctx context.Context, id string) (*threshold.PublicKey
 func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error) {
 	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(DefaultKeygenTimeout))
 	defer cancel()
-	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {
+	if req.Bits < shoup.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {
 		return KeyInfo{}, fmt.Errorf("%w: modulus of %d bits (1024 to 4096)", ErrInvalidInput, req.Bits)
 	}
 	// Key generation may take its whole timeout (safe primes, nodes storing shares), but not

@@ -12,7 +12,8 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Sign signs data with key id. It asks the k nodes that look best, asks one more whenever a
@@ -20,8 +21,8 @@ import (
 // signature only after it verified under the key's public key. When a combination fails, it
 // asks the contributing nodes for proofs, names and excludes the ones that lied, and goes on
 // with the others.
-func (c *Client) Sign(ctx context.Context, id string, mech threshold.Mechanism, data []byte) ([]byte, error) {
-	payload, err := threshold.Payload(mech, data)
+func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error) {
+	payload, err := shoup.Payload(mech, data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
@@ -31,7 +32,7 @@ func (c *Client) Sign(ctx context.Context, id string, mech threshold.Mechanism, 
 	if err != nil {
 		return nil, err
 	}
-	em, err := threshold.EncodePayload(k.pk.Size(), payload)
+	em, err := shoup.EncodePayload(k.pk.Size(), payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
@@ -41,7 +42,7 @@ func (c *Client) Sign(ctx context.Context, id string, mech threshold.Mechanism, 
 
 type shareReply struct {
 	node  trust.Member
-	share *threshold.SigShare
+	share *shoup.SigShare
 	took  time.Duration
 	err   error
 }
@@ -55,7 +56,7 @@ type signing struct {
 	replies  chan shareReply
 	queue    []trust.Member // nodes not asked yet, best first
 	inflight int
-	good     []*threshold.SigShare
+	good     []*shoup.SigShare
 	from     map[int]trust.Member
 	failures []string
 	rounds   int
@@ -137,19 +138,19 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 				}
 				continue
 			}
-			sig, err := threshold.Combine(s.k.pk, s.em, s.good)
+			sig, err := shoup.Combine(s.k.pk, s.em, s.good)
 			if err == nil {
 				s.noteSilent()
 				return sig, nil
 			}
-			if !errors.Is(err, threshold.ErrBadSignature) {
+			if !errors.Is(err, shoup.ErrBadSignature) {
 				return nil, err
 			}
 			if sig, ok := s.recover(ctx); ok {
 				return sig, nil
 			}
 			if !s.refill(ctx) {
-				return nil, s.giveUp(threshold.ErrBadSignature)
+				return nil, s.giveUp(shoup.ErrBadSignature)
 			}
 		case <-hedge.C:
 			// Still short of k shares after a hedge delay: one more node, every tick.
@@ -240,7 +241,7 @@ func (s *signing) giveUp(cause error) error {
 // For keys without safe primes, where proofs are not sound, it also tries other subsets.
 func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 	type verdict struct {
-		share *threshold.SigShare
+		share *shoup.SigShare
 		err   error
 	}
 	results := make([]verdict, len(s.good))
@@ -256,20 +257,20 @@ func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 				return
 			}
 			if p.x.Cmp(sh.X) != 0 {
-				results[i] = verdict{share: sh, err: fmt.Errorf("%w: node %s proved another share than it sent", threshold.ErrBadShare, n.ID)}
+				results[i] = verdict{share: sh, err: fmt.Errorf("%w: node %s proved another share than it sent", shoup.ErrBadShare, n.ID)}
 				return
 			}
-			results[i] = verdict{share: sh, err: threshold.VerifyShare(s.k.pk, s.em, sh, p.proof)}
+			results[i] = verdict{share: sh, err: shoup.VerifyShare(s.k.pk, s.em, sh, p.proof)}
 		}()
 	}
 	wg.Wait()
-	var kept []*threshold.SigShare
+	var kept []*shoup.SigShare
 	for _, v := range results {
 		n := s.from[v.share.Index]
 		switch {
 		case v.err == nil:
 			kept = append(kept, v.share)
-		case errors.Is(v.err, threshold.ErrBadShare):
+		case errors.Is(v.err, shoup.ErrBadShare):
 			s.c.noteLiar(n.ID)
 			s.c.log.Warn("node returned an invalid signature share; excluded", "node", n.ID, "key", s.k.info.ID)
 			s.failures = append(s.failures, fmt.Sprintf("%s: invalid share", n.ID))
@@ -281,14 +282,14 @@ func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 	if len(kept) == len(s.good) {
 		// Every proof verified yet the signature did not: only possible for keys without safe
 		// primes. Fall back to subsets.
-		if sig, err := threshold.CombineAny(s.k.pk, s.em, s.good); err == nil {
+		if sig, err := shoup.CombineAny(s.k.pk, s.em, s.good); err == nil {
 			return sig, true
 		}
 		kept = nil
 	}
 	s.good = kept
 	if len(s.good) >= s.k.pk.K {
-		if sig, err := threshold.Combine(s.k.pk, s.em, s.good); err == nil {
+		if sig, err := shoup.Combine(s.k.pk, s.em, s.good); err == nil {
 			return sig, true
 		}
 	}
@@ -297,7 +298,7 @@ func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 
 // askShare sends one SignRequest and checks the answer's form: from the right node, for the
 // right key, with the node's own index and a value in range.
-func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, payload []byte, pk *threshold.PublicKey) (*threshold.SigShare, error) {
+func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, payload []byte, pk *shoup.PublicKey) (*shoup.SigShare, error) {
 	op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST,
 		&tchsmpb.SignRequest{KeyId: keyID, Payload: payload})
 	if err != nil {
@@ -305,14 +306,14 @@ func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, pay
 	}
 	ss, ok := op.Message.(*tchsmpb.SignatureShare)
 	if !ok {
-		return nil, fmt.Errorf("%w: node %s sent a malformed signature share", threshold.ErrBadShare, n.ID)
+		return nil, fmt.Errorf("%w: node %s sent a malformed signature share", shoup.ErrBadShare, n.ID)
 	}
 	return checkShare(n, keyID, pk, ss)
 }
 
 type provenShare struct {
 	x     *big.Int
-	proof *threshold.Proof
+	proof *shoup.Proof
 }
 
 func (c *Client) askProof(ctx context.Context, n trust.Member, keyID string, payload []byte) (*provenShare, error) {
@@ -323,9 +324,9 @@ func (c *Client) askProof(ctx context.Context, n trust.Member, keyID string, pay
 	}
 	p, ok := op.Message.(*tchsmpb.Proof)
 	if !ok || p.GetKeyId() != keyID || int(p.GetIndex()) != n.Index || p.GetProof() == nil {
-		return nil, fmt.Errorf("%w: node %s sent a malformed proof", threshold.ErrBadShare, n.ID)
+		return nil, fmt.Errorf("%w: node %s sent a malformed proof", shoup.ErrBadShare, n.ID)
 	}
-	return &provenShare{x: new(big.Int).SetBytes(p.GetX()), proof: &threshold.Proof{
+	return &provenShare{x: new(big.Int).SetBytes(p.GetX()), proof: &shoup.Proof{
 		C: new(big.Int).SetBytes(p.GetProof().GetC()), Z: new(big.Int).SetBytes(p.GetProof().GetZ())}}, nil
 }
 

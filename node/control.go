@@ -12,7 +12,7 @@ import (
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // ErrBadDelivery wraps every reason a control message is dead-lettered.
@@ -99,7 +99,7 @@ func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
 	if err != nil {
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
 	}
-	share := &threshold.KeyShare{Index: int(ps.GetIndex()), S: ps.GetS()}
+	share := &shoup.KeyShare{Index: int(ps.GetIndex()), S: ps.GetS()}
 	defer share.Wipe()
 	switch {
 	case ps.GetKeyId() != id:
@@ -133,7 +133,7 @@ func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
 }
 
 // shareMatches checks v^s == vk_i mod N in constant time (s is secret).
-func shareMatches(pk *threshold.PublicKey, share *threshold.KeyShare) bool {
+func shareMatches(pk *shoup.PublicKey, share *shoup.KeyShare) bool {
 	if share.Index < 1 || share.Index > len(pk.VK) {
 		return false
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // fuzzNode is a node without a broker: the handlers are called directly.
@@ -72,11 +72,11 @@ func newFuzzNode(tb testing.TB) *fuzzNode {
 	f.opener, _ = trust.NewOpener(n.m)
 
 	// One stored key, dealt by hand.
-	key, err := threshold.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+	key, err := shoup.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pk, shares, err := threshold.Deal(rand.Reader, key, 2, 3)
+	pk, shares, err := shoup.Deal(rand.Reader, key, 2, 3)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -167,11 +167,11 @@ func FuzzHandlers(f *testing.F) {
 
 // The share-versus-vk check refuses every share but the right one.
 func TestShareMatches(t *testing.T) {
-	key, err := threshold.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+	key, err := shoup.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, shares, err := threshold.Deal(rand.Reader, key, 2, 3)
+	pk, shares, err := shoup.Deal(rand.Reader, key, 2, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,11 +180,11 @@ func TestShareMatches(t *testing.T) {
 			t.Fatalf("share %d refused", s.Index)
 		}
 	}
-	if shareMatches(pk, &threshold.KeyShare{Index: 2, S: shares[0].S}) {
+	if shareMatches(pk, &shoup.KeyShare{Index: 2, S: shares[0].S}) {
 		t.Fatal("share 1 accepted as share 2")
 	}
 	for _, idx := range []int{0, 4, -1} {
-		if shareMatches(pk, &threshold.KeyShare{Index: idx, S: shares[0].S}) {
+		if shareMatches(pk, &shoup.KeyShare{Index: idx, S: shares[0].S}) {
 			t.Fatalf("index %d accepted", idx)
 		}
 	}

@@ -40,7 +40,7 @@
 //
 // A node signs only with the modulus, exponent, k and n of the key record it stored after
 // verifying the dealer's signature; a SignRequest names a key and carries the PKCS#1 payload T,
-// from which the node builds EM itself (threshold.EncodePayload). Nothing else in a request
+// from which the node builds EM itself (shoup.EncodePayload). Nothing else in a request
 // reaches the arithmetic.
 //
 // # Shutdown
@@ -67,7 +67,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Errors of Run's start-up.
@@ -88,7 +88,7 @@ type Options struct {
 	// ShareHook, when set, is called on every signature share before it is sent (and before
 	// its proof is made). Tests use it to make an in-process node lie. Not reachable from a
 	// configuration file.
-	ShareHook func(*threshold.SigShare)
+	ShareHook func(*shoup.SigShare)
 	// Registerer, when set, receives the node's Prometheus metrics as well as its own /metrics.
 	Registerer prometheus.Registerer
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // ErrRejected is the error (sent back as a plain transport error) for requests that do not open.
@@ -205,8 +205,8 @@ func (n *node) key(id string) (*store.Key, *reqError) {
 }
 
 // share computes this node's signature share on payload, with the stored key's own modulus.
-func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare, *reqError) {
-	em, err := threshold.EncodePayload(k.Public.Size(), payload)
+func (n *node) share(k *store.Key, payload []byte) ([]byte, *shoup.SigShare, *reqError) {
+	em, err := shoup.EncodePayload(k.Public.Size(), payload)
 	if err != nil {
 		return nil, nil, fail(tchsmpb.Error_BAD_REQUEST, k.ID, "payload: %v", err)
 	}
@@ -221,14 +221,14 @@ func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare,
 }
 
 // signShare runs one exponentiation once the node has fewer than its worker count running.
-func (n *node) signShare(k *store.Key, em []byte) (*threshold.SigShare, error) {
+func (n *node) signShare(k *store.Key, em []byte) (*shoup.SigShare, error) {
 	n.exps <- struct{}{}
 	defer func() { <-n.exps }() // also when it panics: the request's recover answers INTERNAL
-	return threshold.SignShare(k.Public, k.Share, em)
+	return shoup.SignShare(k.Public, k.Share, em)
 }
 
-func (n *node) proof(k *store.Key, em []byte, ss *threshold.SigShare) (*tchsmpb.ShareProof, *reqError) {
-	p, err := threshold.Prove(rand.Reader, k.Public, k.Share, em, ss)
+func (n *node) proof(k *store.Key, em []byte, ss *shoup.SigShare) (*tchsmpb.ShareProof, *reqError) {
+	p, err := shoup.Prove(rand.Reader, k.Public, k.Share, em, ss)
 	if err != nil {
 		return nil, fail(tchsmpb.Error_INTERNAL, k.ID, "proof failed")
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // TestLyingNode replaces node 2's process with an in-process node that corrupts every share it
@@ -42,7 +42,7 @@ func TestLyingNode(t *testing.T) {
 		done <- node.Run(ctx, &cfg, node.Options{
 			Logger: slog.New(slog.DiscardHandler),
 			Ready:  func(string) { close(ready) },
-			ShareHook: func(s *threshold.SigShare) {
+			ShareHook: func(s *shoup.SigShare) {
 				lies.Add(1)
 				s.X.Mul(s.X, big.NewInt(2)).Mod(s.X, k.N)
 			},

@@ -11,7 +11,7 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // KeyInfo is the public, dealer-signed description of one cluster key.
@@ -40,9 +40,9 @@ type Backend interface {
 	Keys(ctx context.Context) ([]KeyInfo, error)
 	GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error)
 	DeleteKey(ctx context.Context, id string) error
-	// Sign signs data with mechanism mech: for threshold.RSAPKCS data is the PKCS#1 v1.5
+	// Sign signs data with mechanism mech: for scheme.RSAPKCS data is the PKCS#1 v1.5
 	// payload T (a DigestInfo or raw bytes up to k-11); for the hash mechanisms it is the message.
-	Sign(ctx context.Context, id string, mech threshold.Mechanism, data []byte) ([]byte, error)
+	Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error)
 	Close() error
 }
 

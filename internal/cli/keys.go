@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/client"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 func init() {
@@ -226,8 +226,8 @@ func runSign(ctx context.Context, e *env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	m, ok := map[string]threshold.Mechanism{"raw": threshold.RSAPKCS, "sha1": threshold.SHA1RSAPKCS, "sha224": threshold.SHA224RSAPKCS,
-		"sha256": threshold.SHA256RSAPKCS, "sha384": threshold.SHA384RSAPKCS, "sha512": threshold.SHA512RSAPKCS}[strings.ToLower(*mech)]
+	m, ok := map[string]scheme.Mechanism{"raw": scheme.RSAPKCS, "sha1": scheme.SHA1RSAPKCS, "sha224": scheme.SHA224RSAPKCS,
+		"sha256": scheme.SHA256RSAPKCS, "sha384": scheme.SHA384RSAPKCS, "sha512": scheme.SHA512RSAPKCS}[strings.ToLower(*mech)]
 	if *keyID == "" || !ok {
 		fs.Usage()
 		return errUsage

@@ -8,7 +8,7 @@ import (
 	"regexp"
 
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -137,11 +137,11 @@ func CheckKeyRecord(rec *tchsmpb.KeyRecord) error {
 // PublicKey builds the threshold public key of a (verified) key record and validates it. A node
 // signs, and a client combines, only with the public key built here from the dealer-signed
 // record, never with parameters taken from a request.
-func PublicKey(rec *tchsmpb.KeyRecord) (*threshold.PublicKey, error) {
-	if rec.GetPublicExponent() > 1<<31-1 || rec.GetK() > threshold.MaxPlayers || rec.GetN() > threshold.MaxPlayers {
+func PublicKey(rec *tchsmpb.KeyRecord) (*shoup.PublicKey, error) {
+	if rec.GetPublicExponent() > 1<<31-1 || rec.GetK() > shoup.MaxPlayers || rec.GetN() > shoup.MaxPlayers {
 		return nil, fmt.Errorf("%w: parameters out of range", ErrBadRecord)
 	}
-	pk := &threshold.PublicKey{
+	pk := &shoup.PublicKey{
 		N: new(big.Int).SetBytes(rec.GetModulus()), E: int(rec.GetPublicExponent()),
 		K: int(rec.GetK()), L: int(rec.GetN()), V: new(big.Int).SetBytes(rec.GetV()),
 	}

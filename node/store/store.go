@@ -45,7 +45,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Sentinel errors; every error of this package wraps one of them (or a bbolt/OS error).
@@ -115,9 +115,9 @@ type Key struct {
 	Record *tchsmpb.KeyRecord
 	// Public is built only from the stored, dealer-verified record. It caches its precomputed
 	// modulus: share it, do not copy it.
-	Public *threshold.PublicKey
+	Public *shoup.PublicKey
 	// Share is the node's secret share. Do not modify it; never log it.
-	Share *threshold.KeyShare
+	Share *shoup.KeyShare
 }
 
 // Store is an open share store. It is safe for concurrent use.
@@ -325,13 +325,13 @@ func (s *Store) decode(id string, rawRecord, sealedShare []byte, m *trust.Manife
 		clear(pt)
 		return nil, fmt.Errorf("%w: key %.64q: share length", ErrCorrupt, id)
 	}
-	share := &threshold.KeyShare{Index: int(binary.BigEndian.Uint32(pt)), S: pt[4:]}
+	share := &shoup.KeyShare{Index: int(binary.BigEndian.Uint32(pt)), S: pt[4:]}
 	return &Key{ID: id, Signed: signed, Record: rec, Public: pk, Share: share}, nil
 }
 
 // PublicKey builds the threshold public key of a (verified) key record: trust.PublicKey, with
 // its error reported as ErrInvalid.
-func PublicKey(rec *tchsmpb.KeyRecord) (*threshold.PublicKey, error) {
+func PublicKey(rec *tchsmpb.KeyRecord) (*shoup.PublicKey, error) {
 	pk, err := trust.PublicKey(rec)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -343,7 +343,7 @@ func PublicKey(rec *tchsmpb.KeyRecord) (*threshold.PublicKey, error) {
 // form) and the node's share. It returns after the transaction is on disk. Putting the same
 // record and share again is a no-op; a different record or share for a stored key id gives
 // ErrConflict; a deleted key gives ErrDeleted. Put keeps its own copy of share.
-func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share *threshold.KeyShare) error {
+func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share *shoup.KeyShare) error {
 	id := rec.GetKeyId()
 	if !trust.ValidKeyID(id) || share == nil {
 		return fmt.Errorf("%w: bad key id or no share", ErrInvalid)
@@ -391,7 +391,7 @@ func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, sha
 		return fmt.Errorf("store: put %s: %w", id, err)
 	}
 	s.keys[id] = &Key{ID: id, Signed: proto.Clone(signed).(*tchsmpb.SignedKeyRecord), Record: rec, Public: pk,
-		Share: &threshold.KeyShare{Index: share.Index, S: bytes.Clone(share.S)}}
+		Share: &shoup.KeyShare{Index: share.Index, S: bytes.Clone(share.S)}}
 	return nil
 }
 

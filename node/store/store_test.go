@@ -16,7 +16,7 @@ import (
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -26,7 +26,7 @@ type fixture struct {
 	m      *trust.Manifest
 	signed *tchsmpb.SignedKeyRecord
 	rec    *tchsmpb.KeyRecord
-	shares []*threshold.KeyShare
+	shares []*shoup.KeyShare
 }
 
 var (
@@ -64,12 +64,12 @@ func dealt(t *testing.T) fixture {
 			fixErr = err
 			return
 		}
-		key, err := threshold.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+		key, err := shoup.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
 		if err != nil {
 			fixErr = err
 			return
 		}
-		pk, shares, err := threshold.Deal(rand.Reader, key, 2, 3)
+		pk, shares, err := shoup.Deal(rand.Reader, key, 2, 3)
 		if err != nil {
 			fixErr = err
 			return
@@ -146,11 +146,11 @@ func TestPutGetReopen(t *testing.T) {
 		t.Fatal("reopened share differs")
 	}
 	// The reopened key signs.
-	em, err := threshold.EncodePayload(k.Public.Size(), []byte("payload"))
+	em, err := shoup.EncodePayload(k.Public.Size(), []byte("payload"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := threshold.SignShare(k.Public, k.Share, em); err != nil {
+	if _, err := shoup.SignShare(k.Public, k.Share, em); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.List(); len(got) != 1 || got[0].ID != f.rec.KeyId {
@@ -261,7 +261,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	bad := []*threshold.KeyShare{nil, {Index: 0, S: f.shares[0].S}, {Index: 4, S: f.shares[0].S}, {Index: 1, S: f.shares[0].S[1:]}}
+	bad := []*shoup.KeyShare{nil, {Index: 0, S: f.shares[0].S}, {Index: 4, S: f.shares[0].S}, {Index: 1, S: f.shares[0].S[1:]}}
 	for i, sh := range bad {
 		if err := s.Put(f.signed, f.rec, sh); !errors.Is(err, ErrInvalid) {
 			t.Errorf("bad share %d: %v", i, err)

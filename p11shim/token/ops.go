@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/internal/backend"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Mechanism is a CK_MECHANISM: its type and parameter bytes.
@@ -380,7 +381,7 @@ func (t *Token) finishSign(h uint, query bool, bufLen uint, payloadOf func(*sign
 
 // digestInfo wraps the hash of everything fed so far in its DigestInfo.
 func (op *signOp) digestInfo() ([]byte, error) {
-	di, err := threshold.DigestInfo(op.hash, op.h.Sum(nil))
+	di, err := shoup.DigestInfo(op.hash, op.h.Sum(nil))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDeviceError, err)
 	}
@@ -399,7 +400,7 @@ func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
 	defer cancel()
-	sig, err := t.backend.Sign(ctx, k.info.ID, threshold.RSAPKCS, payload)
+	sig, err := t.backend.Sign(ctx, k.info.ID, scheme.RSAPKCS, payload)
 	if errors.Is(err, backend.ErrKeyNotFound) {
 		t.forgetKey(k.info.ID)
 	}
@@ -531,7 +532,7 @@ func (op *verifyOp) check(data, sig []byte) error {
 	payload := data
 	if op.hash != 0 {
 		var err error
-		payload, err = threshold.DigestInfo(op.hash, op.h.Sum(nil))
+		payload, err = shoup.DigestInfo(op.hash, op.h.Sum(nil))
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrDeviceError, err)
 		}

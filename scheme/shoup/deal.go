@@ -1,4 +1,4 @@
-package threshold
+package shoup
 
 import (
 	"crypto/rsa"
@@ -155,7 +155,7 @@ func randInt(rand io.Reader, max *big.Int) (*big.Int, error) {
 	buf := make([]byte, (max.BitLen()+7)/8+16)
 	// 128 extra bits make the bias of the reduction negligible (below 2^-128).
 	if _, err := io.ReadFull(rand, buf); err != nil {
-		return nil, fmt.Errorf("threshold: reading randomness: %w", err)
+		return nil, fmt.Errorf("shoup: reading randomness: %w", err)
 	}
 	x := new(big.Int).SetBytes(buf)
 	clear(buf)

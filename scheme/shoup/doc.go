@@ -1,4 +1,4 @@
-// Package threshold implements Shoup's threshold RSA signatures (V. Shoup, "Practical Threshold
+// Package shoup implements Shoup's threshold RSA signatures (V. Shoup, "Practical Threshold
 // Signatures", EUROCRYPT 2000) for PKCS#1 v1.5 signing, as tchsm's dealer, nodes and clients use
 // them.
 //
@@ -34,4 +34,4 @@
 // Trusted parameters: a node must use the PublicKey from its own dealer-signed key record, never
 // a modulus, exponent, k or n taken from a request (see DESIGN.md: a wire-supplied modulus leaks
 // the share). Validate checks a deserialised PublicKey for internal consistency.
-package threshold
+package shoup

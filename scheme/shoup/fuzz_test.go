@@ -1,17 +1,19 @@
-package threshold
+package shoup
 
 import (
 	"crypto/rand"
 	"errors"
 	"math/big"
 	"testing"
+
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // FuzzCombine feeds the combiner arbitrary share lists: it must return an error or a signature
 // that verifies, and never panic.
 func FuzzCombine(f *testing.F) {
 	_, pk, shares := dealt(f, 1024, 2, 3)
-	em := encode(f, pk, SHA256RSAPKCS, []byte("fuzz"))
+	em := encode(f, pk, scheme.SHA256RSAPKCS, []byte("fuzz"))
 	s1, _ := SignShare(pk, shares[0], em)
 	s2, _ := SignShare(pk, shares[1], em)
 	f.Add(uint8(1), s1.X.Bytes(), uint8(2), s2.X.Bytes(), em)
@@ -31,7 +33,7 @@ func FuzzCombine(f *testing.F) {
 // FuzzVerifyShare checks that arbitrary proofs are rejected without panics.
 func FuzzVerifyShare(f *testing.F) {
 	_, pk, shares := dealt(f, 1024, 2, 3)
-	em := encode(f, pk, SHA256RSAPKCS, []byte("fuzz"))
+	em := encode(f, pk, scheme.SHA256RSAPKCS, []byte("fuzz"))
 	ss, _ := SignShare(pk, shares[0], em)
 	p, _ := Prove(rand.Reader, pk, shares[0], em, ss)
 	f.Add(1, ss.X.Bytes(), p.C.Bytes(), p.Z.Bytes())
