@@ -19,6 +19,9 @@ type PublicKey struct {
 	// V generates the squares modulo N; VK[i-1] = V^(s_i) is node i's verification key.
 	V  *big.Int
 	VK []*big.Int
+	// Safe reports whether the key was made from safe primes (KeyRecord.safe_primes): without
+	// them the share proofs are not sound, and a liar can only be found by trying subsets.
+	Safe bool
 
 	once sync.Once
 	pre  *precomputed
@@ -129,7 +132,7 @@ func Deal(rand io.Reader, key *Key, k, n int) (*PublicKey, []*KeyShare, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	pk := &PublicKey{N: new(big.Int).Set(key.N), E: key.E, K: k, L: n, V: r.Mul(r, r).Mod(r, key.N)}
+	pk := &PublicKey{N: new(big.Int).Set(key.N), E: key.E, K: k, L: n, V: r.Mul(r, r).Mod(r, key.N), Safe: key.Safe}
 	size := pk.Size()
 	shares := make([]*KeyShare, n)
 	s := new(big.Int)
