@@ -8,8 +8,9 @@
 //
 // GenerateKey takes two safe primes from an in-memory pool (kept filled in the background for
 // the key sizes of cfg.PoolBits; a miss generates them on the spot), builds N, and deals d with
-// the manifest's k and n (shoup.Deal). The public KeyRecord (cluster id, label, CKA_ID,
-// modulus, e, k, n, v, vk, creation time, safe_primes) is signed with the dealer's identity.
+// the manifest's k and n (shoup.Deal). The public KeyRecord (cluster id, label, CKA_ID, k, n,
+// creation time, and the scheme's parameters written by shoup.Scheme.EncodePublic: algorithm,
+// modulus, e, v, vk, safe_primes) is signed with the dealer's identity.
 // Each node's share is HPKE-encrypted to that node, wrapped in a KeyShareDelivery envelope valid
 // for trust.DurableMaxTTL, and published durably (with publisher confirms) to the node's control
 // queue, which is declared first so that a node that never ran still gets its share when it
@@ -272,12 +273,11 @@ func (d *Dealer) deal(ctx context.Context, key *shoup.Key, safe bool, label stri
 	}
 	rec := &tchsmpb.KeyRecord{
 		KeyId: hex.EncodeToString(idb), Label: label, P11Id: slices.Clone(p11id),
-		Bits: uint32(pk.N.BitLen()), Modulus: pk.N.Bytes(), PublicExponent: uint32(pk.E),
-		K: uint32(k), N: uint32(n), V: pk.V.Bytes(), CreatedUnix: time.Now().Unix(),
-		SafePrimes: safe, ClusterId: d.m.ClusterID,
+		K: uint32(k), N: uint32(n), CreatedUnix: time.Now().Unix(), ClusterId: d.m.ClusterID,
 	}
-	for _, v := range pk.VK {
-		rec.Vk = append(rec.Vk, v.Bytes())
+	pk.Safe = safe
+	if err := (shoup.Scheme{}).EncodePublic(pk, rec); err != nil {
+		return nil, nil, nil, fmt.Errorf("dealer: %w", err)
 	}
 	signed, err := trust.SignKeyRecord(d.id, rec)
 	if err != nil {
@@ -292,7 +292,12 @@ func (d *Dealer) deal(ctx context.Context, key *shoup.Key, safe bool, label stri
 		if !ok {
 			return nil, nil, nil, fmt.Errorf("dealer: no node with index %d", s.Index)
 		}
-		enc, ct, err := trust.EncryptShare(node, d.m.ClusterID, rec.KeyId, &tchsmpb.KeyShare{KeyId: rec.KeyId, Index: uint32(s.Index), S: s.S})
+		sb, err := (shoup.Scheme{}).MarshalShare(pk, shoup.WrapShare(s))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("dealer: %w", err)
+		}
+		enc, ct, err := trust.EncryptShare(node, d.m.ClusterID, rec.KeyId, &tchsmpb.KeyShare{KeyId: rec.KeyId, Index: uint32(s.Index), S: sb})
+		clear(sb)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("dealer: encrypting %s's share: %w", node.ID, err)
 		}
