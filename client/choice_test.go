@@ -29,7 +29,7 @@ func testBatcher(window int, overdue time.Duration, deliver func([]*shareAsk)) *
 
 func answer(asks []*shareAsk) {
 	for _, a := range asks {
-		a.done <- shareResult{share: &shoup.SigShare{Index: 1}}
+		a.done <- shareResult{rep: scheme.Reply{Payload: []byte{1}}}
 	}
 }
 
@@ -48,12 +48,12 @@ func TestOverdueMessageReleasesWindow(t *testing.T) {
 	defer close(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	go b.ask(ctx, "k", nil, nil)
+	go b.ask(ctx, "k", nil)
 	waitUntil(t, func() bool { return calls.Load() == 1 })
 
 	start := time.Now()
 	for i := range 5 {
-		if _, err := b.ask(ctx, "k", nil, nil); err != nil {
+		if _, err := b.ask(ctx, "k", nil); err != nil {
 			t.Fatalf("request %d behind a stuck message: %v", i, err)
 		}
 	}
@@ -87,7 +87,7 @@ func TestOverdueMessagesBounded(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if _, err := b.ask(ctx, "k", nil, nil); err != nil {
+					if _, err := b.ask(ctx, "k", nil); err != nil {
 						t.Error(err)
 					}
 				}()
@@ -219,7 +219,10 @@ func TestSignAsksAgainAfterEarlyFailures(t *testing.T) {
 					t.Error(err)
 				}
 				ss, err := shoup.SignShare(pk, shares[i-1], em)
-				a.done <- shareResult{share: ss, err: err}
+				if err != nil {
+					t.Error(err)
+				}
+				a.done <- shareResult{rep: scheme.Reply{Payload: ss.X.Bytes()}}
 			}
 		}
 	}
@@ -262,7 +265,8 @@ func testSigner(t *testing.T, k, n int) (*Client, *shoup.PublicKey, []*shoup.Key
 	}
 	c := testClient(n)
 	c.log = slog.New(slog.DiscardHandler)
-	c.keys = map[string]*key{"00112233445566778899aabbccddeeff": {info: KeyInfo{ID: "00112233445566778899aabbccddeeff"}, pk: pk}}
+	c.keys = map[string]*key{"00112233445566778899aabbccddeeff": {info: KeyInfo{ID: "00112233445566778899aabbccddeeff",
+		Algorithm: scheme.ShoupRSA, K: k, L: n}, scheme: shoup.Scheme{}, pk: pk}}
 	for _, m := range c.m.Nodes {
 		b := c.batchers[m.ID]
 		b.max, b.window, b.overdueAfter = 16, 1, c.overdueAfter

@@ -23,6 +23,7 @@ import (
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
 	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
@@ -475,7 +476,10 @@ func TestDelete(t *testing.T) {
 func TestLyingNodeCaught(t *testing.T) {
 	c := nodetest.New(t, nodetest.Options{K: 2, N: 3})
 	c.StartNode(1, node.Options{})
-	c.StartNode(2, node.Options{ShareHook: func(ss *shoup.SigShare) { ss.X.Add(ss.X, big.NewInt(1)) }})
+	c.StartNode(2, node.Options{ShareHook: func(rep *scheme.Reply) {
+		x := new(big.Int).SetBytes(rep.Payload)
+		rep.Payload = x.Add(x, big.NewInt(1)).Bytes()
+	}})
 	c.StartNode(3, node.Options{})
 	d := c.Dealer(dealer.Options{})
 	signed, _, _, err := d.GenerateKey(nodetest.Ctx(t, 60*time.Second), 1024, 0, "liar", nil)

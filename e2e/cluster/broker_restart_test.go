@@ -78,7 +78,7 @@ func TestBrokerRestart(t *testing.T) {
 	var firstAfter [workers]atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	pub := &rsa.PublicKey{N: k.N, E: k.E}
+	pub := k.Public.(*rsa.PublicKey)
 	for w := range workers {
 		wg.Add(1)
 		go func() {

@@ -39,7 +39,7 @@ func signOK(t *testing.T, c *client.Client, k client.KeyInfo, msg string) {
 		t.Fatalf("Sign(%q): %v", msg, err)
 	}
 	d := sha256.Sum256([]byte(msg))
-	if err := rsa.VerifyPKCS1v15(&rsa.PublicKey{N: k.N, E: k.E}, crypto.SHA256, d[:], sig); err != nil {
+	if err := rsa.VerifyPKCS1v15(k.Public.(*rsa.PublicKey), crypto.SHA256, d[:], sig); err != nil {
 		t.Fatalf("signature on %q does not verify: %v", msg, err)
 	}
 }

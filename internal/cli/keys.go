@@ -81,7 +81,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		pub, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: k.N, E: k.E})
+		pub, err := x509.MarshalPKIXPublicKey(k.Public)
 		if err != nil {
 			return err
 		}

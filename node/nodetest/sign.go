@@ -21,7 +21,8 @@ func Ctx(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// RecordKey verifies a signed key record against m and returns it with its public key.
+// RecordKey verifies a signed key record of an RSA key against m and returns it with its
+// public key.
 func RecordKey(t testing.TB, m *trust.Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord, *shoup.PublicKey) {
 	t.Helper()
 	rec, err := trust.VerifyKeyRecord(m, s)
@@ -32,7 +33,11 @@ func RecordKey(t testing.TB, m *trust.Manifest, s *tchsmpb.SignedKeyRecord) (*tc
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rec, pk
+	rsaKey, ok := pk.(*shoup.PublicKey)
+	if !ok {
+		t.Fatalf("key %s is a %v key, not RSA", rec.GetKeyId(), pk.Algorithm())
+	}
+	return rec, rsaKey
 }
 
 // SignWith asks the given nodes for shares (with proofs) of the SHA-256 PKCS#1 v1.5 signature

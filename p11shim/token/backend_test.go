@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,7 +122,7 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req backend.GenerateRe
 	rand.Read(idb)
 	info := backend.KeyInfo{
 		ID: hex.EncodeToString(idb), Label: req.Label, P11ID: append([]byte{}, req.P11ID...),
-		Bits: pk.N.BitLen(), N: new(big.Int).Set(pk.N), E: pk.E, K: b.k, L: b.n, Created: time.Now(),
+		Algorithm: scheme.ShoupRSA, Bits: pk.N.BitLen(), Public: pk.RSA(), K: b.k, L: b.n, Created: time.Now(),
 	}
 	b.mu.Lock()
 	b.keys[info.ID] = &clusterKey{info: info, pk: pk, shares: shares}

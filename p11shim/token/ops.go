@@ -202,9 +202,9 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: %w", ErrDeviceError, err)
 	}
-	if info.Bits != kt.bits || info.E != kt.e {
+	if info.Bits != kt.bits || k.pub.E != kt.e {
 		return 0, 0, fmt.Errorf("%w: cluster generated a %d-bit key with e=%d, asked %d bits e=%d",
-			ErrDeviceError, info.Bits, info.E, kt.bits, kt.e)
+			ErrDeviceError, info.Bits, k.pub.E, kt.bits, kt.e)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -687,6 +687,8 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 	}
 	defer s.mu.Unlock()
 	var info backend.KeyInfo
+	var modulus *big.Int
+	var exponent int
 	var class, keyType uint
 	var haveClass, haveType bool
 	for _, a := range tmpl {
@@ -702,9 +704,9 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 				keyType, haveType = v, true
 			}
 		case CKA_MODULUS:
-			info.N = new(big.Int).SetBytes(a.Value)
+			modulus = new(big.Int).SetBytes(a.Value)
 		case CKA_PUBLIC_EXPONENT:
-			if info.E, err = publicExponent(a.Value); err != nil {
+			if exponent, err = publicExponent(a.Value); err != nil {
 				return 0, err
 			}
 		case CKA_LABEL:
@@ -733,12 +735,12 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 		return 0, fmt.Errorf("%w: only RSA public keys can be created (import private keys with the CLI)", ErrAttributeValueInvalid)
 	case keyType != CKK_RSA:
 		return 0, fmt.Errorf("%w: key type %#x", ErrAttributeValueInvalid, keyType)
-	case info.N == nil || info.E == 0:
+	case modulus == nil || exponent == 0:
 		return 0, fmt.Errorf("%w: CKA_MODULUS and CKA_PUBLIC_EXPONENT", ErrTemplateIncomplete)
-	case info.N.BitLen() < 512 || info.N.BitLen() > 2*MaxKeyBits || info.N.Bit(0) == 0:
-		return 0, fmt.Errorf("%w: CKA_MODULUS of %d bits", ErrAttributeValueInvalid, info.N.BitLen())
+	case modulus.BitLen() < 512 || modulus.BitLen() > 2*MaxKeyBits || modulus.Bit(0) == 0:
+		return 0, fmt.Errorf("%w: CKA_MODULUS of %d bits", ErrAttributeValueInvalid, modulus.BitLen())
 	}
-	info.Bits = info.N.BitLen()
+	info.Algorithm, info.Bits, info.Public = scheme.ShoupRSA, modulus.BitLen(), &rsa.PublicKey{N: modulus, E: exponent}
 	k, err := newKey(info)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrAttributeValueInvalid, err)

@@ -221,3 +221,26 @@ func TestSchemeRefuses(t *testing.T) {
 		}
 	}
 }
+
+// The share-versus-vk check refuses every share but the right one (moved from the node, which
+// ran it itself before the scheme boundary).
+func TestCheckShare(t *testing.T) {
+	_, pk, shares := dealt(t, 1024, 2, 3)
+	s := Scheme{}
+	for _, ks := range shares {
+		if err := s.CheckShare(pk, WrapShare(ks)); err != nil {
+			t.Fatalf("share %d refused: %v", ks.Index, err)
+		}
+	}
+	if s.CheckShare(pk, WrapShare(&KeyShare{Index: 2, S: shares[0].S})) == nil {
+		t.Fatal("share 1 accepted as share 2")
+	}
+	for _, idx := range []int{0, 4, -1} {
+		if s.CheckShare(pk, WrapShare(&KeyShare{Index: idx, S: shares[0].S})) == nil {
+			t.Fatalf("index %d accepted", idx)
+		}
+	}
+	if s.CheckShare(pk, WrapShare(&KeyShare{Index: 1, S: shares[0].S[1:]})) == nil {
+		t.Fatal("short share accepted")
+	}
+}
