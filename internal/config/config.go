@@ -5,8 +5,6 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 )
 
@@ -65,36 +62,6 @@ type AMQP struct {
 
 // DefaultAMQPURL is the broker used when neither the file nor the environment name one.
 const DefaultAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
-
-// Transport returns the transport configuration for a process called name.
-func (a AMQP) Transport(clusterID, name string) (transport.Config, error) {
-	cfg := transport.Config{URL: transport.URLFromEnv(a.URL), ClusterID: clusterID, Name: name, Prefetch: a.Prefetch}
-	if cfg.URL == "" {
-		cfg.URL = DefaultAMQPURL
-	}
-	if strings.HasPrefix(cfg.URL, "amqps://") {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if a.CAFile != "" {
-			pem, err := os.ReadFile(a.CAFile)
-			if err != nil {
-				return cfg, fmt.Errorf("%w: ca_file: %v", ErrInvalid, err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return cfg, fmt.Errorf("%w: ca_file holds no PEM certificate", ErrInvalid)
-			}
-		}
-		if a.CertFile != "" || a.KeyFile != "" {
-			cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
-			if err != nil {
-				return cfg, fmt.Errorf("%w: client certificate: %v", ErrInvalid, err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		cfg.TLS = tc
-	}
-	return cfg, nil
-}
 
 // Node is a signing node's configuration (`tchsm node --config FILE`).
 type Node struct {
