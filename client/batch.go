@@ -181,7 +181,7 @@ func (b *batcher) sendBatch(asks []*shareAsk) {
 
 // signBatch sends a SignBatch to node n and returns its items, one per request.
 func (c *Client) signBatch(ctx context.Context, n trust.Member, req *tchsmpb.SignBatch) ([]*tchsmpb.SignBatchItem, error) {
-	op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH, req)
+	op, err := c.call(ctx, n, transport.Node(n.ID), tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH, req)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/threshold"
@@ -41,6 +42,9 @@ const (
 // Options are the parts of a Client that do not come from its configuration file.
 type Options struct {
 	Logger *slog.Logger // nil: from the config's log_file, or discard
+	// Transport, when set, carries the client's messages instead of a broker connection
+	// made from the config's amqp section (tests use an in-memory one). Close closes it.
+	Transport transport.Transport
 }
 
 // Client signs with a tchsm cluster. It is safe for concurrent use.
@@ -49,7 +53,7 @@ type Client struct {
 	m        *trust.Manifest
 	sealer   *trust.Sealer
 	opener   *trust.Opener
-	conn     *transport.Conn
+	conn     transport.Transport
 	log      *slog.Logger
 	logOut   io.Closer
 	dealerMu sync.Mutex
@@ -140,18 +144,23 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		c.nodes[n.ID] = &nodeState{member: n}
 		c.batchers[n.ID] = newBatcher(c, n)
 	}
-	tc, err := cfg.AMQP.Transport(m.ClusterID, "tchsm-client-"+id.ID)
+	c.connReady = make(chan struct{})
+	if opts.Transport != nil {
+		c.setConn(opts.Transport)
+		return c, nil
+	}
+	tc, err := rabbitmq.FromConfig(cfg.AMQP, m.ClusterID, "tchsm-client-"+id.ID)
 	if err != nil {
+		c.closeLog()
 		return nil, err
 	}
 	tc.Logger = c.log
-	c.connReady = make(chan struct{})
 	// A short first attempt keeps C_Initialize quick. When the broker is down, the client
 	// still opens: it goes on dialling in the background, and calls fail with ErrUnavailable
 	// until the broker answers (a signer must be able to start while the broker restarts).
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := transport.Dial(dctx, tc)
+	conn, err := rabbitmq.Open(dctx, tc)
 	switch {
 	case err == nil:
 		c.setConn(conn)
@@ -163,7 +172,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		bg, stop := context.WithCancel(context.Background())
 		c.stopDial = stop
 		go func() {
-			conn, err := transport.Dial(bg, tc)
+			conn, err := rabbitmq.Open(bg, tc)
 			if err != nil {
 				return
 			}
@@ -174,7 +183,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 }
 
 // setConn publishes the broker connection, or closes it when the client was closed meanwhile.
-func (c *Client) setConn(conn *transport.Conn) {
+func (c *Client) setConn(conn transport.Transport) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -186,7 +195,7 @@ func (c *Client) setConn(conn *transport.Conn) {
 }
 
 // getConn waits for the broker connection until ctx ends.
-func (c *Client) getConn(ctx context.Context) (*transport.Conn, error) {
+func (c *Client) getConn(ctx context.Context) (transport.Transport, error) {
 	select {
 	case <-c.connReady:
 		return c.conn, nil
@@ -297,7 +306,7 @@ func withDefault(ctx context.Context, d time.Duration) (context.Context, context
 
 // call seals body for node, sends it to the node's rpc queue and opens the reply, checking that
 // it comes from that node and answers this request.
-func (c *Client) call(ctx context.Context, node trust.Member, queue string, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
+func (c *Client) call(ctx context.Context, node trust.Member, to transport.Address, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
 	dl, _ := ctx.Deadline()
 	ttl := time.Until(dl)
 	if ttl <= 0 {
@@ -311,7 +320,7 @@ func (c *Client) call(ctx context.Context, node trust.Member, queue string, bt t
 	if err != nil {
 		return nil, err
 	}
-	rep, err := conn.Call(ctx, queue, raw)
+	rep, err := conn.Call(ctx, to, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +384,7 @@ func (c *Client) refreshKeys(ctx context.Context) error {
 	results := make(chan res, len(c.m.Nodes))
 	for _, n := range c.m.Nodes {
 		go func() {
-			op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{})
+			op, err := c.call(ctx, n, transport.Node(n.ID), tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{})
 			if err != nil {
 				c.noteFailure(n.ID, err)
 				results <- res{err: err}
@@ -524,7 +533,7 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 		if len(dealers) == 0 {
 			return KeyInfo{}, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
 		}
-		op, err := c.call(ctx, dealers[0], transport.DealerRPCQueue(c.m.ClusterID), tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
+		op, err := c.call(ctx, dealers[0], transport.Dealer, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
 			&tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
 		if errors.Is(err, ErrInvalidInput) { // the dealer refused the request as bad
 			return KeyInfo{}, fmt.Errorf("dealer: %w", err)
@@ -588,10 +597,7 @@ func (c *Client) DeleteKey(ctx context.Context, id string) error {
 		return err
 	}
 	for _, n := range c.m.Nodes {
-		if _, err := conn.DeclareNode(ctx, n.ID); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		if err := conn.PublishDurable(ctx, transport.NodeControlQueue(c.m.ClusterID, n.ID), raw); err != nil {
+		if err := conn.Publish(ctx, transport.Node(n.ID), raw); err != nil {
 			return fmt.Errorf("%w: deleting on %s: %v", ErrUnavailable, n.ID, err)
 		}
 	}
@@ -627,7 +633,7 @@ func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
 			defer wg.Done()
 			st := NodeStatus{ID: n.ID, Index: n.Index}
 			t0 := time.Now()
-			op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
+			op, err := c.call(ctx, n, transport.Node(n.ID), tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
 			st.Latency = time.Since(t0)
 			if err != nil {
 				st.Err = err.Error()
@@ -784,9 +790,9 @@ func (c *Client) track(nodeID string) func() {
 	}
 }
 
-// Conn returns the client's broker connection (for an in-process dealer), waiting for it until
-// ctx ends.
-func (c *Client) Conn(ctx context.Context) (*transport.Conn, error) { return c.getConn(ctx) }
+// Transport returns the client's transport (for an in-process dealer), waiting for the broker
+// connection until ctx ends.
+func (c *Client) Transport(ctx context.Context) (transport.Transport, error) { return c.getConn(ctx) }
 
 // AddRecord verifies a dealer-signed key record and adds the key to the cache.
 func (c *Client) AddRecord(rec *tchsmpb.SignedKeyRecord) (KeyInfo, error) {

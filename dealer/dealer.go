@@ -97,14 +97,14 @@ type Dealer struct {
 	id      *trust.Identity
 	sealer  *trust.Sealer
 	opener  *trust.Opener
-	conn    *transport.Conn
+	conn    transport.Transport
 	pool    *primePool
 	started time.Time
 }
 
 // New loads the dealer's manifest and identity and starts its prime pool (stop it with Close).
-// conn is a connection to the cluster's broker, the caller's own: the dealer does not close it.
-func New(cfg *config.Dealer, conn *transport.Conn, opts Options) (*Dealer, error) {
+// conn carries its messages; it is the caller's own: the dealer does not close it.
+func New(cfg *config.Dealer, conn transport.Transport, opts Options) (*Dealer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -350,11 +350,7 @@ func (d *Dealer) publishAll(ctx context.Context, envs map[string][]byte, log *sl
 }
 
 func (d *Dealer) publish(ctx context.Context, nodeID string, env []byte) error {
-	q, err := d.conn.DeclareNode(ctx, nodeID)
-	if err != nil {
-		return err
-	}
-	return d.conn.PublishDurable(ctx, q.Control, env)
+	return d.conn.Publish(ctx, transport.Node(nodeID), env)
 }
 
 // publishDelete sends DeleteKey to the control queues of nodes.
@@ -466,7 +462,7 @@ func (d *Dealer) nodeHas(ctx context.Context, nodeID, keyID string) (bool, error
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	h := new(tchsmpb.Health)
-	if err := d.call(ctx, nodeID, d.conn.NodeRPCQueue(nodeID), tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{}, h); err != nil {
+	if err := d.call(ctx, nodeID, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{}, h); err != nil {
 		return false, err
 	}
 	return slices.Contains(h.GetKeyIds(), keyID), nil
@@ -474,7 +470,7 @@ func (d *Dealer) nodeHas(ctx context.Context, nodeID, keyID string) (bool, error
 
 // call sends a sealed request to a node and opens its reply into out. A sealed Error reply is
 // returned as a *NodeError.
-func (d *Dealer) call(ctx context.Context, nodeID, queue string, bt tchsmpb.BodyType, body, out proto.Message) error {
+func (d *Dealer) call(ctx context.Context, nodeID string, bt tchsmpb.BodyType, body, out proto.Message) error {
 	dl, ok := ctx.Deadline()
 	if !ok {
 		return fmt.Errorf("dealer: call without deadline")
@@ -491,7 +487,7 @@ func (d *Dealer) call(ctx context.Context, nodeID, queue string, bt tchsmpb.Body
 	if err := proto.Unmarshal(raw, &env); err != nil {
 		return err
 	}
-	rep, err := d.conn.Call(ctx, queue, raw)
+	rep, err := d.conn.Call(ctx, transport.Node(nodeID), raw)
 	if err != nil {
 		return err
 	}

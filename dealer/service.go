@@ -11,6 +11,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
 )
@@ -29,9 +30,8 @@ const serveWorkers = 2
 // at least k nodes acknowledged. Fewer than k shares queued is answered with Error
 // NOT_ENOUGH_NODES.
 func (d *Dealer) Serve(ctx context.Context) error {
-	q := d.conn.DealerRPCQueue()
-	d.log.Info("dealer service started", "cluster", d.m.ClusterID, "queue", q, "manifest", d.m.Fingerprint(), "version", d.opts.Version)
-	err := d.conn.Serve(ctx, q, serveWorkers, d.handle)
+	d.log.Info("dealer service started", "cluster", d.m.ClusterID, "manifest", d.m.Fingerprint(), "version", d.opts.Version)
+	err := d.conn.Serve(ctx, transport.Dealer, serveWorkers, d.handle)
 	d.log.Info("dealer service stopped")
 	if errors.Is(err, transport.ErrClosed) && ctx.Err() != nil {
 		return nil
@@ -48,12 +48,12 @@ func Run(ctx context.Context, cfg *config.Dealer, opts Options) error {
 	if err != nil {
 		return err
 	}
-	tc, err := cfg.AMQP.Transport(m.ClusterID, "tchsm-dealer")
+	tc, err := rabbitmq.FromConfig(cfg.AMQP, m.ClusterID, "tchsm-dealer")
 	if err != nil {
 		return err
 	}
 	tc.Logger = opts.Logger
-	conn, err := transport.Dial(ctx, tc)
+	conn, err := rabbitmq.Open(ctx, tc)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -65,6 +65,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
 	"github.com/tchsm/tchsm/threshold"
@@ -91,6 +92,9 @@ type Options struct {
 	ShareHook func(*threshold.SigShare)
 	// Registerer, when set, receives the node's Prometheus metrics as well as its own /metrics.
 	Registerer prometheus.Registerer
+	// Transport, when set, carries the node's messages instead of a broker connection made
+	// from cfg's amqp section (tests use an in-memory one). Run closes it when it returns.
+	Transport transport.Transport
 }
 
 // node is one running signing node.
@@ -104,7 +108,7 @@ type node struct {
 	sealer  *trust.Sealer
 	opener  *trust.Opener
 	store   *store.Store
-	conn    *transport.Conn
+	conn    transport.Transport
 	metrics *metrics
 	started time.Time
 
@@ -137,26 +141,21 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	n.metrics = newMetrics(opts.Registerer)
 	n.metrics.keys.Set(float64(n.store.Len()))
 
-	tc, err := cfg.AMQP.Transport(n.m.ClusterID, "tchsm-node-"+n.id.ID)
-	if err != nil {
-		return err
-	}
-	tc.Logger = n.log
-	n.conn, err = transport.Dial(ctx, tc)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+	if n.conn = opts.Transport; n.conn == nil {
+		tc, err := rabbitmq.FromConfig(cfg.AMQP, n.m.ClusterID, "tchsm-node-"+n.id.ID)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("node: %w", err)
+		tc.Logger = n.log
+		if n.conn, err = rabbitmq.Open(ctx, tc); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("node: %w", err)
+		}
 	}
 	defer n.conn.Close()
-	q, err := n.conn.DeclareNode(ctx, n.id.ID)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("node: %w", err)
-	}
+	self := transport.Node(n.id.ID)
 
 	var metricsAddr string
 	if cfg.MetricsAddr != "" {
@@ -174,12 +173,12 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	go func() {
-		err := n.conn.Consume(ctx, q.Control, n.handleControl)
+		err := n.conn.Consume(ctx, self, n.handleControl)
 		cancel()
 		errc <- err
 	}()
 	go func() {
-		err := n.conn.Serve(ctx, q.RPC, cfg.WorkerCount(), n.handleRPC)
+		err := n.conn.Serve(ctx, self, cfg.WorkerCount(), n.handleRPC)
 		cancel()
 		errc <- err
 	}()
@@ -189,7 +188,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 		// Ready once both consumers are subscribed: requests reach the node from then on (its
 		// rpc queue exists only while it consumes). A failure to subscribe cancels ctx.
 		go func() {
-			if n.conn.WaitConsuming(ctx, q.RPC) == nil && n.conn.WaitConsuming(ctx, q.Control) == nil {
+			if n.conn.WaitServing(ctx, self) == nil && n.conn.WaitConsuming(ctx, self) == nil {
 				opts.Ready(metricsAddr)
 			}
 		}()

@@ -98,7 +98,7 @@ func importKey(ctx context.Context, e *env, c *client.Client, pemFile, dealerCfg
 	if err := config.Load(dealerCfg, &dc); err != nil {
 		return err
 	}
-	conn, err := c.Conn(ctx)
+	conn, err := c.Transport(ctx)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/tchsm/tchsm/internal/clusterinit"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -226,11 +227,11 @@ func (c *Cluster) StartAll() {
 }
 
 // Dial opens a transport connection to the cluster's vhost, closed at cleanup.
-func (c *Cluster) Dial(name string) *transport.Conn {
+func (c *Cluster) Dial(name string) *rabbitmq.Transport {
 	c.TB.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := transport.Dial(ctx, transport.Config{URL: c.URL, ClusterID: c.Manifest.ClusterID, Name: name})
+	conn, err := rabbitmq.Open(ctx, rabbitmq.Config{URL: c.URL, ClusterID: c.Manifest.ClusterID, Name: name})
 	if err != nil {
 		c.TB.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func (c *Cluster) Identity(id string) *trust.Identity {
 // connection, sealer and opener.
 type Peer struct {
 	c      *Cluster
-	Conn   *transport.Conn
+	Conn   *rabbitmq.Transport
 	Sealer *trust.Sealer
 	Opener *trust.Opener
 }
@@ -330,18 +331,18 @@ func Code(err error) tchsmpb.Error_Code {
 	return tchsmpb.Error_CODE_UNSPECIFIED
 }
 
-// Call seals body, sends it to queue, and opens the reply, which must come from `from` and
-// answer this request. A sealed Error comes back as an ErrorBody error.
-func (p *Peer) Call(ctx context.Context, from, queue string, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
+// Call seals body, sends it to address to, and opens the reply, which must come from `from`
+// and answer this request. A sealed Error comes back as an ErrorBody error.
+func (p *Peer) Call(ctx context.Context, from string, to transport.Address, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
 	raw, err := p.Sealer.Seal(bt, body, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	return p.CallRaw(ctx, from, queue, raw)
+	return p.CallRaw(ctx, from, to, raw)
 }
 
 // CallRaw sends an already sealed (or forged) envelope and opens the reply.
-func (p *Peer) CallRaw(ctx context.Context, from, queue string, raw []byte) (*trust.Opened, error) {
+func (p *Peer) CallRaw(ctx context.Context, from string, to transport.Address, raw []byte) (*trust.Opened, error) {
 	var env tchsmpb.Envelope
 	_ = proto.Unmarshal(raw, &env)
 	if _, ok := ctx.Deadline(); !ok {
@@ -349,7 +350,7 @@ func (p *Peer) CallRaw(ctx context.Context, from, queue string, raw []byte) (*tr
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	rep, err := p.Conn.Call(ctx, queue, raw)
+	rep, err := p.Conn.Call(ctx, to, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +370,7 @@ func (p *Peer) CallRaw(ctx context.Context, from, queue string, raw []byte) (*tr
 // CallNode calls node i's rpc queue.
 func (p *Peer) CallNode(ctx context.Context, i int, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
 	id := p.c.NodeID(i)
-	return p.Call(ctx, id, transport.NodeRPCQueue(p.c.Manifest.ClusterID, id), bt, body)
+	return p.Call(ctx, id, transport.Node(id), bt, body)
 }
 
 // KeyIDs asks node i for its key ids (ListKeys).
