@@ -255,24 +255,6 @@ type MechanismInfo struct {
 	Flags                  uint
 }
 
-// mechanisms: key generation and signing are performed by the cluster, the "device", so they
-// carry CKF_HW (pkcs11-tool --test, for one, only tests signing mechanisms flagged so);
-// verification and digests run in software in this library, but flags are per mechanism.
-var mechanisms = map[uint]MechanismInfo{
-	CKM_RSA_PKCS_KEY_PAIR_GEN: {MinKeyBits, MaxKeyBits, CKF_HW | CKF_GENERATE_KEY_PAIR},
-	CKM_RSA_PKCS:              {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA1_RSA_PKCS:         {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA224_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA256_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA384_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA512_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA_1:                 {0, 0, CKF_DIGEST},
-	CKM_SHA224:                {0, 0, CKF_DIGEST},
-	CKM_SHA256:                {0, 0, CKF_DIGEST},
-	CKM_SHA384:                {0, 0, CKF_DIGEST},
-	CKM_SHA512:                {0, 0, CKF_DIGEST},
-}
-
 // Mechanisms returns the supported mechanisms in ascending order.
 func (t *Token) Mechanisms(slot uint) ([]uint, error) {
 	if err := t.check(); err != nil {
@@ -281,12 +263,7 @@ func (t *Token) Mechanisms(slot uint) ([]uint, error) {
 	if slot != SlotID {
 		return nil, ErrSlotIDInvalid
 	}
-	out := make([]uint, 0, len(mechanisms))
-	for m := range mechanisms {
-		out = append(out, m)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
+	return mechanismList(), nil
 }
 
 // Mechanism returns C_GetMechanismInfo for m.
@@ -297,11 +274,11 @@ func (t *Token) Mechanism(slot, m uint) (MechanismInfo, error) {
 	if slot != SlotID {
 		return MechanismInfo{}, ErrSlotIDInvalid
 	}
-	info, ok := mechanisms[m]
-	if !ok {
+	spec := lookupMechanism(m)
+	if spec == nil {
 		return MechanismInfo{}, ErrMechanismInvalid
 	}
-	return info, nil
+	return spec.info, nil
 }
 
 func (t *Token) check() error {
@@ -744,15 +721,6 @@ type Attribute struct {
 	Value []byte
 }
 
-var allowedMechanisms = func() []byte {
-	var b []byte
-	for _, m := range []uint{CKM_RSA_PKCS, CKM_SHA1_RSA_PKCS, CKM_SHA224_RSA_PKCS, CKM_SHA256_RSA_PKCS,
-		CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS} {
-		b = append(b, EncodeULong(m)...)
-	}
-	return b
-}()
-
 // attr returns the value of attribute typ of o, ErrAttributeSensitive or ErrAttributeTypeInvalid.
 func (o object) attr(typ uint) ([]byte, error) {
 	k := o.k
@@ -784,9 +752,9 @@ func (o object) attr(typ uint) ([]byte, error) {
 		if k.created {
 			return nil, ErrAttributeTypeInvalid // CK_UNAVAILABLE_INFORMATION
 		}
-		return EncodeULong(CKM_RSA_PKCS_KEY_PAIR_GEN), nil
+		return EncodeULong(keyGenMechanism(CKK_RSA)), nil
 	case CKA_ALLOWED_MECHANISMS:
-		return append([]byte{}, allowedMechanisms...), nil
+		return allowedMechanisms(CKK_RSA), nil
 	case CKA_MODULUS:
 		return k.info.N.Bytes(), nil
 	case CKA_MODULUS_BITS:
