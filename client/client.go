@@ -16,7 +16,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
@@ -45,19 +44,33 @@ type Options struct {
 	// Transport, when set, carries the client's messages instead of a broker connection
 	// made from the config's amqp section (tests use an in-memory one). Close closes it.
 	Transport transport.Transport
+	// Dealer, when set, makes GenerateKey deal in this process instead of asking the dealer
+	// service: it is called once, at the first GenerateKey, with the client's transport. The
+	// tchsm command sets it for a config with dealer_config; the PKCS#11 module never does, so
+	// that libtchsm.so links neither the dealer nor its prime search.
+	Dealer func(transport.Transport) (KeyDealer, error)
+}
+
+// KeyDealer deals keys in the client's process (see Options.Dealer). GenerateKey returns the
+// dealer-signed record and the nodes that did and did not acknowledge their shares; an error
+// for a request the dealer refuses as invalid wraps ErrInvalidInput. When a KeyDealer is an
+// io.Closer, the client closes it.
+type KeyDealer interface {
+	GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (rec *tchsmpb.SignedKeyRecord, acked, missing []string, err error)
 }
 
 // Client signs with a tchsm cluster. It is safe for concurrent use.
 type Client struct {
-	cfg      config.Client
-	m        *trust.Manifest
-	sealer   *trust.Sealer
-	opener   *trust.Opener
-	conn     transport.Transport
-	log      *slog.Logger
-	logOut   io.Closer
-	dealerMu sync.Mutex
-	dealer   *dealer.Dealer // in-process dealer, when the config has dealer_config
+	cfg       config.Client
+	m         *trust.Manifest
+	sealer    *trust.Sealer
+	opener    *trust.Opener
+	conn      transport.Transport
+	log       *slog.Logger
+	logOut    io.Closer
+	dealerMu  sync.Mutex
+	newDealer func(transport.Transport) (KeyDealer, error)
+	dealer    KeyDealer // in-process dealer, made by newDealer at first use
 
 	connReady chan struct{} // closed once conn is set
 	stopDial  context.CancelFunc
@@ -138,6 +151,10 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		if err != nil {
 			return nil, err
 		}
+	}
+	c.newDealer = opts.Dealer
+	if cfg.DealerConfig != "" && c.newDealer == nil {
+		c.log.Warn("dealer_config is honoured by the tchsm command only; key generation asks the dealer service")
 	}
 	c.batchers = map[string]*batcher{}
 	for _, n := range m.Nodes {
@@ -227,9 +244,9 @@ func (c *Client) waitBroker(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-// getDealer returns the in-process dealer, creating it on first use when the config names one.
-func (c *Client) getDealer(ctx context.Context) (*dealer.Dealer, error) {
-	if c.cfg.DealerConfig == "" {
+// getDealer returns the in-process dealer, creating it on first use; nil when there is none.
+func (c *Client) getDealer(ctx context.Context) (KeyDealer, error) {
+	if c.newDealer == nil {
 		return nil, nil
 	}
 	conn, err := c.getConn(ctx)
@@ -239,11 +256,7 @@ func (c *Client) getDealer(ctx context.Context) (*dealer.Dealer, error) {
 	c.dealerMu.Lock()
 	defer c.dealerMu.Unlock()
 	if c.dealer == nil {
-		var dc config.Dealer
-		if err := config.Load(c.cfg.DealerConfig, &dc); err != nil {
-			return nil, err
-		}
-		if c.dealer, err = dealer.New(&dc, conn, dealer.Options{Logger: c.log}); err != nil {
+		if c.dealer, err = c.newDealer(conn); err != nil {
 			return nil, err
 		}
 	}
@@ -279,8 +292,8 @@ func (c *Client) Close() error {
 		c.stopDial()
 	}
 	c.dealerMu.Lock()
-	if c.dealer != nil {
-		c.dealer.Close()
+	if cl, ok := c.dealer.(io.Closer); ok {
+		cl.Close()
 	}
 	c.dealerMu.Unlock()
 	var err error
@@ -522,9 +535,6 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 	}
 	if d != nil {
 		rec, acked, missing, err = d.GenerateKey(ctx, req.Bits, req.E, req.Label, req.P11ID)
-		if errors.Is(err, dealer.ErrInvalid) {
-			return KeyInfo{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
-		}
 		if err != nil {
 			return KeyInfo{}, err
 		}

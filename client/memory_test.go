@@ -23,6 +23,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport/memory"
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
+	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/threshold"
 )
 
@@ -359,5 +360,80 @@ func TestMemBrokerOutage(t *testing.T) {
 	}
 	if err := mc.sign(t, c, "after"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// inProcess adapts a dealer.Dealer the way the tchsm command does for dealer_config.
+type inProcess struct{ *dealer.Dealer }
+
+func (d inProcess) GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
+	rec, acked, missing, err := d.Dealer.GenerateKey(ctx, bits, e, label, p11id)
+	if errors.Is(err, dealer.ErrInvalid) {
+		err = fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	return rec, acked, missing, err
+}
+
+func TestMemGenerateKey(t *testing.T) {
+	c := nodetest.NewInMemory(t, nodetest.Options{K: 2, N: 3})
+	c.StartAll()
+	mc := &memCluster{Cluster: c, logs: &logBuffer{}}
+	// Through the dealer service.
+	dtr := c.Net.Connect("dealer")
+	d, err := dealer.New(c.DealerCfg, dtr, dealer.Options{Logger: c.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- d.Serve(sctx) }()
+	t.Cleanup(func() { stop(); <-served; d.Close(); dtr.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := dtr.WaitServing(ctx, transport.Dealer); err != nil {
+		t.Fatal(err)
+	}
+	svc := mc.client(t, nil)
+	k, err := svc.GenerateKey(ctx, GenerateRequest{Bits: 1024, Label: "via-service"})
+	if err != nil || k.Label != "via-service" || k.Bits != 1024 {
+		t.Fatalf("GenerateKey through the dealer service: %+v %v", k, err)
+	}
+	mc.key = k
+	if err := mc.sign(t, svc, "service key"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.GenerateKey(ctx, GenerateRequest{Bits: 1024, E: 4}); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("an even exponent through the service: %v, want ErrInvalidInput", err)
+	}
+	// In this process (Options.Dealer), as the tchsm command does for dealer_config.
+	var made atomic.Int32
+	var cfg config.Client
+	if err := config.Load(c.Layout.Clients[0], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	local, err := New(ctx, &cfg, Options{Transport: c.Net.Connect("client-local"), Dealer: func(tr transport.Transport) (KeyDealer, error) {
+		made.Add(1)
+		d, err := dealer.New(c.DealerCfg, tr, dealer.Options{Logger: c.Logger})
+		return inProcess{d}, err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	for i := range 2 {
+		k, err := local.GenerateKey(ctx, GenerateRequest{Bits: 1024, Label: fmt.Sprint("local-", i)})
+		if err != nil {
+			t.Fatalf("GenerateKey in process: %v", err)
+		}
+		mc.key = k
+		if err := mc.sign(t, local, "local key"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := local.GenerateKey(ctx, GenerateRequest{Bits: 1024, E: 4}); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("an even exponent in process: %v, want ErrInvalidInput", err)
+	}
+	if made.Load() != 1 {
+		t.Fatalf("the in-process dealer was made %d times, want once", made.Load())
 	}
 }
