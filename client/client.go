@@ -598,7 +598,7 @@ func (c *Client) DeleteKey(ctx context.Context, id string) error {
 	ctx, cancel := withDefault(ctx, c.signTimeout())
 	defer cancel()
 	body := &tchsmpb.DeleteKey{KeyId: id}
-	raw, err := c.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, body, trust.DurableMaxTTL)
+	raw, _, err := c.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, body, trust.DurableMaxTTL)
 	if err != nil {
 		return err
 	}

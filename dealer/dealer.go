@@ -297,7 +297,7 @@ func (d *Dealer) deal(ctx context.Context, key *threshold.Key, safe bool, label 
 			return nil, nil, nil, fmt.Errorf("dealer: encrypting %s's share: %w", node.ID, err)
 		}
 		s.Wipe()
-		env, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
+		env, _, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
 			&tchsmpb.KeyShareDelivery{SignedRecord: signed, Recipient: node.ID, Enc: enc, Ciphertext: ct}, trust.DurableMaxTTL)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("dealer: %w", err)
@@ -355,7 +355,7 @@ func (d *Dealer) publish(ctx context.Context, nodeID string, env []byte) error {
 
 // publishDelete sends DeleteKey to the control queues of nodes.
 func (d *Dealer) publishDelete(ctx context.Context, keyID string, nodes []string) (ok, failed []string, err error) {
-	env, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: keyID}, trust.DurableMaxTTL)
+	env, _, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: keyID}, trust.DurableMaxTTL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dealer: %w", err)
 	}
@@ -479,7 +479,7 @@ func (d *Dealer) call(ctx context.Context, nodeID string, bt tchsmpb.BodyType, b
 	if ttl <= 0 {
 		return context.DeadlineExceeded
 	}
-	raw, err := d.sealer.Seal(bt, body, ttl)
+	raw, _, err := d.sealer.Seal(bt, body, ttl)
 	if err != nil {
 		return err
 	}

@@ -169,7 +169,7 @@ func TestLateNode(t *testing.T) {
 	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("late node"), 3, 1)
 
 	// A client may delete through the control queue too (what client.DeleteKey does).
-	del, err := client.Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId}, trust.DurableMaxTTL)
+	del, _, err := client.Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId}, trust.DurableMaxTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestRejectedRequests(t *testing.T) {
 	q := transport.Node("node-1")
 	good := &tchsmpb.SignRequest{KeyId: rec.KeyId, Payload: []byte("hello")}
 	seal := func(s *trust.Sealer) []byte {
-		raw, err := s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, good, 10*time.Second)
+		raw, _, err := s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, good, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -349,13 +349,13 @@ func TestRejectedDeliveries(t *testing.T) {
 	op2.Unmarshal(&ksd2)
 	ksd2.Recipient = "node-1"
 	dealerIdent := c.Identity("dealer")
-	readdressed, _ := (&trust.Sealer{Identity: dealerIdent, ClusterID: cid}).Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, &ksd2, time.Hour)
+	readdressed, _, _ := (&trust.Sealer{Identity: dealerIdent, ClusterID: cid}).Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, &ksd2, time.Hour)
 	// The good record, but signed by the client instead of the dealer.
 	fakeSigned := proto.Clone(ksd.SignedRecord).(*tchsmpb.SignedKeyRecord)
 	fakeSigned.Dealer = "client-1"
 	fakeRec := proto.Clone(&ksd).(*tchsmpb.KeyShareDelivery)
 	fakeRec.SignedRecord = fakeSigned
-	fakeRecEnv, _ := (&trust.Sealer{Identity: dealerIdent, ClusterID: cid}).Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, fakeRec, time.Hour)
+	fakeRecEnv, _, _ := (&trust.Sealer{Identity: dealerIdent, ClusterID: cid}).Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, fakeRec, time.Hour)
 
 	rejects := map[string][]byte{
 		"share does not match vk":  bad.Deliveries["node-1"],

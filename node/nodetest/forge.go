@@ -81,7 +81,7 @@ func (c *Cluster) ManualDeal(key *threshold.Key, safe bool, tamper func(nodeID s
 		if err != nil {
 			c.TB.Fatal(err)
 		}
-		env, err := sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
+		env, _, err := sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
 			&tchsmpb.KeyShareDelivery{SignedRecord: signed, Recipient: node.ID, Enc: enc, Ciphertext: ct}, trust.DurableMaxTTL)
 		if err != nil {
 			c.TB.Fatal(err)

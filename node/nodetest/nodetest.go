@@ -363,7 +363,7 @@ func Code(err error) tchsmpb.Error_Code {
 // Call seals body, sends it to address to, and opens the reply, which must come from `from`
 // and answer this request. A sealed Error comes back as an ErrorBody error.
 func (p *Peer) Call(ctx context.Context, from string, to transport.Address, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
-	raw, err := p.Sealer.Seal(bt, body, 10*time.Second)
+	raw, _, err := p.Sealer.Seal(bt, body, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
