@@ -140,7 +140,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		c.nodes[n.ID] = &nodeState{member: n}
 		c.batchers[n.ID] = newBatcher(c, n)
 	}
-	tc, err := cfg.AMQP.Transport(m.ClusterID, "tchsm-client-"+id.ID)
+	tc, err := transport.FromConfig(cfg.AMQP, m.ClusterID, "tchsm-client-"+id.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ func Run(ctx context.Context, cfg *config.Dealer, opts Options) error {
 	if err != nil {
 		return err
 	}
-	tc, err := cfg.AMQP.Transport(m.ClusterID, "tchsm-dealer")
+	tc, err := transport.FromConfig(cfg.AMQP, m.ClusterID, "tchsm-dealer")
 	if err != nil {
 		return err
 	}

@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	n.metrics = newMetrics(opts.Registerer)
 	n.metrics.keys.Set(float64(n.store.Len()))
 
-	tc, err := cfg.AMQP.Transport(n.m.ClusterID, "tchsm-node-"+n.id.ID)
+	tc, err := transport.FromConfig(cfg.AMQP, n.m.ClusterID, "tchsm-node-"+n.id.ID)
 	if err != nil {
 		return err
 	}

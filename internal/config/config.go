@@ -2,11 +2,13 @@
 // dealer, client), written by `tchsm init` and `tchsm dev up`. Relative paths inside a file are
 // relative to the file's own folder. Every field has a usable zero value where one makes sense,
 // and Validate runs at start-up so that a bad file fails before anything connects.
+//
+// The package links no broker library and no transport (internal/transport turns an AMQP
+// section into its own configuration with transport.FromConfig): the PKCS#11 token, a pure-Go
+// core, takes its settings from here.
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,9 +17,6 @@ import (
 	"runtime"
 	"strings"
 	"time"
-
-	"github.com/tchsm/tchsm/internal/transport"
-	"github.com/tchsm/tchsm/internal/trust"
 )
 
 // ErrInvalid wraps every configuration error.
@@ -54,7 +53,8 @@ func (d Duration) Or(def time.Duration) time.Duration {
 
 // AMQP says how to reach the broker.
 type AMQP struct {
-	// URL is amqp://user:pass@host:port/vhost or amqps://...; $TCHSM_AMQP_URL overrides it.
+	// URL is amqp://user:pass@host:port/vhost or amqps://...; $TCHSM_AMQP_URL overrides it
+	// (transport.FromConfig applies this section).
 	URL string `json:"url,omitempty"`
 	// CAFile, CertFile and KeyFile configure TLS for amqps:// (PEM files).
 	CAFile   string `json:"ca_file,omitempty"`
@@ -65,36 +65,6 @@ type AMQP struct {
 
 // DefaultAMQPURL is the broker used when neither the file nor the environment name one.
 const DefaultAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
-
-// Transport returns the transport configuration for a process called name.
-func (a AMQP) Transport(clusterID, name string) (transport.Config, error) {
-	cfg := transport.Config{URL: transport.URLFromEnv(a.URL), ClusterID: clusterID, Name: name, Prefetch: a.Prefetch}
-	if cfg.URL == "" {
-		cfg.URL = DefaultAMQPURL
-	}
-	if strings.HasPrefix(cfg.URL, "amqps://") {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if a.CAFile != "" {
-			pem, err := os.ReadFile(a.CAFile)
-			if err != nil {
-				return cfg, fmt.Errorf("%w: ca_file: %v", ErrInvalid, err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return cfg, fmt.Errorf("%w: ca_file holds no PEM certificate", ErrInvalid)
-			}
-		}
-		if a.CertFile != "" || a.KeyFile != "" {
-			cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
-			if err != nil {
-				return cfg, fmt.Errorf("%w: client certificate: %v", ErrInvalid, err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		cfg.TLS = tc
-	}
-	return cfg, nil
-}
 
 // Node is a signing node's configuration (`tchsm node --config FILE`).
 type Node struct {
@@ -312,9 +282,4 @@ func checkLevel(l string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: log_level %q", ErrInvalid, l)
-}
-
-// LoadManifest reads and validates a manifest file.
-func LoadManifest(path string) (*trust.Manifest, error) {
-	return trust.LoadManifest(path)
 }

@@ -79,19 +79,3 @@ func TestPassphrase(t *testing.T) {
 		t.Fatalf("no passphrase: %v", err)
 	}
 }
-
-func TestTransportTLS(t *testing.T) {
-	t.Setenv("TCHSM_AMQP_URL", "")
-	a := AMQP{URL: "amqps://u:p@broker:5671/", CAFile: "/nonexistent/ca.pem"}
-	if _, err := a.Transport("c1", "x"); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("missing CA file: %v", err)
-	}
-	cfg, err := (AMQP{}).Transport("c1", "x")
-	if err != nil || cfg.URL != DefaultAMQPURL || cfg.TLS != nil {
-		t.Fatalf("defaults: %+v %v", cfg, err)
-	}
-	t.Setenv("TCHSM_AMQP_URL", "amqp://other/")
-	if cfg, _ := (AMQP{URL: "amqp://file/"}).Transport("c1", "x"); cfg.URL != "amqp://other/" {
-		t.Fatalf("environment does not override: %s", cfg.URL)
-	}
-}
