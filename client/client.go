@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -130,7 +130,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
 	c.log = opts.Logger
 	if c.log == nil {
-		c.log, c.logOut, err = openLog(cfg.LogFile, cfg.LogLevel)
+		c.log, c.logOut, err = logging.Open(cfg.LogFile, cfg.LogLevel, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -239,19 +239,6 @@ func (c *Client) getDealer(ctx context.Context) (*dealer.Dealer, error) {
 		}
 	}
 	return c.dealer, nil
-}
-
-func openLog(path, level string) (*slog.Logger, io.Closer, error) {
-	if path == "" {
-		return slog.New(slog.DiscardHandler), nil, nil
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("client: log file: %w", err)
-	}
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: l})), f, nil
 }
 
 func (c *Client) closeLog() {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/p11shim/token"
 )
 
@@ -69,10 +70,14 @@ func initialize(path string) error {
 	if err != nil {
 		return err
 	}
-	log, logFile, err := openLog(cfg.LogFile, cfg.LogLevel)
-	if err != nil {
-		return err
+	if _, err := logging.ParseLevel(cfg.LogLevel); err != nil {
+		return fmt.Errorf("%w: log_level: %w", token.ErrConfig, err)
 	}
+	log, logFile, err := logging.Open(cfg.LogFile, cfg.LogLevel, nil)
+	if err != nil {
+		return fmt.Errorf("p11shim: %w", err)
+	}
+	log = log.With("pid", os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
 	b, err := openBackend(ctx, path)
@@ -116,24 +121,4 @@ func closeQuietly(c io.Closer) {
 	if c != nil {
 		c.Close()
 	}
-}
-
-// openLog opens the log file (appending, mode 0600). No file means no logging: a PKCS#11
-// module must not write to its host's stdout or stderr.
-func openLog(path, level string) (*slog.Logger, io.Closer, error) {
-	if path == "" {
-		return slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil
-	}
-	var lv slog.Level
-	if level != "" {
-		if err := lv.UnmarshalText([]byte(level)); err != nil {
-			return nil, nil, fmt.Errorf("%w: log_level: %w", token.ErrConfig, err)
-		}
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("p11shim: opening log file: %w", err)
-	}
-	h := slog.NewTextHandler(f, &slog.HandlerOptions{Level: lv})
-	return slog.New(h).With("pid", os.Getpid()), f, nil
 }

@@ -17,6 +17,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/tchsm/tchsm/internal/logging"
 )
 
 // ErrInvalid wraps every configuration error.
@@ -276,10 +278,11 @@ func (c *Client) BatchWindowSize() int {
 	return DefaultBatchWindow
 }
 
+// checkLevel applies logging's one level policy at load time, so that a bad level fails
+// before anything starts.
 func checkLevel(l string) error {
-	switch l {
-	case "", "debug", "info", "warn", "error":
-		return nil
+	if _, err := logging.ParseLevel(l); err != nil {
+		return fmt.Errorf("%w: log_level: %w", ErrInvalid, err)
 	}
-	return fmt.Errorf("%w: log_level %q", ErrInvalid, l)
+	return nil
 }

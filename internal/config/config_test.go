@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tchsm/tchsm/internal/logging"
 )
 
 func write(t *testing.T, dir, name, body string) string {
@@ -77,5 +79,31 @@ func TestPassphrase(t *testing.T) {
 	}
 	if _, err := (&Node{}).Passphrase(); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("no passphrase: %v", err)
+	}
+}
+
+func TestLevels(t *testing.T) {
+	dir := t.TempDir()
+	for _, l := range []string{"", "debug", "info", "warn", "error", "DEBUG"} {
+		var c Client
+		if err := Load(write(t, dir, "c.json", `{"manifest": "m", "identity": "i", "log_level": "`+l+`"}`), &c); err != nil {
+			t.Errorf("client log_level %q: %v", l, err)
+		}
+		var n Node
+		if err := Load(write(t, dir, "n.json", `{"manifest": "m", "identity": "i", "store": "s", "log_level": "`+l+`"}`), &n); err != nil {
+			t.Errorf("node log_level %q: %v", l, err)
+		}
+	}
+	for _, l := range []string{"loud", "warning", "info+2", "-4"} {
+		var n Node
+		err := Load(write(t, dir, "n.json", `{"manifest": "m", "identity": "i", "store": "s", "log_level": "`+l+`"}`), &n)
+		if !errors.Is(err, ErrInvalid) || !errors.Is(err, logging.ErrLevel) {
+			t.Errorf("node log_level %q: %v", l, err)
+		}
+		var d Dealer
+		err = Load(write(t, dir, "d.json", `{"manifest": "m", "identity": "i", "log_level": "`+l+`"}`), &d)
+		if !errors.Is(err, ErrInvalid) || !errors.Is(err, logging.ErrLevel) {
+			t.Errorf("dealer log_level %q: %v", l, err)
+		}
 	}
 }
