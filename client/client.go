@@ -24,10 +24,9 @@ import (
 	"github.com/tchsm/tchsm/threshold"
 )
 
-// Defaults for a Client.
+// Defaults for a Client (its sign and keygen timeouts are config.DefaultSignTimeout and
+// config.DefaultKeygenTimeout, shared with the PKCS#11 token).
 const (
-	DefaultSignTimeout   = 5 * time.Second
-	DefaultKeygenTimeout = 120 * time.Second
 	// listGrace is how long a listing waits for the remaining nodes once enough have answered.
 	listGrace = 100 * time.Millisecond
 	// suspendFor is how long a node that failed is tried only after the others.
@@ -88,7 +87,8 @@ type nodeState struct {
 
 var _ Backend = (*Client)(nil)
 
-// Open reads a client configuration file and connects. It is what the PKCS#11 module calls.
+// Open reads a client configuration file and connects. (The PKCS#11 module loads the file
+// itself, for its "pkcs11" section too, and calls New with it.)
 func Open(ctx context.Context, path string) (*Client, error) {
 	var cfg config.Client
 	if err := config.Load(path, &cfg); err != nil {
@@ -272,7 +272,7 @@ func (c *Client) Close() error {
 // Manifest returns the cluster manifest the client trusts.
 func (c *Client) Manifest() *trust.Manifest { return c.m }
 
-func (c *Client) signTimeout() time.Duration { return c.cfg.SignTimeout.Or(DefaultSignTimeout) }
+func (c *Client) signTimeout() time.Duration { return c.cfg.SignTimeout.Or(config.DefaultSignTimeout) }
 
 // withDefault gives ctx a deadline d from now when it has none.
 func withDefault(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
@@ -482,7 +482,7 @@ func (c *Client) PublicKey(ctx context.Context, id string) (*threshold.PublicKey
 
 // GenerateKey has the dealer create a key and waits until at least k nodes hold their shares.
 func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error) {
-	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(DefaultKeygenTimeout))
+	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(config.DefaultKeygenTimeout))
 	defer cancel()
 	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {
 		return KeyInfo{}, fmt.Errorf("%w: modulus of %d bits (1024 to 4096)", ErrInvalidInput, req.Bits)

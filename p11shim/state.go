@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/p11shim/token"
 )
@@ -18,13 +19,13 @@ import (
 // DefaultConfigPath is read when TCHSM_CONFIG is not set.
 const DefaultConfigPath = "/etc/tchsm/client.json"
 
-// openTimeout bounds client.Open in C_Initialize.
+// openTimeout bounds client.New in C_Initialize.
 const openTimeout = 30 * time.Second
 
-// openBackend opens the cluster client from the client configuration file. It is a variable so
-// the seam is explicit; the module always uses client.Open.
-var openBackend = func(ctx context.Context, path string) (client.Backend, error) {
-	c, err := client.Open(ctx, path)
+// openBackend opens the cluster client with the loaded client configuration. It is a variable
+// so the seam is explicit; the module always uses client.New.
+var openBackend = func(ctx context.Context, cfg *config.Client) (client.Backend, error) {
+	c, err := client.New(ctx, cfg, client.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -58,21 +59,20 @@ func active() (*module, error) {
 	return current, nil
 }
 
-// initialize loads the configuration at path, opens the log and the backend and builds the
-// token.
+// initialize reads the client configuration file at path (once: the client's settings and the
+// token's "pkcs11" section come from the same parsed file), opens the log and the backend and
+// builds the token.
 func initialize(path string) error {
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	if current != nil {
 		return errAlreadyInitialized
 	}
-	cfg, err := token.LoadConfig(path)
-	if err != nil {
-		return err
+	var file config.Client
+	if err := config.Load(path, &file); err != nil {
+		return fmt.Errorf("%w: %w", token.ErrConfig, err)
 	}
-	if _, err := logging.ParseLevel(cfg.LogLevel); err != nil {
-		return fmt.Errorf("%w: log_level: %w", token.ErrConfig, err)
-	}
+	cfg := file.TokenSettings()
 	log, logFile, err := logging.Open(cfg.LogFile, cfg.LogLevel, nil)
 	if err != nil {
 		return fmt.Errorf("p11shim: %w", err)
@@ -80,7 +80,7 @@ func initialize(path string) error {
 	log = log.With("pid", os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
-	b, err := openBackend(ctx, path)
+	b, err := openBackend(ctx, &file)
 	if err != nil {
 		log.Error("C_Initialize: opening the cluster client failed", "config", path, "err", err)
 		closeQuietly(logFile)
