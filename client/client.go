@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
@@ -24,10 +24,9 @@ import (
 	"github.com/tchsm/tchsm/threshold"
 )
 
-// Defaults for a Client.
+// Defaults for a Client (its sign and keygen timeouts are config.DefaultSignTimeout and
+// config.DefaultKeygenTimeout, shared with the PKCS#11 token).
 const (
-	DefaultSignTimeout   = 5 * time.Second
-	DefaultKeygenTimeout = 120 * time.Second
 	// listGrace is how long a listing waits for the remaining nodes once enough have answered.
 	listGrace = 100 * time.Millisecond
 	// suspendFor is how long a node that failed is tried only after the others.
@@ -105,7 +104,8 @@ type nodeState struct {
 
 var _ Backend = (*Client)(nil)
 
-// Open reads a client configuration file and connects. It is what the PKCS#11 module calls.
+// Open reads a client configuration file and connects. (The PKCS#11 module loads the file
+// itself, for its "pkcs11" section too, and calls New with it.)
 func Open(ctx context.Context, path string) (*Client, error) {
 	var cfg config.Client
 	if err := config.Load(path, &cfg); err != nil {
@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
 	c.log = opts.Logger
 	if c.log == nil {
-		c.log, c.logOut, err = openLog(cfg.LogFile, cfg.LogLevel)
+		c.log, c.logOut, err = logging.Open(cfg.LogFile, cfg.LogLevel, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -263,19 +263,6 @@ func (c *Client) getDealer(ctx context.Context) (KeyDealer, error) {
 	return c.dealer, nil
 }
 
-func openLog(path, level string) (*slog.Logger, io.Closer, error) {
-	if path == "" {
-		return slog.New(slog.DiscardHandler), nil, nil
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("client: log file: %w", err)
-	}
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: l})), f, nil
-}
-
 func (c *Client) closeLog() {
 	if c.logOut != nil {
 		c.logOut.Close()
@@ -307,7 +294,7 @@ func (c *Client) Close() error {
 // Manifest returns the cluster manifest the client trusts.
 func (c *Client) Manifest() *trust.Manifest { return c.m }
 
-func (c *Client) signTimeout() time.Duration { return c.cfg.SignTimeout.Or(DefaultSignTimeout) }
+func (c *Client) signTimeout() time.Duration { return c.cfg.SignTimeout.Or(config.DefaultSignTimeout) }
 
 // withDefault gives ctx a deadline d from now when it has none.
 func withDefault(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
@@ -517,7 +504,7 @@ func (c *Client) PublicKey(ctx context.Context, id string) (*threshold.PublicKey
 
 // GenerateKey has the dealer create a key and waits until at least k nodes hold their shares.
 func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error) {
-	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(DefaultKeygenTimeout))
+	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(config.DefaultKeygenTimeout))
 	defer cancel()
 	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {
 		return KeyInfo{}, fmt.Errorf("%w: modulus of %d bits (1024 to 4096)", ErrInvalidInput, req.Bits)

@@ -52,6 +52,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -113,11 +114,10 @@ func New(cfg *config.Dealer, conn transport.Transport, opts Options) (*Dealer, e
 	}
 	d := &Dealer{cfg: cfg, opts: opts, log: opts.Logger, conn: conn, started: time.Now()}
 	if d.log == nil {
-		var lvl slog.Level
-		if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil && cfg.LogLevel != "" {
-			return nil, fmt.Errorf("dealer: log level: %w", err)
+		var err error
+		if d.log, _, err = logging.Open("", cfg.LogLevel, os.Stderr); err != nil {
+			return nil, fmt.Errorf("dealer: %w", err)
 		}
-		d.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	}
 	m, err := trust.LoadManifest(cfg.Manifest)
 	if err != nil {

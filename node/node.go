@@ -64,6 +64,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
@@ -127,11 +128,10 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	}
 	n := &node{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), exps: make(chan struct{}, cfg.WorkerCount())}
 	if n.log == nil {
-		var lvl slog.Level
-		if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil && cfg.LogLevel != "" {
-			return fmt.Errorf("node: log level: %w", err)
+		var err error
+		if n.log, _, err = logging.Open("", cfg.LogLevel, os.Stderr); err != nil {
+			return fmt.Errorf("node: %w", err)
 		}
-		n.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	}
 	if err := n.load(); err != nil {
 		return err

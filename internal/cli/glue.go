@@ -78,7 +78,11 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	err := node.Run(ctx, &cfg, node.Options{Logger: newLogger(e.stderr, cfg.LogLevel), Version: e.version})
+	log, err := newLogger(e.stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	err = node.Run(ctx, &cfg, node.Options{Logger: log, Version: e.version})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -102,7 +106,11 @@ func runDealer(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	err := dealer.Run(ctx, &cfg, dealer.Options{Logger: newLogger(e.stderr, cfg.LogLevel), Version: e.version})
+	log, err := newLogger(e.stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	err = dealer.Run(ctx, &cfg, dealer.Options{Logger: log, Version: e.version})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -137,7 +145,11 @@ func importKey(ctx context.Context, e *env, c *client.Client, pemFile, dealerCfg
 	if err != nil {
 		return err
 	}
-	d, err := dealer.New(&dc, conn, dealer.Options{Logger: newLogger(e.stderr, "warn"), NoPool: true})
+	log, err := newLogger(e.stderr, "warn")
+	if err != nil {
+		return err
+	}
+	d, err := dealer.New(&dc, conn, dealer.Options{Logger: log, NoPool: true})
 	if err != nil {
 		return err
 	}

@@ -208,9 +208,9 @@ func (c *Cluster) addPKCS11(label, userPIN string) error {
 	if err := config.Load(c.ClientConfig, &cc); err != nil {
 		return err
 	}
-	sec := fmt.Sprintf(`{"token_label": %q, "user_pin_hash": %q, "log_file": %q}`, label, h, filepath.Join(c.Dir, "pkcs11.log"))
+	sec := &config.PKCS11{TokenLabel: label, UserPINHash: h, LogFile: filepath.Join(c.Dir, "pkcs11.log")}
 	raw := config.Client{AMQP: config.AMQP{URL: c.AMQPURL}, Manifest: cc.Manifest, Identity: cc.Identity,
-		PKCS11: []byte(sec), LogFile: filepath.Join(c.Dir, "client.log"), LogLevel: "debug"}
+		PKCS11: sec, LogFile: filepath.Join(c.Dir, "client.log"), LogLevel: "debug"}
 	return config.Save(c.ClientConfig, raw, 0o600)
 }
 

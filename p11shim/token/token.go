@@ -11,7 +11,7 @@
 // CKA_PUBLIC_EXPONENT and CKA_MODULUS_BITS because OpenDNSSEC reads them from the private key
 // when it skips public keys) and a public key (CKO_PUBLIC_KEY, verify only). CKA_LABEL and CKA_ID
 // are the Label and P11ID given at generation. Handles are allocated per key id on first sight
-// and never reused while the Token lives. The key list is cached for Config.KeyCacheTTL and
+// and never reused while the Token lives. The key list is cached for config.PKCS11.KeyCacheTTL and
 // fetched again by C_FindObjectsInit when older, or when a search finds nothing, so keys made by
 // another process (ods-enforcerd generates, ods-signerd signs) show up. A public key generated
 // with CKA_TOKEN=FALSE is a session object, gone when its session closes.
@@ -22,7 +22,7 @@
 // are serialised by a per-session mutex (PKCS#11 forbids concurrent use of a session; this only
 // keeps a misbehaving caller safe). The token-wide mutex guards maps only and is never held
 // across a backend call, a PIN check, or an RSA operation. Every backend call has a deadline
-// from Config and is cancelled when its session or the Token closes.
+// from config.PKCS11 and is cancelled when its session or the Token closes.
 //
 // # Login
 //
@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/internal/backend"
+	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/pin"
 )
 
@@ -66,7 +67,7 @@ const (
 
 // Token is the state of one PKCS#11 initialisation (C_Initialize … C_Finalize).
 type Token struct {
-	cfg     Config
+	cfg     config.PKCS11 // defaults applied
 	backend backend.Backend
 	log     *slog.Logger
 	ctx     context.Context // cancelled by Close
@@ -129,12 +130,12 @@ type object struct {
 	token bool
 }
 
-// New returns a Token over backend. log may be nil (no logging). The Token owns backend and
-// closes it in Close.
-func New(cfg Config, backend backend.Backend, log *slog.Logger) (*Token, error) {
-	cfg = cfg.withDefaults()
+// New returns a Token with the settings cfg (zero fields take their defaults) over backend.
+// log may be nil (no logging). The Token owns backend and closes it in Close.
+func New(cfg config.PKCS11, backend backend.Backend, log *slog.Logger) (*Token, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if backend == nil {
 		return nil, fmt.Errorf("%w: nil backend", ErrArgumentsBad)
@@ -849,7 +850,7 @@ func (t *Token) search(tmpl []Attribute) []uint {
 }
 
 // FindObjectsInit starts a search (C_FindObjectsInit). The key list is fetched again when it is
-// older than Config.KeyCacheTTL, or when the search finds nothing.
+// older than config.PKCS11.KeyCacheTTL, or when the search finds nothing.
 func (t *Token) FindObjectsInit(h uint, tmpl []Attribute) error {
 	s, err := t.acquire(h)
 	if err != nil {
