@@ -17,6 +17,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
@@ -64,6 +65,7 @@ type Client struct {
 	m         *trust.Manifest
 	sealer    *trust.Sealer
 	opener    *trust.Opener
+	caller    *rpc.Caller
 	conn      transport.Transport
 	log       *slog.Logger
 	logOut    io.Closer
@@ -152,6 +154,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 			return nil, err
 		}
 	}
+	c.caller = &rpc.Caller{Sealer: c.sealer, Opener: c.opener, Transport: c.getConn}
 	c.newDealer = opts.Dealer
 	if cfg.DealerConfig != "" && c.newDealer == nil {
 		c.log.Warn("dealer_config is honoured by the tchsm command only; key generation asks the dealer service")
@@ -304,54 +307,10 @@ func withDefault(ctx context.Context, d time.Duration) (context.Context, context
 	return context.WithTimeout(ctx, d)
 }
 
-// call seals body for node, sends it to the node's rpc queue and opens the reply, checking that
-// it comes from that node and answers this request.
-func (c *Client) call(ctx context.Context, node trust.Member, to transport.Address, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
-	dl, _ := ctx.Deadline()
-	ttl := time.Until(dl)
-	if ttl <= 0 {
-		return nil, context.DeadlineExceeded
-	}
-	raw, msgID, err := c.sealer.SealTo(node, bt, body, ttl)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := c.getConn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rep, err := conn.Call(ctx, to, raw)
-	if err != nil {
-		return nil, err
-	}
-	op, err := c.opener.Open(rep)
-	if err != nil {
-		return nil, fmt.Errorf("client: reply from %s rejected: %w", node.ID, err)
-	}
-	if op.Sender.ID != node.ID || string(op.InReplyTo) != string(msgID) {
-		return nil, fmt.Errorf("client: reply to another request, or from %s instead of %s", op.Sender.ID, node.ID)
-	}
-	if op.Type == tchsmpb.BodyType_BODY_TYPE_ERROR {
-		e := op.Message.(*tchsmpb.Error)
-		return op, &NodeError{Node: node.ID, Code: e.GetCode(), Message: e.GetMessage()}
-	}
-	return op, nil
-}
-
-// NodeError is an error a node answered with.
-type NodeError struct {
-	Node    string
-	Code    tchsmpb.Error_Code
-	Message string
-}
-
-func (e *NodeError) Error() string {
-	return fmt.Sprintf("client: node %s: %v: %s", e.Node, e.Code, e.Message)
-}
-
-func (e *NodeError) Is(target error) bool {
-	return target == ErrKeyNotFound && e.Code == tchsmpb.Error_UNKNOWN_KEY ||
-		target == ErrInvalidInput && e.Code == tchsmpb.Error_BAD_REQUEST
+// call sends body to member node at address at (see rpc.Caller.Call). A sealed Error answer
+// comes back as an *rpc.Error, which errors.Is maps to ErrKeyNotFound and ErrInvalidInput.
+func (c *Client) call(ctx context.Context, node trust.Member, at transport.Address, body proto.Message) (*trust.Opened, error) {
+	return c.caller.Call(ctx, node, at, body)
 }
 
 // ---- keys
@@ -384,7 +343,7 @@ func (c *Client) refreshKeys(ctx context.Context) error {
 	results := make(chan res, len(c.m.Nodes))
 	for _, n := range c.m.Nodes {
 		go func() {
-			op, err := c.call(ctx, n, transport.Node(n.ID), tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{})
+			op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.ListKeys{})
 			if err != nil {
 				c.noteFailure(n.ID, err)
 				results <- res{err: err}
@@ -530,8 +489,7 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 		if len(dealers) == 0 {
 			return KeyInfo{}, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
 		}
-		op, err := c.call(ctx, dealers[0], transport.Dealer, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
-			&tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
+		op, err := c.call(ctx, dealers[0], transport.Dealer, &tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
 		if errors.Is(err, ErrInvalidInput) { // the dealer refused the request as bad
 			return KeyInfo{}, fmt.Errorf("dealer: %w", err)
 		}
@@ -630,7 +588,7 @@ func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
 			defer wg.Done()
 			st := NodeStatus{ID: n.ID, Index: n.Index}
 			t0 := time.Now()
-			op, err := c.call(ctx, n, transport.Node(n.ID), tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
+			op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.HealthRequest{})
 			st.Latency = time.Since(t0)
 			if err != nil {
 				st.Err = err.Error()

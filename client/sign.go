@@ -298,8 +298,7 @@ func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 // askShare sends one SignRequest and checks the answer's form: from the right node, for the
 // right key, with the node's own index and a value in range.
 func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, payload []byte, pk *threshold.PublicKey) (*threshold.SigShare, error) {
-	op, err := c.call(ctx, n, transport.Node(n.ID), tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST,
-		&tchsmpb.SignRequest{KeyId: keyID, Payload: payload})
+	op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.SignRequest{KeyId: keyID, Payload: payload})
 	if err != nil {
 		return nil, err
 	}
@@ -316,8 +315,7 @@ type provenShare struct {
 }
 
 func (c *Client) askProof(ctx context.Context, n trust.Member, keyID string, payload []byte) (*provenShare, error) {
-	op, err := c.call(ctx, n, transport.Node(n.ID), tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST,
-		&tchsmpb.ProofRequest{KeyId: keyID, Payload: payload, Indices: []uint32{uint32(n.Index)}})
+	op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.ProofRequest{KeyId: keyID, Payload: payload, Indices: []uint32{uint32(n.Index)}})
 	if err != nil {
 		return nil, err
 	}

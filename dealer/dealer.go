@@ -53,6 +53,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -99,6 +100,7 @@ type Dealer struct {
 	sealer  *trust.Sealer
 	opener  *trust.Opener
 	conn    transport.Transport
+	caller  *rpc.Caller
 	pool    *primePool
 	started time.Time
 }
@@ -139,6 +141,8 @@ func New(cfg *config.Dealer, conn transport.Transport, opts Options) (*Dealer, e
 	if d.opener, err = trust.NewOpener(m, trust.WithIdentity(id)); err != nil {
 		return nil, err
 	}
+	d.caller = &rpc.Caller{Sealer: d.sealer, Opener: d.opener,
+		Transport: func(context.Context) (transport.Transport, error) { return d.conn, nil }}
 	bits := cfg.PoolBits
 	if len(bits) == 0 {
 		bits = []int{DefaultPoolBits}
@@ -462,57 +466,24 @@ func (d *Dealer) nodeHas(ctx context.Context, nodeID, keyID string) (bool, error
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	h := new(tchsmpb.Health)
-	if err := d.call(ctx, nodeID, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{}, h); err != nil {
+	if err := d.call(ctx, nodeID, &tchsmpb.HealthRequest{}, h); err != nil {
 		return false, err
 	}
 	return slices.Contains(h.GetKeyIds(), keyID), nil
 }
 
-// call sends a sealed request to a node and opens its reply into out. A sealed Error reply is
-// returned as a *NodeError.
-func (d *Dealer) call(ctx context.Context, nodeID string, bt tchsmpb.BodyType, body, out proto.Message) error {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return fmt.Errorf("dealer: call without deadline")
+// call sends a request to a node and opens its answer into out. A sealed Error answer is
+// returned as an *rpc.Error.
+func (d *Dealer) call(ctx context.Context, nodeID string, body, out proto.Message) error {
+	n, ok := d.m.Lookup(nodeID)
+	if !ok || n.Role != trust.RoleNode {
+		return fmt.Errorf("dealer: %s is not a node of the manifest", nodeID)
 	}
-	ttl := time.Until(dl)
-	if ttl <= 0 {
-		return context.DeadlineExceeded
-	}
-	raw, _, err := d.sealer.Seal(bt, body, ttl)
+	op, err := d.caller.Call(ctx, n, transport.Node(nodeID), body)
 	if err != nil {
 		return err
-	}
-	var env tchsmpb.Envelope
-	if err := proto.Unmarshal(raw, &env); err != nil {
-		return err
-	}
-	rep, err := d.conn.Call(ctx, transport.Node(nodeID), raw)
-	if err != nil {
-		return err
-	}
-	op, err := d.opener.Open(rep)
-	if err != nil {
-		return fmt.Errorf("dealer: reply from %s rejected: %w", nodeID, err)
-	}
-	if op.Sender.ID != nodeID || subtle.ConstantTimeCompare(op.InReplyTo, env.MessageId) != 1 {
-		return fmt.Errorf("dealer: reply to another request, or from %s instead of %s", op.Sender.ID, nodeID)
-	}
-	if e, ok := op.Message.(*tchsmpb.Error); ok {
-		return &NodeError{Node: nodeID, Code: e.GetCode(), Message: e.GetMessage()}
 	}
 	return op.Unmarshal(out)
-}
-
-// NodeError is a sealed Error a node answered with.
-type NodeError struct {
-	Node    string
-	Code    tchsmpb.Error_Code
-	Message string
-}
-
-func (e *NodeError) Error() string {
-	return fmt.Sprintf("dealer: node %s: %v: %s", e.Node, e.Code, e.Message)
 }
 
 func wipeInt(x *big.Int) {

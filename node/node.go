@@ -65,6 +65,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
@@ -108,6 +109,7 @@ type node struct {
 	self    trust.Member
 	sealer  *trust.Sealer
 	opener  *trust.Opener
+	rpc     *rpc.Server
 	store   *store.Store
 	conn    transport.Transport
 	metrics *metrics
@@ -137,7 +139,6 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 		return err
 	}
 	defer n.store.Close()
-	n.log = n.log.With("node", n.id.ID)
 	n.metrics = newMetrics(opts.Registerer)
 	n.metrics.keys.Set(float64(n.store.Len()))
 
@@ -239,5 +240,7 @@ func (n *node) load() error {
 	}
 	n.m, n.id, n.self, n.opener, n.store = m, id, mem, opener, st
 	n.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
+	n.log = n.log.With("node", id.ID)
+	n.rpc = &rpc.Server{Opener: opener, Sealer: n.sealer, Log: n.log, Handle: n.dispatch, Done: n.requestDone}
 	return nil
 }

@@ -154,7 +154,7 @@ func (s *Server) Serve(ctx context.Context, d transport.Delivery) (reply []byte,
 				"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
 			f := Fail(tchsmpb.Error_INTERNAL, "", "internal error")
 			s.done(op, typ, f)
-			reply, err = s.seal(op, f.proto())
+			reply, err = s.seal(op, f.Proto())
 		}
 	}()
 	var body proto.Message
@@ -166,7 +166,7 @@ func (s *Server) Serve(ctx context.Context, d transport.Delivery) (reply []byte,
 	}
 	s.done(op, typ, f)
 	if f != nil {
-		return s.seal(op, f.proto())
+		return s.seal(op, f.Proto())
 	}
 	return s.seal(op, body)
 }
@@ -177,7 +177,8 @@ func (s *Server) done(op *trust.Opened, typ string, f *Failure) {
 	}
 }
 
-func (f *Failure) proto() *tchsmpb.Error {
+// Proto is the Error body that answers f.
+func (f *Failure) Proto() *tchsmpb.Error {
 	return &tchsmpb.Error{Code: f.Code, Message: f.Msg, KeyId: f.KeyID}
 }
 
