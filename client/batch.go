@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -179,7 +180,7 @@ func (b *batcher) sendBatch(asks []*shareAsk) {
 
 // signBatch sends a SignBatch to node n and returns its items, one per request.
 func (c *Client) signBatch(ctx context.Context, n trust.Member, req *tchsmpb.SignBatch) ([]*tchsmpb.SignBatchItem, error) {
-	op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH, req)
+	op, err := c.call(ctx, n, transport.Node(n.ID), req)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +198,7 @@ func checkBatchItem(n trust.Member, a *shareAsk, item *tchsmpb.SignBatchItem) (s
 		if e.GetKeyId() != "" && e.GetKeyId() != a.keyID {
 			return scheme.Reply{}, fmt.Errorf("%w: node %s answered about another key", scheme.ErrBadShare, n.ID)
 		}
-		return scheme.Reply{}, &NodeError{Node: n.ID, Code: e.GetCode(), Message: e.GetMessage()}
+		return scheme.Reply{}, &rpc.Error{Peer: n.ID, Code: e.GetCode(), Message: e.GetMessage(), KeyID: e.GetKeyId()}
 	}
 	return checkShare(n, a.keyID, item.GetShare())
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -16,9 +15,11 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme"
@@ -26,10 +27,9 @@ import (
 	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
-// Defaults for a Client.
+// Defaults for a Client (its sign and keygen timeouts are config.DefaultSignTimeout and
+// config.DefaultKeygenTimeout, shared with the PKCS#11 token).
 const (
-	DefaultSignTimeout   = 5 * time.Second
-	DefaultKeygenTimeout = 120 * time.Second
 	// listGrace is how long a listing waits for the remaining nodes once enough have answered.
 	listGrace = 100 * time.Millisecond
 	// suspendFor is how long a node that failed is tried only after the others.
@@ -43,19 +43,37 @@ const (
 // Options are the parts of a Client that do not come from its configuration file.
 type Options struct {
 	Logger *slog.Logger // nil: from the config's log_file, or discard
+	// Transport, when set, carries the client's messages instead of a broker connection
+	// made from the config's amqp section (tests use an in-memory one). Close closes it.
+	Transport transport.Transport
+	// Dealer, when set, makes GenerateKey deal in this process instead of asking the dealer
+	// service: it is called once, at the first GenerateKey, with the client's transport. The
+	// tchsm command sets it for a config with dealer_config; the PKCS#11 module never does, so
+	// that libtchsm.so links neither the dealer nor its prime search.
+	Dealer func(transport.Transport) (KeyDealer, error)
+}
+
+// KeyDealer deals keys in the client's process (see Options.Dealer). GenerateKey returns the
+// dealer-signed record and the nodes that did and did not acknowledge their shares; an error
+// for a request the dealer refuses as invalid wraps ErrInvalidInput. When a KeyDealer is an
+// io.Closer, the client closes it.
+type KeyDealer interface {
+	GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (rec *tchsmpb.SignedKeyRecord, acked, missing []string, err error)
 }
 
 // Client signs with a tchsm cluster. It is safe for concurrent use.
 type Client struct {
-	cfg      config.Client
-	m        *trust.Manifest
-	sealer   *trust.Sealer
-	opener   *trust.Opener
-	conn     *transport.Conn
-	log      *slog.Logger
-	logOut   io.Closer
-	dealerMu sync.Mutex
-	dealer   *dealer.Dealer // in-process dealer, when the config has dealer_config
+	cfg       config.Client
+	m         *trust.Manifest
+	sealer    *trust.Sealer
+	opener    *trust.Opener
+	caller    *rpc.Caller
+	conn      transport.Transport
+	log       *slog.Logger
+	logOut    io.Closer
+	dealerMu  sync.Mutex
+	newDealer func(transport.Transport) (KeyDealer, error)
+	dealer    KeyDealer // in-process dealer, made by newDealer at first use
 
 	connReady chan struct{} // closed once conn is set
 	stopDial  context.CancelFunc
@@ -92,7 +110,8 @@ type nodeState struct {
 
 var _ Backend = (*Client)(nil)
 
-// Open reads a client configuration file and connects. It is what the PKCS#11 module calls.
+// Open reads a client configuration file and connects. (The PKCS#11 module loads the file
+// itself, for its "pkcs11" section too, and calls New with it.)
 func Open(ctx context.Context, path string) (*Client, error) {
 	var cfg config.Client
 	if err := config.Load(path, &cfg); err != nil {
@@ -134,28 +153,38 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
 	c.log = opts.Logger
 	if c.log == nil {
-		c.log, c.logOut, err = openLog(cfg.LogFile, cfg.LogLevel)
+		c.log, c.logOut, err = logging.Open(cfg.LogFile, cfg.LogLevel, nil)
 		if err != nil {
 			return nil, err
 		}
+	}
+	c.caller = &rpc.Caller{Sealer: c.sealer, Opener: c.opener, Transport: c.getConn}
+	c.newDealer = opts.Dealer
+	if cfg.DealerConfig != "" && c.newDealer == nil {
+		c.log.Warn("dealer_config is honoured by the tchsm command only; key generation asks the dealer service")
 	}
 	c.batchers = map[string]*batcher{}
 	for _, n := range m.Nodes {
 		c.nodes[n.ID] = &nodeState{member: n}
 		c.batchers[n.ID] = newBatcher(c, n)
 	}
-	tc, err := cfg.AMQP.Transport(m.ClusterID, "tchsm-client-"+id.ID)
+	c.connReady = make(chan struct{})
+	if opts.Transport != nil {
+		c.setConn(opts.Transport)
+		return c, nil
+	}
+	tc, err := rabbitmq.FromConfig(cfg.AMQP, m.ClusterID, "tchsm-client-"+id.ID)
 	if err != nil {
+		c.closeLog()
 		return nil, err
 	}
 	tc.Logger = c.log
-	c.connReady = make(chan struct{})
 	// A short first attempt keeps C_Initialize quick. When the broker is down, the client
 	// still opens: it goes on dialling in the background, and calls fail with ErrUnavailable
 	// until the broker answers (a signer must be able to start while the broker restarts).
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := transport.Dial(dctx, tc)
+	conn, err := rabbitmq.Open(dctx, tc)
 	switch {
 	case err == nil:
 		c.setConn(conn)
@@ -167,7 +196,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		bg, stop := context.WithCancel(context.Background())
 		c.stopDial = stop
 		go func() {
-			conn, err := transport.Dial(bg, tc)
+			conn, err := rabbitmq.Open(bg, tc)
 			if err != nil {
 				return
 			}
@@ -178,7 +207,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 }
 
 // setConn publishes the broker connection, or closes it when the client was closed meanwhile.
-func (c *Client) setConn(conn *transport.Conn) {
+func (c *Client) setConn(conn transport.Transport) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -190,7 +219,7 @@ func (c *Client) setConn(conn *transport.Conn) {
 }
 
 // getConn waits for the broker connection until ctx ends.
-func (c *Client) getConn(ctx context.Context) (*transport.Conn, error) {
+func (c *Client) getConn(ctx context.Context) (transport.Transport, error) {
 	select {
 	case <-c.connReady:
 		return c.conn, nil
@@ -222,9 +251,9 @@ func (c *Client) waitBroker(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-// getDealer returns the in-process dealer, creating it on first use when the config names one.
-func (c *Client) getDealer(ctx context.Context) (*dealer.Dealer, error) {
-	if c.cfg.DealerConfig == "" {
+// getDealer returns the in-process dealer, creating it on first use; nil when there is none.
+func (c *Client) getDealer(ctx context.Context) (KeyDealer, error) {
+	if c.newDealer == nil {
 		return nil, nil
 	}
 	conn, err := c.getConn(ctx)
@@ -234,28 +263,11 @@ func (c *Client) getDealer(ctx context.Context) (*dealer.Dealer, error) {
 	c.dealerMu.Lock()
 	defer c.dealerMu.Unlock()
 	if c.dealer == nil {
-		var dc config.Dealer
-		if err := config.Load(c.cfg.DealerConfig, &dc); err != nil {
-			return nil, err
-		}
-		if c.dealer, err = dealer.New(&dc, conn, dealer.Options{Logger: c.log}); err != nil {
+		if c.dealer, err = c.newDealer(conn); err != nil {
 			return nil, err
 		}
 	}
 	return c.dealer, nil
-}
-
-func openLog(path, level string) (*slog.Logger, io.Closer, error) {
-	if path == "" {
-		return slog.New(slog.DiscardHandler), nil, nil
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("client: log file: %w", err)
-	}
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: l})), f, nil
 }
 
 func (c *Client) closeLog() {
@@ -274,8 +286,8 @@ func (c *Client) Close() error {
 		c.stopDial()
 	}
 	c.dealerMu.Lock()
-	if c.dealer != nil {
-		c.dealer.Close()
+	if cl, ok := c.dealer.(io.Closer); ok {
+		cl.Close()
 	}
 	c.dealerMu.Unlock()
 	var err error
@@ -289,7 +301,7 @@ func (c *Client) Close() error {
 // Manifest returns the cluster manifest the client trusts.
 func (c *Client) Manifest() *trust.Manifest { return c.m }
 
-func (c *Client) signTimeout() time.Duration { return c.cfg.SignTimeout.Or(DefaultSignTimeout) }
+func (c *Client) signTimeout() time.Duration { return c.cfg.SignTimeout.Or(config.DefaultSignTimeout) }
 
 // withDefault gives ctx a deadline d from now when it has none.
 func withDefault(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
@@ -299,54 +311,10 @@ func withDefault(ctx context.Context, d time.Duration) (context.Context, context
 	return context.WithTimeout(ctx, d)
 }
 
-// call seals body for node, sends it to the node's rpc queue and opens the reply, checking that
-// it comes from that node and answers this request.
-func (c *Client) call(ctx context.Context, node trust.Member, queue string, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
-	dl, _ := ctx.Deadline()
-	ttl := time.Until(dl)
-	if ttl <= 0 {
-		return nil, context.DeadlineExceeded
-	}
-	raw, msgID, err := c.sealer.SealTo(node, bt, body, ttl)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := c.getConn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rep, err := conn.Call(ctx, queue, raw)
-	if err != nil {
-		return nil, err
-	}
-	op, err := c.opener.Open(rep)
-	if err != nil {
-		return nil, fmt.Errorf("client: reply from %s rejected: %w", node.ID, err)
-	}
-	if op.Sender.ID != node.ID || string(op.InReplyTo) != string(msgID) {
-		return nil, fmt.Errorf("client: reply to another request, or from %s instead of %s", op.Sender.ID, node.ID)
-	}
-	if op.Type == tchsmpb.BodyType_BODY_TYPE_ERROR {
-		e := op.Message.(*tchsmpb.Error)
-		return op, &NodeError{Node: node.ID, Code: e.GetCode(), Message: e.GetMessage()}
-	}
-	return op, nil
-}
-
-// NodeError is an error a node answered with.
-type NodeError struct {
-	Node    string
-	Code    tchsmpb.Error_Code
-	Message string
-}
-
-func (e *NodeError) Error() string {
-	return fmt.Sprintf("client: node %s: %v: %s", e.Node, e.Code, e.Message)
-}
-
-func (e *NodeError) Is(target error) bool {
-	return target == ErrKeyNotFound && e.Code == tchsmpb.Error_UNKNOWN_KEY ||
-		target == ErrInvalidInput && e.Code == tchsmpb.Error_BAD_REQUEST
+// call sends body to member node at address at (see rpc.Caller.Call). A sealed Error answer
+// comes back as an *rpc.Error, which errors.Is maps to ErrKeyNotFound and ErrInvalidInput.
+func (c *Client) call(ctx context.Context, node trust.Member, at transport.Address, body proto.Message) (*trust.Opened, error) {
+	return c.caller.Call(ctx, node, at, body)
 }
 
 // ---- keys
@@ -379,7 +347,7 @@ func (c *Client) refreshKeys(ctx context.Context) error {
 	results := make(chan res, len(c.m.Nodes))
 	for _, n := range c.m.Nodes {
 		go func() {
-			op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{})
+			op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.ListKeys{})
 			if err != nil {
 				c.noteFailure(n.ID, err)
 				results <- res{err: err}
@@ -505,7 +473,7 @@ func (c *Client) PublicKey(ctx context.Context, id string) (scheme.PublicKey, er
 
 // GenerateKey has the dealer create a key and waits until at least k nodes hold their shares.
 func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error) {
-	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(DefaultKeygenTimeout))
+	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(config.DefaultKeygenTimeout))
 	defer cancel()
 	if req.Algorithm != scheme.Unspecified && req.Algorithm != scheme.ShoupRSA {
 		// Only the dealer makes keys today, and it deals RSA keys.
@@ -527,9 +495,6 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 	}
 	if d != nil {
 		rec, acked, missing, err = d.GenerateKey(ctx, req.Bits, req.E, req.Label, req.P11ID)
-		if errors.Is(err, dealer.ErrInvalid) {
-			return KeyInfo{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
-		}
 		if err != nil {
 			return KeyInfo{}, err
 		}
@@ -538,8 +503,7 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 		if len(dealers) == 0 {
 			return KeyInfo{}, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
 		}
-		op, err := c.call(ctx, dealers[0], transport.DealerRPCQueue(c.m.ClusterID), tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
-			&tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
+		op, err := c.call(ctx, dealers[0], transport.Dealer, &tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
 		if errors.Is(err, ErrInvalidInput) { // the dealer refused the request as bad
 			return KeyInfo{}, fmt.Errorf("dealer: %w", err)
 		}
@@ -593,7 +557,7 @@ func (c *Client) DeleteKey(ctx context.Context, id string) error {
 	ctx, cancel := withDefault(ctx, c.signTimeout())
 	defer cancel()
 	body := &tchsmpb.DeleteKey{KeyId: id}
-	raw, err := c.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, body, trust.DurableMaxTTL)
+	raw, _, err := c.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, body, trust.DurableMaxTTL)
 	if err != nil {
 		return err
 	}
@@ -602,10 +566,7 @@ func (c *Client) DeleteKey(ctx context.Context, id string) error {
 		return err
 	}
 	for _, n := range c.m.Nodes {
-		if _, err := conn.DeclareNode(ctx, n.ID); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		if err := conn.PublishDurable(ctx, transport.NodeControlQueue(c.m.ClusterID, n.ID), raw); err != nil {
+		if err := conn.Publish(ctx, transport.Node(n.ID), raw); err != nil {
 			return fmt.Errorf("%w: deleting on %s: %v", ErrUnavailable, n.ID, err)
 		}
 	}
@@ -641,7 +602,7 @@ func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
 			defer wg.Done()
 			st := NodeStatus{ID: n.ID, Index: n.Index}
 			t0 := time.Now()
-			op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
+			op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.HealthRequest{})
 			st.Latency = time.Since(t0)
 			if err != nil {
 				st.Err = err.Error()
@@ -798,9 +759,9 @@ func (c *Client) track(nodeID string) func() {
 	}
 }
 
-// Conn returns the client's broker connection (for an in-process dealer), waiting for it until
-// ctx ends.
-func (c *Client) Conn(ctx context.Context) (*transport.Conn, error) { return c.getConn(ctx) }
+// Transport returns the client's transport (for an in-process dealer), waiting for the broker
+// connection until ctx ends.
+func (c *Client) Transport(ctx context.Context) (transport.Transport, error) { return c.getConn(ctx) }
 
 // AddRecord verifies a dealer-signed key record and adds the key to the cache.
 func (c *Client) AddRecord(rec *tchsmpb.SignedKeyRecord) (KeyInfo, error) {

@@ -335,8 +335,7 @@ func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 // askShare sends one SignRequest and checks the answer's form: from the right node, for the
 // right key, with the node's own index.
 func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, payload []byte) (scheme.Reply, error) {
-	op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST,
-		&tchsmpb.SignRequest{KeyId: keyID, Payload: payload})
+	op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.SignRequest{KeyId: keyID, Payload: payload})
 	if err != nil {
 		return scheme.Reply{}, err
 	}
@@ -349,8 +348,7 @@ func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, pay
 
 // askAudit sends the audit round's request (a ProofRequest) and checks the answer's form.
 func (c *Client) askAudit(ctx context.Context, n trust.Member, keyID string, payload []byte) (scheme.Reply, error) {
-	op, err := c.call(ctx, n, transport.NodeRPCQueue(c.m.ClusterID, n.ID), tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST,
-		&tchsmpb.ProofRequest{KeyId: keyID, Payload: payload, Indices: []uint32{uint32(n.Index)}})
+	op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.ProofRequest{KeyId: keyID, Payload: payload, Indices: []uint32{uint32(n.Index)}})
 	if err != nil {
 		return scheme.Reply{}, err
 	}

@@ -53,6 +53,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -98,14 +100,15 @@ type Dealer struct {
 	id      *trust.Identity
 	sealer  *trust.Sealer
 	opener  *trust.Opener
-	conn    *transport.Conn
+	conn    transport.Transport
+	caller  *rpc.Caller
 	pool    *primePool
 	started time.Time
 }
 
 // New loads the dealer's manifest and identity and starts its prime pool (stop it with Close).
-// conn is a connection to the cluster's broker, the caller's own: the dealer does not close it.
-func New(cfg *config.Dealer, conn *transport.Conn, opts Options) (*Dealer, error) {
+// conn carries its messages; it is the caller's own: the dealer does not close it.
+func New(cfg *config.Dealer, conn transport.Transport, opts Options) (*Dealer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -114,11 +117,10 @@ func New(cfg *config.Dealer, conn *transport.Conn, opts Options) (*Dealer, error
 	}
 	d := &Dealer{cfg: cfg, opts: opts, log: opts.Logger, conn: conn, started: time.Now()}
 	if d.log == nil {
-		var lvl slog.Level
-		if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil && cfg.LogLevel != "" {
-			return nil, fmt.Errorf("dealer: log level: %w", err)
+		var err error
+		if d.log, _, err = logging.Open("", cfg.LogLevel, os.Stderr); err != nil {
+			return nil, fmt.Errorf("dealer: %w", err)
 		}
-		d.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	}
 	m, err := trust.LoadManifest(cfg.Manifest)
 	if err != nil {
@@ -140,6 +142,8 @@ func New(cfg *config.Dealer, conn *transport.Conn, opts Options) (*Dealer, error
 	if d.opener, err = trust.NewOpener(m, trust.WithIdentity(id)); err != nil {
 		return nil, err
 	}
+	d.caller = &rpc.Caller{Sealer: d.sealer, Opener: d.opener,
+		Transport: func(context.Context) (transport.Transport, error) { return d.conn, nil }}
 	bits := cfg.PoolBits
 	if len(bits) == 0 {
 		bits = []int{DefaultPoolBits}
@@ -302,7 +306,7 @@ func (d *Dealer) deal(ctx context.Context, key *shoup.Key, safe bool, label stri
 			return nil, nil, nil, fmt.Errorf("dealer: encrypting %s's share: %w", node.ID, err)
 		}
 		s.Wipe()
-		env, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
+		env, _, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
 			&tchsmpb.KeyShareDelivery{SignedRecord: signed, Recipient: node.ID, Enc: enc, Ciphertext: ct}, trust.DurableMaxTTL)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("dealer: %w", err)
@@ -355,16 +359,12 @@ func (d *Dealer) publishAll(ctx context.Context, envs map[string][]byte, log *sl
 }
 
 func (d *Dealer) publish(ctx context.Context, nodeID string, env []byte) error {
-	q, err := d.conn.DeclareNode(ctx, nodeID)
-	if err != nil {
-		return err
-	}
-	return d.conn.PublishDurable(ctx, q.Control, env)
+	return d.conn.Publish(ctx, transport.Node(nodeID), env)
 }
 
 // publishDelete sends DeleteKey to the control queues of nodes.
 func (d *Dealer) publishDelete(ctx context.Context, keyID string, nodes []string) (ok, failed []string, err error) {
-	env, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: keyID}, trust.DurableMaxTTL)
+	env, _, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: keyID}, trust.DurableMaxTTL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dealer: %w", err)
 	}
@@ -471,57 +471,24 @@ func (d *Dealer) nodeHas(ctx context.Context, nodeID, keyID string) (bool, error
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	h := new(tchsmpb.Health)
-	if err := d.call(ctx, nodeID, d.conn.NodeRPCQueue(nodeID), tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{}, h); err != nil {
+	if err := d.call(ctx, nodeID, &tchsmpb.HealthRequest{}, h); err != nil {
 		return false, err
 	}
 	return slices.Contains(h.GetKeyIds(), keyID), nil
 }
 
-// call sends a sealed request to a node and opens its reply into out. A sealed Error reply is
-// returned as a *NodeError.
-func (d *Dealer) call(ctx context.Context, nodeID, queue string, bt tchsmpb.BodyType, body, out proto.Message) error {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return fmt.Errorf("dealer: call without deadline")
+// call sends a request to a node and opens its answer into out. A sealed Error answer is
+// returned as an *rpc.Error.
+func (d *Dealer) call(ctx context.Context, nodeID string, body, out proto.Message) error {
+	n, ok := d.m.Lookup(nodeID)
+	if !ok || n.Role != trust.RoleNode {
+		return fmt.Errorf("dealer: %s is not a node of the manifest", nodeID)
 	}
-	ttl := time.Until(dl)
-	if ttl <= 0 {
-		return context.DeadlineExceeded
-	}
-	raw, err := d.sealer.Seal(bt, body, ttl)
+	op, err := d.caller.Call(ctx, n, transport.Node(nodeID), body)
 	if err != nil {
 		return err
-	}
-	var env tchsmpb.Envelope
-	if err := proto.Unmarshal(raw, &env); err != nil {
-		return err
-	}
-	rep, err := d.conn.Call(ctx, queue, raw)
-	if err != nil {
-		return err
-	}
-	op, err := d.opener.Open(rep)
-	if err != nil {
-		return fmt.Errorf("dealer: reply from %s rejected: %w", nodeID, err)
-	}
-	if op.Sender.ID != nodeID || subtle.ConstantTimeCompare(op.InReplyTo, env.MessageId) != 1 {
-		return fmt.Errorf("dealer: reply to another request, or from %s instead of %s", op.Sender.ID, nodeID)
-	}
-	if e, ok := op.Message.(*tchsmpb.Error); ok {
-		return &NodeError{Node: nodeID, Code: e.GetCode(), Message: e.GetMessage()}
 	}
 	return op.Unmarshal(out)
-}
-
-// NodeError is a sealed Error a node answered with.
-type NodeError struct {
-	Node    string
-	Code    tchsmpb.Error_Code
-	Message string
-}
-
-func (e *NodeError) Error() string {
-	return fmt.Sprintf("dealer: node %s: %v: %s", e.Node, e.Code, e.Message)
 }
 
 func wipeInt(x *big.Int) {

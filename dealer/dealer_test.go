@@ -36,7 +36,7 @@ func TestServiceGenerateAndDelete(t *testing.T) {
 		}
 	})
 	client := c.Peer("client-1")
-	q := transport.DealerRPCQueue(c.Manifest.ClusterID)
+	q := transport.Dealer
 	var op *trust.Opened
 	var err error
 	// The service may take a moment to subscribe.
@@ -205,7 +205,7 @@ func TestRunAndMissing(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- dealer.Run(ctx, &cfg, dealer.Options{Logger: c.Logger, NoPool: true}) }()
 	client := c.Peer("client-1")
-	q := transport.DealerRPCQueue(c.Manifest.ClusterID)
+	q := transport.Dealer
 	var op *trust.Opened
 	var err error
 	for range 100 {

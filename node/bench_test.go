@@ -39,7 +39,7 @@ func benchNode(b *testing.B, workers int) (*nodetest.Peer, string, []byte) {
 	return c.Peer("client-1"), rec.KeyId, payload
 }
 
-func signOnce(b *testing.B, p *nodetest.Peer, q, keyID string, payload []byte, proof bool) {
+func signOnce(b *testing.B, p *nodetest.Peer, q transport.Address, keyID string, payload []byte, proof bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := p.Call(ctx, "node-1", q, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST,
@@ -60,7 +60,7 @@ func BenchmarkSignRequest_2048(b *testing.B) {
 		}
 		b.Run(name+"/serial", func(b *testing.B) {
 			p, keyID, payload := benchNode(b, 2)
-			q := transport.NodeRPCQueue(p.Sealer.ClusterID, "node-1")
+			q := transport.Node("node-1")
 			b.ResetTimer()
 			for b.Loop() {
 				signOnce(b, p, q, keyID, payload, proof)
@@ -69,7 +69,7 @@ func BenchmarkSignRequest_2048(b *testing.B) {
 		})
 		b.Run(name+"/parallel", func(b *testing.B) {
 			p, keyID, payload := benchNode(b, 2)
-			q := transport.NodeRPCQueue(p.Sealer.ClusterID, "node-1")
+			q := transport.Node("node-1")
 			b.SetParallelism(4)
 			b.ResetTimer()
 			t0 := time.Now()

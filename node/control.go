@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
@@ -39,7 +40,7 @@ func (n *node) handleControl(ctx context.Context, body []byte) (err error) {
 	}
 	op, err := opener.Open(body)
 	if err != nil {
-		return n.permanent(claimedSender(body), "unopened", err.Error())
+		return n.permanent(rpc.ClaimedSender(body), "unopened", err.Error())
 	}
 	switch m := op.Message.(type) {
 	case *tchsmpb.KeyShareDelivery:

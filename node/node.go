@@ -65,7 +65,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
 	"github.com/tchsm/tchsm/scheme"
@@ -92,6 +95,9 @@ type Options struct {
 	ShareHook func(*scheme.Reply)
 	// Registerer, when set, receives the node's Prometheus metrics as well as its own /metrics.
 	Registerer prometheus.Registerer
+	// Transport, when set, carries the node's messages instead of a broker connection made
+	// from cfg's amqp section (tests use an in-memory one). Run closes it when it returns.
+	Transport transport.Transport
 }
 
 // node is one running signing node.
@@ -104,8 +110,9 @@ type node struct {
 	self    trust.Member
 	sealer  *trust.Sealer
 	opener  *trust.Opener
+	rpc     *rpc.Server
 	store   *store.Store
-	conn    *transport.Conn
+	conn    transport.Transport
 	metrics *metrics
 	started time.Time
 
@@ -124,40 +131,33 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	}
 	n := &node{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), exps: make(chan struct{}, cfg.WorkerCount())}
 	if n.log == nil {
-		var lvl slog.Level
-		if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil && cfg.LogLevel != "" {
-			return fmt.Errorf("node: log level: %w", err)
+		var err error
+		if n.log, _, err = logging.Open("", cfg.LogLevel, os.Stderr); err != nil {
+			return fmt.Errorf("node: %w", err)
 		}
-		n.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	}
 	if err := n.load(); err != nil {
 		return err
 	}
 	defer n.store.Close()
-	n.log = n.log.With("node", n.id.ID)
 	n.metrics = newMetrics(opts.Registerer)
 	n.metrics.keys.Set(float64(n.store.Len()))
 
-	tc, err := cfg.AMQP.Transport(n.m.ClusterID, "tchsm-node-"+n.id.ID)
-	if err != nil {
-		return err
-	}
-	tc.Logger = n.log
-	n.conn, err = transport.Dial(ctx, tc)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+	if n.conn = opts.Transport; n.conn == nil {
+		tc, err := rabbitmq.FromConfig(cfg.AMQP, n.m.ClusterID, "tchsm-node-"+n.id.ID)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("node: %w", err)
+		tc.Logger = n.log
+		if n.conn, err = rabbitmq.Open(ctx, tc); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("node: %w", err)
+		}
 	}
 	defer n.conn.Close()
-	q, err := n.conn.DeclareNode(ctx, n.id.ID)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("node: %w", err)
-	}
+	self := transport.Node(n.id.ID)
 
 	var metricsAddr string
 	if cfg.MetricsAddr != "" {
@@ -175,12 +175,12 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	go func() {
-		err := n.conn.Consume(ctx, q.Control, n.handleControl)
+		err := n.conn.Consume(ctx, self, n.handleControl)
 		cancel()
 		errc <- err
 	}()
 	go func() {
-		err := n.conn.Serve(ctx, q.RPC, cfg.WorkerCount(), n.handleRPC)
+		err := n.conn.Serve(ctx, self, cfg.WorkerCount(), n.handleRPC)
 		cancel()
 		errc <- err
 	}()
@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 		// Ready once both consumers are subscribed: requests reach the node from then on (its
 		// rpc queue exists only while it consumes). A failure to subscribe cancels ctx.
 		go func() {
-			if n.conn.WaitConsuming(ctx, q.RPC) == nil && n.conn.WaitConsuming(ctx, q.Control) == nil {
+			if n.conn.WaitServing(ctx, self) == nil && n.conn.WaitConsuming(ctx, self) == nil {
 				opts.Ready(metricsAddr)
 			}
 		}()
@@ -241,5 +241,7 @@ func (n *node) load() error {
 	}
 	n.m, n.id, n.self, n.opener, n.store = m, id, mem, opener, st
 	n.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
+	n.log = n.log.With("node", id.ID)
+	n.rpc = &rpc.Server{Opener: opener, Sealer: n.sealer, Log: n.log, Handle: n.dispatch, Done: n.requestDone}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
@@ -160,7 +161,7 @@ func TestLateNode(t *testing.T) {
 		t.Fatalf("acked %v missing %v", acked, missing)
 	}
 	rec, pk := nodetest.RecordKey(t, c.Manifest, signed)
-	if n := c.QueueDepth(transport.NodeControlQueue(c.Manifest.ClusterID, "node-3")); n != 1 {
+	if n := c.QueueDepth(rabbitmq.NodeControlQueue(c.Manifest.ClusterID, "node-3")); n != 1 {
 		t.Fatalf("node-3's control queue holds %d messages, want 1", n)
 	}
 	c.StartNode(3, node.Options{})
@@ -169,7 +170,7 @@ func TestLateNode(t *testing.T) {
 	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("late node"), 3, 1)
 
 	// A client may delete through the control queue too (what client.DeleteKey does).
-	del, err := client.Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId}, trust.DurableMaxTTL)
+	del, _, err := client.Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId}, trust.DurableMaxTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,10 +226,10 @@ func TestRejectedRequests(t *testing.T) {
 	rec, _ := nodetest.RecordKey(t, c.Manifest, signed)
 	client := c.Peer("client-1")
 	clientID := client.Sealer.Identity
-	q := transport.NodeRPCQueue(c.Manifest.ClusterID, "node-1")
+	q := transport.Node("node-1")
 	good := &tchsmpb.SignRequest{KeyId: rec.KeyId, Payload: []byte("hello")}
 	seal := func(s *trust.Sealer) []byte {
-		raw, err := s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, good, 10*time.Second)
+		raw, _, err := s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, good, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -349,13 +350,13 @@ func TestRejectedDeliveries(t *testing.T) {
 	op2.Unmarshal(&ksd2)
 	ksd2.Recipient = "node-1"
 	dealerIdent := c.Identity("dealer")
-	readdressed, _ := (&trust.Sealer{Identity: dealerIdent, ClusterID: cid}).Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, &ksd2, time.Hour)
+	readdressed, _, _ := (&trust.Sealer{Identity: dealerIdent, ClusterID: cid}).Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, &ksd2, time.Hour)
 	// The good record, but signed by the client instead of the dealer.
 	fakeSigned := proto.Clone(ksd.SignedRecord).(*tchsmpb.SignedKeyRecord)
 	fakeSigned.Dealer = "client-1"
 	fakeRec := proto.Clone(&ksd).(*tchsmpb.KeyShareDelivery)
 	fakeRec.SignedRecord = fakeSigned
-	fakeRecEnv, _ := (&trust.Sealer{Identity: dealerIdent, ClusterID: cid}).Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, fakeRec, time.Hour)
+	fakeRecEnv, _, _ := (&trust.Sealer{Identity: dealerIdent, ClusterID: cid}).Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, fakeRec, time.Hour)
 
 	rejects := map[string][]byte{
 		"share does not match vk":  bad.Deliveries["node-1"],
@@ -372,7 +373,7 @@ func TestRejectedDeliveries(t *testing.T) {
 		t.Log("publishing:", name)
 		c.Publish(conn, 1, raw)
 	}
-	dead := transport.NodeDeadQueue(cid, "node-1")
+	dead := rabbitmq.NodeDeadQueue(cid, "node-1")
 	eventually(t, 20*time.Second, func() error {
 		if n := c.QueueDepth(dead); n != len(rejects) {
 			return fmt.Errorf("dead-letter queue holds %d, want %d", n, len(rejects))
@@ -385,7 +386,7 @@ func TestRejectedDeliveries(t *testing.T) {
 	// The genuine delivery is stored, and node-1 signs with it.
 	c.Publish(conn, 1, good.Deliveries["node-1"])
 	eventually(t, 10*time.Second, func() error { return hasKey(client, t, 1, good.Record.KeyId) })
-	if n := c.QueueDepth(transport.NodeControlQueue(cid, "node-1")); n != 0 {
+	if n := c.QueueDepth(rabbitmq.NodeControlQueue(cid, "node-1")); n != 0 {
 		t.Fatalf("control queue holds %d", n)
 	}
 }
@@ -444,7 +445,7 @@ func TestDelete(t *testing.T) {
 	// node-3 finds the delete waiting in its queue.
 	eventually(t, 10*time.Second, func() error {
 		for i := 1; i <= 3; i++ {
-			if c.QueueDepth(transport.NodeControlQueue(c.Manifest.ClusterID, c.NodeID(i))) != 0 {
+			if c.QueueDepth(rabbitmq.NodeControlQueue(c.Manifest.ClusterID, c.NodeID(i))) != 0 {
 				return fmt.Errorf("node-%d's control queue is not empty", i)
 			}
 		}
@@ -455,7 +456,7 @@ func TestDelete(t *testing.T) {
 		if err != nil || slices.Contains(ids, id) {
 			t.Fatalf("node %d lists %v (%v) after delete", i, ids, err)
 		}
-		if n := c.QueueDepth(transport.NodeDeadQueue(c.Manifest.ClusterID, c.NodeID(i))); n != 0 {
+		if n := c.QueueDepth(rabbitmq.NodeDeadQueue(c.Manifest.ClusterID, c.NodeID(i))); n != 0 {
 			t.Errorf("node %d dead-lettered %d messages", i, n)
 		}
 	}

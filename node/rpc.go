@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
@@ -22,109 +23,53 @@ import (
 )
 
 // ErrRejected is the error (sent back as a plain transport error) for requests that do not open.
-var ErrRejected = errors.New("node: request rejected")
-
-// reqError is a failure answered with a sealed Error body.
-type reqError struct {
-	code  tchsmpb.Error_Code
-	msg   string
-	keyID string
-}
-
-func (e *reqError) Error() string { return fmt.Sprintf("node: %v: %s", e.code, e.msg) }
-
-// proto is the Error body that answers e.
-func (e *reqError) proto() *tchsmpb.Error {
-	return &tchsmpb.Error{Code: e.code, Message: e.msg, KeyId: e.keyID}
-}
-
-func fail(code tchsmpb.Error_Code, keyID, format string, args ...any) *reqError {
-	return &reqError{code: code, keyID: keyID, msg: fmt.Sprintf(format, args...)}
-}
-
-// openSentinels are the categories a rejected request is told about.
-var openSentinels = []error{trust.ErrMalformed, trust.ErrWrongCluster, trust.ErrUnknownSender, trust.ErrBadSignature,
-	trust.ErrUnauthorized, trust.ErrExpired, trust.ErrReplay, trust.ErrReplayCacheFull}
-
-func sentinel(err error) error {
-	for _, s := range openSentinels {
-		if errors.Is(err, s) {
-			return s
-		}
-	}
-	return trust.ErrMalformed
-}
-
-// claimedSender returns the sender an envelope claims to come from, for logs only.
-func claimedSender(raw []byte) string {
-	var env tchsmpb.Envelope
-	if proto.Unmarshal(raw, &env) != nil {
-		return "?"
-	}
-	s := env.GetSender()
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return strings.ToValidUTF8(s, "?")
-}
+var ErrRejected = rpc.ErrRejected
 
 // handleRPC serves one request of the rpc queue.
-func (n *node) handleRPC(ctx context.Context, d transport.Delivery) (reply []byte, err error) {
+func (n *node) handleRPC(ctx context.Context, d transport.Delivery) ([]byte, error) {
 	n.metrics.inFlight.Inc()
 	n.inFlight.Add(1)
 	defer func() {
 		n.inFlight.Add(-1)
 		n.metrics.inFlight.Dec()
 	}()
-	op, err := n.opener.Open(d.Body)
-	if err != nil {
-		s := sentinel(err)
-		n.log.Warn("request rejected", "claimed_sender", claimedSender(d.Body), "reason", err.Error())
-		n.metrics.requests.WithLabelValues("rejected", "rejected").Inc()
-		return nil, fmt.Errorf("%w: %w", ErrRejected, s)
-	}
-	typ := strings.ToLower(strings.TrimPrefix(op.Type.String(), "BODY_TYPE_"))
-	defer func() {
-		// Last resort: nothing in a request may take the node down.
-		if r := recover(); r != nil {
-			reply, err = n.sealError(op, n.internalError(op, typ, r))
-		}
-	}()
-	body, rerr := n.dispatch(ctx, op)
-	if rerr != nil {
-		n.countFailure(op, typ, rerr)
-		return n.sealError(op, rerr)
-	}
-	n.metrics.requests.WithLabelValues(typ, "ok").Inc()
-	out, err := n.sealer.Reply(op, tchsmpb.BodyTypeOf(body), body, replyTTL(op))
-	if err != nil {
-		n.log.Error("sealing reply", "err", err)
-		return nil, fmt.Errorf("node: internal error")
-	}
-	return out, nil
+	return n.rpc.Serve(ctx, d)
 }
 
-// internalError logs and counts a panic recovered while serving a request of type typ (nothing
-// in a request may take the node down) and returns the INTERNAL error that answers it.
-func (n *node) internalError(op *trust.Opened, typ string, r any) *reqError {
-	n.log.Error("panic while serving a request", "sender", op.Sender.ID, "type", typ,
-		"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
-	n.metrics.requests.WithLabelValues(typ, "internal").Inc()
-	return fail(tchsmpb.Error_INTERNAL, "", "internal error")
+// requestDone counts every request and logs the failed ones (rpc.Server.Done).
+func (n *node) requestDone(op *trust.Opened, typ string, f *rpc.Failure) {
+	switch {
+	case op == nil:
+		n.metrics.requests.WithLabelValues("rejected", "rejected").Inc()
+	case f == nil:
+		n.metrics.requests.WithLabelValues(typ, "ok").Inc()
+	default:
+		n.countFailure(op, typ, f)
+	}
 }
 
 // countFailure counts and logs a request that was answered with an Error.
-func (n *node) countFailure(op *trust.Opened, typ string, rerr *reqError) {
-	result := strings.ToLower(rerr.code.String())
+func (n *node) countFailure(op *trust.Opened, typ string, f *rpc.Failure) {
+	result := strings.ToLower(f.Code.String())
 	n.metrics.requests.WithLabelValues(typ, result).Inc()
-	if rerr.keyID != "" {
-		n.metrics.keyErrors.WithLabelValues(n.keyLabel(rerr.keyID), result).Inc()
+	if f.KeyID != "" {
+		n.metrics.keyErrors.WithLabelValues(n.keyLabel(f.KeyID), result).Inc()
 	}
 	lvl := n.log.Debug
-	if rerr.code == tchsmpb.Error_INTERNAL {
+	if f.Code == tchsmpb.Error_INTERNAL {
 		lvl = n.log.Error
 	}
-	lvl("request failed", "sender", op.Sender.ID, "type", typ, "code", rerr.code.String(), "key", rerr.keyID, "reason", rerr.msg)
+	lvl("request failed", "sender", op.Sender.ID, "type", typ, "code", f.Code.String(), "key", f.KeyID, "reason", f.Msg)
+}
+
+// internalError logs and counts a panic recovered while serving one request of a batch (the
+// rpc.Server does the same for whole requests) and returns the INTERNAL failure that answers it.
+func (n *node) internalError(op *trust.Opened, typ string, r any) *rpc.Failure {
+	n.log.Error("panic while serving a request", "sender", op.Sender.ID, "type", typ,
+		"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+	f := rpc.Fail(tchsmpb.Error_INTERNAL, "", "internal error")
+	n.countFailure(op, typ, f)
+	return f
 }
 
 // keyLabel keeps the metrics' key label bounded: only keys the node holds get their own label.
@@ -135,23 +80,7 @@ func (n *node) keyLabel(id string) string {
 	return "unknown"
 }
 
-func replyTTL(op *trust.Opened) time.Duration {
-	return min(max(time.Until(op.Deadline), time.Second), trust.DefaultMaxTTL)
-}
-
-func (n *node) sealError(op *trust.Opened, e *reqError) ([]byte, error) {
-	out, err := n.sealer.Reply(op, tchsmpb.BodyType_BODY_TYPE_ERROR, e.proto(), replyTTL(op))
-	if err != nil {
-		n.log.Error("sealing error reply", "err", err)
-		return nil, fmt.Errorf("node: internal error")
-	}
-	return out, nil
-}
-
-func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *reqError) {
-	if ctx.Err() != nil {
-		return nil, fail(tchsmpb.Error_EXPIRED, "", "deadline passed before the request was served")
-	}
+func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *rpc.Failure) {
 	switch m := op.Message.(type) {
 	case *tchsmpb.SignRequest:
 		return n.sign(ctx, op, m)
@@ -175,31 +104,31 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 	case *tchsmpb.DeleteKey:
 		id := m.GetKeyId()
 		if !trust.ValidKeyID(id) {
-			return nil, fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
+			return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
 		}
 		had, err := n.store.Delete(id)
 		if err != nil {
-			return nil, fail(tchsmpb.Error_INTERNAL, id, "store failure")
+			return nil, rpc.Fail(tchsmpb.Error_INTERNAL, id, "store failure")
 		}
 		n.metrics.keys.Set(float64(n.store.Len()))
 		n.log.Info("key deleted", "key", id, "by", op.Sender.ID, "held", had)
 		return &tchsmpb.DeleteKeyAck{KeyId: id, Node: n.id.ID, Ok: true}, nil
 	default:
-		return nil, fail(tchsmpb.Error_BAD_REQUEST, "", "%v is not served on the rpc queue", op.Type)
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%v is not served on the rpc queue", op.Type)
 	}
 }
 
 // key returns a stored key for a request.
-func (n *node) key(id string) (*store.Key, *reqError) {
+func (n *node) key(id string) (*store.Key, *rpc.Failure) {
 	if !trust.ValidKeyID(id) {
-		return nil, fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
 	}
 	k, err := n.store.Get(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fail(tchsmpb.Error_UNKNOWN_KEY, id, "no share of this key on %s", n.id.ID)
+		return nil, rpc.Fail(tchsmpb.Error_UNKNOWN_KEY, id, "no share of this key on %s", n.id.ID)
 	}
 	if err != nil {
-		return nil, fail(tchsmpb.Error_UNAVAILABLE, id, "store unavailable")
+		return nil, rpc.Fail(tchsmpb.Error_UNAVAILABLE, id, "store unavailable")
 	}
 	return k, nil
 }
@@ -207,15 +136,15 @@ func (n *node) key(id string) (*store.Key, *reqError) {
 // respond answers one round of a signing session with the stored key's participant (the node
 // builds everything it signs from the key's own record), once the node has fewer than its
 // worker count running.
-func (n *node) respond(k *store.Key, req scheme.Request) (scheme.Reply, *reqError) {
+func (n *node) respond(k *store.Key, req scheme.Request) (scheme.Reply, *rpc.Failure) {
 	rep, err := n.runRespond(k, req)
 	switch {
 	case errors.Is(err, scheme.ErrInvalidRequest):
-		return scheme.Reply{}, fail(tchsmpb.Error_BAD_REQUEST, k.ID, "%v", err)
+		return scheme.Reply{}, rpc.Fail(tchsmpb.Error_BAD_REQUEST, k.ID, "%v", err)
 	case err != nil && req.Audit:
-		return scheme.Reply{}, fail(tchsmpb.Error_INTERNAL, k.ID, "proof failed")
+		return scheme.Reply{}, rpc.Fail(tchsmpb.Error_INTERNAL, k.ID, "proof failed")
 	case err != nil:
-		return scheme.Reply{}, fail(tchsmpb.Error_INTERNAL, k.ID, "signing failed")
+		return scheme.Reply{}, rpc.Fail(tchsmpb.Error_INTERNAL, k.ID, "signing failed")
 	}
 	if n.opts.ShareHook != nil {
 		n.opts.ShareHook(&rep)
@@ -237,7 +166,7 @@ func shareProof(rep scheme.Reply) *tchsmpb.ShareProof {
 	return &tchsmpb.ShareProof{C: rep.Proof[0], Z: rep.Proof[1]}
 }
 
-func (n *node) sign(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequest) (proto.Message, *reqError) {
+func (n *node) sign(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequest) (proto.Message, *rpc.Failure) {
 	k, rerr := n.key(req.GetKeyId())
 	if rerr != nil {
 		return nil, rerr
@@ -254,7 +183,7 @@ func (n *node) sign(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequ
 	}
 	n.metrics.signSeconds.Observe(time.Since(t0).Seconds())
 	if ctx.Err() != nil {
-		return nil, fail(tchsmpb.Error_EXPIRED, k.ID, "deadline passed while signing")
+		return nil, rpc.Fail(tchsmpb.Error_EXPIRED, k.ID, "deadline passed while signing")
 	}
 	return out, nil
 }
@@ -265,10 +194,10 @@ const MaxBatch = config.MaxBatch
 // signBatch serves the requests of a batch in parallel (the exps semaphore bounds the node's
 // exponentiations) and answers each with a share or an Error, in order. Each request counts in
 // the metrics as a sign_request of its own.
-func (n *node) signBatch(ctx context.Context, op *trust.Opened, b *tchsmpb.SignBatch) (proto.Message, *reqError) {
+func (n *node) signBatch(ctx context.Context, op *trust.Opened, b *tchsmpb.SignBatch) (proto.Message, *rpc.Failure) {
 	reqs := b.GetRequests()
 	if len(reqs) == 0 || len(reqs) > MaxBatch {
-		return nil, fail(tchsmpb.Error_BAD_REQUEST, "", "a batch holds 1 to %d requests, not %d", MaxBatch, len(reqs))
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "a batch holds 1 to %d requests, not %d", MaxBatch, len(reqs))
 	}
 	out := &tchsmpb.SignBatchResult{Results: make([]*tchsmpb.SignBatchItem, len(reqs))}
 	var next atomic.Int64
@@ -289,23 +218,23 @@ func (n *node) signBatch(ctx context.Context, op *trust.Opened, b *tchsmpb.SignB
 func (n *node) batchItem(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequest) (item *tchsmpb.SignBatchItem) {
 	defer func() {
 		if r := recover(); r != nil {
-			item = &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: n.internalError(op, "sign_request", r).proto()}}
+			item = &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: n.internalError(op, "sign_request", r).Proto()}}
 		}
 	}()
 	var body proto.Message
-	rerr := fail(tchsmpb.Error_EXPIRED, req.GetKeyId(), "deadline passed before the request was served")
+	rerr := rpc.Fail(tchsmpb.Error_EXPIRED, req.GetKeyId(), "deadline passed before the request was served")
 	if ctx.Err() == nil {
 		body, rerr = n.sign(ctx, op, req)
 	}
 	if rerr != nil {
 		n.countFailure(op, "sign_request", rerr)
-		return &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: rerr.proto()}}
+		return &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Error{Error: rerr.Proto()}}
 	}
 	n.metrics.requests.WithLabelValues("sign_request", "ok").Inc()
 	return &tchsmpb.SignBatchItem{Result: &tchsmpb.SignBatchItem_Share{Share: body.(*tchsmpb.SignatureShare)}}
 }
 
-func (n *node) prove(ctx context.Context, op *trust.Opened, req *tchsmpb.ProofRequest) (proto.Message, *reqError) {
+func (n *node) prove(ctx context.Context, op *trust.Opened, req *tchsmpb.ProofRequest) (proto.Message, *rpc.Failure) {
 	k, rerr := n.key(req.GetKeyId())
 	if rerr != nil {
 		return nil, rerr
@@ -315,7 +244,7 @@ func (n *node) prove(ctx context.Context, op *trust.Opened, req *tchsmpb.ProofRe
 		return nil, rerr
 	}
 	if ctx.Err() != nil {
-		return nil, fail(tchsmpb.Error_EXPIRED, k.ID, "deadline passed while proving")
+		return nil, rpc.Fail(tchsmpb.Error_EXPIRED, k.ID, "deadline passed while proving")
 	}
 	return &tchsmpb.Proof{KeyId: k.ID, Index: uint32(k.Share.Index()), X: rep.Payload, Proof: shareProof(rep)}, nil
 }

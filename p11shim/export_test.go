@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/p11shim/token"
 )
 
@@ -69,10 +74,58 @@ func TestInitializeBadConfig(t *testing.T) {
 	if err := initialize(filepath.Join(dir, "missing.json")); uint64(rvOf(err)) != 0x6 {
 		t.Fatalf("initialize(missing) = %v", err)
 	}
+	// An error in the client part of the file is a configuration error too.
+	if err := os.WriteFile(p, []byte(`{"manifest": "m", "identity": "i", "sign_timout": "1s"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := initialize(p); !errors.Is(err, token.ErrConfig) || uint64(rvOf(err)) != 0x6 {
+		t.Fatalf("initialize(client part) = %v", err)
+	}
 	if _, err := active(); !errors.Is(err, errNotInitialized) {
 		t.Fatal(err)
 	}
 	if err := finalize(); !errors.Is(err, errNotInitialized) {
+		t.Fatal(err)
+	}
+}
+
+// C_Initialize parses the client file once: the cluster client gets the same parsed file the
+// token's settings and the module's log come from.
+func TestInitializeLoadsOnce(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "client.json")
+	if err := os.WriteFile(p, []byte(`{"manifest": "m.json", "identity": "id.json", "sign_timeout": "4s",
+		"pkcs11": {"token_label": "ods", "log_file": "pkcs11.log", "log_level": "debug"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got *config.Client
+	orig := openBackend
+	t.Cleanup(func() { openBackend = orig })
+	openBackend = func(_ context.Context, cfg *config.Client) (client.Backend, error) {
+		got = cfg
+		return nil, errors.New("no cluster in this test")
+	}
+	if err := initialize(p); err == nil || !strings.Contains(err.Error(), "no cluster in this test") {
+		t.Fatalf("initialize = %v", err)
+	}
+	if got == nil || got.Manifest != filepath.Join(dir, "m.json") || got.PKCS11 == nil || got.PKCS11.TokenLabel != "ods" {
+		t.Fatalf("backend opened with %+v", got)
+	}
+	if s := got.TokenSettings(); time.Duration(s.SignTimeout) != 4*time.Second {
+		t.Fatalf("token settings %+v", s)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "pkcs11.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatalf("log is not one JSON line: %q", b)
+	}
+	if rec["level"] != "ERROR" || rec["pid"] != float64(os.Getpid()) || !strings.Contains(fmt.Sprint(rec["err"]), "no cluster") {
+		t.Fatalf("log %v", rec)
+	}
+	if _, err := active(); !errors.Is(err, errNotInitialized) {
 		t.Fatal(err)
 	}
 }

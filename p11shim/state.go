@@ -11,19 +11,21 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/p11shim/token"
 )
 
 // DefaultConfigPath is read when TCHSM_CONFIG is not set.
 const DefaultConfigPath = "/etc/tchsm/client.json"
 
-// openTimeout bounds client.Open in C_Initialize.
+// openTimeout bounds client.New in C_Initialize.
 const openTimeout = 30 * time.Second
 
-// openBackend opens the cluster client from the client configuration file. It is a variable so
-// the seam is explicit; the module always uses client.Open.
-var openBackend = func(ctx context.Context, path string) (client.Backend, error) {
-	c, err := client.Open(ctx, path)
+// openBackend opens the cluster client with the loaded client configuration. It is a variable
+// so the seam is explicit; the module always uses client.New.
+var openBackend = func(ctx context.Context, cfg *config.Client) (client.Backend, error) {
+	c, err := client.New(ctx, cfg, client.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -57,25 +59,28 @@ func active() (*module, error) {
 	return current, nil
 }
 
-// initialize loads the configuration at path, opens the log and the backend and builds the
-// token.
+// initialize reads the client configuration file at path (once: the client's settings and the
+// token's "pkcs11" section come from the same parsed file), opens the log and the backend and
+// builds the token.
 func initialize(path string) error {
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	if current != nil {
 		return errAlreadyInitialized
 	}
-	cfg, err := token.LoadConfig(path)
-	if err != nil {
-		return err
+	var file config.Client
+	if err := config.Load(path, &file); err != nil {
+		return fmt.Errorf("%w: %w", token.ErrConfig, err)
 	}
-	log, logFile, err := openLog(cfg.LogFile, cfg.LogLevel)
+	cfg := file.TokenSettings()
+	log, logFile, err := logging.Open(cfg.LogFile, cfg.LogLevel, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("p11shim: %w", err)
 	}
+	log = log.With("pid", os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
-	b, err := openBackend(ctx, path)
+	b, err := openBackend(ctx, &file)
 	if err != nil {
 		log.Error("C_Initialize: opening the cluster client failed", "config", path, "err", err)
 		closeQuietly(logFile)
@@ -116,24 +121,4 @@ func closeQuietly(c io.Closer) {
 	if c != nil {
 		c.Close()
 	}
-}
-
-// openLog opens the log file (appending, mode 0600). No file means no logging: a PKCS#11
-// module must not write to its host's stdout or stderr.
-func openLog(path, level string) (*slog.Logger, io.Closer, error) {
-	if path == "" {
-		return slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil
-	}
-	var lv slog.Level
-	if level != "" {
-		if err := lv.UnmarshalText([]byte(level)); err != nil {
-			return nil, nil, fmt.Errorf("%w: log_level: %w", token.ErrConfig, err)
-		}
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("p11shim: opening log file: %w", err)
-	}
-	h := slog.NewTextHandler(f, &slog.HandlerOptions{Level: lv})
-	return slog.New(h).With("pid", os.Getpid()), f, nil
 }

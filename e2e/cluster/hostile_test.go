@@ -14,7 +14,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/testcluster"
-	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
@@ -86,13 +86,13 @@ func TestHostileMessages(t *testing.T) {
 	k := generate(t, c, 1024)
 	m := c.Manifest()
 	ctx := context.Background()
-	conn, err := transport.Dial(ctx, transport.Config{URL: tc.AMQPURL, ClusterID: m.ClusterID, Name: "mallory"})
+	conn, err := rabbitmq.Dial(ctx, rabbitmq.Config{URL: tc.AMQPURL, ClusterID: m.ClusterID, Name: "mallory"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	rpc := transport.NodeRPCQueue(m.ClusterID, "node-1")
-	ctl := transport.NodeControlQueue(m.ClusterID, "node-1")
+	rpc := rabbitmq.NodeRPCQueue(m.ClusterID, "node-1")
+	ctl := rabbitmq.NodeControlQueue(m.ClusterID, "node-1")
 	clientID, err := trust.ReadIdentityFile(tc.Dir+"/clients/client-1/identity.json", nil)
 	if err != nil {
 		t.Fatal(err)

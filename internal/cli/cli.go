@@ -12,8 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
+
+	"github.com/tchsm/tchsm/internal/logging"
 )
 
 type command struct {
@@ -88,11 +89,10 @@ func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// newLogger writes structured logs to stderr at level.
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+// newLogger returns a command's logger: JSON lines on w (the command's stderr) at level, with
+// the one level policy of every tchsm process (internal/logging: "" is info, an unknown level
+// an error).
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	log, _, err := logging.Open("", level, w)
+	return log, err
 }

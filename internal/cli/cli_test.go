@@ -83,11 +83,17 @@ func TestDevClusterLifecycle(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	bin := testcluster.Binary(t)
-	for _, args := range [][]string{{"frobnicate"}, {"init"}, {"keys"}, {"dev", "sideways"}, {"sign"}} {
+	for _, args := range [][]string{{"frobnicate"}, {"init"}, {"keys"}, {"dev", "sideways"}, {"sign"},
+		{"sign", "-key", "k", "-mech", "md5"}} {
 		err := exec.Command(bin, args...).Run()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 			t.Errorf("tchsm %v: %v, want exit code 2", args, err)
 		}
+	}
+	// The -mech values are the PKCS#11 token's signing mechanisms.
+	out, _ := exec.Command(bin, "sign", "-h").CombinedOutput()
+	if !strings.Contains(string(out), "raw, sha1, sha224, sha256, sha384, sha512 (raw: ") {
+		t.Errorf("sign -h:\n%s", out)
 	}
 	if err := exec.Command(bin, "status", "-config", "/nonexistent.json").Run(); err == nil {
 		t.Error("status with a missing config succeeded")

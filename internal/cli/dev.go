@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/internal/clusterinit"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/pin"
@@ -129,7 +128,7 @@ func printDevEnv(e *env, dir string) {
 func countUp(ctx context.Context, cfgPath string) (int, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c, err := client.Open(ctx, cfgPath)
+	c, err := openClient(ctx, cfgPath)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -8,7 +8,9 @@ import (
 	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/node"
+	tchsmpb "github.com/tchsm/tchsm/proto"
 )
 
 func init() {
@@ -16,8 +18,41 @@ func init() {
 	register("dealer", "run the dealer service that generates and deals keys", runDealer)
 }
 
+// openClient opens a client from its configuration file. When the file names a dealer_config,
+// keys are dealt in this process (client.Options.Dealer): only the command can, since the
+// PKCS#11 module does not link the dealer.
 func openClient(ctx context.Context, path string) (*client.Client, error) {
-	return client.Open(ctx, path)
+	var cfg config.Client
+	if err := config.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	var opts client.Options
+	if cfg.DealerConfig != "" {
+		dealerCfg := cfg.DealerConfig
+		opts.Dealer = func(t transport.Transport) (client.KeyDealer, error) {
+			var dc config.Dealer
+			if err := config.Load(dealerCfg, &dc); err != nil {
+				return nil, err
+			}
+			d, err := dealer.New(&dc, t, dealer.Options{})
+			if err != nil {
+				return nil, err
+			}
+			return localDealer{d}, nil
+		}
+	}
+	return client.New(ctx, &cfg, opts)
+}
+
+// localDealer is an in-process dealer as a client.KeyDealer.
+type localDealer struct{ *dealer.Dealer }
+
+func (d localDealer) GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
+	rec, acked, missing, err := d.Dealer.GenerateKey(ctx, bits, e, label, p11id)
+	if errors.Is(err, dealer.ErrInvalid) {
+		err = fmt.Errorf("%w: %v", client.ErrInvalidInput, err)
+	}
+	return rec, acked, missing, err
 }
 
 func runNode(ctx context.Context, e *env, args []string) error {
@@ -43,7 +78,11 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	err := node.Run(ctx, &cfg, node.Options{Logger: newLogger(e.stderr, cfg.LogLevel), Version: e.version})
+	log, err := newLogger(e.stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	err = node.Run(ctx, &cfg, node.Options{Logger: log, Version: e.version})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -67,7 +106,11 @@ func runDealer(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	err := dealer.Run(ctx, &cfg, dealer.Options{Logger: newLogger(e.stderr, cfg.LogLevel), Version: e.version})
+	log, err := newLogger(e.stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	err = dealer.Run(ctx, &cfg, dealer.Options{Logger: log, Version: e.version})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -98,11 +141,15 @@ func importKey(ctx context.Context, e *env, c *client.Client, pemFile, dealerCfg
 	if err := config.Load(dealerCfg, &dc); err != nil {
 		return err
 	}
-	conn, err := c.Conn(ctx)
+	conn, err := c.Transport(ctx)
 	if err != nil {
 		return err
 	}
-	d, err := dealer.New(&dc, conn, dealer.Options{Logger: newLogger(e.stderr, "warn"), NoPool: true})
+	log, err := newLogger(e.stderr, "warn")
+	if err != nil {
+		return err
+	}
+	d, err := dealer.New(&dc, conn, dealer.Options{Logger: log, NoPool: true})
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/p11shim/token"
 	"github.com/tchsm/tchsm/scheme"
 )
 
@@ -217,17 +218,29 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// signMechanisms returns the -mech values of `tchsm sign`, the PKCS#11 token's signing
+// mechanisms by name, and those names in the token's order.
+func signMechanisms() (map[string]scheme.Mechanism, []string) {
+	byName := map[string]scheme.Mechanism{}
+	var names []string
+	for _, m := range token.SignMechanisms() {
+		byName[m.Name] = m.Wire
+		names = append(names, m.Name)
+	}
+	return byName, names
+}
+
 func runSign(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "sign", "sign -key ID [-mech sha256] [-in FILE]")
 	cfgPath := clientConfigFlag(fs)
 	keyID := fs.String("key", "", "key id (required)")
-	mech := fs.String("mech", "sha256", "sha1, sha224, sha256, sha384, sha512, or raw (input is the PKCS#1 payload)")
+	mechs, names := signMechanisms()
+	mech := fs.String("mech", "sha256", strings.Join(names, ", ")+" (raw: the input is the PKCS#1 payload)")
 	in := fs.String("in", "-", "file to sign; - for standard input")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	m, ok := map[string]scheme.Mechanism{"raw": scheme.RSAPKCS, "sha1": scheme.SHA1RSAPKCS, "sha224": scheme.SHA224RSAPKCS,
-		"sha256": scheme.SHA256RSAPKCS, "sha384": scheme.SHA384RSAPKCS, "sha512": scheme.SHA512RSAPKCS}[strings.ToLower(*mech)]
+	m, ok := mechs[strings.ToLower(*mech)]
 	if *keyID == "" || !ok {
 		fs.Usage()
 		return errUsage

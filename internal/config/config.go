@@ -2,11 +2,13 @@
 // dealer, client), written by `tchsm init` and `tchsm dev up`. Relative paths inside a file are
 // relative to the file's own folder. Every field has a usable zero value where one makes sense,
 // and Validate runs at start-up so that a bad file fails before anything connects.
+//
+// The package links no broker library and no transport (internal/transport turns an AMQP
+// section into its own configuration with transport.FromConfig): the PKCS#11 token, a pure-Go
+// core, takes its settings from here.
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,9 +17,10 @@ import (
 	"runtime"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"github.com/tchsm/tchsm/internal/transport"
-	"github.com/tchsm/tchsm/internal/trust"
+	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/pin"
 )
 
 // ErrInvalid wraps every configuration error.
@@ -54,7 +57,8 @@ func (d Duration) Or(def time.Duration) time.Duration {
 
 // AMQP says how to reach the broker.
 type AMQP struct {
-	// URL is amqp://user:pass@host:port/vhost or amqps://...; $TCHSM_AMQP_URL overrides it.
+	// URL is amqp://user:pass@host:port/vhost or amqps://...; $TCHSM_AMQP_URL overrides it
+	// (transport.FromConfig applies this section).
 	URL string `json:"url,omitempty"`
 	// CAFile, CertFile and KeyFile configure TLS for amqps:// (PEM files).
 	CAFile   string `json:"ca_file,omitempty"`
@@ -65,36 +69,6 @@ type AMQP struct {
 
 // DefaultAMQPURL is the broker used when neither the file nor the environment name one.
 const DefaultAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
-
-// Transport returns the transport configuration for a process called name.
-func (a AMQP) Transport(clusterID, name string) (transport.Config, error) {
-	cfg := transport.Config{URL: transport.URLFromEnv(a.URL), ClusterID: clusterID, Name: name, Prefetch: a.Prefetch}
-	if cfg.URL == "" {
-		cfg.URL = DefaultAMQPURL
-	}
-	if strings.HasPrefix(cfg.URL, "amqps://") {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if a.CAFile != "" {
-			pem, err := os.ReadFile(a.CAFile)
-			if err != nil {
-				return cfg, fmt.Errorf("%w: ca_file: %v", ErrInvalid, err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return cfg, fmt.Errorf("%w: ca_file holds no PEM certificate", ErrInvalid)
-			}
-		}
-		if a.CertFile != "" || a.KeyFile != "" {
-			cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
-			if err != nil {
-				return cfg, fmt.Errorf("%w: client certificate: %v", ErrInvalid, err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		cfg.TLS = tc
-	}
-	return cfg, nil
-}
 
 // Node is a signing node's configuration (`tchsm node --config FILE`).
 type Node struct {
@@ -136,9 +110,12 @@ type Client struct {
 	Identity string `json:"identity"`
 	// DealerConfig, when set, makes GenerateKey deal in this process with that dealer
 	// configuration; otherwise GenerateKey asks the dealer service over AMQP.
-	DealerConfig  string   `json:"dealer_config,omitempty"`
-	SignTimeout   Duration `json:"sign_timeout,omitempty"`   // 0: 5s
-	KeygenTimeout Duration `json:"keygen_timeout,omitempty"` // 0: 120s
+	DealerConfig string `json:"dealer_config,omitempty"`
+	// SignTimeout is the deadline of a signature whose caller gives none (0: DefaultSignTimeout),
+	// and of the PKCS#11 module's C_Sign unless its section sets its own.
+	SignTimeout Duration `json:"sign_timeout,omitempty"`
+	// KeygenTimeout is the same for key generation (0: DefaultKeygenTimeout).
+	KeygenTimeout Duration `json:"keygen_timeout,omitempty"`
 	// Hedge is how long to wait for a slow node before asking one more (0: adaptive).
 	Hedge Duration `json:"hedge,omitempty"`
 	// Batch is the most sign requests sent to one node in one message (0: 16, 1: one request
@@ -149,8 +126,121 @@ type Client struct {
 	BatchWindow int    `json:"batch_window,omitempty"`
 	LogLevel    string `json:"log_level,omitempty"`
 	LogFile     string `json:"log_file,omitempty"` // "" means no log (a library must not write to the host's stdout)
-	// PKCS11 is the PKCS#11 module's own section; see p11shim/README.md.
-	PKCS11 json.RawMessage `json:"pkcs11,omitempty"`
+	// PKCS11 is the PKCS#11 module's own section (nil: none, all defaults); see
+	// p11shim/README.md. The module reads the file once, with Load, and takes the token's
+	// settings from TokenSettings.
+	PKCS11 *PKCS11 `json:"pkcs11,omitempty"`
+}
+
+// Defaults of the client and the PKCS#11 token, stated once for both.
+const (
+	// DefaultSignTimeout is the deadline of one signature: the client's when its caller gives
+	// none, and the PKCS#11 module's for C_Sign. It is 10 s, not less, because it is not what
+	// keeps signatures fast: a signature takes milliseconds, and the hedging asks one more node
+	// after a hedge delay (a slow or silent node costs that delay, not the deadline). The
+	// deadline only decides when to give up on a cluster with fewer than k reachable nodes or
+	// on a broker that is restarting (the transport redials with a backoff of up to 5 s), and
+	// a signer such as OpenDNSSEC's signerd gains nothing from failing sooner: it waits in a
+	// worker thread, and a failed signature fails that zone's run, which it retries later.
+	// 10 s is also what the module always used and the signer tests (e2e/) ran with.
+	DefaultSignTimeout = 10 * time.Second
+	// DefaultKeygenTimeout bounds one key generation (a safe-prime search and the dealing).
+	DefaultKeygenTimeout = 120 * time.Second
+
+	DefaultTokenLabel     = "tchsm"          // CK_TOKEN_INFO.label
+	DefaultSerial         = "0"              // CK_TOKEN_INFO.serialNumber
+	DefaultRequestTimeout = 10 * time.Second // deadline of a key deletion through the token
+	DefaultListTimeout    = 3 * time.Second  // deadline of a key listing through the token
+	DefaultKeyCacheTTL    = 2 * time.Second  // age after which the token lists keys again
+)
+
+// PKCS11 is the PKCS#11 module's section of a client file, the "pkcs11" object (see
+// p11shim/README.md for each field). Every field has a usable zero value; WithDefaults fills
+// them in.
+type PKCS11 struct {
+	TokenLabel     string   `json:"token_label,omitempty"`   // at most 32 bytes of UTF-8
+	Serial         string   `json:"serial,omitempty"`        // at most 16 printable ASCII characters
+	UserPINHash    string   `json:"user_pin_hash,omitempty"` // argon2id PHC string (internal/pin); "": nobody can log in
+	SignTimeout    Duration `json:"sign_timeout,omitempty"`
+	KeygenTimeout  Duration `json:"keygen_timeout,omitempty"`
+	RequestTimeout Duration `json:"request_timeout,omitempty"`
+	ListTimeout    Duration `json:"list_timeout,omitempty"`
+	KeyCacheTTL    Duration `json:"key_cache_ttl,omitempty"`
+	LogFile        string   `json:"log_file,omitempty"` // "": no log at all
+	LogLevel       string   `json:"log_level,omitempty"`
+}
+
+// WithDefaults returns p with every zero field set to its default.
+func (p PKCS11) WithDefaults() PKCS11 {
+	str := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	dur := func(v *Duration, def time.Duration) { *v = Duration(v.Or(def)) }
+	str(&p.TokenLabel, DefaultTokenLabel)
+	str(&p.Serial, DefaultSerial)
+	dur(&p.SignTimeout, DefaultSignTimeout)
+	dur(&p.KeygenTimeout, DefaultKeygenTimeout)
+	dur(&p.RequestTimeout, DefaultRequestTimeout)
+	dur(&p.ListTimeout, DefaultListTimeout)
+	dur(&p.KeyCacheTTL, DefaultKeyCacheTTL)
+	return p
+}
+
+// Validate checks a PKCS#11 section, with or without defaults applied. Its errors never
+// repeat the user_pin_hash field.
+func (p PKCS11) Validate() error {
+	if len(p.TokenLabel) > 32 || !utf8.ValidString(p.TokenLabel) {
+		return fmt.Errorf("%w: pkcs11: token_label must be valid UTF-8 of at most 32 bytes", ErrInvalid)
+	}
+	if len(p.Serial) > 16 || !printable(p.Serial) {
+		return fmt.Errorf("%w: pkcs11: serial must be at most 16 printable ASCII characters", ErrInvalid)
+	}
+	if p.UserPINHash != "" {
+		if err := pin.Check(p.UserPINHash); err != nil {
+			return fmt.Errorf("%w: pkcs11: user_pin_hash: %w", ErrInvalid, err)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    Duration
+	}{{"sign_timeout", p.SignTimeout}, {"keygen_timeout", p.KeygenTimeout}, {"request_timeout", p.RequestTimeout},
+		{"list_timeout", p.ListTimeout}, {"key_cache_ttl", p.KeyCacheTTL}} {
+		if d.v < 0 {
+			return fmt.Errorf("%w: pkcs11: %s is negative", ErrInvalid, d.name)
+		}
+	}
+	if err := checkLevel(p.LogLevel); err != nil {
+		return fmt.Errorf("pkcs11: %w", err)
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// TokenSettings returns the PKCS#11 module's settings with every default filled in. A timeout
+// the "pkcs11" section leaves out is the client's own (sign_timeout, keygen_timeout) when the
+// file sets that, so that one sign_timeout in the file governs the Go client and C_Sign alike.
+func (c *Client) TokenSettings() PKCS11 {
+	var p PKCS11
+	if c.PKCS11 != nil {
+		p = *c.PKCS11
+	}
+	if p.SignTimeout == 0 {
+		p.SignTimeout = c.SignTimeout
+	}
+	if p.KeygenTimeout == 0 {
+		p.KeygenTimeout = c.KeygenTimeout
+	}
+	return p.WithDefaults()
 }
 
 // Load reads a JSON file into v (a *Node, *Dealer or *Client), rejects unknown fields, and
@@ -186,6 +276,9 @@ func Load(path string, v any) error {
 	case *Client:
 		for _, p := range []*string{&c.Manifest, &c.Identity, &c.DealerConfig, &c.LogFile, &c.AMQP.CAFile, &c.AMQP.CertFile, &c.AMQP.KeyFile} {
 			abs(p)
+		}
+		if c.PKCS11 != nil {
+			abs(&c.PKCS11.LogFile)
 		}
 		return c.Validate()
 	}
@@ -280,6 +373,11 @@ func (c *Client) Validate() error {
 	if c.BatchWindow < 0 || c.BatchWindow > 1000 {
 		return fmt.Errorf("%w: batch_window %d: 0 (default %d) to 1000", ErrInvalid, c.BatchWindow, DefaultBatchWindow)
 	}
+	if c.PKCS11 != nil {
+		if err := c.PKCS11.Validate(); err != nil {
+			return err
+		}
+	}
 	return checkLevel(c.LogLevel)
 }
 
@@ -306,15 +404,11 @@ func (c *Client) BatchWindowSize() int {
 	return DefaultBatchWindow
 }
 
+// checkLevel applies logging's one level policy at load time, so that a bad level fails
+// before anything starts.
 func checkLevel(l string) error {
-	switch l {
-	case "", "debug", "info", "warn", "error":
-		return nil
+	if _, err := logging.ParseLevel(l); err != nil {
+		return fmt.Errorf("%w: log_level: %w", ErrInvalid, err)
 	}
-	return fmt.Errorf("%w: log_level %q", ErrInvalid, l)
-}
-
-// LoadManifest reads and validates a manifest file.
-func LoadManifest(path string) (*trust.Manifest, error) {
-	return trust.LoadManifest(path)
+	return nil
 }

@@ -30,8 +30,6 @@ import (
 type Options struct {
 	K, N    int
 	Workers int // signing goroutines per node; 0: 2
-	// LocalDealer makes the client deal keys in-process; otherwise a dealer process runs.
-	LocalDealer bool
 	// DealerPool is the dealer process's prime_pool setting: 0 keeps the default, -1 turns the
 	// pool off so no safe-prime search runs in the background (benchmarks: a pool refilling
 	// after a key generation takes both cores for seconds).
@@ -159,7 +157,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN}
 	c.VHost, c.AMQPURL = VHost(t)
-	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: c.AMQPURL, LocalDealer: o.LocalDealer, OneHost: true})
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: c.AMQPURL, OneHost: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +177,7 @@ func Start(t testing.TB, o Options) *Cluster {
 			t.Fatal(err)
 		}
 	}
-	if o.DealerPool != 0 && !o.LocalDealer {
+	if o.DealerPool != 0 {
 		var dc config.Dealer
 		if err := config.Load(l.Dealer, &dc); err != nil {
 			t.Fatal(err)
@@ -196,9 +194,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	for i := 1; i <= o.N; i++ {
 		c.StartNode(i)
 	}
-	if !o.LocalDealer {
-		c.start("dealer", "dealer", "-config", l.Dealer)
-	}
+	c.start("dealer", "dealer", "-config", l.Dealer)
 	c.WaitUp(o.N, 30*time.Second)
 	return c
 }
@@ -212,9 +208,9 @@ func (c *Cluster) addPKCS11(label, userPIN string) error {
 	if err := config.Load(c.ClientConfig, &cc); err != nil {
 		return err
 	}
-	sec := fmt.Sprintf(`{"token_label": %q, "user_pin_hash": %q, "log_file": %q}`, label, h, filepath.Join(c.Dir, "pkcs11.log"))
+	sec := &config.PKCS11{TokenLabel: label, UserPINHash: h, LogFile: filepath.Join(c.Dir, "pkcs11.log")}
 	raw := config.Client{AMQP: config.AMQP{URL: c.AMQPURL}, Manifest: cc.Manifest, Identity: cc.Identity,
-		DealerConfig: cc.DealerConfig, PKCS11: []byte(sec), LogFile: filepath.Join(c.Dir, "client.log"), LogLevel: "debug"}
+		PKCS11: sec, LogFile: filepath.Join(c.Dir, "client.log"), LogLevel: "debug"}
 	return config.Save(c.ClientConfig, raw, 0o600)
 }
 

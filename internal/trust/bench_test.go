@@ -10,7 +10,7 @@ import (
 func BenchmarkSeal_SignRequest(b *testing.B) {
 	c := newCluster(b)
 	for b.Loop() {
-		if _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second); err != nil {
+		if _, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -21,7 +21,7 @@ func BenchmarkOpen_SignRequest(b *testing.B) {
 	o := c.opener(b, WithMaxReplayEntries(1<<30))
 	raws := make([][]byte, 0, 1024)
 	for range cap(raws) {
-		raw, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+		raw, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 		if err != nil {
 			b.Fatal(err)
 		}

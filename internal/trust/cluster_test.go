@@ -36,7 +36,7 @@ func TestGenerateCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := Seal(alice, "gen-test", tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{}, time.Second)
+	raw, _, err := Seal(alice, "gen-test", tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

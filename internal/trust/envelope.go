@@ -63,8 +63,8 @@ func MaxTTLFor(bt tchsmpb.BodyType) time.Duration {
 }
 
 // Seal wraps body (a body message of type bt) in an envelope from id, valid for ttl from now,
-// and returns its serialised bytes.
-func Seal(id *Identity, clusterID string, bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) ([]byte, error) {
+// and returns its serialised bytes and its message id (which an answer's in_reply_to carries).
+func Seal(id *Identity, clusterID string, bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) (raw, messageID []byte, err error) {
 	s := &Sealer{Identity: id, ClusterID: clusterID}
 	return s.Seal(bt, body, ttl)
 }
@@ -80,9 +80,8 @@ type Sealer struct {
 }
 
 // Seal is like the package-level Seal: the envelope is signed, anyone can check it.
-func (s *Sealer) Seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) ([]byte, error) {
-	out, _, err := s.seal(bt, body, ttl, nil, nil)
-	return out, err
+func (s *Sealer) Seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) (raw, messageID []byte, err error) {
+	return s.seal(bt, body, ttl, nil, nil)
 }
 
 // SealTo seals a request that only member to will open: it carries the MAC of the key the two

@@ -59,7 +59,7 @@ func tamper(t testing.TB, raw []byte, mutate func(e *tchsmpb.Envelope)) []byte {
 func TestSealOpenRoundTrip(t *testing.T) {
 	c := newCluster(t)
 	node1 := c.opener(t)
-	raw, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	raw, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestSealRefuses(t *testing.T) {
 		{"no identity", &Sealer{ClusterID: "test-cluster"}, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, time.Second},
 	}
 	for _, tc := range cases {
-		if _, err := tc.s.Seal(tc.bt, tc.body, tc.ttl); err == nil {
+		if _, _, err := tc.s.Seal(tc.bt, tc.body, tc.ttl); err == nil {
 			t.Errorf("%s: Seal succeeded", tc.name)
 		}
 	}
@@ -137,16 +137,16 @@ func TestSealRefuses(t *testing.T) {
 
 func TestOpenRejects(t *testing.T) {
 	c := newCluster(t)
-	good, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	good, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	otherCluster := &Sealer{Identity: c.alice, ClusterID: "other-cluster", Clock: c.clock.Now}
-	wrongCluster, err := otherCluster.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	wrongCluster, _, err := otherCluster.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromMallory, err := c.sealer(c.mallory).Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	fromMallory, _, err := c.sealer(c.mallory).Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestOpenRejects(t *testing.T) {
 
 func TestOpenEveryTruncationAndBitFlip(t *testing.T) {
 	c := newCluster(t)
-	good, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	good, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestOpenEveryTruncationAndBitFlip(t *testing.T) {
 func TestReplay(t *testing.T) {
 	c := newCluster(t)
 	o := c.opener(t)
-	raw, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	raw, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestReplay(t *testing.T) {
 func TestReplayConcurrent(t *testing.T) {
 	c := newCluster(t)
 	o := c.opener(t)
-	raw, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	raw, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestReplayCacheBounded(t *testing.T) {
 	c := newCluster(t)
 	o := c.opener(t, WithMaxReplayEntries(3))
 	seal := func() []byte {
-		raw, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}, 10*time.Second)
+		raw, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,7 +335,7 @@ func TestTimeWindow(t *testing.T) {
 	// Sender's clock 3 s ahead: within the 5 s skew allowance.
 	ahead := &fakeClock{t: c.clock.Now().Add(3 * time.Second)}
 	s := &Sealer{Identity: c.alice, ClusterID: c.m.ClusterID, Clock: ahead.Now}
-	raw, err := s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	raw, _, err := s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestTimeWindow(t *testing.T) {
 		t.Fatalf("3 s ahead: %v", err)
 	}
 	ahead.Advance(3 * time.Second) // now 6 s ahead
-	raw, _ = s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	raw, _, _ = s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if _, err := c.opener(t).Open(raw); !errors.Is(err, ErrExpired) {
 		t.Fatalf("6 s ahead: %v, want ErrExpired", err)
 	}
@@ -353,7 +353,7 @@ func TestTimeWindow(t *testing.T) {
 
 	// Key deliveries may live 24 h (durable queues), sign requests only DefaultMaxTTL.
 	delivery := &tchsmpb.KeyShareDelivery{Recipient: "node1"}
-	raw, err = c.dealerS.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, delivery, 23*time.Hour)
+	raw, _, err = c.dealerS.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, delivery, 23*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,14 +362,14 @@ func TestTimeWindow(t *testing.T) {
 	if _, err := o.Open(raw); err != nil {
 		t.Fatalf("delivery after 22 h: %v", err)
 	}
-	raw, _ = c.dealerS.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, delivery, 25*time.Hour)
+	raw, _, _ = c.dealerS.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, delivery, 25*time.Hour)
 	if _, err := o.Open(raw); !errors.Is(err, ErrExpired) {
 		t.Fatalf("25 h delivery: %v, want ErrExpired", err)
 	}
 	if _, err := c.opener(t, WithMaxTTL(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, 48*time.Hour)).Open(raw); err != nil {
 		t.Fatalf("25 h delivery with a 48 h limit: %v", err)
 	}
-	raw, _ = c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 6*time.Minute)
+	raw, _, _ = c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 6*time.Minute)
 	if _, err := o.Open(raw); !errors.Is(err, ErrExpired) {
 		t.Fatalf("6 min sign request: %v, want ErrExpired", err)
 	}
@@ -378,7 +378,7 @@ func TestTimeWindow(t *testing.T) {
 func TestOpenSizeLimit(t *testing.T) {
 	c := newCluster(t)
 	big := &tchsmpb.SignRequest{KeyId: signReq.KeyId, Payload: make([]byte, 2000)}
-	raw, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, big, time.Second)
+	raw, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, big, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

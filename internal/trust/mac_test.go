@@ -77,7 +77,7 @@ func TestSealToRoundTripAndReply(t *testing.T) {
 		t.Fatalf("reply %+v", rop)
 	}
 	// The answer to a signed request is signed.
-	signed, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+	signed, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func BenchmarkSealOpen(b *testing.B) {
 				if mode == "mac" {
 					raw, _, err = s.SealTo(c.m.Nodes[0], tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 				} else {
-					raw, err = s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
+					raw, _, err = s.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 10*time.Second)
 				}
 				if err != nil {
 					b.Fatal(err)

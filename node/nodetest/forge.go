@@ -81,7 +81,7 @@ func (c *Cluster) ManualDeal(key *shoup.Key, safe bool, tamper func(nodeID strin
 		if err != nil {
 			c.TB.Fatal(err)
 		}
-		env, err := sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
+		env, _, err := sealer.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY,
 			&tchsmpb.KeyShareDelivery{SignedRecord: signed, Recipient: node.ID, Enc: enc, Ciphertext: ct}, trust.DurableMaxTTL)
 		if err != nil {
 			c.TB.Fatal(err)
@@ -92,15 +92,11 @@ func (c *Cluster) ManualDeal(key *shoup.Key, safe bool, tamper func(nodeID strin
 }
 
 // Publish publishes raw durably to node i's control queue (declaring its queues first).
-func (c *Cluster) Publish(conn *transport.Conn, i int, raw []byte) {
+func (c *Cluster) Publish(conn transport.Transport, i int, raw []byte) {
 	c.TB.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := conn.DeclareNode(ctx, c.NodeID(i))
-	if err != nil {
-		c.TB.Fatal(err)
-	}
-	if err := conn.PublishDurable(ctx, q.Control, raw); err != nil {
+	if err := conn.Publish(ctx, transport.Node(c.NodeID(i)), raw); err != nil {
 		c.TB.Fatal(err)
 	}
 }

@@ -25,6 +25,8 @@ import (
 	"github.com/tchsm/tchsm/internal/clusterinit"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/memory"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -41,6 +43,8 @@ type Cluster struct {
 	Nodes     []*config.Node // index i-1 for node i
 	DealerCfg *config.Dealer
 	Logger    *slog.Logger
+	// Net, in a cluster made by NewInMemory, carries every message instead of a broker.
+	Net *memory.Network
 
 	mu      sync.Mutex
 	running map[int]*Running
@@ -61,6 +65,17 @@ type Options struct {
 	// Logger for nodes and dealers; nil logs to the test log at warn level and above when
 	// TCHSM_TEST_LOG is set, and discards otherwise.
 	Logger *slog.Logger
+}
+
+// NewInMemory creates the files of a k-of-n cluster whose nodes, dealer and clients talk over
+// an in-memory network (c.Net) instead of a broker: for tests of the roles' logic, which can
+// then inject faults per node. Everything else (files, identities, stores, crypto, the node
+// code) is the real thing.
+func NewInMemory(tb testing.TB, o Options) *Cluster {
+	tb.Helper()
+	c := &Cluster{TB: tb, Dir: tb.TempDir(), running: map[int]*Running{}, Logger: o.Logger, Net: memory.NewNetwork()}
+	c.setUp(o, "amqp://unused.invalid/")
+	return c
 }
 
 // New creates a vhost and the files of a k-of-n cluster. It skips the test when rabbitmqctl is
@@ -92,13 +107,20 @@ func New(tb testing.TB, o Options) *Cluster {
 	Rabbitmqctl(tb, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 	c := &Cluster{TB: tb, Dir: tb.TempDir(), Vhost: vhost, URL: "amqp://guest:guest@127.0.0.1:5672/" + vhost,
 		running: map[int]*Running{}, Logger: o.Logger}
+	c.setUp(o, c.URL)
+	return c
+}
+
+// setUp writes the cluster's files (brokerURL goes into them) and loads them.
+func (c *Cluster) setUp(o Options, brokerURL string) {
+	tb := c.TB
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 		if os.Getenv("TCHSM_TEST_LOG") != "" {
 			c.Logger = slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
 	}
-	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: c.URL, Clients: 1})
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: brokerURL, Clients: 1})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -122,7 +144,6 @@ func New(tb testing.TB, o Options) *Cluster {
 	c.DealerCfg.PoolBits = []int{1024}
 	c.DealerCfg.AckTimeout = config.Duration(10 * time.Second)
 	tb.Cleanup(c.stopAll)
-	return c
 }
 
 type testWriter struct{ tb testing.TB }
@@ -168,6 +189,9 @@ func (c *Cluster) StartNode(i int, opts node.Options) *Running {
 		opts.Version = "test"
 	}
 	cfg := *c.Nodes[i-1]
+	if c.Net != nil && opts.Transport == nil {
+		opts.Transport = c.Net.Connect(r.ID)
+	}
 	go func() { r.done <- node.Run(ctx, &cfg, opts) }()
 	select {
 	case r.MetricsAddr = <-ready:
@@ -225,12 +249,18 @@ func (c *Cluster) StartAll() {
 	}
 }
 
-// Dial opens a transport connection to the cluster's vhost, closed at cleanup.
-func (c *Cluster) Dial(name string) *transport.Conn {
+// Dial opens a transport connection to the cluster's vhost (or its in-memory network), closed
+// at cleanup.
+func (c *Cluster) Dial(name string) transport.Transport {
 	c.TB.Helper()
+	if c.Net != nil {
+		tr := c.Net.Connect(name)
+		c.TB.Cleanup(func() { tr.Close() })
+		return tr
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := transport.Dial(ctx, transport.Config{URL: c.URL, ClusterID: c.Manifest.ClusterID, Name: name})
+	conn, err := rabbitmq.Open(ctx, rabbitmq.Config{URL: c.URL, ClusterID: c.Manifest.ClusterID, Name: name})
 	if err != nil {
 		c.TB.Fatal(err)
 	}
@@ -294,7 +324,7 @@ func (c *Cluster) Identity(id string) *trust.Identity {
 // connection, sealer and opener.
 type Peer struct {
 	c      *Cluster
-	Conn   *transport.Conn
+	Conn   transport.Transport
 	Sealer *trust.Sealer
 	Opener *trust.Opener
 }
@@ -330,18 +360,18 @@ func Code(err error) tchsmpb.Error_Code {
 	return tchsmpb.Error_CODE_UNSPECIFIED
 }
 
-// Call seals body, sends it to queue, and opens the reply, which must come from `from` and
-// answer this request. A sealed Error comes back as an ErrorBody error.
-func (p *Peer) Call(ctx context.Context, from, queue string, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
-	raw, err := p.Sealer.Seal(bt, body, 10*time.Second)
+// Call seals body, sends it to address to, and opens the reply, which must come from `from`
+// and answer this request. A sealed Error comes back as an ErrorBody error.
+func (p *Peer) Call(ctx context.Context, from string, to transport.Address, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
+	raw, _, err := p.Sealer.Seal(bt, body, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	return p.CallRaw(ctx, from, queue, raw)
+	return p.CallRaw(ctx, from, to, raw)
 }
 
 // CallRaw sends an already sealed (or forged) envelope and opens the reply.
-func (p *Peer) CallRaw(ctx context.Context, from, queue string, raw []byte) (*trust.Opened, error) {
+func (p *Peer) CallRaw(ctx context.Context, from string, to transport.Address, raw []byte) (*trust.Opened, error) {
 	var env tchsmpb.Envelope
 	_ = proto.Unmarshal(raw, &env)
 	if _, ok := ctx.Deadline(); !ok {
@@ -349,7 +379,7 @@ func (p *Peer) CallRaw(ctx context.Context, from, queue string, raw []byte) (*tr
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	rep, err := p.Conn.Call(ctx, queue, raw)
+	rep, err := p.Conn.Call(ctx, to, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +399,7 @@ func (p *Peer) CallRaw(ctx context.Context, from, queue string, raw []byte) (*tr
 // CallNode calls node i's rpc queue.
 func (p *Peer) CallNode(ctx context.Context, i int, bt tchsmpb.BodyType, body proto.Message) (*trust.Opened, error) {
 	id := p.c.NodeID(i)
-	return p.Call(ctx, id, transport.NodeRPCQueue(p.c.Manifest.ClusterID, id), bt, body)
+	return p.Call(ctx, id, transport.Node(id), bt, body)
 }
 
 // KeyIDs asks node i for its key ids (ListKeys).

@@ -1,5 +1,6 @@
 /* Platform macros for the OASIS PKCS#11 v2.40 headers on Unix (pkcs11.h, "Before including
- * this file ... 5 platform-specific macros must be defined"), then the headers themselves. */
+ * this file ... 5 platform-specific macros must be defined"), then the headers themselves and
+ * the PKCS#11 3.0 names they lack (pkcs11_v3_ext.h). */
 #ifndef TCHSM_H
 #define TCHSM_H
 
@@ -13,5 +14,6 @@
 #endif
 
 #include "pkcs11.h"
+#include "pkcs11_v3_ext.h"
 
 #endif

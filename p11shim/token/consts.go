@@ -5,9 +5,10 @@ import (
 	"strconv"
 )
 
-// PKCS#11 v2.40 numeric constants this package needs (values from the OASIS pkcs11t.h). They are
-// repeated here so the core builds and tests without cgo; p11shim checks the few it passes
-// through against the C headers at compile time.
+// PKCS#11 numeric constants this package needs, with the values of the OASIS v2.40 pkcs11t.h
+// in p11shim/include and, for the PKCS#11 3.0 names it lacks, of p11shim/include/pkcs11_v3_ext.h.
+// They are repeated here so the core builds and tests without cgo; p11shim's TestHeaderConstants
+// checks every CK*_ constant of this file (and Unavailable) against those headers.
 
 // ULongSize is the size of CK_ULONG (C unsigned long) in bytes: 8 on LP64 Linux, 4 on 32-bit.
 const ULongSize = strconv.IntSize / 8
@@ -20,6 +21,7 @@ const (
 	CKO_PUBLIC_KEY  uint = 0x2
 	CKO_PRIVATE_KEY uint = 0x3
 	CKK_RSA         uint = 0x0
+	CKK_EC_EDWARDS  uint = 0x40 // PKCS#11 3.0
 )
 
 // Attribute types.
@@ -82,6 +84,9 @@ const (
 	CKM_SHA224                uint = 0x255
 	CKM_SHA384                uint = 0x260
 	CKM_SHA512                uint = 0x270
+	// PKCS#11 3.0, for the threshold EdDSA scheme; no mechanism table row uses them yet.
+	CKM_EC_EDWARDS_KEY_PAIR_GEN uint = 0x1055
+	CKM_EDDSA                   uint = 0x1057
 )
 
 // Flags.

@@ -47,6 +47,9 @@ var (
 	ErrFunctionNotSupported        = errors.New("token: function not supported")
 	ErrRandomSeedNotSupported      = errors.New("token: random seeding not supported")
 	ErrClosed                      = errors.New("token: token closed")
+	// ErrConfig: the token's settings (config.PKCS11, the "pkcs11" section of the client
+	// file) or the rest of that file are invalid.
+	ErrConfig = errors.New("token: bad pkcs11 configuration")
 )
 
 // backendErr classifies an error from backend.Backend. notFound is the sentinel to use when the

@@ -24,34 +24,6 @@ type Mechanism struct {
 	Param []byte
 }
 
-// paramMechanisms are the supported mechanisms that define a parameter. None does yet: every
-// RSA, digest and key generation mechanism the token supports takes none (PKCS#11 v2.40
-// current mechanisms, sections 2.1 and 2.2); CKM_EDDSA's optional CK_EDDSA_PARAMS will be the
-// first.
-var paramMechanisms = map[uint]bool{}
-
-// TakesParam reports whether mechanism t is one the token supports with a parameter. The
-// module reads a CK_MECHANISM's pParameter and ulParameterLen only then: for every other
-// mechanism they are ignored, whatever they hold.
-func TakesParam(t uint) bool { return paramMechanisms[t] }
-
-var signHashes = map[uint]crypto.Hash{
-	CKM_RSA_PKCS:        0,
-	CKM_SHA1_RSA_PKCS:   crypto.SHA1,
-	CKM_SHA224_RSA_PKCS: crypto.SHA224,
-	CKM_SHA256_RSA_PKCS: crypto.SHA256,
-	CKM_SHA384_RSA_PKCS: crypto.SHA384,
-	CKM_SHA512_RSA_PKCS: crypto.SHA512,
-}
-
-var digestHashes = map[uint]crypto.Hash{
-	CKM_SHA_1:  crypto.SHA1,
-	CKM_SHA224: crypto.SHA224,
-	CKM_SHA256: crypto.SHA256,
-	CKM_SHA384: crypto.SHA384,
-	CKM_SHA512: crypto.SHA512,
-}
-
 // ---- key generation ----
 
 // keygenTemplate is what C_GenerateKeyPair takes from the two templates.
@@ -171,11 +143,8 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 		return 0, 0, err
 	}
 	defer s.mu.Unlock()
-	if mech.Type != CKM_RSA_PKCS_KEY_PAIR_GEN {
-		return 0, 0, ErrMechanismInvalid
-	}
-	if len(mech.Param) != 0 {
-		return 0, 0, ErrMechanismParamInvalid
+	if _, err := mechanismFor(mech, CKF_GENERATE_KEY_PAIR); err != nil {
+		return 0, 0, err
 	}
 	kt, err := parseKeygen(pubT, privT)
 	if err != nil {
@@ -236,17 +205,6 @@ type signOp struct {
 	updated bool
 }
 
-func sigMechanism(mech Mechanism) (crypto.Hash, error) {
-	hf, ok := signHashes[mech.Type]
-	if !ok {
-		return 0, ErrMechanismInvalid
-	}
-	if len(mech.Param) != 0 {
-		return 0, ErrMechanismParamInvalid
-	}
-	return hf, nil
-}
-
 // SignInit starts a signature (C_SignInit).
 func (t *Token) SignInit(h uint, mech Mechanism, kh uint) error {
 	s, err := t.acquire(h)
@@ -257,7 +215,7 @@ func (t *Token) SignInit(h uint, mech Mechanism, kh uint) error {
 	if s.sign != nil {
 		return ErrOperationActive
 	}
-	hf, err := sigMechanism(mech)
+	m, err := mechanismFor(mech, CKF_SIGN)
 	if err != nil {
 		return err
 	}
@@ -268,9 +226,9 @@ func (t *Token) SignInit(h uint, mech Mechanism, kh uint) error {
 	if o.pub {
 		return fmt.Errorf("%w: public keys do not sign", ErrKeyFunctionNotPermitted)
 	}
-	op := &signOp{hash: hf, k: o.k}
-	if hf != 0 {
-		op.h = hf.New()
+	op := &signOp{hash: m.hash, k: o.k}
+	if m.hash != 0 {
+		op.h = m.hash.New()
 	}
 	s.sign = op
 	return nil
@@ -449,7 +407,7 @@ func (t *Token) VerifyInit(h uint, mech Mechanism, kh uint) error {
 	if s.verify != nil {
 		return ErrOperationActive
 	}
-	hf, err := sigMechanism(mech)
+	m, err := mechanismFor(mech, CKF_VERIFY)
 	if err != nil {
 		return err
 	}
@@ -460,9 +418,9 @@ func (t *Token) VerifyInit(h uint, mech Mechanism, kh uint) error {
 	if !o.pub {
 		return fmt.Errorf("%w: verify with the public key object", ErrKeyFunctionNotPermitted)
 	}
-	op := &verifyOp{hash: hf, k: o.k}
-	if hf != 0 {
-		op.h = hf.New()
+	op := &verifyOp{hash: m.hash, k: o.k}
+	if m.hash != 0 {
+		op.h = m.hash.New()
 	}
 	s.verify = op
 	return nil
@@ -562,14 +520,11 @@ func (t *Token) DigestInit(h uint, mech Mechanism) error {
 	if s.digest != nil {
 		return ErrOperationActive
 	}
-	hf, ok := digestHashes[mech.Type]
-	if !ok {
-		return ErrMechanismInvalid
+	m, err := mechanismFor(mech, CKF_DIGEST)
+	if err != nil {
+		return err
 	}
-	if len(mech.Param) != 0 {
-		return ErrMechanismParamInvalid
-	}
-	s.digest = &digestOp{h: hf.New()}
+	s.digest = &digestOp{h: m.hash.New()}
 	return nil
 }
 

@@ -11,7 +11,7 @@
 // CKA_PUBLIC_EXPONENT and CKA_MODULUS_BITS because OpenDNSSEC reads them from the private key
 // when it skips public keys) and a public key (CKO_PUBLIC_KEY, verify only). CKA_LABEL and CKA_ID
 // are the Label and P11ID given at generation. Handles are allocated per key id on first sight
-// and never reused while the Token lives. The key list is cached for Config.KeyCacheTTL and
+// and never reused while the Token lives. The key list is cached for config.PKCS11.KeyCacheTTL and
 // fetched again by C_FindObjectsInit when older, or when a search finds nothing, so keys made by
 // another process (ods-enforcerd generates, ods-signerd signs) show up. A public key generated
 // with CKA_TOKEN=FALSE is a session object, gone when its session closes.
@@ -22,7 +22,7 @@
 // are serialised by a per-session mutex (PKCS#11 forbids concurrent use of a session; this only
 // keeps a misbehaving caller safe). The token-wide mutex guards maps only and is never held
 // across a backend call, a PIN check, or an RSA operation. Every backend call has a deadline
-// from Config and is cancelled when its session or the Token closes.
+// from config.PKCS11 and is cancelled when its session or the Token closes.
 //
 // # Login
 //
@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/internal/backend"
+	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/pin"
 )
 
@@ -66,7 +67,7 @@ const (
 
 // Token is the state of one PKCS#11 initialisation (C_Initialize … C_Finalize).
 type Token struct {
-	cfg     Config
+	cfg     config.PKCS11 // defaults applied
 	backend backend.Backend
 	log     *slog.Logger
 	ctx     context.Context // cancelled by Close
@@ -129,12 +130,12 @@ type object struct {
 	token bool
 }
 
-// New returns a Token over backend. log may be nil (no logging). The Token owns backend and
-// closes it in Close.
-func New(cfg Config, backend backend.Backend, log *slog.Logger) (*Token, error) {
-	cfg = cfg.withDefaults()
+// New returns a Token with the settings cfg (zero fields take their defaults) over backend.
+// log may be nil (no logging). The Token owns backend and closes it in Close.
+func New(cfg config.PKCS11, backend backend.Backend, log *slog.Logger) (*Token, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if backend == nil {
 		return nil, fmt.Errorf("%w: nil backend", ErrArgumentsBad)
@@ -255,24 +256,6 @@ type MechanismInfo struct {
 	Flags                  uint
 }
 
-// mechanisms: key generation and signing are performed by the cluster, the "device", so they
-// carry CKF_HW (pkcs11-tool --test, for one, only tests signing mechanisms flagged so);
-// verification and digests run in software in this library, but flags are per mechanism.
-var mechanisms = map[uint]MechanismInfo{
-	CKM_RSA_PKCS_KEY_PAIR_GEN: {MinKeyBits, MaxKeyBits, CKF_HW | CKF_GENERATE_KEY_PAIR},
-	CKM_RSA_PKCS:              {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA1_RSA_PKCS:         {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA224_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA256_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA384_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA512_RSA_PKCS:       {MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY},
-	CKM_SHA_1:                 {0, 0, CKF_DIGEST},
-	CKM_SHA224:                {0, 0, CKF_DIGEST},
-	CKM_SHA256:                {0, 0, CKF_DIGEST},
-	CKM_SHA384:                {0, 0, CKF_DIGEST},
-	CKM_SHA512:                {0, 0, CKF_DIGEST},
-}
-
 // Mechanisms returns the supported mechanisms in ascending order.
 func (t *Token) Mechanisms(slot uint) ([]uint, error) {
 	if err := t.check(); err != nil {
@@ -281,12 +264,7 @@ func (t *Token) Mechanisms(slot uint) ([]uint, error) {
 	if slot != SlotID {
 		return nil, ErrSlotIDInvalid
 	}
-	out := make([]uint, 0, len(mechanisms))
-	for m := range mechanisms {
-		out = append(out, m)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
+	return mechanismList(), nil
 }
 
 // Mechanism returns C_GetMechanismInfo for m.
@@ -297,11 +275,11 @@ func (t *Token) Mechanism(slot, m uint) (MechanismInfo, error) {
 	if slot != SlotID {
 		return MechanismInfo{}, ErrSlotIDInvalid
 	}
-	info, ok := mechanisms[m]
-	if !ok {
+	spec := lookupMechanism(m)
+	if spec == nil {
 		return MechanismInfo{}, ErrMechanismInvalid
 	}
-	return info, nil
+	return spec.info, nil
 }
 
 func (t *Token) check() error {
@@ -745,15 +723,6 @@ type Attribute struct {
 	Value []byte
 }
 
-var allowedMechanisms = func() []byte {
-	var b []byte
-	for _, m := range []uint{CKM_RSA_PKCS, CKM_SHA1_RSA_PKCS, CKM_SHA224_RSA_PKCS, CKM_SHA256_RSA_PKCS,
-		CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS} {
-		b = append(b, EncodeULong(m)...)
-	}
-	return b
-}()
-
 // attr returns the value of attribute typ of o, ErrAttributeSensitive or ErrAttributeTypeInvalid.
 func (o object) attr(typ uint) ([]byte, error) {
 	k := o.k
@@ -785,9 +754,9 @@ func (o object) attr(typ uint) ([]byte, error) {
 		if k.created {
 			return nil, ErrAttributeTypeInvalid // CK_UNAVAILABLE_INFORMATION
 		}
-		return EncodeULong(CKM_RSA_PKCS_KEY_PAIR_GEN), nil
+		return EncodeULong(keyGenMechanism(CKK_RSA)), nil
 	case CKA_ALLOWED_MECHANISMS:
-		return append([]byte{}, allowedMechanisms...), nil
+		return allowedMechanisms(CKK_RSA), nil
 	case CKA_MODULUS:
 		return k.pub.N.Bytes(), nil
 	case CKA_MODULUS_BITS:
@@ -882,7 +851,7 @@ func (t *Token) search(tmpl []Attribute) []uint {
 }
 
 // FindObjectsInit starts a search (C_FindObjectsInit). The key list is fetched again when it is
-// older than Config.KeyCacheTTL, or when the search finds nothing.
+// older than config.PKCS11.KeyCacheTTL, or when the search finds nothing.
 func (t *Token) FindObjectsInit(h uint, tmpl []Attribute) error {
 	s, err := t.acquire(h)
 	if err != nil {

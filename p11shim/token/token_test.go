@@ -13,13 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tchsm/tchsm/internal/backend"
+	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/pin"
 )
 
@@ -47,10 +46,10 @@ type fixture struct {
 	b  *clusterBackend
 }
 
-func newFixture(t testing.TB, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*config.PKCS11)) *fixture {
 	t.Helper()
 	b := newClusterBackend(2, 3)
-	cfg := Config{TokenLabel: "test-token", Serial: "42", UserPINHash: testPINHash(t)}
+	cfg := config.PKCS11{TokenLabel: "test-token", Serial: "42", UserPINHash: testPINHash(t)}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -307,7 +306,7 @@ func TestSessionsAndLogin(t *testing.T) {
 }
 
 func TestNoUserPIN(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.UserPINHash = "" })
+	f := newFixture(t, func(c *config.PKCS11) { c.UserPINHash = "" })
 	ti, _ := f.tk.TokenInfo(SlotID)
 	if ti.Flags&CKF_USER_PIN_INITIALIZED != 0 {
 		t.Fatal("PIN flag without a PIN")
@@ -556,7 +555,7 @@ func TestAttributes(t *testing.T) {
 }
 
 func TestFind(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.KeyCacheTTL = Duration(time.Hour) })
+	f := newFixture(t, func(c *config.PKCS11) { c.KeyCacheTTL = config.Duration(time.Hour) })
 	h := f.open(true)
 	f.login(h)
 	id1, _, priv1 := f.genKey(h, true)
@@ -629,7 +628,7 @@ func TestFind(t *testing.T) {
 }
 
 func TestFindRefresh(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.KeyCacheTTL = Duration(time.Hour) })
+	f := newFixture(t, func(c *config.PKCS11) { c.KeyCacheTTL = config.Duration(time.Hour) })
 	h := f.open(true)
 	f.login(h)
 	f.find(h)
@@ -646,7 +645,7 @@ func TestFindRefresh(t *testing.T) {
 		t.Fatalf("%d fetches", n)
 	}
 
-	g := newFixture(t, func(c *Config) { c.KeyCacheTTL = Duration(50 * time.Millisecond) })
+	g := newFixture(t, func(c *config.PKCS11) { c.KeyCacheTTL = config.Duration(50 * time.Millisecond) })
 	h = g.open(true)
 	g.login(h)
 	g.genKey(h, true)
@@ -677,7 +676,7 @@ func TestFindRefresh(t *testing.T) {
 
 // TestSlowListing: with the cluster slow to list keys, searches that hit the cache do not wait.
 func TestSlowListing(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.KeyCacheTTL = Duration(time.Millisecond) })
+	f := newFixture(t, func(c *config.PKCS11) { c.KeyCacheTTL = config.Duration(time.Millisecond) })
 	h := f.open(true)
 	f.login(h)
 	id, _, _ := f.genKey(h, true)
@@ -862,7 +861,7 @@ func TestSign(t *testing.T) {
 }
 
 func TestSignClusterFailures(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.SignTimeout = Duration(300 * time.Millisecond) })
+	f := newFixture(t, func(c *config.PKCS11) { c.SignTimeout = config.Duration(300 * time.Millisecond) })
 	h := f.open(true)
 	f.login(h)
 	_, _, privH := f.genKey(h, true)
@@ -1047,45 +1046,33 @@ func TestClose(t *testing.T) {
 	wantErr(t, err, ErrClosed)
 }
 
-func TestLoadConfig(t *testing.T) {
-	dir := t.TempDir()
-	write := func(s string) string {
-		p := filepath.Join(dir, fmt.Sprintf("c%d.json", time.Now().UnixNano()))
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	c, err := LoadConfig(write(`{"amqp_url": "amqp://x", "pkcs11": {"token_label": "ods", "user_pin_hash": "` +
-		testPINHash(t) + `", "sign_timeout": "3s", "log_file": "/tmp/x.log"}}`))
+// New fills in the defaults of config.PKCS11 and refuses settings that config.Load would.
+func TestNewConfig(t *testing.T) {
+	tk, err := New(config.PKCS11{}, newClusterBackend(2, 3), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.TokenLabel != "ods" || time.Duration(c.SignTimeout) != 3*time.Second ||
-		time.Duration(c.KeygenTimeout) != DefaultKeygenTimeout || c.LogFile != "/tmp/x.log" {
-		t.Fatalf("%+v", c)
+	defer tk.Close()
+	if ti, err := tk.TokenInfo(SlotID); err != nil || ti.Label != config.DefaultTokenLabel || ti.Serial != config.DefaultSerial ||
+		ti.Flags&CKF_USER_PIN_INITIALIZED != 0 {
+		t.Fatalf("%+v %v", ti, err)
 	}
-	c, err = LoadConfig(write(`{"amqp_url": "amqp://x"}`))
-	if err != nil || c.TokenLabel != DefaultLabel || c.UserPINHash != "" {
-		t.Fatal(c, err)
+	if tk.cfg != (config.PKCS11{}).WithDefaults() || time.Duration(tk.cfg.SignTimeout) != config.DefaultSignTimeout {
+		t.Fatalf("settings %+v", tk.cfg)
 	}
-	for _, bad := range []string{
-		`{"pkcs11": {"token_labl": "x"}}`,
-		`{"pkcs11": {"token_label": "` + string(bytes.Repeat([]byte("x"), 33)) + `"}}`,
-		`{"pkcs11": {"user_pin_hash": "123456"}}`,
-		`{"pkcs11": {"sign_timeout": 10}}`,
-		`{"pkcs11": {"sign_timeout": "-1s"}}`,
-		`{"pkcs11": {"serial": "\u0001"}}`,
-		`not json`,
+	for name, c := range map[string]config.PKCS11{
+		"long label":   {TokenLabel: string(bytes.Repeat([]byte("x"), 33))},
+		"bad pin hash": {UserPINHash: testPIN},
+		"negative":     {SignTimeout: config.Duration(-time.Second)},
+		"bad serial":   {Serial: "\x01"},
 	} {
-		_, err := LoadConfig(write(bad))
-		wantErr(t, err, ErrConfig)
-		if bytes.Contains([]byte(err.Error()), []byte("123456")) {
-			t.Fatalf("error leaks the PIN field: %v", err)
+		_, err := New(c, newClusterBackend(2, 3), nil)
+		if !errors.Is(err, ErrConfig) || !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrConfig", name, err)
+		} else if bytes.Contains([]byte(err.Error()), []byte(testPIN)) {
+			t.Errorf("%s: error leaks the PIN field: %v", name, err)
 		}
 	}
-	_, err = LoadConfig(filepath.Join(dir, "missing.json"))
-	wantErr(t, err, ErrConfig)
 }
 
 // BenchmarkSign_1024_2of3 measures one C_SignInit + C_Sign through the token over the

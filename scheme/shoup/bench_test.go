@@ -17,7 +17,7 @@ import (
 //   - BenchmarkGenerateKey_2048 median <= BenchmarkOpenSSLSafePrime1024Twice (same run);
 //   - BenchmarkSignShare_2048_3of5 <= 1.15 × BenchmarkModExpConstantTime_2048;
 //   - BenchmarkCombine_2048_3of5 < 10% of BenchmarkSignShare_2048_3of5.
-// Results with the machine they came from: threshold/BENCHMARKS.md.
+// Results with the machine they came from: scheme/shoup/BENCHMARKS.md.
 
 func BenchmarkGenerateKey_2048(b *testing.B) { benchGenerateKey(b, 2048) }
 func BenchmarkGenerateKey_3072(b *testing.B) { benchGenerateKey(b, 3072) }

@@ -1,19 +1,23 @@
-// Package cluster starts and stops a local tchsm cluster for the benchmark.
+// Package cluster starts and stops a local tchsm cluster for the benchmark with the cluster
+// launcher, `tchsm dev` (internal/cli/dev.go). Launcher.Command is that command: the harness's
+// -tchsm-launch, split on spaces, or with `auto` the tchsm binary it builds from this repository.
 //
-// INTEGRATION POINT (cluster launcher). The cluster engineer provides
+//	<Command> dev up --dir D --k K --n N [UpArgs] [--amqp URL]   # Up
+//	<Command> dev down --dir D --purge                           # Down: stops the processes, deletes D
 //
-//	tchsm dev up   --dir D --k K --n N   # starts a dealer-made key set and n nodes on this host
-//	tchsm dev down --dir D               # stops them
+// `tchsm dev up` creates the cluster folder on first use, starts the dealer and the n nodes as
+// detached processes, waits until every node answers, prints `export TCHSM_CONFIG=...` and exits
+// 0. Up reads every KEY=VALUE line the launcher prints into Cluster.Env (an `export ` prefix and
+// single or double quotes are accepted) and fails without TCHSM_CONFIG; the harness also takes
+// TCHSM_MODULE, TCHSM_TOKEN_LABEL and TCHSM_PIN from there when a launcher prints them (`tchsm dev
+// up` does not: the harness passes the label and PIN in UpArgs and builds libtchsm.so itself).
+// A launcher that stays in the foreground works too: once it has printed TCHSM_CONFIG and then
+// been quiet for a second it counts as ready, and Down sends its process group SIGTERM before
+// running `dev down`. With Launcher.VHost set, Up gives the cluster a private RabbitMQ vhost
+// (rabbitmqctl, passed as --amqp) and Down deletes it.
 //
-// `dev up` prints the environment a PKCS#11 client needs, one KEY=VALUE per line (an `export `
-// prefix and single or double quotes are accepted), at least TCHSM_CONFIG and preferably
-// TCHSM_MODULE (path of libtchsm.so), TCHSM_TOKEN_LABEL and TCHSM_PIN. Both shapes work:
-//   - `dev up` starts the nodes in the background and exits 0: Down runs `dev down --dir D`;
-//   - `dev up` stays in the foreground: once it has printed TCHSM_CONFIG and then been quiet
-//     for a second it counts as ready, and Down sends it SIGTERM (then runs `dev down` too).
-//
-// Until the launcher exists, run the cluster by hand and give the harness -tchsm-module and
-// -tchsm-config.
+// Without -tchsm-launch the harness does not use this package: it signs through a cluster
+// started by hand, given with -tchsm-module and -tchsm-config.
 package cluster
 
 import (

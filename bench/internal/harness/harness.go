@@ -503,7 +503,7 @@ func build(ctx context.Context, o *Options, withCLI bool, bar *progress.Bar) (*b
 func runTarget(ctx context.Context, o *Options, name string, rcfg runner.Config, tr *report.Target, bar *progress.Bar) (err error) {
 	var cl *cluster.Cluster
 	if name == "tchsm" && o.TchsmLaunch != "" {
-		// INTEGRATION POINT: the cluster launcher (see package cluster).
+		// Start a local cluster with the launcher (package cluster).
 		dir, err := os.MkdirTemp(o.TmpDir, "tchsm-bench-cluster-")
 		if err != nil {
 			return err

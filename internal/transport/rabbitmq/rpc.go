@@ -1,9 +1,10 @@
-package transport
+package rabbitmq
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tchsm/tchsm/internal/transport"
 	"strconv"
 	"time"
 
@@ -16,8 +17,6 @@ const (
 	hdrError    = "x-tchsm-error"    // string, the handler's error
 )
 
-const maxRemoteErr = 512
-
 type callResult struct {
 	body []byte
 	err  error
@@ -26,10 +25,10 @@ type callResult struct {
 func callFromReply(d amqp.Delivery) callResult {
 	if v, ok := d.Headers[hdrError]; ok {
 		msg, _ := v.(string)
-		if len(msg) > maxRemoteErr {
-			msg = msg[:maxRemoteErr]
+		if len(msg) > transport.MaxRemoteError {
+			msg = msg[:transport.MaxRemoteError]
 		}
-		return callResult{err: &RemoteError{Msg: msg}}
+		return callResult{err: &transport.RemoteError{Msg: msg}}
 	}
 	return callResult{body: d.Body}
 }
@@ -52,10 +51,10 @@ func (s *session) deliver(id string, r callResult) {
 func (c *Conn) Call(ctx context.Context, queue string, body []byte) ([]byte, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		return nil, ErrNoDeadline
+		return nil, transport.ErrNoDeadline
 	}
 	if queue == "" {
-		return nil, fmt.Errorf("%w: empty queue name", ErrConfig)
+		return nil, fmt.Errorf("%w: empty queue name", transport.ErrConfig)
 	}
 	id := newID()
 	res := make(chan callResult, 1)
@@ -66,7 +65,7 @@ func (c *Conn) Call(ctx context.Context, queue string, body []byte) ([]byte, err
 		}
 		if s.blocked.Load() {
 			// A publish would hang in a TCP write that ctx cannot interrupt.
-			return nil, fmt.Errorf("transport: call %s: %w: %w", queue, ErrUnavailable, errBlocked)
+			return nil, fmt.Errorf("transport: call %s: %w: %w", queue, transport.ErrUnavailable, errBlocked)
 		}
 		ttl := time.Until(deadline).Milliseconds()
 		if ttl <= 0 {
@@ -97,7 +96,7 @@ func (c *Conn) Call(ctx context.Context, queue string, body []byte) ([]byte, err
 			case <-s.lost:
 				continue
 			case <-ctx.Done():
-				return nil, fmt.Errorf("transport: call %s: %w: %w", queue, ErrUnavailable, ctx.Err())
+				return nil, fmt.Errorf("transport: call %s: %w: %w", queue, transport.ErrUnavailable, ctx.Err())
 			}
 		}
 
@@ -121,9 +120,9 @@ func (c *Conn) Call(ctx context.Context, queue string, body []byte) ([]byte, err
 			default:
 			}
 			if c.ctx.Err() != nil {
-				return nil, fmt.Errorf("transport: call %s: %w", queue, ErrClosed)
+				return nil, fmt.Errorf("transport: call %s: %w", queue, transport.ErrClosed)
 			}
-			return nil, fmt.Errorf("transport: call %s: %w: connection lost while waiting for the reply", queue, ErrUnavailable)
+			return nil, fmt.Errorf("transport: call %s: %w: connection lost while waiting for the reply", queue, transport.ErrUnavailable)
 		}
 	}
 }
@@ -137,10 +136,10 @@ func (s *session) forget(id string) {
 // PublishDurable publishes a persistent message to queue and waits for the
 // broker's confirm, publishing again after a nack or a connection loss until
 // ctx ends: the message may arrive more than once. A queue that does not
-// exist gives ErrNoRoute at once.
+// exist gives transport.ErrNoRoute at once.
 func (c *Conn) PublishDurable(ctx context.Context, queue string, body []byte) error {
 	if queue == "" {
-		return fmt.Errorf("%w: empty queue name", ErrConfig)
+		return fmt.Errorf("%w: empty queue name", transport.ErrConfig)
 	}
 	msg := amqp.Publishing{
 		DeliveryMode: amqp.Persistent,
@@ -158,7 +157,7 @@ func (c *Conn) PublishDurable(ctx context.Context, queue string, body []byte) er
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, ErrNoRoute) {
+		if errors.Is(err, transport.ErrNoRoute) {
 			return fmt.Errorf("transport: publish %s: %w", queue, err)
 		}
 		if ctx.Err() != nil {
@@ -173,7 +172,7 @@ func (c *Conn) PublishDurable(ctx context.Context, queue string, body []byte) er
 			return fmt.Errorf("transport: publish %s: %w: %w", queue, err, ctx.Err())
 		case <-c.ctx.Done():
 			t.Stop()
-			return fmt.Errorf("transport: publish %s: %w", queue, ErrClosed)
+			return fmt.Errorf("transport: publish %s: %w", queue, transport.ErrClosed)
 		}
 	}
 }
@@ -185,7 +184,7 @@ var (
 
 func (s *session) publishConfirmed(ctx context.Context, queue string, msg amqp.Publishing) error {
 	if s.blocked.Load() {
-		return fmt.Errorf("%w: %w", ErrUnavailable, errBlocked)
+		return fmt.Errorf("%w: %w", transport.ErrUnavailable, errBlocked)
 	}
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
@@ -200,14 +199,14 @@ func (s *session) publishConfirmed(ctx context.Context, queue string, msg amqp.P
 	}
 	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, msg)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
 	}
 	select {
 	case <-dc.Done():
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.lost:
-		return fmt.Errorf("%w: connection lost before the confirm", ErrUnavailable)
+		return fmt.Errorf("%w: connection lost before the confirm", transport.ErrUnavailable)
 	}
 	if !dc.Acked() {
 		return errNacked
@@ -222,7 +221,7 @@ func (s *session) publishConfirmed(ctx context.Context, queue string, msg amqp.P
 				return nil
 			}
 			if r.MessageId == msg.MessageId {
-				return fmt.Errorf("%w: %s (%s)", ErrNoRoute, r.RoutingKey, r.ReplyText)
+				return fmt.Errorf("%w: %s (%s)", transport.ErrNoRoute, r.RoutingKey, r.ReplyText)
 			}
 		default:
 			return nil

@@ -1,9 +1,10 @@
-package transport
+package rabbitmq
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tchsm/tchsm/internal/transport"
 	"strconv"
 	"sync"
 	"time"
@@ -15,29 +16,17 @@ import (
 // by Call).
 const defaultHandlerTimeout = 30 * time.Second
 
-// Delivery is a request received by Serve.
-type Delivery struct {
-	Body        []byte
-	Deadline    time.Time // also the handler ctx's deadline
-	Redelivered bool
-}
-
-// Handler answers a request. A nil error sends reply; an error is sent back
-// as a RemoteError (keep secrets out of it). Nothing is sent when the request
-// has no ReplyTo or its deadline has passed.
-type Handler func(ctx context.Context, d Delivery) (reply []byte, err error)
-
 // Serve declares the rpc queue and consumes it with workers concurrent
 // handlers until ctx ends (it then returns nil) or the Conn is closed
-// (ErrClosed). The queue belongs to this Conn alone (exclusive, auto-delete):
-// it exists only while Serve consumes it, so callers get [ErrNoRoute] at once
+// (transport.ErrClosed). The queue belongs to this Conn alone (exclusive, auto-delete):
+// it exists only while Serve consumes it, so callers get [transport.ErrNoRoute] at once
 // while the server is away. Serve survives reconnections, declaring the queue
 // again just before it subscribes again. It fails at once if the first
 // subscription fails for a reason other than the connection (bad name,
 // permissions); a queue held by another connection is retried.
-func (c *Conn) Serve(ctx context.Context, queue string, workers int, h Handler) error {
+func (c *Conn) Serve(ctx context.Context, queue string, workers int, h transport.Handler) error {
 	if workers < 1 || workers > 10000 || h == nil || queue == "" {
-		return fmt.Errorf("%w: Serve needs a queue, a handler and 1..10000 workers", ErrConfig)
+		return fmt.Errorf("%w: Serve needs a queue, a handler and 1..10000 workers", transport.ErrConfig)
 	}
 	prefetch := c.cfg.Prefetch
 	if prefetch == 0 {
@@ -59,7 +48,7 @@ func (c *Conn) Serve(ctx context.Context, queue string, workers int, h Handler) 
 	})
 }
 
-func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *sync.Mutex, d amqp.Delivery, h Handler) {
+func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *sync.Mutex, d amqp.Delivery, h transport.Handler) {
 	// At-most-once: acknowledge before handling (see package doc).
 	if err := d.Ack(false); err != nil {
 		return // channel gone: the broker requeues it for another consumer
@@ -71,7 +60,7 @@ func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *syn
 		return
 	}
 	hctx, cancel := context.WithDeadline(ctx, deadline)
-	reply, herr := safeHandle(hctx, h, Delivery{Body: d.Body, Deadline: deadline, Redelivered: d.Redelivered})
+	reply, herr := transport.SafeHandle(hctx, h, transport.Delivery{Body: d.Body, Deadline: deadline, Redelivered: d.Redelivered})
 	cancel()
 	if d.ReplyTo == "" {
 		return
@@ -89,7 +78,7 @@ func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *syn
 	}
 	if herr != nil {
 		msg.Body = nil
-		msg.Headers = amqp.Table{hdrError: truncate(herr.Error(), maxRemoteErr)}
+		msg.Headers = amqp.Table{hdrError: transport.RemoteErrorText(herr)}
 	}
 	replyMu.Lock()
 	err := ch.Publish("", d.ReplyTo, false, false, msg)
@@ -97,24 +86,6 @@ func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *syn
 	if err != nil {
 		c.log.Debug("reply not sent", "err", err)
 	}
-}
-
-// safeHandle turns a handler panic into an error: bad input must not crash
-// the node.
-func safeHandle(ctx context.Context, h Handler, d Delivery) (reply []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			reply, err = nil, fmt.Errorf("transport: handler panic: %v", r)
-		}
-	}()
-	return h(ctx, d)
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // requestDeadline is the earlier of the x-tchsm-deadline header and arrival
@@ -141,25 +112,25 @@ func requestDeadline(d amqp.Delivery, now time.Time) time.Time {
 }
 
 // Consume processes a durable control queue one message at a time until ctx
-// ends (nil) or the Conn is closed (ErrClosed), surviving reconnections. A
-// message is acknowledged after h returns nil. An error wrapping ErrPermanent
+// ends (nil) or the Conn is closed (transport.ErrClosed), surviving reconnections. A
+// message is acknowledged after h returns nil. An error wrapping transport.ErrPermanent
 // rejects it to the dead-letter queue; any other error requeues it after a
 // growing delay (100 ms to 5 s), so the message is redelivered.
 func (c *Conn) Consume(ctx context.Context, queue string, h func(ctx context.Context, body []byte) error) error {
 	if h == nil || queue == "" {
-		return fmt.Errorf("%w: Consume needs a queue and a handler", ErrConfig)
+		return fmt.Errorf("%w: Consume needs a queue and a handler", transport.ErrConfig)
 	}
 	var bo backoff // consecutive handler failures, across reconnections
 	return c.consumeLoop(ctx, queue, false, 1, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 		for d := range deliveries {
-			err := safeConsume(ctx, h, d.Body)
+			err := transport.SafeConsume(ctx, h, d.Body)
 			switch {
 			case err == nil:
 				bo.reset()
 				if aerr := d.Ack(false); aerr != nil {
 					c.log.Warn("ack failed; the message will be redelivered", "queue", queue, "err", aerr)
 				}
-			case errors.Is(err, ErrPermanent):
+			case errors.Is(err, transport.ErrPermanent):
 				c.log.Error("message rejected to the dead-letter queue", "queue", queue, "err", err)
 				_ = d.Reject(false)
 			default:
@@ -179,15 +150,6 @@ func (c *Conn) Consume(ctx context.Context, queue string, h func(ctx context.Con
 	})
 }
 
-func safeConsume(ctx context.Context, h func(context.Context, []byte) error, body []byte) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("transport: handler panic: %v", r)
-		}
-	}()
-	return h(ctx, body)
-}
-
 // consumeLoop subscribes to queue on a fresh channel of the current session
 // and runs process until the deliveries end, then subscribes again, until ctx
 // ends or the Conn is closed. owned: an rpc queue the consumer owns and declares
@@ -198,19 +160,19 @@ func (c *Conn) consumeLoop(ctx context.Context, queue string, owned bool, prefet
 	for {
 		s, err := c.session(ctx)
 		if err != nil {
-			if errors.Is(err, ErrClosed) {
-				return ErrClosed
+			if errors.Is(err, transport.ErrClosed) {
+				return transport.ErrClosed
 			}
 			return nil // ctx ended
 		}
 		started, err := c.consumeOnce(ctx, s, queue, owned, prefetch, process)
 		if c.ctx.Err() != nil {
-			return ErrClosed
+			return transport.ErrClosed
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		if first && err != nil && !errors.Is(err, ErrUnavailable) {
+		if first && err != nil && !errors.Is(err, transport.ErrUnavailable) {
 			return err
 		}
 		first = false
@@ -226,7 +188,7 @@ func (c *Conn) consumeLoop(ctx context.Context, queue string, owned bool, prefet
 			return nil
 		case <-c.ctx.Done():
 			t.Stop()
-			return ErrClosed
+			return transport.ErrClosed
 		}
 	}
 }
@@ -234,7 +196,7 @@ func (c *Conn) consumeLoop(ctx context.Context, queue string, owned bool, prefet
 func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, owned bool, prefetch int, process func(*amqp.Channel, <-chan amqp.Delivery)) (started bool, err error) {
 	ch, err := s.conn.Channel()
 	if err != nil {
-		return false, fmt.Errorf("%w: open channel: %w", ErrUnavailable, err)
+		return false, fmt.Errorf("%w: open channel: %w", transport.ErrUnavailable, err)
 	}
 	defer ch.Close()
 	if owned {
@@ -252,16 +214,16 @@ func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, owned 
 		}
 	}
 	if err := ch.Qos(prefetch, 0, false); err != nil {
-		return false, fmt.Errorf("%w: qos: %w", ErrUnavailable, err)
+		return false, fmt.Errorf("%w: qos: %w", transport.ErrUnavailable, err)
 	}
 	tag := "tchsm-" + newID()
 	deliveries, err := ch.Consume(queue, tag, false, false, false, false, nil)
 	if err != nil {
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return false, fmt.Errorf("%w: consume %s: %w", ErrNoRoute, queue, err)
+			return false, fmt.Errorf("%w: consume %s: %w", transport.ErrNoRoute, queue, err)
 		}
-		return false, fmt.Errorf("%w: consume %s: %w", ErrUnavailable, queue, err)
+		return false, fmt.Errorf("%w: consume %s: %w", transport.ErrUnavailable, queue, err)
 	}
 	// Stop at ctx end or Close: closing the channel ends deliveries, and
 	// process returns once its handlers are done.
@@ -272,13 +234,13 @@ func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, owned 
 	c.setConsuming(queue, +1)
 	defer c.setConsuming(queue, -1)
 	process(ch, deliveries)
-	return true, fmt.Errorf("%w: deliveries ended", ErrUnavailable)
+	return true, fmt.Errorf("%w: deliveries ended", transport.ErrUnavailable)
 }
 
 // declareOwned declares an rpc queue its consumer owns (exclusive) on ch. A queue of the same name
 // that is not exclusive and has no consumer (left by an older version, which declared rpc
 // queues shared) is deleted first: it holds only transient requests. One held by another
-// connection stays, and the error (ErrUnavailable) makes the caller retry.
+// connection stays, and the error (transport.ErrUnavailable) makes the caller retry.
 func declareOwned(ac *amqp.Connection, ch *amqp.Channel, queue string) error {
 	err := declareQueue(ch, queue, KindRPC)
 	var ae *amqp.Error
@@ -288,13 +250,13 @@ func declareOwned(ac *amqp.Connection, ch *amqp.Channel, queue string) error {
 	// The failed declaration closed ch; the caller's deferred Close of it is harmless.
 	dc, cerr := ac.Channel()
 	if cerr != nil {
-		return fmt.Errorf("%w: open channel: %w", ErrUnavailable, cerr)
+		return fmt.Errorf("%w: open channel: %w", transport.ErrUnavailable, cerr)
 	}
 	defer dc.Close()
 	if _, derr := dc.QueueDelete(queue, true, false, false); derr != nil {
 		return err // exclusive elsewhere, or consumed: keep the first error
 	}
-	return fmt.Errorf("%w: deleted a stale shared queue %s; declaring it again", ErrUnavailable, queue)
+	return fmt.Errorf("%w: deleted a stale shared queue %s; declaring it again", transport.ErrUnavailable, queue)
 }
 
 // setConsuming counts the consumers this Conn has on queue and wakes WaitConsuming.
@@ -324,7 +286,7 @@ func (c *Conn) WaitConsuming(ctx context.Context, queue string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("transport: %s not consumed: %w", queue, ctx.Err())
 		case <-c.ctx.Done():
-			return ErrClosed
+			return transport.ErrClosed
 		}
 	}
 }

@@ -1,9 +1,10 @@
-package transport
+package rabbitmq
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tchsm/tchsm/internal/transport"
 	"log/slog"
 	"net"
 	"sync"
@@ -95,7 +96,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		if permanentDialError(err) || ctx.Err() != nil {
 			c.cancel()
 			if ctx.Err() != nil && !permanentDialError(err) {
-				return nil, fmt.Errorf("%w: dial %s: %w (last error: %v)", ErrUnavailable, c.redacted, ctx.Err(), err)
+				return nil, fmt.Errorf("%w: dial %s: %w (last error: %v)", transport.ErrUnavailable, c.redacted, ctx.Err(), err)
 			}
 			return nil, err
 		}
@@ -111,7 +112,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 
 // permanentDialError reports errors a redial cannot fix.
 func permanentDialError(err error) bool {
-	return errors.Is(err, ErrConfig) || errors.Is(err, ErrAccess)
+	return errors.Is(err, transport.ErrConfig) || errors.Is(err, transport.ErrAccess)
 }
 
 // connect dials once and prepares the session's channels and topology.
@@ -148,16 +149,16 @@ func (c *Conn) connect(ctx context.Context) (*session, error) {
 		if errors.As(err, &ae) {
 			// amqp errors never contain the URL.
 			if ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed {
-				return nil, fmt.Errorf("%w: dial %s: %w", ErrAccess, c.redacted, err)
+				return nil, fmt.Errorf("%w: dial %s: %w", transport.ErrAccess, c.redacted, err)
 			}
-			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, c.redacted, err)
+			return nil, fmt.Errorf("%w: dial %s: %w", transport.ErrUnavailable, c.redacted, err)
 		}
 		// Other errors (URI parsing) might quote the URL: do not include them.
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, context.Canceled) {
-			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, c.redacted, err)
+			return nil, fmt.Errorf("%w: dial %s: %w", transport.ErrUnavailable, c.redacted, err)
 		}
-		return nil, fmt.Errorf("%w: dial %s: %s", ErrUnavailable, c.redacted, redactErr(err.Error(), c.url))
+		return nil, fmt.Errorf("%w: dial %s: %s", transport.ErrUnavailable, c.redacted, redactErr(err.Error(), c.url))
 	}
 	s, err := c.setup(ac)
 	if err != nil {
@@ -176,18 +177,18 @@ func (c *Conn) setup(ac *amqp.Connection) (*session, error) {
 	}
 	var err error
 	if s.rpc, err = ac.Channel(); err != nil {
-		return nil, fmt.Errorf("%w: open rpc channel: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: open rpc channel: %w", transport.ErrUnavailable, err)
 	}
 	replies, err := s.rpc.Consume(directReplyTo, "", true, false, false, false, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: consume %s: %w", ErrUnavailable, directReplyTo, err)
+		return nil, fmt.Errorf("%w: consume %s: %w", transport.ErrUnavailable, directReplyTo, err)
 	}
 	returns := s.rpc.NotifyReturn(make(chan amqp.Return, 64))
 	if s.pub, err = ac.Channel(); err != nil {
-		return nil, fmt.Errorf("%w: open publish channel: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: open publish channel: %w", transport.ErrUnavailable, err)
 	}
 	if err := s.pub.Confirm(false); err != nil {
-		return nil, fmt.Errorf("%w: confirm mode: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: confirm mode: %w", transport.ErrUnavailable, err)
 	}
 	s.pub.NotifyReturn(s.pubRet)
 
@@ -224,7 +225,7 @@ func (c *Conn) setup(ac *amqp.Connection) (*session, error) {
 	go func() {
 		defer c.wg.Done()
 		for r := range returns {
-			s.deliver(r.CorrelationId, callResult{err: fmt.Errorf("%w: %s (%s)", ErrNoRoute, r.RoutingKey, r.ReplyText)})
+			s.deliver(r.CorrelationId, callResult{err: fmt.Errorf("%w: %s (%s)", transport.ErrNoRoute, r.RoutingKey, r.ReplyText)})
 		}
 	}()
 	return s, nil
@@ -295,7 +296,7 @@ func (c *Conn) session(ctx context.Context) (*session, error) {
 		s, ready, closed := c.cur, c.ready, c.closed
 		c.mu.Unlock()
 		if closed {
-			return nil, ErrClosed
+			return nil, transport.ErrClosed
 		}
 		if s != nil {
 			return s, nil
@@ -303,15 +304,15 @@ func (c *Conn) session(ctx context.Context) (*session, error) {
 		select {
 		case <-ready:
 		case <-c.ctx.Done():
-			return nil, ErrClosed
+			return nil, transport.ErrClosed
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+			return nil, fmt.Errorf("%w: %w", transport.ErrUnavailable, ctx.Err())
 		}
 	}
 }
 
 // Close closes the connection and stops every goroutine the Conn started.
-// Serve and Consume calls return ErrClosed. Close is idempotent.
+// Serve and Consume calls return transport.ErrClosed. Close is idempotent.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -329,8 +330,8 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// WaitConnected waits until the Conn has a broker connection, or ctx ends (ErrUnavailable) or
-// the Conn is closed (ErrClosed).
+// WaitConnected waits until the Conn has a broker connection, or ctx ends (transport.ErrUnavailable) or
+// the Conn is closed (transport.ErrClosed).
 func (c *Conn) WaitConnected(ctx context.Context) error {
 	_, err := c.session(ctx)
 	return err

@@ -1,7 +1,7 @@
-// Package transport carries opaque byte messages between tchsm processes over
-// AMQP 0-9-1 (RabbitMQ), using github.com/rabbitmq/amqp091-go. It knows
-// nothing about tchsm messages: bytes in, bytes out. Authentication,
-// encryption and replay protection of the payloads belong to internal/trust.
+// Package rabbitmq is the AMQP 0-9-1 (RabbitMQ) implementation of package
+// transport, using github.com/rabbitmq/amqp091-go. [Conn] works with queue
+// names; [Transport] maps tchsm addresses onto them (see Topology) and is what
+// the roles use. It knows nothing about tchsm messages: bytes in, bytes out.
 //
 // # Connection
 //
@@ -14,20 +14,20 @@
 // stops all of it and waits for every goroutine the Conn started.
 //
 // Dial itself retries with the same backoff until its ctx ends, except for
-// errors a retry cannot fix: [ErrConfig] (bad URL) and [ErrAccess] (refused
+// errors a retry cannot fix: [transport.ErrConfig] (bad URL) and [transport.ErrAccess] (refused
 // credentials, unknown vhost).
 //
 // While disconnected, [Conn.Call] and [Conn.PublishDurable] wait for the next
 // connection up to their ctx deadline rather than failing at once: a broker
 // blip is normally shorter than a signing deadline, and failing fast would
 // turn it into a failed signature. When the ctx ends first the error wraps
-// both [ErrUnavailable] and the ctx error. A Call whose request was already
-// sent when the connection dropped fails at once with [ErrUnavailable]: its
+// both [transport.ErrUnavailable] and the ctx error. A Call whose request was already
+// sent when the connection dropped fails at once with [transport.ErrUnavailable]: its
 // reply can no longer arrive (the direct reply-to consumer died with the
 // connection) and the transport does not know whether re-sending is safe.
 //
 // When the broker blocks publishers (memory or disk alarm), Call and
-// PublishDurable fail with [ErrUnavailable] instead of hanging in a socket
+// PublishDurable fail with [transport.ErrUnavailable] instead of hanging in a socket
 // write that no ctx can interrupt; PublishDurable keeps retrying until its
 // ctx ends.
 //
@@ -46,7 +46,7 @@
 //     deliveries and deletions. Messages are persistent and published with
 //     publisher confirms. A consumer acknowledges only after its handler
 //     returned nil (the share is stored durably). A handler error that wraps
-//     [ErrPermanent] (a malformed message) rejects the message, which the
+//     [transport.ErrPermanent] (a malformed message) rejects the message, which the
 //     broker dead-letters into tchsm.<c>.node.<id>.control.dead (durable, kept
 //     for the operator); any other error requeues it after a delay that grows
 //     from 100 ms to 5 s over consecutive failures, so a failing store is not
@@ -59,7 +59,7 @@
 //     server's connection drops or its consumer stops, and a request to a
 //     server that is away (stopped, crashed, not yet resubscribed after a
 //     broker restart) has no queue to wait in and fails at once with
-//     [ErrNoRoute]. Requests are transient and carry a per-message TTL
+//     [transport.ErrNoRoute]. Requests are transient and carry a per-message TTL
 //     (Expiration = milliseconds left until the caller's deadline), so a
 //     server that is busy never works through a backlog of stale requests.
 //     A second process serving the same queue (a node started twice) is
@@ -68,7 +68,7 @@
 //
 // The dealer must declare a node's queues ([Conn.DeclareNode]) before
 // publishing shares to it: durable publishes are mandatory, and a message to
-// a queue that does not exist fails with [ErrNoRoute] instead of vanishing.
+// a queue that does not exist fails with [transport.ErrNoRoute] instead of vanishing.
 //
 // # Durable publishing
 //
@@ -87,11 +87,11 @@
 // publishes the requests, with a random CorrelationId per call and a demux
 // map from correlation id to the waiting caller. Requests are published with
 // the mandatory flag: a request to a queue that does not exist comes back
-// (basic.return) and Call fails at once with [ErrNoRoute]. A request that
+// (basic.return) and Call fails at once with [transport.ErrNoRoute]. A request that
 // waits behind others in the queue of a busy server expires with its TTL and
 // Call ends at its ctx deadline. A reply that arrives after its caller gave up is dropped.
 //
-// Calls need a ctx deadline ([ErrNoDeadline] otherwise). The absolute
+// Calls need a ctx deadline ([transport.ErrNoDeadline] otherwise). The absolute
 // deadline travels in the x-tchsm-deadline header (Unix milliseconds); the
 // server's handler ctx gets the earlier of that deadline and arrival time +
 // Expiration, so clocks must be roughly synchronised (NTP), and a node never
@@ -104,5 +104,5 @@
 // node crash every node in turn. Prefetch (default 2 × workers) bounds how
 // many requests wait in the node's memory; the rest wait in the broker, where
 // their TTL applies. A handler error is sent back and Call returns it as a
-// [*RemoteError] wrapping [ErrRemote].
-package transport
+// [*transport.RemoteError] wrapping [transport.ErrRemote].
+package rabbitmq

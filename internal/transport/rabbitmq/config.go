@@ -1,4 +1,4 @@
-package transport
+package rabbitmq
 
 import (
 	crand "crypto/rand"
@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/tchsm/tchsm/internal/transport"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -18,39 +18,9 @@ import (
 // EnvURL is the environment variable [URLFromEnv] reads.
 const EnvURL = "TCHSM_AMQP_URL"
 
-// Sentinel errors. Errors returned by this package wrap one of them (and,
-// where a context ended, the context error too).
-var (
-	// ErrUnavailable: no broker connection, or it was lost during the operation.
-	ErrUnavailable = errors.New("transport: broker unavailable")
-	// ErrAccess: the broker refused the credentials or the vhost.
-	ErrAccess = errors.New("transport: broker refused access")
-	// ErrClosed: the Conn was closed.
-	ErrClosed = errors.New("transport: connection closed")
-	// ErrNoRoute: the destination queue does not exist.
-	ErrNoRoute = errors.New("transport: no such queue")
-	// ErrNoDeadline: Call needs a context with a deadline.
-	ErrNoDeadline = errors.New("transport: context has no deadline")
-	// ErrTopology: a queue exists with different arguments, or cannot be declared.
-	ErrTopology = errors.New("transport: topology declaration failed")
-	// ErrConfig: the configuration or an argument is invalid.
-	ErrConfig = errors.New("transport: invalid configuration")
-	// ErrRemote: the server's handler returned an error (see RemoteError).
-	ErrRemote = errors.New("transport: remote handler error")
-	// ErrPermanent: returned (wrapped) by a Consume handler for a message that
-	// can never be processed; the message goes to the dead-letter queue.
-	ErrPermanent = errors.New("transport: permanent failure")
-)
-
-// RemoteError is the error a Serve handler returned, as seen by the caller.
-type RemoteError struct {
-	Msg string
-}
-
-func (e *RemoteError) Error() string { return "transport: remote handler error: " + e.Msg }
-
-// Unwrap makes errors.Is(err, ErrRemote) true.
-func (e *RemoteError) Unwrap() error { return ErrRemote }
+// ErrTopology: a queue exists with different arguments, or cannot be declared. Errors of this
+// package wrap it or one of the sentinel errors of package transport.
+var ErrTopology = errors.New("transport: topology declaration failed")
 
 // Config configures a Conn. The zero value of every field but URL and
 // ClusterID is usable.
@@ -74,33 +44,29 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-
-func validID(s string) bool { return idPattern.MatchString(s) }
-
 func (c *Config) validate() (*url.URL, error) {
 	if c.URL == "" {
-		return nil, fmt.Errorf("%w: empty URL", ErrConfig)
+		return nil, fmt.Errorf("%w: empty URL", transport.ErrConfig)
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		// url.Parse errors quote the whole URL, password included.
-		return nil, fmt.Errorf("%w: unparseable URL (not shown: it may hold a password)", ErrConfig)
+		return nil, fmt.Errorf("%w: unparseable URL (not shown: it may hold a password)", transport.ErrConfig)
 	}
 	switch u.Scheme {
 	case "amqp":
 		if c.TLS != nil {
-			return nil, fmt.Errorf("%w: TLS configuration given for a plain amqp:// URL %s", ErrConfig, RedactURL(c.URL))
+			return nil, fmt.Errorf("%w: TLS configuration given for a plain amqp:// URL %s", transport.ErrConfig, RedactURL(c.URL))
 		}
 	case "amqps":
 	default:
-		return nil, fmt.Errorf("%w: URL scheme must be amqp or amqps: %s", ErrConfig, RedactURL(c.URL))
+		return nil, fmt.Errorf("%w: URL scheme must be amqp or amqps: %s", transport.ErrConfig, RedactURL(c.URL))
 	}
-	if !validID(c.ClusterID) {
-		return nil, fmt.Errorf("%w: cluster id %q must be 1-64 letters, digits, '-' or '_'", ErrConfig, c.ClusterID)
+	if !transport.ValidID(c.ClusterID) {
+		return nil, fmt.Errorf("%w: cluster id %q must be 1-64 letters, digits, '-' or '_'", transport.ErrConfig, c.ClusterID)
 	}
 	if c.Prefetch < 0 || c.Prefetch > 65535 {
-		return nil, fmt.Errorf("%w: prefetch %d out of range 0..65535", ErrConfig, c.Prefetch)
+		return nil, fmt.Errorf("%w: prefetch %d out of range 0..65535", transport.ErrConfig, c.Prefetch)
 	}
 	return u, nil
 }

@@ -1,9 +1,10 @@
-package transport
+package rabbitmq
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/tchsm/tchsm/internal/transport"
 	"os/exec"
 	"strings"
 	"testing"
@@ -77,13 +78,13 @@ func serveEcho(tb testing.TB, c *Conn, queue string, workers int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Serve(ctx, queue, workers, func(ctx context.Context, d Delivery) ([]byte, error) {
+		done <- c.Serve(ctx, queue, workers, func(ctx context.Context, d transport.Delivery) ([]byte, error) {
 			return d.Body, nil
 		})
 	}()
 	tb.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil && err != ErrClosed {
+		if err := <-done; err != nil && err != transport.ErrClosed {
 			tb.Errorf("Serve: %v", err)
 		}
 	})

@@ -1,4 +1,4 @@
-package transport
+package rabbitmq
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/tchsm/tchsm/internal/transport"
 	"runtime"
 	"strings"
 	"sync"
@@ -72,7 +73,7 @@ func TestCallRoundTripConcurrent(t *testing.T) {
 func TestCallNeedsDeadline(t *testing.T) {
 	url := testVhost(t)
 	c := dialTest(t, url, "client")
-	if _, err := c.Call(context.Background(), "x", nil); !errors.Is(err, ErrNoDeadline) {
+	if _, err := c.Call(context.Background(), "x", nil); !errors.Is(err, transport.ErrNoDeadline) {
 		t.Fatalf("Call without deadline: %v", err)
 	}
 }
@@ -84,7 +85,7 @@ func TestCallUnknownQueueFailsFast(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := c.Call(ctx, c.NodeRPCQueue("nobody"), []byte("x"))
-	if !errors.Is(err, ErrNoRoute) {
+	if !errors.Is(err, transport.ErrNoRoute) {
 		t.Fatalf("Call to missing queue: %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -92,7 +93,7 @@ func TestCallUnknownQueueFailsFast(t *testing.T) {
 	}
 	// The same for durable publishing.
 	err = c.PublishDurable(ctx, c.NodeControlQueue("nobody"), []byte("x"))
-	if !errors.Is(err, ErrNoRoute) {
+	if !errors.Is(err, transport.ErrNoRoute) {
 		t.Fatalf("PublishDurable to missing queue: %v", err)
 	}
 	// The Conn is still usable afterwards.
@@ -114,7 +115,7 @@ func TestRemoteErrorAndPanic(t *testing.T) {
 	sctx, scancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Serve(sctx, q, 1, func(ctx context.Context, d Delivery) ([]byte, error) {
+		done <- c.Serve(sctx, q, 1, func(ctx context.Context, d transport.Delivery) ([]byte, error) {
 			switch string(d.Body) {
 			case "panic":
 				panic("boom")
@@ -128,12 +129,12 @@ func TestRemoteErrorAndPanic(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Call(ctx, q, []byte("fail"))
-	var re *RemoteError
-	if !errors.As(err, &re) || re.Msg != "no such key" || !errors.Is(err, ErrRemote) {
+	var re *transport.RemoteError
+	if !errors.As(err, &re) || re.Msg != "no such key" || !errors.Is(err, transport.ErrRemote) {
 		t.Fatalf("Call to failing handler: %v", err)
 	}
 	_, err = c.Call(ctx, q, []byte("panic"))
-	if !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "panic") {
+	if !errors.Is(err, transport.ErrRemote) || !strings.Contains(err.Error(), "panic") {
 		t.Fatalf("Call to panicking handler: %v", err)
 	}
 	if got, err := c.Call(ctx, q, []byte("x")); err != nil || string(got) != "ok" {
@@ -199,7 +200,7 @@ func TestLateReplyDropped(t *testing.T) {
 	var handled atomic.Int32
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
-	go c.Serve(sctx, q.RPC, 1, func(hctx context.Context, d Delivery) ([]byte, error) {
+	go c.Serve(sctx, q.RPC, 1, func(hctx context.Context, d transport.Delivery) ([]byte, error) {
 		handled.Add(1)
 		if dl, ok := hctx.Deadline(); !ok || dl.After(time.Now().Add(time.Second)) {
 			t.Errorf("handler deadline %v, %v", dl, ok)
@@ -232,7 +233,7 @@ func TestExpiredRequestNotDelivered(t *testing.T) {
 	sctx, scancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Serve(sctx, q, 1, func(ctx context.Context, d Delivery) ([]byte, error) {
+		done <- c.Serve(sctx, q, 1, func(ctx context.Context, d transport.Delivery) ([]byte, error) {
 			switch string(d.Body) {
 			case "stale":
 				stale.Add(1)
@@ -274,7 +275,7 @@ func TestExpiredRequestNotDelivered(t *testing.T) {
 
 // A request for a server that is not consuming (not started yet, stopped, its
 // connection gone, its owner's peers redeclaring the node's topology) fails at
-// once with ErrNoRoute instead of waiting in a queue nobody reads until its
+// once with transport.ErrNoRoute instead of waiting in a queue nobody reads until its
 // deadline: the stall of issue 10, where requests published after a broker
 // restart sat in rpc queues the clients had redeclared before the nodes
 // resubscribed.
@@ -294,8 +295,8 @@ func TestCallToServerAwayFailsFast(t *testing.T) {
 		defer ccancel()
 		start := time.Now()
 		_, err := cli.Call(cctx, q.RPC, []byte("x"))
-		if !errors.Is(err, ErrNoRoute) {
-			t.Fatalf("%s: Call = %v, want ErrNoRoute", what, err)
+		if !errors.Is(err, transport.ErrNoRoute) {
+			t.Fatalf("%s: Call = %v, want transport.ErrNoRoute", what, err)
 		}
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("%s: Call took %v", what, d)
@@ -307,7 +308,7 @@ func TestCallToServerAwayFailsFast(t *testing.T) {
 		sctx, scancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- srv.Serve(sctx, q.RPC, 1, func(ctx context.Context, d Delivery) ([]byte, error) { return d.Body, nil })
+			done <- srv.Serve(sctx, q.RPC, 1, func(ctx context.Context, d transport.Delivery) ([]byte, error) { return d.Body, nil })
 		}()
 		if err := srv.WaitConsuming(ctx, q.RPC); err != nil {
 			t.Fatal(err)
@@ -366,7 +367,7 @@ func TestServeOwnsItsQueue(t *testing.T) {
 		sctx, scancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- c.Serve(sctx, q, 1, func(ctx context.Context, d Delivery) ([]byte, error) { return []byte(name), nil })
+			done <- c.Serve(sctx, q, 1, func(ctx context.Context, d transport.Delivery) ([]byte, error) { return []byte(name), nil })
 		}()
 		return func() { scancel(); <-done }
 	}
@@ -432,7 +433,7 @@ func TestDurablePublishSurvives(t *testing.T) {
 		}
 	}
 	dealer.Close()
-	if err := dealer.PublishDurable(ctx, q.Control, nil); !errors.Is(err, ErrClosed) {
+	if err := dealer.PublishDurable(ctx, q.Control, nil); !errors.Is(err, transport.ErrClosed) {
 		t.Fatalf("PublishDurable after Close: %v", err)
 	}
 
@@ -508,7 +509,7 @@ func TestConsumeRedeliveryAndDeadLetter(t *testing.T) {
 		done <- c.Consume(cctx, q.Control, func(ctx context.Context, body []byte) error {
 			switch string(body) {
 			case "malformed":
-				return fmt.Errorf("bad share: %w", ErrPermanent)
+				return fmt.Errorf("bad share: %w", transport.ErrPermanent)
 			case "flaky":
 				mu.Lock()
 				defer mu.Unlock()
@@ -561,7 +562,7 @@ func TestReconnectAfterConnectionsClosed(t *testing.T) {
 	dq := srv.DealerRPCQueue()
 	hctx, hcancel := context.WithCancel(ctx)
 	defer hcancel()
-	go srv.Serve(hctx, dq, 1, func(ctx context.Context, d Delivery) ([]byte, error) {
+	go srv.Serve(hctx, dq, 1, func(ctx context.Context, d transport.Delivery) ([]byte, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
@@ -604,7 +605,7 @@ func TestReconnectAfterConnectionsClosed(t *testing.T) {
 	rabbitmqctl(t, "close_all_connections", "-p", vhostOf(url), "test")
 	select {
 	case err := <-inflight:
-		if !errors.Is(err, ErrUnavailable) {
+		if !errors.Is(err, transport.ErrUnavailable) {
 			t.Fatalf("in-flight Call: %v", err)
 		}
 	case <-time.After(5 * time.Second):
@@ -613,14 +614,14 @@ func TestReconnectAfterConnectionsClosed(t *testing.T) {
 
 	// A call made during the outage waits for the client's reconnection; until
 	// the server has resubscribed, its queue does not exist and calls fail at
-	// once with ErrNoRoute (the caller asks again or asks another server).
+	// once with transport.ErrNoRoute (the caller asks again or asks another server).
 	start := time.Now()
 	var r []byte
 	for {
 		cctx2, ccancel2 := context.WithTimeout(ctx, 10*time.Second)
 		r, err = cli.Call(cctx2, q.RPC, []byte("after"))
 		ccancel2()
-		if !errors.Is(err, ErrNoRoute) || time.Since(start) > 10*time.Second {
+		if !errors.Is(err, transport.ErrNoRoute) || time.Since(start) > 10*time.Second {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -673,7 +674,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		errs <- c.Serve(context.Background(), q.RPC, 3, func(ctx context.Context, d Delivery) ([]byte, error) { return d.Body, nil })
+		errs <- c.Serve(context.Background(), q.RPC, 3, func(ctx context.Context, d transport.Delivery) ([]byte, error) { return d.Body, nil })
 	}()
 	go func() {
 		defer wg.Done()
@@ -695,11 +696,11 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if !errors.Is(err, ErrClosed) {
+		if !errors.Is(err, transport.ErrClosed) {
 			t.Errorf("Serve/Consume after Close: %v", err)
 		}
 	}
-	if _, err := c.Call(ctx, q.RPC, nil); !errors.Is(err, ErrClosed) {
+	if _, err := c.Call(ctx, q.RPC, nil); !errors.Is(err, transport.ErrClosed) {
 		t.Errorf("Call after Close: %v", err)
 	}
 	if err := c.Close(); err != nil {
@@ -724,22 +725,22 @@ func TestDialErrors(t *testing.T) {
 	bad := strings.Replace(url, "guest:guest", "guest:"+secret, 1)
 	start := time.Now()
 	_, err := Dial(ctx, Config{URL: bad, ClusterID: "test"})
-	if !errors.Is(err, ErrAccess) || strings.Contains(err.Error(), secret) {
+	if !errors.Is(err, transport.ErrAccess) || strings.Contains(err.Error(), secret) {
 		t.Fatalf("Dial with a wrong password: %v", err)
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("wrong password retried for %v", time.Since(start))
 	}
 	_, err = Dial(ctx, Config{URL: "amqp://guest:" + secret + "@127.0.0.1:5672/no-such-vhost-tchsm", ClusterID: "test"})
-	if !errors.Is(err, ErrAccess) || strings.Contains(err.Error(), secret) {
+	if !errors.Is(err, transport.ErrAccess) || strings.Contains(err.Error(), secret) {
 		t.Fatalf("Dial to a missing vhost: %v", err)
 	}
 
-	// Nothing listens on port 1: retried until ctx ends, then ErrUnavailable.
+	// Nothing listens on port 1: retried until ctx ends, then transport.ErrUnavailable.
 	sctx, scancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer scancel()
 	_, err = Dial(sctx, Config{URL: "amqp://guest:" + secret + "@127.0.0.1:1/", ClusterID: "test"})
-	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), secret) {
+	if !errors.Is(err, transport.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), secret) {
 		t.Fatalf("Dial to a closed port: %v", err)
 	}
 }
@@ -757,7 +758,7 @@ func TestConfigValidation(t *testing.T) {
 		{URL: "amqp://u:topsecret@h/", ClusterID: "c", TLS: new(tls.Config)},
 	} {
 		_, err := Dial(ctx, cfg)
-		if !errors.Is(err, ErrConfig) || strings.Contains(err.Error(), "topsecret") {
+		if !errors.Is(err, transport.ErrConfig) || strings.Contains(err.Error(), "topsecret") {
 			t.Errorf("Dial(%+v) = %v", cfg, err)
 		}
 	}
@@ -783,7 +784,7 @@ func TestDeclareRejectsBadNodeID(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, id := range []string{"", "a.b", "a/b", "#", strings.Repeat("x", 65)} {
-		if _, err := c.DeclareNode(ctx, id); !errors.Is(err, ErrConfig) {
+		if _, err := c.DeclareNode(ctx, id); !errors.Is(err, transport.ErrConfig) {
 			t.Errorf("DeclareNode(%q) = %v", id, err)
 		}
 	}

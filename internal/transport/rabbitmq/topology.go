@@ -1,9 +1,10 @@
-package transport
+package rabbitmq
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tchsm/tchsm/internal/transport"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -70,10 +71,10 @@ type NodeQueues struct {
 // too before delivering shares, so the control queue exists even if the node
 // never ran. The rpc queue is only named: it exists exactly while the node's
 // [Conn.Serve] consumes it, so a request to a node that is away fails at once
-// with [ErrNoRoute] instead of waiting in a queue nobody reads.
+// with [transport.ErrNoRoute] instead of waiting in a queue nobody reads.
 func (c *Conn) DeclareNode(ctx context.Context, nodeID string) (NodeQueues, error) {
-	if !validID(nodeID) {
-		return NodeQueues{}, fmt.Errorf("%w: node id %q must be 1-64 letters, digits, '-' or '_'", ErrConfig, nodeID)
+	if !transport.ValidID(nodeID) {
+		return NodeQueues{}, fmt.Errorf("%w: node id %q must be 1-64 letters, digits, '-' or '_'", transport.ErrConfig, nodeID)
 	}
 	q := NodeQueues{
 		Control: c.NodeControlQueue(nodeID),
@@ -119,7 +120,7 @@ func declareAll(ac *amqp.Connection, qs map[string]queueKind) error {
 	}
 	ch, err := ac.Channel()
 	if err != nil {
-		return fmt.Errorf("%w: open channel: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: open channel: %w", transport.ErrUnavailable, err)
 	}
 	defer ch.Close()
 	// Dead-letter queues first, so a control queue never points to nothing.
@@ -152,7 +153,7 @@ func declareQueue(ch *amqp.Channel, name string, k queueKind) error {
 		// while nobody consumes has no queue to wait in and comes back (mandatory flag).
 		_, err = ch.QueueDeclare(name, false, true, true, false, nil)
 	default:
-		return fmt.Errorf("%w: unknown queue kind %d", ErrConfig, k)
+		return fmt.Errorf("%w: unknown queue kind %d", transport.ErrConfig, k)
 	}
 	if err == nil {
 		return nil
@@ -164,7 +165,7 @@ func declareQueue(ch *amqp.Channel, name string, k queueKind) error {
 	if errors.As(err, &ae) && ae.Code == amqp.ResourceLocked {
 		// Another connection owns the exclusive queue: the same node running twice, or the
 		// broker has not yet noticed that a previous connection died. Retried.
-		return fmt.Errorf("%w: queue %s is held by another connection: %w", ErrUnavailable, name, err)
+		return fmt.Errorf("%w: queue %s is held by another connection: %w", transport.ErrUnavailable, name, err)
 	}
-	return fmt.Errorf("%w: declare %s: %w", ErrUnavailable, name, err)
+	return fmt.Errorf("%w: declare %s: %w", transport.ErrUnavailable, name, err)
 }

@@ -1,0 +1,226 @@
+// Package rpc is the one request/answer path between tchsm's roles: a caller seals a request
+// for one member of the manifest (internal/trust), sends it over a transport.Transport and
+// opens the answer, which must come from that member and answer that request; a server opens
+// requests, hands them to its role's handler and seals the answers. Nodes and the dealer serve
+// through [Server]; the client and the dealer call through [Caller].
+//
+// Errors travel two ways. A request that does not open (forged, replayed, expired, from a
+// stranger) cannot be answered with a sealed message — the server cannot know whom it would
+// be talking to — so it gets a plain transport error naming only the category ([ErrRejected]
+// and a trust sentinel). A request that opens but fails is answered with a sealed Error body
+// (a [*Failure] on the server's side), which the caller receives as an [*Error].
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tchsm/tchsm/internal/backend"
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+)
+
+// ErrRejected is the error (sent back as a plain transport error) for requests that do not open.
+var ErrRejected = errors.New("request rejected")
+
+// ErrWrongAnswer: the answer came from another member than the one asked, or answers another
+// request.
+var ErrWrongAnswer = errors.New("rpc: answer from another member or to another request")
+
+// Error is a sealed Error body a member answered with.
+type Error struct {
+	Peer    string // the member that answered
+	Code    tchsmpb.Error_Code
+	Message string
+	KeyID   string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: %v: %s", e.Peer, e.Code, e.Message)
+}
+
+// Is maps the codes a Backend caller acts on to the backend errors: UNKNOWN_KEY is
+// backend.ErrKeyNotFound, BAD_REQUEST is backend.ErrInvalidInput.
+func (e *Error) Is(target error) bool {
+	return target == backend.ErrKeyNotFound && e.Code == tchsmpb.Error_UNKNOWN_KEY ||
+		target == backend.ErrInvalidInput && e.Code == tchsmpb.Error_BAD_REQUEST
+}
+
+// Caller sends requests as one identity.
+type Caller struct {
+	Sealer *trust.Sealer
+	// Opener must hold the caller's identity (trust.WithIdentity): requests carry a pair MAC
+	// for their recipient (trust.Sealer.SealTo), and so do the answers.
+	Opener *trust.Opener
+	// Transport returns the transport to send on, waiting for it until ctx ends.
+	Transport func(ctx context.Context) (transport.Transport, error)
+}
+
+// Call seals body for member to, sends it to address at, and opens the answer. ctx must have
+// a deadline: it bounds the request's lifetime too. A sealed Error answer is returned as the
+// opened message and an *Error.
+func (c *Caller) Call(ctx context.Context, to trust.Member, at transport.Address, body proto.Message) (*trust.Opened, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return nil, transport.ErrNoDeadline
+	}
+	ttl := time.Until(dl)
+	if ttl <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	raw, msgID, err := c.Sealer.SealTo(to, tchsmpb.BodyTypeOf(body), body, ttl)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := c.Transport(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := tr.Call(ctx, at, raw)
+	if err != nil {
+		return nil, err
+	}
+	op, err := c.Opener.Open(rep)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: answer from %s rejected: %w", to.ID, err)
+	}
+	if op.Sender.ID != to.ID || string(op.InReplyTo) != string(msgID) {
+		return nil, fmt.Errorf("%w: from %s, asked %s", ErrWrongAnswer, op.Sender.ID, to.ID)
+	}
+	if e, ok := op.Message.(*tchsmpb.Error); ok {
+		return op, &Error{Peer: to.ID, Code: e.GetCode(), Message: e.GetMessage(), KeyID: e.GetKeyId()}
+	}
+	return op, nil
+}
+
+// Failure is a request that opened but failed: it is answered with a sealed Error body. The
+// message goes to the caller; keep secrets out of it.
+type Failure struct {
+	Code  tchsmpb.Error_Code
+	Msg   string
+	KeyID string
+}
+
+func (f *Failure) Error() string { return fmt.Sprintf("%v: %s", f.Code, f.Msg) }
+
+// Fail returns a Failure with a formatted message.
+func Fail(code tchsmpb.Error_Code, keyID, format string, args ...any) *Failure {
+	return &Failure{Code: code, KeyID: keyID, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Handler serves one opened request: an answer body, or a Failure.
+type Handler func(ctx context.Context, op *trust.Opened) (proto.Message, *Failure)
+
+// Server answers the requests sent to one role.
+type Server struct {
+	Opener *trust.Opener
+	Sealer *trust.Sealer
+	Log    *slog.Logger
+	Handle Handler
+	// Done, when set, is told how every request ended: typ is the body type in lower case
+	// ("sign_request"), or "rejected" for a request that did not open (op and f are then nil);
+	// f is the Failure a request was answered with, nil for an answer. Roles count and log
+	// failures there.
+	Done func(op *trust.Opened, typ string, f *Failure)
+}
+
+// TypeName is a body type as metrics and logs name it: "sign_request" for
+// BODY_TYPE_SIGN_REQUEST.
+func TypeName(bt tchsmpb.BodyType) string {
+	return strings.ToLower(strings.TrimPrefix(bt.String(), "BODY_TYPE_"))
+}
+
+// Serve is the server's transport.Handler. Nothing in a request may take the server down: a
+// panic in Handle is logged and answered with INTERNAL.
+func (s *Server) Serve(ctx context.Context, d transport.Delivery) (reply []byte, err error) {
+	op, err := s.Opener.Open(d.Body)
+	if err != nil {
+		s.Log.Warn("request rejected", "claimed_sender", ClaimedSender(d.Body), "reason", err.Error())
+		s.done(nil, "rejected", nil)
+		return nil, fmt.Errorf("%w: %w", ErrRejected, Category(err))
+	}
+	typ := TypeName(op.Type)
+	defer func() {
+		if r := recover(); r != nil {
+			s.Log.Error("panic while serving a request", "sender", op.Sender.ID, "type", typ,
+				"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+			f := Fail(tchsmpb.Error_INTERNAL, "", "internal error")
+			s.done(op, typ, f)
+			reply, err = s.seal(op, f.Proto())
+		}
+	}()
+	var body proto.Message
+	var f *Failure
+	if ctx.Err() != nil {
+		f = Fail(tchsmpb.Error_EXPIRED, "", "deadline passed before the request was served")
+	} else {
+		body, f = s.Handle(ctx, op)
+	}
+	s.done(op, typ, f)
+	if f != nil {
+		return s.seal(op, f.Proto())
+	}
+	return s.seal(op, body)
+}
+
+func (s *Server) done(op *trust.Opened, typ string, f *Failure) {
+	if s.Done != nil {
+		s.Done(op, typ, f)
+	}
+}
+
+// Proto is the Error body that answers f.
+func (f *Failure) Proto() *tchsmpb.Error {
+	return &tchsmpb.Error{Code: f.Code, Message: f.Msg, KeyId: f.KeyID}
+}
+
+func (s *Server) seal(op *trust.Opened, body proto.Message) ([]byte, error) {
+	out, err := s.Sealer.Reply(op, tchsmpb.BodyTypeOf(body), body, ReplyTTL(op))
+	if err != nil {
+		s.Log.Error("sealing an answer", "err", err)
+		return nil, errors.New("internal error")
+	}
+	return out, nil
+}
+
+// ReplyTTL is how long an answer to op stays valid: until op's deadline, at least a second
+// (clock skew) and at most trust.DefaultMaxTTL.
+func ReplyTTL(op *trust.Opened) time.Duration {
+	return min(max(time.Until(op.Deadline), time.Second), trust.DefaultMaxTTL)
+}
+
+// categories are what a rejected request is told about its rejection.
+var categories = []error{trust.ErrMalformed, trust.ErrWrongCluster, trust.ErrUnknownSender, trust.ErrBadSignature,
+	trust.ErrUnauthorized, trust.ErrExpired, trust.ErrReplay, trust.ErrReplayCacheFull}
+
+// Category returns the trust sentinel err wraps (ErrMalformed when none): a rejected request
+// learns why, not the details.
+func Category(err error) error {
+	for _, c := range categories {
+		if errors.Is(err, c) {
+			return c
+		}
+	}
+	return trust.ErrMalformed
+}
+
+// ClaimedSender returns the sender an envelope claims to come from, for logs only.
+func ClaimedSender(raw []byte) string {
+	var env tchsmpb.Envelope
+	if proto.Unmarshal(raw, &env) != nil {
+		return "?"
+	}
+	s := env.GetSender()
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.ToValidUTF8(s, "?")
+}

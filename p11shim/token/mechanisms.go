@@ -1,0 +1,145 @@
+package token
+
+import (
+	"crypto"
+	"fmt"
+	"sort"
+
+	"github.com/tchsm/tchsm/scheme"
+)
+
+// mechanismSpec is one mechanism the token supports. C_GetMechanismList and C_GetMechanismInfo,
+// the checks of C_GenerateKeyPair, C_SignInit, C_VerifyInit and C_DigestInit, TakesParam,
+// CKA_ALLOWED_MECHANISMS, CKA_KEY_GEN_MECHANISM and the names `tchsm sign -mech` takes all read
+// the mechanisms table below; nothing else lists mechanisms.
+type mechanismSpec struct {
+	typ     uint   // CKM_*
+	name    string // its PKCS#11 name, for messages and tests
+	keyType uint   // CKK_* of the keys it makes or uses; Unavailable for digests
+	// cliName is the `tchsm sign -mech` name of a signing mechanism and wire what the cluster
+	// is asked for when the CLI signs with it. The token itself hashes on the host and always
+	// asks for scheme.RSAPKCS (see Token.sign).
+	cliName string
+	wire    scheme.Mechanism
+	hash    crypto.Hash // applied before signing, or the digest computed; 0 for CKM_RSA_PKCS
+	// param says the mechanism defines a CK_MECHANISM parameter. None does yet: every RSA,
+	// digest and key generation mechanism here takes none (PKCS#11 v2.40 current mechanisms,
+	// sections 2.1 and 2.2); CKM_EDDSA's optional CK_EDDSA_PARAMS will be the first.
+	param bool
+	info  MechanismInfo // C_GetMechanismInfo; info.Flags says which functions accept it
+}
+
+// mechanisms: key generation and signing are performed by the cluster, the "device", so they
+// carry CKF_HW (pkcs11-tool --test, for one, only tests signing mechanisms flagged so);
+// verification and digests run in software in this library, but flags are per mechanism.
+// CKM_EC_EDWARDS_KEY_PAIR_GEN and CKM_EDDSA (consts.go) join when a scheme signs with them.
+//
+// The signing rows are in the order CKA_ALLOWED_MECHANISMS lists them.
+var mechanisms = []mechanismSpec{
+	{typ: CKM_RSA_PKCS_KEY_PAIR_GEN, name: "CKM_RSA_PKCS_KEY_PAIR_GEN", keyType: CKK_RSA,
+		info: MechanismInfo{MinKeyBits, MaxKeyBits, CKF_HW | CKF_GENERATE_KEY_PAIR}},
+	rsaSign(CKM_RSA_PKCS, "CKM_RSA_PKCS", "raw", scheme.RSAPKCS, 0),
+	rsaSign(CKM_SHA1_RSA_PKCS, "CKM_SHA1_RSA_PKCS", "sha1", scheme.SHA1RSAPKCS, crypto.SHA1),
+	rsaSign(CKM_SHA224_RSA_PKCS, "CKM_SHA224_RSA_PKCS", "sha224", scheme.SHA224RSAPKCS, crypto.SHA224),
+	rsaSign(CKM_SHA256_RSA_PKCS, "CKM_SHA256_RSA_PKCS", "sha256", scheme.SHA256RSAPKCS, crypto.SHA256),
+	rsaSign(CKM_SHA384_RSA_PKCS, "CKM_SHA384_RSA_PKCS", "sha384", scheme.SHA384RSAPKCS, crypto.SHA384),
+	rsaSign(CKM_SHA512_RSA_PKCS, "CKM_SHA512_RSA_PKCS", "sha512", scheme.SHA512RSAPKCS, crypto.SHA512),
+	digest(CKM_SHA_1, "CKM_SHA_1", crypto.SHA1),
+	digest(CKM_SHA224, "CKM_SHA224", crypto.SHA224),
+	digest(CKM_SHA256, "CKM_SHA256", crypto.SHA256),
+	digest(CKM_SHA384, "CKM_SHA384", crypto.SHA384),
+	digest(CKM_SHA512, "CKM_SHA512", crypto.SHA512),
+}
+
+func rsaSign(typ uint, name, cliName string, wire scheme.Mechanism, h crypto.Hash) mechanismSpec {
+	return mechanismSpec{typ: typ, name: name, keyType: CKK_RSA, cliName: cliName, wire: wire, hash: h,
+		info: MechanismInfo{MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY}}
+}
+
+func digest(typ uint, name string, h crypto.Hash) mechanismSpec {
+	return mechanismSpec{typ: typ, name: name, keyType: Unavailable, hash: h, info: MechanismInfo{0, 0, CKF_DIGEST}}
+}
+
+// mechanismFor returns the row of mech if it is supported for the function that flag names
+// (CKF_SIGN, CKF_DIGEST, ...): ErrMechanismInvalid if not, ErrMechanismParamInvalid for a
+// parameter given to a mechanism that takes none.
+func mechanismFor(mech Mechanism, flag uint) (*mechanismSpec, error) {
+	m := lookupMechanism(mech.Type)
+	if m == nil {
+		return nil, fmt.Errorf("%w: %#x", ErrMechanismInvalid, mech.Type)
+	}
+	if m.info.Flags&flag == 0 {
+		return nil, fmt.Errorf("%w: %s here", ErrMechanismInvalid, m.name)
+	}
+	if !m.param && len(mech.Param) != 0 {
+		return nil, fmt.Errorf("%w: %s takes none", ErrMechanismParamInvalid, m.name)
+	}
+	return m, nil
+}
+
+func lookupMechanism(t uint) *mechanismSpec {
+	for i := range mechanisms {
+		if mechanisms[i].typ == t {
+			return &mechanisms[i]
+		}
+	}
+	return nil
+}
+
+// TakesParam reports whether mechanism t is one the token supports with a parameter. The
+// module reads a CK_MECHANISM's pParameter and ulParameterLen only then: for every other
+// mechanism they are ignored, whatever they hold.
+func TakesParam(t uint) bool {
+	m := lookupMechanism(t)
+	return m != nil && m.param
+}
+
+// keyGenMechanism is the CKA_KEY_GEN_MECHANISM of a cluster key of type keyType.
+func keyGenMechanism(keyType uint) uint {
+	for _, m := range mechanisms {
+		if m.keyType == keyType && m.info.Flags&CKF_GENERATE_KEY_PAIR != 0 {
+			return m.typ
+		}
+	}
+	return Unavailable
+}
+
+// allowedMechanisms is the CKA_ALLOWED_MECHANISMS value of a key of type keyType: the signing
+// mechanisms for it, as a CK_MECHANISM_TYPE array.
+func allowedMechanisms(keyType uint) []byte {
+	var b []byte
+	for _, m := range mechanisms {
+		if m.keyType == keyType && m.info.Flags&CKF_SIGN != 0 {
+			b = append(b, EncodeULong(m.typ)...)
+		}
+	}
+	return b
+}
+
+// mechanismList is C_GetMechanismList: every supported mechanism, in ascending order.
+func mechanismList() []uint {
+	out := make([]uint, 0, len(mechanisms))
+	for _, m := range mechanisms {
+		out = append(out, m.typ)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// A NamedMechanism is a signing mechanism by the name `tchsm sign -mech` gives it.
+type NamedMechanism struct {
+	Name string           // "raw", "sha1", "sha256", ...
+	Wire scheme.Mechanism // what the cluster is asked to sign with
+}
+
+// SignMechanisms returns the signing mechanisms the token supports by their `tchsm sign -mech`
+// names, in table order.
+func SignMechanisms() []NamedMechanism {
+	var out []NamedMechanism
+	for _, m := range mechanisms {
+		if m.info.Flags&CKF_SIGN != 0 {
+			out = append(out, NamedMechanism{Name: m.cliName, Wire: m.wire})
+		}
+	}
+	return out
+}
