@@ -3,7 +3,6 @@ package shoup
 import (
 	"context"
 	"crypto"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
@@ -448,10 +447,4 @@ func (p *participant) Respond(_ context.Context, rand io.Reader, req scheme.Requ
 		rep.Proof = [][]byte{pr.C.Bytes(), pr.Z.Bytes()}
 	}
 	return rep, nil
-}
-
-// RSAPublic returns a scheme public key's *rsa.PublicKey, or nil when it is not RSA.
-func RSAPublic(pk scheme.PublicKey) *rsa.PublicKey {
-	r, _ := pk.Public().(*rsa.PublicKey)
-	return r
 }
