@@ -6,7 +6,9 @@ import (
 	"math/big"
 	"testing"
 
+	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme"
+	"google.golang.org/protobuf/proto"
 )
 
 // FuzzCombine feeds the combiner arbitrary share lists: it must return an error or a signature
@@ -70,6 +72,44 @@ func FuzzEncodePayload(f *testing.F) {
 		}
 		if len(em) != kLen || em[0] != 0 || em[1] != 1 || em[kLen-len(payload)-1] != 0 || kLen-len(payload)-3 < 8 {
 			t.Fatalf("bad encoding for kLen=%d, payload=%d", kLen, len(payload))
+		}
+	})
+}
+
+// FuzzDecodePublic feeds DecodePublic arbitrary records: it must refuse them or return a key
+// whose record encodes back to the same RSA fields, and never panic.
+func FuzzDecodePublic(f *testing.F) {
+	_, pk, _ := dealt(f, 1024, 2, 3)
+	rec := &tchsmpb.KeyRecord{}
+	if err := (Scheme{}).EncodePublic(pk, rec); err != nil {
+		f.Fatal(err)
+	}
+	good, err := proto.Marshal(rec)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte{})
+	f.Add(good[:len(good)/2])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec := new(tchsmpb.KeyRecord)
+		if proto.Unmarshal(b, rec) != nil {
+			return
+		}
+		got, err := (Scheme{}).DecodePublic(rec)
+		if err != nil {
+			if !errors.Is(err, scheme.ErrInvalidKey) {
+				t.Fatalf("refusal without ErrInvalidKey: %v", err)
+			}
+			return
+		}
+		again := &tchsmpb.KeyRecord{}
+		if err := (Scheme{}).EncodePublic(got, again); err != nil {
+			t.Fatal(err)
+		}
+		if new(big.Int).SetBytes(again.Modulus).Cmp(new(big.Int).SetBytes(rec.Modulus)) != 0 || again.Bits != rec.Bits ||
+			again.PublicExponent != rec.PublicExponent || again.K != rec.K || again.N != rec.N {
+			t.Fatal("the decoded key encodes to other fields")
 		}
 	})
 }
