@@ -53,12 +53,15 @@ type Options struct {
 	Dealer func(transport.Transport) (KeyDealer, error)
 }
 
-// KeyDealer deals keys in the client's process (see Options.Dealer). GenerateKey returns the
+// KeyDealer deals and deletes keys in the client's process (see Options.Dealer). GenerateKey returns the
 // dealer-signed record and the nodes that did and did not acknowledge their shares; an error
 // for a request the dealer refuses as invalid wraps ErrInvalidInput. When a KeyDealer is an
 // io.Closer, the client closes it.
 type KeyDealer interface {
 	GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (rec *tchsmpb.SignedKeyRecord, acked, missing []string, err error)
+	// DeleteKey queues the key's deletion for every node and waits, within ctx, for them to
+	// stop listing it; gone and missing are the nodes that did and did not confirm.
+	DeleteKey(ctx context.Context, keyID string) (gone, missing []string, err error)
 }
 
 // Client signs with a tchsm cluster. It is safe for concurrent use.
@@ -548,27 +551,46 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 	return k.info, nil
 }
 
-// DeleteKey deletes a key's shares on every node: durably through each node's control queue
-// (a node that is down deletes it when it is back), and at once on the nodes that answer.
+// DeleteKey has the dealer delete a key on every node: the dealer queues the deletion durably
+// for each node (a node that is down deletes it when it is back) and waits, within ctx, for
+// the nodes to stop listing it. It is the one deletion path: clients never write to the nodes'
+// queues themselves, so that who may delete stays the dealer's decision.
 func (c *Client) DeleteKey(ctx context.Context, id string) error {
 	if _, err := c.key(ctx, id); err != nil {
 		return err
 	}
 	ctx, cancel := withDefault(ctx, c.signTimeout())
 	defer cancel()
-	body := &tchsmpb.DeleteKey{KeyId: id}
-	raw, _, err := c.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, body, trust.DurableMaxTTL)
+	d, err := c.getDealer(ctx)
 	if err != nil {
 		return err
 	}
-	conn, err := c.getConn(ctx)
-	if err != nil {
-		return err
-	}
-	for _, n := range c.m.Nodes {
-		if err := conn.Publish(ctx, transport.Node(n.ID), raw); err != nil {
-			return fmt.Errorf("%w: deleting on %s: %v", ErrUnavailable, n.ID, err)
+	var missing []string
+	if d != nil {
+		if _, missing, err = d.DeleteKey(ctx, id); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
+	} else {
+		if len(c.m.Dealers) == 0 {
+			return fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
+		}
+		op, err := c.call(ctx, c.m.Dealers[0], transport.Dealer, &tchsmpb.DeleteKey{KeyId: id})
+		if errors.Is(err, ErrInvalidInput) {
+			return fmt.Errorf("dealer: %w", err)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: dealer: %v", ErrUnavailable, err)
+		}
+		ack, ok := op.Message.(*tchsmpb.DeleteKeyAck)
+		if !ok || ack.GetKeyId() != id || !ack.GetOk() {
+			return fmt.Errorf("%w: dealer answered DeleteKey with %v", ErrUnavailable, op.Type)
+		}
+		if e := ack.GetError(); e != "" {
+			missing = []string{e}
+		}
+	}
+	if len(missing) > 0 {
+		c.log.Warn("key deleted; some nodes have not confirmed yet (they delete it when they are back)", "key", id, "missing", missing)
 	}
 	c.mu.Lock()
 	delete(c.keys, id)

@@ -434,6 +434,56 @@ func TestMemGenerateKey(t *testing.T) {
 	if _, err := local.GenerateKey(ctx, GenerateRequest{Bits: 1024, E: 4}); !errors.Is(err, ErrInvalidInput) {
 		t.Fatalf("an even exponent in process: %v, want ErrInvalidInput", err)
 	}
+	// Deletion goes through the dealer as well: through the service, and in process.
+	keys := func(c *Client) map[string]bool {
+		ks, err := c.Keys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, k := range ks {
+			out[k.ID] = true
+		}
+		return out
+	}
+	ids := keys(svc)
+	if len(ids) != 3 {
+		t.Fatalf("keys before deleting: %v", ids)
+	}
+	if err := svc.DeleteKey(ctx, mc.key.ID); err != nil {
+		t.Fatalf("DeleteKey through the service: %v", err)
+	}
+	c.StopNode(3) // down while a key is deleted: it deletes it when it is back
+	var other string
+	for id := range ids {
+		if id != mc.key.ID {
+			other = id
+		}
+	}
+	if err := local.DeleteKey(ctx, other); err != nil {
+		t.Fatalf("DeleteKey in process with a node down: %v", err)
+	}
+	if err := svc.DeleteKey(ctx, mc.key.ID); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("deleting a deleted key: %v, want ErrKeyNotFound", err)
+	}
+	c.StartNode(3, node.Options{})
+	peer := c.Peer("client-1")
+	for {
+		held, err := peer.KeyIDs(ctx, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(held) == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("node-3 still holds %v after coming back", held)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := keys(svc); len(got) != 1 || got[mc.key.ID] || got[other] {
+		t.Fatalf("keys after deleting two of three: %v", got)
+	}
 	if made.Load() != 1 {
 		t.Fatalf("the in-process dealer was made %d times, want once", made.Load())
 	}

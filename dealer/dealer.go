@@ -378,7 +378,7 @@ func (d *Dealer) publishDelete(ctx context.Context, keyID string, nodes []string
 
 // DeleteKey deletes a key on every node: DeleteKey goes durably to each node's control queue (a
 // node that is down deletes it when it is back), then DeleteKey waits, like GenerateKey, for
-// the nodes to stop listing it. gone are the nodes that confirmed, missing the others. The error
+// the nodes to stop listing it (at most a grace once n-k+1 have, since the key then cannot sign). gone are the nodes that confirmed, missing the others. The error
 // is non-nil when the message could not be queued for some node.
 func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []string, err error) {
 	if !trust.ValidKeyID(keyID) {
@@ -392,7 +392,9 @@ func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []s
 	if err != nil {
 		return nil, nil, err
 	}
-	gone, missing = d.waitFor(ctx, keyID, queued, false, len(queued))
+	// Once n-k+1 nodes have deleted their shares, fewer than k hold one: the key cannot sign
+	// any more. The others delete it from their durable queues; wait only a grace for them.
+	gone, missing = d.waitFor(ctx, keyID, queued, false, d.m.N()-d.m.Threshold+1)
 	missing = append(missing, failed...)
 	slices.Sort(missing)
 	d.log.Info("key deleted", "key", keyID, "confirmed", gone, "missing", missing)

@@ -4,7 +4,7 @@
 // and Validate runs at start-up so that a bad file fails before anything connects.
 //
 // The package links no broker library and no transport (internal/transport turns an AMQP
-// section into its own configuration with transport.FromConfig): the PKCS#11 token, a pure-Go
+// section into its own configuration with rabbitmq.FromConfig): the PKCS#11 token, a pure-Go
 // core, takes its settings from here.
 package config
 
@@ -58,7 +58,7 @@ func (d Duration) Or(def time.Duration) time.Duration {
 // AMQP says how to reach the broker.
 type AMQP struct {
 	// URL is amqp://user:pass@host:port/vhost or amqps://...; $TCHSM_AMQP_URL overrides it
-	// (transport.FromConfig applies this section).
+	// (rabbitmq.FromConfig applies this section).
 	URL string `json:"url,omitempty"`
 	// CAFile, CertFile and KeyFile configure TLS for amqps:// (PEM files).
 	CAFile   string `json:"ca_file,omitempty"`

@@ -127,17 +127,11 @@ func (n *Network) Connect(name string) *Transport {
 // and held again on return. It fails when ctx or the Transport ends first.
 func (n *Network) waitUp(ctx context.Context, t *Transport) error {
 	for n.down {
-		ch := n.changed
-		n.mu.Unlock()
-		select {
-		case <-ch:
-			n.mu.Lock()
-		case <-ctx.Done():
-			n.mu.Lock()
-			return fmt.Errorf("%w: %w", transport.ErrUnavailable, ctx.Err())
-		case <-t.ctx.Done():
-			n.mu.Lock()
-			return transport.ErrClosed
+		if err := t.await(ctx, n.changed); err != nil {
+			if errors.Is(err, transport.ErrClosed) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
 		}
 	}
 	return nil
@@ -314,16 +308,10 @@ func (t *Transport) Serve(ctx context.Context, at transport.Address, workers int
 	for {
 		n.mu.Lock()
 		for n.servers[at] != nil || n.down {
-			ch := n.changed
-			n.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return nil
-			case <-t.ctx.Done():
-				return transport.ErrClosed
+			if err := t.await(ctx, n.changed); err != nil {
+				n.mu.Unlock()
+				return stopped(err)
 			}
-			n.mu.Lock()
 		}
 		s := &server{owner: t, h: h, requests: make(chan *request), lost: make(chan struct{}), stopped: make(chan struct{})}
 		n.servers[at] = s
@@ -425,18 +413,9 @@ func (t *Transport) Consume(ctx context.Context, at transport.Address, h transpo
 			if ib.consumer == t && len(ib.ready) > 0 {
 				break
 			}
-			ch := n.changed
-			n.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				n.mu.Lock()
-				return nil
-			case <-t.ctx.Done():
-				n.mu.Lock()
-				return transport.ErrClosed
+			if err := t.await(ctx, n.changed); err != nil {
+				return stopped(err)
 			}
-			n.mu.Lock()
 		}
 		msg := ib.ready[0]
 		ib.ready = ib.ready[1:]
@@ -452,20 +431,13 @@ func (t *Transport) Consume(ctx context.Context, at transport.Address, h transpo
 		default:
 			ib.ready = append([][]byte{msg}, ib.ready...)
 			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
-			n.mu.Unlock()
-			tm := time.NewTimer(backoff)
-			select {
-			case <-tm.C:
-			case <-ctx.Done():
-				tm.Stop()
-				n.mu.Lock()
-				return nil
-			case <-t.ctx.Done():
-				tm.Stop()
-				n.mu.Lock()
-				return transport.ErrClosed
+			wake := make(chan struct{})
+			tm := time.AfterFunc(backoff, func() { close(wake) })
+			err := t.await(ctx, wake)
+			tm.Stop()
+			if err != nil {
+				return stopped(err)
 			}
-			n.mu.Lock()
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -482,18 +454,33 @@ func (t *Transport) waitFor(ctx context.Context, cond func() bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for !cond() {
-		ch := n.changed
-		n.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			n.mu.Lock()
-			return ctx.Err()
-		case <-t.ctx.Done():
-			n.mu.Lock()
-			return transport.ErrClosed
+		if err := t.await(ctx, n.changed); err != nil {
+			return err
 		}
-		n.mu.Lock()
+	}
+	return nil
+}
+
+// await releases n.mu while it waits for ch, ctx's end or the Transport's close, and holds it
+// again on return: nil when ch fired, ctx's error, or ErrClosed.
+func (t *Transport) await(ctx context.Context, ch <-chan struct{}) error {
+	t.net.mu.Unlock()
+	defer t.net.mu.Lock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.ctx.Done():
+		return transport.ErrClosed
+	}
+}
+
+// stopped is what Serve and Consume return when await ended them: nil when their ctx ended,
+// ErrClosed when the Transport was closed.
+func stopped(err error) error {
+	if errors.Is(err, transport.ErrClosed) {
+		return err
 	}
 	return nil
 }

@@ -49,15 +49,16 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// serve starts h at at on tr and waits until it receives requests; it stops at cleanup.
-func serve(t *testing.T, tr transport.Transport, at transport.Address, workers int, h transport.Handler) (stop func() error) {
+// start runs run in a goroutine until the returned stop (also called at cleanup), once wait
+// says it receives. stop returns run's error.
+func start(t *testing.T, what string, run func(ctx context.Context) error, wait func(ctx context.Context) error) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- tr.Serve(ctx, at, workers, h) }()
-	if err := tr.WaitServing(ctxFor(t, 20*time.Second), at); err != nil {
+	go func() { done <- run(ctx) }()
+	if err := wait(ctxFor(t, 20*time.Second)); err != nil {
 		cancel()
-		t.Fatalf("WaitServing %s: %v", at, err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	var once sync.Once
 	var err error
@@ -70,6 +71,14 @@ func serve(t *testing.T, tr transport.Transport, at transport.Address, workers i
 	}
 	t.Cleanup(func() { stop() })
 	return stop
+}
+
+// serve starts h at at on tr and waits until it receives requests; it stops at cleanup.
+func serve(t *testing.T, tr transport.Transport, at transport.Address, workers int, h transport.Handler) (stop func() error) {
+	t.Helper()
+	return start(t, "WaitServing "+at.String(),
+		func(ctx context.Context) error { return tr.Serve(ctx, at, workers, h) },
+		func(ctx context.Context) error { return tr.WaitServing(ctx, at) })
 }
 
 func echo(_ context.Context, d transport.Delivery) ([]byte, error) { return d.Body, nil }
@@ -199,26 +208,12 @@ func testServeStops(t *testing.T, connect Connect) {
 	}
 }
 
+// consume starts h on at's inbox and waits until it receives messages; it stops at cleanup.
 func consume(t *testing.T, tr transport.Transport, at transport.Address, h transport.ConsumeHandler) (stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tr.Consume(ctx, at, h) }()
-	if err := tr.WaitConsuming(ctxFor(t, 20*time.Second), at); err != nil {
-		cancel()
-		t.Fatalf("WaitConsuming %s: %v", at, err)
-	}
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			err = <-done
-		})
-		return err
-	}
-	t.Cleanup(func() { stop() })
-	return stop
+	return start(t, "WaitConsuming "+at.String(),
+		func(ctx context.Context) error { return tr.Consume(ctx, at, h) },
+		func(ctx context.Context) error { return tr.WaitConsuming(ctx, at) })
 }
 
 func testInboxWaits(t *testing.T, connect Connect) {
