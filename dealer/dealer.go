@@ -59,6 +59,7 @@ import (
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // Defaults.
@@ -209,7 +210,7 @@ func (d *Dealer) newKey(ctx context.Context, bits, e int) (*shoup.Key, error) {
 		if q, ok := d.pool.take(bits); ok {
 			return q, nil
 		}
-		return shoup.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
+		return keygen.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
 	}
 	for {
 		p, err := prime()

@@ -26,6 +26,7 @@ import (
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // eventually polls f until it returns nil or d passes.
@@ -323,7 +324,7 @@ func TestRejectedDeliveries(t *testing.T) {
 	client := c.Peer("client-1")
 	cid := c.Manifest.ClusterID
 
-	key, err := shoup.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
+	key, err := keygen.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +407,7 @@ func TestDelete(t *testing.T) {
 	c.StartAll()
 	conn := c.Dial("test-publisher")
 	client := c.Peer("client-1")
-	key, err := shoup.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
+	key, err := keygen.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
