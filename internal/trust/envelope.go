@@ -47,7 +47,6 @@ var (
 // defaultMaxTTL holds the per-type maximum of deadline - issued_at.
 var defaultMaxTTL = map[tchsmpb.BodyType]time.Duration{
 	tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:    DurableMaxTTL,
-	tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_ACK:         DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY:            DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:        DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST:  GenerateMaxTTL,

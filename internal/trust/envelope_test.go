@@ -399,7 +399,7 @@ func TestAllowedTable(t *testing.T) {
 			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE,
 			tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
 			tchsmpb.BodyType_BODY_TYPE_HEALTH, tchsmpb.BodyType_BODY_TYPE_ERROR},
-		RoleNode: {tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_ACK, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK,
+		RoleNode: {tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK,
 			tchsmpb.BodyType_BODY_TYPE_SIGNATURE_SHARE, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH_RESULT, tchsmpb.BodyType_BODY_TYPE_PROOF,
 			tchsmpb.BodyType_BODY_TYPE_KEY_LIST, tchsmpb.BodyType_BODY_TYPE_HEALTH, tchsmpb.BodyType_BODY_TYPE_ERROR},
 	}

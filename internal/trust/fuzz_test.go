@@ -45,7 +45,7 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 		msg  proto.Message
 	}{
 		{c.dealer, &tchsmpb.KeyShareDelivery{SignedRecord: srec, Recipient: "node1", Enc: enc, Ciphertext: ct}},
-		{c.nodes[0], &tchsmpb.KeyShareAck{KeyId: rec.KeyId, Node: "node1", Ok: true}},
+		{c.nodes[0], &tchsmpb.DeleteKeyAck{KeyId: rec.KeyId, Node: "node1", Ok: true}},
 		{c.alice, &tchsmpb.DeleteKey{KeyId: rec.KeyId}},
 		{c.nodes[1], &tchsmpb.DeleteKeyAck{KeyId: rec.KeyId, Node: "node2", Error: "no such key"}},
 		{c.alice, signReq},
