@@ -1,8 +1,9 @@
-// Package dealer creates cluster keys and deals their shares to the signing nodes over RabbitMQ.
+// Package dealer creates cluster keys, deals their shares to the signing nodes, and deletes keys.
 //
-// A Dealer is used in two ways: as a library (dealer.New; the client calls GenerateKey in its
-// own process when its configuration names a dealer_config), and as a service (Dealer.Serve,
-// dealer.Run: `tchsm dealer --config FILE`) answering clients on the dealer's rpc queue.
+// A Dealer is used in two ways: as a library (dealer.New over any transport.Transport; the tchsm
+// command deals in its own process when a client configuration names a dealer_config, through
+// client.Options.Dealer), and as a service (Dealer.Serve, dealer.Run: `tchsm dealer --config
+// FILE`) answering clients at the dealer's address. The PKCS#11 module never links it.
 //
 // # Dealing a key
 //
