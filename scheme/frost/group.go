@@ -115,7 +115,7 @@ func hashToScalar(parts ...[]byte) *edwards25519.Scalar {
 
 // h1 .. h5 are the ciphersuite's hash functions (section 6.1). H2 has no context string, so
 // that the challenge is RFC 8032's and the signature verifies as Ed25519.
-func h1(m []byte) *edwards25519.Scalar { return hashToScalar([]byte(contextString+"rho"), m) }
+func h1(m []byte) *edwards25519.Scalar        { return hashToScalar([]byte(contextString+"rho"), m) }
 func h2(parts ...[]byte) *edwards25519.Scalar { return hashToScalar(parts...) }
 func h3(m ...[]byte) *edwards25519.Scalar {
 	return hashToScalar(append([][]byte{[]byte(contextString + "nonce")}, m...)...)
