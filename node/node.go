@@ -148,6 +148,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 			return err
 		}
 		tc.Logger = n.log
+		tc.Spread = n.self.Index // nodes 1..n start on brokers 1, 2, ... in turn
 		if n.conn, err = rabbitmq.Open(ctx, tc); err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -35,7 +35,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	dir := fs.String("dir", ".dev", "cluster folder")
 	k := fs.Int("k", 3, "up: threshold")
 	n := fs.Int("n", 5, "up: number of nodes")
-	url := fs.String("amqp", "", "up: broker URL (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
+	url := fs.String("amqp", "", "up: broker URL or comma-separated URLs (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
 	label := fs.String("token-label", "tchsm", "up: PKCS#11 token label")
 	userPIN := fs.String("pin", DevPIN, "up: PKCS#11 user PIN")
 	workers := fs.Int("workers", 0, "up: signing goroutines per node (0: number of CPUs)")

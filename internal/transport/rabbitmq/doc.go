@@ -13,9 +13,18 @@
 // by [Conn.Serve] and [Conn.Consume] resubscribe by themselves. [Conn.Close]
 // stops all of it and waits for every goroutine the Conn started.
 //
+// A Conn may be given several brokers (Config.URL and Config.URLs: the nodes of one
+// RabbitMQ cluster). It is connected to one at a time. It first tries the one Config.Spread
+// picks (a node passes its manifest index, so nodes 1, 2, 3 start on brokers 1, 2, 3 and a
+// broker node that stops takes only its share of the nodes with it; others hash their
+// name), then the others in list order. A redial after a lost connection goes round the
+// list from that same first broker, the one just lost last, and backs off only between
+// rounds: a stopped broker node costs one refused dial, not a backoff. A process that failed
+// over stays where it is until it loses that connection too.
+//
 // Dial itself retries with the same backoff until its ctx ends, except for
 // errors a retry cannot fix: [transport.ErrConfig] (bad URL) and [transport.ErrAccess] (refused
-// credentials, unknown vhost).
+// credentials, unknown vhost: users and vhosts are the same on every node of a cluster).
 //
 // While disconnected, [Conn.Call] and [Conn.PublishDurable] wait for the next
 // connection up to their ctx deadline rather than failing at once: a broker
@@ -32,8 +41,9 @@
 // ctx ends.
 //
 // URLs carry the broker credentials. They can come from the configuration or
-// from the TCHSM_AMQP_URL environment variable ([URLFromEnv]); the password is
-// never logged nor put into an error (see [RedactURL]).
+// from the TCHSM_AMQP_URL environment variable, which may hold a comma-separated list
+// ([FromConfig], [config.SplitURLs]); the password is never logged nor put into an error
+// (see [RedactURL]).
 //
 // # Topology
 //
