@@ -51,6 +51,11 @@ type Config struct {
 	Prefetch int
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
+
+	// For this package's tests: a lower delivery limit (0: DeliveryLimit), and a shorter
+	// ceiling for the consumer's retry backoff (0: 5 s).
+	deliveryLimit int
+	retryMax      time.Duration
 }
 
 // maxURLs bounds the broker list: a RabbitMQ cluster has a handful of nodes.
@@ -164,9 +169,10 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// backoff is exponential with full jitter: 100 ms doubling up to 5 s.
+// backoff is exponential with full jitter: 100 ms doubling up to 5 s (or ceil).
 type backoff struct {
-	cur time.Duration
+	cur  time.Duration
+	ceil time.Duration // 0: backoffMax
 }
 
 const (
@@ -179,6 +185,9 @@ func (b *backoff) next() time.Duration {
 		b.cur = backoffMin
 	} else {
 		b.cur = min(2*b.cur, backoffMax)
+	}
+	if b.ceil > 0 {
+		b.cur = min(b.cur, b.ceil)
 	}
 	// Half fixed, half random: never zero, spreads reconnect storms.
 	return b.cur/2 + rand.N(b.cur/2+1)

@@ -33,11 +33,12 @@ type Conn struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the Conn starts
 
-	mu     sync.Mutex
-	cur    *session      // nil while disconnected
-	ready  chan struct{} // closed when cur becomes non-nil
-	closed bool
-	queues map[string]queueKind // declared topology, redeclared on reconnect
+	mu       sync.Mutex
+	cur      *session      // nil while disconnected
+	ready    chan struct{} // closed when cur becomes non-nil
+	closed   bool
+	queues   map[string]queueKind // declared topology, redeclared on reconnect
+	migrated sync.Map             // node id -> true: legacy queues emptied (DeclareNode)
 
 	consuming        map[string]int // subscribed consumers by queue
 	consumingChanged chan struct{}  // closed and replaced when consuming changes
@@ -141,6 +142,13 @@ func (c *Conn) Broker() string {
 	return c.redacted[c.cur.broker]
 }
 
+func (c *Conn) deliveryLimit() int {
+	if c.cfg.deliveryLimit > 0 {
+		return c.cfg.deliveryLimit
+	}
+	return DeliveryLimit
+}
+
 // permanentDialError reports errors a redial cannot fix.
 func permanentDialError(err error) bool {
 	return errors.Is(err, transport.ErrConfig) || errors.Is(err, transport.ErrAccess)
@@ -231,7 +239,7 @@ func (c *Conn) setup(ac *amqp.Connection, broker int) (*session, error) {
 		queues[n] = k
 	}
 	c.mu.Unlock()
-	if err := declareAll(ac, queues); err != nil {
+	if err := declareAll(ac, queues, c.deliveryLimit()); err != nil {
 		return nil, err
 	}
 

@@ -27,7 +27,7 @@ func TestCallRoundTripConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.RPC != "tchsm.test.node.n1.rpc" || q.Control != "tchsm.test.node.n1.control" || q.Dead != "tchsm.test.node.n1.control.dead" {
+	if q.RPC != "tchsm.test.node.n1.rpc" || q.Control != "tchsm.test.node.n1.inbox" || q.Dead != "tchsm.test.node.n1.inbox.dead" {
 		t.Fatalf("queue names %+v", q)
 	}
 	serveEcho(t, srv, q.RPC, 4)
@@ -161,7 +161,7 @@ func TestLateReplyDropped(t *testing.T) {
 	// A raw server that answers the first request only after its deadline
 	// (bypassing Serve, which never sends late replies).
 	raw, ch := rawChannel(t, url)
-	if err := declareQueue(ch, q.RPC, KindRPC); err != nil {
+	if err := declareQueue(ch, q.RPC, KindRPC, 0); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := ch.Consume(q.RPC, "", true, false, false, false, nil)
@@ -527,8 +527,7 @@ func TestConsumeRedeliveryAndDeadLetter(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("failed message not redelivered")
 	}
-	// The malformed message comes after the flaky one (a requeued message
-	// keeps its place at the head of the queue).
+	// The malformed message is dead-lettered while the flaky one waits for its retry.
 	waitFor(t, 10*time.Second, func() bool { return queueDepth(t, url, q.Dead) == 1 })
 	ccancel()
 	if err := <-done; err != nil {
