@@ -51,9 +51,9 @@ fuzz-smoke:
 	done; \
 	echo "fuzz: $$n passed, 0 failed"
 
-# Microbenchmarks of the scheme (goals in threshold/bench_test.go).
+# Microbenchmarks of the scheme (goals in scheme/shoup/bench_test.go).
 bench-threshold:
-	$(GO) test ./threshold -run '^$$' -bench . -benchtime 20x
+	$(GO) test ./scheme/shoup -run '^$$' -bench . -benchtime 20x
 
 # The whole harness: tchsm (a local 3-of-5 cluster it starts itself) vs SoftHSM2 vs crypto/rsa,
 # plus ods-hsmspeed; writes bench/results/<date>-<host>/ (see bench/README.md).

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"math/big"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +11,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // batcher sends one node's sign requests. At most window messages to the node wait for their
@@ -41,18 +40,17 @@ type batcher struct {
 	overdue atomic.Int32
 }
 
-// shareAsk is one signature share a signing waits for.
+// shareAsk is one reply of a one-round signing session (a SignRequest) a signing waits for.
 type shareAsk struct {
 	ctx     context.Context
 	keyID   string
-	payload []byte
-	pk      *threshold.PublicKey
+	payload []byte           // the round's payload (scheme.Request.Payload)
 	done    chan shareResult // buffered: the sender never blocks
 }
 
 type shareResult struct {
-	share *threshold.SigShare
-	err   error
+	rep scheme.Reply
+	err error
 }
 
 func newBatcher(c *Client, n trust.Member) *batcher {
@@ -61,9 +59,9 @@ func newBatcher(c *Client, n trust.Member) *batcher {
 	return b
 }
 
-// ask queues one request and waits for its share, or for ctx's end.
-func (b *batcher) ask(ctx context.Context, keyID string, payload []byte, pk *threshold.PublicKey) (*threshold.SigShare, error) {
-	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, pk: pk, done: make(chan shareResult, 1)}
+// ask queues one request and waits for its reply, or for ctx's end.
+func (b *batcher) ask(ctx context.Context, keyID string, payload []byte) (scheme.Reply, error) {
+	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, done: make(chan shareResult, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, a)
 	if b.senders < b.window {
@@ -73,9 +71,9 @@ func (b *batcher) ask(ctx context.Context, keyID string, payload []byte, pk *thr
 	b.mu.Unlock()
 	select {
 	case r := <-a.done:
-		return r.share, r.err
+		return r.rep, r.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("client: share from %s: %w", b.node.ID, ctx.Err())
+		return scheme.Reply{}, fmt.Errorf("client: share from %s: %w", b.node.ID, ctx.Err())
 	}
 }
 
@@ -136,8 +134,8 @@ func (b *batcher) run() {
 func (b *batcher) send(asks []*shareAsk) {
 	if len(asks) == 1 {
 		a := asks[0]
-		share, err := b.c.askShare(a.ctx, b.node, a.keyID, a.payload, a.pk)
-		a.done <- shareResult{share, err}
+		rep, err := b.c.askShare(a.ctx, b.node, a.keyID, a.payload)
+		a.done <- shareResult{rep, err}
 		return
 	}
 	b.sendBatch(asks)
@@ -175,8 +173,8 @@ func (b *batcher) sendBatch(asks []*shareAsk) {
 			a.done <- shareResult{err: err}
 			continue
 		}
-		share, err := checkBatchItem(b.node, a, results[i])
-		a.done <- shareResult{share, err}
+		rep, err := checkBatchItem(b.node, a, results[i])
+		a.done <- shareResult{rep, err}
 	}
 }
 
@@ -188,32 +186,28 @@ func (c *Client) signBatch(ctx context.Context, n trust.Member, req *tchsmpb.Sig
 	}
 	res, ok := op.Message.(*tchsmpb.SignBatchResult)
 	if !ok || len(res.GetResults()) != len(req.Requests) {
-		return nil, fmt.Errorf("%w: node %s sent a malformed batch answer", threshold.ErrBadShare, n.ID)
+		return nil, fmt.Errorf("%w: node %s sent a malformed batch answer", scheme.ErrBadShare, n.ID)
 	}
 	return res.GetResults(), nil
 }
 
-// checkBatchItem turns one item of a batch answer into a share or an error, with askShare's
+// checkBatchItem turns one item of a batch answer into a reply or an error, with askShare's
 // checks.
-func checkBatchItem(n trust.Member, a *shareAsk, item *tchsmpb.SignBatchItem) (*threshold.SigShare, error) {
+func checkBatchItem(n trust.Member, a *shareAsk, item *tchsmpb.SignBatchItem) (scheme.Reply, error) {
 	if e := item.GetError(); e != nil {
 		if e.GetKeyId() != "" && e.GetKeyId() != a.keyID {
-			return nil, fmt.Errorf("%w: node %s answered about another key", threshold.ErrBadShare, n.ID)
+			return scheme.Reply{}, fmt.Errorf("%w: node %s answered about another key", scheme.ErrBadShare, n.ID)
 		}
-		return nil, &rpc.Error{Peer: n.ID, Code: e.GetCode(), Message: e.GetMessage(), KeyID: e.GetKeyId()}
+		return scheme.Reply{}, &rpc.Error{Peer: n.ID, Code: e.GetCode(), Message: e.GetMessage(), KeyID: e.GetKeyId()}
 	}
-	return checkShare(n, a.keyID, a.pk, item.GetShare())
+	return checkShare(n, a.keyID, item.GetShare())
 }
 
-// checkShare checks a signature share's form: for the right key, with the node's own index and
-// a value in range.
-func checkShare(n trust.Member, keyID string, pk *threshold.PublicKey, ss *tchsmpb.SignatureShare) (*threshold.SigShare, error) {
+// checkShare checks a signature share's form: for the right key, with the node's own index.
+// The scheme checks its value (Coordinator.Accept).
+func checkShare(n trust.Member, keyID string, ss *tchsmpb.SignatureShare) (scheme.Reply, error) {
 	if ss == nil || ss.GetKeyId() != keyID || int(ss.GetIndex()) != n.Index {
-		return nil, fmt.Errorf("%w: node %s sent a malformed signature share", threshold.ErrBadShare, n.ID)
+		return scheme.Reply{}, fmt.Errorf("%w: node %s sent a malformed signature share", scheme.ErrBadShare, n.ID)
 	}
-	x := new(big.Int).SetBytes(ss.GetX())
-	if x.Sign() <= 0 || x.Cmp(pk.N) >= 0 {
-		return nil, fmt.Errorf("%w: node %s sent a share out of range", threshold.ErrBadShare, n.ID)
-	}
-	return &threshold.SigShare{Index: n.Index, X: x}, nil
+	return scheme.Reply{Payload: ss.GetX()}, nil
 }

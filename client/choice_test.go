@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/internal/trust"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // The logic that decides which node to ask and when a message may leave, tested without a
@@ -28,7 +29,7 @@ func testBatcher(window int, overdue time.Duration, deliver func([]*shareAsk)) *
 
 func answer(asks []*shareAsk) {
 	for _, a := range asks {
-		a.done <- shareResult{share: &threshold.SigShare{Index: 1}}
+		a.done <- shareResult{rep: scheme.Reply{Payload: []byte{1}}}
 	}
 }
 
@@ -47,12 +48,12 @@ func TestOverdueMessageReleasesWindow(t *testing.T) {
 	defer close(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	go b.ask(ctx, "k", nil, nil)
+	go b.ask(ctx, "k", nil)
 	waitUntil(t, func() bool { return calls.Load() == 1 })
 
 	start := time.Now()
 	for i := range 5 {
-		if _, err := b.ask(ctx, "k", nil, nil); err != nil {
+		if _, err := b.ask(ctx, "k", nil); err != nil {
 			t.Fatalf("request %d behind a stuck message: %v", i, err)
 		}
 	}
@@ -86,7 +87,7 @@ func TestOverdueMessagesBounded(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if _, err := b.ask(ctx, "k", nil, nil); err != nil {
+					if _, err := b.ask(ctx, "k", nil); err != nil {
 						t.Error(err)
 					}
 				}()
@@ -213,12 +214,15 @@ func TestSignAsksAgainAfterEarlyFailures(t *testing.T) {
 				case i == 2 || i == 3:
 					time.Sleep(50 * time.Millisecond)
 				}
-				em, err := threshold.EncodePayload(pk.Size(), a.payload)
+				em, err := shoup.EncodePayload(pk.Size(), a.payload)
 				if err != nil {
 					t.Error(err)
 				}
-				ss, err := threshold.SignShare(pk, shares[i-1], em)
-				a.done <- shareResult{share: ss, err: err}
+				ss, err := shoup.SignShare(pk, shares[i-1], em)
+				if err != nil {
+					t.Error(err)
+				}
+				a.done <- shareResult{rep: scheme.Reply{Payload: ss.X.Bytes()}}
 			}
 		}
 	}
@@ -226,7 +230,7 @@ func TestSignAsksAgainAfterEarlyFailures(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	msg := []byte("signed after a broker restart")
-	sig, err := c.Sign(ctx, "00112233445566778899aabbccddeeff", threshold.SHA256RSAPKCS, msg)
+	sig, err := c.Sign(ctx, "00112233445566778899aabbccddeeff", scheme.SHA256RSAPKCS, msg)
 	if err != nil {
 		t.Fatalf("Sign after three early failures: %v (after %v)", err, time.Since(start))
 	}
@@ -241,27 +245,28 @@ func TestSignAsksAgainAfterEarlyFailures(t *testing.T) {
 
 var signerKey struct {
 	once sync.Once
-	key  *threshold.Key
+	key  *shoup.Key
 	err  error
 }
 
 // testSigner returns a client whose nodes are fake batchers (set deliver) for a dealt k-of-n key
 // "00112233445566778899aabbccddeeff", and the key's shares by index-1.
-func testSigner(t *testing.T, k, n int) (*Client, *threshold.PublicKey, []*threshold.KeyShare) {
+func testSigner(t *testing.T, k, n int) (*Client, *shoup.PublicKey, []*shoup.KeyShare) {
 	t.Helper()
 	signerKey.once.Do(func() {
-		signerKey.key, signerKey.err = threshold.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+		signerKey.key, signerKey.err = shoup.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
 	})
 	if signerKey.err != nil {
 		t.Fatal(signerKey.err)
 	}
-	pk, shares, err := threshold.Deal(rand.Reader, signerKey.key, k, n)
+	pk, shares, err := shoup.Deal(rand.Reader, signerKey.key, k, n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := testClient(n)
 	c.log = slog.New(slog.DiscardHandler)
-	c.keys = map[string]*key{"00112233445566778899aabbccddeeff": {info: KeyInfo{ID: "00112233445566778899aabbccddeeff"}, pk: pk}}
+	c.keys = map[string]*key{"00112233445566778899aabbccddeeff": {info: KeyInfo{ID: "00112233445566778899aabbccddeeff",
+		Algorithm: scheme.ShoupRSA, K: k, L: n}, scheme: shoup.Scheme{}, pk: pk}}
 	for _, m := range c.m.Nodes {
 		b := c.batchers[m.ID]
 		b.max, b.window, b.overdueAfter = 16, 1, c.overdueAfter

@@ -22,7 +22,9 @@ import (
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/schemes"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Defaults for a Client (its sign and keygen timeouts are config.DefaultSignTimeout and
@@ -90,8 +92,10 @@ type Client struct {
 }
 
 type key struct {
-	info KeyInfo
-	pk   *threshold.PublicKey
+	info   KeyInfo
+	scheme scheme.Scheme
+	pk     scheme.PublicKey
+	record []byte // the signed record's bytes
 }
 
 type nodeState struct {
@@ -398,7 +402,7 @@ collect:
 	c.mu.Lock()
 	// Keep the precomputed public keys of keys we already know.
 	for id, k := range fresh {
-		if old, ok := c.keys[id]; ok && old.info.N.Cmp(k.info.N) == 0 {
+		if old, ok := c.keys[id]; ok && bytes.Equal(old.record, k.record) {
 			fresh[id] = old
 		}
 	}
@@ -419,8 +423,14 @@ func (c *Client) verifyRecord(s *tchsmpb.SignedKeyRecord) (*key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: key %s: %w", rec.GetKeyId(), err)
 	}
-	return &key{pk: pk, info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(), P11ID: rec.GetP11Id(),
-		Bits: pk.N.BitLen(), N: pk.N, E: pk.E, K: pk.K, L: pk.L, Created: time.Unix(rec.GetCreatedUnix(), 0)}}, nil
+	sch, err := schemes.Lookup(pk.Algorithm())
+	if err != nil {
+		return nil, fmt.Errorf("client: key %s: %w", rec.GetKeyId(), err)
+	}
+	k, n := pk.Threshold()
+	return &key{scheme: sch, pk: pk, record: s.GetRecord(), info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(),
+		P11ID: rec.GetP11Id(), Algorithm: pk.Algorithm(), Bits: pk.Bits(), Public: pk.Public(), K: k, L: n,
+		Created: time.Unix(rec.GetCreatedUnix(), 0)}}, nil
 }
 
 // key returns a key from the cache, refreshing it once on a miss.
@@ -455,8 +465,8 @@ func (c *Client) Key(ctx context.Context, id string) (KeyInfo, error) {
 	return k.info, nil
 }
 
-// PublicKey returns a key's threshold public key (with verification keys).
-func (c *Client) PublicKey(ctx context.Context, id string) (*threshold.PublicKey, error) {
+// PublicKey returns a key's threshold public key (with its scheme's verification data).
+func (c *Client) PublicKey(ctx context.Context, id string) (scheme.PublicKey, error) {
 	k, err := c.key(ctx, id)
 	if err != nil {
 		return nil, err
@@ -468,7 +478,11 @@ func (c *Client) PublicKey(ctx context.Context, id string) (*threshold.PublicKey
 func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error) {
 	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(config.DefaultKeygenTimeout))
 	defer cancel()
-	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {
+	if req.Algorithm != scheme.Unspecified && req.Algorithm != scheme.ShoupRSA {
+		// Only the dealer makes keys today, and it deals RSA keys.
+		return KeyInfo{}, fmt.Errorf("%w: %v keys cannot be generated", ErrInvalidInput, req.Algorithm)
+	}
+	if req.Bits < shoup.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {
 		return KeyInfo{}, fmt.Errorf("%w: modulus of %d bits (1024 to 4096)", ErrInvalidInput, req.Bits)
 	}
 	// Key generation may take its whole timeout (safe primes, nodes storing shares), but not
@@ -509,11 +523,11 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	if len(acked) < k.pk.K {
+	if len(acked) < k.info.K {
 		// The caller is told the key was not made, so it must not appear later either, when the
 		// missing nodes come back and store the shares queued for them: delete it everywhere
 		// (the deletion waits in each node's control queue behind its share).
-		err := fmt.Errorf("%w: key %s: only %d of %d nodes stored their share (missing: %v)", ErrNotEnoughNodes, k.info.ID, len(acked), k.pk.L, missing)
+		err := fmt.Errorf("%w: key %s: only %d of %d nodes stored their share (missing: %v)", ErrNotEnoughNodes, k.info.ID, len(acked), k.info.L, missing)
 		c.mu.Lock()
 		c.keys[k.info.ID] = k
 		c.mu.Unlock()

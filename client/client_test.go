@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/internal/clusterinit"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // A client must open while the broker is unreachable (a signer starting during a broker
@@ -30,7 +30,7 @@ func TestOpenWithBrokerDown(t *testing.T) {
 	for name, call := range map[string]func(ctx context.Context) error{
 		"Keys": func(ctx context.Context) error { _, err := c.Keys(ctx); return err },
 		"Sign": func(ctx context.Context) error {
-			_, err := c.Sign(ctx, "00112233445566778899aabbccddeeff", threshold.SHA256RSAPKCS, []byte("x"))
+			_, err := c.Sign(ctx, "00112233445566778899aabbccddeeff", scheme.SHA256RSAPKCS, []byte("x"))
 			return err
 		},
 		"GenerateKey": func(ctx context.Context) error {
@@ -75,10 +75,10 @@ func TestBadInput(t *testing.T) {
 	}
 	defer c.Close()
 	ctx := context.Background()
-	if _, err := c.Sign(ctx, "not-a-key-id", threshold.SHA256RSAPKCS, nil); !errors.Is(err, ErrKeyNotFound) {
+	if _, err := c.Sign(ctx, "not-a-key-id", scheme.SHA256RSAPKCS, nil); !errors.Is(err, ErrKeyNotFound) {
 		t.Errorf("bad key id: %v", err)
 	}
-	if _, err := c.Sign(ctx, "00112233445566778899aabbccddeeff", threshold.Mechanism(42), nil); !errors.Is(err, ErrInvalidInput) {
+	if _, err := c.Sign(ctx, "00112233445566778899aabbccddeeff", scheme.Mechanism(42), nil); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("bad mechanism: %v", err)
 	}
 	if _, err := c.GenerateKey(ctx, GenerateRequest{Bits: 512}); !errors.Is(err, ErrInvalidInput) {

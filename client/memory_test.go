@@ -24,7 +24,7 @@ import (
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // Tests of the client's own logic — node choice, hedging, batching, liar exclusion, recovery —
@@ -84,7 +84,7 @@ func (l *logBuffer) String() string {
 }
 
 // newMemCluster starts n nodes (hooks[i], when set, is node i+1's ShareHook) and deals a key.
-func newMemCluster(t *testing.T, k, n int, hooks map[int]func(*threshold.SigShare)) *memCluster {
+func newMemCluster(t *testing.T, k, n int, hooks map[int]func(*scheme.Reply)) *memCluster {
 	t.Helper()
 	c := nodetest.NewInMemory(t, nodetest.Options{K: k, N: n})
 	mc := &memCluster{Cluster: c, logs: &logBuffer{}}
@@ -135,12 +135,12 @@ func (mc *memCluster) sign(t *testing.T, c *Client, msg string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sig, err := c.Sign(ctx, mc.key.ID, threshold.SHA256RSAPKCS, []byte(msg))
+	sig, err := c.Sign(ctx, mc.key.ID, scheme.SHA256RSAPKCS, []byte(msg))
 	if err != nil {
 		return err
 	}
 	h := sha256.Sum256([]byte(msg))
-	if err := rsa.VerifyPKCS1v15(&rsa.PublicKey{N: mc.key.N, E: mc.key.E}, crypto.SHA256, h[:], sig); err != nil {
+	if err := rsa.VerifyPKCS1v15(mc.key.Public.(*rsa.PublicKey), crypto.SHA256, h[:], sig); err != nil {
 		t.Fatalf("signature over %q does not verify: %v", msg, err)
 	}
 	return nil
@@ -233,11 +233,12 @@ func TestMemSilentNodeCostsOneHedge(t *testing.T) {
 
 func TestMemLyingNodeIsNamedAndExcluded(t *testing.T) {
 	var lies atomic.Int32
-	liar := func(s *threshold.SigShare) {
+	liar := func(rep *scheme.Reply) {
 		lies.Add(1)
-		s.X.Add(s.X, big.NewInt(1))
+		x := new(big.Int).SetBytes(rep.Payload)
+		rep.Payload = x.Add(x, big.NewInt(1)).Bytes()
 	}
-	mc := newMemCluster(t, 2, 3, map[int]func(*threshold.SigShare){2: liar})
+	mc := newMemCluster(t, 2, 3, map[int]func(*scheme.Reply){2: liar})
 	c := mc.client(t, nil)
 	for i := range 12 {
 		if err := mc.sign(t, c, fmt.Sprint("liar ", i)); err != nil {
@@ -333,7 +334,7 @@ func TestMemFewerThanKNodes(t *testing.T) {
 	mc.Net.SetFault(transport.Node("node-1"), memory.Fault{Hang: true})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err = c.Sign(ctx, mc.key.ID, threshold.SHA256RSAPKCS, []byte("one hangs"))
+	_, err = c.Sign(ctx, mc.key.ID, scheme.SHA256RSAPKCS, []byte("one hangs"))
 	if !errors.Is(err, ErrNotEnoughNodes) || !strings.Contains(err.Error(), "deadline") {
 		t.Fatalf("with a node hanging: %v", err)
 	}

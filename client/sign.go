@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 	"sync"
 	"time"
@@ -12,17 +11,18 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/schemes"
 )
 
-// Sign signs data with key id. It asks the k nodes that look best, asks one more whenever a
-// node fails or is slow (hedging), combines the first k shares without proofs, and returns the
-// signature only after it verified under the key's public key. When a combination fails, it
-// asks the contributing nodes for proofs, names and excludes the ones that lied, and goes on
-// with the others.
-func (c *Client) Sign(ctx context.Context, id string, mech threshold.Mechanism, data []byte) ([]byte, error) {
-	payload, err := threshold.Payload(mech, data)
-	if err != nil {
+// Sign signs data with key id. It runs one session of the key's scheme (scheme.Coordinator):
+// it asks the k nodes that look best, asks one more whenever a node fails or is slow
+// (hedging), combines the first k replies without proofs, and returns the signature only after
+// it verified under the key's public key. When a combination fails, it runs the scheme's audit
+// round with the contributing nodes (RSA: it asks them for proofs), names and excludes the
+// ones that lied, and goes on with the others.
+func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error) {
+	if _, err := mech.Hash(); err != nil { // a mechanism tchsm does not know at all
 		return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
 	ctx, cancel := withDefault(ctx, c.signTimeout())
@@ -31,38 +31,51 @@ func (c *Client) Sign(ctx context.Context, id string, mech threshold.Mechanism, 
 	if err != nil {
 		return nil, err
 	}
-	em, err := threshold.EncodePayload(k.pk.Size(), payload)
-	if err != nil {
+	if !schemes.Accepts(k.scheme, mech) {
+		return nil, fmt.Errorf("%w: a %v key does not sign with %v", ErrInvalidInput, k.info.Algorithm, mech)
+	}
+	co, err := k.scheme.NewCoordinator(k.pk, mech, data)
+	if errors.Is(err, scheme.ErrInvalidRequest) || errors.Is(err, scheme.ErrUnknownMechanism) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
-	s := &signing{c: c, k: k, payload: payload, em: em, replies: make(chan shareReply, len(c.m.Nodes))}
+	if err != nil {
+		return nil, err
+	}
+	if !co.Open() {
+		// Fixed-set sessions (FROST, CGGMP) choose their set up front and hedge with a new
+		// session: not driven here until the first such scheme lands.
+		return nil, fmt.Errorf("%w: %v sessions with a fixed signer set", scheme.ErrNotSupported, k.info.Algorithm)
+	}
+	s := &signing{c: c, k: k, co: co, replies: make(chan shareReply, len(c.m.Nodes))}
 	return s.run(ctx)
 }
 
 type shareReply struct {
-	node  trust.Member
-	share *threshold.SigShare
-	took  time.Duration
-	err   error
+	node trust.Member
+	rep  scheme.Reply
+	took time.Duration
+	err  error
 }
 
-// signing is the state of one Sign call.
+// signing is the state of one Sign call: the scheme's session (co) and the client's view of
+// the nodes in it.
 type signing struct {
 	c        *Client
 	k        *key
-	payload  []byte
-	em       []byte
+	co       scheme.Coordinator
 	replies  chan shareReply
 	queue    []trust.Member // nodes not asked yet, best first
 	inflight int
-	good     []*threshold.SigShare
-	from     map[int]trust.Member
+	from     map[int]trust.Member // nodes whose reply was accepted, by index
 	failures []string
 	rounds   int
 	unknown  int // nodes that answered "unknown key"
 	asked    []trust.Member
 	answered map[string]bool
 }
+
+// held is the number of replies the session holds.
+func (s *signing) held() int { return len(s.co.Held()) }
 
 // noteSilent marks the nodes that were asked but had not answered when the signature was done
 // and have given no share for a while: a node that is down keeps its queue, so its requests
@@ -92,22 +105,30 @@ func (s *signing) launch(ctx context.Context) bool {
 	s.inflight++
 	s.asked = append(s.asked, n)
 	done := s.c.track(n.ID)
+	req, err := s.co.Request(n.Index)
+	if err == nil {
+		err = checkWire(req)
+	}
 	go func() {
 		defer done()
+		if err != nil {
+			s.replies <- shareReply{node: n, err: err}
+			return
+		}
 		t0 := time.Now()
-		share, err := s.c.batchers[n.ID].ask(ctx, s.k.info.ID, s.payload, s.k.pk)
-		s.replies <- shareReply{node: n, share: share, took: time.Since(t0), err: err}
+		rep, err := s.c.batchers[n.ID].ask(ctx, s.k.info.ID, req.Payload)
+		s.replies <- shareReply{node: n, rep: rep, took: time.Since(t0), err: err}
 	}()
 	return true
 }
 
 func (s *signing) run(ctx context.Context) ([]byte, error) {
-	K := s.k.pk.K
+	K := s.co.Quorum()
 	s.queue = s.c.order()
 	s.from = map[int]trust.Member{}
 	s.answered = map[string]bool{}
 	if len(s.queue) < K {
-		return nil, fmt.Errorf("%w: %d usable nodes for a %d-of-%d key", ErrNotEnoughNodes, len(s.queue), K, s.k.pk.L)
+		return nil, fmt.Errorf("%w: %d usable nodes for a %d-of-%d key", ErrNotEnoughNodes, len(s.queue), K, s.k.info.L)
 	}
 	for range K {
 		s.launch(ctx)
@@ -119,6 +140,11 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 		case r := <-s.replies:
 			s.inflight--
 			s.answered[r.node.ID] = true
+			if r.err == nil {
+				if err := s.co.Accept(r.node.Index, r.rep); err != nil {
+					r.err = fmt.Errorf("node %s: %w", r.node.ID, err)
+				}
+			}
 			if r.err != nil {
 				s.fail(r.node, r.err)
 				if !s.refill(ctx) {
@@ -127,9 +153,8 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 				continue
 			}
 			s.c.noteSuccess(r.node.ID, r.took)
-			s.good = append(s.good, r.share)
-			s.from[r.share.Index] = r.node
-			if len(s.good) < K {
+			s.from[r.node.Index] = r.node
+			if s.held() < K {
 				// Every reply, a share too, may leave fewer requests out than shares missing
 				// (the others failed meanwhile): ask more nodes, or all of them again.
 				if !s.refill(ctx) {
@@ -137,23 +162,23 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 				}
 				continue
 			}
-			sig, err := threshold.Combine(s.k.pk, s.em, s.good)
+			sig, err := s.co.Finish()
 			if err == nil {
 				s.noteSilent()
 				return sig, nil
 			}
-			if !errors.Is(err, threshold.ErrBadSignature) {
+			if !errors.Is(err, scheme.ErrBadSignature) {
 				return nil, err
 			}
 			if sig, ok := s.recover(ctx); ok {
 				return sig, nil
 			}
 			if !s.refill(ctx) {
-				return nil, s.giveUp(threshold.ErrBadSignature)
+				return nil, s.giveUp(scheme.ErrBadSignature)
 			}
 		case <-hedge.C:
 			// Still short of k shares after a hedge delay: one more node, every tick.
-			if len(s.good) < K {
+			if s.held() < K {
 				s.launch(ctx)
 			}
 			hedge.Reset(s.c.hedgeDelay())
@@ -169,7 +194,7 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 // then 300 ms each), as long as the deadline leaves time for it. It runs after every reply: the
 // invariant is that shares in hand plus requests out reach k, or the signing has given up.
 func (s *signing) refill(ctx context.Context) bool {
-	for len(s.good)+s.inflight < s.k.pk.K {
+	for s.held()+s.inflight < s.co.Quorum() {
 		if s.launch(ctx) {
 			continue
 		}
@@ -217,7 +242,8 @@ func (s *signing) fail(n trust.Member, err error) {
 }
 
 func (s *signing) giveUp(cause error) error {
-	msg := fmt.Sprintf("%d of %d shares for key %s", len(s.good), s.k.pk.K, s.k.info.ID)
+	K, L := s.co.Quorum(), s.k.info.L
+	msg := fmt.Sprintf("%d of %d shares for key %s", s.held(), K, s.k.info.ID)
 	if len(s.failures) > 0 {
 		msg += " (" + strings.Join(s.failures, "; ") + ")"
 	}
@@ -226,7 +252,7 @@ func (s *signing) giveUp(cause error) error {
 	}
 	// When more than n-k nodes say the key does not exist, it is gone (deleted by another
 	// client): forget it.
-	if s.unknown > s.k.pk.L-s.k.pk.K {
+	if s.unknown > L-K {
 		s.c.mu.Lock()
 		delete(s.c.keys, s.k.info.ID)
 		s.c.mu.Unlock()
@@ -235,60 +261,71 @@ func (s *signing) giveUp(cause error) error {
 	return fmt.Errorf("%w: %s", ErrNotEnoughNodes, msg)
 }
 
-// recover runs after a failed combination: it checks every share at hand with a proof from its
-// node, drops the ones that fail (naming the node), and combines again if k good shares remain.
-// For keys without safe primes, where proofs are not sound, it also tries other subsets.
+// recover runs after a failed combination: it runs the scheme's audit of every reply held
+// (RSA: a proof from its node), drops the ones that fail (naming the node), and combines again
+// if k good replies remain. For keys whose audits are not sound (RSA without safe primes) it
+// also tries other subsets.
 func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 	type verdict struct {
-		share *threshold.SigShare
+		index int
+		rep   scheme.Reply
 		err   error
 	}
-	results := make([]verdict, len(s.good))
+	held := s.co.Held()
+	results := make([]verdict, len(held))
 	var wg sync.WaitGroup
-	for i, sh := range s.good {
+	for j, i := range held {
+		results[j].index = i
+		req, ask, err := s.co.Audit(i)
+		if err == nil && ask {
+			err = checkWireAudit(req)
+		}
+		if err != nil || !ask {
+			results[j].err = err
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n := s.from[sh.Index]
-			p, err := s.c.askProof(ctx, n, s.k.info.ID, s.payload)
-			if err != nil {
-				results[i] = verdict{share: sh, err: err}
-				return
-			}
-			if p.x.Cmp(sh.X) != 0 {
-				results[i] = verdict{share: sh, err: fmt.Errorf("%w: node %s proved another share than it sent", threshold.ErrBadShare, n.ID)}
-				return
-			}
-			results[i] = verdict{share: sh, err: threshold.VerifyShare(s.k.pk, s.em, sh, p.proof)}
+			results[j].rep, results[j].err = s.c.askAudit(ctx, s.from[i], s.k.info.ID, req.Payload)
 		}()
 	}
 	wg.Wait()
-	var kept []*threshold.SigShare
+	passed := 0
 	for _, v := range results {
-		n := s.from[v.share.Index]
+		n := s.from[v.index]
+		err := v.err
+		if err == nil {
+			if err = s.co.Judge(v.index, v.rep); err != nil {
+				err = fmt.Errorf("node %s: %w", n.ID, err)
+			}
+		}
 		switch {
-		case v.err == nil:
-			kept = append(kept, v.share)
-		case errors.Is(v.err, threshold.ErrBadShare):
+		case err == nil:
+			passed++
+		case errors.Is(err, scheme.ErrBadShare):
+			s.co.Drop(v.index)
 			s.c.noteLiar(n.ID)
 			s.c.log.Warn("node returned an invalid signature share; excluded", "node", n.ID, "key", s.k.info.ID)
 			s.failures = append(s.failures, fmt.Sprintf("%s: invalid share", n.ID))
 		default:
-			// No proof: the share cannot be trusted, but the node is not proven a liar.
-			s.fail(n, v.err)
+			// No audit: the reply cannot be trusted, but the node is not proven a liar.
+			s.co.Drop(v.index)
+			s.fail(n, err)
 		}
 	}
-	if len(kept) == len(s.good) {
-		// Every proof verified yet the signature did not: only possible for keys without safe
-		// primes. Fall back to subsets.
-		if sig, err := threshold.CombineAny(s.k.pk, s.em, s.good); err == nil {
+	if passed == len(held) {
+		// Every audit passed yet the signature did not verify: only possible for keys whose
+		// audits are not sound. Fall back to subsets.
+		if sig, err := s.co.FinishAny(); err == nil {
 			return sig, true
 		}
-		kept = nil
+		for _, i := range s.co.Held() {
+			s.co.Drop(i)
+		}
 	}
-	s.good = kept
-	if len(s.good) >= s.k.pk.K {
-		if sig, err := threshold.Combine(s.k.pk, s.em, s.good); err == nil {
+	if s.held() >= s.co.Quorum() {
+		if sig, err := s.co.Finish(); err == nil {
 			return sig, true
 		}
 	}
@@ -296,35 +333,47 @@ func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 }
 
 // askShare sends one SignRequest and checks the answer's form: from the right node, for the
-// right key, with the node's own index and a value in range.
-func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, payload []byte, pk *threshold.PublicKey) (*threshold.SigShare, error) {
+// right key, with the node's own index.
+func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, payload []byte) (scheme.Reply, error) {
 	op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.SignRequest{KeyId: keyID, Payload: payload})
 	if err != nil {
-		return nil, err
+		return scheme.Reply{}, err
 	}
 	ss, ok := op.Message.(*tchsmpb.SignatureShare)
 	if !ok {
-		return nil, fmt.Errorf("%w: node %s sent a malformed signature share", threshold.ErrBadShare, n.ID)
+		return scheme.Reply{}, fmt.Errorf("%w: node %s sent a malformed signature share", scheme.ErrBadShare, n.ID)
 	}
-	return checkShare(n, keyID, pk, ss)
+	return checkShare(n, keyID, ss)
 }
 
-type provenShare struct {
-	x     *big.Int
-	proof *threshold.Proof
-}
-
-func (c *Client) askProof(ctx context.Context, n trust.Member, keyID string, payload []byte) (*provenShare, error) {
+// askAudit sends the audit round's request (a ProofRequest) and checks the answer's form.
+func (c *Client) askAudit(ctx context.Context, n trust.Member, keyID string, payload []byte) (scheme.Reply, error) {
 	op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.ProofRequest{KeyId: keyID, Payload: payload, Indices: []uint32{uint32(n.Index)}})
 	if err != nil {
-		return nil, err
+		return scheme.Reply{}, err
 	}
 	p, ok := op.Message.(*tchsmpb.Proof)
 	if !ok || p.GetKeyId() != keyID || int(p.GetIndex()) != n.Index || p.GetProof() == nil {
-		return nil, fmt.Errorf("%w: node %s sent a malformed proof", threshold.ErrBadShare, n.ID)
+		return scheme.Reply{}, fmt.Errorf("%w: node %s sent a malformed proof", scheme.ErrBadShare, n.ID)
 	}
-	return &provenShare{x: new(big.Int).SetBytes(p.GetX()), proof: &threshold.Proof{
-		C: new(big.Int).SetBytes(p.GetProof().GetC()), Z: new(big.Int).SetBytes(p.GetProof().GetZ())}}, nil
+	return scheme.Reply{Payload: p.GetX(), Proof: [][]byte{p.GetProof().GetC(), p.GetProof().GetZ()}}, nil
+}
+
+// checkWire refuses a request today's wire cannot carry: a SignRequest holds one round's
+// payload, no session, round number or relayed messages (see package scheme, Wire).
+func checkWire(req scheme.Request) error {
+	if req.Audit || req.Round > 1 || len(req.Session) != 0 || len(req.Relayed) != 0 {
+		return fmt.Errorf("%w: a multi-round request on the wire", scheme.ErrNotSupported)
+	}
+	return nil
+}
+
+// checkWireAudit is checkWire for the audit round, which a ProofRequest carries.
+func checkWireAudit(req scheme.Request) error {
+	if !req.Audit || req.Round > 1 || len(req.Session) != 0 || len(req.Relayed) != 0 {
+		return fmt.Errorf("%w: a multi-round audit on the wire", scheme.ErrNotSupported)
+	}
+	return nil
 }
 
 // hedgeDelay is how long to wait for outstanding shares before asking one more node.

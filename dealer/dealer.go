@@ -8,8 +8,9 @@
 //
 // GenerateKey takes two safe primes from an in-memory pool (kept filled in the background for
 // the key sizes of cfg.PoolBits; a miss generates them on the spot), builds N, and deals d with
-// the manifest's k and n (threshold.Deal). The public KeyRecord (cluster id, label, CKA_ID,
-// modulus, e, k, n, v, vk, creation time, safe_primes) is signed with the dealer's identity.
+// the manifest's k and n (shoup.Deal). The public KeyRecord (cluster id, label, CKA_ID, k, n,
+// creation time, and the scheme's parameters written by shoup.Scheme.EncodePublic: algorithm,
+// modulus, e, v, vk, safe_primes) is signed with the dealer's identity.
 // Each node's share is HPKE-encrypted to that node, wrapped in a KeyShareDelivery envelope valid
 // for trust.DurableMaxTTL, and published durably (with publisher confirms) to the node's control
 // queue, which is declared first so that a node that never ran still gets its share when it
@@ -29,7 +30,7 @@
 //
 // # Importing a key
 //
-// Import deals an existing RSA key (threshold.FromRSA). When its primes are not safe primes the
+// Import deals an existing RSA key (shoup.FromRSA). When its primes are not safe primes the
 // record says safe_primes=false and a warning is logged: signing works, but share proofs are not
 // sound for that key, so a lying node can only be found by trying subsets.
 package dealer
@@ -57,7 +58,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Defaults.
@@ -181,11 +182,11 @@ func checkMeta(label string, p11id []byte) error {
 // node, and waits for their acknowledgements (see the package doc). It returns the signed key
 // record, the nodes that acknowledged and those that did not (yet).
 func (d *Dealer) GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
-	if bits < threshold.MinBits || bits > threshold.MaxBits || bits%2 != 0 {
+	if bits < shoup.MinBits || bits > shoup.MaxBits || bits%2 != 0 {
 		return nil, nil, nil, fmt.Errorf("%w: modulus of %d bits", ErrInvalid, bits)
 	}
 	if e == 0 {
-		e = threshold.DefaultE
+		e = shoup.DefaultE
 	}
 	if e <= d.m.N() || e > 1<<31-1 || e%2 == 0 || !big.NewInt(int64(e)).ProbablyPrime(20) {
 		return nil, nil, nil, fmt.Errorf("%w: public exponent %d (must be a prime larger than n=%d)", ErrInvalid, e, d.m.N())
@@ -203,12 +204,12 @@ func (d *Dealer) GenerateKey(ctx context.Context, bits, e int, label string, p11
 }
 
 // newKey builds a key from pooled primes, generating on the spot what the pool lacks.
-func (d *Dealer) newKey(ctx context.Context, bits, e int) (*threshold.Key, error) {
+func (d *Dealer) newKey(ctx context.Context, bits, e int) (*shoup.Key, error) {
 	prime := func() (*big.Int, error) {
 		if q, ok := d.pool.take(bits); ok {
 			return q, nil
 		}
-		return threshold.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
+		return shoup.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
 	}
 	for {
 		p, err := prime()
@@ -220,7 +221,7 @@ func (d *Dealer) newKey(ctx context.Context, bits, e int) (*threshold.Key, error
 			wipeInt(p)
 			return nil, fmt.Errorf("dealer: generating a %d-bit key: %w", bits, err)
 		}
-		key, err := threshold.NewKeyFromPrimes(p, q, e) // copies p and q
+		key, err := shoup.NewKeyFromPrimes(p, q, e) // copies p and q
 		wipeInt(p)
 		wipeInt(q)
 		if err == nil && key.N.BitLen() == bits {
@@ -245,7 +246,7 @@ func (d *Dealer) Import(ctx context.Context, priv *rsa.PrivateKey, label string,
 	if priv.E <= d.m.N() {
 		return nil, nil, nil, fmt.Errorf("%w: public exponent %d must be larger than n=%d", ErrInvalid, priv.E, d.m.N())
 	}
-	key, safe, err := threshold.FromRSA(priv)
+	key, safe, err := shoup.FromRSA(priv)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -257,10 +258,10 @@ func (d *Dealer) Import(ctx context.Context, priv *rsa.PrivateKey, label string,
 }
 
 // deal splits key, publishes the shares and waits for acknowledgements. It wipes key.
-func (d *Dealer) deal(ctx context.Context, key *threshold.Key, safe bool, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
+func (d *Dealer) deal(ctx context.Context, key *shoup.Key, safe bool, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
 	defer key.Wipe()
 	k, n := d.m.Threshold, d.m.N()
-	pk, shares, err := threshold.Deal(rand.Reader, key, k, n)
+	pk, shares, err := shoup.Deal(rand.Reader, key, k, n)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("dealer: %w", err)
 	}
@@ -276,12 +277,11 @@ func (d *Dealer) deal(ctx context.Context, key *threshold.Key, safe bool, label 
 	}
 	rec := &tchsmpb.KeyRecord{
 		KeyId: hex.EncodeToString(idb), Label: label, P11Id: slices.Clone(p11id),
-		Bits: uint32(pk.N.BitLen()), Modulus: pk.N.Bytes(), PublicExponent: uint32(pk.E),
-		K: uint32(k), N: uint32(n), V: pk.V.Bytes(), CreatedUnix: time.Now().Unix(),
-		SafePrimes: safe, ClusterId: d.m.ClusterID,
+		K: uint32(k), N: uint32(n), CreatedUnix: time.Now().Unix(), ClusterId: d.m.ClusterID,
 	}
-	for _, v := range pk.VK {
-		rec.Vk = append(rec.Vk, v.Bytes())
+	pk.Safe = safe
+	if err := (shoup.Scheme{}).EncodePublic(pk, rec); err != nil {
+		return nil, nil, nil, fmt.Errorf("dealer: %w", err)
 	}
 	signed, err := trust.SignKeyRecord(d.id, rec)
 	if err != nil {
@@ -296,7 +296,12 @@ func (d *Dealer) deal(ctx context.Context, key *threshold.Key, safe bool, label 
 		if !ok {
 			return nil, nil, nil, fmt.Errorf("dealer: no node with index %d", s.Index)
 		}
-		enc, ct, err := trust.EncryptShare(node, d.m.ClusterID, rec.KeyId, &tchsmpb.KeyShare{KeyId: rec.KeyId, Index: uint32(s.Index), S: s.S})
+		sb, err := (shoup.Scheme{}).MarshalShare(pk, shoup.WrapShare(s))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("dealer: %w", err)
+		}
+		enc, ct, err := trust.EncryptShare(node, d.m.ClusterID, rec.KeyId, &tchsmpb.KeyShare{KeyId: rec.KeyId, Index: uint32(s.Index), S: sb})
+		clear(sb)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("dealer: encrypting %s's share: %w", node.ID, err)
 		}

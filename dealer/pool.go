@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // primePool keeps safe primes ready for the key sizes it serves. One background goroutine
@@ -29,7 +29,7 @@ type primePool struct {
 func newPrimePool(sizes []int, want int, log *slog.Logger) *primePool {
 	p := &primePool{log: log, want: want, primes: map[int][]*big.Int{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	for _, b := range sizes {
-		if b >= threshold.MinBits && b <= threshold.MaxBits && b%2 == 0 && !slices.Contains(p.sizes, b) {
+		if b >= shoup.MinBits && b <= shoup.MaxBits && b%2 == 0 && !slices.Contains(p.sizes, b) {
 			p.sizes = append(p.sizes, b)
 		}
 	}
@@ -64,7 +64,7 @@ func (p *primePool) fill(ctx context.Context) {
 			}
 		}
 		t0 := time.Now()
-		q, err := threshold.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
+		q, err := shoup.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
 		if err != nil {
 			if ctx.Err() == nil {
 				p.log.Error("prime pool: generation failed", "bits", bits/2, "err", err)

@@ -13,7 +13,7 @@ import (
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // A SignBatch is answered item by item, in order: shares for the good requests (with a proof
@@ -32,7 +32,7 @@ func TestSignBatch(t *testing.T) {
 	var payloads [][]byte
 	for _, msg := range []string{"first", "second", "third"} {
 		digest := sha256.Sum256([]byte(msg))
-		p, err := threshold.DigestInfo(crypto.SHA256, digest[:])
+		p, err := shoup.DigestInfo(crypto.SHA256, digest[:])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func TestSignBatch(t *testing.T) {
 		{KeyId: rec.KeyId, Payload: payloads[2]},
 	}}
 	wantErr := map[int]tchsmpb.Error_Code{1: tchsmpb.Error_UNKNOWN_KEY, 3: tchsmpb.Error_BAD_REQUEST, 4: tchsmpb.Error_BAD_REQUEST}
-	shares := map[int][]*threshold.SigShare{} // by request
+	shares := map[int][]*shoup.SigShare{} // by request
 	for _, i := range []int{1, 2} {
 		op, err := client.CallNode(nodetest.Ctx(t, 10*time.Second), i, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH, batch)
 		if err != nil {
@@ -68,14 +68,14 @@ func TestSignBatch(t *testing.T) {
 			if ss == nil || int(ss.Index) != i || ss.KeyId != rec.KeyId {
 				t.Fatalf("node %d, request %d: %v", i, j, item)
 			}
-			share := &threshold.SigShare{Index: i, X: new(big.Int).SetBytes(ss.X)}
-			em, _ := threshold.EncodePayload(pk.Size(), batch.Requests[j].Payload)
+			share := &shoup.SigShare{Index: i, X: new(big.Int).SetBytes(ss.X)}
+			em, _ := shoup.EncodePayload(pk.Size(), batch.Requests[j].Payload)
 			if (ss.Proof != nil) != batch.Requests[j].WantProof {
 				t.Errorf("node %d, request %d: proof %v", i, j, ss.Proof)
 			}
 			if ss.Proof != nil {
-				proof := &threshold.Proof{C: new(big.Int).SetBytes(ss.Proof.C), Z: new(big.Int).SetBytes(ss.Proof.Z)}
-				if err := threshold.VerifyShare(pk, em, share, proof); err != nil {
+				proof := &shoup.Proof{C: new(big.Int).SetBytes(ss.Proof.C), Z: new(big.Int).SetBytes(ss.Proof.Z)}
+				if err := shoup.VerifyShare(pk, em, share, proof); err != nil {
 					t.Errorf("node %d, request %d: %v", i, j, err)
 				}
 			}
@@ -83,8 +83,8 @@ func TestSignBatch(t *testing.T) {
 		}
 	}
 	for j, msg := range map[int]string{0: "first", 2: "second", 5: "third"} {
-		em, _ := threshold.EncodePayload(pk.Size(), batch.Requests[j].Payload)
-		sig, err := threshold.Combine(pk, em, shares[j])
+		em, _ := shoup.EncodePayload(pk.Size(), batch.Requests[j].Payload)
+		sig, err := shoup.Combine(pk, em, shares[j])
 		if err != nil {
 			t.Fatalf("request %d: %v", j, err)
 		}

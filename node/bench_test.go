@@ -13,7 +13,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/node/nodetest"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // benchNode starts a 1-of-1 cluster whose node holds an imported 2048-bit key (signing costs the
@@ -35,7 +35,7 @@ func benchNode(b *testing.B, workers int) (*nodetest.Peer, string, []byte) {
 	}
 	rec, _ := nodetest.RecordKey(b, c.Manifest, signed)
 	digest := sha256.Sum256([]byte("bench"))
-	payload, _ := threshold.DigestInfo(crypto.SHA256, digest[:])
+	payload, _ := shoup.DigestInfo(crypto.SHA256, digest[:])
 	return c.Peer("client-1"), rec.KeyId, payload
 }
 

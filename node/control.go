@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"runtime/debug"
 
-	"filippo.io/bigmod"
-
 	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // ErrBadDelivery wraps every reason a control message is dead-lettered.
@@ -92,7 +90,7 @@ func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
 		n.metrics.control.WithLabelValues(kind, "deleted").Inc()
 		return nil
 	}
-	pk, err := store.PublicKey(rec)
+	sch, pk, err := store.PublicKey(rec)
 	if err != nil {
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
 	}
@@ -100,17 +98,19 @@ func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
 	if err != nil {
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
 	}
-	share := &threshold.KeyShare{Index: int(ps.GetIndex()), S: ps.GetS()}
-	defer share.Wipe()
 	switch {
 	case ps.GetKeyId() != id:
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share is for another key", id))
-	case share.Index != n.self.Index:
-		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share index %d, ours is %d", id, share.Index, n.self.Index))
-	case len(share.S) != pk.Size():
-		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share of %d bytes", id, len(share.S)))
+	case int(ps.GetIndex()) != n.self.Index:
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share index %d, ours is %d", id, ps.GetIndex(), n.self.Index))
 	}
-	if !shareMatches(pk, share) {
+	share, err := sch.ParseShare(pk, int(ps.GetIndex()), ps.GetS())
+	clear(ps.S)
+	if err != nil {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share of %d bytes: %v", id, len(ps.GetS()), err))
+	}
+	defer share.Wipe()
+	if err := sch.CheckShare(pk, share); err != nil {
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share does not match its verification key", id))
 	}
 	switch err := n.store.Put(d.GetSignedRecord(), rec, share); {
@@ -129,27 +129,6 @@ func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
 	}
 	n.metrics.keys.Set(float64(n.store.Len()))
 	n.metrics.control.WithLabelValues(kind, "ok").Inc()
-	n.log.Info("key share stored", "key", id, "label", rec.GetLabel(), "bits", rec.GetBits(), "k", rec.GetK(), "n", rec.GetN(), "dealer", op.Sender.ID)
+	n.log.Info("key share stored", "key", id, "label", rec.GetLabel(), "algorithm", scheme.Of(rec).String(), "bits", rec.GetBits(), "k", rec.GetK(), "n", rec.GetN(), "dealer", op.Sender.ID)
 	return nil
-}
-
-// shareMatches checks v^s == vk_i mod N in constant time (s is secret).
-func shareMatches(pk *threshold.PublicKey, share *threshold.KeyShare) bool {
-	if share.Index < 1 || share.Index > len(pk.VK) {
-		return false
-	}
-	mod, err := bigmod.NewModulus(pk.N.Bytes())
-	if err != nil {
-		return false
-	}
-	v, err := bigmod.NewNat().SetBytes(pk.V.Bytes(), mod)
-	if err != nil {
-		return false
-	}
-	want, err := bigmod.NewNat().SetBytes(pk.VK[share.Index-1].Bytes(), mod)
-	if err != nil {
-		return false
-	}
-	got := bigmod.NewNat().Exp(v, share.S, mod)
-	return got.Equal(want) == 1
 }

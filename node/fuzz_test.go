@@ -17,7 +17,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // fuzzNode is a node without a broker: the handlers are called directly.
@@ -72,11 +72,11 @@ func newFuzzNode(tb testing.TB) *fuzzNode {
 	f.opener, _ = trust.NewOpener(n.m)
 
 	// One stored key, dealt by hand.
-	key, err := threshold.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+	key, err := shoup.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pk, shares, err := threshold.Deal(rand.Reader, key, 2, 3)
+	pk, shares, err := shoup.Deal(rand.Reader, key, 2, 3)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func newFuzzNode(tb testing.TB) *fuzzNode {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := n.store.Put(signed, rec, shares[0]); err != nil {
+	if err := n.store.Put(signed, rec, shoup.WrapShare(shares[0])); err != nil {
 		tb.Fatal(err)
 	}
 	f.keyID = rec.KeyId
@@ -163,29 +163,4 @@ func FuzzHandlers(f *testing.F) {
 			t.Fatalf("stored key lost: %v", err)
 		}
 	})
-}
-
-// The share-versus-vk check refuses every share but the right one.
-func TestShareMatches(t *testing.T) {
-	key, err := threshold.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, shares, err := threshold.Deal(rand.Reader, key, 2, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range shares {
-		if !shareMatches(pk, s) {
-			t.Fatalf("share %d refused", s.Index)
-		}
-	}
-	if shareMatches(pk, &threshold.KeyShare{Index: 2, S: shares[0].S}) {
-		t.Fatal("share 1 accepted as share 2")
-	}
-	for _, idx := range []int{0, 4, -1} {
-		if shareMatches(pk, &threshold.KeyShare{Index: idx, S: shares[0].S}) {
-			t.Fatalf("index %d accepted", idx)
-		}
-	}
 }

@@ -38,10 +38,11 @@
 //
 // # Trusted parameters
 //
-// A node signs only with the modulus, exponent, k and n of the key record it stored after
-// verifying the dealer's signature; a SignRequest names a key and carries the PKCS#1 payload T,
-// from which the node builds EM itself (threshold.EncodePayload). Nothing else in a request
-// reaches the arithmetic.
+// A node signs only with the parameters of the key record it stored after verifying the
+// dealer's signature (for RSA the modulus, exponent, k and n); a SignRequest names a key and
+// carries the round's payload (for RSA the PKCS#1 payload T, from which the key's scheme
+// builds EM itself). Nothing else in a request reaches the arithmetic: the key's
+// scheme.Participant (store.Key) answers it.
 //
 // # Shutdown
 //
@@ -70,7 +71,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // Errors of Run's start-up.
@@ -88,10 +89,10 @@ type Options struct {
 	// (200 ms after starting them without an error; requests sent earlier wait in the queues),
 	// with the address the metrics listen on ("" when disabled).
 	Ready func(metricsAddr string)
-	// ShareHook, when set, is called on every signature share before it is sent (and before
-	// its proof is made). Tests use it to make an in-process node lie. Not reachable from a
-	// configuration file.
-	ShareHook func(*threshold.SigShare)
+	// ShareHook, when set, is called on every reply of a signing session before it is sent
+	// (for RSA: the share x_i in Payload, after its proof was made). Tests use it to make an
+	// in-process node lie. Not reachable from a configuration file.
+	ShareHook func(*scheme.Reply)
 	// Registerer, when set, receives the node's Prometheus metrics as well as its own /metrics.
 	Registerer prometheus.Registerer
 	// Transport, when set, carries the node's messages instead of a broker connection made

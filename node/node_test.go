@@ -24,7 +24,8 @@ import (
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // eventually polls f until it returns nil or d passes.
@@ -322,7 +323,7 @@ func TestRejectedDeliveries(t *testing.T) {
 	client := c.Peer("client-1")
 	cid := c.Manifest.ClusterID
 
-	key, err := threshold.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
+	key, err := shoup.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +406,7 @@ func TestDelete(t *testing.T) {
 	c.StartAll()
 	conn := c.Dial("test-publisher")
 	client := c.Peer("client-1")
-	key, err := threshold.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
+	key, err := shoup.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +477,10 @@ func TestDelete(t *testing.T) {
 func TestLyingNodeCaught(t *testing.T) {
 	c := nodetest.New(t, nodetest.Options{K: 2, N: 3})
 	c.StartNode(1, node.Options{})
-	c.StartNode(2, node.Options{ShareHook: func(ss *threshold.SigShare) { ss.X.Add(ss.X, big.NewInt(1)) }})
+	c.StartNode(2, node.Options{ShareHook: func(rep *scheme.Reply) {
+		x := new(big.Int).SetBytes(rep.Payload)
+		rep.Payload = x.Add(x, big.NewInt(1)).Bytes()
+	}})
 	c.StartNode(3, node.Options{})
 	d := c.Dealer(dealer.Options{})
 	signed, _, _, err := d.GenerateKey(nodetest.Ctx(t, 60*time.Second), 1024, 0, "liar", nil)
@@ -486,15 +490,15 @@ func TestLyingNodeCaught(t *testing.T) {
 	rec, pk := nodetest.RecordKey(t, c.Manifest, signed)
 	client := c.Peer("client-1")
 	payload := []byte("abc")
-	em, _ := threshold.EncodePayload(pk.Size(), payload)
+	em, _ := shoup.EncodePayload(pk.Size(), payload)
 	op, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST, &tchsmpb.ProofRequest{KeyId: rec.KeyId, Payload: payload})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := op.Message.(*tchsmpb.Proof)
-	err = threshold.VerifyShare(pk, em, &threshold.SigShare{Index: int(p.Index), X: new(big.Int).SetBytes(p.X)},
-		&threshold.Proof{C: new(big.Int).SetBytes(p.Proof.C), Z: new(big.Int).SetBytes(p.Proof.Z)})
-	if !errors.Is(err, threshold.ErrBadShare) {
+	err = shoup.VerifyShare(pk, em, &shoup.SigShare{Index: int(p.Index), X: new(big.Int).SetBytes(p.X)},
+		&shoup.Proof{C: new(big.Int).SetBytes(p.Proof.C), Z: new(big.Int).SetBytes(p.Proof.Z)})
+	if !errors.Is(err, shoup.ErrBadShare) {
 		t.Fatalf("lying share passed its proof: %v", err)
 	}
 	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("honest"), 1, 3)

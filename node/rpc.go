@@ -19,7 +19,7 @@ import (
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // ErrRejected is the error (sent back as a plain transport error) for requests that do not open.
@@ -133,35 +133,37 @@ func (n *node) key(id string) (*store.Key, *rpc.Failure) {
 	return k, nil
 }
 
-// share computes this node's signature share on payload, with the stored key's own modulus.
-func (n *node) share(k *store.Key, payload []byte) ([]byte, *threshold.SigShare, *rpc.Failure) {
-	em, err := threshold.EncodePayload(k.Public.Size(), payload)
-	if err != nil {
-		return nil, nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, k.ID, "payload: %v", err)
-	}
-	ss, err := n.signShare(k, em)
-	if err != nil {
-		return nil, nil, rpc.Fail(tchsmpb.Error_INTERNAL, k.ID, "signing failed")
+// respond answers one round of a signing session with the stored key's participant (the node
+// builds everything it signs from the key's own record), once the node has fewer than its
+// worker count running.
+func (n *node) respond(k *store.Key, req scheme.Request) (scheme.Reply, *rpc.Failure) {
+	rep, err := n.runRespond(k, req)
+	switch {
+	case errors.Is(err, scheme.ErrInvalidRequest):
+		return scheme.Reply{}, rpc.Fail(tchsmpb.Error_BAD_REQUEST, k.ID, "%v", err)
+	case err != nil && req.Audit:
+		return scheme.Reply{}, rpc.Fail(tchsmpb.Error_INTERNAL, k.ID, "proof failed")
+	case err != nil:
+		return scheme.Reply{}, rpc.Fail(tchsmpb.Error_INTERNAL, k.ID, "signing failed")
 	}
 	if n.opts.ShareHook != nil {
-		n.opts.ShareHook(ss)
+		n.opts.ShareHook(&rep)
 	}
-	return em, ss, nil
+	return rep, nil
 }
 
-// signShare runs one exponentiation once the node has fewer than its worker count running.
-func (n *node) signShare(k *store.Key, em []byte) (*threshold.SigShare, error) {
+func (n *node) runRespond(k *store.Key, req scheme.Request) (scheme.Reply, error) {
 	n.exps <- struct{}{}
 	defer func() { <-n.exps }() // also when it panics: the request's recover answers INTERNAL
-	return threshold.SignShare(k.Public, k.Share, em)
+	return k.Participant.Respond(context.Background(), rand.Reader, req)
 }
 
-func (n *node) proof(k *store.Key, em []byte, ss *threshold.SigShare) (*tchsmpb.ShareProof, *rpc.Failure) {
-	p, err := threshold.Prove(rand.Reader, k.Public, k.Share, em, ss)
-	if err != nil {
-		return nil, rpc.Fail(tchsmpb.Error_INTERNAL, k.ID, "proof failed")
+// shareProof is the wire form of an audit's proof: RSA's two parts (c, z).
+func shareProof(rep scheme.Reply) *tchsmpb.ShareProof {
+	if len(rep.Proof) != 2 {
+		return nil
 	}
-	return &tchsmpb.ShareProof{C: p.C.Bytes(), Z: p.Z.Bytes()}, nil
+	return &tchsmpb.ShareProof{C: rep.Proof[0], Z: rep.Proof[1]}
 }
 
 func (n *node) sign(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequest) (proto.Message, *rpc.Failure) {
@@ -170,15 +172,14 @@ func (n *node) sign(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequ
 		return nil, rerr
 	}
 	t0 := time.Now()
-	em, ss, rerr := n.share(k, req.GetPayload())
+	// want_proof asks for the share and its proof at once: the audit of the same round.
+	rep, rerr := n.respond(k, scheme.Request{Round: 1, Audit: req.GetWantProof(), Payload: req.GetPayload()})
 	if rerr != nil {
 		return nil, rerr
 	}
-	out := &tchsmpb.SignatureShare{KeyId: k.ID, Index: uint32(ss.Index), X: ss.X.Bytes()}
+	out := &tchsmpb.SignatureShare{KeyId: k.ID, Index: uint32(k.Share.Index()), X: rep.Payload}
 	if req.GetWantProof() {
-		if out.Proof, rerr = n.proof(k, em, ss); rerr != nil {
-			return nil, rerr
-		}
+		out.Proof = shareProof(rep)
 	}
 	n.metrics.signSeconds.Observe(time.Since(t0).Seconds())
 	if ctx.Err() != nil {
@@ -238,16 +239,12 @@ func (n *node) prove(ctx context.Context, op *trust.Opened, req *tchsmpb.ProofRe
 	if rerr != nil {
 		return nil, rerr
 	}
-	em, ss, rerr := n.share(k, req.GetPayload())
-	if rerr != nil {
-		return nil, rerr
-	}
-	p, rerr := n.proof(k, em, ss)
+	rep, rerr := n.respond(k, scheme.Request{Round: 1, Audit: true, Payload: req.GetPayload()})
 	if rerr != nil {
 		return nil, rerr
 	}
 	if ctx.Err() != nil {
 		return nil, rpc.Fail(tchsmpb.Error_EXPIRED, k.ID, "deadline passed while proving")
 	}
-	return &tchsmpb.Proof{KeyId: k.ID, Index: uint32(ss.Index), X: ss.X.Bytes(), Proof: p}, nil
+	return &tchsmpb.Proof{KeyId: k.ID, Index: uint32(k.Share.Index()), X: rep.Payload, Proof: shareProof(rep)}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,7 +102,7 @@ func TestInitializeLoadsOnce(t *testing.T) {
 	var got *config.Client
 	orig := openBackend
 	t.Cleanup(func() { openBackend = orig })
-	openBackend = func(_ context.Context, cfg *config.Client) (client.Backend, error) {
+	openBackend = func(_ context.Context, cfg *config.Client, _ *slog.Logger) (client.Backend, error) {
 		got = cfg
 		return nil, errors.New("no cluster in this test")
 	}
@@ -127,5 +128,23 @@ func TestInitializeLoadsOnce(t *testing.T) {
 	}
 	if _, err := active(); !errors.Is(err, errNotInitialized) {
 		t.Fatal(err)
+	}
+}
+
+// What the client sees (a liar excluded, a broker away) goes to the module's log unless the
+// client part of the file has a log of its own.
+func TestClientLogsIntoModuleLog(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	o := clientOptions(&config.Client{}, log)
+	if o.Logger == nil {
+		t.Fatal("no logger for a client without log_file: its warnings would be lost")
+	}
+	o.Logger.Warn("node returned an invalid signature share; excluded", "node", "node-2")
+	if !strings.Contains(buf.String(), `"component":"client"`) || !strings.Contains(buf.String(), "node-2") {
+		t.Fatalf("module log: %s", buf.String())
+	}
+	if o := clientOptions(&config.Client{LogFile: "/var/log/tchsm-client.log"}, log); o.Logger != nil {
+		t.Fatal("a client with its own log_file must log there")
 	}
 }

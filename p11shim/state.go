@@ -24,12 +24,22 @@ const openTimeout = 30 * time.Second
 
 // openBackend opens the cluster client with the loaded client configuration. It is a variable
 // so the seam is explicit; the module always uses client.New.
-var openBackend = func(ctx context.Context, cfg *config.Client) (client.Backend, error) {
-	c, err := client.New(ctx, cfg, client.Options{})
+var openBackend = func(ctx context.Context, cfg *config.Client, log *slog.Logger) (client.Backend, error) {
+	c, err := client.New(ctx, cfg, clientOptions(cfg, log))
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// clientOptions makes the client log into the module's log (pkcs11.log_file) unless the client
+// part of the file names a log_file of its own: what the client sees — a node caught returning
+// invalid shares, a broker that is away — must reach the operator's log either way.
+func clientOptions(cfg *config.Client, log *slog.Logger) client.Options {
+	if cfg.LogFile != "" {
+		return client.Options{}
+	}
+	return client.Options{Logger: log.With("component", "client")}
 }
 
 // module is the state of one C_Initialize … C_Finalize. A Go c-shared library is never
@@ -80,7 +90,7 @@ func initialize(path string) error {
 	log = log.With("pid", os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
-	b, err := openBackend(ctx, &file)
+	b, err := openBackend(ctx, &file, log)
 	if err != nil {
 		log.Error("C_Initialize: opening the cluster client failed", "config", path, "err", err)
 		closeQuietly(logFile)

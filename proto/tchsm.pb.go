@@ -352,8 +352,14 @@ type KeyRecord struct {
 	CreatedUnix    int64                  `protobuf:"varint,11,opt,name=created_unix,json=createdUnix,proto3" json:"created_unix,omitempty"`         // creation time, Unix seconds
 	SafePrimes     bool                   `protobuf:"varint,12,opt,name=safe_primes,json=safePrimes,proto3" json:"safe_primes,omitempty"`            // false for imported keys: share proofs are then not sound
 	ClusterId      string                 `protobuf:"bytes,13,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                // the cluster the key belongs to
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The signature scheme (tchsm's scheme.Algorithm): 0 in records written before this field
+	// existed, which are all Shoup RSA; 1 is Shoup RSA. Shoup RSA keeps its parameters in the
+	// fields above (bits, modulus, public_exponent, v, vk, safe_primes), so that releases that
+	// predate this field read its records; other schemes put theirs in params.
+	Algorithm     uint32 `protobuf:"varint,14,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	Params        []byte `protobuf:"bytes,15,opt,name=params,proto3" json:"params,omitempty"` // scheme-specific public parameters, encoded by the scheme
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KeyRecord) Reset() {
@@ -477,6 +483,20 @@ func (x *KeyRecord) GetClusterId() string {
 	return ""
 }
 
+func (x *KeyRecord) GetAlgorithm() uint32 {
+	if x != nil {
+		return x.Algorithm
+	}
+	return 0
+}
+
+func (x *KeyRecord) GetParams() []byte {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
 // SignedKeyRecord is a KeyRecord signed by a dealer of the manifest.
 type SignedKeyRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -544,7 +564,7 @@ type KeyShare struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	Index         uint32                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // 1..n
-	S             []byte                 `protobuf:"bytes,3,opt,name=s,proto3" json:"s,omitempty"`          // s_i, big-endian, padded to the modulus length
+	S             []byte                 `protobuf:"bytes,3,opt,name=s,proto3" json:"s,omitempty"`          // the scheme's share encoding; RSA: s_i, big-endian, padded to the modulus length
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -857,7 +877,7 @@ func (x *DeleteKeyAck) GetError() string {
 type SignRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`                       // T: a DigestInfo, or raw bytes up to k-11
+	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`                       // the round's payload (scheme.Request); RSA: T, a DigestInfo or raw bytes up to k-11
 	WantProof     bool                   `protobuf:"varint,3,opt,name=want_proof,json=wantProof,proto3" json:"want_proof,omitempty"` // attach a proof of correctness to the share
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1148,7 +1168,7 @@ type SignatureShare struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	Index         uint32                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // the node's share index, 1..n
-	X             []byte                 `protobuf:"bytes,3,opt,name=x,proto3" json:"x,omitempty"`          // x_i = EM^(2 Δ s_i) mod N
+	X             []byte                 `protobuf:"bytes,3,opt,name=x,proto3" json:"x,omitempty"`          // the round's reply (scheme.Reply); RSA: x_i = EM^(2 Δ s_i) mod N
 	Proof         *ShareProof            `protobuf:"bytes,4,opt,name=proof,proto3" json:"proof,omitempty"`  // present when want_proof was set
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1757,7 +1777,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\tsignature\x18\n" +
 	" \x01(\fR\tsignature\x12\x1c\n" +
 	"\trecipient\x18\v \x01(\tR\trecipient\x12\x10\n" +
-	"\x03mac\x18\f \x01(\fR\x03mac\"\xc3\x02\n" +
+	"\x03mac\x18\f \x01(\fR\x03mac\"\xf9\x02\n" +
 	"\tKeyRecord\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
 	"\x05label\x18\x02 \x01(\tR\x05label\x12\x15\n" +
@@ -1774,7 +1794,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\vsafe_primes\x18\f \x01(\bR\n" +
 	"safePrimes\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\r \x01(\tR\tclusterId\"_\n" +
+	"cluster_id\x18\r \x01(\tR\tclusterId\x12\x1c\n" +
+	"\talgorithm\x18\x0e \x01(\rR\talgorithm\x12\x16\n" +
+	"\x06params\x18\x0f \x01(\fR\x06params\"_\n" +
 	"\x0fSignedKeyRecord\x12\x16\n" +
 	"\x06record\x18\x01 \x01(\fR\x06record\x12\x16\n" +
 	"\x06dealer\x18\x02 \x01(\tR\x06dealer\x12\x1c\n" +

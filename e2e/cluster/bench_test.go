@@ -13,28 +13,29 @@ import (
 
 	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/internal/testcluster"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // shareTimer measures one 2048-bit signature share on one goroutine: r = 1/shareTime is the
 // single-core share rate of the C·r/k limit. The host's speed drifts (by a third on the
 // reference VM within minutes), so benchmarks measure r in short windows between their own.
 type shareTimer struct {
-	pk    *threshold.PublicKey
-	share *threshold.KeyShare
+	pk    *shoup.PublicKey
+	share *shoup.KeyShare
 	em    []byte
 }
 
 func newShareTimer(b testing.TB, bits int) *shareTimer {
-	key, err := threshold.GenerateKey(context.Background(), rand.Reader, bits, 0, nil)
+	key, err := shoup.GenerateKey(context.Background(), rand.Reader, bits, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	pk, shares, err := threshold.Deal(rand.Reader, key, 3, 5)
+	pk, shares, err := shoup.Deal(rand.Reader, key, 3, 5)
 	if err != nil {
 		b.Fatal(err)
 	}
-	em, _ := threshold.EncodePayload(pk.Size(), []byte("share time"))
+	em, _ := shoup.EncodePayload(pk.Size(), []byte("share time"))
 	return &shareTimer{pk: pk, share: shares[0], em: em}
 }
 
@@ -43,7 +44,7 @@ func (st *shareTimer) measure(b testing.TB, d time.Duration) time.Duration {
 	n := 0
 	start := time.Now()
 	for time.Since(start) < d {
-		if _, err := threshold.SignShare(st.pk, st.share, st.em); err != nil {
+		if _, err := shoup.SignShare(st.pk, st.share, st.em); err != nil {
 			b.Fatal(err)
 		}
 		n++
@@ -67,7 +68,7 @@ func benchCluster(b testing.TB, k, n, bits, workers int) (*testcluster.Cluster, 
 		b.Fatal(err)
 	}
 	for range 20 { // warm up: key cache, connections, latency estimates
-		if _, err := c.Sign(ctx, key.ID, threshold.SHA256RSAPKCS, []byte("warm-up")); err != nil {
+		if _, err := c.Sign(ctx, key.ID, scheme.SHA256RSAPKCS, []byte("warm-up")); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -106,7 +107,7 @@ func benchThroughput(b *testing.B, conc int) {
 			go func() {
 				defer wg.Done()
 				for i := 0; time.Now().Before(stop); i++ {
-					if _, err := c.Sign(context.Background(), key.ID, threshold.SHA256RSAPKCS, []byte(fmt.Sprint(w, i))); err != nil {
+					if _, err := c.Sign(context.Background(), key.ID, scheme.SHA256RSAPKCS, []byte(fmt.Sprint(w, i))); err != nil {
 						b.Error(err)
 						return
 					}
@@ -152,7 +153,7 @@ func benchLatency(b *testing.B, k, n int) {
 		lat := make([]time.Duration, 0, 200)
 		for i := range 200 {
 			t0 := time.Now()
-			if _, err := c.Sign(context.Background(), key.ID, threshold.SHA256RSAPKCS, []byte(fmt.Sprint(w, i))); err != nil {
+			if _, err := c.Sign(context.Background(), key.ID, scheme.SHA256RSAPKCS, []byte(fmt.Sprint(w, i))); err != nil {
 				b.Fatal(err)
 			}
 			lat = append(lat, time.Since(t0))

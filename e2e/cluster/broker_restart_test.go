@@ -16,7 +16,7 @@ import (
 
 	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/internal/testcluster"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // TestBrokerRestart restarts the RabbitMQ application (rabbitmqctl stop_app / start_app) while
@@ -78,7 +78,7 @@ func TestBrokerRestart(t *testing.T) {
 	var firstAfter [workers]atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	pub := &rsa.PublicKey{N: k.N, E: k.E}
+	pub := k.Public.(*rsa.PublicKey)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -91,7 +91,7 @@ func TestBrokerRestart(t *testing.T) {
 				}
 				msg := []byte(fmt.Sprintf("load %d/%d", w, i))
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				sig, err := c.Sign(ctx, k.ID, threshold.SHA256RSAPKCS, msg)
+				sig, err := c.Sign(ctx, k.ID, scheme.SHA256RSAPKCS, msg)
 				cancel()
 				if err != nil {
 					failed.Add(1)
@@ -153,7 +153,7 @@ func waitSign(t *testing.T, c *client.Client, k client.KeyInfo, timeout time.Dur
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := c.Sign(ctx, k.ID, threshold.SHA256RSAPKCS, []byte("probe"))
+		_, err := c.Sign(ctx, k.ID, scheme.SHA256RSAPKCS, []byte("probe"))
 		cancel()
 		if err == nil {
 			return

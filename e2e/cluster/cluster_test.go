@@ -15,7 +15,7 @@ import (
 
 	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/internal/testcluster"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 func generate(t *testing.T, c *client.Client, bits int) client.KeyInfo {
@@ -34,12 +34,12 @@ func signOK(t *testing.T, c *client.Client, k client.KeyInfo, msg string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sig, err := c.Sign(ctx, k.ID, threshold.SHA256RSAPKCS, []byte(msg))
+	sig, err := c.Sign(ctx, k.ID, scheme.SHA256RSAPKCS, []byte(msg))
 	if err != nil {
 		t.Fatalf("Sign(%q): %v", msg, err)
 	}
 	d := sha256.Sum256([]byte(msg))
-	if err := rsa.VerifyPKCS1v15(&rsa.PublicKey{N: k.N, E: k.E}, crypto.SHA256, d[:], sig); err != nil {
+	if err := rsa.VerifyPKCS1v15(k.Public.(*rsa.PublicKey), crypto.SHA256, d[:], sig); err != nil {
 		t.Fatalf("signature on %q does not verify: %v", msg, err)
 	}
 }
@@ -87,7 +87,7 @@ func TestDealSignKillRestart(t *testing.T) {
 	tc.KillNode(2)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	start := time.Now()
-	_, err = c.Sign(ctx, k.ID, threshold.SHA256RSAPKCS, []byte("three down"))
+	_, err = c.Sign(ctx, k.ID, scheme.SHA256RSAPKCS, []byte("three down"))
 	cancel()
 	if !errors.Is(err, client.ErrNotEnoughNodes) {
 		t.Fatalf("with 3 of 5 nodes down: err = %v, want ErrNotEnoughNodes", err)
@@ -149,7 +149,7 @@ func TestDeleteKey(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	_, err := c.Sign(context.Background(), k.ID, threshold.SHA256RSAPKCS, []byte("after delete"))
+	_, err := c.Sign(context.Background(), k.ID, scheme.SHA256RSAPKCS, []byte("after delete"))
 	if !errors.Is(err, client.ErrKeyNotFound) {
 		t.Fatalf("sign after delete: %v", err)
 	}

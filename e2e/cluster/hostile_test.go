@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"crypto/rsa"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -18,7 +19,7 @@ import (
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // TestLyingNode replaces node 2's process with an in-process node that corrupts every share it
@@ -42,9 +43,10 @@ func TestLyingNode(t *testing.T) {
 		done <- node.Run(ctx, &cfg, node.Options{
 			Logger: slog.New(slog.DiscardHandler),
 			Ready:  func(string) { close(ready) },
-			ShareHook: func(s *threshold.SigShare) {
+			ShareHook: func(rep *scheme.Reply) {
 				lies.Add(1)
-				s.X.Mul(s.X, big.NewInt(2)).Mod(s.X, k.N)
+				x := new(big.Int).SetBytes(rep.Payload)
+				rep.Payload = x.Mul(x, big.NewInt(2)).Mod(x, k.Public.(*rsa.PublicKey).N).Bytes()
 			},
 		})
 	}()

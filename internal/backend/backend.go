@@ -7,31 +7,35 @@ package backend
 
 import (
 	"context"
+	"crypto"
 	"errors"
-	"math/big"
 	"time"
 
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
-// KeyInfo is the public, dealer-signed description of one cluster key.
+// KeyInfo is the public, signed description of one cluster key.
 type KeyInfo struct {
-	ID      string   // cluster key id: 32 lowercase hex characters
-	Label   string   // CKA_LABEL given at generation
-	P11ID   []byte   // CKA_ID given at generation
-	Bits    int      // modulus length in bits
-	N       *big.Int // modulus
-	E       int      // public exponent
-	K, L    int      // threshold k and number of nodes n
+	ID    string // cluster key id: 32 lowercase hex characters
+	Label string // CKA_LABEL given at generation
+	P11ID []byte // CKA_ID given at generation
+	// Algorithm is the key's signature scheme.
+	Algorithm scheme.Algorithm
+	Bits      int // key size in bits (RSA: modulus length)
+	// Public is the ordinary public key that verifies the key's signatures: *rsa.PublicKey
+	// for scheme.ShoupRSA.
+	Public  crypto.PublicKey
+	K, L    int // threshold k and number of nodes n
 	Created time.Time
 }
 
 // GenerateRequest asks the dealer for a new key.
 type GenerateRequest struct {
-	Bits  int    // 1024, 2048, 3072 or 4096
-	E     int    // 0 means 65537
-	Label string // CKA_LABEL
-	P11ID []byte // CKA_ID
+	Algorithm scheme.Algorithm // 0 means scheme.ShoupRSA
+	Bits      int              // 1024, 2048, 3072 or 4096
+	E         int              // RSA public exponent; 0 means 65537
+	Label     string           // CKA_LABEL
+	P11ID     []byte           // CKA_ID
 }
 
 // Backend is what a PKCS#11 token needs from a signing cluster. Every method honours ctx's
@@ -40,9 +44,10 @@ type Backend interface {
 	Keys(ctx context.Context) ([]KeyInfo, error)
 	GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error)
 	DeleteKey(ctx context.Context, id string) error
-	// Sign signs data with mechanism mech: for threshold.RSAPKCS data is the PKCS#1 v1.5
-	// payload T (a DigestInfo or raw bytes up to k-11); for the hash mechanisms it is the message.
-	Sign(ctx context.Context, id string, mech threshold.Mechanism, data []byte) ([]byte, error)
+	// Sign signs data with mechanism mech, one the key's scheme accepts: for scheme.RSAPKCS
+	// data is the PKCS#1 v1.5 payload T (a DigestInfo or raw bytes up to k-11); for the hash
+	// mechanisms it is the message.
+	Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error)
 	Close() error
 }
 

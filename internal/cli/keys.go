@@ -18,7 +18,7 @@ import (
 
 	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/p11shim/token"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 func init() {
@@ -82,7 +82,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		pub, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: k.N, E: k.E})
+		pub, err := x509.MarshalPKIXPublicKey(k.Public)
 		if err != nil {
 			return err
 		}
@@ -220,8 +220,8 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 
 // signMechanisms returns the -mech values of `tchsm sign`, the PKCS#11 token's signing
 // mechanisms by name, and those names in the token's order.
-func signMechanisms() (map[string]threshold.Mechanism, []string) {
-	byName := map[string]threshold.Mechanism{}
+func signMechanisms() (map[string]scheme.Mechanism, []string) {
+	byName := map[string]scheme.Mechanism{}
 	var names []string
 	for _, m := range token.SignMechanisms() {
 		byName[m.Name] = m.Wire

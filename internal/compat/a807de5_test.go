@@ -3,6 +3,7 @@ package compat
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -23,7 +24,9 @@ import (
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node/store"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/schemes"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 const fixtures = "testdata/a807de5"
@@ -156,13 +159,13 @@ func openNode(t *testing.T, dir string, i int) (*trust.Identity, *store.Store) {
 	return id, st
 }
 
-func em(t *testing.T, pk *threshold.PublicKey, mech threshold.Mechanism, msg []byte) []byte {
+func em(t *testing.T, pk *shoup.PublicKey, mech scheme.Mechanism, msg []byte) []byte {
 	t.Helper()
-	payload, err := threshold.Payload(mech, msg)
+	payload, err := shoup.Payload(mech, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := threshold.EncodePayload(pk.Size(), payload)
+	out, err := shoup.EncodePayload(pk.Size(), payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,9 +229,13 @@ func TestA807de5(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pk, err := trust.PublicKey(rec)
+			spk, err := trust.PublicKey(rec)
 			if err != nil {
 				t.Fatal(err)
+			}
+			pk, ok := spk.(*shoup.PublicKey)
+			if !ok || spk.Algorithm() != scheme.ShoupRSA || scheme.Of(rec) != scheme.ShoupRSA || rec.GetAlgorithm() != 0 {
+				t.Fatalf("a807de5 record decodes as a %v key (algorithm field %d)", spk.Algorithm(), rec.GetAlgorithm())
 			}
 			if rec.GetKeyId() != old.KeyID || pk.N.BitLen() != want.bits || pk.E != want.e || rec.GetSafePrimes() != want.safe ||
 				pk.K != 3 || pk.L != 5 || rec.GetLabel() != "compat "+want.name || string(rec.GetP11Id()) != want.name {
@@ -238,18 +245,24 @@ func TestA807de5(t *testing.T) {
 
 			// The stored keys: the same record, and each node's own share.
 			keys := map[int]*store.Key{}
+			shares := map[int]*shoup.KeyShare{}
 			for _, i := range storedNodes {
 				k, err := stores[i].Get(rec.GetKeyId())
 				if err != nil {
 					t.Fatalf("node %d: %v", i, err)
 				}
-				if !proto.Equal(k.Signed, signed) || !proto.Equal(k.Record, rec) || k.Public.N.Cmp(pk.N) != 0 {
+				kpk, ok := k.Public.(*shoup.PublicKey)
+				if !proto.Equal(k.Signed, signed) || !proto.Equal(k.Record, rec) || !ok || kpk.N.Cmp(pk.N) != 0 {
 					t.Fatalf("node %d stores another record for %s", i, rec.GetKeyId())
 				}
-				if k.Share.Index != i || len(k.Share.S) != pk.Size() {
-					t.Fatalf("node %d: share index %d, %d bytes", i, k.Share.Index, len(k.Share.S))
+				ks, err := shoup.KeyShareOf(k.Share)
+				if err != nil {
+					t.Fatal(err)
 				}
-				keys[i] = k
+				if k.Share.Index() != i || ks.Index != i || len(ks.S) != pk.Size() {
+					t.Fatalf("node %d: share index %d, %d bytes", i, ks.Index, len(ks.S))
+				}
+				keys[i], shares[i] = k, ks
 			}
 
 			// A share delivery queued by the a807de5 dealer opens to the share node 1 stored.
@@ -263,14 +276,14 @@ func TestA807de5(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ps.GetKeyId() != rec.GetKeyId() || int(ps.GetIndex()) != 1 || !bytes.Equal(ps.GetS(), keys[1].Share.S) {
+			if ps.GetKeyId() != rec.GetKeyId() || int(ps.GetIndex()) != 1 || !bytes.Equal(ps.GetS(), shares[1].S) {
 				t.Fatal("the delivered share differs from the one node 1 stored")
 			}
 
 			// The old signature verifies, and so do the old shares and proofs; the current code
 			// computes the same shares from the stored key shares (x_i = EM^(2Δs_i) is
 			// deterministic) and combines the old ones into the same signature.
-			mech := threshold.SHA256RSAPKCS
+			mech := scheme.SHA256RSAPKCS
 			if old.Mechanism != mech.String() {
 				t.Fatalf("old signature made with %s", old.Mechanism)
 			}
@@ -282,21 +295,21 @@ func TestA807de5(t *testing.T) {
 			if len(old.Shares) != len(storedNodes) {
 				t.Fatalf("%d old shares", len(old.Shares))
 			}
-			var oldShares []*threshold.SigShare
+			var oldShares []*shoup.SigShare
 			for _, b := range old.Shares {
 				ss := new(tchsmpb.SignatureShare)
 				if err := proto.Unmarshal(b, ss); err != nil {
 					t.Fatal(err)
 				}
-				share := &threshold.SigShare{Index: int(ss.GetIndex()), X: new(big.Int).SetBytes(ss.GetX())}
-				proof := &threshold.Proof{C: new(big.Int).SetBytes(ss.GetProof().GetC()), Z: new(big.Int).SetBytes(ss.GetProof().GetZ())}
+				share := &shoup.SigShare{Index: int(ss.GetIndex()), X: new(big.Int).SetBytes(ss.GetX())}
+				proof := &shoup.Proof{C: new(big.Int).SetBytes(ss.GetProof().GetC()), Z: new(big.Int).SetBytes(ss.GetProof().GetZ())}
 				if ss.GetKeyId() != rec.GetKeyId() || keys[share.Index] == nil {
 					t.Fatalf("old share of key %s, node %d", ss.GetKeyId(), share.Index)
 				}
-				if err := threshold.VerifyShare(pk, oldEM, share, proof); err != nil {
+				if err := shoup.VerifyShare(pk, oldEM, share, proof); err != nil {
 					t.Fatalf("old share of node %d: %v", share.Index, err)
 				}
-				mine, err := threshold.SignShare(keys[share.Index].Public, keys[share.Index].Share, oldEM)
+				mine, err := shoup.SignShare(pk, shares[share.Index], oldEM)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -305,7 +318,7 @@ func TestA807de5(t *testing.T) {
 				}
 				oldShares = append(oldShares, share)
 			}
-			sig, err := threshold.Combine(pk, oldEM, oldShares)
+			sig, err := shoup.Combine(pk, oldEM, oldShares)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -313,27 +326,46 @@ func TestA807de5(t *testing.T) {
 				t.Fatal("the old shares combine into another signature")
 			}
 
-			// A fresh message, signed by the k stored nodes as a node and the client do today.
-			for _, mech := range []threshold.Mechanism{threshold.SHA256RSAPKCS, threshold.SHA512RSAPKCS} {
+			// A fresh message, signed by the k stored nodes as a node and the client do today:
+			// each stored key's scheme.Participant answers the key's scheme.Coordinator, first
+			// the share round, then the audit round (the proofs) for every share.
+			sch, err := schemes.ForRecord(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mech := range []scheme.Mechanism{scheme.SHA256RSAPKCS, scheme.SHA512RSAPKCS} {
 				msg := []byte("fresh message for " + want.name + " with " + mech.String())
-				x := em(t, pk, mech, msg)
-				var shares []*threshold.SigShare
+				co, err := sch.NewCoordinator(spk, mech, msg)
+				if err != nil {
+					t.Fatal(err)
+				}
 				for _, i := range storedNodes {
-					k := keys[i]
-					ss, err := threshold.SignShare(k.Public, k.Share, x)
+					req, err := co.Request(i)
 					if err != nil {
 						t.Fatal(err)
 					}
-					proof, err := threshold.Prove(rand.Reader, k.Public, k.Share, x, ss)
+					rep, err := keys[i].Participant.Respond(context.Background(), rand.Reader, req)
 					if err != nil {
-						t.Fatal(err)
-					}
-					if err := threshold.VerifyShare(pk, x, ss, proof); err != nil {
 						t.Fatalf("node %d: %v", i, err)
 					}
-					shares = append(shares, ss)
+					if err := co.Accept(i, rep); err != nil {
+						t.Fatalf("node %d: %v", i, err)
+					}
 				}
-				sig, err := threshold.Combine(pk, x, shares)
+				for _, i := range storedNodes {
+					req, ask, err := co.Audit(i)
+					if err != nil || !ask {
+						t.Fatalf("audit of node %d: %v, %v", i, ask, err)
+					}
+					rep, err := keys[i].Participant.Respond(context.Background(), rand.Reader, req)
+					if err != nil {
+						t.Fatalf("node %d: %v", i, err)
+					}
+					if err := co.Judge(i, rep); err != nil {
+						t.Fatalf("node %d's proof: %v", i, err)
+					}
+				}
+				sig, err := co.Finish()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -345,6 +377,9 @@ func TestA807de5(t *testing.T) {
 				hh.Write(msg)
 				if err := rsa.VerifyPKCS1v15(pk.RSA(), h, hh.Sum(nil), sig); err != nil {
 					t.Fatalf("%s: crypto/rsa rejects the combined signature: %v", mech, err)
+				}
+				if err := spk.Verify(mech, msg, sig); err != nil {
+					t.Fatal(err)
 				}
 			}
 		})

@@ -4,20 +4,18 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"math/big"
 	"regexp"
 
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/schemes"
 	"google.golang.org/protobuf/proto"
 )
 
 const recordDomain = "tchsm/v1/key-record"
 
-// Limits on key records (structural sanity; the threshold package checks the mathematics).
+// Limits on key records (structural sanity; each scheme checks its own parameters).
 const (
-	MinKeyBits   = 1024
-	MaxKeyBits   = 8192
 	MaxLabelLen  = 256
 	MaxP11IDLen  = 256
 	maxRecordLen = 1 << 20
@@ -88,71 +86,44 @@ func VerifyKeyRecord(m *Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecor
 	return rec, nil
 }
 
-// CheckKeyRecord checks a record's structure: key id, cluster id, sizes, 1 <= k <= n <= MaxNodes,
-// one verification key per node, a modulus of exactly Bits bits, an odd exponent > n.
+// CheckKeyRecord checks a record's structure: key id, cluster id, sizes, 1 <= k <= n <=
+// MaxNodes, and the scheme-specific parameters, which the record's scheme checks and decodes
+// (scheme.Scheme.DecodePublic; for RSA: one verification key per node, a modulus of exactly
+// Bits bits, an odd exponent > n).
 func CheckKeyRecord(rec *tchsmpb.KeyRecord) error {
-	if rec == nil {
-		return fmt.Errorf("%w: nil", ErrBadRecord)
-	}
-	if !ValidKeyID(rec.KeyId) {
-		return fmt.Errorf("%w: key id %.64q", ErrBadRecord, rec.KeyId)
-	}
-	if !idPattern.MatchString(rec.ClusterId) {
-		return fmt.Errorf("%w: cluster id %.64q", ErrBadRecord, rec.ClusterId)
-	}
-	if len(rec.Label) > MaxLabelLen || len(rec.P11Id) > MaxP11IDLen {
-		return fmt.Errorf("%w: label or CKA_ID too long", ErrBadRecord)
-	}
-	if rec.Bits < MinKeyBits || rec.Bits > MaxKeyBits {
-		return fmt.Errorf("%w: %d bits", ErrBadRecord, rec.Bits)
-	}
-	if rec.N < 1 || rec.N > MaxNodes || rec.K < 1 || rec.K > rec.N {
-		return fmt.Errorf("%w: k=%d n=%d", ErrBadRecord, rec.K, rec.N)
-	}
-	if len(rec.Vk) != int(rec.N) {
-		return fmt.Errorf("%w: %d verification keys for n=%d", ErrBadRecord, len(rec.Vk), rec.N)
-	}
-	nMod := new(big.Int).SetBytes(rec.Modulus)
-	if nMod.BitLen() != int(rec.Bits) || nMod.Bit(0) == 0 {
-		return fmt.Errorf("%w: modulus is %d bits, record says %d", ErrBadRecord, nMod.BitLen(), rec.Bits)
-	}
-	if rec.PublicExponent < 3 || rec.PublicExponent%2 == 0 || rec.PublicExponent <= rec.N {
-		return fmt.Errorf("%w: public exponent %d", ErrBadRecord, rec.PublicExponent)
-	}
-	inRange := func(b []byte) bool {
-		x := new(big.Int).SetBytes(b)
-		return x.Sign() > 0 && x.Cmp(nMod) < 0
-	}
-	if !inRange(rec.V) {
-		return fmt.Errorf("%w: v out of range", ErrBadRecord)
-	}
-	for i, vk := range rec.Vk {
-		if !inRange(vk) {
-			return fmt.Errorf("%w: vk[%d] out of range", ErrBadRecord, i)
-		}
-	}
-	return nil
+	_, err := checkKeyRecord(rec)
+	return err
 }
 
-// PublicKey builds the threshold public key of a (verified) key record and validates it. A node
-// signs, and a client combines, only with the public key built here from the dealer-signed
-// record, never with parameters taken from a request.
-func PublicKey(rec *tchsmpb.KeyRecord) (*threshold.PublicKey, error) {
-	if rec.GetPublicExponent() > 1<<31-1 || rec.GetK() > threshold.MaxPlayers || rec.GetN() > threshold.MaxPlayers {
-		return nil, fmt.Errorf("%w: parameters out of range", ErrBadRecord)
+func checkKeyRecord(rec *tchsmpb.KeyRecord) (scheme.PublicKey, error) {
+	if rec == nil {
+		return nil, fmt.Errorf("%w: nil", ErrBadRecord)
 	}
-	pk := &threshold.PublicKey{
-		N: new(big.Int).SetBytes(rec.GetModulus()), E: int(rec.GetPublicExponent()),
-		K: int(rec.GetK()), L: int(rec.GetN()), V: new(big.Int).SetBytes(rec.GetV()),
+	if !ValidKeyID(rec.KeyId) {
+		return nil, fmt.Errorf("%w: key id %.64q", ErrBadRecord, rec.KeyId)
 	}
-	for _, v := range rec.GetVk() {
-		pk.VK = append(pk.VK, new(big.Int).SetBytes(v))
+	if !idPattern.MatchString(rec.ClusterId) {
+		return nil, fmt.Errorf("%w: cluster id %.64q", ErrBadRecord, rec.ClusterId)
 	}
-	if err := pk.Validate(); err != nil {
+	if len(rec.Label) > MaxLabelLen || len(rec.P11Id) > MaxP11IDLen {
+		return nil, fmt.Errorf("%w: label or CKA_ID too long", ErrBadRecord)
+	}
+	if rec.N < 1 || rec.N > MaxNodes || rec.K < 1 || rec.K > rec.N {
+		return nil, fmt.Errorf("%w: k=%d n=%d", ErrBadRecord, rec.K, rec.N)
+	}
+	_, pk, err := schemes.DecodePublic(rec)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
-	if pk.N.BitLen() != int(rec.GetBits()) {
-		return nil, fmt.Errorf("%w: modulus of %d bits, record says %d", ErrBadRecord, pk.N.BitLen(), rec.GetBits())
+	if k, n := pk.Threshold(); k != int(rec.K) || n != int(rec.N) {
+		return nil, fmt.Errorf("%w: the scheme's k=%d n=%d differ from the record's", ErrBadRecord, k, n)
 	}
 	return pk, nil
+}
+
+// PublicKey builds the public key of a (verified) key record with the record's scheme, and
+// validates it. A node signs, and a client combines, only with the public key built here from
+// the signed record, never with parameters taken from a request.
+func PublicKey(rec *tchsmpb.KeyRecord) (scheme.PublicKey, error) {
+	return checkKeyRecord(rec)
 }

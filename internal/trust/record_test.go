@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/scheme/shoup"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -153,10 +154,11 @@ func TestCheckKeyRecord(t *testing.T) {
 
 func TestPublicKey(t *testing.T) {
 	rec := testRecord(t)
-	pk, err := PublicKey(rec)
+	spk, err := PublicKey(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
+	pk := spk.(*shoup.PublicKey)
 	if pk.N.BitLen() != 1024 || pk.E != 65537 || pk.K != 2 || pk.L != 3 || len(pk.VK) != 3 {
 		t.Fatalf("public key %+v", pk)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Forge seals body like trust.Seal but without the sender-side authorisation check, and with
@@ -41,19 +41,19 @@ func Forge(id *trust.Identity, clusterID string, bt tchsmpb.BodyType, body proto
 // Dealt is a key dealt by hand (ManualDeal): the public key, its signed record, and one sealed
 // KeyShareDelivery per node id, plus the raw shares so tests can tamper with them.
 type Dealt struct {
-	Public     *threshold.PublicKey
+	Public     *shoup.PublicKey
 	Record     *tchsmpb.KeyRecord
 	Signed     *tchsmpb.SignedKeyRecord
-	Shares     []*threshold.KeyShare
+	Shares     []*shoup.KeyShare
 	Deliveries map[string][]byte
 }
 
 // ManualDeal deals key as the cluster's dealer would, without publishing anything. tamper, when
 // not nil, may change a node's share before it is encrypted (the record keeps the true vk).
-func (c *Cluster) ManualDeal(key *threshold.Key, safe bool, tamper func(nodeID string, s *tchsmpb.KeyShare)) *Dealt {
+func (c *Cluster) ManualDeal(key *shoup.Key, safe bool, tamper func(nodeID string, s *tchsmpb.KeyShare)) *Dealt {
 	c.TB.Helper()
 	dealerID := c.Identity(c.Manifest.Dealers[0].ID)
-	pk, shares, err := threshold.Deal(rand.Reader, key, c.Manifest.Threshold, c.Manifest.N())
+	pk, shares, err := shoup.Deal(rand.Reader, key, c.Manifest.Threshold, c.Manifest.N())
 	if err != nil {
 		c.TB.Fatal(err)
 	}

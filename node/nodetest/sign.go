@@ -11,7 +11,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Ctx returns a context that ends after d or with the test.
@@ -21,8 +21,9 @@ func Ctx(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// RecordKey verifies a signed key record against m and returns it with its public key.
-func RecordKey(t testing.TB, m *trust.Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord, *threshold.PublicKey) {
+// RecordKey verifies a signed key record of an RSA key against m and returns it with its
+// public key.
+func RecordKey(t testing.TB, m *trust.Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord, *shoup.PublicKey) {
 	t.Helper()
 	rec, err := trust.VerifyKeyRecord(m, s)
 	if err != nil {
@@ -32,24 +33,28 @@ func RecordKey(t testing.TB, m *trust.Manifest, s *tchsmpb.SignedKeyRecord) (*tc
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rec, pk
+	rsaKey, ok := pk.(*shoup.PublicKey)
+	if !ok {
+		t.Fatalf("key %s is a %v key, not RSA", rec.GetKeyId(), pk.Algorithm())
+	}
+	return rec, rsaKey
 }
 
 // SignWith asks the given nodes for shares (with proofs) of the SHA-256 PKCS#1 v1.5 signature
 // of msg, checks each share's index and proof, combines them and verifies the signature with
 // crypto/rsa. It returns the signature.
-func SignWith(t testing.TB, client *Peer, pk *threshold.PublicKey, keyID string, msg []byte, nodes ...int) []byte {
+func SignWith(t testing.TB, client *Peer, pk *shoup.PublicKey, keyID string, msg []byte, nodes ...int) []byte {
 	t.Helper()
 	digest := sha256.Sum256(msg)
-	payload, err := threshold.DigestInfo(crypto.SHA256, digest[:])
+	payload, err := shoup.DigestInfo(crypto.SHA256, digest[:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	em, err := threshold.EncodePayload(pk.Size(), payload)
+	em, err := shoup.EncodePayload(pk.Size(), payload)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var shares []*threshold.SigShare
+	var shares []*shoup.SigShare
 	for _, i := range nodes {
 		op, err := client.CallNode(Ctx(t, 10*time.Second), i, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST,
 			&tchsmpb.SignRequest{KeyId: keyID, Payload: payload, WantProof: true})
@@ -57,17 +62,17 @@ func SignWith(t testing.TB, client *Peer, pk *threshold.PublicKey, keyID string,
 			t.Fatalf("node %d: %v", i, err)
 		}
 		ss := op.Message.(*tchsmpb.SignatureShare)
-		share := &threshold.SigShare{Index: int(ss.Index), X: new(big.Int).SetBytes(ss.X)}
+		share := &shoup.SigShare{Index: int(ss.Index), X: new(big.Int).SetBytes(ss.X)}
 		if share.Index != i || ss.KeyId != keyID {
 			t.Fatalf("node %d answered index %d key %s", i, share.Index, ss.KeyId)
 		}
-		proof := &threshold.Proof{C: new(big.Int).SetBytes(ss.Proof.GetC()), Z: new(big.Int).SetBytes(ss.Proof.GetZ())}
-		if err := threshold.VerifyShare(pk, em, share, proof); err != nil {
+		proof := &shoup.Proof{C: new(big.Int).SetBytes(ss.Proof.GetC()), Z: new(big.Int).SetBytes(ss.Proof.GetZ())}
+		if err := shoup.VerifyShare(pk, em, share, proof); err != nil {
 			t.Fatalf("node %d: %v", i, err)
 		}
 		shares = append(shares, share)
 	}
-	sig, err := threshold.Combine(pk, em, shares)
+	sig, err := shoup.Combine(pk, em, shares)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,13 +9,18 @@
 //	            parameters and a random 16-byte salt), verifier (an AEAD ciphertext of a
 //	            constant, so that a wrong passphrase is a clear error at Open)
 //	records     key id -> SignedKeyRecord (protobuf bytes, as the dealer signed them)
-//	shares      key id -> nonce(24) || XChaCha20-Poly1305 ciphertext of index(4, big endian) || s_i
+//	shares      key id -> nonce(24) || XChaCha20-Poly1305 ciphertext of index(4, big endian) ||
+//	            the share in its scheme's encoding (scheme.Scheme.MarshalShare; RSA: s_i)
 //	tombstones  key id -> deletion time (Unix seconds, 8 bytes big endian)
 //
 // The share's associated data binds it to the store's node id, the key id and the SHA-256 of the
 // stored record bytes: a share cannot be moved to another key or node, nor its record swapped
 // for another, without the AEAD failing. The AEAD key is derived once, at Open, from the
 // passphrase with Argon2id; it and the decrypted shares live only in memory.
+//
+// The store knows no scheme: a key's record names its algorithm (scheme.Of), and the scheme
+// found in scheme/schemes decodes its public key and its share. Stores written before records
+// named an algorithm hold RSA keys, which is what a record without one means.
 //
 // A deleted key leaves a tombstone, so that an old share delivery redelivered by the broker
 // does not bring it back (Put returns ErrDeleted). Key ids are random and never reused.
@@ -25,7 +30,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -45,7 +49,8 @@ import (
 
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/schemes"
 )
 
 // Sentinel errors; every error of this package wraps one of them (or a bbolt/OS error).
@@ -113,11 +118,16 @@ type Key struct {
 	ID     string
 	Signed *tchsmpb.SignedKeyRecord
 	Record *tchsmpb.KeyRecord
-	// Public is built only from the stored, dealer-verified record. It caches its precomputed
-	// modulus: share it, do not copy it.
-	Public *threshold.PublicKey
+	// Scheme is the key's signature scheme, named by its record.
+	Scheme scheme.Scheme
+	// Public is built only from the stored, dealer-verified record. It caches its
+	// precomputation: share it, do not copy it.
+	Public scheme.PublicKey
 	// Share is the node's secret share. Do not modify it; never log it.
-	Share *threshold.KeyShare
+	Share scheme.SecretShare
+	// Participant is the node's side of the key's signing sessions, made once per loaded key;
+	// it holds whatever per-key state the scheme keeps.
+	Participant scheme.Participant
 }
 
 // Store is an open share store. It is safe for concurrent use.
@@ -313,7 +323,7 @@ func (s *Store) decode(id string, rawRecord, sealedShare []byte, m *trust.Manife
 	if rec.GetKeyId() != id {
 		return nil, fmt.Errorf("%w: key %.64q holds the record of %.64q", ErrCorrupt, id, rec.GetKeyId())
 	}
-	pk, err := PublicKey(rec)
+	sch, pk, err := PublicKey(rec)
 	if err != nil {
 		return nil, fmt.Errorf("%w: key %.64q: %v", ErrCorrupt, id, err)
 	}
@@ -321,38 +331,59 @@ func (s *Store) decode(id string, rawRecord, sealedShare []byte, m *trust.Manife
 	if err != nil {
 		return nil, fmt.Errorf("%w: key %.64q: share does not decrypt", ErrCorrupt, id)
 	}
-	if len(pt) != 4+pk.Size() {
-		clear(pt)
+	defer clear(pt)
+	if len(pt) < 4 {
 		return nil, fmt.Errorf("%w: key %.64q: share length", ErrCorrupt, id)
 	}
-	share := &threshold.KeyShare{Index: int(binary.BigEndian.Uint32(pt)), S: pt[4:]}
-	return &Key{ID: id, Signed: signed, Record: rec, Public: pk, Share: share}, nil
+	share, err := sch.ParseShare(pk, int(binary.BigEndian.Uint32(pt)), pt[4:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: key %.64q: share length or index: %v", ErrCorrupt, id, err)
+	}
+	return newKey(id, signed, rec, sch, pk, share)
 }
 
-// PublicKey builds the threshold public key of a (verified) key record: trust.PublicKey, with
-// its error reported as ErrInvalid.
-func PublicKey(rec *tchsmpb.KeyRecord) (*threshold.PublicKey, error) {
+func newKey(id string, signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, sch scheme.Scheme, pk scheme.PublicKey, share scheme.SecretShare) (*Key, error) {
+	p, err := sch.NewParticipant(pk, share)
+	if err != nil {
+		share.Wipe()
+		return nil, fmt.Errorf("%w: key %.64q: %v", ErrInvalid, id, err)
+	}
+	return &Key{ID: id, Signed: signed, Record: rec, Scheme: sch, Public: pk, Share: share, Participant: p}, nil
+}
+
+// PublicKey returns the scheme and the public key of a (verified) key record: trust.PublicKey,
+// with its error reported as ErrInvalid.
+func PublicKey(rec *tchsmpb.KeyRecord) (scheme.Scheme, scheme.PublicKey, error) {
 	pk, err := trust.PublicKey(rec)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return pk, nil
+	sch, err := schemes.Lookup(pk.Algorithm())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return sch, pk, nil
 }
 
 // Put stores a key: its signed record (already verified by the caller, and rec its decoded
 // form) and the node's share. It returns after the transaction is on disk. Putting the same
 // record and share again is a no-op; a different record or share for a stored key id gives
 // ErrConflict; a deleted key gives ErrDeleted. Put keeps its own copy of share.
-func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share *threshold.KeyShare) error {
+func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share scheme.SecretShare) error {
 	id := rec.GetKeyId()
 	if !trust.ValidKeyID(id) || share == nil {
 		return fmt.Errorf("%w: bad key id or no share", ErrInvalid)
 	}
-	pk, err := PublicKey(rec)
+	sch, pk, err := PublicKey(rec)
 	if err != nil {
 		return err
 	}
-	if len(share.S) != pk.Size() || share.Index < 1 || share.Index > pk.L {
+	sb, err := sch.MarshalShare(pk, share)
+	if err != nil {
+		return fmt.Errorf("%w: share index or length: %v", ErrInvalid, err)
+	}
+	defer clear(sb)
+	if _, n := pk.Threshold(); share.Index() < 1 || share.Index() > n {
 		return fmt.Errorf("%w: share index or length", ErrInvalid)
 	}
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(signed)
@@ -365,15 +396,23 @@ func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, sha
 		return ErrClosed
 	}
 	if old, ok := s.keys[id]; ok {
-		if proto.Equal(old.Signed, signed) && old.Share.Index == share.Index && subtle.ConstantTimeCompare(old.Share.S, share.S) == 1 {
+		if proto.Equal(old.Signed, signed) && old.Share.Index() == share.Index() && s.sameShare(old, sb) {
 			return nil
 		}
 		return fmt.Errorf("%w: %s", ErrConflict, id)
 	}
-	pt := make([]byte, 4+len(share.S))
+	pt := make([]byte, 4+len(sb))
 	defer clear(pt)
-	binary.BigEndian.PutUint32(pt, uint32(share.Index))
-	copy(pt[4:], share.S)
+	binary.BigEndian.PutUint32(pt, uint32(share.Index()))
+	copy(pt[4:], sb)
+	own, err := sch.ParseShare(pk, share.Index(), sb)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	k, err := newKey(id, proto.Clone(signed).(*tchsmpb.SignedKeyRecord), rec, sch, pk, own)
+	if err != nil {
+		return err
+	}
 	sealed := s.seal(pt, shareAD(s.nodeID, id, raw))
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketTombstones).Get([]byte(id)) != nil {
@@ -385,14 +424,24 @@ func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, sha
 		return tx.Bucket(bucketShares).Put([]byte(id), sealed)
 	})
 	if err != nil {
+		k.Share.Wipe()
 		if errors.Is(err, ErrDeleted) {
 			return err
 		}
 		return fmt.Errorf("store: put %s: %w", id, err)
 	}
-	s.keys[id] = &Key{ID: id, Signed: proto.Clone(signed).(*tchsmpb.SignedKeyRecord), Record: rec, Public: pk,
-		Share: &threshold.KeyShare{Index: share.Index, S: bytes.Clone(share.S)}}
+	s.keys[id] = k
 	return nil
+}
+
+// sameShare reports, in constant time, whether k's share encodes to sb.
+func (s *Store) sameShare(k *Key, sb []byte) bool {
+	old, err := k.Scheme.MarshalShare(k.Public, k.Share)
+	if err != nil {
+		return false
+	}
+	defer clear(old)
+	return subtle.ConstantTimeCompare(old, sb) == 1
 }
 
 // Get returns a stored key, or ErrNotFound.

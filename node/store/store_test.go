@@ -16,7 +16,8 @@ import (
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/shoup"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -26,7 +27,7 @@ type fixture struct {
 	m      *trust.Manifest
 	signed *tchsmpb.SignedKeyRecord
 	rec    *tchsmpb.KeyRecord
-	shares []*threshold.KeyShare
+	shares []*shoup.KeyShare
 }
 
 var (
@@ -64,12 +65,12 @@ func dealt(t *testing.T) fixture {
 			fixErr = err
 			return
 		}
-		key, err := threshold.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+		key, err := shoup.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
 		if err != nil {
 			fixErr = err
 			return
 		}
-		pk, shares, err := threshold.Deal(rand.Reader, key, 2, 3)
+		pk, shares, err := shoup.Deal(rand.Reader, key, 2, 3)
 		if err != nil {
 			fixErr = err
 			return
@@ -110,15 +111,15 @@ func TestPutGetReopen(t *testing.T) {
 	if _, err := s.Get(f.rec.KeyId); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get on empty store: %v", err)
 	}
-	if err := s.Put(f.signed, f.rec, f.shares[0]); err != nil {
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[0])); err != nil {
 		t.Fatal(err)
 	}
 	// Idempotent.
-	if err := s.Put(f.signed, f.rec, f.shares[0]); err != nil {
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[0])); err != nil {
 		t.Fatalf("second Put: %v", err)
 	}
 	// Another share for the same key is a conflict.
-	if err := s.Put(f.signed, f.rec, f.shares[1]); !errors.Is(err, ErrConflict) {
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[1])); !errors.Is(err, ErrConflict) {
 		t.Fatalf("conflicting Put: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -142,16 +143,24 @@ func TestPutGetReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.Share.Index != 1 || !bytes.Equal(k.Share.S, f.shares[0].S) || k.Public.N.Cmp(k.Public.N) != 0 {
-		t.Fatal("reopened share differs")
-	}
-	// The reopened key signs.
-	em, err := threshold.EncodePayload(k.Public.Size(), []byte("payload"))
+	ks, err := shoup.KeyShareOf(k.Share)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := threshold.SignShare(k.Public, k.Share, em); err != nil {
+	pk := k.Public.(*shoup.PublicKey)
+	if k.Share.Index() != 1 || !bytes.Equal(ks.S, f.shares[0].S) || !bytes.Equal(pk.N.Bytes(), f.rec.GetModulus()) {
+		t.Fatal("reopened share differs")
+	}
+	// The reopened key signs, through its participant too.
+	em, err := shoup.EncodePayload(pk.Size(), []byte("payload"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := shoup.SignShare(pk, ks, em); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := k.Participant.Respond(context.Background(), rand.Reader, scheme.Request{Round: 1, Payload: []byte("payload")}); err != nil || len(rep.Payload) == 0 {
+		t.Fatalf("participant: %v", err)
 	}
 	if got := s.List(); len(got) != 1 || got[0].ID != f.rec.KeyId {
 		t.Fatalf("List = %v", got)
@@ -165,7 +174,7 @@ func TestWrongPassphraseAndNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(f.signed, f.rec, f.shares[0]); err != nil {
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[0])); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -206,7 +215,7 @@ func TestDeleteTombstone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(f.signed, f.rec, f.shares[1]); err != nil {
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[1])); err != nil {
 		t.Fatal(err)
 	}
 	had, err := s.Delete(f.rec.KeyId)
@@ -216,7 +225,7 @@ func TestDeleteTombstone(t *testing.T) {
 	if had, err := s.Delete(f.rec.KeyId); err != nil || had {
 		t.Fatalf("second Delete = %v, %v", had, err)
 	}
-	if err := s.Put(f.signed, f.rec, f.shares[1]); !errors.Is(err, ErrDeleted) {
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[1])); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("Put after Delete: %v", err)
 	}
 	s.Close()
@@ -231,7 +240,7 @@ func TestDeleteTombstone(t *testing.T) {
 	if dead, _ := s.Deleted(f.rec.KeyId); !dead {
 		t.Fatal("tombstone lost on reopen")
 	}
-	if err := s.Put(f.signed, f.rec, f.shares[1]); !errors.Is(err, ErrDeleted) {
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[1])); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("Put after reopen: %v", err)
 	}
 }
@@ -244,7 +253,7 @@ func TestTamperedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(f.signed, f.rec, f.shares[0]); err != nil {
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[0])); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -261,9 +270,9 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	bad := []*threshold.KeyShare{nil, {Index: 0, S: f.shares[0].S}, {Index: 4, S: f.shares[0].S}, {Index: 1, S: f.shares[0].S[1:]}}
+	bad := []*shoup.KeyShare{nil, {Index: 0, S: f.shares[0].S}, {Index: 4, S: f.shares[0].S}, {Index: 1, S: f.shares[0].S[1:]}}
 	for i, sh := range bad {
-		if err := s.Put(f.signed, f.rec, sh); !errors.Is(err, ErrInvalid) {
+		if err := s.Put(f.signed, f.rec, shoup.WrapShare(sh)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("bad share %d: %v", i, err)
 		}
 	}

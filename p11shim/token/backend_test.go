@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tchsm/tchsm/internal/backend"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // clusterBackend is a backend.Backend that runs the real threshold scheme in process: the dealer
@@ -35,8 +35,8 @@ type clusterBackend struct {
 
 type clusterKey struct {
 	info   backend.KeyInfo
-	pk     *threshold.PublicKey
-	shares []*threshold.KeyShare
+	pk     *shoup.PublicKey
+	shares []*shoup.KeyShare
 }
 
 func newClusterBackend(k, n int) *clusterBackend {
@@ -99,21 +99,21 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req backend.GenerateRe
 		// Dealing needs every node to store its share.
 		return backend.KeyInfo{}, fmt.Errorf("%w: %d of %d nodes up", backend.ErrNotEnoughNodes, up, b.n)
 	}
-	if req.Bits < threshold.MinBits || req.Bits > 4096 || req.Bits%2 != 0 { // as the client
+	if req.Bits < shoup.MinBits || req.Bits > 4096 || req.Bits%2 != 0 { // as the client
 		return backend.KeyInfo{}, fmt.Errorf("%w: %d bits", backend.ErrInvalidInput, req.Bits)
 	}
 	e := req.E
 	if e == 0 {
 		e = 65537
 	}
-	key, err := threshold.GenerateKey(ctx, rand.Reader, req.Bits, e, nil)
+	key, err := shoup.GenerateKey(ctx, rand.Reader, req.Bits, e, nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return backend.KeyInfo{}, err
 		}
 		return backend.KeyInfo{}, fmt.Errorf("%w: %w", backend.ErrInvalidInput, err)
 	}
-	pk, shares, err := threshold.Deal(rand.Reader, key, b.k, b.n)
+	pk, shares, err := shoup.Deal(rand.Reader, key, b.k, b.n)
 	key.Wipe()
 	if err != nil {
 		return backend.KeyInfo{}, err
@@ -122,7 +122,7 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req backend.GenerateRe
 	rand.Read(idb)
 	info := backend.KeyInfo{
 		ID: hex.EncodeToString(idb), Label: req.Label, P11ID: append([]byte{}, req.P11ID...),
-		Bits: pk.N.BitLen(), N: new(big.Int).Set(pk.N), E: pk.E, K: b.k, L: b.n, Created: time.Now(),
+		Algorithm: scheme.ShoupRSA, Bits: pk.N.BitLen(), Public: pk.RSA(), K: b.k, L: b.n, Created: time.Now(),
 	}
 	b.mu.Lock()
 	b.keys[info.ID] = &clusterKey{info: info, pk: pk, shares: shares}
@@ -153,10 +153,10 @@ func (b *clusterBackend) downLocked() []int {
 	return d
 }
 
-func (b *clusterBackend) Sign(ctx context.Context, id string, mech threshold.Mechanism, data []byte) ([]byte, error) {
+func (b *clusterBackend) Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error) {
 	b.mu.Lock()
 	k, closed, delay := b.keys[id], b.closed, b.delay
-	var up []*threshold.KeyShare
+	var up []*shoup.KeyShare
 	if k != nil {
 		for _, s := range k.shares {
 			if !b.down[s.Index] {
@@ -171,11 +171,11 @@ func (b *clusterBackend) Sign(ctx context.Context, id string, mech threshold.Mec
 	if k == nil {
 		return nil, fmt.Errorf("%w: %s", backend.ErrKeyNotFound, id)
 	}
-	t, err := threshold.Payload(mech, data)
+	t, err := shoup.Payload(mech, data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", backend.ErrInvalidInput, err)
 	}
-	em, err := threshold.EncodePayload(k.pk.Size(), t)
+	em, err := shoup.EncodePayload(k.pk.Size(), t)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", backend.ErrInvalidInput, err)
 	}
@@ -189,18 +189,18 @@ func (b *clusterBackend) Sign(ctx context.Context, id string, mech threshold.Mec
 	if len(up) < k.pk.K {
 		return nil, fmt.Errorf("%w: %d of %d needed", backend.ErrNotEnoughNodes, len(up), k.pk.K)
 	}
-	var sigShares []*threshold.SigShare
+	var sigShares []*shoup.SigShare
 	for _, s := range up[:k.pk.K] {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ss, err := threshold.SignShare(k.pk, s, em)
+		ss, err := shoup.SignShare(k.pk, s, em)
 		if err != nil {
 			return nil, err
 		}
 		sigShares = append(sigShares, ss)
 	}
-	sig, err := threshold.Combine(k.pk, em, sigShares)
+	sig, err := shoup.Combine(k.pk, em, sigShares)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"crypto/rsa"
 	"encoding/binary"
 	"math/big"
 	"testing"
@@ -64,12 +65,12 @@ func FuzzParseKeygen(f *testing.F) {
 // FuzzMatches: matching any template against a key object never panics.
 func FuzzMatches(f *testing.F) {
 	f.Add([]byte{0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0})
-	k, err := newKey(backend.KeyInfo{ID: "00", Label: "l", P11ID: []byte{1}, Bits: 17, N: big.NewInt(65537 * 2), E: 3})
+	k, err := newKey(backend.KeyInfo{ID: "00", Label: "l", P11ID: []byte{1}, Bits: 17, Public: &rsa.PublicKey{N: big.NewInt(65537 * 2), E: 3}})
 	if err == nil {
 		f.Fatal("newKey accepted an even modulus of the wrong length")
 	}
 	n, _ := new(big.Int).SetString("c7a5d8ab5a1d3b1c9e4f7a2b6d8e0f13579bdf02468ace13579bdf02468ace1", 16)
-	k, err = newKey(backend.KeyInfo{ID: "00", Label: "l", P11ID: []byte{1}, Bits: n.BitLen(), N: n, E: 65537})
+	k, err = newKey(backend.KeyInfo{ID: "00", Label: "l", P11ID: []byte{1}, Bits: n.BitLen(), Public: &rsa.PublicKey{N: n, E: 65537}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // mechanismSpec is one mechanism the token supports. C_GetMechanismList and C_GetMechanismInfo,
@@ -18,9 +18,9 @@ type mechanismSpec struct {
 	keyType uint   // CKK_* of the keys it makes or uses; Unavailable for digests
 	// cliName is the `tchsm sign -mech` name of a signing mechanism and wire what the cluster
 	// is asked for when the CLI signs with it. The token itself hashes on the host and always
-	// asks for threshold.RSAPKCS (see Token.sign).
+	// asks for scheme.RSAPKCS (see Token.sign).
 	cliName string
-	wire    threshold.Mechanism
+	wire    scheme.Mechanism
 	hash    crypto.Hash // applied before signing, or the digest computed; 0 for CKM_RSA_PKCS
 	// param says the mechanism defines a CK_MECHANISM parameter. None does yet: every RSA,
 	// digest and key generation mechanism here takes none (PKCS#11 v2.40 current mechanisms,
@@ -38,12 +38,12 @@ type mechanismSpec struct {
 var mechanisms = []mechanismSpec{
 	{typ: CKM_RSA_PKCS_KEY_PAIR_GEN, name: "CKM_RSA_PKCS_KEY_PAIR_GEN", keyType: CKK_RSA,
 		info: MechanismInfo{MinKeyBits, MaxKeyBits, CKF_HW | CKF_GENERATE_KEY_PAIR}},
-	rsaSign(CKM_RSA_PKCS, "CKM_RSA_PKCS", "raw", threshold.RSAPKCS, 0),
-	rsaSign(CKM_SHA1_RSA_PKCS, "CKM_SHA1_RSA_PKCS", "sha1", threshold.SHA1RSAPKCS, crypto.SHA1),
-	rsaSign(CKM_SHA224_RSA_PKCS, "CKM_SHA224_RSA_PKCS", "sha224", threshold.SHA224RSAPKCS, crypto.SHA224),
-	rsaSign(CKM_SHA256_RSA_PKCS, "CKM_SHA256_RSA_PKCS", "sha256", threshold.SHA256RSAPKCS, crypto.SHA256),
-	rsaSign(CKM_SHA384_RSA_PKCS, "CKM_SHA384_RSA_PKCS", "sha384", threshold.SHA384RSAPKCS, crypto.SHA384),
-	rsaSign(CKM_SHA512_RSA_PKCS, "CKM_SHA512_RSA_PKCS", "sha512", threshold.SHA512RSAPKCS, crypto.SHA512),
+	rsaSign(CKM_RSA_PKCS, "CKM_RSA_PKCS", "raw", scheme.RSAPKCS, 0),
+	rsaSign(CKM_SHA1_RSA_PKCS, "CKM_SHA1_RSA_PKCS", "sha1", scheme.SHA1RSAPKCS, crypto.SHA1),
+	rsaSign(CKM_SHA224_RSA_PKCS, "CKM_SHA224_RSA_PKCS", "sha224", scheme.SHA224RSAPKCS, crypto.SHA224),
+	rsaSign(CKM_SHA256_RSA_PKCS, "CKM_SHA256_RSA_PKCS", "sha256", scheme.SHA256RSAPKCS, crypto.SHA256),
+	rsaSign(CKM_SHA384_RSA_PKCS, "CKM_SHA384_RSA_PKCS", "sha384", scheme.SHA384RSAPKCS, crypto.SHA384),
+	rsaSign(CKM_SHA512_RSA_PKCS, "CKM_SHA512_RSA_PKCS", "sha512", scheme.SHA512RSAPKCS, crypto.SHA512),
 	digest(CKM_SHA_1, "CKM_SHA_1", crypto.SHA1),
 	digest(CKM_SHA224, "CKM_SHA224", crypto.SHA224),
 	digest(CKM_SHA256, "CKM_SHA256", crypto.SHA256),
@@ -51,7 +51,7 @@ var mechanisms = []mechanismSpec{
 	digest(CKM_SHA512, "CKM_SHA512", crypto.SHA512),
 }
 
-func rsaSign(typ uint, name, cliName string, wire threshold.Mechanism, h crypto.Hash) mechanismSpec {
+func rsaSign(typ uint, name, cliName string, wire scheme.Mechanism, h crypto.Hash) mechanismSpec {
 	return mechanismSpec{typ: typ, name: name, keyType: CKK_RSA, cliName: cliName, wire: wire, hash: h,
 		info: MechanismInfo{MinKeyBits, MaxKeyBits, CKF_HW | CKF_SIGN | CKF_VERIFY}}
 }
@@ -128,8 +128,8 @@ func mechanismList() []uint {
 
 // A NamedMechanism is a signing mechanism by the name `tchsm sign -mech` gives it.
 type NamedMechanism struct {
-	Name string              // "raw", "sha1", "sha256", ...
-	Wire threshold.Mechanism // what the cluster is asked to sign with
+	Name string           // "raw", "sha1", "sha256", ...
+	Wire scheme.Mechanism // what the cluster is asked to sign with
 }
 
 // SignMechanisms returns the signing mechanisms the token supports by their `tchsm sign -mech`

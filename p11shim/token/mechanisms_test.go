@@ -5,10 +5,10 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
 )
 
-// TestMechanismTable checks the rows against each other and against threshold's numbering.
+// TestMechanismTable checks the rows against each other and against scheme.Mechanism's numbering.
 func TestMechanismTable(t *testing.T) {
 	types := map[uint]bool{}
 	cliNames := map[string]bool{}
@@ -90,9 +90,9 @@ func TestMechanismDerived(t *testing.T) {
 			t.Errorf("TakesParam(%#x)", typ)
 		}
 	}
-	wantCLI := map[string]threshold.Mechanism{"raw": threshold.RSAPKCS, "sha1": threshold.SHA1RSAPKCS,
-		"sha224": threshold.SHA224RSAPKCS, "sha256": threshold.SHA256RSAPKCS, "sha384": threshold.SHA384RSAPKCS,
-		"sha512": threshold.SHA512RSAPKCS}
+	wantCLI := map[string]scheme.Mechanism{"raw": scheme.RSAPKCS, "sha1": scheme.SHA1RSAPKCS,
+		"sha224": scheme.SHA224RSAPKCS, "sha256": scheme.SHA256RSAPKCS, "sha384": scheme.SHA384RSAPKCS,
+		"sha512": scheme.SHA512RSAPKCS}
 	got := SignMechanisms()
 	if len(got) != len(wantCLI) {
 		t.Fatal(got)

@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/internal/backend"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // Mechanism is a CK_MECHANISM: its type and parameter bytes.
@@ -170,9 +171,9 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: %w", ErrDeviceError, err)
 	}
-	if info.Bits != kt.bits || info.E != kt.e {
+	if info.Bits != kt.bits || k.pub.E != kt.e {
 		return 0, 0, fmt.Errorf("%w: cluster generated a %d-bit key with e=%d, asked %d bits e=%d",
-			ErrDeviceError, info.Bits, info.E, kt.bits, kt.e)
+			ErrDeviceError, info.Bits, k.pub.E, kt.bits, kt.e)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -338,7 +339,7 @@ func (t *Token) finishSign(h uint, query bool, bufLen uint, payloadOf func(*sign
 
 // digestInfo wraps the hash of everything fed so far in its DigestInfo.
 func (op *signOp) digestInfo() ([]byte, error) {
-	di, err := threshold.DigestInfo(op.hash, op.h.Sum(nil))
+	di, err := shoup.DigestInfo(op.hash, op.h.Sum(nil))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDeviceError, err)
 	}
@@ -357,7 +358,7 @@ func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
 	defer cancel()
-	sig, err := t.backend.Sign(ctx, k.info.ID, threshold.RSAPKCS, payload)
+	sig, err := t.backend.Sign(ctx, k.info.ID, scheme.RSAPKCS, payload)
 	if errors.Is(err, backend.ErrKeyNotFound) {
 		t.forgetKey(k.info.ID)
 	}
@@ -489,7 +490,7 @@ func (op *verifyOp) check(data, sig []byte) error {
 	payload := data
 	if op.hash != 0 {
 		var err error
-		payload, err = threshold.DigestInfo(op.hash, op.h.Sum(nil))
+		payload, err = shoup.DigestInfo(op.hash, op.h.Sum(nil))
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrDeviceError, err)
 		}
@@ -641,6 +642,8 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 	}
 	defer s.mu.Unlock()
 	var info backend.KeyInfo
+	var modulus *big.Int
+	var exponent int
 	var class, keyType uint
 	var haveClass, haveType bool
 	for _, a := range tmpl {
@@ -656,9 +659,9 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 				keyType, haveType = v, true
 			}
 		case CKA_MODULUS:
-			info.N = new(big.Int).SetBytes(a.Value)
+			modulus = new(big.Int).SetBytes(a.Value)
 		case CKA_PUBLIC_EXPONENT:
-			if info.E, err = publicExponent(a.Value); err != nil {
+			if exponent, err = publicExponent(a.Value); err != nil {
 				return 0, err
 			}
 		case CKA_LABEL:
@@ -687,12 +690,12 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 		return 0, fmt.Errorf("%w: only RSA public keys can be created (import private keys with the CLI)", ErrAttributeValueInvalid)
 	case keyType != CKK_RSA:
 		return 0, fmt.Errorf("%w: key type %#x", ErrAttributeValueInvalid, keyType)
-	case info.N == nil || info.E == 0:
+	case modulus == nil || exponent == 0:
 		return 0, fmt.Errorf("%w: CKA_MODULUS and CKA_PUBLIC_EXPONENT", ErrTemplateIncomplete)
-	case info.N.BitLen() < 512 || info.N.BitLen() > 2*MaxKeyBits || info.N.Bit(0) == 0:
-		return 0, fmt.Errorf("%w: CKA_MODULUS of %d bits", ErrAttributeValueInvalid, info.N.BitLen())
+	case modulus.BitLen() < 512 || modulus.BitLen() > 2*MaxKeyBits || modulus.Bit(0) == 0:
+		return 0, fmt.Errorf("%w: CKA_MODULUS of %d bits", ErrAttributeValueInvalid, modulus.BitLen())
 	}
-	info.Bits = info.N.BitLen()
+	info.Algorithm, info.Bits, info.Public = scheme.ShoupRSA, modulus.BitLen(), &rsa.PublicKey{N: modulus, E: exponent}
 	k, err := newKey(info)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrAttributeValueInvalid, err)

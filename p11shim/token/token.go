@@ -547,18 +547,19 @@ func (t *Token) SeedRandom(h uint) error {
 // ---- keys and objects ----
 
 func newKey(info backend.KeyInfo) (*key, error) {
-	if info.N == nil || info.N.Sign() <= 0 || info.E < 3 || info.E&1 == 0 {
-		return nil, errors.New("token: key record without a valid public key")
+	rp, ok := info.Public.(*rsa.PublicKey)
+	if !ok || rp.N == nil || rp.N.Sign() <= 0 || rp.E < 3 || rp.E&1 == 0 {
+		return nil, fmt.Errorf("token: %v key record without a valid RSA public key", info.Algorithm)
 	}
-	if info.Bits != info.N.BitLen() {
-		return nil, fmt.Errorf("token: key record says %d bits, modulus has %d", info.Bits, info.N.BitLen())
+	if info.Bits != rp.N.BitLen() {
+		return nil, fmt.Errorf("token: key record says %d bits, modulus has %d", info.Bits, rp.N.BitLen())
 	}
-	pub := &rsa.PublicKey{N: new(big.Int).Set(info.N), E: info.E}
+	pub := &rsa.PublicKey{N: new(big.Int).Set(rp.N), E: rp.E}
 	spki, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("token: encoding public key: %w", err)
 	}
-	return &key{info: info, pub: pub, size: (info.N.BitLen() + 7) / 8, spki: spki}, nil
+	return &key{info: info, pub: pub, size: (pub.N.BitLen() + 7) / 8, spki: spki}, nil
 }
 
 // handlesLocked returns the handles of key id, allocating them on first sight, and a new
@@ -643,7 +644,7 @@ func (t *Token) refreshAsync(notBefore time.Time) {
 func (t *Token) applyKeysLocked(infos []backend.KeyInfo, start uint64, started time.Time) {
 	keys := make(map[string]*key, len(infos))
 	for _, info := range infos {
-		if old, ok := t.keys[info.ID]; ok && old.info.N.Cmp(info.N) == 0 {
+		if old, ok := t.keys[info.ID]; ok && old.pub.Equal(info.Public) {
 			keys[info.ID] = old
 			continue
 		}
@@ -757,11 +758,11 @@ func (o object) attr(typ uint) ([]byte, error) {
 	case CKA_ALLOWED_MECHANISMS:
 		return allowedMechanisms(CKK_RSA), nil
 	case CKA_MODULUS:
-		return k.info.N.Bytes(), nil
+		return k.pub.N.Bytes(), nil
 	case CKA_MODULUS_BITS:
-		return EncodeULong(uint(k.info.N.BitLen())), nil
+		return EncodeULong(uint(k.pub.N.BitLen())), nil
 	case CKA_PUBLIC_EXPONENT:
-		return big.NewInt(int64(k.info.E)).Bytes(), nil
+		return big.NewInt(int64(k.pub.E)).Bytes(), nil
 	case CKA_PUBLIC_KEY_INFO:
 		return append([]byte{}, k.spki...), nil
 	}

@@ -134,7 +134,7 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	fs.BoolVar(&o.Quick, "quick", false, "short smoke run (~10 s): -duration 250ms -warmup 50ms -reps 2 -max-concurrency 4 -share-time 200ms -hsmspeed-threads 1, unless given")
 	fs.StringVar(&o.Out, "out", "", "output directory (default bench/results/<date>-<host>)")
 	fs.IntVar(&o.Cores, "cores", runtime.NumCPU(), "C: cores the cluster's nodes share, for the threshold limit C·r/k")
-	fs.DurationVar(&o.ShareTime, "share-time", 500*time.Millisecond, "how long to time threshold.SignShare for r (per repetition)")
+	fs.DurationVar(&o.ShareTime, "share-time", 500*time.Millisecond, "how long to time shoup.SignShare for r (per repetition)")
 	fs.BoolVar(&o.SafePrimes, "limit-safe-primes", false, "time SignShare with a real safe-prime key (slow to generate; same exponentiation cost)")
 	fs.BoolVar(&o.NoLimit, "no-limit", false, "skip the threshold-limit measurement")
 	fs.BoolVar(&o.HSMSpeed, "hsmspeed", true, "also run ods-hsmspeed against softhsm, tchsm and p11")
@@ -316,7 +316,7 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 		}
 	}()
 	if !o.NoLimit {
-		bar.Infof("threshold limit: timing threshold.SignShare (RSA-%d) for %v", o.Bits, o.ShareTime)
+		bar.Infof("threshold limit: timing shoup.SignShare (RSA-%d) for %v", o.Bits, o.ShareTime)
 		waitQuiet(ctx, 15*time.Second)
 		lr, err := limit.Measure(ctx, limit.Config{Bits: o.Bits, K: o.K, N: o.N, Cores: o.Cores, Duration: o.ShareTime, SafePrimes: o.SafePrimes,
 			Reps: o.Reps, Tolerance: o.Tolerance})

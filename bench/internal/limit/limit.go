@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tchsm/tchsm/bench/internal/stats"
-	"github.com/tchsm/tchsm/threshold"
+	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // ErrBadParams is returned for impossible parameters.
@@ -34,7 +34,7 @@ type Config struct {
 	Reps      int           // repetitions (median reported); default 1
 	Tolerance float64       // stability tolerance, default 0.10
 	// SafePrimes generates a real Shoup key (safe primes, seconds to minutes). By default a
-	// crypto/rsa key is imported with threshold.FromRSA: the share exponentiation has the same
+	// crypto/rsa key is imported with shoup.FromRSA: the share exponentiation has the same
 	// cost (a modulus-length exponent), only the proofs' soundness differs, and they are not
 	// timed here.
 	SafePrimes bool
@@ -66,15 +66,15 @@ type Result struct {
 	LimitAllNodes float64 `json:"limit_all_nodes_sig_per_s"` // C·r/n, if every node computes a share for every request
 }
 
-// Measure times threshold.SignShare for one share at the key size on one goroutine.
+// Measure times shoup.SignShare for one share at the key size on one goroutine.
 func Measure(ctx context.Context, cfg Config) (Result, error) {
 	res := Result{Bits: cfg.Bits, K: cfg.K, N: cfg.N, Cores: cfg.Cores, SafePrimes: cfg.SafePrimes}
 	if cfg.K < 1 || cfg.N < cfg.K || cfg.Cores < 1 || cfg.Duration <= 0 {
 		return res, fmt.Errorf("%w: k=%d n=%d cores=%d duration=%v", ErrBadParams, cfg.K, cfg.N, cfg.Cores, cfg.Duration)
 	}
-	var key *threshold.Key
+	var key *shoup.Key
 	if cfg.SafePrimes {
-		k, err := threshold.GenerateKey(ctx, rand.Reader, cfg.Bits, 0, nil)
+		k, err := shoup.GenerateKey(ctx, rand.Reader, cfg.Bits, 0, nil)
 		if err != nil {
 			return res, fmt.Errorf("limit: generate key: %w", err)
 		}
@@ -84,13 +84,13 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 		if err != nil {
 			return res, fmt.Errorf("limit: generate key: %w", err)
 		}
-		k, _, err := threshold.FromRSA(priv)
+		k, _, err := shoup.FromRSA(priv)
 		if err != nil {
 			return res, fmt.Errorf("limit: import key: %w", err)
 		}
 		key = k
 	}
-	pk, shares, err := threshold.Deal(rand.Reader, key, cfg.K, cfg.N)
+	pk, shares, err := shoup.Deal(rand.Reader, key, cfg.K, cfg.N)
 	key.Wipe()
 	if err != nil {
 		return res, fmt.Errorf("limit: deal: %w", err)
@@ -101,27 +101,27 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}()
 	digest := sha256.Sum256([]byte("tchsm bench threshold limit"))
-	t, err := threshold.DigestInfo(crypto.SHA256, digest[:])
+	t, err := shoup.DigestInfo(crypto.SHA256, digest[:])
 	if err != nil {
 		return res, fmt.Errorf("limit: %w", err)
 	}
-	em, err := threshold.EncodePayload(pk.Size(), t)
+	em, err := shoup.EncodePayload(pk.Size(), t)
 	if err != nil {
 		return res, fmt.Errorf("limit: %w", err)
 	}
 
 	// Check first that the shares we time are real: k of them must combine into a signature
 	// that crypto/rsa accepts.
-	sigShares := make([]*threshold.SigShare, 0, cfg.K)
+	sigShares := make([]*shoup.SigShare, 0, cfg.K)
 	for _, s := range shares[:cfg.K] {
-		ss, err := threshold.SignShare(pk, s, em)
+		ss, err := shoup.SignShare(pk, s, em)
 		if err != nil {
 			return res, fmt.Errorf("limit: sign share: %w", err)
 		}
 		sigShares = append(sigShares, ss)
 	}
 	c0 := time.Now()
-	sig, err := threshold.Combine(pk, em, sigShares)
+	sig, err := shoup.Combine(pk, em, sigShares)
 	res.CombineMS = float64(time.Since(c0)) / float64(time.Millisecond)
 	if err != nil {
 		return res, fmt.Errorf("limit: combine: %w", err)
@@ -186,7 +186,7 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 
 // timeShares runs SignShare on workers goroutines for dur (at least 3 shares each) and returns
 // the number of shares, the wall-clock time and the CPU time of the threads that ran them.
-func timeShares(ctx context.Context, pk *threshold.PublicKey, shares []*threshold.KeyShare, em []byte, workers int, dur time.Duration) (int, time.Duration, time.Duration, error) {
+func timeShares(ctx context.Context, pk *shoup.PublicKey, shares []*shoup.KeyShare, em []byte, workers int, dur time.Duration) (int, time.Duration, time.Duration, error) {
 	runtime.GC()
 	start := time.Now()
 	deadline := start.Add(dur)
@@ -210,7 +210,7 @@ func timeShares(ctx context.Context, pk *threshold.PublicKey, shares []*threshol
 					errs[w] = err
 					return
 				}
-				if _, err := threshold.SignShare(pk, shares[(w+n)%len(shares)], em); err != nil {
+				if _, err := shoup.SignShare(pk, shares[(w+n)%len(shares)], em); err != nil {
 					errs[w] = fmt.Errorf("limit: sign share: %w", err)
 					return
 				}

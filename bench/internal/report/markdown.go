@@ -80,7 +80,7 @@ func (r *Results) Markdown(plots []string) string {
 				reps += fmt.Sprintf(" ⚠ ±%.0f%%", 100*l.MaxDeviation)
 			}
 		}
-		w("**Threshold limit.** One signature share (threshold.SignShare, RSA-%d, one goroutine on one core, %d shares) costs %.2f ms of CPU time (%.2f ms wall clock under the load of the moment): r = %.0f shares/s per core%s. With C = %d cores shared by the nodes and k = %d, **limit = C·r/k = %.0f sig/s**",
+		w("**Threshold limit.** One signature share (shoup.SignShare, RSA-%d, one goroutine on one core, %d shares) costs %.2f ms of CPU time (%.2f ms wall clock under the load of the moment): r = %.0f shares/s per core%s. With C = %d cores shared by the nodes and k = %d, **limit = C·r/k = %.0f sig/s**",
 			l.Bits, l.Shares, l.ShareMS, l.WallShareMS, l.ShareRate, reps, l.Cores, l.K, l.Limit)
 		if l.ClusterBest > 0 {
 			w("; the cluster's best measured throughput is %.0f sig/s = **%.0f%% of the limit**", l.ClusterBest, 100*l.RatioToLimit)
@@ -112,7 +112,7 @@ func (r *Results) Markdown(plots []string) string {
 			w(" At concurrency 1 the cluster's median latency is %.2f ms: one share (%.2f ms wall clock) plus %.2f ms of messaging, envelopes and combination.", l.ClusterP50C1, l.WallShareMS, l.OverheadMS)
 		}
 		if !l.SafePrimes {
-			w(" The timed key was a crypto/rsa key imported with threshold.FromRSA: the share exponentiation costs the same as with safe primes.")
+			w(" The timed key was a crypto/rsa key imported with shoup.FromRSA: the share exponentiation costs the same as with safe primes.")
 		}
 		w("\n\n")
 	}

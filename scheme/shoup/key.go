@@ -1,4 +1,4 @@
-package threshold
+package shoup
 
 import (
 	"context"

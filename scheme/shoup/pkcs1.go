@@ -1,4 +1,4 @@
-package threshold
+package shoup
 
 import (
 	"crypto"
@@ -7,29 +7,13 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
-)
 
-// Mechanism names a PKCS#1 v1.5 signing mechanism. The numbering is tchsm's own (it travels in
-// protobuf messages); p11shim maps CKM_* values onto it.
-type Mechanism int32
-
-const (
-	// RSAPKCS is CKM_RSA_PKCS: the input is the payload T itself (normally a DigestInfo).
-	RSAPKCS Mechanism = 1
-	// SHA1RSAPKCS and the following hash the message and wrap the digest in a DigestInfo.
-	SHA1RSAPKCS   Mechanism = 2
-	SHA224RSAPKCS Mechanism = 3
-	SHA256RSAPKCS Mechanism = 4
-	SHA384RSAPKCS Mechanism = 5
-	SHA512RSAPKCS Mechanism = 6
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // ErrMessageTooLong is returned when a payload does not fit the modulus (PKCS#1 "intended encoded
 // message length too short").
-var ErrMessageTooLong = errors.New("threshold: message too long for RSA key size")
-
-// ErrUnknownMechanism is returned for a Mechanism value tchsm does not implement.
-var ErrUnknownMechanism = errors.New("threshold: unknown mechanism")
+var ErrMessageTooLong = errors.New("shoup: message too long for RSA key size")
 
 // digestInfoPrefix holds the DER prefix of DigestInfo for each hash (RFC 8017, section 9.2, note 1).
 var digestInfoPrefix = map[crypto.Hash][]byte{
@@ -40,51 +24,14 @@ var digestInfoPrefix = map[crypto.Hash][]byte{
 	crypto.SHA512: {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40},
 }
 
-// Hash returns the hash function a mechanism applies before signing (0 for RSAPKCS).
-func (m Mechanism) Hash() (crypto.Hash, error) {
-	switch m {
-	case RSAPKCS:
-		return 0, nil
-	case SHA1RSAPKCS:
-		return crypto.SHA1, nil
-	case SHA224RSAPKCS:
-		return crypto.SHA224, nil
-	case SHA256RSAPKCS:
-		return crypto.SHA256, nil
-	case SHA384RSAPKCS:
-		return crypto.SHA384, nil
-	case SHA512RSAPKCS:
-		return crypto.SHA512, nil
-	}
-	return 0, fmt.Errorf("%w: %d", ErrUnknownMechanism, int32(m))
-}
-
-func (m Mechanism) String() string {
-	switch m {
-	case RSAPKCS:
-		return "RSA_PKCS"
-	case SHA1RSAPKCS:
-		return "SHA1_RSA_PKCS"
-	case SHA224RSAPKCS:
-		return "SHA224_RSA_PKCS"
-	case SHA256RSAPKCS:
-		return "SHA256_RSA_PKCS"
-	case SHA384RSAPKCS:
-		return "SHA384_RSA_PKCS"
-	case SHA512RSAPKCS:
-		return "SHA512_RSA_PKCS"
-	}
-	return fmt.Sprintf("Mechanism(%d)", int32(m))
-}
-
 // DigestInfo returns the DER DigestInfo for digest under hash h.
 func DigestInfo(h crypto.Hash, digest []byte) ([]byte, error) {
 	prefix, ok := digestInfoPrefix[h]
 	if !ok {
-		return nil, fmt.Errorf("threshold: unsupported hash %v", h)
+		return nil, fmt.Errorf("shoup: unsupported hash %v", h)
 	}
 	if len(digest) != h.Size() {
-		return nil, fmt.Errorf("threshold: digest is %d bytes, %v needs %d", len(digest), h, h.Size())
+		return nil, fmt.Errorf("shoup: digest is %d bytes, %v needs %d", len(digest), h, h.Size())
 	}
 	out := make([]byte, 0, len(prefix)+len(digest))
 	return append(append(out, prefix...), digest...), nil
@@ -108,7 +55,7 @@ func hashFunc(h crypto.Hash) func([]byte) []byte {
 
 // Payload turns (mechanism, data) into the PKCS#1 v1.5 payload T: data itself for RSAPKCS, the
 // DigestInfo of data's hash for the hash mechanisms.
-func Payload(m Mechanism, data []byte) ([]byte, error) {
+func Payload(m scheme.Mechanism, data []byte) ([]byte, error) {
 	h, err := m.Hash()
 	if err != nil {
 		return nil, err

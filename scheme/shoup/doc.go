@@ -1,4 +1,4 @@
-// Package threshold implements Shoup's threshold RSA signatures (V. Shoup, "Practical Threshold
+// Package shoup implements Shoup's threshold RSA signatures (V. Shoup, "Practical Threshold
 // Signatures", EUROCRYPT 2000) for PKCS#1 v1.5 signing, as tchsm's dealer, nodes and clients use
 // them.
 //
@@ -31,7 +31,13 @@
 //     attacker can time.
 //   - Combination and verification use only public values.
 //
+// Behind the scheme boundary (package scheme), Scheme is this package to the rest of tchsm: the
+// key record keeps the fields of the releases before the boundary (bits, modulus,
+// public_exponent, v, vk, safe_primes; algorithm 1, or 0 in older records), a share is s_i at
+// the modulus length, a signature is one open round (any k of the n nodes; the payload T in,
+// x_i out) and the audit round is Prove/VerifyShare, asked only after a failed combination.
+//
 // Trusted parameters: a node must use the PublicKey from its own dealer-signed key record, never
 // a modulus, exponent, k or n taken from a request (see DESIGN.md: a wire-supplied modulus leaks
 // the share). Validate checks a deserialised PublicKey for internal consistency.
-package threshold
+package shoup

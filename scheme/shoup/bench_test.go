@@ -1,4 +1,4 @@
-package threshold
+package shoup
 
 import (
 	"context"
@@ -9,13 +9,15 @@ import (
 	"testing"
 
 	"filippo.io/bigmod"
+
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // The goals these benchmarks measure (issue 2):
 //   - BenchmarkGenerateKey_2048 median <= BenchmarkOpenSSLSafePrime1024Twice (same run);
 //   - BenchmarkSignShare_2048_3of5 <= 1.15 × BenchmarkModExpConstantTime_2048;
 //   - BenchmarkCombine_2048_3of5 < 10% of BenchmarkSignShare_2048_3of5.
-// Results with the machine they came from: threshold/BENCHMARKS.md.
+// Results with the machine they came from: scheme/shoup/BENCHMARKS.md.
 
 func BenchmarkGenerateKey_2048(b *testing.B) { benchGenerateKey(b, 2048) }
 func BenchmarkGenerateKey_3072(b *testing.B) { benchGenerateKey(b, 3072) }
@@ -65,7 +67,7 @@ func BenchmarkSignShare_4096_3of5(b *testing.B) { benchSignShare(b, 4096, 3, 5) 
 
 func benchSignShare(b *testing.B, bits, k, n int) {
 	_, pk, shares := dealt(b, bits, k, n)
-	em := encode(b, pk, SHA256RSAPKCS, []byte("bench"))
+	em := encode(b, pk, scheme.SHA256RSAPKCS, []byte("bench"))
 	for b.Loop() {
 		if _, err := SignShare(pk, shares[0], em); err != nil {
 			b.Fatal(err)
@@ -75,7 +77,7 @@ func benchSignShare(b *testing.B, bits, k, n int) {
 
 func BenchmarkProve_2048_3of5(b *testing.B) {
 	_, pk, shares := dealt(b, 2048, 3, 5)
-	em := encode(b, pk, SHA256RSAPKCS, []byte("bench"))
+	em := encode(b, pk, scheme.SHA256RSAPKCS, []byte("bench"))
 	ss, _ := SignShare(pk, shares[0], em)
 	for b.Loop() {
 		if _, err := Prove(rand.Reader, pk, shares[0], em, ss); err != nil {
@@ -86,7 +88,7 @@ func BenchmarkProve_2048_3of5(b *testing.B) {
 
 func BenchmarkVerifyShare_2048_3of5(b *testing.B) {
 	_, pk, shares := dealt(b, 2048, 3, 5)
-	em := encode(b, pk, SHA256RSAPKCS, []byte("bench"))
+	em := encode(b, pk, scheme.SHA256RSAPKCS, []byte("bench"))
 	ss, _ := SignShare(pk, shares[0], em)
 	p, _ := Prove(rand.Reader, pk, shares[0], em, ss)
 	for b.Loop() {
@@ -101,7 +103,7 @@ func BenchmarkCombine_2048_5of7(b *testing.B) { benchCombine(b, 2048, 5, 7) }
 
 func benchCombine(b *testing.B, bits, k, n int) {
 	_, pk, shares := dealt(b, bits, k, n)
-	em := encode(b, pk, SHA256RSAPKCS, []byte("bench"))
+	em := encode(b, pk, scheme.SHA256RSAPKCS, []byte("bench"))
 	set := signWith(b, pk, shares, seq(1, k), em)
 	for b.Loop() {
 		if _, err := Combine(pk, em, set); err != nil {
@@ -129,7 +131,7 @@ func BenchmarkDeal_2048(b *testing.B) {
 // assumes they do; hyperthreads or a busy hypervisor break it).
 func BenchmarkSignShareParallel_2048_3of5(b *testing.B) {
 	_, pk, shares := dealt(b, 2048, 3, 5)
-	em := encode(b, pk, SHA256RSAPKCS, []byte("bench"))
+	em := encode(b, pk, scheme.SHA256RSAPKCS, []byte("bench"))
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := SignShare(pk, shares[0], em); err != nil {

@@ -1,4 +1,4 @@
-package threshold
+package shoup
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // keyCache shares generated keys between tests of one run: safe-prime generation is the slow part.
@@ -41,7 +43,7 @@ func dealt(t testing.TB, bits, k, n int) (*Key, *PublicKey, []*KeyShare) {
 	return key, pk, shares
 }
 
-func encode(t testing.TB, pk *PublicKey, mech Mechanism, msg []byte) []byte {
+func encode(t testing.TB, pk *PublicKey, mech scheme.Mechanism, msg []byte) []byte {
 	t.Helper()
 	payload, err := Payload(mech, msg)
 	if err != nil {
@@ -82,7 +84,7 @@ func TestRoundTripMatchesCryptoRSA(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				em := encode(t, pk, SHA256RSAPKCS, msg)
+				em := encode(t, pk, scheme.SHA256RSAPKCS, msg)
 				// The last k nodes, so that the subset is not always 1..k.
 				var idx []int
 				for i := n - k + 1; i <= n; i++ {
@@ -113,7 +115,7 @@ func TestEverySubsetSigns(t *testing.T) {
 		msg := []byte("every subset")
 		digest := sha256.Sum256(msg)
 		want, _ := rsa.SignPKCS1v15(nil, key.RSA(), crypto.SHA256, digest[:])
-		em := encode(t, pk, SHA256RSAPKCS, msg)
+		em := encode(t, pk, scheme.SHA256RSAPKCS, msg)
 		all := signWith(t, pk, shares, seq(1, n), em)
 		idx := seq(0, k-1)
 		count := 0
@@ -147,7 +149,7 @@ func binom(n, k int) int { return int(new(big.Int).Binomial(int64(n), int64(k)).
 func TestMechanismsMatchCryptoRSA(t *testing.T) {
 	key, pk, shares := dealt(t, 2048, 2, 3)
 	msg := []byte("hash and sign")
-	for _, mech := range []Mechanism{SHA1RSAPKCS, SHA224RSAPKCS, SHA256RSAPKCS, SHA384RSAPKCS, SHA512RSAPKCS} {
+	for _, mech := range []scheme.Mechanism{scheme.SHA1RSAPKCS, scheme.SHA224RSAPKCS, scheme.SHA256RSAPKCS, scheme.SHA384RSAPKCS, scheme.SHA512RSAPKCS} {
 		h, _ := mech.Hash()
 		hh := h.New()
 		hh.Write(msg)
@@ -165,7 +167,7 @@ func TestMechanismsMatchCryptoRSA(t *testing.T) {
 	d := sha256.Sum256(msg)
 	di, _ := DigestInfo(crypto.SHA256, d[:])
 	want, _ := rsa.SignPKCS1v15(nil, key.RSA(), 0, di)
-	em := encode(t, pk, RSAPKCS, di)
+	em := encode(t, pk, scheme.RSAPKCS, di)
 	sig, err := Combine(pk, em, signWith(t, pk, shares, []int{2, 3}, em))
 	if err != nil || !bytes.Equal(sig, want) {
 		t.Fatalf("RSA_PKCS: err=%v, equal=%v", err, bytes.Equal(sig, want))
@@ -174,7 +176,7 @@ func TestMechanismsMatchCryptoRSA(t *testing.T) {
 
 func TestTamperedShareIsDetectedAndAttributed(t *testing.T) {
 	_, pk, shares := dealt(t, 2048, 3, 5)
-	em := encode(t, pk, SHA256RSAPKCS, []byte("tamper"))
+	em := encode(t, pk, scheme.SHA256RSAPKCS, []byte("tamper"))
 	all := signWith(t, pk, shares, seq(1, 5), em)
 	// Node 2 lies: it returns its share multiplied by 2.
 	liar := &SigShare{Index: 2, X: new(big.Int).Mod(new(big.Int).Lsh(all[1].X, 1), pk.N)}
@@ -214,7 +216,7 @@ func TestTamperedShareIsDetectedAndAttributed(t *testing.T) {
 	if err := VerifyShare(pk, em, liar, proof); !errors.Is(err, ErrBadShare) {
 		t.Fatalf("proof of honest share accepted for tampered share: %v", err)
 	}
-	em2 := encode(t, pk, SHA256RSAPKCS, []byte("other message"))
+	em2 := encode(t, pk, scheme.SHA256RSAPKCS, []byte("other message"))
 	if err := VerifyShare(pk, em2, all[1], proof); !errors.Is(err, ErrBadShare) {
 		t.Fatalf("proof accepted for another message: %v", err)
 	}
@@ -231,13 +233,13 @@ func TestTamperedShareIsDetectedAndAttributed(t *testing.T) {
 func TestSharesOfAnotherKeyOrMessageFail(t *testing.T) {
 	_, pk, shares := dealt(t, 1024, 2, 3)
 	_, pk2, shares2 := dealt(t, 1024, 2, 3) // same N, fresh polynomial: shares do not mix
-	em := encode(t, pk, SHA256RSAPKCS, []byte("m1"))
+	em := encode(t, pk, scheme.SHA256RSAPKCS, []byte("m1"))
 	good := signWith(t, pk, shares, []int{1}, em)
 	foreign := signWith(t, pk2, shares2, []int{2}, em)
 	if _, err := Combine(pk, em, append(good, foreign...)); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("mixed keys: err=%v", err)
 	}
-	em2 := encode(t, pk, SHA256RSAPKCS, []byte("m2"))
+	em2 := encode(t, pk, scheme.SHA256RSAPKCS, []byte("m2"))
 	other := signWith(t, pk, shares, []int{2}, em2)
 	if _, err := Combine(pk, em, append(good, other...)); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("mixed messages: err=%v", err)
@@ -245,7 +247,7 @@ func TestSharesOfAnotherKeyOrMessageFail(t *testing.T) {
 	// A different key altogether.
 	k3 := testKey(t, 2048)
 	pk3, shares3, _ := Deal(rand.Reader, k3, 2, 3)
-	em3 := encode(t, pk3, SHA256RSAPKCS, []byte("m1"))
+	em3 := encode(t, pk3, scheme.SHA256RSAPKCS, []byte("m1"))
 	if _, err := Combine(pk, em, signWith(t, pk3, shares3, []int{1, 2}, em3)); err == nil {
 		t.Fatal("shares of a 2048-bit key combined under a 1024-bit key")
 	}
@@ -253,7 +255,7 @@ func TestSharesOfAnotherKeyOrMessageFail(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	key, pk, shares := dealt(t, 1024, 3, 5)
-	em := encode(t, pk, SHA256RSAPKCS, []byte("bad input"))
+	em := encode(t, pk, scheme.SHA256RSAPKCS, []byte("bad input"))
 	all := signWith(t, pk, shares, seq(1, 5), em)
 	cases := []struct {
 		name string
@@ -350,7 +352,7 @@ func TestBadInput(t *testing.T) {
 			_, err := EncodePayload(pk.Size(), make([]byte, pk.Size()-10))
 			return err
 		}},
-		{"unknown mechanism", ErrUnknownMechanism, func() error { _, err := Payload(Mechanism(99), nil); return err }},
+		{"unknown mechanism", scheme.ErrUnknownMechanism, func() error { _, err := Payload(scheme.Mechanism(99), nil); return err }},
 	}
 	for _, c := range cases {
 		if err := c.run(); !errors.Is(err, c.err) {
@@ -405,7 +407,7 @@ func TestImportedKey(t *testing.T) {
 	msg := []byte("migrated from SoftHSM")
 	d := sha256.Sum256(msg)
 	want, _ := rsa.SignPKCS1v15(nil, priv, crypto.SHA256, d[:])
-	em := encode(t, pk, SHA256RSAPKCS, msg)
+	em := encode(t, pk, scheme.SHA256RSAPKCS, msg)
 	sig, err := Combine(pk, em, signWith(t, pk, shares, []int{5, 1, 3}, em))
 	if err != nil || !bytes.Equal(sig, want) {
 		t.Fatalf("imported key: err=%v equal=%v", err, bytes.Equal(sig, want))
@@ -448,7 +450,7 @@ func TestGenerateKeyProperties(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	em := encode(t, pk, SHA1RSAPKCS, []byte("e=3"))
+	em := encode(t, pk, scheme.SHA1RSAPKCS, []byte("e=3"))
 	if _, err := Combine(pk, em, signWith(t, pk, shares, []int{1, 2}, em)); err != nil {
 		t.Fatalf("e=3: %v", err)
 	}

@@ -1,17 +1,21 @@
-package threshold
+package shoup
 
 import (
 	"crypto/rand"
 	"errors"
 	"math/big"
 	"testing"
+
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/scheme"
+	"google.golang.org/protobuf/proto"
 )
 
 // FuzzCombine feeds the combiner arbitrary share lists: it must return an error or a signature
 // that verifies, and never panic.
 func FuzzCombine(f *testing.F) {
 	_, pk, shares := dealt(f, 1024, 2, 3)
-	em := encode(f, pk, SHA256RSAPKCS, []byte("fuzz"))
+	em := encode(f, pk, scheme.SHA256RSAPKCS, []byte("fuzz"))
 	s1, _ := SignShare(pk, shares[0], em)
 	s2, _ := SignShare(pk, shares[1], em)
 	f.Add(uint8(1), s1.X.Bytes(), uint8(2), s2.X.Bytes(), em)
@@ -31,7 +35,7 @@ func FuzzCombine(f *testing.F) {
 // FuzzVerifyShare checks that arbitrary proofs are rejected without panics.
 func FuzzVerifyShare(f *testing.F) {
 	_, pk, shares := dealt(f, 1024, 2, 3)
-	em := encode(f, pk, SHA256RSAPKCS, []byte("fuzz"))
+	em := encode(f, pk, scheme.SHA256RSAPKCS, []byte("fuzz"))
 	ss, _ := SignShare(pk, shares[0], em)
 	p, _ := Prove(rand.Reader, pk, shares[0], em, ss)
 	f.Add(1, ss.X.Bytes(), p.C.Bytes(), p.Z.Bytes())
@@ -68,6 +72,44 @@ func FuzzEncodePayload(f *testing.F) {
 		}
 		if len(em) != kLen || em[0] != 0 || em[1] != 1 || em[kLen-len(payload)-1] != 0 || kLen-len(payload)-3 < 8 {
 			t.Fatalf("bad encoding for kLen=%d, payload=%d", kLen, len(payload))
+		}
+	})
+}
+
+// FuzzDecodePublic feeds DecodePublic arbitrary records: it must refuse them or return a key
+// whose record encodes back to the same RSA fields, and never panic.
+func FuzzDecodePublic(f *testing.F) {
+	_, pk, _ := dealt(f, 1024, 2, 3)
+	rec := &tchsmpb.KeyRecord{}
+	if err := (Scheme{}).EncodePublic(pk, rec); err != nil {
+		f.Fatal(err)
+	}
+	good, err := proto.Marshal(rec)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte{})
+	f.Add(good[:len(good)/2])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec := new(tchsmpb.KeyRecord)
+		if proto.Unmarshal(b, rec) != nil {
+			return
+		}
+		got, err := (Scheme{}).DecodePublic(rec)
+		if err != nil {
+			if !errors.Is(err, scheme.ErrInvalidKey) {
+				t.Fatalf("refusal without ErrInvalidKey: %v", err)
+			}
+			return
+		}
+		again := &tchsmpb.KeyRecord{}
+		if err := (Scheme{}).EncodePublic(got, again); err != nil {
+			t.Fatal(err)
+		}
+		if new(big.Int).SetBytes(again.Modulus).Cmp(new(big.Int).SetBytes(rec.Modulus)) != 0 || again.Bits != rec.Bits ||
+			again.PublicExponent != rec.PublicExponent || again.K != rec.K || again.N != rec.N {
+			t.Fatal("the decoded key encodes to other fields")
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package threshold
+package shoup
 
 import (
 	"context"
@@ -126,7 +126,7 @@ func searchSafePrime(ctx context.Context, rnd io.Reader, bits int, tested *atomi
 	for ctx.Err() == nil {
 		// Random odd q0 of qbits bits with its two top bits set.
 		if _, err := io.ReadFull(rnd, buf); err != nil {
-			return nil, fmt.Errorf("threshold: reading randomness: %w", err)
+			return nil, fmt.Errorf("shoup: reading randomness: %w", err)
 		}
 		excess := uint(len(buf)*8 - qbits)
 		buf[0] &= 0xff >> excess

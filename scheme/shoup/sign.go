@@ -1,4 +1,4 @@
-package threshold
+package shoup
 
 import (
 	"crypto/sha256"
@@ -102,7 +102,7 @@ func Prove(rand io.Reader, pk *PublicKey, share *KeyShare, em []byte, ss *SigSha
 	xTilde := new(big.Int).Exp(x, new(big.Int).Lsh(pre.delta, 2), pk.N)
 	rbuf := make([]byte, (pk.N.BitLen()+proofRandBits+7)/8)
 	if _, err := io.ReadFull(rand, rbuf); err != nil {
-		return nil, fmt.Errorf("threshold: reading randomness: %w", err)
+		return nil, fmt.Errorf("shoup: reading randomness: %w", err)
 	}
 	defer clear(rbuf)
 	vPrime, err := ctExp(pre, pk.V, rbuf)

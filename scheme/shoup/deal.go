@@ -1,4 +1,4 @@
-package threshold
+package shoup
 
 import (
 	"crypto/rsa"
@@ -19,6 +19,9 @@ type PublicKey struct {
 	// V generates the squares modulo N; VK[i-1] = V^(s_i) is node i's verification key.
 	V  *big.Int
 	VK []*big.Int
+	// Safe reports whether the key was made from safe primes (KeyRecord.safe_primes): without
+	// them the share proofs are not sound, and a liar can only be found by trying subsets.
+	Safe bool
 
 	once sync.Once
 	pre  *precomputed
@@ -129,7 +132,7 @@ func Deal(rand io.Reader, key *Key, k, n int) (*PublicKey, []*KeyShare, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	pk := &PublicKey{N: new(big.Int).Set(key.N), E: key.E, K: k, L: n, V: r.Mul(r, r).Mod(r, key.N)}
+	pk := &PublicKey{N: new(big.Int).Set(key.N), E: key.E, K: k, L: n, V: r.Mul(r, r).Mod(r, key.N), Safe: key.Safe}
 	size := pk.Size()
 	shares := make([]*KeyShare, n)
 	s := new(big.Int)
@@ -155,7 +158,7 @@ func randInt(rand io.Reader, max *big.Int) (*big.Int, error) {
 	buf := make([]byte, (max.BitLen()+7)/8+16)
 	// 128 extra bits make the bias of the reduction negligible (below 2^-128).
 	if _, err := io.ReadFull(rand, buf); err != nil {
-		return nil, fmt.Errorf("threshold: reading randomness: %w", err)
+		return nil, fmt.Errorf("shoup: reading randomness: %w", err)
 	}
 	x := new(big.Int).SetBytes(buf)
 	clear(buf)

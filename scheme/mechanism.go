@@ -1,0 +1,64 @@
+package scheme
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+)
+
+// Mechanism names a PKCS#11-level signing mechanism. The numbering is tchsm's own and must never
+// change (the CLI and the PKCS#11 front end map onto it, and a future wire field may carry it);
+// p11shim maps CKM_* values onto it. Each scheme accepts its own mechanisms (Scheme.Mechanisms).
+type Mechanism int32
+
+const (
+	// RSAPKCS is CKM_RSA_PKCS: the input is the payload T itself (normally a DigestInfo).
+	RSAPKCS Mechanism = 1
+	// SHA1RSAPKCS and the following hash the message and wrap the digest in a DigestInfo.
+	SHA1RSAPKCS   Mechanism = 2
+	SHA224RSAPKCS Mechanism = 3
+	SHA256RSAPKCS Mechanism = 4
+	SHA384RSAPKCS Mechanism = 5
+	SHA512RSAPKCS Mechanism = 6
+)
+
+// ErrUnknownMechanism is returned for a Mechanism value tchsm does not implement, or one the
+// key's scheme does not accept.
+var ErrUnknownMechanism = errors.New("scheme: unknown mechanism")
+
+// Hash returns the hash function a mechanism applies before signing (0 for RSAPKCS).
+func (m Mechanism) Hash() (crypto.Hash, error) {
+	switch m {
+	case RSAPKCS:
+		return 0, nil
+	case SHA1RSAPKCS:
+		return crypto.SHA1, nil
+	case SHA224RSAPKCS:
+		return crypto.SHA224, nil
+	case SHA256RSAPKCS:
+		return crypto.SHA256, nil
+	case SHA384RSAPKCS:
+		return crypto.SHA384, nil
+	case SHA512RSAPKCS:
+		return crypto.SHA512, nil
+	}
+	return 0, fmt.Errorf("%w: %d", ErrUnknownMechanism, int32(m))
+}
+
+func (m Mechanism) String() string {
+	switch m {
+	case RSAPKCS:
+		return "RSA_PKCS"
+	case SHA1RSAPKCS:
+		return "SHA1_RSA_PKCS"
+	case SHA224RSAPKCS:
+		return "SHA224_RSA_PKCS"
+	case SHA256RSAPKCS:
+		return "SHA256_RSA_PKCS"
+	case SHA384RSAPKCS:
+		return "SHA384_RSA_PKCS"
+	case SHA512RSAPKCS:
+		return "SHA512_RSA_PKCS"
+	}
+	return fmt.Sprintf("Mechanism(%d)", int32(m))
+}
