@@ -109,12 +109,14 @@ up)
 	for i in $(seq 2 "$N"); do
 		(
 			await_node "$i"
-			ctl "$i" stop_app
-			ctl "$i" join_cluster "tchsm$BASEPORT-1@localhost"
-			ctl "$i" start_app
+			{
+				ctl "$i" stop_app
+				ctl "$i" join_cluster "tchsm$BASEPORT-1@localhost"
+				ctl "$i" start_app
+			} >>"$dir/node$i/join.log" 2>&1 || { cat "$dir/node$i/join.log" >&2; exit 1; }
 		) &
 	done
-	wait
+	for j in $(jobs -p); do wait "$j" || { echo "brokers.sh: a node did not join the cluster" >&2; exit 1; }; done
 	for i in $(seq "$N"); do await_node "$i"; done
 	urls
 	;;

@@ -58,7 +58,8 @@ type session struct {
 	pendMu  sync.Mutex
 	pending map[string]chan callResult
 
-	// pub: confirm mode, durable publishing, one message at a time.
+	// pub: confirm mode, durable publishing, one message at a time. Replaced (openPub) after
+	// a nack or when it closed: see publishConfirmed.
 	pubMu  sync.Mutex
 	pub    *amqp.Channel
 	pubRet chan amqp.Return
@@ -214,7 +215,6 @@ func (c *Conn) setup(ac *amqp.Connection, broker int) (*session, error) {
 		broker:  broker,
 		lost:    make(chan struct{}),
 		pending: make(map[string]chan callResult),
-		pubRet:  make(chan amqp.Return, 16),
 	}
 	var err error
 	if s.rpc, err = ac.Channel(); err != nil {
@@ -225,13 +225,9 @@ func (c *Conn) setup(ac *amqp.Connection, broker int) (*session, error) {
 		return nil, fmt.Errorf("%w: consume %s: %w", transport.ErrUnavailable, directReplyTo, err)
 	}
 	returns := s.rpc.NotifyReturn(make(chan amqp.Return, 64))
-	if s.pub, err = ac.Channel(); err != nil {
-		return nil, fmt.Errorf("%w: open publish channel: %w", transport.ErrUnavailable, err)
+	if err := s.openPub(); err != nil {
+		return nil, err
 	}
-	if err := s.pub.Confirm(false); err != nil {
-		return nil, fmt.Errorf("%w: confirm mode: %w", transport.ErrUnavailable, err)
-	}
-	s.pub.NotifyReturn(s.pubRet)
 
 	c.mu.Lock()
 	queues := make(map[string]queueKind, len(c.queues))
@@ -272,6 +268,24 @@ func (c *Conn) setup(ac *amqp.Connection, broker int) (*session, error) {
 	return s, nil
 }
 
+// openPub opens the session's confirm-mode publishing channel, replacing (and closing) the
+// one it had. Callers hold pubMu, or own s alone (setup).
+func (s *session) openPub() error {
+	if s.pub != nil {
+		s.pub.Close()
+	}
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("%w: open publish channel: %w", transport.ErrUnavailable, err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		ch.Close()
+		return fmt.Errorf("%w: confirm mode: %w", transport.ErrUnavailable, err)
+	}
+	s.pub, s.pubRet = ch, ch.NotifyReturn(make(chan amqp.Return, 16))
+	return nil
+}
+
 // install makes s the current session and wakes waiters.
 func (c *Conn) install(s *session) {
 	c.mu.Lock()
@@ -287,12 +301,10 @@ func (c *Conn) supervise(s *session) {
 	for {
 		closeCh := s.conn.NotifyClose(make(chan *amqp.Error, 1))
 		rpcClosed := s.rpc.NotifyClose(make(chan *amqp.Error, 1))
-		pubClosed := s.pub.NotifyClose(make(chan *amqp.Error, 1))
 		var reason *amqp.Error
 		select {
 		case reason = <-closeCh:
 		case reason = <-rpcClosed:
-		case reason = <-pubClosed:
 		case <-c.ctx.Done():
 		}
 		c.mu.Lock()
