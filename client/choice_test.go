@@ -17,6 +17,7 @@ import (
 	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // The logic that decides which node to ask and when a message may leave, tested without a
@@ -254,7 +255,7 @@ var signerKey struct {
 func testSigner(t *testing.T, k, n int) (*Client, *shoup.PublicKey, []*shoup.KeyShare) {
 	t.Helper()
 	signerKey.once.Do(func() {
-		signerKey.key, signerKey.err = shoup.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+		signerKey.key, signerKey.err = keygen.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
 	})
 	if signerKey.err != nil {
 		t.Fatal(signerKey.err)

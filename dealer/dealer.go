@@ -1,8 +1,9 @@
-// Package dealer creates cluster keys and deals their shares to the signing nodes over RabbitMQ.
+// Package dealer creates cluster keys, deals their shares to the signing nodes, and deletes keys.
 //
-// A Dealer is used in two ways: as a library (dealer.New; the client calls GenerateKey in its
-// own process when its configuration names a dealer_config), and as a service (Dealer.Serve,
-// dealer.Run: `tchsm dealer --config FILE`) answering clients on the dealer's rpc queue.
+// A Dealer is used in two ways: as a library (dealer.New over any transport.Transport; the tchsm
+// command deals in its own process when a client configuration names a dealer_config, through
+// client.Options.Dealer), and as a service (Dealer.Serve, dealer.Run: `tchsm dealer --config
+// FILE`) answering clients at the dealer's address. The PKCS#11 module never links it.
 //
 // # Dealing a key
 //
@@ -59,6 +60,7 @@ import (
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // Defaults.
@@ -139,7 +141,7 @@ func New(cfg *config.Dealer, conn transport.Transport, opts Options) (*Dealer, e
 	d.m, d.id = m, id
 	d.log = d.log.With("dealer", id.ID)
 	d.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
-	if d.opener, err = trust.NewOpener(m, trust.WithIdentity(id)); err != nil {
+	if d.opener, err = trust.NewOpener(m, trust.WithIdentity(id), trust.WithNotBefore(d.started)); err != nil {
 		return nil, err
 	}
 	d.caller = &rpc.Caller{Sealer: d.sealer, Opener: d.opener,
@@ -209,7 +211,7 @@ func (d *Dealer) newKey(ctx context.Context, bits, e int) (*shoup.Key, error) {
 		if q, ok := d.pool.take(bits); ok {
 			return q, nil
 		}
-		return shoup.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
+		return keygen.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
 	}
 	for {
 		p, err := prime()

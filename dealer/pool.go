@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // primePool keeps safe primes ready for the key sizes it serves. One background goroutine
@@ -64,7 +65,7 @@ func (p *primePool) fill(ctx context.Context) {
 			}
 		}
 		t0 := time.Now()
-		q, err := shoup.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
+		q, err := keygen.GenerateSafePrime(ctx, rand.Reader, bits/2, nil)
 		if err != nil {
 			if ctx.Err() == nil {
 				p.log.Error("prime pool: generation failed", "bits", bits/2, "err", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // fuzzNode is a node without a broker: the handlers are called directly.
@@ -72,7 +73,7 @@ func newFuzzNode(tb testing.TB) *fuzzNode {
 	f.opener, _ = trust.NewOpener(n.m)
 
 	// One stored key, dealt by hand.
-	key, err := shoup.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+	key, err := keygen.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -232,7 +232,9 @@ func (n *node) load() error {
 	if subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 || subtle.ConstantTimeCompare(pub.EncPub, mem.EncPub) != 1 {
 		return fmt.Errorf("%w: the keys of %s differ from the manifest's", ErrIdentity, id.ID)
 	}
-	opener, err := trust.NewOpener(m, trust.WithIdentity(id))
+	// Requests issued before this start are refused: the replay cache is new, and a request
+	// captured before a restart must not be served again.
+	opener, err := trust.NewOpener(m, trust.WithIdentity(id), trust.WithNotBefore(n.started))
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // eventually polls f until it returns nil or d passes.
@@ -323,7 +324,7 @@ func TestRejectedDeliveries(t *testing.T) {
 	client := c.Peer("client-1")
 	cid := c.Manifest.ClusterID
 
-	key, err := shoup.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
+	key, err := keygen.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +407,7 @@ func TestDelete(t *testing.T) {
 	c.StartAll()
 	conn := c.Dial("test-publisher")
 	client := c.Peer("client-1")
-	key, err := shoup.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
+	key, err := keygen.GenerateKey(nodetest.Ctx(t, 60*time.Second), rand.Reader, 1024, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,4 +503,34 @@ func TestLyingNodeCaught(t *testing.T) {
 		t.Fatalf("lying share passed its proof: %v", err)
 	}
 	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("honest"), 1, 3)
+}
+
+// A request captured before a node restarts is not served again by the restarted node (its
+// replay cache is new; it refuses requests issued before its start).
+func TestReplayAfterRestart(t *testing.T) {
+	c := nodetest.NewInMemory(t, nodetest.Options{K: 2, N: 3})
+	c.StartNode(1, node.Options{})
+	client := c.Peer("client-1")
+	raw, _, err := client.Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CallRaw(nodetest.Ctx(t, 5*time.Second), "node-1", transport.Node("node-1"), raw); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if _, err := client.CallRaw(nodetest.Ctx(t, 5*time.Second), "node-1", transport.Node("node-1"), raw); !errors.Is(err, transport.ErrRemote) ||
+		!strings.Contains(err.Error(), trust.ErrReplay.Error()) {
+		t.Fatalf("replay before the restart: %v", err)
+	}
+	c.StopNode(1)
+	time.Sleep(trust.DefaultSkew + 100*time.Millisecond) // the node's start is then past the request's issue time + skew
+	c.StartNode(1, node.Options{})
+	_, err = client.CallRaw(nodetest.Ctx(t, 5*time.Second), "node-1", transport.Node("node-1"), raw)
+	if !errors.Is(err, transport.ErrRemote) || !strings.Contains(err.Error(), trust.ErrExpired.Error()) {
+		t.Fatalf("replay after the restart: %v, want a rejection (expired)", err)
+	}
+	// A fresh request is served.
+	if _, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}); err != nil {
+		t.Fatalf("a fresh request after the restart: %v", err)
+	}
 }

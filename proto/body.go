@@ -16,8 +16,6 @@ func NewBody(bt BodyType) (proto.Message, error) {
 	switch bt {
 	case BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:
 		return new(KeyShareDelivery), nil
-	case BodyType_BODY_TYPE_KEY_SHARE_ACK:
-		return new(KeyShareAck), nil
 	case BodyType_BODY_TYPE_DELETE_KEY:
 		return new(DeleteKey), nil
 	case BodyType_BODY_TYPE_DELETE_KEY_ACK:
@@ -59,8 +57,6 @@ func BodyTypeOf(m proto.Message) BodyType {
 	switch m.(type) {
 	case *KeyShareDelivery:
 		return BodyType_BODY_TYPE_KEY_SHARE_DELIVERY
-	case *KeyShareAck:
-		return BodyType_BODY_TYPE_KEY_SHARE_ACK
 	case *DeleteKey:
 		return BodyType_BODY_TYPE_DELETE_KEY
 	case *DeleteKeyAck:

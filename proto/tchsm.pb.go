@@ -43,7 +43,6 @@ type BodyType int32
 const (
 	BodyType_BODY_TYPE_UNSPECIFIED           BodyType = 0
 	BodyType_BODY_TYPE_KEY_SHARE_DELIVERY    BodyType = 1  // KeyShareDelivery, dealer -> node
-	BodyType_BODY_TYPE_KEY_SHARE_ACK         BodyType = 2  // KeyShareAck, node -> dealer
 	BodyType_BODY_TYPE_DELETE_KEY            BodyType = 3  // DeleteKey, dealer or client -> node / dealer
 	BodyType_BODY_TYPE_DELETE_KEY_ACK        BodyType = 4  // DeleteKeyAck, node -> dealer / client, dealer -> client
 	BodyType_BODY_TYPE_SIGN_REQUEST          BodyType = 5  // SignRequest, client -> nodes
@@ -66,7 +65,6 @@ var (
 	BodyType_name = map[int32]string{
 		0:  "BODY_TYPE_UNSPECIFIED",
 		1:  "BODY_TYPE_KEY_SHARE_DELIVERY",
-		2:  "BODY_TYPE_KEY_SHARE_ACK",
 		3:  "BODY_TYPE_DELETE_KEY",
 		4:  "BODY_TYPE_DELETE_KEY_ACK",
 		5:  "BODY_TYPE_SIGN_REQUEST",
@@ -86,7 +84,6 @@ var (
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
 		"BODY_TYPE_KEY_SHARE_DELIVERY":    1,
-		"BODY_TYPE_KEY_SHARE_ACK":         2,
 		"BODY_TYPE_DELETE_KEY":            3,
 		"BODY_TYPE_DELETE_KEY_ACK":        4,
 		"BODY_TYPE_SIGN_REQUEST":          5,
@@ -196,7 +193,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{20, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{19, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -689,75 +686,6 @@ func (x *KeyShareDelivery) GetCiphertext() []byte {
 	return nil
 }
 
-// KeyShareAck is a node's answer to a KeyShareDelivery.
-type KeyShareAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	Ok            bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`      // the share was verified and stored durably
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"` // why not, when !ok
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *KeyShareAck) Reset() {
-	*x = KeyShareAck{}
-	mi := &file_tchsm_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *KeyShareAck) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*KeyShareAck) ProtoMessage() {}
-
-func (x *KeyShareAck) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use KeyShareAck.ProtoReflect.Descriptor instead.
-func (*KeyShareAck) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *KeyShareAck) GetKeyId() string {
-	if x != nil {
-		return x.KeyId
-	}
-	return ""
-}
-
-func (x *KeyShareAck) GetNode() string {
-	if x != nil {
-		return x.Node
-	}
-	return ""
-}
-
-func (x *KeyShareAck) GetOk() bool {
-	if x != nil {
-		return x.Ok
-	}
-	return false
-}
-
-func (x *KeyShareAck) GetError() string {
-	if x != nil {
-		return x.Error
-	}
-	return ""
-}
-
 // DeleteKey asks to forget a key (and its share).
 type DeleteKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -768,7 +696,7 @@ type DeleteKey struct {
 
 func (x *DeleteKey) Reset() {
 	*x = DeleteKey{}
-	mi := &file_tchsm_proto_msgTypes[6]
+	mi := &file_tchsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +708,7 @@ func (x *DeleteKey) String() string {
 func (*DeleteKey) ProtoMessage() {}
 
 func (x *DeleteKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[6]
+	mi := &file_tchsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +721,7 @@ func (x *DeleteKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteKey.ProtoReflect.Descriptor instead.
 func (*DeleteKey) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{6}
+	return file_tchsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteKey) GetKeyId() string {
@@ -816,7 +744,7 @@ type DeleteKeyAck struct {
 
 func (x *DeleteKeyAck) Reset() {
 	*x = DeleteKeyAck{}
-	mi := &file_tchsm_proto_msgTypes[7]
+	mi := &file_tchsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +756,7 @@ func (x *DeleteKeyAck) String() string {
 func (*DeleteKeyAck) ProtoMessage() {}
 
 func (x *DeleteKeyAck) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[7]
+	mi := &file_tchsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +769,7 @@ func (x *DeleteKeyAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteKeyAck.ProtoReflect.Descriptor instead.
 func (*DeleteKeyAck) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{7}
+	return file_tchsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteKeyAck) GetKeyId() string {
@@ -885,7 +813,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_tchsm_proto_msgTypes[8]
+	mi := &file_tchsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +825,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[8]
+	mi := &file_tchsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +838,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{8}
+	return file_tchsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SignRequest) GetKeyId() string {
@@ -947,7 +875,7 @@ type SignBatch struct {
 
 func (x *SignBatch) Reset() {
 	*x = SignBatch{}
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +887,7 @@ func (x *SignBatch) String() string {
 func (*SignBatch) ProtoMessage() {}
 
 func (x *SignBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +900,7 @@ func (x *SignBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatch.ProtoReflect.Descriptor instead.
 func (*SignBatch) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{9}
+	return file_tchsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SignBatch) GetRequests() []*SignRequest {
@@ -996,7 +924,7 @@ type SignBatchItem struct {
 
 func (x *SignBatchItem) Reset() {
 	*x = SignBatchItem{}
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +936,7 @@ func (x *SignBatchItem) String() string {
 func (*SignBatchItem) ProtoMessage() {}
 
 func (x *SignBatchItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +949,7 @@ func (x *SignBatchItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchItem.ProtoReflect.Descriptor instead.
 func (*SignBatchItem) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{10}
+	return file_tchsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignBatchItem) GetResult() isSignBatchItem_Result {
@@ -1075,7 +1003,7 @@ type SignBatchResult struct {
 
 func (x *SignBatchResult) Reset() {
 	*x = SignBatchResult{}
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1015,7 @@ func (x *SignBatchResult) String() string {
 func (*SignBatchResult) ProtoMessage() {}
 
 func (x *SignBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1028,7 @@ func (x *SignBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResult.ProtoReflect.Descriptor instead.
 func (*SignBatchResult) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{11}
+	return file_tchsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SignBatchResult) GetResults() []*SignBatchItem {
@@ -1121,7 +1049,7 @@ type ShareProof struct {
 
 func (x *ShareProof) Reset() {
 	*x = ShareProof{}
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1061,7 @@ func (x *ShareProof) String() string {
 func (*ShareProof) ProtoMessage() {}
 
 func (x *ShareProof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1074,7 @@ func (x *ShareProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareProof.ProtoReflect.Descriptor instead.
 func (*ShareProof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{12}
+	return file_tchsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ShareProof) GetC() []byte {
@@ -1176,7 +1104,7 @@ type SignatureShare struct {
 
 func (x *SignatureShare) Reset() {
 	*x = SignatureShare{}
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1116,7 @@ func (x *SignatureShare) String() string {
 func (*SignatureShare) ProtoMessage() {}
 
 func (x *SignatureShare) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1129,7 @@ func (x *SignatureShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignatureShare.ProtoReflect.Descriptor instead.
 func (*SignatureShare) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{13}
+	return file_tchsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignatureShare) GetKeyId() string {
@@ -1244,7 +1172,7 @@ type ProofRequest struct {
 
 func (x *ProofRequest) Reset() {
 	*x = ProofRequest{}
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1184,7 @@ func (x *ProofRequest) String() string {
 func (*ProofRequest) ProtoMessage() {}
 
 func (x *ProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1197,7 @@ func (x *ProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProofRequest.ProtoReflect.Descriptor instead.
 func (*ProofRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{14}
+	return file_tchsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProofRequest) GetKeyId() string {
@@ -1306,7 +1234,7 @@ type Proof struct {
 
 func (x *Proof) Reset() {
 	*x = Proof{}
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1246,7 @@ func (x *Proof) String() string {
 func (*Proof) ProtoMessage() {}
 
 func (x *Proof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1259,7 @@ func (x *Proof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proof.ProtoReflect.Descriptor instead.
 func (*Proof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{15}
+	return file_tchsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Proof) GetKeyId() string {
@@ -1371,7 +1299,7 @@ type ListKeys struct {
 
 func (x *ListKeys) Reset() {
 	*x = ListKeys{}
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1311,7 @@ func (x *ListKeys) String() string {
 func (*ListKeys) ProtoMessage() {}
 
 func (x *ListKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1324,7 @@ func (x *ListKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeys.ProtoReflect.Descriptor instead.
 func (*ListKeys) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{16}
+	return file_tchsm_proto_rawDescGZIP(), []int{15}
 }
 
 // KeyList answers ListKeys.
@@ -1410,7 +1338,7 @@ type KeyList struct {
 
 func (x *KeyList) Reset() {
 	*x = KeyList{}
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1350,7 @@ func (x *KeyList) String() string {
 func (*KeyList) ProtoMessage() {}
 
 func (x *KeyList) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1363,7 @@ func (x *KeyList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyList.ProtoReflect.Descriptor instead.
 func (*KeyList) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{17}
+	return file_tchsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KeyList) GetNode() string {
@@ -1461,7 +1389,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1401,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1414,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{18}
+	return file_tchsm_proto_rawDescGZIP(), []int{17}
 }
 
 // Health describes the state of a node (or the dealer).
@@ -1503,7 +1431,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1443,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1456,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{19}
+	return file_tchsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Health) GetNode() string {
@@ -1578,7 +1506,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tchsm_proto_msgTypes[20]
+	mi := &file_tchsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1518,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[20]
+	mi := &file_tchsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1531,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{20}
+	return file_tchsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -1640,7 +1568,7 @@ type GenerateKeyRequest struct {
 
 func (x *GenerateKeyRequest) Reset() {
 	*x = GenerateKeyRequest{}
-	mi := &file_tchsm_proto_msgTypes[21]
+	mi := &file_tchsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1580,7 @@ func (x *GenerateKeyRequest) String() string {
 func (*GenerateKeyRequest) ProtoMessage() {}
 
 func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[21]
+	mi := &file_tchsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1593,7 @@ func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{21}
+	return file_tchsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GenerateKeyRequest) GetBits() uint32 {
@@ -1708,7 +1636,7 @@ type GenerateKeyResponse struct {
 
 func (x *GenerateKeyResponse) Reset() {
 	*x = GenerateKeyResponse{}
-	mi := &file_tchsm_proto_msgTypes[22]
+	mi := &file_tchsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1648,7 @@ func (x *GenerateKeyResponse) String() string {
 func (*GenerateKeyResponse) ProtoMessage() {}
 
 func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[22]
+	mi := &file_tchsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1661,7 @@ func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyResponse.ProtoReflect.Descriptor instead.
 func (*GenerateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{22}
+	return file_tchsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GenerateKeyResponse) GetRecord() *SignedKeyRecord {
@@ -1811,12 +1739,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x03enc\x18\x03 \x01(\fR\x03enc\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x04 \x01(\fR\n" +
-	"ciphertext\"^\n" +
-	"\vKeyShareAck\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node\x12\x0e\n" +
-	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\"\n" +
+	"ciphertext\"\"\n" +
 	"\tDeleteKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"_\n" +
 	"\fDeleteKeyAck\x12\x15\n" +
@@ -1889,11 +1812,10 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x13GenerateKeyResponse\x121\n" +
 	"\x06record\x18\x01 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\x12\"\n" +
 	"\facknowledged\x18\x02 \x03(\tR\facknowledged\x12\x18\n" +
-	"\amissing\x18\x03 \x03(\tR\amissing*\x87\x04\n" +
+	"\amissing\x18\x03 \x03(\tR\amissing*\x89\x04\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
-	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x1b\n" +
-	"\x17BODY_TYPE_KEY_SHARE_ACK\x10\x02\x12\x18\n" +
+	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
 	"\x14BODY_TYPE_DELETE_KEY\x10\x03\x12\x1c\n" +
 	"\x18BODY_TYPE_DELETE_KEY_ACK\x10\x04\x12\x1a\n" +
 	"\x16BODY_TYPE_SIGN_REQUEST\x10\x05\x12\x1d\n" +
@@ -1909,7 +1831,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x1eBODY_TYPE_GENERATE_KEY_REQUEST\x10\x0e\x12#\n" +
 	"\x1fBODY_TYPE_GENERATE_KEY_RESPONSE\x10\x0f\x12\x18\n" +
 	"\x14BODY_TYPE_SIGN_BATCH\x10\x10\x12\x1f\n" +
-	"\x1bBODY_TYPE_SIGN_BATCH_RESULT\x10\x11B&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x1bBODY_TYPE_SIGN_BATCH_RESULT\x10\x11\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -1924,7 +1846,7 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
@@ -1933,34 +1855,33 @@ var file_tchsm_proto_goTypes = []any{
 	(*SignedKeyRecord)(nil),     // 4: tchsm.v1.SignedKeyRecord
 	(*KeyShare)(nil),            // 5: tchsm.v1.KeyShare
 	(*KeyShareDelivery)(nil),    // 6: tchsm.v1.KeyShareDelivery
-	(*KeyShareAck)(nil),         // 7: tchsm.v1.KeyShareAck
-	(*DeleteKey)(nil),           // 8: tchsm.v1.DeleteKey
-	(*DeleteKeyAck)(nil),        // 9: tchsm.v1.DeleteKeyAck
-	(*SignRequest)(nil),         // 10: tchsm.v1.SignRequest
-	(*SignBatch)(nil),           // 11: tchsm.v1.SignBatch
-	(*SignBatchItem)(nil),       // 12: tchsm.v1.SignBatchItem
-	(*SignBatchResult)(nil),     // 13: tchsm.v1.SignBatchResult
-	(*ShareProof)(nil),          // 14: tchsm.v1.ShareProof
-	(*SignatureShare)(nil),      // 15: tchsm.v1.SignatureShare
-	(*ProofRequest)(nil),        // 16: tchsm.v1.ProofRequest
-	(*Proof)(nil),               // 17: tchsm.v1.Proof
-	(*ListKeys)(nil),            // 18: tchsm.v1.ListKeys
-	(*KeyList)(nil),             // 19: tchsm.v1.KeyList
-	(*HealthRequest)(nil),       // 20: tchsm.v1.HealthRequest
-	(*Health)(nil),              // 21: tchsm.v1.Health
-	(*Error)(nil),               // 22: tchsm.v1.Error
-	(*GenerateKeyRequest)(nil),  // 23: tchsm.v1.GenerateKeyRequest
-	(*GenerateKeyResponse)(nil), // 24: tchsm.v1.GenerateKeyResponse
+	(*DeleteKey)(nil),           // 7: tchsm.v1.DeleteKey
+	(*DeleteKeyAck)(nil),        // 8: tchsm.v1.DeleteKeyAck
+	(*SignRequest)(nil),         // 9: tchsm.v1.SignRequest
+	(*SignBatch)(nil),           // 10: tchsm.v1.SignBatch
+	(*SignBatchItem)(nil),       // 11: tchsm.v1.SignBatchItem
+	(*SignBatchResult)(nil),     // 12: tchsm.v1.SignBatchResult
+	(*ShareProof)(nil),          // 13: tchsm.v1.ShareProof
+	(*SignatureShare)(nil),      // 14: tchsm.v1.SignatureShare
+	(*ProofRequest)(nil),        // 15: tchsm.v1.ProofRequest
+	(*Proof)(nil),               // 16: tchsm.v1.Proof
+	(*ListKeys)(nil),            // 17: tchsm.v1.ListKeys
+	(*KeyList)(nil),             // 18: tchsm.v1.KeyList
+	(*HealthRequest)(nil),       // 19: tchsm.v1.HealthRequest
+	(*Health)(nil),              // 20: tchsm.v1.Health
+	(*Error)(nil),               // 21: tchsm.v1.Error
+	(*GenerateKeyRequest)(nil),  // 22: tchsm.v1.GenerateKeyRequest
+	(*GenerateKeyResponse)(nil), // 23: tchsm.v1.GenerateKeyResponse
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
 	4,  // 1: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
-	10, // 2: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
-	15, // 3: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
-	22, // 4: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
-	12, // 5: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
-	14, // 6: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
-	14, // 7: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
+	9,  // 2: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
+	14, // 3: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
+	21, // 4: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
+	11, // 5: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
+	13, // 6: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
+	13, // 7: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
 	4,  // 8: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
 	1,  // 9: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
 	4,  // 10: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
@@ -1976,7 +1897,7 @@ func file_tchsm_proto_init() {
 	if File_tchsm_proto != nil {
 		return
 	}
-	file_tchsm_proto_msgTypes[10].OneofWrappers = []any{
+	file_tchsm_proto_msgTypes[9].OneofWrappers = []any{
 		(*SignBatchItem_Share)(nil),
 		(*SignBatchItem_Error)(nil),
 	}
@@ -1986,7 +1907,7 @@ func file_tchsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

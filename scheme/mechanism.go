@@ -6,9 +6,12 @@ import (
 	"fmt"
 )
 
-// Mechanism names a PKCS#11-level signing mechanism. The numbering is tchsm's own and must never
-// change (the CLI and the PKCS#11 front end map onto it, and a future wire field may carry it);
-// p11shim maps CKM_* values onto it. Each scheme accepts its own mechanisms (Scheme.Mechanisms).
+// Mechanism names a PKCS#11-level signing mechanism as Backend.Sign takes it. The numbering is
+// tchsm's own and must never change (a future wire field may carry it). The PKCS#11 token's
+// mechanism table (p11shim/token/mechanisms.go) names the one each CKM_* value corresponds to
+// and the `tchsm sign -mech` names; the token hashes in the module itself and asks the cluster
+// for RSAPKCS over the DigestInfo, so that the message never leaves the host. Each scheme
+// accepts its own mechanisms (Scheme.Mechanisms).
 type Mechanism int32
 
 const (

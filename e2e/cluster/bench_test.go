@@ -15,6 +15,7 @@ import (
 	"github.com/tchsm/tchsm/internal/testcluster"
 	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // shareTimer measures one 2048-bit signature share on one goroutine: r = 1/shareTime is the
@@ -27,7 +28,7 @@ type shareTimer struct {
 }
 
 func newShareTimer(b testing.TB, bits int) *shareTimer {
-	key, err := shoup.GenerateKey(context.Background(), rand.Reader, bits, 0, nil)
+	key, err := keygen.GenerateKey(context.Background(), rand.Reader, bits, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -142,7 +142,7 @@ func printDevEnv(e *env, dir string) {
 func countUp(ctx context.Context, cfgPath string) (int, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c, err := openClient(ctx, cfgPath)
+	c, err := openClient(ctx, nil, cfgPath)
 	if err != nil {
 		return 0, 0, err
 	}

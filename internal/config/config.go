@@ -284,6 +284,13 @@ func Load(path string, v any) error {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	defer f.Close()
+	if _, ok := v.(*Client); ok {
+		// A client file holds broker credentials and the PIN's hash: refuse it when others can
+		// read it, as the identity file beside it is refused.
+		if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return fmt.Errorf("%w: %s is readable or writable by group or others (mode %v; want 0600)", ErrInvalid, path, fi.Mode().Perm())
+		}
+	}
 	dec := json.NewDecoder(f)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

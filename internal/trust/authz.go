@@ -31,7 +31,6 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST: true,
 	},
 	RoleNode: {
-		tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_ACK:     true,
 		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:    true,
 		tchsmpb.BodyType_BODY_TYPE_SIGNATURE_SHARE:   true,
 		tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH_RESULT: true,

@@ -18,6 +18,7 @@ import (
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -65,7 +66,7 @@ func dealt(t *testing.T) fixture {
 			fixErr = err
 			return
 		}
-		key, err := shoup.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
+		key, err := keygen.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
 		if err != nil {
 			fixErr = err
 			return

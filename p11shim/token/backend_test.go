@@ -13,6 +13,7 @@ import (
 	"github.com/tchsm/tchsm/internal/backend"
 	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	rsakeygen "github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // clusterBackend is a backend.Backend that runs the real threshold scheme in process: the dealer
@@ -106,7 +107,7 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req backend.GenerateRe
 	if e == 0 {
 		e = 65537
 	}
-	key, err := shoup.GenerateKey(ctx, rand.Reader, req.Bits, e, nil)
+	key, err := rsakeygen.GenerateKey(ctx, rand.Reader, req.Bits, e, nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return backend.KeyInfo{}, err

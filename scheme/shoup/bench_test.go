@@ -1,11 +1,9 @@
 package shoup
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"math/big"
-	"os/exec"
 	"testing"
 
 	"filippo.io/bigmod"
@@ -13,37 +11,10 @@ import (
 	"github.com/tchsm/tchsm/scheme"
 )
 
-// The goals these benchmarks measure (issue 2):
-//   - BenchmarkGenerateKey_2048 median <= BenchmarkOpenSSLSafePrime1024Twice (same run);
+// The goals these benchmarks measure (issue 2; key generation's are in package keygen):
 //   - BenchmarkSignShare_2048_3of5 <= 1.15 × BenchmarkModExpConstantTime_2048;
 //   - BenchmarkCombine_2048_3of5 < 10% of BenchmarkSignShare_2048_3of5.
 // Results with the machine they came from: scheme/shoup/BENCHMARKS.md.
-
-func BenchmarkGenerateKey_2048(b *testing.B) { benchGenerateKey(b, 2048) }
-func BenchmarkGenerateKey_3072(b *testing.B) { benchGenerateKey(b, 3072) }
-
-func benchGenerateKey(b *testing.B, bits int) {
-	for b.Loop() {
-		if _, err := GenerateKey(context.Background(), rand.Reader, bits, 0, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkOpenSSLSafePrime1024Twice is the yardstick for 2048-bit key generation: two 1024-bit
-// safe primes from `openssl prime -generate -safe`.
-func BenchmarkOpenSSLSafePrime1024Twice(b *testing.B) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		b.Skip("openssl not installed")
-	}
-	for b.Loop() {
-		for range 2 {
-			if out, err := exec.Command("openssl", "prime", "-generate", "-safe", "-bits", "1024").CombinedOutput(); err != nil {
-				b.Fatalf("openssl: %v: %s", err, out)
-			}
-		}
-	}
-}
 
 // BenchmarkModExpConstantTime_2048 is one full-length constant-time modular exponentiation, the
 // floor for one signature share.

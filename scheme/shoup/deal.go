@@ -71,7 +71,7 @@ func (pk *PublicKey) check() (*precomputed, error) {
 	if pk.L < 1 || pk.L > MaxPlayers || pk.K < 1 || pk.K > pk.L {
 		return nil, fmt.Errorf("%w: k=%d, n=%d", ErrInvalidParams, pk.K, pk.L)
 	}
-	if err := checkExponent(pk.E); err != nil {
+	if err := CheckExponent(pk.E); err != nil {
 		return nil, err
 	}
 	if pk.E <= pk.L {

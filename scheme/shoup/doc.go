@@ -2,7 +2,8 @@
 // Signatures", EUROCRYPT 2000) for PKCS#1 v1.5 signing, as tchsm's dealer, nodes and clients use
 // them.
 //
-// A dealer generates N = pq from safe primes p = 2p'+1, q = 2q'+1 (GenerateKey), and deals d, the
+// A dealer generates N = pq from safe primes p = 2p'+1, q = 2q'+1 (keygen.GenerateKey, in package
+// scheme/shoup/keygen so that signers do not link the search), and deals d, the
 // inverse of e modulo m = p'q', as points s_i = f(i) of a random polynomial of degree k-1 over Z_m
 // (Deal). Node i turns a message representative x into the share x_i = x^(2Δs_i) mod N, Δ = n!
 // (SignShare), and, when asked, proves with a Fiat-Shamir proof over SHA-256 that x_i is correct

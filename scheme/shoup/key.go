@@ -1,10 +1,8 @@
 package shoup
 
 import (
-	"context"
 	"crypto/rsa"
 	"fmt"
-	"io"
 	"math/big"
 )
 
@@ -25,40 +23,9 @@ type Key struct {
 	Safe bool
 }
 
-// GenerateKey generates a key with safe primes and a modulus of exactly bits bits (bits even,
-// MinBits..MaxBits). e is the public exponent (0 means DefaultE); it must be an odd prime.
-// progress, if not nil, receives the candidates tested so far for the prime being searched.
-func GenerateKey(ctx context.Context, rand io.Reader, bits, e int, progress func(tested int)) (*Key, error) {
-	if bits < MinBits || bits > MaxBits || bits%2 != 0 {
-		return nil, fmt.Errorf("%w: modulus of %d bits (want an even size from %d to %d)", ErrInvalidParams, bits, MinBits, MaxBits)
-	}
-	if e == 0 {
-		e = DefaultE
-	}
-	if err := checkExponent(e); err != nil {
-		return nil, err
-	}
-	for {
-		p, err := GenerateSafePrime(ctx, rand, bits/2, progress)
-		if err != nil {
-			return nil, err
-		}
-		q, err := GenerateSafePrime(ctx, rand, bits/2, progress)
-		if err != nil {
-			return nil, err
-		}
-		k, err := NewKeyFromPrimes(p, q, e)
-		if err == nil && k.N.BitLen() == bits {
-			return k, nil
-		}
-		// p == q or e divides p'q' (both astronomically rare): draw again.
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-	}
-}
-
-func checkExponent(e int) error {
+// CheckExponent checks a public exponent: an odd prime below 2^31 (Deal also wants it above the
+// number of players).
+func CheckExponent(e int) error {
 	if e < 3 || e%2 == 0 || e > 1<<31-1 || !big.NewInt(int64(e)).ProbablyPrime(20) {
 		return fmt.Errorf("%w: public exponent %d is not an odd prime below 2^31", ErrInvalidParams, e)
 	}
@@ -68,7 +35,7 @@ func checkExponent(e int) error {
 // NewKeyFromPrimes builds a key from two distinct safe primes, for instance from a pool of
 // pre-generated ones.
 func NewKeyFromPrimes(p, q *big.Int, e int) (*Key, error) {
-	if err := checkExponent(e); err != nil {
+	if err := CheckExponent(e); err != nil {
 		return nil, err
 	}
 	if !IsSafePrime(p) || !IsSafePrime(q) {
@@ -90,7 +57,7 @@ func FromRSA(priv *rsa.PrivateKey) (k *Key, safe bool, err error) {
 	if priv == nil || len(priv.Primes) != 2 || priv.E < 3 {
 		return nil, false, fmt.Errorf("%w: need an RSA key with exactly two primes", ErrInvalidKey)
 	}
-	if err := checkExponent(priv.E); err != nil {
+	if err := CheckExponent(priv.E); err != nil {
 		return nil, false, err
 	}
 	p, q := priv.Primes[0], priv.Primes[1]
@@ -156,4 +123,13 @@ func wipeInt(x *big.Int) {
 	w := x.Bits()
 	clear(w[:cap(w)])
 	x.SetInt64(0)
+}
+
+// IsSafePrime reports whether p and (p-1)/2 are both (probably) prime.
+func IsSafePrime(p *big.Int) bool {
+	if p.Sign() <= 0 || p.Bit(0) == 0 || p.BitLen() < 3 {
+		return false
+	}
+	q := new(big.Int).Rsh(p, 1)
+	return q.ProbablyPrime(20) && p.ProbablyPrime(20)
 }

@@ -22,7 +22,6 @@ type Scheme struct{}
 
 var (
 	_ scheme.Scheme    = Scheme{}
-	_ scheme.Dealer    = Scheme{}
 	_ scheme.PublicKey = (*PublicKey)(nil)
 )
 
@@ -203,25 +202,6 @@ func (Scheme) CheckShare(pk scheme.PublicKey, s scheme.SecretShare) error {
 		return bad
 	}
 	return nil
-}
-
-// Deal generates a key with safe primes (GenerateKey) and splits it (Deal). The dealer uses
-// GenerateKey/NewKeyFromPrimes and Deal itself, for its pool of primes and for imports.
-func (Scheme) Deal(ctx context.Context, rand io.Reader, p scheme.KeyParams) (scheme.PublicKey, []scheme.SecretShare, error) {
-	key, err := GenerateKey(ctx, rand, p.Bits, p.E, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer key.Wipe()
-	pk, shares, err := Deal(rand, key, p.K, p.N)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make([]scheme.SecretShare, len(shares))
-	for i, s := range shares {
-		out[i] = WrapShare(s)
-	}
-	return pk, out, nil
 }
 
 // ---- PublicKey as a scheme.PublicKey

@@ -2,32 +2,56 @@ package shoup
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tchsm/tchsm/scheme"
 )
 
-// keyCache shares generated keys between tests of one run: safe-prime generation is the slow part.
+// keyCache shares test keys between tests of one run.
 var keyCache sync.Map
 
+// testKey returns a key of bits bits: for 1024 and 2048 bits, from the safe primes in
+// testdata/safeprimes.json (the search for safe primes is package keygen's, tested there); for
+// other sizes, which only benchmarks use, an ordinary crypto/rsa key (a share costs the same).
 func testKey(t testing.TB, bits int) *Key {
 	t.Helper()
 	if k, ok := keyCache.Load(bits); ok {
 		return k.(*Key)
 	}
-	k, err := GenerateKey(context.Background(), rand.Reader, bits, 0, nil)
+	var k *Key
+	b, err := os.ReadFile("testdata/safeprimes.json")
 	if err != nil {
-		t.Fatalf("GenerateKey(%d): %v", bits, err)
+		t.Fatal(err)
+	}
+	var primes map[string][2]string
+	if err := json.Unmarshal(b, &primes); err != nil {
+		t.Fatal(err)
+	}
+	if pq, ok := primes[strconv.Itoa(bits)]; ok {
+		p, _ := new(big.Int).SetString(pq[0], 16)
+		q, _ := new(big.Int).SetString(pq[1], 16)
+		if k, err = NewKeyFromPrimes(p, q, DefaultE); err != nil || !k.Safe || k.N.BitLen() != bits {
+			t.Fatalf("testdata primes for %d bits: %v", bits, err)
+		}
+	} else {
+		priv, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k, _, err = FromRSA(priv); err != nil {
+			t.Fatal(err)
+		}
 	}
 	actual, _ := keyCache.LoadOrStore(bits, k)
 	return actual.(*Key)
@@ -312,18 +336,6 @@ func TestBadInput(t *testing.T) {
 		{"n = 0", ErrInvalidParams, func() error { _, _, err := Deal(rand.Reader, key, 0, 0); return err }},
 		{"k = 0", ErrInvalidParams, func() error { _, _, err := Deal(rand.Reader, key, 0, 3); return err }},
 		{"n too large", ErrInvalidParams, func() error { _, _, err := Deal(rand.Reader, key, 2, MaxPlayers+1); return err }},
-		{"bits too small", ErrInvalidParams, func() error {
-			_, err := GenerateKey(context.Background(), rand.Reader, 512, 0, nil)
-			return err
-		}},
-		{"bits odd", ErrInvalidParams, func() error {
-			_, err := GenerateKey(context.Background(), rand.Reader, 2047, 0, nil)
-			return err
-		}},
-		{"e not prime", ErrInvalidParams, func() error {
-			_, err := GenerateKey(context.Background(), rand.Reader, 2048, 65535, nil)
-			return err
-		}},
 		{"e even", ErrInvalidParams, func() error { _, err := NewKeyFromPrimes(key.P, key.Q, 65536); return err }},
 		{"e not above n", ErrInvalidParams, func() error {
 			k3, err := NewKeyFromPrimes(key.P, key.Q, 3)
@@ -419,53 +431,6 @@ func TestImportedKey(t *testing.T) {
 	}
 	if _, _, err := FromRSA(nil); !errors.Is(err, ErrInvalidKey) {
 		t.Fatalf("FromRSA(nil): %v", err)
-	}
-}
-
-func TestGenerateKeyProperties(t *testing.T) {
-	var calls int
-	var mu sync.Mutex
-	key, err := GenerateKey(context.Background(), rand.Reader, 1024, 0, func(int) { mu.Lock(); calls++; mu.Unlock() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key.N.BitLen() != 1024 || key.E != 65537 || !key.Safe {
-		t.Fatalf("bits=%d e=%d safe=%v", key.N.BitLen(), key.E, key.Safe)
-	}
-	if !IsSafePrime(key.P) || !IsSafePrime(key.Q) || key.P.BitLen() != 512 || key.Q.BitLen() != 512 {
-		t.Fatal("primes are not 512-bit safe primes")
-	}
-	if calls == 0 {
-		t.Fatal("progress never reported")
-	}
-	if err := key.RSA().Validate(); err != nil {
-		t.Fatalf("crypto/rsa rejects the key: %v", err)
-	}
-	// Any prime e > n works.
-	k3, err := NewKeyFromPrimes(key.P, key.Q, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, shares, err := Deal(rand.Reader, k3, 2, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	em := encode(t, pk, scheme.SHA1RSAPKCS, []byte("e=3"))
-	if _, err := Combine(pk, em, signWith(t, pk, shares, []int{1, 2}, em)); err != nil {
-		t.Fatalf("e=3: %v", err)
-	}
-}
-
-func TestGenerateKeyCancel(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := GenerateKey(ctx, rand.Reader, 8192, 0, nil)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want deadline exceeded", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("cancellation took %v", d)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tchsm/tchsm/bench/internal/stats"
 	"github.com/tchsm/tchsm/scheme/shoup"
+	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 )
 
 // ErrBadParams is returned for impossible parameters.
@@ -74,7 +75,7 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 	}
 	var key *shoup.Key
 	if cfg.SafePrimes {
-		k, err := shoup.GenerateKey(ctx, rand.Reader, cfg.Bits, 0, nil)
+		k, err := keygen.GenerateKey(ctx, rand.Reader, cfg.Bits, 0, nil)
 		if err != nil {
 			return res, fmt.Errorf("limit: generate key: %w", err)
 		}

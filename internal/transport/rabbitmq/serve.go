@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/tchsm/tchsm/internal/transport"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,12 @@ func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *syn
 	if err := d.Ack(false); err != nil {
 		return // channel gone: the broker requeues it for another consumer
 	}
+	// Answers go only to the requester's own direct reply-to address, never to a queue a
+	// request names: a member must not make a node publish into another queue of the vhost.
+	if !strings.HasPrefix(d.ReplyTo, directReplyTo+".") {
+		c.log.Debug("dropping a request without a direct reply-to address", "queue", d.RoutingKey)
+		return
+	}
 	now := time.Now()
 	deadline := requestDeadline(d, now)
 	if !deadline.After(now) {
@@ -62,9 +69,6 @@ func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *syn
 	hctx, cancel := context.WithDeadline(ctx, deadline)
 	reply, herr := transport.SafeHandle(hctx, h, transport.Delivery{Body: d.Body, Deadline: deadline, Redelivered: d.Redelivered})
 	cancel()
-	if d.ReplyTo == "" {
-		return
-	}
 	left := time.Until(deadline)
 	if left <= 0 {
 		c.log.Debug("dropping late reply", "queue", d.RoutingKey)

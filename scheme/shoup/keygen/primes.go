@@ -1,8 +1,9 @@
-package shoup
+package keygen
 
 import (
 	"context"
 	"fmt"
+	"github.com/tchsm/tchsm/scheme/shoup"
 	"io"
 	"math/big"
 	"math/bits"
@@ -54,8 +55,8 @@ func (l *lockedReader) Read(p []byte) (int, error) {
 // from a single goroutine about every 200 ms and at the end with the number of candidates that
 // reached an exponentiation. It returns ctx.Err() when ctx ends first.
 func GenerateSafePrime(ctx context.Context, rand io.Reader, bits int, progress func(tested int)) (*big.Int, error) {
-	if bits < 64 || bits > MaxBits {
-		return nil, fmt.Errorf("%w: safe prime of %d bits", ErrInvalidParams, bits)
+	if bits < 64 || bits > shoup.MaxBits {
+		return nil, fmt.Errorf("%w: safe prime of %d bits", shoup.ErrInvalidParams, bits)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -202,13 +203,4 @@ func modWord(words []big.Word, r uint32) uint32 {
 		rem = bits.Rem64(rem, w, uint64(r))
 	}
 	return uint32(rem)
-}
-
-// IsSafePrime reports whether p and (p-1)/2 are both (probably) prime.
-func IsSafePrime(p *big.Int) bool {
-	if p.Sign() <= 0 || p.Bit(0) == 0 || p.BitLen() < 3 {
-		return false
-	}
-	q := new(big.Int).Rsh(p, 1)
-	return q.ProbablyPrime(20) && p.ProbablyPrime(20)
 }
