@@ -6,7 +6,7 @@
 // A node consumes two queues (internal/transport names them):
 //
 //   - its durable control queue, one message at a time: KeyShareDelivery from a dealer and
-//     DeleteKey from a dealer or client. A message is acknowledged only once its effect is on
+//     DeleteKey from the dealer (clients ask the dealer). A message is acknowledged only once its effect is on
 //     disk (the share stored, the tombstone written). Malformed, forged, expired, unauthorised or
 //     inconsistent messages are logged (sender, reason, never secrets) and rejected with
 //     transport.ErrPermanent, so the broker dead-letters them into the node's .dead queue for the
