@@ -55,8 +55,9 @@ type Engine interface {
 
 // Modulus is an odd public modulus, with what the engines precompute for it.
 type Modulus struct {
-	n  []byte // big-endian, no leading zero byte
-	bm *bigmod.Modulus
+	n     []byte // big-endian, no leading zero byte
+	bm    *bigmod.Modulus
+	state sync.Map // engine-specific precomputation (Montgomery context), by engine's key
 }
 
 // NewModulus returns the modulus n (big-endian; odd, greater than 1).
@@ -82,6 +83,24 @@ func (m *Modulus) Bytes() []byte { return m.n }
 
 // Bigmod returns the modulus as filippo.io/bigmod uses it.
 func (m *Modulus) Bigmod() *bigmod.Modulus { return m.bm }
+
+// State returns the engine-specific precomputation stored under key, calling make to create it
+// on first use (concurrent first uses may each call make; one result is kept and the others are
+// passed to discard, which may be nil).
+func (m *Modulus) State(key any, make func() (any, error), discard func(any)) (any, error) {
+	if v, ok := m.state.Load(key); ok {
+		return v, nil
+	}
+	v, err := make()
+	if err != nil {
+		return nil, err
+	}
+	got, loaded := m.state.LoadOrStore(key, v)
+	if loaded && discard != nil {
+		discard(v)
+	}
+	return got, nil
+}
 
 // Bigmod is the pure-Go engine.
 type Bigmod struct{}

@@ -26,24 +26,55 @@ package openssl
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
 
-// tchsm_ct_exp writes base^exp mod mod (big-endian, modlen bytes) to out; it returns 1 on
+// tchsm_mont is a public modulus with its Montgomery context, prepared once per key and then
+// only read (BN_mod_exp_mont_consttime takes both as const), so threads share it.
+typedef struct {
+	BIGNUM *m;
+	BN_MONT_CTX *mont;
+} tchsm_mont;
+
+static void tchsm_mont_free(tchsm_mont *t) {
+	if (t == NULL)
+		return;
+	BN_MONT_CTX_free(t->mont);
+	BN_free(t->m);
+	OPENSSL_free(t);
+}
+
+static tchsm_mont *tchsm_mont_new(const unsigned char *mod, int modlen) {
+	tchsm_mont *t = OPENSSL_zalloc(sizeof(*t));
+	BN_CTX *ctx = BN_CTX_new();
+	if (t == NULL || ctx == NULL)
+		goto fail;
+	t->m = BN_bin2bn(mod, modlen, NULL);
+	t->mont = BN_MONT_CTX_new();
+	if (t->m == NULL || t->mont == NULL || !BN_MONT_CTX_set(t->mont, t->m, ctx))
+		goto fail;
+	BN_CTX_free(ctx);
+	return t;
+fail:
+	BN_CTX_free(ctx);
+	tchsm_mont_free(t);
+	return NULL;
+}
+
+// tchsm_ct_exp writes base^exp mod t->m (big-endian, modlen bytes) to out; it returns 1 on
 // success and 0 on failure.
 static int tchsm_ct_exp(unsigned char *out, const unsigned char *base, const unsigned char *exp,
-                        int explen, const unsigned char *mod, int modlen) {
+                        int explen, const tchsm_mont *t, int modlen) {
 	int ok = 0;
 	BN_CTX *ctx = BN_CTX_secure_new();
 	BIGNUM *p = BN_secure_new();
 	if (ctx == NULL || p == NULL)
 		goto end;
 	BN_CTX_start(ctx);
-	BIGNUM *a = BN_CTX_get(ctx), *m = BN_CTX_get(ctx), *r = BN_CTX_get(ctx);
+	BIGNUM *a = BN_CTX_get(ctx), *r = BN_CTX_get(ctx);
 	if (r == NULL)
 		goto end_ctx;
 	BN_set_flags(p, BN_FLG_CONSTTIME);
-	if (BN_bin2bn(base, modlen, a) == NULL || BN_bin2bn(mod, modlen, m) == NULL ||
-	    BN_bin2bn(exp, explen, p) == NULL)
+	if (BN_bin2bn(base, modlen, a) == NULL || BN_bin2bn(exp, explen, p) == NULL)
 		goto end_ctx;
-	if (!BN_mod_exp_mont_consttime(r, a, p, m, ctx, NULL))
+	if (!BN_mod_exp_mont_consttime(r, a, p, t->m, ctx, t->mont))
 		goto end_ctx;
 	ok = BN_bn2binpad(r, out, modlen) == modlen;
 end_ctx:
@@ -57,7 +88,9 @@ end:
 import "C"
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"github.com/tchsm/tchsm/internal/modexp"
@@ -88,13 +121,37 @@ func (Engine) Exp(m *modexp.Modulus, base, exp []byte) ([]byte, error) {
 	if len(exp) > 0 {
 		ep = &exp[0]
 	}
+	// A context made by a concurrent first use and then discarded is freed by its own cleanup.
+	st, err := m.State(stateKey{}, func() (any, error) { return newMont(m) }, nil)
+	if err != nil {
+		return nil, err
+	}
+	mc := st.(*mont)
 	out := make([]byte, len(n))
 	// The slices hold no Go pointers, so C may read them during the call (cgo's pointer rules).
-	if C.tchsm_ct_exp((*C.uchar)(unsafe.Pointer(&out[0])), (*C.uchar)(unsafe.Pointer(&base[0])),
-		(*C.uchar)(unsafe.Pointer(ep)), C.int(len(exp)), (*C.uchar)(unsafe.Pointer(&n[0])), C.int(len(n))) != 1 {
-		return nil, fmt.Errorf("modexp/openssl: BN_mod_exp_mont_consttime failed")
+	ok := C.tchsm_ct_exp((*C.uchar)(unsafe.Pointer(&out[0])), (*C.uchar)(unsafe.Pointer(&base[0])),
+		(*C.uchar)(unsafe.Pointer(ep)), C.int(len(exp)), mc.t, C.int(len(n)))
+	runtime.KeepAlive(m) // m's cleanup frees mc.t
+	if ok != 1 {
+		return nil, errors.New("modexp/openssl: BN_mod_exp_mont_consttime failed")
 	}
 	return out, nil
+}
+
+type stateKey struct{}
+
+// mont is a modulus's tchsm_mont, freed (runtime.AddCleanup) when its modexp.Modulus is garbage.
+type mont struct{ t *C.tchsm_mont }
+
+func newMont(m *modexp.Modulus) (*mont, error) {
+	n := m.Bytes()
+	t := C.tchsm_mont_new((*C.uchar)(unsafe.Pointer(&n[0])), C.int(len(n)))
+	if t == nil {
+		return nil, errors.New("modexp/openssl: BN_MONT_CTX_set failed")
+	}
+	mc := &mont{t: t}
+	runtime.AddCleanup(m, func(t *C.tchsm_mont) { C.tchsm_mont_free(t) }, t)
+	return mc, nil
 }
 
 // less reports a < b for equal-length big-endian a and b (both public here).
