@@ -5,11 +5,13 @@
 // package is linked; see package modexp for how the engine is chosen). The node imports it; the
 // PKCS#11 module does not, and must not: it computes no shares.
 //
-// Why OpenSSL (issue 17; figures in scheme/shoup/BENCHMARKS.md): filippo.io/bigmod is 1.3× slower
-// than OpenSSL at 2048 bits with its mulx/adx assembly and about 4× at 3072 and 4096, where it
-// has none. Assembly kernels of the same kind for 3072/4096 would leave the 2048-bit factor of
-// 1.3, short of the goal (share ≤ 1.05 × OpenSSL), and an AVX-512 IFMA kernel is a project of its
-// own; calling OpenSSL gives its speed at every size, with code the whole industry reviews.
+// Why OpenSSL (issue 17; measurements in scheme/shoup/BENCHMARKS.md): the goal is a share no
+// slower than 1.05 × OpenSSL's own constant-time exponentiation at 2048, 3072 and 4096 bits.
+// filippo.io/bigmod is 1.37× at 2048 bits with its MULX/ADX assembly and 3.3× and 4.5× at 3072
+// and 4096, where it has none. Assembly kernels of the same kind for 3072/4096 would leave about
+// the 2048-bit factor, short of the goal; an AVX-512 IFMA kernel could beat OpenSSL 3.0 (which
+// uses IFMA only for 1024-bit moduli) but is a project of its own. Calling OpenSSL gives its
+// speed at every size (measured 1.02, 1.02 and 1.01) with code the industry reviews.
 //
 // Constant time: the exponent carries BN_FLG_CONSTTIME and goes to BN_mod_exp_mont_consttime
 // (fixed window, table gathered with masks (bn_gather5 / MOD_EXP_CTIME_COPY_FROM_PREBUF), no
