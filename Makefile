@@ -37,6 +37,8 @@ test: deps fmt-check vet
 	CGO_ENABLED=0 $(GO) test -count=1 ./internal/modexp/... ./scheme/...
 	@echo "broker restart test (stops the shared RabbitMQ, so it runs alone):"
 	TCHSM_BROKER_RESTART=1 $(GO) test -count=1 -timeout 10m -run '^TestBrokerRestart$$' ./e2e/cluster
+	@echo "broker node failover test (a three-node RabbitMQ cluster of its own, stopped and killed node by node; about 3 minutes):"
+	TCHSM_BROKER_FAILOVER=1 $(GO) test -count=1 -timeout 10m -run '^TestBrokerNodeFailover$$' ./e2e/cluster
 	$(MAKE) --no-print-directory fuzz-smoke
 
 # A count, not a duration: with a wall-clock -fuzztime, Go 1.26's fuzz coordinator can fail a

@@ -108,6 +108,7 @@ type nodeState struct {
 	lastSeenOK time.Time
 	inflight   int    // sign requests sent and not answered yet
 	shares     int    // signature shares received
+	invalid    int    // shares proven invalid (the node lied)
 	lastAsked  uint64 // c.orders when it was last asked
 }
 
@@ -684,6 +685,7 @@ func (c *Client) noteSuccess(nodeID string, d time.Duration) {
 // NodeStat is what the client has seen of one node since it started.
 type NodeStat struct {
 	Shares  int           // signature shares received
+	Invalid int           // shares proven invalid: each one made the client exclude the node
 	Latency time.Duration // recent share latency (moving average)
 	LastErr string
 }
@@ -694,7 +696,7 @@ func (c *Client) NodeStats() map[string]NodeStat {
 	defer c.mu.Unlock()
 	out := make(map[string]NodeStat, len(c.nodes))
 	for id, st := range c.nodes {
-		out[id] = NodeStat{Shares: st.shares, Latency: st.ewma, LastErr: st.lastErr}
+		out[id] = NodeStat{Shares: st.shares, Invalid: st.invalid, Latency: st.ewma, LastErr: st.lastErr}
 	}
 	return out
 }
@@ -704,6 +706,7 @@ func (c *Client) noteLiar(nodeID string) {
 	defer c.mu.Unlock()
 	if st := c.nodes[nodeID]; st != nil {
 		st.excluded = time.Now().Add(liarFor)
+		st.invalid++
 		st.lastErr = "returned an invalid signature share"
 	}
 }

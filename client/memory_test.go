@@ -252,8 +252,8 @@ func TestMemLyingNodeIsNamedAndExcluded(t *testing.T) {
 	if _, ok := ex["node-2"]; !ok || len(ex) != 1 {
 		t.Fatalf("excluded %v, want node-2 only", ex)
 	}
-	if st := c.NodeStats()["node-2"]; !strings.Contains(st.LastErr, "invalid") {
-		t.Fatalf("node-2's last error %q does not say it lied", st.LastErr)
+	if st := c.NodeStats()["node-2"]; !strings.Contains(st.LastErr, "invalid") || st.Invalid < 1 {
+		t.Fatalf("node-2's stats %+v do not say it lied", st)
 	}
 	if logs := mc.logs.String(); !strings.Contains(logs, "invalid signature share") || !strings.Contains(logs, "node-2") {
 		t.Fatalf("the liar is not named in the client's log:\n%s", logs)

@@ -141,7 +141,7 @@ func New(cfg *config.Dealer, conn transport.Transport, opts Options) (*Dealer, e
 	d.m, d.id = m, id
 	d.log = d.log.With("dealer", id.ID)
 	d.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
-	if d.opener, err = trust.NewOpener(m, trust.WithIdentity(id)); err != nil {
+	if d.opener, err = trust.NewOpener(m, trust.WithIdentity(id), trust.WithNotBefore(d.started)); err != nil {
 		return nil, err
 	}
 	d.caller = &rpc.Caller{Sealer: d.sealer, Opener: d.opener,

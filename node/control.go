@@ -47,6 +47,10 @@ func (n *node) handleControl(ctx context.Context, body []byte) (err error) {
 		return n.deliver(op, m)
 	case *tchsmpb.DeleteKey:
 		id := m.GetKeyId()
+		if op.Sender.Role != trust.RoleDealer {
+			// One deletion path: clients ask the dealer, which decides (roles, grace periods).
+			return n.permanent(op.Sender.ID, "delete_key", "only the dealer deletes keys")
+		}
 		if !trust.ValidKeyID(id) {
 			return n.permanent(op.Sender.ID, "delete_key", "bad key id")
 		}

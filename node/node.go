@@ -6,7 +6,7 @@
 // A node consumes two queues (internal/transport names them):
 //
 //   - its durable control queue, one message at a time: KeyShareDelivery from a dealer and
-//     DeleteKey from a dealer or client. A message is acknowledged only once its effect is on
+//     DeleteKey from the dealer (clients ask the dealer). A message is acknowledged only once its effect is on
 //     disk (the share stored, the tombstone written). Malformed, forged, expired, unauthorised or
 //     inconsistent messages are logged (sender, reason, never secrets) and rejected with
 //     transport.ErrPermanent, so the broker dead-letters them into the node's .dead queue for the
@@ -157,6 +157,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 			return err
 		}
 		tc.Logger = n.log
+		tc.Spread = n.self.Index // nodes 1..n start on brokers 1, 2, ... in turn
 		if n.conn, err = rabbitmq.Open(ctx, tc); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -240,7 +241,9 @@ func (n *node) load() error {
 	if subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 || subtle.ConstantTimeCompare(pub.EncPub, mem.EncPub) != 1 {
 		return fmt.Errorf("%w: the keys of %s differ from the manifest's", ErrIdentity, id.ID)
 	}
-	opener, err := trust.NewOpener(m, trust.WithIdentity(id))
+	// Requests issued before this start are refused: the replay cache is new, and a request
+	// captured before a restart must not be served again.
+	opener, err := trust.NewOpener(m, trust.WithIdentity(id), trust.WithNotBefore(n.started))
 	if err != nil {
 		return err
 	}

@@ -170,12 +170,27 @@ func TestLateNode(t *testing.T) {
 	eventually(t, 10*time.Second, func() error { return hasKey(client, t, 3, rec.KeyId) })
 	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("late node"), 3, 1)
 
-	// A client may delete through the control queue too (what client.DeleteKey does).
+	// A client's deletion in the control queue is refused (set aside): only the dealer deletes.
 	del, _, err := client.Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId}, trust.DurableMaxTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Publish(c.Dial("test-client-publisher"), 3, del)
+	eventually(t, 20*time.Second, func() error {
+		if n := c.QueueDepth(rabbitmq.NodeDeadQueue(c.Manifest.ClusterID, "node-3")); n != 1 {
+			return fmt.Errorf("node-3's dead letters: %d, want the client's deletion", n)
+		}
+		return nil
+	})
+	if err := hasKey(client, t, 3, rec.KeyId); err != nil {
+		t.Fatalf("a client's deletion in the control queue was obeyed: %v", err)
+	}
+	// The dealer's is obeyed.
+	dealerDel, _, err := c.Peer("dealer").Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId}, trust.DurableMaxTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Publish(c.Dial("test-dealer-publisher"), 3, dealerDel)
 	eventually(t, 10*time.Second, func() error {
 		if hasKey(client, t, 3, rec.KeyId) == nil {
 			return fmt.Errorf("node-3 still holds %s", rec.KeyId)
@@ -467,10 +482,13 @@ func TestDelete(t *testing.T) {
 	if ids, _ := client.KeyIDs(nodetest.Ctx(t, 5*time.Second), 1); slices.Contains(ids, id) {
 		t.Fatal("key back after restart")
 	}
-	// A client may delete over the rpc queue too.
-	op, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: id})
+	// Over the rpc queue, a client's deletion is refused and the dealer's obeyed.
+	if _, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: id}); nodetest.Code(err) != tchsmpb.Error_UNAUTHORIZED {
+		t.Fatalf("a client's rpc DeleteKey: %v, want UNAUTHORIZED", err)
+	}
+	op, err := c.Peer("dealer").CallNode(nodetest.Ctx(t, 5*time.Second), 2, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: id})
 	if err != nil || !op.Message.(*tchsmpb.DeleteKeyAck).Ok {
-		t.Fatalf("rpc DeleteKey: %v", err)
+		t.Fatalf("the dealer's rpc DeleteKey: %v", err)
 	}
 }
 
@@ -503,4 +521,34 @@ func TestLyingNodeCaught(t *testing.T) {
 		t.Fatalf("lying share passed its proof: %v", err)
 	}
 	nodetest.SignWith(t, client, pk, rec.KeyId, []byte("honest"), 1, 3)
+}
+
+// A request captured before a node restarts is not served again by the restarted node (its
+// replay cache is new; it refuses requests issued before its start).
+func TestReplayAfterRestart(t *testing.T) {
+	c := nodetest.NewInMemory(t, nodetest.Options{K: 2, N: 3})
+	c.StartNode(1, node.Options{})
+	client := c.Peer("client-1")
+	raw, _, err := client.Sealer.Seal(tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CallRaw(nodetest.Ctx(t, 5*time.Second), "node-1", transport.Node("node-1"), raw); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if _, err := client.CallRaw(nodetest.Ctx(t, 5*time.Second), "node-1", transport.Node("node-1"), raw); !errors.Is(err, transport.ErrRemote) ||
+		!strings.Contains(err.Error(), trust.ErrReplay.Error()) {
+		t.Fatalf("replay before the restart: %v", err)
+	}
+	c.StopNode(1)
+	time.Sleep(trust.DefaultSkew + 100*time.Millisecond) // the node's start is then past the request's issue time + skew
+	c.StartNode(1, node.Options{})
+	_, err = client.CallRaw(nodetest.Ctx(t, 5*time.Second), "node-1", transport.Node("node-1"), raw)
+	if !errors.Is(err, transport.ErrRemote) || !strings.Contains(err.Error(), trust.ErrExpired.Error()) {
+		t.Fatalf("replay after the restart: %v, want a rejection (expired)", err)
+	}
+	// A fresh request is served.
+	if _, err := client.CallNode(nodetest.Ctx(t, 5*time.Second), 1, tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}); err != nil {
+		t.Fatalf("a fresh request after the restart: %v", err)
+	}
 }

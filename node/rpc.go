@@ -103,6 +103,9 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 		return h, nil
 	case *tchsmpb.DeleteKey:
 		id := m.GetKeyId()
+		if op.Sender.Role != trust.RoleDealer {
+			return nil, rpc.Fail(tchsmpb.Error_UNAUTHORIZED, id, "only the dealer deletes keys; ask the dealer")
+		}
 		if !trust.ValidKeyID(id) {
 			return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
 		}

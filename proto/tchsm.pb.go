@@ -43,7 +43,7 @@ type BodyType int32
 const (
 	BodyType_BODY_TYPE_UNSPECIFIED           BodyType = 0
 	BodyType_BODY_TYPE_KEY_SHARE_DELIVERY    BodyType = 1  // KeyShareDelivery, dealer -> node
-	BodyType_BODY_TYPE_DELETE_KEY            BodyType = 3  // DeleteKey, dealer or client -> node / dealer
+	BodyType_BODY_TYPE_DELETE_KEY            BodyType = 3  // DeleteKey, dealer -> node, client -> dealer
 	BodyType_BODY_TYPE_DELETE_KEY_ACK        BodyType = 4  // DeleteKeyAck, node -> dealer / client, dealer -> client
 	BodyType_BODY_TYPE_SIGN_REQUEST          BodyType = 5  // SignRequest, client -> nodes
 	BodyType_BODY_TYPE_SIGNATURE_SHARE       BodyType = 6  // SignatureShare, node -> client

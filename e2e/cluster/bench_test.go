@@ -60,7 +60,12 @@ func median[T int64 | float64 | time.Duration](xs []T) T {
 }
 
 func benchCluster(b testing.TB, k, n, bits, workers int) (*testcluster.Cluster, *client.Client, client.KeyInfo) {
-	tc := testcluster.Start(b, testcluster.Options{K: k, N: n, Workers: workers, DealerPool: -1})
+	return benchClusterOn(b, nil, k, n, bits, workers)
+}
+
+// benchClusterOn is benchCluster on brokers (nil: the machine's broker).
+func benchClusterOn(b testing.TB, brokers *testcluster.Brokers, k, n, bits, workers int) (*testcluster.Cluster, *client.Client, client.KeyInfo) {
+	tc := testcluster.Start(b, testcluster.Options{K: k, N: n, Workers: workers, DealerPool: -1, Brokers: brokers})
 	c := tc.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -133,6 +138,53 @@ func benchThroughput(b *testing.B, conc int) {
 	b.ReportMetric(limit, "limit-sig/s")
 	b.ReportMetric(rate/limit, "ratio")
 	b.ReportMetric(float64(share.Microseconds()), "share-µs")
+}
+
+// BenchmarkBrokersThroughput_2048_3of5 compares, side by side in one run, a 3-of-5 cluster on
+// the machine's single broker with one on a three-node broker cluster of its own
+// (scripts/brokers.sh; goal: within 10 %), at 16 signatures in flight. The two clusters take
+// turns in short windows, so that the host's drift hits both alike; it reports each one's mean
+// rate and the ratio three-broker / single-broker. It starts three broker nodes: run it with
+// -bench explicitly.
+func BenchmarkBrokersThroughput_2048_3of5(b *testing.B) {
+	const k, n, bits, windows, conc = 3, 5, 2048, 10, 16
+	brokers := testcluster.StartBrokers(b, 3)
+	_, one, key1 := benchClusterOn(b, nil, k, n, bits, 2)
+	_, three, key3 := benchClusterOn(b, brokers, k, n, bits, 2)
+	window := func(c *client.Client, key client.KeyInfo) (int64, time.Duration) {
+		var done atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		stop := start.Add(1500 * time.Millisecond)
+		for w := 0; w < conc; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; time.Now().Before(stop); i++ {
+					if _, err := c.Sign(context.Background(), key.ID, scheme.SHA256RSAPKCS, []byte(fmt.Sprint(w, i))); err != nil {
+						b.Error(err)
+						return
+					}
+					done.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		return done.Load(), time.Since(start)
+	}
+	b.ResetTimer()
+	var s1, s3 int64
+	var t1, t3 time.Duration
+	for range windows {
+		n1, d1 := window(one, key1)
+		n3, d3 := window(three, key3)
+		s1, t1, s3, t3 = s1+n1, t1+d1, s3+n3, t3+d3
+	}
+	r1, r3 := float64(s1)/t1.Seconds(), float64(s3)/t3.Seconds()
+	b.Logf("single broker %.1f sig/s, three brokers %.1f sig/s, ratio %.3f", r1, r3, r3/r1)
+	b.ReportMetric(r1, "single-sig/s")
+	b.ReportMetric(r3, "three-sig/s")
+	b.ReportMetric(r3/r1, "ratio")
 }
 
 // BenchmarkClusterLatency_2048_3of5 measures one signature at a time on an idle cluster

@@ -183,7 +183,7 @@ func TestFailedKeyGenerationLeavesNoKey(t *testing.T) {
 		busy := false
 		for _, line := range strings.Split(out, "\n") {
 			f := strings.Fields(line)
-			if len(f) == 2 && strings.HasSuffix(f[0], ".control") && f[1] != "0" {
+			if len(f) == 2 && strings.HasSuffix(f[0], ".inbox") && f[1] != "0" {
 				busy = true
 			}
 		}

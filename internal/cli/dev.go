@@ -16,6 +16,7 @@ import (
 	"github.com/tchsm/tchsm/internal/clusterinit"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/pin"
+	"github.com/tchsm/tchsm/scripts"
 )
 
 func init() {
@@ -35,10 +36,12 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	dir := fs.String("dir", ".dev", "cluster folder")
 	k := fs.Int("k", 3, "up: threshold")
 	n := fs.Int("n", 5, "up: number of nodes")
-	url := fs.String("amqp", "", "up: broker URL (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
+	url := fs.String("amqp", "", "up: broker URL or comma-separated URLs (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
 	label := fs.String("token-label", "tchsm", "up: PKCS#11 token label")
 	userPIN := fs.String("pin", DevPIN, "up: PKCS#11 user PIN")
 	workers := fs.Int("workers", 0, "up: signing goroutines per node (0: number of CPUs)")
+	brokers := fs.Int("brokers", 0, "up: also start a local RabbitMQ cluster of this many broker nodes in DIR/brokers and use it (0: use -amqp)")
+	brokerPort := fs.Int("broker-port", 5781, "up: AMQP port of the first of -brokers nodes (the others follow; Erlang distribution on port+20000)")
 	purge := fs.Bool("purge", false, "down: also delete the cluster folder")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -49,6 +52,17 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	}
 	switch sub {
 	case "up":
+		if *brokers < 0 || *brokers > 9 {
+			return fmt.Errorf("dev up: -brokers %d: want 0..9", *brokers)
+		}
+		if *brokers > 0 || brokersRunning(abs) {
+			if *url != "" {
+				return fmt.Errorf("dev up: -amqp and -brokers exclude each other")
+			}
+			if *url, err = brokersUp(ctx, e, abs, *brokers, *brokerPort); err != nil {
+				return err
+			}
+		}
 		return devUp(ctx, e, abs, *k, *n, *url, *label, *userPIN, *workers)
 	case "down":
 		return devDown(e, abs, *purge)
@@ -128,7 +142,7 @@ func printDevEnv(e *env, dir string) {
 func countUp(ctx context.Context, cfgPath string) (int, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c, err := openClient(ctx, cfgPath)
+	c, err := openClient(ctx, nil, cfgPath)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -204,6 +218,47 @@ func alive(dir string) (int, bool) {
 	return pid, syscall.Kill(pid, 0) == nil
 }
 
+// brokersRunning reports whether dir has a broker cluster of `dev up -brokers`.
+func brokersRunning(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "brokers", "env"))
+	return err == nil
+}
+
+// brokersScript runs scripts/brokers.sh (embedded in the binary) on dir/brokers.
+func brokersScript(ctx context.Context, dir string, args ...string) (string, error) {
+	bd := filepath.Join(dir, "brokers")
+	if err := os.MkdirAll(bd, 0o700); err != nil {
+		return "", err
+	}
+	sh := filepath.Join(bd, "brokers.sh")
+	if err := os.WriteFile(sh, scripts.Brokers, 0o700); err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "bash", append([]string{sh, args[0], bd}, args[1:]...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("brokers.sh %s: %v\n%s", args[0], err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// brokersUp starts (or, on a folder that has them, restarts) n local broker nodes and returns
+// their AMQP URLs, comma-separated.
+func brokersUp(ctx context.Context, e *env, dir string, n, port int) (string, error) {
+	if _, err := os.Stat("/usr/lib/rabbitmq/bin/rabbitmq-server"); err != nil {
+		return "", fmt.Errorf("dev up -brokers needs Debian's rabbitmq-server (scripts/deps.sh): %w", err)
+	}
+	fmt.Fprintf(e.stderr, "starting the broker nodes in %s (10-40 s each on 2 cores)\n", filepath.Join(dir, "brokers"))
+	urls, err := brokersScript(ctx, dir, "up", strconv.Itoa(n), strconv.Itoa(port))
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(e.stderr, "brokers: %s\n", urls)
+	return urls, nil
+}
+
 func devDown(e *env, dir string, purge bool) error {
 	pids, _ := filepath.Glob(filepath.Join(dir, "*", "process.pid"))
 	more, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "process.pid"))
@@ -227,6 +282,13 @@ func devDown(e *env, dir string, purge bool) error {
 		os.Remove(p)
 	}
 	fmt.Fprintf(e.stderr, "stopped %d processes\n", stopped)
+	if brokersRunning(dir) {
+		if _, err := brokersScript(context.Background(), dir, "down"); err != nil {
+			fmt.Fprintf(e.stderr, "stopping the broker nodes: %v\n", err)
+		} else {
+			fmt.Fprintln(e.stderr, "stopped the broker nodes")
+		}
+	}
 	if purge {
 		return os.RemoveAll(dir)
 	}

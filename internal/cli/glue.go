@@ -20,13 +20,19 @@ func init() {
 
 // openClient opens a client from its configuration file. When the file names a dealer_config,
 // keys are dealt in this process (client.Options.Dealer): only the command can, since the
-// PKCS#11 module does not link the dealer.
-func openClient(ctx context.Context, path string) (*client.Client, error) {
+// PKCS#11 module does not link the dealer. Without a log_file of its own, the client's warnings
+// (a node caught lying, a broker away) go to stderr (e nil: nowhere).
+func openClient(ctx context.Context, e *env, path string) (*client.Client, error) {
 	var cfg config.Client
 	if err := config.Load(path, &cfg); err != nil {
 		return nil, err
 	}
 	var opts client.Options
+	if cfg.LogFile == "" && e != nil {
+		if log, err := newLogger(e.stderr, "warn"); err == nil {
+			opts.Logger = log
+		}
+	}
 	if cfg.DealerConfig != "" {
 		dealerCfg := cfg.DealerConfig
 		opts.Dealer = func(t transport.Transport) (client.KeyDealer, error) {

@@ -18,7 +18,7 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	n := fs.Int("n", 5, "number of signing nodes")
 	clients := fs.Int("clients", 1, "number of client identities")
 	id := fs.String("cluster-id", "", "cluster id (letters, digits, - and _); random if empty")
-	url := fs.String("amqp", "", "broker URL written into every config (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
+	url := fs.String("amqp", "", "broker URL, or a comma-separated list of a RabbitMQ cluster's nodes, written into every config (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
 	localDealer := fs.Bool("local-dealer", false, "clients deal keys in-process instead of asking `tchsm dealer`")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -57,7 +57,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *cfgPath)
+	c, err := openClient(ctx, e, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *cfgPath)
+	c, err := openClient(ctx, e, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func runSign(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := openClient(ctx, *cfgPath)
+	c, err := openClient(ctx, e, *cfgPath)
 	if err != nil {
 		return err
 	}

@@ -29,8 +29,10 @@ import (
 type Options struct {
 	ClusterID string // "" means a random one
 	K, N      int
-	Clients   int    // client identities (default 1)
-	AMQPURL   string // written into every config; "" leaves it to $TCHSM_AMQP_URL or the default
+	Clients   int // client identities (default 1)
+	// AMQPURL is written into every config, as url for one broker or urls for a
+	// comma-separated list of them; "" leaves it to $TCHSM_AMQP_URL or the default.
+	AMQPURL string
 	// LocalDealer makes client configs deal keys in-process with the dealer's config instead of
 	// asking the dealer service.
 	LocalDealer bool
@@ -84,6 +86,9 @@ func Create(dir string, o Options) (*Layout, error) {
 	}
 	m := &trust.Manifest{Version: 1, ClusterID: o.ClusterID, Threshold: o.K}
 	amqp := config.AMQP{URL: o.AMQPURL}
+	if urls := config.SplitURLs(o.AMQPURL); len(urls) > 1 {
+		amqp = config.AMQP{URLs: urls}
+	}
 	for i := 1; i <= o.N; i++ {
 		nd := filepath.Join(dir, "nodes", NodeID(i))
 		if err := os.MkdirAll(nd, 0o700); err != nil {

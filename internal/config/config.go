@@ -60,11 +60,44 @@ type AMQP struct {
 	// URL is amqp://user:pass@host:port/vhost or amqps://...; $TCHSM_AMQP_URL overrides it
 	// (rabbitmq.FromConfig applies this section).
 	URL string `json:"url,omitempty"`
+	// URLs lists the nodes of one RabbitMQ cluster (same users, vhost and TLS settings); a
+	// process connects to one of them and fails over to the others. URL, when set too, is
+	// tried as one more. $TCHSM_AMQP_URL, when set, replaces both and may hold a
+	// comma-separated list.
+	URLs []string `json:"urls,omitempty"`
 	// CAFile, CertFile and KeyFile configure TLS for amqps:// (PEM files).
 	CAFile   string `json:"ca_file,omitempty"`
 	CertFile string `json:"cert_file,omitempty"`
 	KeyFile  string `json:"key_file,omitempty"`
 	Prefetch int    `json:"prefetch,omitempty"`
+}
+
+// SplitURLs splits a comma-separated list of broker URLs ($TCHSM_AMQP_URL, the -amqp flags).
+// A comma starts a new URL only where an amqp:// or amqps:// follows it, so a password that
+// holds a comma survives; blanks around the URLs are dropped.
+func SplitURLs(s string) []string {
+	var us []string
+	for s != "" {
+		cut := len(s)
+		for i := 0; i < len(s); i++ {
+			if s[i] != ',' {
+				continue
+			}
+			rest := strings.TrimLeft(s[i+1:], " \t")
+			if strings.HasPrefix(rest, "amqp://") || strings.HasPrefix(rest, "amqps://") || rest == "" {
+				cut = i
+				break
+			}
+		}
+		if u := strings.Trim(s[:cut], " \t,"); u != "" {
+			us = append(us, u)
+		}
+		if cut == len(s) {
+			break
+		}
+		s = s[cut+1:]
+	}
+	return us
 }
 
 // DefaultAMQPURL is the broker used when neither the file nor the environment name one.
@@ -251,6 +284,13 @@ func Load(path string, v any) error {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	defer f.Close()
+	if _, ok := v.(*Client); ok {
+		// A client file holds broker credentials and the PIN's hash: refuse it when others can
+		// read it, as the identity file beside it is refused.
+		if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return fmt.Errorf("%w: %s is readable or writable by group or others (mode %v; want 0600)", ErrInvalid, path, fi.Mode().Perm())
+		}
+	}
 	dec := json.NewDecoder(f)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -293,3 +293,33 @@ func TestSaveClientRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: %+v %+v", back, back.PKCS11)
 	}
 }
+
+func TestClientFileMode(t *testing.T) {
+	dir := t.TempDir()
+	p := write(t, dir, "client.json", `{"manifest": "m", "identity": "i"}`)
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o620, 0o644} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		var c Client
+		if err := Load(p, &c); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "0600") {
+			t.Errorf("mode %v: %v, want a refusal", mode, err)
+		}
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var c Client
+	if err := Load(p, &c); err != nil {
+		t.Fatalf("mode 0600: %v", err)
+	}
+	// Other configuration files are not refused for their mode (containers mount them 0644).
+	n := write(t, dir, "node.json", `{"manifest": "m", "identity": "i", "store": "s"}`)
+	if err := os.Chmod(n, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var nc Node
+	if err := Load(n, &nc); err != nil {
+		t.Fatalf("node.json 0644: %v", err)
+	}
+}

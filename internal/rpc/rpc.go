@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -76,7 +77,10 @@ func (c *Caller) Call(ctx context.Context, to trust.Member, at transport.Address
 	if ttl <= 0 {
 		return nil, context.DeadlineExceeded
 	}
-	raw, msgID, err := c.Sealer.SealTo(to, tchsmpb.BodyTypeOf(body), body, ttl)
+	// A request lives at most its type's limit (trust.MaxTTLFor: 30 s for most), even when the
+	// caller waits longer: the server drops it then, and the caller's hedging asks another.
+	bt := tchsmpb.BodyTypeOf(body)
+	raw, msgID, err := c.Sealer.SealTo(to, bt, body, min(ttl, trust.MaxTTLFor(bt)))
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +134,38 @@ type Server struct {
 	// f is the Failure a request was answered with, nil for an answer. Roles count and log
 	// failures there.
 	Done func(op *trust.Opened, typ string, f *Failure)
+
+	rejects rejectLog
+}
+
+// rejectLog bounds the log lines of rejected requests: a flood of forged or replayed messages
+// must not fill the disk. At most rejectBurst lines per rejectEvery; the ones not logged are
+// counted, and the next line logged says how many (not_logged_before).
+type rejectLog struct {
+	mu      sync.Mutex
+	window  time.Time
+	logged  int
+	dropped int
+}
+
+const (
+	rejectBurst = 10
+	rejectEvery = time.Second
+)
+
+func (r *rejectLog) allow(now time.Time) (ok bool, dropped int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.window) >= rejectEvery {
+		r.window, r.logged = now, 0
+	}
+	if r.logged >= rejectBurst {
+		r.dropped++
+		return false, 0
+	}
+	r.logged++
+	dropped, r.dropped = r.dropped, 0
+	return true, dropped
 }
 
 // TypeName is a body type as metrics and logs name it: "sign_request" for
@@ -143,7 +179,9 @@ func TypeName(bt tchsmpb.BodyType) string {
 func (s *Server) Serve(ctx context.Context, d transport.Delivery) (reply []byte, err error) {
 	op, err := s.Opener.Open(d.Body)
 	if err != nil {
-		s.Log.Warn("request rejected", "claimed_sender", ClaimedSender(d.Body), "reason", err.Error())
+		if ok, dropped := s.rejects.allow(time.Now()); ok {
+			s.Log.Warn("request rejected", "claimed_sender", ClaimedSender(d.Body), "reason", err.Error(), "not_logged_before", dropped)
+		}
 		s.done(nil, "rejected", nil)
 		return nil, fmt.Errorf("%w: %w", ErrRejected, Category(err))
 	}

@@ -2,7 +2,9 @@ package rpc_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -152,4 +154,54 @@ func TestCallNeedsDeadline(t *testing.T) {
 	if _, err := r.caller.Call(context.Background(), node1, transport.Node("node-1"), &tchsmpb.HealthRequest{}); !errors.Is(err, transport.ErrNoDeadline) {
 		t.Fatalf("no deadline: %v", err)
 	}
+}
+
+// A flood of envelopes that do not open is logged at a bounded rate, with a count of what was
+// not logged.
+func TestRejectionsLoggedAtBoundedRate(t *testing.T) {
+	var buf logBuffer
+	c := nodetest.NewInMemory(t, nodetest.Options{K: 2, N: 3})
+	opener, err := trust.NewOpener(c.Manifest, trust.WithIdentity(c.Identity("node-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &rpc.Server{Opener: opener, Sealer: &trust.Sealer{Identity: c.Identity("node-1"), ClusterID: c.Manifest.ClusterID},
+		Log:    slog.New(slog.NewJSONHandler(&buf, nil)),
+		Handle: func(context.Context, *trust.Opened) (proto.Message, *rpc.Failure) { return &tchsmpb.Health{}, nil }}
+	for range 1000 {
+		if _, err := srv.Serve(context.Background(), transport.Delivery{Body: []byte("forged")}); !errors.Is(err, rpc.ErrRejected) {
+			t.Fatal(err)
+		}
+	}
+	if lines := strings.Count(buf.String(), "\n"); lines > 30 {
+		t.Fatalf("%d log lines for 1000 rejected requests in well under a few seconds", lines)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := srv.Serve(context.Background(), transport.Delivery{Body: []byte("forged")}); !errors.Is(err, rpc.ErrRejected) {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	var last struct {
+		NotLogged int `json:"not_logged_before"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.NotLogged < 1 {
+		t.Fatalf("the line after the flood does not count what was not logged (%v):\n%s", err, lines[len(lines)-1])
+	}
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -38,6 +38,9 @@ type Options struct {
 	NodeConfig func(i int, c *config.Node)
 	// TokenLabel and PIN fill the client config's pkcs11 section (defaults "tchsm", "1234").
 	TokenLabel, PIN string
+	// Brokers, when set, is the broker cluster to run on (StartBrokers) instead of the
+	// machine's broker; every process gets all of its nodes' URLs.
+	Brokers *Brokers
 }
 
 // Cluster is a running test cluster.
@@ -156,7 +159,12 @@ func Start(t testing.TB, o Options) *Cluster {
 		o.PIN = "1234"
 	}
 	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN}
-	c.VHost, c.AMQPURL = VHost(t)
+	if o.Brokers != nil {
+		c.VHost = o.Brokers.VHost(t)
+		c.AMQPURL = strings.Join(o.Brokers.URLs(c.VHost), ",")
+	} else {
+		c.VHost, c.AMQPURL = VHost(t)
+	}
 	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: c.AMQPURL, OneHost: true})
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +176,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		if err := config.Load(p, &nc); err != nil {
 			t.Fatal(err)
 		}
-		raw := config.Node{AMQP: config.AMQP{URL: c.AMQPURL}, Manifest: nc.Manifest, Identity: nc.Identity,
+		raw := config.Node{AMQP: amqpSection(c.AMQPURL), Manifest: nc.Manifest, Identity: nc.Identity,
 			Store: nc.Store, PassphraseFile: nc.PassphraseFile, Workers: o.Workers, LogLevel: "debug"}
 		if o.NodeConfig != nil {
 			o.NodeConfig(i+1, &raw)
@@ -199,6 +207,14 @@ func Start(t testing.TB, o Options) *Cluster {
 	return c
 }
 
+// amqpSection is the amqp section for one broker URL or a comma-separated list of them.
+func amqpSection(urls string) config.AMQP {
+	if us := config.SplitURLs(urls); len(us) > 1 {
+		return config.AMQP{URLs: us}
+	}
+	return config.AMQP{URL: urls}
+}
+
 func (c *Cluster) addPKCS11(label, userPIN string) error {
 	h, err := pin.Hash(userPIN)
 	if err != nil {
@@ -209,7 +225,7 @@ func (c *Cluster) addPKCS11(label, userPIN string) error {
 		return err
 	}
 	sec := &config.PKCS11{TokenLabel: label, UserPINHash: h, LogFile: filepath.Join(c.Dir, "pkcs11.log")}
-	raw := config.Client{AMQP: config.AMQP{URL: c.AMQPURL}, Manifest: cc.Manifest, Identity: cc.Identity,
+	raw := config.Client{AMQP: amqpSection(c.AMQPURL), Manifest: cc.Manifest, Identity: cc.Identity,
 		PKCS11: sec, LogFile: filepath.Join(c.Dir, "client.log"), LogLevel: "debug"}
 	return config.Save(c.ClientConfig, raw, 0o600)
 }

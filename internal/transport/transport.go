@@ -21,7 +21,8 @@
 //     deletions) that wait for their reader, survive its absence and a restart of the carrier,
 //     and are removed only once the reader's handler accepted them. A handler error that wraps
 //     [ErrPermanent] sets the message aside for the operator (dead letters); any other error
-//     makes it come back later. Messages may arrive more than once; readers deduplicate.
+//     makes it come back later, possibly behind messages published after it. Messages may
+//     arrive more than once; readers deduplicate.
 //
 // The same addresses serve the multi-round protocols that come after RSA (a DKG among the
 // nodes, FROST, CGGMP): a node reaches another node's request door exactly as a client does.

@@ -23,13 +23,13 @@ const MessageIDSize = 16
 
 // Defaults for Opener.
 const (
-	DefaultSkew          = 5 * time.Second // how far in the future issued_at may be
-	DefaultMaxTTL        = 5 * time.Minute // longest deadline - issued_at for most types
-	DurableMaxTTL        = 24 * time.Hour  // for messages that wait in durable queues
-	GenerateMaxTTL       = time.Hour       // key generation (safe primes take a while)
-	DefaultMaxSize       = 16 << 20        // bytes of a raw envelope
-	DefaultMaxReplayKeys = 1 << 18         // ids remembered at once
-	envelopeDomain       = "tchsm/v1/envelope"
+	DefaultSkew        = 5 * time.Second  // how far in the future issued_at may be
+	DefaultMaxTTL      = 30 * time.Second // longest deadline - issued_at of a request or answer (rpc)
+	DurableMaxTTL      = 24 * time.Hour   // for messages that wait in durable queues
+	GenerateMaxTTL     = time.Hour        // key generation (safe primes take a while)
+	DefaultMaxSize     = 16 << 20         // bytes of a raw envelope
+	DefaultReplayQuota = 1 << 16          // ids remembered at once per sender
+	envelopeDomain     = "tchsm/v1/envelope"
 )
 
 // Sentinel errors of Open; every error it returns wraps exactly one of them.
@@ -118,8 +118,8 @@ func (s *Sealer) seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration
 	if !Allowed(s.Identity.Role, bt) {
 		return nil, nil, fmt.Errorf("%w: %s may not send %v", ErrUnauthorized, s.Identity.Role, bt)
 	}
-	if ttl <= 0 {
-		return nil, nil, fmt.Errorf("trust: seal: ttl %v must be positive", ttl)
+	if ttl <= 0 || ttl > MaxTTLFor(bt) {
+		return nil, nil, fmt.Errorf("trust: seal: ttl %v must be positive and at most %v for %v", ttl, MaxTTLFor(bt), bt)
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
 	if err != nil {
@@ -202,8 +202,12 @@ type Opener struct {
 	maxTTL   map[tchsmpb.BodyType]time.Duration
 	maxSize  int
 	replay   replayCache
-	self     *Identity // nil: envelopes with a MAC are refused
-	pairs    pairCache
+	// notBefore (Unix ns, 0: none) refuses requests and answers issued earlier: a node sets
+	// it to its start, so that a request captured before a restart is not served again (the
+	// replay cache lives in memory). Durable messages are exempt: they wait for the node.
+	notBefore int64
+	self      *Identity // nil: envelopes with a MAC are refused
+	pairs     pairCache
 }
 
 // OpenerOption configures an Opener.
@@ -227,8 +231,22 @@ func WithMaxSize(n int) OpenerOption { return func(o *Opener) { o.maxSize = n } 
 // answers to it). Without it only signed envelopes open.
 func WithIdentity(id *Identity) OpenerOption { return func(o *Opener) { o.self = id } }
 
-// WithMaxReplayEntries bounds the replay cache (default DefaultMaxReplayKeys).
+// WithMaxReplayEntries bounds the replay cache as a whole (default DefaultReplayQuota for every
+// member of the manifest).
 func WithMaxReplayEntries(n int) OpenerOption { return func(o *Opener) { o.replay.max = n } }
+
+// WithReplayQuota bounds the ids the replay cache remembers for one sender (default
+// DefaultReplayQuota): a sender that floods a node is refused alone (ErrReplayCacheFull) while
+// the others go on. With DefaultMaxTTL, the default lets one sender send about 2,000 requests
+// a second to one node.
+func WithReplayQuota(n int) OpenerOption { return func(o *Opener) { o.replay.quota = n } }
+
+// WithNotBefore refuses every envelope issued before t (minus the allowed skew) except durable
+// ones (share deliveries, deletions, whose lifetime exceeds DefaultMaxTTL and which wait in
+// queues for their reader). A node sets it to its start time.
+func WithNotBefore(t time.Time) OpenerOption {
+	return func(o *Opener) { o.notBefore = t.UnixNano() }
+}
 
 // NewOpener validates m and returns an Opener for it. The manifest must not be modified while
 // the Opener is in use.
@@ -244,13 +262,15 @@ func NewOpener(m *Manifest, opts ...OpenerOption) (*Opener, error) {
 		maxTTL:   make(map[tchsmpb.BodyType]time.Duration),
 		maxSize:  DefaultMaxSize,
 	}
-	o.replay.max = DefaultMaxReplayKeys
 	o.replay.seen = make(map[replayKey]int64)
+	o.replay.perSender = make(map[string]int)
+	o.replay.quota = DefaultReplayQuota
 	for _, list := range [][]Member{m.Nodes, m.Dealers, m.Clients} {
 		for _, mem := range list {
 			o.members[mem.ID] = mem
 		}
 	}
+	o.replay.max = DefaultReplayQuota * len(o.members)
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -317,6 +337,8 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 	// Deadline >= IssuedAt, so the difference fits a uint64 even when int64 would overflow.
 	case uint64(env.Deadline)-uint64(env.IssuedAt) > uint64(o.ttlFor(env.BodyType)):
 		return nil, fmt.Errorf("%w: lifetime exceeds %v for %v", ErrExpired, o.ttlFor(env.BodyType), env.BodyType)
+	case o.notBefore != 0 && o.ttlFor(env.BodyType) <= DefaultMaxTTL && env.IssuedAt < o.notBefore-int64(o.skew):
+		return nil, fmt.Errorf("%w: issued %v before this process started", ErrExpired, time.Duration(o.notBefore-env.IssuedAt))
 	}
 	msg, err := tchsmpb.NewBody(env.BodyType)
 	if err != nil {
@@ -379,10 +401,12 @@ type replayKey struct {
 // replayCache remembers message ids until their expiry (Unix nanoseconds). A min-heap on expiry
 // lets add drop expired ids in amortised O(log n).
 type replayCache struct {
-	mu   sync.Mutex
-	max  int
-	seen map[replayKey]int64
-	exp  expiryHeap
+	mu        sync.Mutex
+	max       int // ids at once, in all
+	quota     int // ids at once, per sender
+	seen      map[replayKey]int64
+	perSender map[string]int
+	exp       expiryHeap
 }
 
 func (c *replayCache) add(k replayKey, expiry, now int64) error {
@@ -391,13 +415,20 @@ func (c *replayCache) add(k replayKey, expiry, now int64) error {
 	for len(c.exp) > 0 && c.exp[0].expiry < now {
 		e := heap.Pop(&c.exp).(expiryEntry)
 		delete(c.seen, e.key)
+		if c.perSender[e.key.sender]--; c.perSender[e.key.sender] <= 0 {
+			delete(c.perSender, e.key.sender)
+		}
 	}
 	if _, dup := c.seen[k]; dup {
 		return fmt.Errorf("%w: message %x from %s", ErrReplay, k.id, k.sender)
 	}
+	if c.perSender[k.sender] >= c.quota {
+		return fmt.Errorf("%w: %d unexpired ids from %s", ErrReplayCacheFull, c.perSender[k.sender], k.sender)
+	}
 	if len(c.seen) >= c.max {
 		return fmt.Errorf("%w: %d unexpired ids", ErrReplayCacheFull, len(c.seen))
 	}
+	c.perSender[k.sender]++
 	c.seen[k] = expiry
 	heap.Push(&c.exp, expiryEntry{k, expiry})
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -302,6 +303,73 @@ func TestReplayConcurrent(t *testing.T) {
 	}
 }
 
+// One sender over its quota is refused alone: the others go on (a flood from one client must
+// not stall a node for everyone).
+func TestReplayQuotaPerSender(t *testing.T) {
+	c := newCluster(t)
+	o := c.opener(t, WithReplayQuota(3))
+	seal := func(s *Sealer) []byte {
+		raw, _, err := s.Seal(tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	bob := c.sealer(c.bob)
+	for i := range 3 {
+		if _, err := o.Open(seal(c.aliceSealer)); err != nil {
+			t.Fatalf("alice's message %d: %v", i, err)
+		}
+	}
+	if _, err := o.Open(seal(c.aliceSealer)); !errors.Is(err, ErrReplayCacheFull) || !strings.Contains(err.Error(), "alice") {
+		t.Fatalf("alice over her quota: %v, want ErrReplayCacheFull naming her", err)
+	}
+	for i := range 3 {
+		if _, err := o.Open(seal(bob)); err != nil {
+			t.Fatalf("bob's message %d while alice is over her quota: %v", i, err)
+		}
+	}
+	c.clock.Advance(10*time.Second + DefaultSkew + time.Nanosecond)
+	if _, err := o.Open(seal(c.aliceSealer)); err != nil {
+		t.Fatalf("alice after her ids expired: %v", err)
+	}
+	if n := o.replay.perSender["alice"]; n != 1 || o.replay.perSender["bob"] != 0 {
+		t.Fatalf("per-sender counts after expiry: %v", o.replay.perSender)
+	}
+}
+
+// A node refuses requests issued before it started (its replay cache is new), but still takes
+// durable messages that waited for it.
+func TestNotBefore(t *testing.T) {
+	c := newCluster(t)
+	old, _, err := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del, _, err := c.dealerS.Seal(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: signReq.KeyId}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.clock.Advance(DefaultSkew + time.Second)
+	o := c.opener(t, WithNotBefore(c.clock.Now()))
+	if _, err := o.Open(old); !errors.Is(err, ErrExpired) || !strings.Contains(err.Error(), "before this process started") {
+		t.Fatalf("a request issued before the start: %v, want ErrExpired", err)
+	}
+	if _, err := o.Open(del); err != nil {
+		t.Fatalf("a deletion queued before the start: %v", err)
+	}
+	fresh, _, _ := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}, 20*time.Second)
+	if _, err := o.Open(fresh); err != nil {
+		t.Fatalf("a request issued after the start: %v", err)
+	}
+	// Within the allowed skew of the start: accepted (the clocks of two hosts differ).
+	o = c.opener(t, WithNotBefore(c.clock.Now().Add(DefaultSkew/2)))
+	again, _, _ := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, &tchsmpb.ListKeys{}, 20*time.Second)
+	if _, err := o.Open(again); err != nil {
+		t.Fatalf("a request issued within the skew of the start: %v", err)
+	}
+}
+
 func TestReplayCacheBounded(t *testing.T) {
 	c := newCluster(t)
 	o := c.opener(t, WithMaxReplayEntries(3))
@@ -362,16 +430,31 @@ func TestTimeWindow(t *testing.T) {
 	if _, err := o.Open(raw); err != nil {
 		t.Fatalf("delivery after 22 h: %v", err)
 	}
-	raw, _, _ = c.dealerS.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, delivery, 25*time.Hour)
+	// Envelopes that live longer than their type allows (a Sealer refuses to make them).
+	if _, _, err := c.dealerS.Seal(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, delivery, 25*time.Hour); err == nil {
+		t.Fatal("the sealer made a 25 h delivery")
+	}
+	tooLong := func(signer *Identity, bt tchsmpb.BodyType, body proto.Message, ttl time.Duration) []byte {
+		b, err := proto.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rawEnvelope(t, signer, func(e *tchsmpb.Envelope) {
+			e.ClusterId, e.BodyType, e.Body = c.m.ClusterID, bt, b
+			e.IssuedAt = c.clock.Now().UnixNano()
+			e.Deadline = c.clock.Now().Add(ttl).UnixNano()
+		})
+	}
+	raw = tooLong(c.dealer, tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, delivery, 25*time.Hour)
 	if _, err := o.Open(raw); !errors.Is(err, ErrExpired) {
 		t.Fatalf("25 h delivery: %v, want ErrExpired", err)
 	}
 	if _, err := c.opener(t, WithMaxTTL(tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, 48*time.Hour)).Open(raw); err != nil {
 		t.Fatalf("25 h delivery with a 48 h limit: %v", err)
 	}
-	raw, _, _ = c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 6*time.Minute)
+	raw = tooLong(c.alice, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, DefaultMaxTTL+time.Second)
 	if _, err := o.Open(raw); !errors.Is(err, ErrExpired) {
-		t.Fatalf("6 min sign request: %v, want ErrExpired", err)
+		t.Fatalf("sign request living %v: %v, want ErrExpired", DefaultMaxTTL+time.Second, err)
 	}
 }
 

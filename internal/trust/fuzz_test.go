@@ -72,14 +72,14 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 func FuzzOpen(f *testing.F) {
 	c := getFuzzCluster(f)
 	for _, s := range seedBodies(f, c) {
-		raw, _, err := c.sealer(s.from).Seal(tchsmpb.BodyTypeOf(s.msg), s.msg, time.Minute)
+		raw, _, err := c.sealer(s.from).Seal(tchsmpb.BodyTypeOf(s.msg), s.msg, 20*time.Second)
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(raw)
 		f.Add(raw[:len(raw)/2])
 		// The same body with a pair MAC for node1 (the opener below is node1's).
-		if raw, _, err = c.sealer(s.from).SealTo(c.m.Nodes[0], tchsmpb.BodyTypeOf(s.msg), s.msg, time.Minute); err == nil {
+		if raw, _, err = c.sealer(s.from).SealTo(c.m.Nodes[0], tchsmpb.BodyTypeOf(s.msg), s.msg, 20*time.Second); err == nil {
 			f.Add(raw)
 		}
 	}
@@ -140,7 +140,7 @@ func FuzzUnmarshal(f *testing.F) {
 	srec, _ := SignKeyRecord(c.dealer, rec)
 	sb, _ := proto.Marshal(srec)
 	f.Add(byte(len(types)-3), sb)
-	env, _, _ := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, time.Minute)
+	env, _, _ := c.aliceSealer.Seal(tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, signReq, 20*time.Second)
 	f.Add(byte(len(types)-5), env)
 	f.Fuzz(func(t *testing.T, which byte, data []byte) {
 		m := types[int(which)%len(types)]()
@@ -240,7 +240,7 @@ func TestSeedEnvelopesOpen(t *testing.T) {
 	seen := map[tchsmpb.BodyType]bool{}
 	for _, s := range seedBodies(t, c) {
 		bt := tchsmpb.BodyTypeOf(s.msg)
-		raw, _, err := c.sealer(s.from).Seal(bt, s.msg, time.Minute)
+		raw, _, err := c.sealer(s.from).Seal(bt, s.msg, 20*time.Second)
 		if err != nil {
 			t.Fatalf("%v from %s: %v", bt, s.from.ID, err)
 		}

@@ -5,10 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
-	"strconv"
-	"strings"
+	"errors"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tchsm/tchsm/internal/transport"
@@ -101,16 +101,27 @@ func (c *Cluster) Publish(conn transport.Transport, i int, raw []byte) {
 	}
 }
 
-// QueueDepth returns the number of ready messages in a queue of the cluster's vhost.
+// QueueDepth returns the number of ready messages in a queue of the cluster's vhost, or -1
+// when there is no such queue. It asks the queue itself (a passive declaration): the counts of
+// rabbitmqctl list_queues lag behind for quorum queues.
 func (c *Cluster) QueueDepth(queue string) int {
 	c.TB.Helper()
-	out := Rabbitmqctl(c.TB, "list_queues", "-p", c.Vhost, "--no-table-headers", "name", "messages")
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == queue {
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
+	conn, err := amqp.Dial(c.URL)
+	if err != nil {
+		c.TB.Fatal(err)
 	}
-	return -1
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		c.TB.Fatal(err)
+	}
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		return -1
+	}
+	if err != nil {
+		c.TB.Fatal(err)
+	}
+	return q.Messages
 }

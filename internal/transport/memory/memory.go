@@ -185,6 +185,10 @@ type Transport struct {
 
 var _ transport.Transport = (*Transport)(nil)
 
+// retryMax caps the delay before a failed inbox message comes back: short, since the
+// delay is the only cost of a failure here and tests retry many times.
+const retryMax = 200 * time.Millisecond
+
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
 func (t *Transport) closed() bool { return t.ctx.Err() != nil }
@@ -430,7 +434,7 @@ func (t *Transport) Consume(ctx context.Context, at transport.Address, h transpo
 			backoff = 0
 		default:
 			ib.ready = append([][]byte{msg}, ib.ready...)
-			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+			backoff = min(max(2*backoff, 10*time.Millisecond), retryMax)
 			wake := make(chan struct{})
 			tm := time.AfterFunc(backoff, func() { close(wake) })
 			err := t.await(ctx, wake)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tchsm/tchsm/internal/transport"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -22,12 +23,20 @@ const EnvURL = "TCHSM_AMQP_URL"
 // package wrap it or one of the sentinel errors of package transport.
 var ErrTopology = errors.New("transport: topology declaration failed")
 
-// Config configures a Conn. The zero value of every field but URL and
+// Config configures a Conn. The zero value of every field but URL (or URLs) and
 // ClusterID is usable.
 type Config struct {
 	// URL is amqp://user:pass@host:port/vhost or amqps://... The password is
 	// never logged.
 	URL string
+	// URLs are more brokers: the nodes of one RabbitMQ cluster. The Conn connects to one of
+	// URL and URLs (see Spread) and fails over to the next when it cannot reach it.
+	URLs []string
+	// Spread picks the broker tried first: the (Spread mod number of URLs)-th of URL and
+	// URLs, so that processes given different values start on different brokers (a node
+	// passes its manifest index). 0 derives it from Name, which spreads many processes
+	// roughly evenly.
+	Spread int
 	// TLS, optional, configures amqps (CA pool, client certificate). Must be
 	// nil for an amqp:// URL.
 	TLS *tls.Config
@@ -42,25 +51,55 @@ type Config struct {
 	Prefetch int
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
+
+	// For this package's tests: a lower delivery limit (0: DeliveryLimit), and a shorter
+	// ceiling for the consumer's retry backoff (0: 5 s).
+	deliveryLimit int
+	retryMax      time.Duration
 }
 
-func (c *Config) validate() (*url.URL, error) {
-	if c.URL == "" {
+// maxURLs bounds the broker list: a RabbitMQ cluster has a handful of nodes.
+const maxURLs = 64
+
+// urls returns URL followed by URLs, without empty entries.
+func (c *Config) urls() []string {
+	var us []string
+	for _, u := range append([]string{c.URL}, c.URLs...) {
+		if u = strings.TrimSpace(u); u != "" {
+			us = append(us, u)
+		}
+	}
+	return us
+}
+
+func (c *Config) validate() ([]string, error) {
+	us := c.urls()
+	if len(us) == 0 {
 		return nil, fmt.Errorf("%w: empty URL", transport.ErrConfig)
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		// url.Parse errors quote the whole URL, password included.
-		return nil, fmt.Errorf("%w: unparseable URL (not shown: it may hold a password)", transport.ErrConfig)
+	if len(us) > maxURLs {
+		return nil, fmt.Errorf("%w: %d broker URLs, at most %d", transport.ErrConfig, len(us), maxURLs)
 	}
-	switch u.Scheme {
-	case "amqp":
-		if c.TLS != nil {
-			return nil, fmt.Errorf("%w: TLS configuration given for a plain amqp:// URL %s", transport.ErrConfig, RedactURL(c.URL))
+	seen := make(map[string]bool, len(us))
+	for i, raw := range us {
+		u, err := url.Parse(raw)
+		if err != nil {
+			// url.Parse errors quote the whole URL, password included.
+			return nil, fmt.Errorf("%w: broker URL %d unparseable (not shown: it may hold a password)", transport.ErrConfig, i+1)
 		}
-	case "amqps":
-	default:
-		return nil, fmt.Errorf("%w: URL scheme must be amqp or amqps: %s", transport.ErrConfig, RedactURL(c.URL))
+		switch u.Scheme {
+		case "amqp":
+			if c.TLS != nil {
+				return nil, fmt.Errorf("%w: TLS configuration given for a plain amqp:// URL %s", transport.ErrConfig, RedactURL(raw))
+			}
+		case "amqps":
+		default:
+			return nil, fmt.Errorf("%w: URL scheme must be amqp or amqps: %s", transport.ErrConfig, RedactURL(raw))
+		}
+		if seen[raw] {
+			return nil, fmt.Errorf("%w: broker URL %s listed twice", transport.ErrConfig, RedactURL(raw))
+		}
+		seen[raw] = true
 	}
 	if !transport.ValidID(c.ClusterID) {
 		return nil, fmt.Errorf("%w: cluster id %q must be 1-64 letters, digits, '-' or '_'", transport.ErrConfig, c.ClusterID)
@@ -68,7 +107,7 @@ func (c *Config) validate() (*url.URL, error) {
 	if c.Prefetch < 0 || c.Prefetch > 65535 {
 		return nil, fmt.Errorf("%w: prefetch %d out of range 0..65535", transport.ErrConfig, c.Prefetch)
 	}
-	return u, nil
+	return us, nil
 }
 
 // URLFromEnv returns $TCHSM_AMQP_URL if set and non-empty, else def.
@@ -77,6 +116,40 @@ func URLFromEnv(def string) string {
 		return v
 	}
 	return def
+}
+
+// spreadIndex is the index of the first of n brokers tried by a process with this spread and
+// name (see Config.Spread).
+func spreadIndex(spread int, name string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	if spread == 0 {
+		h := fnv.New32a()
+		h.Write([]byte(name))
+		return int(h.Sum32() % uint32(n))
+	}
+	i := spread % n
+	if i < 0 {
+		i += n
+	}
+	return i
+}
+
+// dialOrder is the order in which a process whose first broker is home tries n brokers after
+// it lost the connection to broker lost (-1: none lost): from home on, the lost one last, so
+// that a broker that is shutting down is not the first one asked.
+func dialOrder(home, lost, n int) []int {
+	order := make([]int, 0, n)
+	for j := range n {
+		if i := (home + j) % n; i != lost {
+			order = append(order, i)
+		}
+	}
+	if lost >= 0 && lost < n {
+		order = append(order, lost)
+	}
+	return order
 }
 
 // RedactURL returns rawURL with its password replaced by "xxxxx", safe to
@@ -96,9 +169,10 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// backoff is exponential with full jitter: 100 ms doubling up to 5 s.
+// backoff is exponential with full jitter: 100 ms doubling up to 5 s (or ceil).
 type backoff struct {
-	cur time.Duration
+	cur  time.Duration
+	ceil time.Duration // 0: backoffMax
 }
 
 const (
@@ -111,6 +185,9 @@ func (b *backoff) next() time.Duration {
 		b.cur = backoffMin
 	} else {
 		b.cur = min(2*b.cur, backoffMax)
+	}
+	if b.ceil > 0 {
+		b.cur = min(b.cur, b.ceil)
 	}
 	// Half fixed, half random: never zero, spreads reconnect storms.
 	return b.cur/2 + rand.N(b.cur/2+1)

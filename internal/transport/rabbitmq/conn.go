@@ -7,6 +7,7 @@ import (
 	"github.com/tchsm/tchsm/internal/transport"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,19 +24,21 @@ const (
 // Conn is a self-healing AMQP connection. All methods are safe for concurrent use.
 type Conn struct {
 	cfg      Config
-	url      string // holds the password: never log it
-	redacted string
+	urls     []string // hold the password: never log them
+	redacted []string // urls without their passwords
+	home     int      // index of the broker tried first (Config.Spread)
 	log      *slog.Logger
 
 	ctx    context.Context // ends at Close; aborts dials in progress
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the Conn starts
 
-	mu     sync.Mutex
-	cur    *session      // nil while disconnected
-	ready  chan struct{} // closed when cur becomes non-nil
-	closed bool
-	queues map[string]queueKind // declared topology, redeclared on reconnect
+	mu       sync.Mutex
+	cur      *session      // nil while disconnected
+	ready    chan struct{} // closed when cur becomes non-nil
+	closed   bool
+	queues   map[string]queueKind // declared topology, redeclared on reconnect
+	migrated sync.Map             // node id -> true: legacy queues emptied (DeclareNode)
 
 	consuming        map[string]int // subscribed consumers by queue
 	consumingChanged chan struct{}  // closed and replaced when consuming changes
@@ -45,6 +48,7 @@ type Conn struct {
 // repaired, when the connection fails.
 type session struct {
 	conn    *amqp.Connection
+	broker  int           // index of the URL it is connected to
 	lost    chan struct{} // closed once the connection is gone
 	blocked atomic.Bool   // the broker stopped reading (resource alarm)
 
@@ -54,7 +58,8 @@ type session struct {
 	pendMu  sync.Mutex
 	pending map[string]chan callResult
 
-	// pub: confirm mode, durable publishing, one message at a time.
+	// pub: confirm mode, durable publishing, one message at a time. Replaced (openPub) after
+	// a nack or when it closed: see publishConfirmed.
 	pubMu  sync.Mutex
 	pub    *amqp.Channel
 	pubRet chan amqp.Return
@@ -64,7 +69,8 @@ type session struct {
 // the error cannot be fixed by retrying (bad URL, credentials, vhost). The
 // returned Conn reconnects by itself until Close.
 func Dial(ctx context.Context, cfg Config) (*Conn, error) {
-	if _, err := cfg.validate(); err != nil {
+	urls, err := cfg.validate()
+	if err != nil {
 		return nil, err
 	}
 	log := cfg.Logger
@@ -72,21 +78,26 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Conn{
-		cfg:      cfg,
-		url:      cfg.URL,
-		redacted: RedactURL(cfg.URL),
-		log:      log.With("component", "transport", "broker", RedactURL(cfg.URL)),
-		ready:    make(chan struct{}),
-		queues:   make(map[string]queueKind),
+		cfg:    cfg,
+		urls:   urls,
+		home:   spreadIndex(cfg.Spread, cfg.Name, len(urls)),
+		log:    log.With("component", "transport"),
+		ready:  make(chan struct{}),
+		queues: make(map[string]queueKind),
 
 		consuming:        make(map[string]int),
 		consumingChanged: make(chan struct{}),
 	}
+	for _, u := range urls {
+		c.redacted = append(c.redacted, RedactURL(u))
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 
 	var bo backoff
-	for {
-		s, err := c.connect(ctx)
+	order := dialOrder(c.home, -1, len(urls))
+	for attempt := 0; ; attempt++ {
+		i := order[attempt%len(order)]
+		s, err := c.connect(ctx, i)
 		if err == nil {
 			c.install(s)
 			c.wg.Add(1)
@@ -96,11 +107,14 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		if permanentDialError(err) || ctx.Err() != nil {
 			c.cancel()
 			if ctx.Err() != nil && !permanentDialError(err) {
-				return nil, fmt.Errorf("%w: dial %s: %w (last error: %v)", transport.ErrUnavailable, c.redacted, ctx.Err(), err)
+				return nil, fmt.Errorf("%w: dial %s: %w (last error: %v)", transport.ErrUnavailable, c.brokers(), ctx.Err(), err)
 			}
 			return nil, err
 		}
-		c.log.Warn("dial failed, retrying", "err", err)
+		c.log.Warn("dial failed, trying the next broker", "broker", c.redacted[i], "err", err)
+		if attempt%len(order) != len(order)-1 {
+			continue // the next broker at once; the backoff after a round of them all
+		}
 		t := time.NewTimer(bo.next())
 		select {
 		case <-ctx.Done():
@@ -110,13 +124,40 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 }
 
+// brokers is the broker list, without passwords, for error messages.
+func (c *Conn) brokers() string {
+	if len(c.redacted) == 1 {
+		return c.redacted[0]
+	}
+	return "[" + strings.Join(c.redacted, " ") + "]"
+}
+
+// Broker returns the URL, without its password, of the broker the Conn is connected to, or
+// "" while it is disconnected.
+func (c *Conn) Broker() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return ""
+	}
+	return c.redacted[c.cur.broker]
+}
+
+func (c *Conn) deliveryLimit() int {
+	if c.cfg.deliveryLimit > 0 {
+		return c.cfg.deliveryLimit
+	}
+	return DeliveryLimit
+}
+
 // permanentDialError reports errors a redial cannot fix.
 func permanentDialError(err error) bool {
 	return errors.Is(err, transport.ErrConfig) || errors.Is(err, transport.ErrAccess)
 }
 
-// connect dials once and prepares the session's channels and topology.
-func (c *Conn) connect(ctx context.Context) (*session, error) {
+// connect dials broker i once and prepares the session's channels and topology.
+func (c *Conn) connect(ctx context.Context, i int) (*session, error) {
+	rawURL, redacted := c.urls[i], c.redacted[i]
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel) // Close aborts a dial in progress
@@ -126,7 +167,7 @@ func (c *Conn) connect(ctx context.Context) (*session, error) {
 	if c.cfg.Name != "" {
 		props.SetClientConnectionName(c.cfg.Name)
 	}
-	ac, err := amqp.DialConfig(c.url, amqp.Config{
+	ac, err := amqp.DialConfig(rawURL, amqp.Config{
 		Heartbeat:       heartbeat,
 		TLSClientConfig: c.cfg.TLS,
 		Properties:      props,
@@ -149,18 +190,18 @@ func (c *Conn) connect(ctx context.Context) (*session, error) {
 		if errors.As(err, &ae) {
 			// amqp errors never contain the URL.
 			if ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed {
-				return nil, fmt.Errorf("%w: dial %s: %w", transport.ErrAccess, c.redacted, err)
+				return nil, fmt.Errorf("%w: dial %s: %w", transport.ErrAccess, redacted, err)
 			}
-			return nil, fmt.Errorf("%w: dial %s: %w", transport.ErrUnavailable, c.redacted, err)
+			return nil, fmt.Errorf("%w: dial %s: %w", transport.ErrUnavailable, redacted, err)
 		}
 		// Other errors (URI parsing) might quote the URL: do not include them.
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, context.Canceled) {
-			return nil, fmt.Errorf("%w: dial %s: %w", transport.ErrUnavailable, c.redacted, err)
+			return nil, fmt.Errorf("%w: dial %s: %w", transport.ErrUnavailable, redacted, err)
 		}
-		return nil, fmt.Errorf("%w: dial %s: %s", transport.ErrUnavailable, c.redacted, redactErr(err.Error(), c.url))
+		return nil, fmt.Errorf("%w: dial %s: %s", transport.ErrUnavailable, redacted, redactErr(err.Error(), rawURL))
 	}
-	s, err := c.setup(ac)
+	s, err := c.setup(ac, i)
 	if err != nil {
 		ac.Close()
 		return nil, err
@@ -168,12 +209,12 @@ func (c *Conn) connect(ctx context.Context) (*session, error) {
 	return s, nil
 }
 
-func (c *Conn) setup(ac *amqp.Connection) (*session, error) {
+func (c *Conn) setup(ac *amqp.Connection, broker int) (*session, error) {
 	s := &session{
 		conn:    ac,
+		broker:  broker,
 		lost:    make(chan struct{}),
 		pending: make(map[string]chan callResult),
-		pubRet:  make(chan amqp.Return, 16),
 	}
 	var err error
 	if s.rpc, err = ac.Channel(); err != nil {
@@ -184,13 +225,9 @@ func (c *Conn) setup(ac *amqp.Connection) (*session, error) {
 		return nil, fmt.Errorf("%w: consume %s: %w", transport.ErrUnavailable, directReplyTo, err)
 	}
 	returns := s.rpc.NotifyReturn(make(chan amqp.Return, 64))
-	if s.pub, err = ac.Channel(); err != nil {
-		return nil, fmt.Errorf("%w: open publish channel: %w", transport.ErrUnavailable, err)
+	if err := s.openPub(); err != nil {
+		return nil, err
 	}
-	if err := s.pub.Confirm(false); err != nil {
-		return nil, fmt.Errorf("%w: confirm mode: %w", transport.ErrUnavailable, err)
-	}
-	s.pub.NotifyReturn(s.pubRet)
 
 	c.mu.Lock()
 	queues := make(map[string]queueKind, len(c.queues))
@@ -198,7 +235,7 @@ func (c *Conn) setup(ac *amqp.Connection) (*session, error) {
 		queues[n] = k
 	}
 	c.mu.Unlock()
-	if err := declareAll(ac, queues); err != nil {
+	if err := declareAll(ac, queues, c.deliveryLimit()); err != nil {
 		return nil, err
 	}
 
@@ -231,6 +268,24 @@ func (c *Conn) setup(ac *amqp.Connection) (*session, error) {
 	return s, nil
 }
 
+// openPub opens the session's confirm-mode publishing channel, replacing (and closing) the
+// one it had. Callers hold pubMu, or own s alone (setup).
+func (s *session) openPub() error {
+	if s.pub != nil {
+		s.pub.Close()
+	}
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("%w: open publish channel: %w", transport.ErrUnavailable, err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		ch.Close()
+		return fmt.Errorf("%w: confirm mode: %w", transport.ErrUnavailable, err)
+	}
+	s.pub, s.pubRet = ch, ch.NotifyReturn(make(chan amqp.Return, 16))
+	return nil
+}
+
 // install makes s the current session and wakes waiters.
 func (c *Conn) install(s *session) {
 	c.mu.Lock()
@@ -246,12 +301,10 @@ func (c *Conn) supervise(s *session) {
 	for {
 		closeCh := s.conn.NotifyClose(make(chan *amqp.Error, 1))
 		rpcClosed := s.rpc.NotifyClose(make(chan *amqp.Error, 1))
-		pubClosed := s.pub.NotifyClose(make(chan *amqp.Error, 1))
 		var reason *amqp.Error
 		select {
 		case reason = <-closeCh:
 		case reason = <-rpcClosed:
-		case reason = <-pubClosed:
 		case <-c.ctx.Done():
 		}
 		c.mu.Lock()
@@ -263,9 +316,13 @@ func (c *Conn) supervise(s *session) {
 		if c.ctx.Err() != nil {
 			return
 		}
-		c.log.Warn("connection lost, reconnecting", "reason", reason)
+		c.log.Warn("connection lost, reconnecting", "broker", c.redacted[s.broker], "reason", reason)
 
+		// Rounds over every broker, the lost one last, with a backoff before each round: a
+		// broker node that went away costs one refused dial, not a backoff.
 		var bo backoff
+		order := dialOrder(c.home, s.broker, len(c.urls))
+	redial:
 		for {
 			t := time.NewTimer(bo.next())
 			select {
@@ -274,18 +331,20 @@ func (c *Conn) supervise(s *session) {
 				return
 			case <-t.C:
 			}
-			ns, err := c.connect(c.ctx)
-			if err == nil {
-				s = ns
-				break
+			for _, i := range order {
+				ns, err := c.connect(c.ctx, i)
+				if err == nil {
+					s = ns
+					break redial
+				}
+				if c.ctx.Err() != nil {
+					return
+				}
+				c.log.Warn("reconnect failed", "broker", c.redacted[i], "err", err)
 			}
-			if c.ctx.Err() != nil {
-				return
-			}
-			c.log.Warn("reconnect failed", "err", err)
 		}
 		c.install(s)
-		c.log.Info("reconnected")
+		c.log.Info("reconnected", "broker", c.redacted[s.broker])
 	}
 }
 

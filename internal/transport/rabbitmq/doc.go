@@ -13,9 +13,18 @@
 // by [Conn.Serve] and [Conn.Consume] resubscribe by themselves. [Conn.Close]
 // stops all of it and waits for every goroutine the Conn started.
 //
+// A Conn may be given several brokers (Config.URL and Config.URLs: the nodes of one
+// RabbitMQ cluster). It is connected to one at a time. It first tries the one Config.Spread
+// picks (a node passes its manifest index, so nodes 1, 2, 3 start on brokers 1, 2, 3 and a
+// broker node that stops takes only its share of the nodes with it; others hash their
+// name), then the others in list order. A redial after a lost connection goes round the
+// list from that same first broker, the one just lost last, and backs off only between
+// rounds: a stopped broker node costs one refused dial, not a backoff. A process that failed
+// over stays where it is until it loses that connection too.
+//
 // Dial itself retries with the same backoff until its ctx ends, except for
 // errors a retry cannot fix: [transport.ErrConfig] (bad URL) and [transport.ErrAccess] (refused
-// credentials, unknown vhost).
+// credentials, unknown vhost: users and vhosts are the same on every node of a cluster).
 //
 // While disconnected, [Conn.Call] and [Conn.PublishDurable] wait for the next
 // connection up to their ctx deadline rather than failing at once: a broker
@@ -32,8 +41,9 @@
 // ctx ends.
 //
 // URLs carry the broker credentials. They can come from the configuration or
-// from the TCHSM_AMQP_URL environment variable ([URLFromEnv]); the password is
-// never logged nor put into an error (see [RedactURL]).
+// from the TCHSM_AMQP_URL environment variable, which may hold a comma-separated list
+// ([FromConfig], [config.SplitURLs]); the password is never logged nor put into an error
+// (see [RedactURL]).
 //
 // # Topology
 //
@@ -42,15 +52,41 @@
 // this package with the same arguments, later declarations are identical
 // (a mismatch is reported as [ErrTopology]).
 //
-//   - tchsm.<c>.node.<id>.control: durable classic queue for key share
-//     deliveries and deletions. Messages are persistent and published with
-//     publisher confirms. A consumer acknowledges only after its handler
-//     returned nil (the share is stored durably). A handler error that wraps
-//     [transport.ErrPermanent] (a malformed message) rejects the message, which the
-//     broker dead-letters into tchsm.<c>.node.<id>.control.dead (durable, kept
-//     for the operator); any other error requeues it after a delay that grows
-//     from 100 ms to 5 s over consecutive failures, so a failing store is not
-//     a hot loop.
+//   - tchsm.<c>.node.<id>.inbox: the node's control queue (key share deliveries and
+//     deletions), a durable quorum queue: replicated on every node of the broker cluster, it
+//     takes and hands out messages while a majority of them runs, so a broker node that
+//     stops or crashes loses no share, and a key dealt while one is down reaches every
+//     signing node. Messages are persistent and published with publisher confirms (a quorum
+//     queue confirms once a majority wrote the message). A consumer acknowledges only after
+//     its handler returned nil (the share is stored durably). A handler error that wraps
+//     [transport.ErrPermanent] (a malformed message) rejects the message, which the broker
+//     dead-letters into tchsm.<c>.node.<id>.inbox.dead (a durable quorum queue, kept for the
+//     operator).
+//   - Any other handler error (a store that cannot write) is retried after a delay that
+//     grows from 100 ms to 5 s over consecutive failures, so a failing store is not a hot
+//     loop. The message is not handed back to the broker (basic.nack/reject with requeue):
+//     a quorum queue counts such returns and, at its x-delivery-limit, dead-letters the
+//     message (RabbitMQ 4.0 and later apply a limit of 20 when the queue sets none), so a
+//     node whose disk fails for a minute would lose its share to the dead-letter queue.
+//     Instead the consumer publishes a copy at the tail of the queue (same message id and
+//     headers, confirmed) and then acknowledges the original; the copy starts with a
+//     delivery count of 0. Order within the queue is not kept, and need not be: a node keeps
+//     a tombstone for every deleted key, so a share that comes after its key's deletion is
+//     ignored. A crash between the copy and the acknowledgement leaves two copies; receivers
+//     deduplicate.
+//   - The delivery limit is explicit, [DeliveryLimit] (50). What still counts towards it is
+//     a message returned because its consumer went away while holding it (a node crashed
+//     or was killed, its connection or broker node was lost) on RabbitMQ before 4.3, and on
+//     4.3 and later only an explicit basic.reject with requeue (which this package never
+//     sends). After the limit the broker dead-letters the message into .inbox.dead with
+//     x-death reason delivery_limit, at least once (x-dead-letter-strategy at-least-once,
+//     which RabbitMQ applies only with x-overflow reject-publish): the broker keeps the
+//     message in the control queue until the dead-letter queue confirmed it, so it is
+//     never dropped, whatever broker node fails meanwhile. Nothing reads the dead-letter
+//     queue by itself, on purpose: a message that took its consumer down 50 times would
+//     do it again. The node's share is then missing (its status lists one key less), and
+//     the operator moves the dead letters back with `tchsm queues requeue-dead` once the
+//     node is healthy ([Conn.RequeueDead]); malformed messages come back to .inbox.dead.
 //   - tchsm.<c>.node.<id>.rpc and tchsm.<c>.dealer.rpc: request queues owned
 //     by their server. [Conn.Serve] declares its queue exclusive and
 //     auto-delete on the channel it then consumes from, and again at every
@@ -66,9 +102,39 @@
 //     refused by the broker (RESOURCE_LOCKED) and retries until the queue is
 //     free.
 //
-// The dealer must declare a node's queues ([Conn.DeclareNode]) before
-// publishing shares to it: durable publishes are mandatory, and a message to
-// a queue that does not exist fails with [transport.ErrNoRoute] instead of vanishing.
+// Why the rpc queues work the same from RabbitMQ 3.10 through 4.x, on one broker or a
+// cluster: an exclusive queue is a classic queue on the broker node its owner is connected
+// to, and it is not replicated, because it need not be: it dies with its owner's connection
+// anyway. Clients connected to other broker nodes reach it through the cluster (queue
+// location is cluster-wide metadata), and the replies come back through direct reply-to,
+// which works across broker nodes. When that broker node stops, the server's connection
+// drops with it, the server fails over to another broker node (see Connection) and declares
+// the queue there; in between, requests fail at once with ErrNoRoute and the client asks
+// another signing node. Nothing here uses what 4.x removed or refuses: no classic mirrored
+// queues (gone in 4.0), no transient non-exclusive queues (refused by default in 4.3, the
+// deprecated feature transient_nonexcl_queues), no global QoS; exclusive, auto-delete and
+// direct reply-to are supported in every version.
+//
+// Who declares what:
+//
+//   - a node declares its own inbox and .inbox.dead (in [Conn.Consume], through
+//     [Transport]) and its own rpc queue ([Conn.Serve]);
+//   - the dealer declares every node's inbox and .inbox.dead before it publishes a share
+//     or a deletion to it ([Transport.Publish] calls [Conn.DeclareNode]), so the queue exists
+//     and holds the share even if the node never ran, and its own rpc queue;
+//   - a client declares nothing: it only calls rpc queues (direct reply-to needs no queue
+//     of its own).
+//
+// The declarations are idempotent and identical, so the first one creates the queue.
+//
+// Migration from the previous version: the control queues used to be classic queues called
+// tchsm.<c>.node.<id>.control and .control.dead. A queue cannot change type (a declaration
+// with other arguments fails with PRECONDITION_FAILED), so the quorum queues have new names,
+// and the first [Conn.DeclareNode] of a node's queues in a process (node or dealer) moves
+// every message from the old queues into the new ones, one at a time with a confirm before
+// the acknowledgement (a crash leaves a duplicate, not a loss), then deletes the old queues
+// if they are empty and have no consumer. A node of the previous version still running
+// keeps its old queue alive and its new shares wait in the new one: upgrade every node.
 //
 // # Durable publishing
 //

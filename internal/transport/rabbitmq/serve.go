@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/tchsm/tchsm/internal/transport"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,12 @@ func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *syn
 	if err := d.Ack(false); err != nil {
 		return // channel gone: the broker requeues it for another consumer
 	}
+	// Answers go only to the requester's own direct reply-to address, never to a queue a
+	// request names: a member must not make a node publish into another queue of the vhost.
+	if !strings.HasPrefix(d.ReplyTo, directReplyTo+".") {
+		c.log.Debug("dropping a request without a direct reply-to address", "queue", d.RoutingKey)
+		return
+	}
 	now := time.Now()
 	deadline := requestDeadline(d, now)
 	if !deadline.After(now) {
@@ -62,9 +69,6 @@ func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *syn
 	hctx, cancel := context.WithDeadline(ctx, deadline)
 	reply, herr := transport.SafeHandle(hctx, h, transport.Delivery{Body: d.Body, Deadline: deadline, Redelivered: d.Redelivered})
 	cancel()
-	if d.ReplyTo == "" {
-		return
-	}
 	left := time.Until(deadline)
 	if left <= 0 {
 		c.log.Debug("dropping late reply", "queue", d.RoutingKey)
@@ -114,13 +118,15 @@ func requestDeadline(d amqp.Delivery, now time.Time) time.Time {
 // Consume processes a durable control queue one message at a time until ctx
 // ends (nil) or the Conn is closed (transport.ErrClosed), surviving reconnections. A
 // message is acknowledged after h returns nil. An error wrapping transport.ErrPermanent
-// rejects it to the dead-letter queue; any other error requeues it after a
-// growing delay (100 ms to 5 s), so the message is redelivered.
+// rejects it to the dead-letter queue. After any other error, and a delay that grows from
+// 100 ms to 5 s over consecutive failures, the message is put back at the tail of the queue
+// as a copy (published with a confirm, then the original acknowledged): a failing handler
+// never spends the queue's delivery limit (see the package doc).
 func (c *Conn) Consume(ctx context.Context, queue string, h func(ctx context.Context, body []byte) error) error {
 	if h == nil || queue == "" {
 		return fmt.Errorf("%w: Consume needs a queue and a handler", transport.ErrConfig)
 	}
-	var bo backoff // consecutive handler failures, across reconnections
+	bo := backoff{ceil: c.cfg.retryMax} // consecutive handler failures, across reconnections
 	return c.consumeLoop(ctx, queue, false, 1, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 		for d := range deliveries {
 			err := transport.SafeConsume(ctx, h, d.Body)
@@ -135,19 +141,137 @@ func (c *Conn) Consume(ctx context.Context, queue string, h func(ctx context.Con
 				_ = d.Reject(false)
 			default:
 				delay := bo.next()
-				c.log.Warn("handler failed, requeueing", "queue", queue, "delay", delay, "err", err)
+				c.log.Warn("handler failed, retrying", "queue", queue, "delay", delay, "err", err)
 				t := time.NewTimer(delay)
 				select {
 				case <-t.C:
 				case <-ctx.Done():
 					t.Stop()
+					return // unacknowledged: the broker hands it out again
 				case <-c.ctx.Done():
 					t.Stop()
+					return
 				}
-				_ = d.Nack(false, true)
+				if rerr := c.requeueCopy(ctx, queue, d); rerr != nil {
+					// Not copied: hand it back (this counts as a delivery).
+					c.log.Warn("could not put the message back as a copy; requeueing it", "queue", queue, "err", rerr)
+					_ = d.Nack(false, true)
+					continue
+				}
+				if aerr := d.Ack(false); aerr != nil {
+					c.log.Warn("ack of a copied message failed; it will come twice", "queue", queue, "err", aerr)
+				}
 			}
 		}
 	})
+}
+
+// requeueTimeout bounds the publish of a failed message's copy.
+const requeueTimeout = 10 * time.Second
+
+// requeueCopy publishes a copy of d at the tail of queue and waits for the broker's confirm.
+func (c *Conn) requeueCopy(ctx context.Context, queue string, d amqp.Delivery) error {
+	ctx, cancel := context.WithTimeout(ctx, requeueTimeout)
+	defer cancel()
+	s, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	return s.publishConfirmed(ctx, queue, copyOf(d))
+}
+
+// copyOf is a persistent publishing of d, with its properties and headers but for those the
+// broker sets: the delivery count, and the user id (the broker checks it against the
+// publisher's user).
+func copyOf(d amqp.Delivery) amqp.Publishing {
+	var h amqp.Table
+	if len(d.Headers) > 0 {
+		h = make(amqp.Table, len(d.Headers))
+		for k, v := range d.Headers {
+			if k != "x-delivery-count" {
+				h[k] = v
+			}
+		}
+	}
+	return amqp.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    amqp.Persistent,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		Expiration:      d.Expiration,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+}
+
+// moveMessages moves the messages queue from holds now into queue to, which must exist, one
+// at a time: each is published to to and confirmed before it is acknowledged in from, so a
+// crash in between leaves a duplicate, never a loss. With drop, from is then deleted if it is
+// empty and has no consumer (a process of an older version still reading it keeps it). A
+// from that does not exist moves nothing. It returns how many messages were moved.
+func (c *Conn) moveMessages(ctx context.Context, from, to string, drop bool) (int, error) {
+	s, err := c.session(ctx)
+	if err != nil {
+		return 0, err
+	}
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return 0, fmt.Errorf("%w: open channel: %w", transport.ErrUnavailable, err)
+	}
+	defer ch.Close()
+	st, err := ch.QueueDeclarePassive(from, true, false, false, false, nil)
+	if err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("%w: inspect %s: %w", transport.ErrUnavailable, from, err)
+	}
+	n := 0
+	// At most what it holds now (a message moved back from a dead-letter queue may come back
+	// to it); with drop, until it is empty.
+	for drop || n < st.Messages {
+		d, ok, err := ch.Get(from, false)
+		if err != nil {
+			return n, fmt.Errorf("%w: get from %s: %w", transport.ErrUnavailable, from, err)
+		}
+		if !ok {
+			break
+		}
+		if err := s.publishConfirmed(ctx, to, copyOf(d)); err != nil {
+			_ = d.Nack(false, true)
+			return n, err
+		}
+		if err := d.Ack(false); err != nil {
+			return n, fmt.Errorf("%w: ack in %s: %w", transport.ErrUnavailable, from, err)
+		}
+		n++
+	}
+	if drop {
+		if _, err := ch.QueueDelete(from, true, true, false); err != nil {
+			// Used or not empty any more: it stays, and the next DeclareNode moves what it holds.
+			c.log.Warn("old queue not deleted", "queue", from, "err", err)
+		}
+	}
+	return n, nil
+}
+
+// RequeueDead moves the messages in node nodeID's dead-letter queue back into its control
+// queue, for the operator (tchsm queues requeue-dead): after a node's store was repaired, the
+// shares that reached the delivery limit are stored; messages the node refused as malformed
+// come back to the dead-letter queue. It returns how many messages were moved.
+func (c *Conn) RequeueDead(ctx context.Context, nodeID string) (int, error) {
+	q, err := c.DeclareNode(ctx, nodeID)
+	if err != nil {
+		return 0, err
+	}
+	return c.moveMessages(ctx, q.Dead, q.Control, false)
 }
 
 // consumeLoop subscribes to queue on a fresh channel of the current session
@@ -208,7 +332,7 @@ func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, owned 
 		kind, known := c.queues[queue]
 		c.mu.Unlock()
 		if known { // it may have been deleted (operator)
-			if err := declareQueue(ch, queue, kind); err != nil {
+			if err := declareQueue(ch, queue, kind, c.deliveryLimit()); err != nil {
 				return false, err
 			}
 		}
@@ -242,7 +366,7 @@ func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, owned 
 // queues shared) is deleted first: it holds only transient requests. One held by another
 // connection stays, and the error (transport.ErrUnavailable) makes the caller retry.
 func declareOwned(ac *amqp.Connection, ch *amqp.Channel, queue string) error {
-	err := declareQueue(ch, queue, KindRPC)
+	err := declareQueue(ch, queue, KindRPC, 0)
 	var ae *amqp.Error
 	if err == nil || !errors.As(err, &ae) || ae.Code != amqp.ResourceLocked {
 		return err

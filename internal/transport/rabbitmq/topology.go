@@ -12,37 +12,60 @@ import (
 type queueKind int
 
 const (
-	// KindControl: durable queue, persistent messages, dead-lettered on reject.
+	// KindControl: a node's inbox, a durable quorum queue, persistent messages, dead-lettered
+	// (at least once) on reject and at the delivery limit.
 	KindControl queueKind = iota + 1
-	// KindDead: durable dead-letter queue of a control queue.
+	// KindDead: durable quorum dead-letter queue of a control queue.
 	KindDead
 	// KindRPC: transient request queue owned by its one consumer (exclusive,
 	// auto-delete); messages carry a TTL. Only [Conn.Serve] declares it.
 	KindRPC
 )
 
-// Suffixes of queue names, after "tchsm.<cluster>.".
+// DeliveryLimit is the x-delivery-limit of the control queues: how many times the broker
+// hands a message out before it dead-letters it. A handler's failure does not count (the
+// consumer republishes the message instead of returning it, see the package doc); what
+// counts is a consumer lost while it held the message (a crash, a broker node or connection
+// lost) on RabbitMQ before 4.3, and an explicit reject with requeue on 4.3 and later. It is
+// explicit because RabbitMQ 4.0 and later apply a default of 20.
+const DeliveryLimit = 50
+
+// Suffixes of queue names, after "tchsm.<cluster>.". The control queues were classic queues
+// called .control and .control.dead before they became quorum queues; a queue cannot change
+// its type, so the quorum queues have new names and the old ones are emptied into them
+// ([Conn.DeclareNode]).
 const (
-	suffixControl = ".control"
-	suffixDead    = ".control.dead"
-	suffixRPC     = ".rpc"
+	suffixControl       = ".inbox"
+	suffixDead          = ".inbox.dead"
+	suffixLegacyControl = ".control"
+	suffixLegacyDead    = ".control.dead"
+	suffixRPC           = ".rpc"
 )
 
 func prefix(clusterID string) string { return "tchsm." + clusterID + "." }
 
-// NodeControlQueue is the name of a node's durable control queue.
+func nodePrefix(clusterID, nodeID string) string { return prefix(clusterID) + "node." + nodeID }
+
+// NodeControlQueue is the name of a node's durable control queue (its inbox).
 func NodeControlQueue(clusterID, nodeID string) string {
-	return prefix(clusterID) + "node." + nodeID + suffixControl
+	return nodePrefix(clusterID, nodeID) + suffixControl
 }
 
 // NodeDeadQueue is the dead-letter queue of a node's control queue.
 func NodeDeadQueue(clusterID, nodeID string) string {
-	return prefix(clusterID) + "node." + nodeID + suffixDead
+	return nodePrefix(clusterID, nodeID) + suffixDead
+}
+
+// LegacyControlQueues are the names of a node's classic control and dead-letter queues as
+// the versions before quorum queues declared them.
+func LegacyControlQueues(clusterID, nodeID string) (control, dead string) {
+	p := nodePrefix(clusterID, nodeID)
+	return p + suffixLegacyControl, p + suffixLegacyDead
 }
 
 // NodeRPCQueue is the name of a node's request queue.
 func NodeRPCQueue(clusterID, nodeID string) string {
-	return prefix(clusterID) + "node." + nodeID + suffixRPC
+	return nodePrefix(clusterID, nodeID) + suffixRPC
 }
 
 // DealerRPCQueue is the name of the dealer's request queue.
@@ -81,8 +104,24 @@ func (c *Conn) DeclareNode(ctx context.Context, nodeID string) (NodeQueues, erro
 		Dead:    NodeDeadQueue(c.cfg.ClusterID, nodeID),
 		RPC:     c.NodeRPCQueue(nodeID),
 	}
-	err := c.declare(ctx, map[string]queueKind{q.Dead: KindDead, q.Control: KindControl})
-	return q, err
+	if err := c.declare(ctx, map[string]queueKind{q.Dead: KindDead, q.Control: KindControl}); err != nil {
+		return q, err
+	}
+	if _, done := c.migrated.LoadOrStore(nodeID, true); done {
+		return q, nil
+	}
+	lc, ld := LegacyControlQueues(c.cfg.ClusterID, nodeID)
+	for _, mv := range [][2]string{{lc, q.Control}, {ld, q.Dead}} {
+		n, err := c.moveMessages(ctx, mv[0], mv[1], true)
+		if err != nil {
+			c.migrated.Delete(nodeID)
+			return q, fmt.Errorf("%w: migrating %s into %s (moved %d): %w", ErrTopology, mv[0], mv[1], n, err)
+		}
+		if n > 0 {
+			c.log.Warn("moved the messages of a classic queue of an older version into its quorum queue", "from", mv[0], "to", mv[1], "messages", n)
+		}
+	}
+	return q, nil
 }
 
 func (c *Conn) declare(ctx context.Context, qs map[string]queueKind) error {
@@ -91,7 +130,7 @@ func (c *Conn) declare(ctx context.Context, qs map[string]queueKind) error {
 		if err != nil {
 			return err
 		}
-		err = declareAll(s.conn, qs)
+		err = declareAll(s.conn, qs, c.deliveryLimit())
 		if err == nil {
 			c.mu.Lock()
 			for n, k := range qs {
@@ -114,7 +153,7 @@ func (c *Conn) declare(ctx context.Context, qs map[string]queueKind) error {
 
 // declareAll declares queues on a throwaway channel: a failed declaration
 // closes the channel it was made on.
-func declareAll(ac *amqp.Connection, qs map[string]queueKind) error {
+func declareAll(ac *amqp.Connection, qs map[string]queueKind, limit int) error {
 	if len(qs) == 0 {
 		return nil
 	}
@@ -129,7 +168,7 @@ func declareAll(ac *amqp.Connection, qs map[string]queueKind) error {
 			if k != want {
 				continue
 			}
-			if err := declareQueue(ch, name, k); err != nil {
+			if err := declareQueue(ch, name, k, limit); err != nil {
 				return err
 			}
 		}
@@ -137,16 +176,31 @@ func declareAll(ac *amqp.Connection, qs map[string]queueKind) error {
 	return nil
 }
 
-func declareQueue(ch *amqp.Channel, name string, k queueKind) error {
+// controlArgs are the arguments of the control queue name: a quorum queue (replicated on the
+// broker cluster's nodes, it survives the loss of a minority of them) with an explicit
+// delivery limit, whose dead letters go to its .dead queue at least once: the broker keeps a
+// dead-lettered message until the dead-letter queue confirmed it, which RabbitMQ does only
+// for a queue that rejects publishes when full (x-overflow reject-publish; with the default
+// drop-head it falls back to at most once). The queues have no length limit, so the
+// overflow setting never refuses a share; it is there for the dead-lettering.
+func controlArgs(name string, limit int) amqp.Table {
+	return amqp.Table{
+		"x-queue-type":              "quorum",
+		"x-delivery-limit":          int64(limit),
+		"x-overflow":                "reject-publish",
+		"x-dead-letter-strategy":    "at-least-once",
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": name[:len(name)-len(suffixControl)] + suffixDead,
+	}
+}
+
+func declareQueue(ch *amqp.Channel, name string, k queueKind, limit int) error {
 	var err error
 	switch k {
 	case KindControl:
-		_, err = ch.QueueDeclare(name, true, false, false, false, amqp.Table{
-			"x-dead-letter-exchange":    "",
-			"x-dead-letter-routing-key": name[:len(name)-len(suffixControl)] + suffixDead,
-		})
+		_, err = ch.QueueDeclare(name, true, false, false, false, controlArgs(name, limit))
 	case KindDead:
-		_, err = ch.QueueDeclare(name, true, false, false, false, nil)
+		_, err = ch.QueueDeclare(name, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
 	case KindRPC:
 		// Exclusive: only this connection consumes it, and the broker deletes it with the
 		// connection; auto-delete: also when the consumer is cancelled. A request published

@@ -27,7 +27,7 @@ func TestCallRoundTripConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.RPC != "tchsm.test.node.n1.rpc" || q.Control != "tchsm.test.node.n1.control" || q.Dead != "tchsm.test.node.n1.control.dead" {
+	if q.RPC != "tchsm.test.node.n1.rpc" || q.Control != "tchsm.test.node.n1.inbox" || q.Dead != "tchsm.test.node.n1.inbox.dead" {
 		t.Fatalf("queue names %+v", q)
 	}
 	serveEcho(t, srv, q.RPC, 4)
@@ -161,7 +161,7 @@ func TestLateReplyDropped(t *testing.T) {
 	// A raw server that answers the first request only after its deadline
 	// (bypassing Serve, which never sends late replies).
 	raw, ch := rawChannel(t, url)
-	if err := declareQueue(ch, q.RPC, KindRPC); err != nil {
+	if err := declareQueue(ch, q.RPC, KindRPC, 0); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := ch.Consume(q.RPC, "", true, false, false, false, nil)
@@ -527,8 +527,7 @@ func TestConsumeRedeliveryAndDeadLetter(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("failed message not redelivered")
 	}
-	// The malformed message comes after the flaky one (a requeued message
-	// keeps its place at the head of the queue).
+	// The malformed message is dead-lettered while the flaky one waits for its retry.
 	waitFor(t, 10*time.Second, func() bool { return queueDepth(t, url, q.Dead) == 1 })
 	ccancel()
 	if err := <-done; err != nil {
@@ -871,4 +870,56 @@ func BenchmarkCallRoundTripParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A request that names another queue as its reply_to is not served: a member must not make a
+// node publish into a queue of its choosing (another node's control queue, say).
+func TestServeRepliesOnlyToDirectReplyTo(t *testing.T) {
+	url := testVhost(t)
+	srv := dialTest(t, url, "server")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q := srv.NodeRPCQueue("n1")
+	var handled atomic.Int32
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	go srv.Serve(sctx, q, 1, func(ctx context.Context, d transport.Delivery) ([]byte, error) {
+		handled.Add(1)
+		return []byte("answer"), nil
+	})
+	if err := srv.WaitConsuming(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	_, ch := rawChannel(t, url)
+	victim := "tchsm.test.victim"
+	if _, err := ch.QueueDeclare(victim, false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 3))
+	for _, replyTo := range []string{victim, "", "amq.rabbitmq.reply-to-not"} {
+		if err := ch.Publish("", q, false, false, amqp.Publishing{ReplyTo: replyTo, CorrelationId: "x", Body: []byte("hi"),
+			Expiration: "10000"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if c := <-confirms; !c.Ack {
+			t.Fatal("publish not confirmed")
+		}
+	}
+	// The three are queued ahead of this call, and the server takes its queue in order: once
+	// the call is answered, they have been taken and dropped.
+	cli := dialTest(t, url, "client")
+	if r, err := cli.Call(ctx, q, []byte("x")); err != nil || string(r) != "answer" {
+		t.Fatalf("a call: %q %v", r, err)
+	}
+	if n := handled.Load(); n != 1 {
+		t.Fatalf("%d requests handled, want only the proper call: those with a foreign reply_to were served", n)
+	}
+	if qi, err := ch.QueueDeclarePassive(victim, false, true, false, false, nil); err != nil || qi.Messages != 0 {
+		t.Fatalf("the victim queue got %d messages (%v)", qi.Messages, err)
+	}
 }

@@ -35,6 +35,7 @@ func Run(t *testing.T, newNetwork func(t *testing.T) Connect) {
 		{"ServeStops", testServeStops},
 		{"InboxWaitsForReader", testInboxWaits},
 		{"InboxRetryAndDead", testInboxRetryAndDead},
+		{"InboxOutlastsFailures", testInboxOutlastsFailures},
 		{"BadAddress", testBadAddress},
 		{"Close", testClose},
 	}
@@ -284,6 +285,49 @@ func testInboxRetryAndDead(t *testing.T, connect Connect) {
 	defer mu.Unlock()
 	if tries["flaky"] != 3 || tries["malformed"] != 1 || tries["fine"] != 1 {
 		t.Fatalf("deliveries %v, want flaky 3 (twice refused), malformed 1 (set aside), fine 1", tries)
+	}
+}
+
+// A reader whose handler fails 25 times in a row (a store that cannot write) gets the
+// message again each time, and the message is neither dropped nor set aside: RabbitMQ 4's
+// quorum queues would dead-letter a message returned 20 times. The messages behind it are
+// not lost either.
+func testInboxOutlastsFailures(t *testing.T, connect Connect) {
+	const failures = 25
+	pub, node := connect(t, "dealer"), connect(t, "node")
+	ctx := ctxFor(t, 90*time.Second)
+	for _, m := range []string{"share", "next"} {
+		if err := pub.Publish(ctx, transport.Node("n1"), []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	tries := map[string]int{}
+	done := make(chan struct{})
+	consume(t, node, transport.Node("n1"), func(_ context.Context, body []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		tries[string(body)]++
+		if string(body) == "share" && tries["share"] <= failures {
+			return errors.New("store: disk full")
+		}
+		if tries["share"] == failures+1 && tries["next"] == 1 {
+			close(done)
+		}
+		return nil
+	})
+	select {
+	case <-done:
+	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("after %v deliveries the share was not stored", tries)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if tries["share"] != failures+1 || tries["next"] != 1 {
+		t.Fatalf("deliveries %v, want share %d, next 1", tries, failures+1)
 	}
 }
 
