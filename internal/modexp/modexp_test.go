@@ -169,3 +169,38 @@ func TestSelected(t *testing.T) {
 		t.Errorf("Lookup(nonesuch): %v", err)
 	}
 }
+
+// TestConcurrent: goroutines share one Modulus (and so the openssl engine's Montgomery context,
+// created by whichever first use wins) and all get math/big's answer.
+func TestConcurrent(t *testing.T) {
+	n := randBits(t, 2048)
+	n.SetBit(n, 2047, 1).SetBit(n, 0, 1)
+	for _, e := range engines(t) {
+		m, err := modexp.NewModulus(n.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		const workers = 8
+		errs := make(chan error, workers)
+		for range workers {
+			base, err := rand.Int(rand.Reader, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exp := randBits(t, 2048)
+			go func() {
+				want := new(big.Int).Exp(base, exp, n).FillBytes(make([]byte, 256))
+				got, err := e.Exp(m, base.FillBytes(make([]byte, 256)), exp.FillBytes(make([]byte, 256)))
+				if err == nil && !bytes.Equal(got, want) {
+					err = errors.New("differs from math/big")
+				}
+				errs <- err
+			}()
+		}
+		for range workers {
+			if err := <-errs; err != nil {
+				t.Errorf("%s: %v", e.Name(), err)
+			}
+		}
+	}
+}
