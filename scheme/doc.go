@@ -39,7 +39,10 @@
 // z_i against the verification share in the key record, with no further message (Audit asks for
 // none), so the liar is named at once. A hedge is a new session with
 // fresh commitments from another set; the abandoned session's nonces are burnt on the nodes
-// that answered (they are never reused), and an unanswered node's nonce expires.
+// that answered (they are never reused), and an unanswered node's nonce expires. The client
+// reaches this through Precommitter (CommitRequest, ParseCommitments, NewSession); the node
+// passes the authenticated client as Request.Requester, whose nonces are kept apart and capped.
+// Package scheme/frost is the implementation, its package doc the details.
 //
 // # CGGMP ECDSA on it: several rounds, node-to-node messages
 //

@@ -23,16 +23,21 @@ const (
 	SHA256RSAPKCS Mechanism = 4
 	SHA384RSAPKCS Mechanism = 5
 	SHA512RSAPKCS Mechanism = 6
+	// EDDSA is CKM_EDDSA without parameters: pure Ed25519 (RFC 8032) over the whole message,
+	// which the token sends as it is (no hash in the module: Ed25519 hashes the message
+	// itself, twice). Only Ed25519FROST keys accept it.
+	EDDSA Mechanism = 7
 )
 
 // ErrUnknownMechanism is returned for a Mechanism value tchsm does not implement, or one the
 // key's scheme does not accept.
 var ErrUnknownMechanism = errors.New("scheme: unknown mechanism")
 
-// Hash returns the hash function a mechanism applies before signing (0 for RSAPKCS).
+// Hash returns the hash function a mechanism applies before signing (0 for RSAPKCS and
+// EDDSA, which take their input as it is).
 func (m Mechanism) Hash() (crypto.Hash, error) {
 	switch m {
-	case RSAPKCS:
+	case RSAPKCS, EDDSA:
 		return 0, nil
 	case SHA1RSAPKCS:
 		return crypto.SHA1, nil
@@ -62,6 +67,8 @@ func (m Mechanism) String() string {
 		return "SHA384_RSA_PKCS"
 	case SHA512RSAPKCS:
 		return "SHA512_RSA_PKCS"
+	case EDDSA:
+		return "EDDSA"
 	}
 	return fmt.Sprintf("Mechanism(%d)", int32(m))
 }

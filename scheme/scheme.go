@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	tchsmpb "github.com/tchsm/tchsm/proto"
 )
@@ -22,6 +23,11 @@ const (
 	// ShoupRSA is Shoup's threshold RSA with a dealer (package scheme/shoup): PKCS#1 v1.5
 	// signatures, one round, proofs of share correctness on demand.
 	ShoupRSA Algorithm = 1
+	// Ed25519FROST is FROST(Ed25519, SHA-512) of RFC 9591 with a distributed key generation
+	// (package scheme/frost): Ed25519 signatures (DNSSEC algorithm 15) that crypto/ed25519
+	// verifies, commitments handed out in advance, one signing round, no dealer. Named after
+	// the signature it makes first and the protocol second, as ShoupRSA is.
+	Ed25519FROST Algorithm = 2
 )
 
 // Of returns the algorithm of a key record (ShoupRSA for records that name none).
@@ -36,6 +42,8 @@ func (a Algorithm) String() string {
 	switch a {
 	case ShoupRSA:
 		return "rsa"
+	case Ed25519FROST:
+		return "ed25519"
 	case Unspecified:
 		return "unspecified"
 	}
@@ -111,6 +119,11 @@ type Request struct {
 	Payload []byte
 	// Relayed holds other participants' messages of the previous round addressed to this one.
 	Relayed []Message
+	// Requester names who asked, as the node's trust layer authenticated it (the client's
+	// name): set by the node from the message's authenticated sender, never from a payload;
+	// the coordinator leaves it empty. Schemes with per-requester state key it by this
+	// (FROST's nonces are handed to one requester and capped per requester).
+	Requester string
 }
 
 // Reply is a participant's answer to one Request.
@@ -183,6 +196,38 @@ type KeyParams struct {
 	Bits int // key size (RSA: modulus length)
 	E    int // RSA public exponent; 0 means the scheme's default
 	K, N int // threshold and number of shares
+	// DKG is what a distributed key generation needs besides k and n; dealer schemes ignore it.
+	DKG DKGParams
+}
+
+// DKGParams name one distributed key generation and its participants. They are trusted
+// parameters: they come from the node's local configuration (the manifest), never from the wire.
+type DKGParams struct {
+	// Session names this key generation (the key id) uniquely; every message is bound to it,
+	// so that no message of another run is accepted.
+	Session []byte
+	// Secret is this participant's long-term DKG secret key, Public the long-term DKG public
+	// keys of participants 1..n (Public[i-1]), in the scheme's encoding.
+	Secret []byte
+	Public [][]byte
+}
+
+// Precommitter is implemented by schemes whose signers hand out commitments in advance,
+// outside any signature (FROST's round one). The client keeps a pool per node and key: it asks
+// a node for a batch (CommitRequest, answered by the node's Participant like any request),
+// splits the reply into commitments (ParseCommitments), and starts a signing session with one
+// unused commitment from each node of the set it picked (NewSession; the set is then fixed,
+// Open is false). A commitment is used in at most one session: once it went out in a request,
+// the client forgets it, whatever the outcome.
+type Precommitter interface {
+	// CommitRequest returns the request for a batch of count commitments.
+	CommitRequest(pk PublicKey, count int) (Request, error)
+	// ParseCommitments checks participant i's reply to a CommitRequest and returns its
+	// commitments, each opaque, and how long the participant keeps their nonces.
+	ParseCommitments(pk PublicKey, i int, rep Reply) (commitments [][]byte, ttl time.Duration, err error)
+	// NewSession starts a signing session for data under mech with the participants of
+	// commitments (participant index → one commitment from ParseCommitments).
+	NewSession(pk PublicKey, mech Mechanism, data []byte, commitments map[int][]byte) (Coordinator, error)
 }
 
 // Scheme is one threshold signature scheme: what node, client, store, trust and the PKCS#11

@@ -10,12 +10,14 @@ import (
 
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/frost"
 	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
 // registry holds every scheme tchsm implements. A scheme is added here, and nowhere else.
 var registry = []scheme.Scheme{
 	shoup.Scheme{},
+	frost.Scheme{},
 }
 
 // Lookup returns the scheme of algorithm a (scheme.Unspecified is scheme.ShoupRSA, the

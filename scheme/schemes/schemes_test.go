@@ -24,12 +24,22 @@ func TestLookup(t *testing.T) {
 	if s, err := ByName("RSA"); err != nil || s.Algorithm() != scheme.ShoupRSA {
 		t.Fatalf("ByName(RSA): %v, %v", s, err)
 	}
-	if _, err := ByName("ed25519"); !errors.Is(err, scheme.ErrUnknownAlgorithm) {
-		t.Fatalf("ByName(ed25519): %v", err)
+	if s, err := ByName("ed25519"); err != nil || s.Algorithm() != scheme.Ed25519FROST {
+		t.Fatalf("ByName(ed25519): %v, %v", s, err)
+	}
+	if _, err := ByName("ed448"); !errors.Is(err, scheme.ErrUnknownAlgorithm) {
+		t.Fatalf("ByName(ed448): %v", err)
+	}
+	if s, err := ForRecord(&tchsmpb.KeyRecord{Algorithm: uint32(scheme.Ed25519FROST)}); err != nil || s.Algorithm() != scheme.Ed25519FROST {
+		t.Fatalf("an Ed25519 record: %v, %v", s, err)
 	}
 	rsa, _ := Lookup(scheme.ShoupRSA)
-	if !Accepts(rsa, scheme.SHA256RSAPKCS) || Accepts(rsa, 99) {
+	if !Accepts(rsa, scheme.SHA256RSAPKCS) || Accepts(rsa, 99) || Accepts(rsa, scheme.EDDSA) {
 		t.Fatal("Accepts")
+	}
+	ed, _ := Lookup(scheme.Ed25519FROST)
+	if !Accepts(ed, scheme.EDDSA) || Accepts(ed, scheme.RSAPKCS) || Accepts(ed, scheme.SHA256RSAPKCS) {
+		t.Fatal("Accepts: only EDDSA for Ed25519 keys")
 	}
 	// Every registered scheme has its own algorithm.
 	seen := map[scheme.Algorithm]bool{}

@@ -56,6 +56,9 @@ func hashFunc(h crypto.Hash) func([]byte) []byte {
 // Payload turns (mechanism, data) into the PKCS#1 v1.5 payload T: data itself for RSAPKCS, the
 // DigestInfo of data's hash for the hash mechanisms.
 func Payload(m scheme.Mechanism, data []byte) ([]byte, error) {
+	if m == scheme.EDDSA { // known to tchsm, hashes nothing, and is not PKCS#1 v1.5
+		return nil, fmt.Errorf("%w: %v is not an RSA mechanism", scheme.ErrUnknownMechanism, m)
+	}
 	h, err := m.Hash()
 	if err != nil {
 		return nil, err

@@ -244,3 +244,10 @@ func TestCheckShare(t *testing.T) {
 		t.Fatal("short share accepted")
 	}
 }
+
+// TestEDDSANotRSA: EDDSA (an Ed25519 mechanism that hashes nothing) is not taken for RSAPKCS.
+func TestEDDSANotRSA(t *testing.T) {
+	if _, err := Payload(scheme.EDDSA, []byte("data")); !errors.Is(err, scheme.ErrUnknownMechanism) {
+		t.Fatalf("Payload(EDDSA): %v", err)
+	}
+}

@@ -1,0 +1,116 @@
+package frost
+
+import (
+	"context"
+	"crypto/rand"
+	"testing"
+
+	"github.com/tchsm/tchsm/scheme"
+)
+
+// BenchmarkSignShare_3of5: one signer's round two (list checks, binding factors, group
+// commitment, challenge, z_i), with the nonce taken from the store.
+func BenchmarkSignShare_3of5(b *testing.B) {
+	pk, shares := dealKey(b, 3, 5)
+	parts := participants(b, pk, shares, Options{MaxOutstanding: 1 << 20})
+	msg := make([]byte, 120)
+	others := map[int]Commitment{}
+	for _, i := range []int{2, 3} {
+		cs, _ := parts[i].Commit(rand.Reader, "b", 1)
+		others[i] = cs[0]
+	}
+	for b.Loop() {
+		b.StopTimer()
+		c1, _ := parts[1].Commit(rand.Reader, "b", 1)
+		list := []Commitment{c1[0], others[2], others[3]}
+		b.StartTimer()
+		if _, err := parts[1].Sign("b", msg, list); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCommit: one nonce pair and its commitments.
+func BenchmarkCommit(b *testing.B) {
+	pk, shares := dealKey(b, 3, 5)
+	p, _ := NewParticipant(pk, shares[1], Options{MaxOutstanding: 1 << 30})
+	for b.Loop() {
+		if _, err := p.Commit(rand.Reader, "b", 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAggregate_3of5: the coordinator's side: NewSession (binding factors, group
+// commitment, challenge), Accept of the three shares, Finish (sum and crypto/ed25519.Verify).
+func BenchmarkAggregate_3of5(b *testing.B) {
+	pk, shares := dealKey(b, 3, 5)
+	parts := participants(b, pk, shares, Options{})
+	msg := make([]byte, 120)
+	var sch Scheme
+	commits := map[int][]byte{}
+	var reps []scheme.Reply
+	for _, i := range []int{1, 2, 3} {
+		cs, _ := parts[i].Commit(rand.Reader, "b", 1)
+		commits[i] = appendEntry(nil, &cs[0])
+	}
+	co, _ := sch.NewSession(pk, scheme.EDDSA, msg, commits)
+	for _, i := range []int{1, 2, 3} {
+		req, _ := co.Request(i)
+		req.Requester = "b"
+		rep, err := parts[i].Respond(context.Background(), nil, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reps = append(reps, rep)
+	}
+	for b.Loop() {
+		co, err := sch.NewSession(pk, scheme.EDDSA, msg, commits)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j, i := range []int{1, 2, 3} {
+			if err := co.Accept(i, reps[j]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := co.Finish(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkJudge_3of5: checking the three shares after a failed aggregate.
+func BenchmarkJudge_3of5(b *testing.B) {
+	pk, shares := dealKey(b, 3, 5)
+	parts := participants(b, pk, shares, Options{})
+	msg := make([]byte, 120)
+	var list []Commitment
+	for _, i := range []int{1, 2, 3} {
+		cs, _ := parts[i].Commit(rand.Reader, "b", 1)
+		list = append(list, cs[0])
+	}
+	co, _ := NewCoordinator(pk, msg, list)
+	for _, i := range []int{1, 2, 3} {
+		req, _ := co.Request(i)
+		req.Requester = "b"
+		rep, _ := parts[i].Respond(context.Background(), nil, req)
+		co.Accept(i, rep)
+	}
+	for b.Loop() {
+		for _, i := range []int{1, 2, 3} {
+			if err := co.Judge(i, scheme.Reply{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkDKG_3of5: the whole in-process DKG, five participants on one machine.
+func BenchmarkDKG_3of5(b *testing.B) {
+	for b.Loop() {
+		if _, err := runDKG(b, 3, 5, []int{1, 2, 3, 4, 5}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

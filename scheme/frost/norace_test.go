@@ -1,0 +1,5 @@
+//go:build !race
+
+package frost
+
+const raceEnabled = false
