@@ -3,6 +3,10 @@
 # The build stage runs scripts/build-binary.sh, the same script the test suite runs.
 
 FROM golang:1.26-bookworm AS build
+# libssl-dev: libcrypto.a, linked statically into the node for its signature shares
+# (OpenSSL's constant-time exponentiation; see scripts/build-binary.sh). gcc is in the image.
+RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

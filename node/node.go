@@ -66,6 +66,10 @@ import (
 
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/modexp"
+	// The share's exponentiation in OpenSSL's constant-time code (issue 17): linked here, in
+	// the node, and not in the PKCS#11 module, which computes no shares.
+	_ "github.com/tchsm/tchsm/internal/modexp/openssl"
 	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
@@ -129,6 +133,10 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	exp, err := modexp.Selected() // fails when $TCHSM_MODEXP names an engine not linked
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	n := &node{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), exps: make(chan struct{}, cfg.WorkerCount())}
 	if n.log == nil {
 		var err error
@@ -186,7 +194,8 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 		errc <- err
 	}()
 	n.log.Info("node started", "cluster", n.m.ClusterID, "index", n.self.Index, "manifest", n.m.Fingerprint(),
-		"keys", n.store.Len(), "workers", cfg.WorkerCount(), "metrics", metricsAddr, "version", opts.Version)
+		"keys", n.store.Len(), "workers", cfg.WorkerCount(), "metrics", metricsAddr, "version", opts.Version,
+		"modexp", exp.Name())
 	if opts.Ready != nil {
 		// Ready once both consumers are subscribed: requests reach the node from then on (its
 		// rpc queue exists only while it consumes). A failure to subscribe cancels ctx.

@@ -20,3 +20,19 @@ func TestModuleLinksNoDealer(t *testing.T) {
 		}
 	}
 }
+
+// TestModuleLinksNoOpenSSL checks that libtchsm.so does not link libcrypto: OpenSSL's
+// exponentiation computes the nodes' shares (internal/modexp/openssl), and the module computes
+// none, so it stays out (a second libcrypto inside the signer's process is a version clash).
+func TestModuleLinksNoOpenSSL(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{join .CgoLDFLAGS \" \"}}", ".").CombinedOutput()
+	if err != nil {
+		t.Skipf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, flags, _ := strings.Cut(line, " ")
+		if strings.HasPrefix(pkg, "github.com/tchsm/tchsm/internal/modexp/openssl") || strings.Contains(flags, "-lcrypto") {
+			t.Errorf("p11shim depends on %s (LDFLAGS %q)", pkg, flags)
+		}
+	}
+}

@@ -16,6 +16,7 @@ want ldns-verify-zone ldnsutils
 want pkcs11-tool opensc
 want unshare util-linux
 want gcc gcc
+want /usr/include/openssl/bn.h libssl-dev # libcrypto.a for the node's static build
 want rabbitmqctl rabbitmq-server
 want openssl openssl
 want p11-kit p11-kit

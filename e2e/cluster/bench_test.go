@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/client"
+	// r is timed here with the nodes' engine (OpenSSL's exponentiation; issue 17), not bigmod.
+	_ "github.com/tchsm/tchsm/internal/modexp/openssl"
 	"github.com/tchsm/tchsm/internal/testcluster"
 	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/shoup"

@@ -43,6 +43,7 @@ func TestDockerfileRunsTheBuildScript(t *testing.T) {
 	}
 	for _, want := range []string{
 		`RUN scripts/build-binary.sh /out "${VERSION}"`,
+		`apt-get install -y --no-install-recommends libssl-dev`,
 		`USER nonroot:nonroot`,
 		`ENTRYPOINT ["/usr/local/bin/tchsm"]`,
 		`CMD ["node", "-config", "/etc/tchsm/node.json"]`,
@@ -71,6 +72,10 @@ func TestEntrypoint(t *testing.T) {
 	}
 	if b, err := exec.Command("file", bin).CombinedOutput(); err == nil && !strings.Contains(string(b), "statically linked") {
 		t.Errorf("the image binary must be static (distroless/static): %s", b)
+	}
+	// The image's node computes shares with OpenSSL's constant-time exponentiation (issue 17).
+	if b, err := exec.Command(bin, "version").CombinedOutput(); err != nil || !strings.Contains(string(b), "share exponentiation: openssl (OpenSSL 3.") {
+		t.Errorf("the image binary must link OpenSSL's exponentiation: %v %s", err, b)
 	}
 
 	_, url := testcluster.VHost(t)

@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/modexp"
+	"github.com/tchsm/tchsm/internal/modexp/openssl"
 )
 
 type command struct {
@@ -46,6 +48,7 @@ func Main(args []string, version string) int {
 	}
 	if args[0] == "version" || args[0] == "--version" {
 		fmt.Fprintln(e.stdout, "tchsm", version)
+		fmt.Fprintln(e.stdout, shareExpLine())
 		return 0
 	}
 	cmd, ok := commands[args[0]]
@@ -95,4 +98,17 @@ func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	log, _, err := logging.Open("", level, w)
 	return log, err
+}
+
+// shareExpLine says which constant-time exponentiation computes the node's shares (package
+// internal/modexp), so that an image can be checked for OpenSSL's.
+func shareExpLine() string {
+	e, err := modexp.Selected()
+	if err != nil {
+		return "share exponentiation: " + err.Error()
+	}
+	if e.Name() == "openssl" {
+		return "share exponentiation: openssl (" + openssl.Version() + ")"
+	}
+	return "share exponentiation: " + e.Name()
 }

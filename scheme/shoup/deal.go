@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"filippo.io/bigmod"
+
+	"github.com/tchsm/tchsm/internal/modexp"
 )
 
 // PublicKey is everything about a dealt key that is not secret: the RSA public key, the
@@ -30,7 +32,8 @@ type PublicKey struct {
 
 type precomputed struct {
 	mod   *bigmod.Modulus
-	delta *big.Int // n!
+	ct    *modexp.Modulus // the same modulus, for the share's constant-time exponentiation
+	delta *big.Int        // n!
 	size  int
 }
 
@@ -85,11 +88,11 @@ func (pk *PublicKey) check() (*precomputed, error) {
 			return nil, fmt.Errorf("%w: verification key out of range", ErrInvalidKey)
 		}
 	}
-	mod, err := bigmod.NewModulus(pk.N.Bytes())
+	ct, err := modexp.NewModulus(pk.N.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
-	return &precomputed{mod: mod, delta: factorial(pk.L), size: pk.Size()}, nil
+	return &precomputed{mod: ct.Bigmod(), ct: ct, delta: factorial(pk.L), size: pk.Size()}, nil
 }
 
 func factorial(n int) *big.Int {

@@ -22,9 +22,17 @@
 // scheme is written here, small enough to review in one sitting.
 //
 // Side channels, stated precisely:
-//   - The node's secret exponentiation x^(s_i) runs in constant time with filippo.io/bigmod
-//     (SignShare, and the prover's x^r, v^r in Prove). The public part x^(2Δ) is computed first
-//     with math/big, which is fine because x and Δ are public.
+//   - The node's secret exponentiation x^(s_i) runs in constant time (SignShare, and the
+//     prover's x^r, v^r in Prove) through internal/modexp: in the node binary OpenSSL's
+//     BN_mod_exp_mont_consttime with BN_FLG_CONSTTIME on the exponent (package
+//     internal/modexp/openssl, cgo, linked by the node only), elsewhere filippo.io/bigmod;
+//     $TCHSM_MODEXP=bigmod|openssl forces one. OpenSSL was chosen because it is the speed to
+//     match: bigmod is 1.37× slower at 2048 bits and 3.3× / 4.5× at 3072 / 4096 (no assembly
+//     there), and assembly kernels like bigmod's 2048-bit one would still leave about 1.3;
+//     the share is now 1.02 / 1.02 / 1.01 × OpenSSL (measurements and reasoning:
+//     BENCHMARKS.md). The public part x^(2Δ) is computed first
+//     with math/big, which is fine because x and Δ are public. The check of a share against
+//     its v_i when a node loads it uses bigmod.
 //   - The proof's response z = s_i·c + r is an integer product computed with math/big; its timing
 //     depends on operand lengths only, and s_i is stored at a fixed length.
 //   - Key generation and dealing (safe-prime search, d = e^-1 mod m, polynomial evaluation, v_i)

@@ -3,11 +3,12 @@ package shoup
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
 
-	"filippo.io/bigmod"
+	"github.com/tchsm/tchsm/internal/modexp"
 )
 
 // SigShare is node Index's signature share x_i = x^(2Δs_i) mod N.
@@ -48,21 +49,41 @@ func checkShare(pk *PublicKey, pre *precomputed, share *KeyShare) error {
 	return nil
 }
 
-// ctExp returns base^exp mod N in constant time with respect to exp (which must be secret-sized
-// and fixed-length); base is public.
-func ctExp(pre *precomputed, base *big.Int, exp []byte) (*big.Int, error) {
-	b, err := bigmod.NewNat().SetBytes(base.FillBytes(make([]byte, pre.size)), pre.mod)
-	if err != nil {
+// ctExp returns base^exp mod N with engine e (internal/modexp: OpenSSL's
+// BN_mod_exp_mont_consttime in the node, filippo.io/bigmod where OpenSSL is not linked), in
+// constant time with respect to exp (which must be secret-sized and fixed-length); base is public.
+func ctExp(e modexp.Engine, pre *precomputed, base *big.Int, exp []byte) (*big.Int, error) {
+	out, err := e.Exp(pre.ct, base.FillBytes(make([]byte, pre.size)), exp)
+	if errors.Is(err, modexp.ErrInput) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
 	}
-	out := bigmod.NewNat().Exp(b, exp, pre.mod)
-	return new(big.Int).SetBytes(out.Bytes(pre.mod)), nil
+	if err != nil {
+		return nil, fmt.Errorf("shoup: %w", err)
+	}
+	return new(big.Int).SetBytes(out), nil
+}
+
+// engine is the exponentiation engine in use (modexp.Selected).
+func engine() (modexp.Engine, error) {
+	e, err := modexp.Selected()
+	if err != nil {
+		return nil, fmt.Errorf("shoup: %w", err)
+	}
+	return e, nil
 }
 
 // SignShare computes node share.Index's signature share on the encoded message em (exactly
 // pk.Size() bytes, as built by EncodePayload). The exponentiation by the secret share is
 // constant time.
 func SignShare(pk *PublicKey, share *KeyShare, em []byte) (*SigShare, error) {
+	e, err := engine()
+	if err != nil {
+		return nil, err
+	}
+	return signShare(e, pk, share, em)
+}
+
+func signShare(e modexp.Engine, pk *PublicKey, share *KeyShare, em []byte) (*SigShare, error) {
 	pre, err := pk.precompute()
 	if err != nil {
 		return nil, err
@@ -76,7 +97,7 @@ func SignShare(pk *PublicKey, share *KeyShare, em []byte) (*SigShare, error) {
 	}
 	// x^(2Δ) is public; only the exponent s_i is secret.
 	xt := new(big.Int).Exp(x, new(big.Int).Lsh(pre.delta, 1), pk.N)
-	xi, err := ctExp(pre, xt, share.S)
+	xi, err := ctExp(e, pre, xt, share.S)
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +106,10 @@ func SignShare(pk *PublicKey, share *KeyShare, em []byte) (*SigShare, error) {
 
 // Prove returns the proof that ss is share.Index's correct share on em.
 func Prove(rand io.Reader, pk *PublicKey, share *KeyShare, em []byte, ss *SigShare) (*Proof, error) {
+	e, err := engine()
+	if err != nil {
+		return nil, err
+	}
 	pre, err := pk.precompute()
 	if err != nil {
 		return nil, err
@@ -105,11 +130,11 @@ func Prove(rand io.Reader, pk *PublicKey, share *KeyShare, em []byte, ss *SigSha
 		return nil, fmt.Errorf("shoup: reading randomness: %w", err)
 	}
 	defer clear(rbuf)
-	vPrime, err := ctExp(pre, pk.V, rbuf)
+	vPrime, err := ctExp(e, pre, pk.V, rbuf)
 	if err != nil {
 		return nil, err
 	}
-	xPrime, err := ctExp(pre, xTilde, rbuf)
+	xPrime, err := ctExp(e, pre, xTilde, rbuf)
 	if err != nil {
 		return nil, err
 	}

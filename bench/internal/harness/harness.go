@@ -62,6 +62,7 @@ type Options struct {
 	ShareTime      time.Duration
 	SafePrimes     bool
 	NoLimit        bool
+	CompareSizes   []int // RSA sizes at which the share is timed against OpenSSL (issue 17)
 
 	HSMSpeed        bool
 	HSMSpeedThreads []int
@@ -139,6 +140,7 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	fs.BoolVar(&o.NoLimit, "no-limit", false, "skip the threshold-limit measurement")
 	fs.BoolVar(&o.HSMSpeed, "hsmspeed", true, "also run ods-hsmspeed against softhsm, tchsm and p11")
 	hsThreads := fs.String("hsmspeed-threads", "1,2,4", "ods-hsmspeed thread counts")
+	cmpSizes := fs.String("compare-sizes", "2048,3072,4096", "RSA sizes at which one share is timed against OpenSSL's BN_mod_exp_mont_consttime in the same run (r per size and the ratio); empty: none")
 	fs.StringVar(&o.SoftHSMModule, "softhsm-module", "", "SoftHSM2 module (default: found in the usual places)")
 	fs.BoolVar(&o.KeepKey, "keep-key", false, "keep keys the harness generated in tchsm or p11 tokens (default: destroy them at the end)")
 	fs.StringVar(&o.P11Module, "p11-module", os.Getenv("P11_MODULE"), "p11 target: PKCS#11 module path ($P11_MODULE)")
@@ -207,6 +209,16 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	var err error
 	if o.HSMSpeedThreads, err = intList(*hsThreads); err != nil {
 		return nil, err
+	}
+	if strings.TrimSpace(*cmpSizes) != "" {
+		if o.CompareSizes, err = intList(*cmpSizes); err != nil {
+			return nil, err
+		}
+		for _, b := range o.CompareSizes {
+			if !target.ValidBits(b) {
+				return nil, fmt.Errorf("%w: -compare-sizes %d (1024, 2048, 3072 or 4096)", ErrUsage, b)
+			}
+		}
 	}
 	switch {
 	case !target.ValidBits(o.Bits):
@@ -331,6 +343,21 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 				line += fmt.Sprintf("; all cores at once: %.0f/s/core, limit %.0f sig/s", lr.ParallelRate, lr.ParallelLimit)
 			}
 			bar.Done(line)
+		}
+		if len(o.CompareSizes) > 0 {
+			bar.Infof("share vs OpenSSL: timing shoup.SignShare and BN_mod_exp_mont_consttime at %v bits, %v each", o.CompareSizes, o.ShareTime)
+			rs, err := limit.CompareOpenSSL(ctx, o.CompareSizes, o.K, o.N, o.ShareTime)
+			if err != nil {
+				errs = append(errs, err)
+				res.Warnings = append(res.Warnings, err.Error())
+			}
+			if res.Limit != nil {
+				res.Limit.VsOpenSSL = rs
+			}
+			for _, r := range rs {
+				bar.Done(fmt.Sprintf("share vs OpenSSL, RSA-%d: share %.2f ms (r = %.0f/s/core, engine %s), OpenSSL %.2f ms: ratio %.3f",
+					r.Bits, r.ShareMS, r.ShareRate, r.Engine, r.OpenSSLMS, r.Ratio))
+			}
 		}
 	}
 	rcfg := runner.Config{MaxConcurrency: o.MaxConcurrency, Duration: o.Duration, Count: o.Count, Warmup: o.Warmup,

@@ -115,6 +115,14 @@ func (r *Results) Markdown(plots []string) string {
 			w(" The timed key was a crypto/rsa key imported with shoup.FromRSA: the share exponentiation costs the same as with safe primes.")
 		}
 		w("\n\n")
+		if len(l.VsOpenSSL) > 0 {
+			w("**Share vs OpenSSL.** One signature share (shoup.SignShare, engine %s) and OpenSSL's BN_mod_exp_mont_consttime on a full-length exponent (%s, operands prepared once), alternated on one thread and timed in CPU time in this run (goal: ratio ≤ 1.05):\n\n| RSA | share ms | r (shares/s/core) | OpenSSL ms | share/OpenSSL | pairs |\n|---:|---:|---:|---:|---:|---:|\n",
+				l.VsOpenSSL[0].Engine, l.VsOpenSSL[0].OpenSSL)
+			for _, v := range l.VsOpenSSL {
+				w("| %d | %.2f | %.0f | %.2f | %.3f | %d |\n", v.Bits, v.ShareMS, v.ShareRate, v.OpenSSLMS, v.Ratio, v.Rounds)
+			}
+			w("\n")
+		}
 	}
 
 	w("## Throughput and latency per concurrency\n\n| target | concurrency | sig/s | p50 ms | p95 ms | p99 ms | max ms | repetitions (sig/s) |\n|---|---:|---:|---:|---:|---:|---:|---|\n")

@@ -40,7 +40,8 @@ func TestFinishAndWrite(t *testing.T) {
 			{Name: "tchsm", Sweep: &runner.Sweep{Steps: []runner.Step{step(1, 50, false), step(2, 100, true)}, Best: 1}},
 			{Name: "p11", Skipped: "no module"},
 		},
-		Limit: &Threshold{Result: limit.Result{K: 3, N: 5, Cores: 2, ShareRate: 300, Limit: 200}},
+		Limit: &Threshold{Result: limit.Result{K: 3, N: 5, Cores: 2, ShareRate: 300, Limit: 200},
+			VsOpenSSL: []limit.SizeRatio{{Bits: 3072, Engine: "openssl", OpenSSL: "OpenSSL 3.0.19", Rounds: 40, ShareMS: 6.5, OpenSSLMS: 6.4, ShareRate: 153.8, Ratio: 1.0156}}},
 	}
 	r.Finish()
 	if r.Targets[1].RatioToSoftHSM != 0.05 || r.Targets[0].RatioToSoftHSM != 1 {
@@ -64,7 +65,8 @@ func TestFinishAndWrite(t *testing.T) {
 		t.Errorf("files %v", files)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "results.md"))
-	for _, want := range []string{"| tchsm | 100 | 2 |", "0.05×", "limit = C·r/k = 200 sig/s", "50% of the limit", "⚠", "skipped: no module"} {
+	for _, want := range []string{"| tchsm | 100 | 2 |", "0.05×", "limit = C·r/k = 200 sig/s", "50% of the limit", "⚠", "skipped: no module",
+		"| 3072 | 6.50 | 154 | 6.40 | 1.016 | 40 |", "engine openssl"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q", want)
 		}

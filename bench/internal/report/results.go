@@ -92,6 +92,9 @@ type Threshold struct {
 	ClusterP50C1 float64      `json:"cluster_p50_c1_ms,omitempty"`
 	OverheadMS   float64      `json:"cluster_overhead_c1_ms,omitempty"`
 	Model        []ModelPoint `json:"separate_servers_model"`
+	// VsOpenSSL is one share against OpenSSL's constant-time exponentiation at each size of
+	// -compare-sizes, timed in the same run (r per size and the ratio; issue 17).
+	VsOpenSSL []limit.SizeRatio `json:"share_vs_openssl,omitempty"`
 	// ShareRateAfter is r measured again after the targets ran: the host's speed can drift
 	// (by a third within minutes on shared VMs), and a ratio is only as good as its r.
 	ShareRateAfter float64 `json:"share_rate_after,omitempty"`
