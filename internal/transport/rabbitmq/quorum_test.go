@@ -155,6 +155,9 @@ func TestDeliveryLimitDeadLettersAndRequeue(t *testing.T) {
 	if err := d.Nack(false, true); err != nil {
 		t.Fatal(err)
 	}
+	// The nack is asynchronous: RequeueDead moves what is ready, so wait until the dead letter
+	// is back in its queue (it failed once when RequeueDead ran first).
+	waitFor(t, 10*time.Second, func() bool { return queueDepth(t, url, q.Dead) == 1 })
 
 	n, err := c.RequeueDead(ctx, "n1")
 	if err != nil || n != 1 {
