@@ -106,29 +106,11 @@ func benchThroughput(b *testing.B, conc int) {
 	b.ResetTimer()
 	for range windows {
 		share := st.measure(b, 400*time.Millisecond)
-		var done atomic.Int64
-		var wg sync.WaitGroup
-		stop := time.Now().Add(1500 * time.Millisecond)
-		start := time.Now()
-		for w := 0; w < conc; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; time.Now().Before(stop); i++ {
-					if _, err := c.Sign(context.Background(), key.ID, scheme.SHA256RSAPKCS, []byte(fmt.Sprint(w, i))); err != nil {
-						b.Error(err)
-						return
-					}
-					done.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		el := time.Since(start)
+		made, el := signLoad(b, c, key, conc, 1500*time.Millisecond)
 		shareSum += share
 		busy += el
-		sigs += done.Load()
-		ratios = append(ratios, float64(done.Load())/el.Seconds()/(float64(runtime.NumCPU())/share.Seconds()/k))
+		sigs += made
+		ratios = append(ratios, float64(made)/el.Seconds()/(float64(runtime.NumCPU())/share.Seconds()/k))
 	}
 	share := shareSum / windows
 	rate := float64(sigs) / busy.Seconds()
@@ -154,25 +136,7 @@ func BenchmarkBrokersThroughput_2048_3of5(b *testing.B) {
 	_, one, key1 := benchClusterOn(b, nil, k, n, bits, 2)
 	_, three, key3 := benchClusterOn(b, brokers, k, n, bits, 2)
 	window := func(c *client.Client, key client.KeyInfo) (int64, time.Duration) {
-		var done atomic.Int64
-		var wg sync.WaitGroup
-		start := time.Now()
-		stop := start.Add(1500 * time.Millisecond)
-		for w := 0; w < conc; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; time.Now().Before(stop); i++ {
-					if _, err := c.Sign(context.Background(), key.ID, scheme.SHA256RSAPKCS, []byte(fmt.Sprint(w, i))); err != nil {
-						b.Error(err)
-						return
-					}
-					done.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		return done.Load(), time.Since(start)
+		return signLoad(b, c, key, conc, 1500*time.Millisecond)
 	}
 	b.ResetTimer()
 	var s1, s3 int64
@@ -220,4 +184,28 @@ func benchLatency(b *testing.B, k, n int) {
 	b.ReportMetric(float64(median(p50s).Microseconds()), "p50-µs")
 	b.ReportMetric(float64(median(shares).Microseconds()), "share-µs")
 	b.ReportMetric(float64(median(overheads).Microseconds()), "overhead-µs")
+}
+
+// signLoad signs with conc goroutines, one signature after the other each, for d; it returns the
+// signatures made and the time they took.
+func signLoad(b *testing.B, c *client.Client, key client.KeyInfo, conc int, d time.Duration) (int64, time.Duration) {
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	stop := start.Add(d)
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				if _, err := c.Sign(context.Background(), key.ID, scheme.SHA256RSAPKCS, []byte(fmt.Sprint(w, i))); err != nil {
+					b.Error(err)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return done.Load(), time.Since(start)
 }

@@ -1,21 +1,17 @@
 package cluster_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/tchsm/tchsm/internal/clusterinit"
-	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
@@ -38,27 +34,9 @@ func BenchmarkClusterCPU_2048_3of5(b *testing.B) {
 				pids = append(pids, tc.Pid(clusterinit.NodeID(i)))
 			}
 			nodes0, self0 := procCPU(b, pids...), procCPU(b, os.Getpid())
-			var done atomic.Int64
-			var wg sync.WaitGroup
-			start := time.Now()
-			stop := start.Add(3 * time.Second)
-			for w := 0; w < conc; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; time.Now().Before(stop); i++ {
-						if _, err := c.Sign(context.Background(), key.ID, scheme.SHA256RSAPKCS, []byte(fmt.Sprint(w, i))); err != nil {
-							b.Error(err)
-							return
-						}
-						done.Add(1)
-					}
-				}()
-			}
-			wg.Wait()
-			el := time.Since(start)
+			made, el := signLoad(b, c, key, conc, 3*time.Second)
 			nodes, self := procCPU(b, pids...)-nodes0, procCPU(b, os.Getpid())-self0
-			sigs := float64(done.Load())
+			sigs := float64(made)
 			if sigs == 0 {
 				b.Fatal("no signature")
 			}
