@@ -91,25 +91,11 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 		}
 		key = k
 	}
-	pk, shares, err := shoup.Deal(rand.Reader, key, cfg.K, cfg.N)
-	key.Wipe()
+	pk, shares, em, err := dealToSign(key, cfg.K, cfg.N, "tchsm bench threshold limit")
 	if err != nil {
-		return res, fmt.Errorf("limit: deal: %w", err)
+		return res, err
 	}
-	defer func() {
-		for _, s := range shares {
-			s.Wipe()
-		}
-	}()
-	digest := sha256.Sum256([]byte("tchsm bench threshold limit"))
-	t, err := shoup.DigestInfo(crypto.SHA256, digest[:])
-	if err != nil {
-		return res, fmt.Errorf("limit: %w", err)
-	}
-	em, err := shoup.EncodePayload(pk.Size(), t)
-	if err != nil {
-		return res, fmt.Errorf("limit: %w", err)
-	}
+	defer wipeAll(shares)
 
 	// Check first that the shares we time are real: k of them must combine into a signature
 	// that crypto/rsa accepts.
@@ -127,6 +113,7 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("limit: combine: %w", err)
 	}
+	digest := sha256.Sum256([]byte("tchsm bench threshold limit"))
 	if err := rsa.VerifyPKCS1v15(pk.RSA(), crypto.SHA256, digest[:], sig); err != nil {
 		return res, fmt.Errorf("limit: combined signature does not verify: %w", err)
 	}
@@ -254,4 +241,30 @@ func Model(nServers, cores int, r float64, k int) float64 {
 		return 0
 	}
 	return float64(nServers*cores) * r / float64(k)
+}
+
+// dealToSign deals key (and wipes it) into k-of-n shares and encodes a SHA-256 DigestInfo of msg
+// for the key: what a node exponentiates. The caller wipes the shares (wipeAll).
+func dealToSign(key *shoup.Key, k, n int, msg string) (*shoup.PublicKey, []*shoup.KeyShare, []byte, error) {
+	pk, shares, err := shoup.Deal(rand.Reader, key, k, n)
+	key.Wipe()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("limit: deal: %w", err)
+	}
+	digest := sha256.Sum256([]byte(msg))
+	t, err := shoup.DigestInfo(crypto.SHA256, digest[:])
+	if err == nil {
+		var em []byte
+		if em, err = shoup.EncodePayload(pk.Size(), t); err == nil {
+			return pk, shares, em, nil
+		}
+	}
+	wipeAll(shares)
+	return nil, nil, nil, fmt.Errorf("limit: %w", err)
+}
+
+func wipeAll(shares []*shoup.KeyShare) {
+	for _, s := range shares {
+		s.Wipe()
+	}
 }

@@ -2,10 +2,8 @@ package limit
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"fmt"
 	"math/big"
 	"runtime"
@@ -64,25 +62,11 @@ func compareSize(ctx context.Context, bits, k, n int, dur time.Duration) (SizeRa
 	if err != nil {
 		return res, fmt.Errorf("limit: import key: %w", err)
 	}
-	pk, shares, err := shoup.Deal(rand.Reader, key, k, n)
-	key.Wipe()
+	pk, shares, em, err := dealToSign(key, k, n, "tchsm bench share vs openssl")
 	if err != nil {
-		return res, fmt.Errorf("limit: deal: %w", err)
+		return res, err
 	}
-	defer func() {
-		for _, s := range shares {
-			s.Wipe()
-		}
-	}()
-	digest := sha256.Sum256([]byte("tchsm bench share vs openssl"))
-	t, err := shoup.DigestInfo(crypto.SHA256, digest[:])
-	if err != nil {
-		return res, fmt.Errorf("limit: %w", err)
-	}
-	em, err := shoup.EncodePayload(pk.Size(), t)
-	if err != nil {
-		return res, fmt.Errorf("limit: %w", err)
-	}
+	defer wipeAll(shares)
 	base := new(big.Int).Sub(pk.N, big.NewInt(3))
 	exp := new(big.Int).Sub(pk.N, big.NewInt(12345)) // full length, like a share or d
 	ref, err := opensslref.New(pk.N.Bytes(), base.Bytes(), exp.FillBytes(make([]byte, pk.Size())))
