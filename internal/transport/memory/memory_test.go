@@ -36,13 +36,19 @@ func serveEcho(t *testing.T, tr *Transport, at transport.Address) {
 	}
 }
 
-func TestFaults(t *testing.T) {
-	n := NewNetwork()
-	srv, cli := n.Connect("srv"), n.Connect("cli")
-	defer srv.Close()
-	defer cli.Close()
-	a := transport.Node("n1")
+// echoNetwork is a network with an echo server at node n1 (on srv) and a client, both closed at
+// cleanup.
+func echoNetwork(t *testing.T) (n *Network, srv, cli *Transport, a transport.Address) {
+	n = NewNetwork()
+	srv, cli = n.Connect("srv"), n.Connect("cli")
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+	a = transport.Node("n1")
 	serveEcho(t, srv, a)
+	return n, srv, cli, a
+}
+
+func TestFaults(t *testing.T) {
+	n, _, cli, a := echoNetwork(t)
 	call := func(d time.Duration) (time.Duration, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
@@ -73,12 +79,7 @@ func TestFaults(t *testing.T) {
 }
 
 func TestDown(t *testing.T) {
-	n := NewNetwork()
-	srv, cli := n.Connect("srv"), n.Connect("cli")
-	defer srv.Close()
-	defer cli.Close()
-	a := transport.Node("n1")
-	serveEcho(t, srv, a)
+	n, srv, cli, a := echoNetwork(t)
 	n.SetDown(true)
 	if cli.Connected() {
 		t.Fatal("Connected while down")

@@ -209,6 +209,16 @@ func testServeStops(t *testing.T, connect Connect) {
 	}
 }
 
+// publish puts msgs into to's inbox, in order.
+func publish(t *testing.T, ctx context.Context, pub transport.Transport, to transport.Address, msgs ...string) {
+	t.Helper()
+	for _, m := range msgs {
+		if err := pub.Publish(ctx, to, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // consume starts h on at's inbox and waits until it receives messages; it stops at cleanup.
 func consume(t *testing.T, tr transport.Transport, at transport.Address, h transport.ConsumeHandler) (stop func() error) {
 	t.Helper()
@@ -250,11 +260,7 @@ func testInboxWaits(t *testing.T, connect Connect) {
 func testInboxRetryAndDead(t *testing.T, connect Connect) {
 	pub, node := connect(t, "dealer"), connect(t, "node")
 	ctx := ctxFor(t, 30*time.Second)
-	for _, m := range []string{"flaky", "malformed", "fine"} {
-		if err := pub.Publish(ctx, transport.Node("n1"), []byte(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish(t, ctx, pub, transport.Node("n1"), "flaky", "malformed", "fine")
 	var mu sync.Mutex
 	tries := map[string]int{}
 	done := make(chan struct{})
@@ -296,11 +302,7 @@ func testInboxOutlastsFailures(t *testing.T, connect Connect) {
 	const failures = 25
 	pub, node := connect(t, "dealer"), connect(t, "node")
 	ctx := ctxFor(t, 90*time.Second)
-	for _, m := range []string{"share", "next"} {
-		if err := pub.Publish(ctx, transport.Node("n1"), []byte(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish(t, ctx, pub, transport.Node("n1"), "share", "next")
 	var mu sync.Mutex
 	tries := map[string]int{}
 	done := make(chan struct{})
