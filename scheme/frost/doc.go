@@ -54,7 +54,7 @@
 //
 // # Distributed key generation
 //
-// DKG (dkg.go) runs kyber's Pedersen DKG in four steps of scheme.KeyGeneration, with trusted
+// DKG (package scheme/frost/dkg, apart so that libtchsm.so does not link kyber's DKG) runs kyber's Pedersen DKG in four steps of scheme.KeyGeneration, with trusted
 // parameters from the manifest (scheme.DKGParams: the session, i.e. the key id, this node's
 // long-term DKG secret, every node's long-term public key; GenerateDKGKey makes one). Its
 // messages are scheme.Message payloads (dkgwire.go): deals point to point, encrypted to their
@@ -80,5 +80,5 @@
 //
 // Key record (KeyRecord.params, algorithm 2, bits 256): EncodeParams. Secret share:
 // SerializeScalar(s_i), 32 bytes (SecretShare.Bytes). Request and reply payloads: wire.go.
-// DKG messages: dkgwire.go.
+// DKG messages: scheme/frost/dkg/wire.go.
 package frost

@@ -3,87 +3,10 @@ package frost
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"testing"
 
 	"github.com/tchsm/tchsm/scheme"
 )
-
-// runDKG runs a k-of-n DKG in process among the participants in alive (1-based; the others
-// send nothing), delivering each step's messages to their recipients; tamper may rewrite a
-// message in flight (nil: none). It returns each alive participant's DKG.
-func runDKG(t testing.TB, k, n int, alive []int, tamper func(step int, m *scheme.Message)) (map[int]*DKG, error) {
-	t.Helper()
-	secrets := make([][]byte, n)
-	pubs := make([][]byte, n)
-	for i := range n {
-		s, p, err := GenerateDKGKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		secrets[i], pubs[i] = s, p
-	}
-	ds := map[int]*DKG{}
-	for _, i := range alive {
-		d, err := NewDKG(i, k, scheme.DKGParams{Session: []byte("key-1"), Secret: secrets[i-1], Public: pubs}, rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds[i] = d
-	}
-	inbox := map[int][]scheme.Message{}
-	for step := 0; step < 4; step++ {
-		next := map[int][]scheme.Message{}
-		var firstErr error
-		for _, i := range alive {
-			out, done, err := ds[i].Step(inbox[i])
-			if err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("participant %d: %w", i, err)
-				}
-				continue
-			}
-			if done != (step == 3) {
-				t.Fatalf("participant %d done=%v at step %d", i, done, step)
-			}
-			for _, m := range out {
-				if tamper != nil {
-					tamper(step, &m)
-				}
-				for _, j := range alive {
-					if j != i && (m.To == 0 || m.To == j) {
-						next[j] = append(next[j], m)
-					}
-				}
-			}
-		}
-		if firstErr != nil {
-			return ds, firstErr
-		}
-		inbox = next
-	}
-	return ds, nil
-}
-
-// keyOf checks that every DKG agrees on the public key and returns it with the shares.
-func keyOf(t testing.TB, ds map[int]*DKG) (*PublicKey, map[int]*SecretShare) {
-	t.Helper()
-	var pk *PublicKey
-	shares := map[int]*SecretShare{}
-	for i, d := range ds {
-		p, s, err := d.Result()
-		if err != nil {
-			t.Fatalf("participant %d: %v", i, err)
-		}
-		if pk == nil {
-			pk = p.(*PublicKey)
-		} else if string(pk.EncodeParams()) != string(p.(*PublicKey).EncodeParams()) {
-			t.Fatalf("participant %d has another key", i)
-		}
-		shares[i] = s.(*SecretShare)
-	}
-	return pk, shares
-}
 
 // signWith runs a whole signature through the scheme boundary: commit requests, pool entries,
 // NewSession, each signer's Respond, Accept and Finish.
@@ -139,6 +62,14 @@ func participants(t testing.TB, pk *PublicKey, shares map[int]*SecretShare, o Op
 			t.Fatal(err)
 		}
 		out[i] = p
+	}
+	return out
+}
+
+func bytesOf(b byte, n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = b
 	}
 	return out
 }

@@ -2,7 +2,6 @@ package frost
 
 import (
 	"fmt"
-	"io"
 	"time"
 
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -19,7 +18,6 @@ type Scheme struct {
 
 var (
 	_ scheme.Scheme       = Scheme{}
-	_ scheme.DKG          = Scheme{}
 	_ scheme.Precommitter = Scheme{}
 )
 
@@ -197,9 +195,4 @@ func (Scheme) NewSession(pk scheme.PublicKey, mech scheme.Mechanism, data []byte
 		list = append(list, c)
 	}
 	return NewCoordinator(p, data, list)
-}
-
-// NewDKG starts participant self's side of a distributed key generation (see dkg.go).
-func (Scheme) NewDKG(self int, p scheme.KeyParams, rand io.Reader) (scheme.KeyGeneration, error) {
-	return NewDKG(self, p.K, p.DKG, rand)
 }

@@ -1,6 +1,7 @@
-package frost
+package dkg
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/frost"
 )
 
 // TestDKG3of5 runs the 3-of-5 DKG end to end, times it, and signs with the key through FROST:
@@ -19,23 +21,20 @@ func TestDKG3of5(t *testing.T) {
 		t.Fatal(err)
 	}
 	elapsed := time.Since(start)
-	t.Logf("3-of-5 DKG in process: %v", elapsed)
-	if elapsed > time.Second && !testing.Short() && !raceEnabled {
-		t.Errorf("3-of-5 DKG took %v, goal ≤ 1 s", elapsed)
-	}
+	t.Logf("3-of-5 DKG in process: %v (the goal, ≤ 1 s, is BenchmarkDKG_3of5's)", elapsed)
 	pk, shares := keyOf(t, ds)
 	for _, d := range ds {
 		if q := d.Qualified(); !slices.Equal(q, []int{1, 2, 3, 4, 5}) {
 			t.Fatalf("qualified %v", q)
 		}
 	}
-	var sch Scheme
+	var sch frost.Scheme
 	for i, s := range shares {
 		if err := sch.CheckShare(pk, s); err != nil {
 			t.Fatalf("share %d: %v", i, err)
 		}
 	}
-	parts := participants(t, pk, shares, Options{})
+	parts := participants(t, pk, shares, frost.Options{})
 	msg := []byte("example.com. 3600 IN DNSKEY ...")
 	for _, set := range [][]int{{1, 2, 3}, {3, 4, 5}, {1, 3, 5}, {2, 4, 5}} {
 		sig, _, err := signWith(t, pk, parts, set, msg)
@@ -80,7 +79,7 @@ func TestDKGBadDeal(t *testing.T) {
 			t.Fatalf("participant %d: blames of 5: %v", i, b)
 		}
 	}
-	parts := participants(t, pk, shares, Options{})
+	parts := participants(t, pk, shares, frost.Options{})
 	msg := []byte("zone data")
 	if _, _, err := signWith(t, pk, parts, []int{1, 4, 5}, msg); err != nil {
 		t.Fatal(err)
@@ -120,7 +119,7 @@ func TestDKGEquivocation(t *testing.T) {
 		}
 	}
 	pk, shares := keyOf(t, ds)
-	parts := participants(t, pk, shares, Options{})
+	parts := participants(t, pk, shares, frost.Options{})
 	if _, _, err := signWith(t, pk, parts, []int{2, 3, 5}, []byte("m")); err != nil {
 		t.Fatal(err)
 	}
@@ -137,24 +136,24 @@ func TestDKGOneAbsent(t *testing.T) {
 	if _, err := pk.VerificationShare(5); err != nil {
 		t.Fatal(err)
 	}
-	parts := participants(t, pk, shares, Options{})
+	parts := participants(t, pk, shares, frost.Options{})
 	if _, _, err := signWith(t, pk, parts, []int{1, 2, 4}, []byte("m")); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // TestDKGCannotComplete: with three of five down, no deal is certified and every participant
-// fails with ErrDKG, holding no key.
+// fails with frost.ErrDKG, holding no key.
 func TestDKGCannotComplete(t *testing.T) {
 	ds, err := runDKG(t, 3, 5, []int{1, 2}, nil)
-	if !errors.Is(err, ErrDKG) {
-		t.Fatalf("want ErrDKG, got %v", err)
+	if !errors.Is(err, frost.ErrDKG) {
+		t.Fatalf("want frost.ErrDKG, got %v", err)
 	}
 	for i, d := range ds {
-		if _, _, err := d.Result(); !errors.Is(err, ErrDKG) {
+		if _, _, err := d.Result(); !errors.Is(err, frost.ErrDKG) {
 			t.Fatalf("participant %d: Result after failure: %v", i, err)
 		}
-		if _, _, err := d.Step(nil); !errors.Is(err, ErrDKG) {
+		if _, _, err := d.Step(nil); !errors.Is(err, frost.ErrDKG) {
 			t.Fatalf("participant %d: Step after failure: %v", i, err)
 		}
 	}
@@ -195,18 +194,10 @@ func TestNewDKGChecks(t *testing.T) {
 		"no session":    {1, 2, scheme.DKGParams{Secret: s, Public: good.Public}},
 		"repeated key":  {1, 2, scheme.DKGParams{Session: []byte("s"), Secret: s, Public: [][]byte{p, p}}},
 		"bad point":     {1, 2, scheme.DKGParams{Session: []byte("s"), Secret: s, Public: [][]byte{p, make([]byte, 32)}}},
-		"bad secret":    {1, 2, scheme.DKGParams{Session: []byte("s"), Secret: bytesOf(0xff, 32), Public: good.Public}},
+		"bad secret":    {1, 2, scheme.DKGParams{Session: []byte("s"), Secret: bytes.Repeat([]byte{0xff}, 32), Public: good.Public}},
 	} {
-		if _, err := NewDKG(c.self, c.k, c.p, nil); !errors.Is(err, ErrDKG) {
+		if _, err := NewDKG(c.self, c.k, c.p, nil); !errors.Is(err, frost.ErrDKG) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-}
-
-func bytesOf(b byte, n int) []byte {
-	out := make([]byte, n)
-	for i := range out {
-		out[i] = b
-	}
-	return out
 }

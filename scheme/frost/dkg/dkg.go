@@ -1,4 +1,4 @@
-package frost
+package dkg
 
 import (
 	"bytes"
@@ -12,11 +12,12 @@ import (
 	"go.dedis.ch/kyber/v3"
 	kyed "go.dedis.ch/kyber/v3/group/edwards25519"
 	"go.dedis.ch/kyber/v3/share"
-	dkg "go.dedis.ch/kyber/v3/share/dkg/pedersen"
+	pedersen "go.dedis.ch/kyber/v3/share/dkg/pedersen"
 	vss "go.dedis.ch/kyber/v3/share/vss/pedersen"
 	"go.dedis.ch/kyber/v3/sign/schnorr"
 
 	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/frost"
 )
 
 // DKG is one participant's side of Pedersen's distributed key generation, kyber v3.1.0's
@@ -42,7 +43,7 @@ import (
 // different participants. A blame is broadcast and signed, so every honest participant
 // excludes the same dealers; a false blame can only exclude an honest dealer (liveness, never
 // secrecy), and names its author (Blames). The key needs at least k qualified dealers, k of
-// which are then at least one honest one when fewer than k are corrupt; fewer is ErrDKG.
+// which are then at least one honest one when fewer than k are corrupt; fewer is frost.ErrDKG.
 //
 // A participant that took no part holds no share; the record still lists its verification
 // share, and a resharing (kyber's, not wired yet) can give it one.
@@ -53,14 +54,14 @@ type DKG struct {
 	suite      *kyed.SuiteEd25519
 	long       kyber.Scalar
 	pubs       []kyber.Point
-	gen        *dkg.DistKeyGenerator
+	gen        *pedersen.DistKeyGenerator
 
 	step      int
 	blames    map[int][]int     // dealer (1-based) → who blamed it
 	justified map[int]*vss.Deal // dealer (0-based) → the deal it revealed for me
 	dealt     map[int]bool      // dealers (1-based) whose deal reached me
-	pk        *PublicKey
-	share     *SecretShare
+	pk        *frost.PublicKey
+	share     *frost.SecretShare
 	qual      []int
 	err       error
 }
@@ -91,42 +92,42 @@ func GenerateDKGKey(rnd io.Reader) (secret, public []byte, err error) {
 // polynomial.
 func NewDKG(self, k int, p scheme.DKGParams, rnd io.Reader) (*DKG, error) {
 	n := len(p.Public)
-	if n < 2 || n > MaxPlayers || k < 2 || k > n || self < 1 || self > n {
+	if n < 2 || n > frost.MaxPlayers || k < 2 || k > n || self < 1 || self > n {
 		// kyber's VSS needs t ≥ 2: a 1-of-n key would be a key every node holds whole.
-		return nil, fmt.Errorf("%w: %w: self=%d k=%d n=%d (need 2 ≤ k ≤ n ≤ %d)", scheme.ErrInvalidKey, ErrDKG, self, k, n, MaxPlayers)
+		return nil, fmt.Errorf("%w: %w: self=%d k=%d n=%d (need 2 ≤ k ≤ n ≤ %d)", scheme.ErrInvalidKey, frost.ErrDKG, self, k, n, frost.MaxPlayers)
 	}
 	if len(p.Session) == 0 || len(p.Session) > 256 {
-		return nil, fmt.Errorf("%w: %w: session of %d bytes", scheme.ErrInvalidKey, ErrDKG, len(p.Session))
+		return nil, fmt.Errorf("%w: %w: session of %d bytes", scheme.ErrInvalidKey, frost.ErrDKG, len(p.Session))
 	}
 	d := &DKG{self: self, k: k, n: n, session: append([]byte(nil), p.Session...), params: p, suite: kyed.NewBlakeSHA256Ed25519(),
 		blames: map[int][]int{}, justified: map[int]*vss.Deal{}, dealt: map[int]bool{}}
 	long, err := d.scalar(p.Secret)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w: long-term secret: %w", scheme.ErrInvalidKey, ErrDKG, err)
+		return nil, fmt.Errorf("%w: %w: long-term secret: %w", scheme.ErrInvalidKey, frost.ErrDKG, err)
 	}
 	d.long = long
 	seen := map[string]bool{}
 	for i, b := range p.Public {
 		pt, err := d.point(b)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w: long-term key of %d: %w", scheme.ErrInvalidKey, ErrDKG, i+1, err)
+			return nil, fmt.Errorf("%w: %w: long-term key of %d: %w", scheme.ErrInvalidKey, frost.ErrDKG, i+1, err)
 		}
 		if seen[string(b)] {
-			return nil, fmt.Errorf("%w: %w: long-term key of %d repeated", scheme.ErrInvalidKey, ErrDKG, i+1)
+			return nil, fmt.Errorf("%w: %w: long-term key of %d repeated", scheme.ErrInvalidKey, frost.ErrDKG, i+1)
 		}
 		seen[string(b)] = true
 		d.pubs = append(d.pubs, pt)
 	}
 	if !d.suite.Point().Mul(long, nil).Equal(d.pubs[self-1]) {
-		return nil, fmt.Errorf("%w: %w: the long-term secret is not participant %d's", scheme.ErrInvalidKey, ErrDKG, self)
+		return nil, fmt.Errorf("%w: %w: the long-term secret is not participant %d's", scheme.ErrInvalidKey, frost.ErrDKG, self)
 	}
-	c := &dkg.Config{Suite: d.suite, Longterm: long, NewNodes: d.pubs, Threshold: k}
+	c := &pedersen.Config{Suite: d.suite, Longterm: long, NewNodes: d.pubs, Threshold: k}
 	if rnd != nil {
 		c.Reader = rnd // mixed with crypto/rand by kyber
 	}
-	gen, err := dkg.NewDistKeyHandler(c)
+	gen, err := pedersen.NewDistKeyHandler(c)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDKG, err)
+		return nil, fmt.Errorf("%w: %v", frost.ErrDKG, err)
 	}
 	d.gen = gen
 	return d, nil
@@ -148,7 +149,7 @@ func (d *DKG) Step(in []scheme.Message) (out []scheme.Message, done bool, err er
 		err = d.finish(in)
 		done = err == nil
 	default:
-		err = fmt.Errorf("%w: key generation already done", ErrDKG)
+		err = fmt.Errorf("%w: key generation already done", frost.ErrDKG)
 	}
 	if err != nil {
 		d.err = err
@@ -185,11 +186,11 @@ func (d *DKG) inbound(in []scheme.Message, broadcast bool, tag byte, fn func(fro
 
 func (d *DKG) deals(in []scheme.Message) ([]scheme.Message, error) {
 	if len(in) != 0 {
-		return nil, fmt.Errorf("%w: messages before the first step", ErrDKG)
+		return nil, fmt.Errorf("%w: messages before the first step", frost.ErrDKG)
 	}
-	var deals map[int]*dkg.Deal
+	var deals map[int]*pedersen.Deal
 	if err := safe(func() (err error) { deals, err = d.gen.Deals(); return }); err != nil {
-		return nil, fmt.Errorf("%w: dealing: %v", ErrDKG, err)
+		return nil, fmt.Errorf("%w: dealing: %v", frost.ErrDKG, err)
 	}
 	idx := make([]int, 0, len(deals))
 	for i := range deals {
@@ -221,7 +222,7 @@ func (d *DKG) deals(in []scheme.Message) ([]scheme.Message, error) {
 }
 
 func (d *DKG) respond(in []scheme.Message) ([]scheme.Message, error) {
-	var rs []*dkg.Response
+	var rs []*pedersen.Response
 	d.inbound(in, false, tagDeal, func(from int, body []byte) {
 		d.dealt[from] = true
 		dd, err := decodeDeal(body)
@@ -229,7 +230,7 @@ func (d *DKG) respond(in []scheme.Message) ([]scheme.Message, error) {
 			d.blame(from, d.self)
 			return
 		}
-		var r *dkg.Response
+		var r *pedersen.Response
 		if err := safe(func() (err error) { r, err = d.gen.ProcessDeal(dd); return }); err != nil || r == nil {
 			d.blame(from, d.self) // signed by the dealer yet unusable
 			return
@@ -259,7 +260,7 @@ func (d *DKG) myBlames() []int {
 }
 
 func (d *DKG) justify(in []scheme.Message) ([]scheme.Message, error) {
-	var js []*dkg.Justification
+	var js []*pedersen.Justification
 	d.inbound(in, true, tagResponses, func(from int, body []byte) {
 		rs, blames, err := decodeResponses(body, d.n)
 		if err != nil {
@@ -280,7 +281,7 @@ func (d *DKG) justify(in []scheme.Message) ([]scheme.Message, error) {
 				}
 				continue
 			}
-			var j *dkg.Justification
+			var j *pedersen.Justification
 			if err := safe(func() (err error) { j, err = d.gen.ProcessResponse(r); return }); err == nil && j != nil {
 				js = append(js, j)
 			}
@@ -337,7 +338,7 @@ func (d *DKG) result() error {
 			deal = j
 		}
 		if deal == nil || deal.SecShare == nil {
-			return fmt.Errorf("%w: dealer %d qualified but its deal is missing here", ErrDKG, i+1)
+			return fmt.Errorf("%w: dealer %d qualified but its deal is missing here", frost.ErrDKG, i+1)
 		}
 		// kyber takes the degree from the deal itself: a dealer whose polynomial is not of
 		// degree k-1, or whose commitments are not all in the prime-order subgroup, is left
@@ -347,7 +348,7 @@ func (d *DKG) result() error {
 		}
 		pp := share.NewPubPoly(d.suite, nil, deal.Commitments)
 		if deal.SecShare.I != d.self-1 || !pp.Check(deal.SecShare) {
-			return fmt.Errorf("%w: the share from dealer %d does not match its commitments", ErrDKG, i+1)
+			return fmt.Errorf("%w: the share from dealer %d does not match its commitments", frost.ErrDKG, i+1)
 		}
 		sum.Add(sum, deal.SecShare.V)
 		if poly == nil {
@@ -355,40 +356,40 @@ func (d *DKG) result() error {
 		} else {
 			var err error
 			if poly, err = poly.Add(pp); err != nil {
-				return fmt.Errorf("%w: %v", ErrDKG, err)
+				return fmt.Errorf("%w: %v", frost.ErrDKG, err)
 			}
 		}
 		qual = append(qual, i+1)
 	}
 	if len(qual) < d.k {
-		return fmt.Errorf("%w: %d qualified dealers %v, need %d; blamed: %s", ErrDKG, len(qual), qual, d.k, d.blameString())
+		return fmt.Errorf("%w: %d qualified dealers %v, need %d; blamed: %s", frost.ErrDKG, len(qual), qual, d.k, d.blameString())
 	}
 	group, err := poly.Commit().MarshalBinary()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrDKG, err)
+		return fmt.Errorf("%w: %v", frost.ErrDKG, err)
 	}
 	shares := make([][]byte, d.n)
 	for i := range shares {
 		if shares[i], err = poly.Eval(i).V.MarshalBinary(); err != nil {
-			return fmt.Errorf("%w: %v", ErrDKG, err)
+			return fmt.Errorf("%w: %v", frost.ErrDKG, err)
 		}
 	}
-	pk, err := NewPublicKey(d.k, group, shares)
+	pk, err := frost.NewPublicKey(d.k, group, shares)
 	if err != nil {
-		return fmt.Errorf("%w: outcome: %w", ErrDKG, err)
+		return fmt.Errorf("%w: outcome: %w", frost.ErrDKG, err)
 	}
 	sb, err := sum.MarshalBinary()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrDKG, err)
+		return fmt.Errorf("%w: %v", frost.ErrDKG, err)
 	}
-	sh, err := NewSecretShare(d.self, sb)
+	sh, err := frost.NewSecretShare(d.self, sb)
 	clear(sb)
 	sum.Zero()
 	if err != nil {
-		return fmt.Errorf("%w: share: %w", ErrDKG, err)
+		return fmt.Errorf("%w: share: %w", frost.ErrDKG, err)
 	}
 	if err := sh.Check(pk); err != nil {
-		return fmt.Errorf("%w: %w", ErrDKG, err)
+		return fmt.Errorf("%w: %w", frost.ErrDKG, err)
 	}
 	d.pk, d.share, d.qual = pk, sh, qual
 	return nil
@@ -400,7 +401,7 @@ func (d *DKG) goodCommitments(cs []kyber.Point) bool {
 		if err != nil {
 			return false
 		}
-		if _, err := DecodeElement(b); err != nil {
+		if _, err := frost.DecodeElement(b); err != nil {
 			return false
 		}
 	}
@@ -423,7 +424,7 @@ func (d *DKG) blameString() string {
 // Result returns the public key and this participant's share once Step reported done.
 func (d *DKG) Result() (scheme.PublicKey, scheme.SecretShare, error) {
 	if d.pk == nil {
-		return nil, nil, fmt.Errorf("%w: not done", ErrDKG)
+		return nil, nil, fmt.Errorf("%w: not done", frost.ErrDKG)
 	}
 	return d.pk, d.share, nil
 }

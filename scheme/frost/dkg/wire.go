@@ -1,12 +1,13 @@
-package frost
+package dkg
 
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/tchsm/tchsm/scheme/frost"
 
 	"go.dedis.ch/kyber/v3"
 	"go.dedis.ch/kyber/v3/share"
-	dkg "go.dedis.ch/kyber/v3/share/dkg/pedersen"
+	pedersen "go.dedis.ch/kyber/v3/share/dkg/pedersen"
 	vss "go.dedis.ch/kyber/v3/share/vss/pedersen"
 	"go.dedis.ch/kyber/v3/sign/schnorr"
 )
@@ -57,7 +58,7 @@ type rd struct {
 
 func (r *rd) fail(what string) {
 	if r.err == nil {
-		r.err = fmt.Errorf("%w: DKG message: %s", ErrInvalidEncoding, what)
+		r.err = fmt.Errorf("%w: DKG message: %s", frost.ErrInvalidEncoding, what)
 	}
 }
 
@@ -144,17 +145,17 @@ func (d *DKG) seal(to int, tag byte, body []byte) ([]byte, error) {
 // open checks a payload's tag and its sender's signature and returns the body.
 func (d *DKG) open(from, to int, tag byte, payload []byte) ([]byte, error) {
 	if len(payload) < 1+sigSize || payload[0] != tag {
-		return nil, fmt.Errorf("%w: DKG message of %d bytes, want tag %d", ErrInvalidEncoding, len(payload), tag)
+		return nil, fmt.Errorf("%w: DKG message of %d bytes, want tag %d", frost.ErrInvalidEncoding, len(payload), tag)
 	}
 	body := payload[1 : len(payload)-sigSize]
 	sig := payload[len(payload)-sigSize:]
 	if err := schnorr.Verify(d.suite, d.pubs[from-1], envelopeMessage(d.session, from, to, tag, body), sig); err != nil {
-		return nil, fmt.Errorf("%w: DKG message from %d: bad signature", ErrInvalidEncoding, from)
+		return nil, fmt.Errorf("%w: DKG message from %d: bad signature", frost.ErrInvalidEncoding, from)
 	}
 	return body, nil
 }
 
-func encodeDeal(dd *dkg.Deal) []byte {
+func encodeDeal(dd *pedersen.Deal) []byte {
 	b := putU32(nil, int(dd.Index))
 	b = lp16(b, dd.Deal.DHKey)
 	b = lp16(b, dd.Deal.Signature)
@@ -163,9 +164,9 @@ func encodeDeal(dd *dkg.Deal) []byte {
 	return lp16(b, dd.Signature)
 }
 
-func decodeDeal(b []byte) (*dkg.Deal, error) {
+func decodeDeal(b []byte) (*pedersen.Deal, error) {
 	r := &rd{b: b}
-	dd := &dkg.Deal{Index: r.u32("dealer"), Deal: &vss.EncryptedDeal{}}
+	dd := &pedersen.Deal{Index: r.u32("dealer"), Deal: &vss.EncryptedDeal{}}
 	dd.Deal.DHKey = r.lp16("DH key")
 	dd.Deal.Signature = r.lp16("DH signature")
 	dd.Deal.Nonce = r.lp16("nonce")
@@ -174,8 +175,8 @@ func decodeDeal(b []byte) (*dkg.Deal, error) {
 	if err := r.end(); err != nil {
 		return nil, err
 	}
-	if len(dd.Deal.DHKey) != ElementSize {
-		return nil, fmt.Errorf("%w: DH key of %d bytes", ErrInvalidEncoding, len(dd.Deal.DHKey))
+	if len(dd.Deal.DHKey) != frost.ElementSize {
+		return nil, fmt.Errorf("%w: DH key of %d bytes", frost.ErrInvalidEncoding, len(dd.Deal.DHKey))
 	}
 	return dd, nil
 }
@@ -206,7 +207,7 @@ func decodeBlames(r *rd, n int) []int {
 	return out
 }
 
-func encodeResponses(rs []*dkg.Response, blames []int) []byte {
+func encodeResponses(rs []*pedersen.Response, blames []int) []byte {
 	b := putU16(nil, len(rs))
 	for _, x := range rs {
 		b = putU32(b, int(x.Index))
@@ -222,15 +223,15 @@ func encodeResponses(rs []*dkg.Response, blames []int) []byte {
 	return encodeBlames(b, blames)
 }
 
-func decodeResponses(b []byte, n int) ([]*dkg.Response, []int, error) {
+func decodeResponses(b []byte, n int) ([]*pedersen.Response, []int, error) {
 	r := &rd{b: b}
 	c := r.u16("responses")
 	if c > n {
 		r.fail("too many responses")
 	}
-	var rs []*dkg.Response
+	var rs []*pedersen.Response
 	for i := 0; i < c && r.err == nil; i++ {
-		x := &dkg.Response{Index: r.u32("dealer"), Response: &vss.Response{}}
+		x := &pedersen.Response{Index: r.u32("dealer"), Response: &vss.Response{}}
 		x.Response.SessionID = r.lp16("session id")
 		x.Response.Index = r.u32("verifier")
 		switch r.u8("status") {
@@ -251,7 +252,7 @@ func decodeResponses(b []byte, n int) ([]*dkg.Response, []int, error) {
 	return rs, blames, nil
 }
 
-func (d *DKG) encodeJustifications(js []*dkg.Justification, blames []int) ([]byte, error) {
+func (d *DKG) encodeJustifications(js []*pedersen.Justification, blames []int) ([]byte, error) {
 	b := putU16(nil, len(js))
 	for _, j := range js {
 		b = putU32(b, int(j.Index))
@@ -261,16 +262,16 @@ func (d *DKG) encodeJustifications(js []*dkg.Justification, blames []int) ([]byt
 		b = lp16(b, dl.SessionID)
 		b = putU32(b, dl.SecShare.I)
 		v, err := dl.SecShare.V.MarshalBinary()
-		if err != nil || len(v) != ScalarSize {
-			return nil, fmt.Errorf("%w: share encoding", ErrDKG)
+		if err != nil || len(v) != frost.ScalarSize {
+			return nil, fmt.Errorf("%w: share encoding", frost.ErrDKG)
 		}
 		b = append(b, v...)
 		b = putU32(b, int(dl.T))
 		b = putU16(b, len(dl.Commitments))
 		for _, c := range dl.Commitments {
 			cb, err := c.MarshalBinary()
-			if err != nil || len(cb) != ElementSize {
-				return nil, fmt.Errorf("%w: commitment encoding", ErrDKG)
+			if err != nil || len(cb) != frost.ElementSize {
+				return nil, fmt.Errorf("%w: commitment encoding", frost.ErrDKG)
 			}
 			b = append(b, cb...)
 		}
@@ -279,28 +280,28 @@ func (d *DKG) encodeJustifications(js []*dkg.Justification, blames []int) ([]byt
 	return encodeBlames(b, blames), nil
 }
 
-func (d *DKG) decodeJustifications(b []byte) ([]*dkg.Justification, []int, error) {
+func (d *DKG) decodeJustifications(b []byte) ([]*pedersen.Justification, []int, error) {
 	r := &rd{b: b}
 	c := r.u16("justifications")
 	if c > d.n {
 		r.fail("too many justifications")
 	}
-	var js []*dkg.Justification
+	var js []*pedersen.Justification
 	for i := 0; i < c && r.err == nil; i++ {
-		j := &dkg.Justification{Index: r.u32("dealer"), Justification: &vss.Justification{}}
+		j := &pedersen.Justification{Index: r.u32("dealer"), Justification: &vss.Justification{}}
 		j.Justification.SessionID = r.lp16("session id")
 		j.Justification.Index = r.u32("verifier")
 		dl := &vss.Deal{SessionID: r.lp16("deal session id")}
 		idx := r.u32("share index")
-		v := r.take(ScalarSize, "share")
+		v := r.take(frost.ScalarSize, "share")
 		dl.T = r.u32("t")
 		nc := r.u16("commitments")
-		if nc > MaxPlayers || idx >= uint32(d.n) {
+		if nc > frost.MaxPlayers || idx >= uint32(d.n) {
 			r.fail("deal out of range")
 		}
 		var commits []kyber.Point
 		for range nc {
-			pb := r.take(ElementSize, "commitment")
+			pb := r.take(frost.ElementSize, "commitment")
 			if r.err != nil {
 				break
 			}
@@ -332,26 +333,29 @@ func (d *DKG) decodeJustifications(b []byte) ([]*dkg.Justification, []int, error
 	return js, blames, nil
 }
 
-// point decodes a kyber point after DecodeElement's checks (kyber's own decoder does none).
+// point decodes a kyber point after frost.DecodeElement's checks (kyber's own decoder does none).
 func (d *DKG) point(b []byte) (kyber.Point, error) {
-	if _, err := DecodeElement(b); err != nil {
+	if _, err := frost.DecodeElement(b); err != nil {
 		return nil, err
 	}
 	p := d.suite.Point()
 	if err := p.UnmarshalBinary(b); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidElement, err)
+		return nil, fmt.Errorf("%w: %v", frost.ErrInvalidElement, err)
 	}
 	return p, nil
 }
 
-// scalar decodes a kyber scalar after DecodeScalar's check (kyber's copies any 32 bytes).
+// scalar decodes a kyber scalar after frost.DecodeScalar's check (kyber's copies any 32 bytes).
 func (d *DKG) scalar(b []byte) (kyber.Scalar, error) {
-	if _, err := DecodeScalar(b); err != nil {
+	if _, err := frost.DecodeScalar(b); err != nil {
 		return nil, err
 	}
 	s := d.suite.Scalar()
 	if err := s.UnmarshalBinary(b); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidScalar, err)
+		return nil, fmt.Errorf("%w: %v", frost.ErrInvalidScalar, err)
 	}
 	return s, nil
 }
+
+func putU16(b []byte, v int) []byte { return binary.BigEndian.AppendUint16(b, uint16(v)) }
+func putU32(b []byte, v int) []byte { return binary.BigEndian.AppendUint32(b, uint32(v)) }

@@ -1,5 +1,0 @@
-//go:build race
-
-package frost
-
-const raceEnabled = true
