@@ -46,6 +46,14 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(SignBatch), nil
 	case BodyType_BODY_TYPE_SIGN_BATCH_RESULT:
 		return new(SignBatchResult), nil
+	case BodyType_BODY_TYPE_DKG_REQUEST:
+		return new(DKGRequest), nil
+	case BodyType_BODY_TYPE_DKG_REPLY:
+		return new(DKGReply), nil
+	case BodyType_BODY_TYPE_DKG_COMMIT:
+		return new(DKGCommit), nil
+	case BodyType_BODY_TYPE_DKG_COMMIT_ACK:
+		return new(DKGCommitAck), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -87,6 +95,14 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_SIGN_BATCH
 	case *SignBatchResult:
 		return BodyType_BODY_TYPE_SIGN_BATCH_RESULT
+	case *DKGRequest:
+		return BodyType_BODY_TYPE_DKG_REQUEST
+	case *DKGReply:
+		return BodyType_BODY_TYPE_DKG_REPLY
+	case *DKGCommit:
+		return BodyType_BODY_TYPE_DKG_COMMIT
+	case *DKGCommitAck:
+		return BodyType_BODY_TYPE_DKG_COMMIT_ACK
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

@@ -58,6 +58,10 @@ const (
 	BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE BodyType = 15 // GenerateKeyResponse, dealer -> client
 	BodyType_BODY_TYPE_SIGN_BATCH            BodyType = 16 // SignBatch, client -> node
 	BodyType_BODY_TYPE_SIGN_BATCH_RESULT     BodyType = 17 // SignBatchResult, node -> client
+	BodyType_BODY_TYPE_DKG_REQUEST           BodyType = 18 // DKGRequest, client -> node (one step of a key generation)
+	BodyType_BODY_TYPE_DKG_REPLY             BodyType = 19 // DKGReply, node -> client
+	BodyType_BODY_TYPE_DKG_COMMIT            BodyType = 20 // DKGCommit, client -> node (store the key made)
+	BodyType_BODY_TYPE_DKG_COMMIT_ACK        BodyType = 21 // DKGCommitAck, node -> client
 )
 
 // Enum value maps for BodyType.
@@ -80,6 +84,10 @@ var (
 		15: "BODY_TYPE_GENERATE_KEY_RESPONSE",
 		16: "BODY_TYPE_SIGN_BATCH",
 		17: "BODY_TYPE_SIGN_BATCH_RESULT",
+		18: "BODY_TYPE_DKG_REQUEST",
+		19: "BODY_TYPE_DKG_REPLY",
+		20: "BODY_TYPE_DKG_COMMIT",
+		21: "BODY_TYPE_DKG_COMMIT_ACK",
 	}
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
@@ -99,6 +107,10 @@ var (
 		"BODY_TYPE_GENERATE_KEY_RESPONSE": 15,
 		"BODY_TYPE_SIGN_BATCH":            16,
 		"BODY_TYPE_SIGN_BATCH_RESULT":     17,
+		"BODY_TYPE_DKG_REQUEST":           18,
+		"BODY_TYPE_DKG_REPLY":             19,
+		"BODY_TYPE_DKG_COMMIT":            20,
+		"BODY_TYPE_DKG_COMMIT_ACK":        21,
 	}
 )
 
@@ -141,6 +153,7 @@ const (
 	Error_UNAVAILABLE      Error_Code = 6 // overloaded or shutting down; retry later
 	Error_NOT_ENOUGH_NODES Error_Code = 7 // the dealer could not reach enough nodes
 	Error_ALREADY_EXISTS   Error_Code = 8 // a key with this id exists already
+	Error_STALE            Error_Code = 9 // the request names per-requester state the node no longer holds
 )
 
 // Enum value maps for Error_Code.
@@ -155,6 +168,7 @@ var (
 		6: "UNAVAILABLE",
 		7: "NOT_ENOUGH_NODES",
 		8: "ALREADY_EXISTS",
+		9: "STALE",
 	}
 	Error_Code_value = map[string]int32{
 		"CODE_UNSPECIFIED": 0,
@@ -166,6 +180,7 @@ var (
 		"UNAVAILABLE":      6,
 		"NOT_ENOUGH_NODES": 7,
 		"ALREADY_EXISTS":   8,
+		"STALE":            9,
 	}
 )
 
@@ -193,7 +208,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{19, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{20, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -494,12 +509,15 @@ func (x *KeyRecord) GetParams() []byte {
 	return nil
 }
 
-// SignedKeyRecord is a KeyRecord signed by a dealer of the manifest.
+// SignedKeyRecord is a KeyRecord signed by a dealer of the manifest (keys a dealer made), or
+// endorsed by the nodes that generated it together (keys of a distributed key generation: dealer
+// and signature empty, at least k endorsements by distinct nodes over the same record).
 type SignedKeyRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Record        []byte                 `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`       // serialised KeyRecord, exactly the bytes signed
 	Dealer        string                 `protobuf:"bytes,2,opt,name=dealer,proto3" json:"dealer,omitempty"`       // dealer identity id
 	Signature     []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"` // Ed25519 over the domain-separated (dealer, record) encoding
+	Endorsements  []*KeyEndorsement      `protobuf:"bytes,4,rep,name=endorsements,proto3" json:"endorsements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -555,6 +573,66 @@ func (x *SignedKeyRecord) GetSignature() []byte {
 	return nil
 }
 
+func (x *SignedKeyRecord) GetEndorsements() []*KeyEndorsement {
+	if x != nil {
+		return x.Endorsements
+	}
+	return nil
+}
+
+// KeyEndorsement is one node's signature over a key record it helped generate.
+type KeyEndorsement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`           // node identity id
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"` // Ed25519 over the domain-separated (node, record) encoding
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyEndorsement) Reset() {
+	*x = KeyEndorsement{}
+	mi := &file_tchsm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyEndorsement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyEndorsement) ProtoMessage() {}
+
+func (x *KeyEndorsement) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyEndorsement.ProtoReflect.Descriptor instead.
+func (*KeyEndorsement) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KeyEndorsement) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *KeyEndorsement) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // KeyShare is one node's secret share. It only ever travels inside an HPKE ciphertext
 // (KeyShareDelivery.ciphertext); never log it.
 type KeyShare struct {
@@ -568,7 +646,7 @@ type KeyShare struct {
 
 func (x *KeyShare) Reset() {
 	*x = KeyShare{}
-	mi := &file_tchsm_proto_msgTypes[3]
+	mi := &file_tchsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +658,7 @@ func (x *KeyShare) String() string {
 func (*KeyShare) ProtoMessage() {}
 
 func (x *KeyShare) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[3]
+	mi := &file_tchsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +671,7 @@ func (x *KeyShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyShare.ProtoReflect.Descriptor instead.
 func (*KeyShare) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{3}
+	return file_tchsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *KeyShare) GetKeyId() string {
@@ -630,7 +708,7 @@ type KeyShareDelivery struct {
 
 func (x *KeyShareDelivery) Reset() {
 	*x = KeyShareDelivery{}
-	mi := &file_tchsm_proto_msgTypes[4]
+	mi := &file_tchsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +720,7 @@ func (x *KeyShareDelivery) String() string {
 func (*KeyShareDelivery) ProtoMessage() {}
 
 func (x *KeyShareDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[4]
+	mi := &file_tchsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +733,7 @@ func (x *KeyShareDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyShareDelivery.ProtoReflect.Descriptor instead.
 func (*KeyShareDelivery) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{4}
+	return file_tchsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KeyShareDelivery) GetSignedRecord() *SignedKeyRecord {
@@ -696,7 +774,7 @@ type DeleteKey struct {
 
 func (x *DeleteKey) Reset() {
 	*x = DeleteKey{}
-	mi := &file_tchsm_proto_msgTypes[5]
+	mi := &file_tchsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +786,7 @@ func (x *DeleteKey) String() string {
 func (*DeleteKey) ProtoMessage() {}
 
 func (x *DeleteKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[5]
+	mi := &file_tchsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +799,7 @@ func (x *DeleteKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteKey.ProtoReflect.Descriptor instead.
 func (*DeleteKey) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{5}
+	return file_tchsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteKey) GetKeyId() string {
@@ -744,7 +822,7 @@ type DeleteKeyAck struct {
 
 func (x *DeleteKeyAck) Reset() {
 	*x = DeleteKeyAck{}
-	mi := &file_tchsm_proto_msgTypes[6]
+	mi := &file_tchsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +834,7 @@ func (x *DeleteKeyAck) String() string {
 func (*DeleteKeyAck) ProtoMessage() {}
 
 func (x *DeleteKeyAck) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[6]
+	mi := &file_tchsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +847,7 @@ func (x *DeleteKeyAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteKeyAck.ProtoReflect.Descriptor instead.
 func (*DeleteKeyAck) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{6}
+	return file_tchsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteKeyAck) GetKeyId() string {
@@ -813,7 +891,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_tchsm_proto_msgTypes[7]
+	mi := &file_tchsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +903,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[7]
+	mi := &file_tchsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +916,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{7}
+	return file_tchsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SignRequest) GetKeyId() string {
@@ -875,7 +953,7 @@ type SignBatch struct {
 
 func (x *SignBatch) Reset() {
 	*x = SignBatch{}
-	mi := &file_tchsm_proto_msgTypes[8]
+	mi := &file_tchsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +965,7 @@ func (x *SignBatch) String() string {
 func (*SignBatch) ProtoMessage() {}
 
 func (x *SignBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[8]
+	mi := &file_tchsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +978,7 @@ func (x *SignBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatch.ProtoReflect.Descriptor instead.
 func (*SignBatch) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{8}
+	return file_tchsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignBatch) GetRequests() []*SignRequest {
@@ -924,7 +1002,7 @@ type SignBatchItem struct {
 
 func (x *SignBatchItem) Reset() {
 	*x = SignBatchItem{}
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1014,7 @@ func (x *SignBatchItem) String() string {
 func (*SignBatchItem) ProtoMessage() {}
 
 func (x *SignBatchItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1027,7 @@ func (x *SignBatchItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchItem.ProtoReflect.Descriptor instead.
 func (*SignBatchItem) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{9}
+	return file_tchsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SignBatchItem) GetResult() isSignBatchItem_Result {
@@ -1003,7 +1081,7 @@ type SignBatchResult struct {
 
 func (x *SignBatchResult) Reset() {
 	*x = SignBatchResult{}
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1093,7 @@ func (x *SignBatchResult) String() string {
 func (*SignBatchResult) ProtoMessage() {}
 
 func (x *SignBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1106,7 @@ func (x *SignBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResult.ProtoReflect.Descriptor instead.
 func (*SignBatchResult) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{10}
+	return file_tchsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignBatchResult) GetResults() []*SignBatchItem {
@@ -1049,7 +1127,7 @@ type ShareProof struct {
 
 func (x *ShareProof) Reset() {
 	*x = ShareProof{}
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1139,7 @@ func (x *ShareProof) String() string {
 func (*ShareProof) ProtoMessage() {}
 
 func (x *ShareProof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1152,7 @@ func (x *ShareProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareProof.ProtoReflect.Descriptor instead.
 func (*ShareProof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{11}
+	return file_tchsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ShareProof) GetC() []byte {
@@ -1104,7 +1182,7 @@ type SignatureShare struct {
 
 func (x *SignatureShare) Reset() {
 	*x = SignatureShare{}
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1194,7 @@ func (x *SignatureShare) String() string {
 func (*SignatureShare) ProtoMessage() {}
 
 func (x *SignatureShare) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1207,7 @@ func (x *SignatureShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignatureShare.ProtoReflect.Descriptor instead.
 func (*SignatureShare) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{12}
+	return file_tchsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignatureShare) GetKeyId() string {
@@ -1172,7 +1250,7 @@ type ProofRequest struct {
 
 func (x *ProofRequest) Reset() {
 	*x = ProofRequest{}
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1262,7 @@ func (x *ProofRequest) String() string {
 func (*ProofRequest) ProtoMessage() {}
 
 func (x *ProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1275,7 @@ func (x *ProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProofRequest.ProtoReflect.Descriptor instead.
 func (*ProofRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{13}
+	return file_tchsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProofRequest) GetKeyId() string {
@@ -1234,7 +1312,7 @@ type Proof struct {
 
 func (x *Proof) Reset() {
 	*x = Proof{}
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1324,7 @@ func (x *Proof) String() string {
 func (*Proof) ProtoMessage() {}
 
 func (x *Proof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1337,7 @@ func (x *Proof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proof.ProtoReflect.Descriptor instead.
 func (*Proof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{14}
+	return file_tchsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Proof) GetKeyId() string {
@@ -1299,7 +1377,7 @@ type ListKeys struct {
 
 func (x *ListKeys) Reset() {
 	*x = ListKeys{}
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1389,7 @@ func (x *ListKeys) String() string {
 func (*ListKeys) ProtoMessage() {}
 
 func (x *ListKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1402,7 @@ func (x *ListKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeys.ProtoReflect.Descriptor instead.
 func (*ListKeys) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{15}
+	return file_tchsm_proto_rawDescGZIP(), []int{16}
 }
 
 // KeyList answers ListKeys.
@@ -1338,7 +1416,7 @@ type KeyList struct {
 
 func (x *KeyList) Reset() {
 	*x = KeyList{}
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1428,7 @@ func (x *KeyList) String() string {
 func (*KeyList) ProtoMessage() {}
 
 func (x *KeyList) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1441,7 @@ func (x *KeyList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyList.ProtoReflect.Descriptor instead.
 func (*KeyList) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{16}
+	return file_tchsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KeyList) GetNode() string {
@@ -1389,7 +1467,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1479,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1492,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{17}
+	return file_tchsm_proto_rawDescGZIP(), []int{18}
 }
 
 // Health describes the state of a node (or the dealer).
@@ -1431,7 +1509,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1521,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1534,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{18}
+	return file_tchsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Health) GetNode() string {
@@ -1506,7 +1584,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1596,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1609,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{19}
+	return file_tchsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -1568,7 +1646,7 @@ type GenerateKeyRequest struct {
 
 func (x *GenerateKeyRequest) Reset() {
 	*x = GenerateKeyRequest{}
-	mi := &file_tchsm_proto_msgTypes[20]
+	mi := &file_tchsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1658,7 @@ func (x *GenerateKeyRequest) String() string {
 func (*GenerateKeyRequest) ProtoMessage() {}
 
 func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[20]
+	mi := &file_tchsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1671,7 @@ func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{20}
+	return file_tchsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GenerateKeyRequest) GetBits() uint32 {
@@ -1636,7 +1714,7 @@ type GenerateKeyResponse struct {
 
 func (x *GenerateKeyResponse) Reset() {
 	*x = GenerateKeyResponse{}
-	mi := &file_tchsm_proto_msgTypes[21]
+	mi := &file_tchsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1726,7 @@ func (x *GenerateKeyResponse) String() string {
 func (*GenerateKeyResponse) ProtoMessage() {}
 
 func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[21]
+	mi := &file_tchsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1739,7 @@ func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyResponse.ProtoReflect.Descriptor instead.
 func (*GenerateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{21}
+	return file_tchsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GenerateKeyResponse) GetRecord() *SignedKeyRecord {
@@ -1683,6 +1761,382 @@ func (x *GenerateKeyResponse) GetMissing() []string {
 		return x.Missing
 	}
 	return nil
+}
+
+// DKGMessage is one message of a distributed key generation, relayed by the client: opaque to
+// it (the scheme signs every message with its sender's long-term DKG key and encrypts deals to
+// their recipient).
+type DKGMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint32                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"` // participant index 1..n
+	To            uint32                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`     // participant index 1..n; 0: every other participant
+	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DKGMessage) Reset() {
+	*x = DKGMessage{}
+	mi := &file_tchsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DKGMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DKGMessage) ProtoMessage() {}
+
+func (x *DKGMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DKGMessage.ProtoReflect.Descriptor instead.
+func (*DKGMessage) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DKGMessage) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *DKGMessage) GetTo() uint32 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *DKGMessage) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+// DKGRequest runs one step of a distributed key generation on one node. Step 0 starts it with
+// the key's public description; later steps carry the previous step's messages for this node.
+// A node answers a repeated step (a retry) with the same reply.
+type DKGRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`                    // chosen by the client, unused on every node
+	Step          uint32                 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`                                  // 0, 1, 2, 3
+	Algorithm     uint32                 `protobuf:"varint,3,opt,name=algorithm,proto3" json:"algorithm,omitempty"`                        // step 0: the scheme (2: Ed25519 FROST)
+	K             uint32                 `protobuf:"varint,4,opt,name=k,proto3" json:"k,omitempty"`                                        // step 0: threshold; n is the manifest's node count
+	Label         string                 `protobuf:"bytes,5,opt,name=label,proto3" json:"label,omitempty"`                                 // step 0: CKA_LABEL
+	P11Id         []byte                 `protobuf:"bytes,6,opt,name=p11_id,json=p11Id,proto3" json:"p11_id,omitempty"`                    // step 0: CKA_ID
+	CreatedUnix   int64                  `protobuf:"varint,7,opt,name=created_unix,json=createdUnix,proto3" json:"created_unix,omitempty"` // step 0: creation time, Unix seconds
+	Messages      []*DKGMessage          `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DKGRequest) Reset() {
+	*x = DKGRequest{}
+	mi := &file_tchsm_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DKGRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DKGRequest) ProtoMessage() {}
+
+func (x *DKGRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DKGRequest.ProtoReflect.Descriptor instead.
+func (*DKGRequest) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DKGRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DKGRequest) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *DKGRequest) GetAlgorithm() uint32 {
+	if x != nil {
+		return x.Algorithm
+	}
+	return 0
+}
+
+func (x *DKGRequest) GetK() uint32 {
+	if x != nil {
+		return x.K
+	}
+	return 0
+}
+
+func (x *DKGRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *DKGRequest) GetP11Id() []byte {
+	if x != nil {
+		return x.P11Id
+	}
+	return nil
+}
+
+func (x *DKGRequest) GetCreatedUnix() int64 {
+	if x != nil {
+		return x.CreatedUnix
+	}
+	return 0
+}
+
+func (x *DKGRequest) GetMessages() []*DKGMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// DKGReply answers a DKGRequest: this node's messages for the next step, or, at the last step,
+// the key record it computed and its endorsement of it. The node keeps the share in memory
+// until a DKGCommit, and forgets it if none comes.
+type DKGReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Step          uint32                 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	Messages      []*DKGMessage          `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	Done          bool                   `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`
+	Record        []byte                 `protobuf:"bytes,5,opt,name=record,proto3" json:"record,omitempty"`               // done: the serialised KeyRecord
+	Endorsement   *KeyEndorsement        `protobuf:"bytes,6,opt,name=endorsement,proto3" json:"endorsement,omitempty"`     // done: this node's signature over record
+	Qualified     []uint32               `protobuf:"varint,7,rep,packed,name=qualified,proto3" json:"qualified,omitempty"` // done: the participants whose deals make the key
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DKGReply) Reset() {
+	*x = DKGReply{}
+	mi := &file_tchsm_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DKGReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DKGReply) ProtoMessage() {}
+
+func (x *DKGReply) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DKGReply.ProtoReflect.Descriptor instead.
+func (*DKGReply) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DKGReply) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DKGReply) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *DKGReply) GetMessages() []*DKGMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *DKGReply) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *DKGReply) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *DKGReply) GetEndorsement() *KeyEndorsement {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
+}
+
+func (x *DKGReply) GetQualified() []uint32 {
+	if x != nil {
+		return x.Qualified
+	}
+	return nil
+}
+
+// DKGCommit tells a node to store the key it generated: the record with at least k
+// endorsements, its own among them.
+type DKGCommit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Record        *SignedKeyRecord       `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DKGCommit) Reset() {
+	*x = DKGCommit{}
+	mi := &file_tchsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DKGCommit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DKGCommit) ProtoMessage() {}
+
+func (x *DKGCommit) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DKGCommit.ProtoReflect.Descriptor instead.
+func (*DKGCommit) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DKGCommit) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DKGCommit) GetRecord() *SignedKeyRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// DKGCommitAck answers DKGCommit.
+type DKGCommitAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Ok            bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DKGCommitAck) Reset() {
+	*x = DKGCommitAck{}
+	mi := &file_tchsm_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DKGCommitAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DKGCommitAck) ProtoMessage() {}
+
+func (x *DKGCommitAck) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DKGCommitAck.ProtoReflect.Descriptor instead.
+func (*DKGCommitAck) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DKGCommitAck) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DKGCommitAck) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *DKGCommitAck) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
 }
 
 var File_tchsm_proto protoreflect.FileDescriptor
@@ -1724,11 +2178,15 @@ const file_tchsm_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\r \x01(\tR\tclusterId\x12\x1c\n" +
 	"\talgorithm\x18\x0e \x01(\rR\talgorithm\x12\x16\n" +
-	"\x06params\x18\x0f \x01(\fR\x06params\"_\n" +
+	"\x06params\x18\x0f \x01(\fR\x06params\"\x9d\x01\n" +
 	"\x0fSignedKeyRecord\x12\x16\n" +
 	"\x06record\x18\x01 \x01(\fR\x06record\x12\x16\n" +
 	"\x06dealer\x18\x02 \x01(\tR\x06dealer\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"E\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x12<\n" +
+	"\fendorsements\x18\x04 \x03(\v2\x18.tchsm.v1.KeyEndorsementR\fendorsements\"B\n" +
+	"\x0eKeyEndorsement\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"E\n" +
 	"\bKeyShare\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\f\n" +
@@ -1789,11 +2247,11 @@ const file_tchsm_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
 	"\fuptime_nanos\x18\x03 \x01(\x03R\vuptimeNanos\x12\x17\n" +
 	"\akey_ids\x18\x04 \x03(\tR\x06keyIds\x12\x1b\n" +
-	"\tin_flight\x18\x05 \x01(\rR\binFlight\"\x8b\x02\n" +
+	"\tin_flight\x18\x05 \x01(\rR\binFlight\"\x96\x02\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.tchsm.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xa6\x01\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xb1\x01\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vUNKNOWN_KEY\x10\x01\x12\x0f\n" +
@@ -1803,7 +2261,8 @@ const file_tchsm_proto_rawDesc = "" +
 	"\bINTERNAL\x10\x05\x12\x0f\n" +
 	"\vUNAVAILABLE\x10\x06\x12\x14\n" +
 	"\x10NOT_ENOUGH_NODES\x10\a\x12\x12\n" +
-	"\x0eALREADY_EXISTS\x10\b\"~\n" +
+	"\x0eALREADY_EXISTS\x10\b\x12\t\n" +
+	"\x05STALE\x10\t\"~\n" +
 	"\x12GenerateKeyRequest\x12\x12\n" +
 	"\x04bits\x18\x01 \x01(\rR\x04bits\x12'\n" +
 	"\x0fpublic_exponent\x18\x02 \x01(\rR\x0epublicExponent\x12\x14\n" +
@@ -1812,7 +2271,37 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x13GenerateKeyResponse\x121\n" +
 	"\x06record\x18\x01 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\x12\"\n" +
 	"\facknowledged\x18\x02 \x03(\tR\facknowledged\x12\x18\n" +
-	"\amissing\x18\x03 \x03(\tR\amissing*\x89\x04\n" +
+	"\amissing\x18\x03 \x03(\tR\amissing\"J\n" +
+	"\n" +
+	"DKGMessage\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\rR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\rR\x02to\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\xe5\x01\n" +
+	"\n" +
+	"DKGRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x12\x1c\n" +
+	"\talgorithm\x18\x03 \x01(\rR\talgorithm\x12\f\n" +
+	"\x01k\x18\x04 \x01(\rR\x01k\x12\x14\n" +
+	"\x05label\x18\x05 \x01(\tR\x05label\x12\x15\n" +
+	"\x06p11_id\x18\x06 \x01(\fR\x05p11Id\x12!\n" +
+	"\fcreated_unix\x18\a \x01(\x03R\vcreatedUnix\x120\n" +
+	"\bmessages\x18\b \x03(\v2\x14.tchsm.v1.DKGMessageR\bmessages\"\xed\x01\n" +
+	"\bDKGReply\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x120\n" +
+	"\bmessages\x18\x03 \x03(\v2\x14.tchsm.v1.DKGMessageR\bmessages\x12\x12\n" +
+	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
+	"\x06record\x18\x05 \x01(\fR\x06record\x12:\n" +
+	"\vendorsement\x18\x06 \x01(\v2\x18.tchsm.v1.KeyEndorsementR\vendorsement\x12\x1c\n" +
+	"\tqualified\x18\a \x03(\rR\tqualified\"U\n" +
+	"\tDKGCommit\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x121\n" +
+	"\x06record\x18\x02 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\"I\n" +
+	"\fDKGCommitAck\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok*\xf5\x04\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
@@ -1831,7 +2320,11 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x1eBODY_TYPE_GENERATE_KEY_REQUEST\x10\x0e\x12#\n" +
 	"\x1fBODY_TYPE_GENERATE_KEY_RESPONSE\x10\x0f\x12\x18\n" +
 	"\x14BODY_TYPE_SIGN_BATCH\x10\x10\x12\x1f\n" +
-	"\x1bBODY_TYPE_SIGN_BATCH_RESULT\x10\x11\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x1bBODY_TYPE_SIGN_BATCH_RESULT\x10\x11\x12\x19\n" +
+	"\x15BODY_TYPE_DKG_REQUEST\x10\x12\x12\x17\n" +
+	"\x13BODY_TYPE_DKG_REPLY\x10\x13\x12\x18\n" +
+	"\x14BODY_TYPE_DKG_COMMIT\x10\x14\x12\x1c\n" +
+	"\x18BODY_TYPE_DKG_COMMIT_ACK\x10\x15\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -1846,50 +2339,61 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
 	(*Envelope)(nil),            // 2: tchsm.v1.Envelope
 	(*KeyRecord)(nil),           // 3: tchsm.v1.KeyRecord
 	(*SignedKeyRecord)(nil),     // 4: tchsm.v1.SignedKeyRecord
-	(*KeyShare)(nil),            // 5: tchsm.v1.KeyShare
-	(*KeyShareDelivery)(nil),    // 6: tchsm.v1.KeyShareDelivery
-	(*DeleteKey)(nil),           // 7: tchsm.v1.DeleteKey
-	(*DeleteKeyAck)(nil),        // 8: tchsm.v1.DeleteKeyAck
-	(*SignRequest)(nil),         // 9: tchsm.v1.SignRequest
-	(*SignBatch)(nil),           // 10: tchsm.v1.SignBatch
-	(*SignBatchItem)(nil),       // 11: tchsm.v1.SignBatchItem
-	(*SignBatchResult)(nil),     // 12: tchsm.v1.SignBatchResult
-	(*ShareProof)(nil),          // 13: tchsm.v1.ShareProof
-	(*SignatureShare)(nil),      // 14: tchsm.v1.SignatureShare
-	(*ProofRequest)(nil),        // 15: tchsm.v1.ProofRequest
-	(*Proof)(nil),               // 16: tchsm.v1.Proof
-	(*ListKeys)(nil),            // 17: tchsm.v1.ListKeys
-	(*KeyList)(nil),             // 18: tchsm.v1.KeyList
-	(*HealthRequest)(nil),       // 19: tchsm.v1.HealthRequest
-	(*Health)(nil),              // 20: tchsm.v1.Health
-	(*Error)(nil),               // 21: tchsm.v1.Error
-	(*GenerateKeyRequest)(nil),  // 22: tchsm.v1.GenerateKeyRequest
-	(*GenerateKeyResponse)(nil), // 23: tchsm.v1.GenerateKeyResponse
+	(*KeyEndorsement)(nil),      // 5: tchsm.v1.KeyEndorsement
+	(*KeyShare)(nil),            // 6: tchsm.v1.KeyShare
+	(*KeyShareDelivery)(nil),    // 7: tchsm.v1.KeyShareDelivery
+	(*DeleteKey)(nil),           // 8: tchsm.v1.DeleteKey
+	(*DeleteKeyAck)(nil),        // 9: tchsm.v1.DeleteKeyAck
+	(*SignRequest)(nil),         // 10: tchsm.v1.SignRequest
+	(*SignBatch)(nil),           // 11: tchsm.v1.SignBatch
+	(*SignBatchItem)(nil),       // 12: tchsm.v1.SignBatchItem
+	(*SignBatchResult)(nil),     // 13: tchsm.v1.SignBatchResult
+	(*ShareProof)(nil),          // 14: tchsm.v1.ShareProof
+	(*SignatureShare)(nil),      // 15: tchsm.v1.SignatureShare
+	(*ProofRequest)(nil),        // 16: tchsm.v1.ProofRequest
+	(*Proof)(nil),               // 17: tchsm.v1.Proof
+	(*ListKeys)(nil),            // 18: tchsm.v1.ListKeys
+	(*KeyList)(nil),             // 19: tchsm.v1.KeyList
+	(*HealthRequest)(nil),       // 20: tchsm.v1.HealthRequest
+	(*Health)(nil),              // 21: tchsm.v1.Health
+	(*Error)(nil),               // 22: tchsm.v1.Error
+	(*GenerateKeyRequest)(nil),  // 23: tchsm.v1.GenerateKeyRequest
+	(*GenerateKeyResponse)(nil), // 24: tchsm.v1.GenerateKeyResponse
+	(*DKGMessage)(nil),          // 25: tchsm.v1.DKGMessage
+	(*DKGRequest)(nil),          // 26: tchsm.v1.DKGRequest
+	(*DKGReply)(nil),            // 27: tchsm.v1.DKGReply
+	(*DKGCommit)(nil),           // 28: tchsm.v1.DKGCommit
+	(*DKGCommitAck)(nil),        // 29: tchsm.v1.DKGCommitAck
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
-	4,  // 1: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
-	9,  // 2: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
-	14, // 3: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
-	21, // 4: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
-	11, // 5: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
-	13, // 6: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
-	13, // 7: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
-	4,  // 8: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
-	1,  // 9: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
-	4,  // 10: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	5,  // 1: tchsm.v1.SignedKeyRecord.endorsements:type_name -> tchsm.v1.KeyEndorsement
+	4,  // 2: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
+	10, // 3: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
+	15, // 4: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
+	22, // 5: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
+	12, // 6: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
+	14, // 7: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
+	14, // 8: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
+	4,  // 9: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
+	1,  // 10: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
+	4,  // 11: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
+	25, // 12: tchsm.v1.DKGRequest.messages:type_name -> tchsm.v1.DKGMessage
+	25, // 13: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
+	5,  // 14: tchsm.v1.DKGReply.endorsement:type_name -> tchsm.v1.KeyEndorsement
+	4,  // 15: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_tchsm_proto_init() }
@@ -1897,7 +2401,7 @@ func file_tchsm_proto_init() {
 	if File_tchsm_proto != nil {
 		return
 	}
-	file_tchsm_proto_msgTypes[9].OneofWrappers = []any{
+	file_tchsm_proto_msgTypes[10].OneofWrappers = []any{
 		(*SignBatchItem_Share)(nil),
 		(*SignBatchItem_Error)(nil),
 	}
@@ -1907,7 +2411,7 @@ func file_tchsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -72,6 +72,10 @@ var (
 	// ErrNotSupported: the scheme does not offer this operation (a dealer-less scheme asked to
 	// deal, a wire feature not carried yet).
 	ErrNotSupported = errors.New("scheme: not supported")
+	// ErrStale: the request names per-requester state the participant no longer holds (FROST:
+	// a commitment already used, expired, evicted, or lost in a restart). Not a fault of
+	// either side: the coordinator asks for fresh state (Precommitter) and starts again.
+	ErrStale = errors.New("scheme: stale request")
 )
 
 // PublicKey is a key's public parameters, decoded from its signed key record by

@@ -7,7 +7,8 @@ import tchsmpb "github.com/tchsm/tchsm/proto"
 // Dealers deal and delete keys, answer clients' GenerateKey and DeleteKey requests, and may
 // query nodes (ListKeys, HealthRequest) and report their own health and errors. Clients ask:
 // they sign (one request at a time, or several to one node in a SignBatch), ask for proofs,
-// list keys, check health, and ask the dealer to generate or delete keys. Nodes only answer:
+// list keys, check health, ask the dealer to generate or delete keys, and run distributed key
+// generations among the nodes (DKGRequest, DKGCommit: the client relays, it never sees a share). Nodes only answer:
 // acknowledgements, signature shares (alone or in a SignBatchResult), proofs, key lists,
 // health, errors.
 var allowed = map[Role]map[tchsmpb.BodyType]bool{
@@ -29,6 +30,8 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST:       true,
 		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY:           true,
 		tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST: true,
+		tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST:          true,
+		tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT:           true,
 	},
 	RoleNode: {
 		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:    true,
@@ -38,6 +41,8 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_KEY_LIST:          true,
 		tchsmpb.BodyType_BODY_TYPE_HEALTH:            true,
 		tchsmpb.BodyType_BODY_TYPE_ERROR:             true,
+		tchsmpb.BodyType_BODY_TYPE_DKG_REPLY:         true,
+		tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT_ACK:    true,
 	},
 }
 

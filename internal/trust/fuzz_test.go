@@ -63,6 +63,12 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 		{c.nodes[0], &tchsmpb.SignBatchResult{Results: []*tchsmpb.SignBatchItem{
 			{Result: &tchsmpb.SignBatchItem_Share{Share: &tchsmpb.SignatureShare{KeyId: rec.KeyId, Index: 1, X: []byte{5}}}},
 			{Result: &tchsmpb.SignBatchItem_Error{Error: &tchsmpb.Error{Code: tchsmpb.Error_EXPIRED, KeyId: rec.KeyId}}}}}},
+		{c.alice, &tchsmpb.DKGRequest{KeyId: rec.KeyId, Step: 1, Messages: []*tchsmpb.DKGMessage{{From: 2, To: 1, Payload: []byte("deal")}}}},
+		{c.nodes[1], &tchsmpb.DKGReply{KeyId: rec.KeyId, Step: 3, Done: true, Record: srec.Record,
+			Endorsement: EndorseRecordBytes(c.nodes[1], srec.Record), Qualified: []uint32{1, 2, 3}}},
+		{c.alice, &tchsmpb.DKGCommit{KeyId: rec.KeyId, Record: &tchsmpb.SignedKeyRecord{Record: srec.Record,
+			Endorsements: []*tchsmpb.KeyEndorsement{EndorseRecordBytes(c.nodes[0], srec.Record)}}}},
+		{c.nodes[2], &tchsmpb.DKGCommitAck{KeyId: rec.KeyId, Node: "node3", Ok: true}},
 	}
 }
 

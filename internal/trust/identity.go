@@ -58,6 +58,9 @@ type Member struct {
 	Index   int               `json:"index,omitempty"` // nodes: share index 1..n; others 0
 	SignPub ed25519.PublicKey `json:"sign_pub"`        // 32 bytes
 	EncPub  []byte            `json:"enc_pub"`         // 32-byte X25519 public key
+	// DKGPub is a node's long-term DKG public key (Identity.DKGKey), 32 bytes; absent in
+	// manifests written before distributed key generation, and for other roles.
+	DKGPub []byte `json:"dkg_pub,omitempty"`
 }
 
 // NewIdentity generates a fresh identity with random keys.
@@ -87,6 +90,11 @@ func (id *Identity) Public() Member {
 	}
 	if id.EncKey != nil {
 		m.EncPub = id.EncKey.PublicKey().Bytes()
+	}
+	if id.Role == RoleNode {
+		if _, pub, err := id.DKGKey(); err == nil {
+			m.DKGPub = pub
+		}
 	}
 	return m
 }

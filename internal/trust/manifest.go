@@ -58,6 +58,7 @@ func (m *Manifest) Validate() error {
 	ids := make(map[string]bool)
 	signKeys := make(map[string]string)
 	encKeys := make(map[string]string)
+	dkgKeys := make(map[string]string)
 	indices := make([]bool, n+1)
 	for _, list := range []struct {
 		role    Role
@@ -99,6 +100,18 @@ func (m *Manifest) Validate() error {
 				return fmt.Errorf("%w: %s and %s share an encryption key", ErrInvalidManifest, other, mem.ID)
 			}
 			encKeys[string(mem.EncPub)] = mem.ID
+			if len(mem.DKGPub) > 0 {
+				if list.role != RoleNode {
+					return fmt.Errorf("%w: %s %s has a DKG key (only nodes have one)", ErrInvalidManifest, list.role, mem.ID)
+				}
+				if err := checkDKGPub(mem.DKGPub); err != nil {
+					return fmt.Errorf("%w: %s: DKG key: %v", ErrInvalidManifest, mem.ID, err)
+				}
+				if other, dup := dkgKeys[string(mem.DKGPub)]; dup {
+					return fmt.Errorf("%w: %s and %s share a DKG key", ErrInvalidManifest, other, mem.ID)
+				}
+				dkgKeys[string(mem.DKGPub)] = mem.ID
+			}
 		}
 	}
 	return nil

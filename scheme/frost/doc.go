@@ -46,7 +46,7 @@
 //   - A commitment is used in one session only: once it went out in a request the client drops
 //     it from its pool, whatever the outcome. The nonces of an abandoned session are burnt on
 //     the nodes that answered, and expire on those that did not: never reused either way.
-//   - A node that refuses a request with ErrUnknownNonce (expired, evicted, or it restarted) is
+//   - A node that refuses a request with ErrUnknownNonce (scheme.ErrStale: expired, evicted, or it restarted) is
 //     honest: the client drops that node's pool for the key, asks it for a new batch, and
 //     retries the signature in a new session.
 //   - A node named by Judge is excluded (the client's decision, as for RSA) and the signature is

@@ -149,7 +149,7 @@ func TestParticipantRules(t *testing.T) {
 	}
 	c1, c2 := get(1, "a"), get(2, "a")
 	list := []Commitment{c1, c2}
-	if _, err := parts[1].Sign("b", msg, list); !errors.Is(err, ErrUnknownNonce) {
+	if _, err := parts[1].Sign("b", msg, list); !errors.Is(err, ErrUnknownNonce) || !errors.Is(err, scheme.ErrStale) {
 		t.Fatalf("another requester's nonce: %v", err)
 	}
 	z, err := parts[1].Sign("a", msg, list)

@@ -255,7 +255,7 @@ func (p *Participant) Sign(requester string, msg []byte, list []Commitment) ([]b
 	}
 	e := p.take(requester, list[me].Nonce)
 	if e == nil {
-		return nil, fmt.Errorf("%w: %w: %016x", scheme.ErrInvalidRequest, ErrUnknownNonce, list[me].Nonce)
+		return nil, fmt.Errorf("%w: %w: %016x", scheme.ErrStale, ErrUnknownNonce, list[me].Nonce)
 	}
 	defer e.n.Wipe()
 	if e.c.Hiding != list[me].Hiding || e.c.Binding != list[me].Binding {
