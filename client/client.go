@@ -96,6 +96,8 @@ type key struct {
 	scheme scheme.Scheme
 	pk     scheme.PublicKey
 	record []byte // the signed record's bytes
+	// pools are the nodes' commitments for schemes that hand them out in advance (FROST).
+	pools *commitPools
 }
 
 type nodeState struct {
@@ -429,7 +431,11 @@ func (c *Client) verifyRecord(s *tchsmpb.SignedKeyRecord) (*key, error) {
 		return nil, fmt.Errorf("client: key %s: %w", rec.GetKeyId(), err)
 	}
 	k, n := pk.Threshold()
-	return &key{scheme: sch, pk: pk, record: s.GetRecord(), info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(),
+	var pools *commitPools
+	if _, ok := sch.(scheme.Precommitter); ok {
+		pools = newCommitPools()
+	}
+	return &key{scheme: sch, pk: pk, record: s.GetRecord(), pools: pools, info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(),
 		P11ID: rec.GetP11Id(), Algorithm: pk.Algorithm(), Bits: pk.Bits(), Public: pk.Public(), K: k, L: n,
 		Created: time.Unix(rec.GetCreatedUnix(), 0)}}, nil
 }
@@ -475,12 +481,15 @@ func (c *Client) PublicKey(ctx context.Context, id string) (scheme.PublicKey, er
 	return k.pk, nil
 }
 
-// GenerateKey has the dealer create a key and waits until at least k nodes hold their shares.
+// GenerateKey has the dealer create an RSA key, or the nodes generate an Ed25519 key together
+// (generateDKG), and waits until at least k nodes hold their shares.
 func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error) {
 	ctx, cancel := withDefault(ctx, c.cfg.KeygenTimeout.Or(config.DefaultKeygenTimeout))
 	defer cancel()
+	if req.Algorithm == scheme.Ed25519FROST {
+		return c.generateDKG(ctx, req)
+	}
 	if req.Algorithm != scheme.Unspecified && req.Algorithm != scheme.ShoupRSA {
-		// Only the dealer makes keys today, and it deals RSA keys.
 		return KeyInfo{}, fmt.Errorf("%w: %v keys cannot be generated", ErrInvalidInput, req.Algorithm)
 	}
 	if req.Bits < shoup.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {

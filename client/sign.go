@@ -34,6 +34,9 @@ func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, dat
 	if !schemes.Accepts(k.scheme, mech) {
 		return nil, fmt.Errorf("%w: a %v key does not sign with %v", ErrInvalidInput, k.info.Algorithm, mech)
 	}
+	if pc, ok := k.scheme.(scheme.Precommitter); ok {
+		return c.signFixed(ctx, k, pc, mech, data)
+	}
 	co, err := k.scheme.NewCoordinator(k.pk, mech, data)
 	if errors.Is(err, scheme.ErrInvalidRequest) || errors.Is(err, scheme.ErrUnknownMechanism) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
@@ -42,8 +45,7 @@ func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, dat
 		return nil, err
 	}
 	if !co.Open() {
-		// Fixed-set sessions (FROST, CGGMP) choose their set up front and hedge with a new
-		// session: not driven here until the first such scheme lands.
+		// Fixed-set sessions without commitments in advance (CGGMP): not driven yet.
 		return nil, fmt.Errorf("%w: %v sessions with a fixed signer set", scheme.ErrNotSupported, k.info.Algorithm)
 	}
 	s := &signing{c: c, k: k, co: co, replies: make(chan shareReply, len(c.m.Nodes))}

@@ -124,6 +124,8 @@ type node struct {
 	// exps bounds the exponentiations running at once to the worker count: a SignBatch's
 	// requests are computed in parallel, next to the other workers' requests.
 	exps chan struct{}
+	// dkgs are the distributed key generations in progress (memory only).
+	dkgs *dkgRuns
 }
 
 // Run runs a signing node until ctx ends (it then returns nil after a graceful shutdown) or it
@@ -241,6 +243,9 @@ func (n *node) load() error {
 	if subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 || subtle.ConstantTimeCompare(pub.EncPub, mem.EncPub) != 1 {
 		return fmt.Errorf("%w: the keys of %s differ from the manifest's", ErrIdentity, id.ID)
 	}
+	if len(mem.DKGPub) > 0 && subtle.ConstantTimeCompare(pub.DKGPub, mem.DKGPub) != 1 {
+		return fmt.Errorf("%w: the DKG key of %s differs from the manifest's", ErrIdentity, id.ID)
+	}
 	// Requests issued before this start are refused: the replay cache is new, and a request
 	// captured before a restart must not be served again.
 	opener, err := trust.NewOpener(m, trust.WithIdentity(id), trust.WithNotBefore(n.started))
@@ -254,6 +259,7 @@ func (n *node) load() error {
 	n.m, n.id, n.self, n.opener, n.store = m, id, mem, opener, st
 	n.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
 	n.log = n.log.With("node", id.ID)
+	n.dkgs = newDKGRuns()
 	n.rpc = &rpc.Server{Opener: opener, Sealer: n.sealer, Log: n.log, Handle: n.dispatch, Done: n.requestDone}
 	return nil
 }

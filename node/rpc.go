@@ -88,6 +88,10 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 		return n.signBatch(ctx, op, m)
 	case *tchsmpb.ProofRequest:
 		return n.prove(ctx, op, m)
+	case *tchsmpb.DKGRequest:
+		return n.dkgStep(op, m)
+	case *tchsmpb.DKGCommit:
+		return n.dkgCommit(op, m)
 	case *tchsmpb.ListKeys:
 		kl := &tchsmpb.KeyList{Node: n.id.ID}
 		for _, k := range n.store.List() {
@@ -142,6 +146,8 @@ func (n *node) key(id string) (*store.Key, *rpc.Failure) {
 func (n *node) respond(k *store.Key, req scheme.Request) (scheme.Reply, *rpc.Failure) {
 	rep, err := n.runRespond(k, req)
 	switch {
+	case errors.Is(err, scheme.ErrStale):
+		return scheme.Reply{}, rpc.Fail(tchsmpb.Error_STALE, k.ID, "%v", err)
 	case errors.Is(err, scheme.ErrInvalidRequest):
 		return scheme.Reply{}, rpc.Fail(tchsmpb.Error_BAD_REQUEST, k.ID, "%v", err)
 	case err != nil && req.Audit:
@@ -176,7 +182,7 @@ func (n *node) sign(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequ
 	}
 	t0 := time.Now()
 	// want_proof asks for the share and its proof at once: the audit of the same round.
-	rep, rerr := n.respond(k, scheme.Request{Round: 1, Audit: req.GetWantProof(), Payload: req.GetPayload()})
+	rep, rerr := n.respond(k, scheme.Request{Round: 1, Audit: req.GetWantProof(), Payload: req.GetPayload(), Requester: op.Sender.ID})
 	if rerr != nil {
 		return nil, rerr
 	}
@@ -242,7 +248,7 @@ func (n *node) prove(ctx context.Context, op *trust.Opened, req *tchsmpb.ProofRe
 	if rerr != nil {
 		return nil, rerr
 	}
-	rep, rerr := n.respond(k, scheme.Request{Round: 1, Audit: true, Payload: req.GetPayload()})
+	rep, rerr := n.respond(k, scheme.Request{Round: 1, Audit: true, Payload: req.GetPayload(), Requester: op.Sender.ID})
 	if rerr != nil {
 		return nil, rerr
 	}

@@ -29,13 +29,18 @@ type KeyInfo struct {
 	Created time.Time
 }
 
-// GenerateRequest asks the dealer for a new key.
+// GenerateRequest asks for a new key: the dealer makes RSA keys, the nodes generate Ed25519
+// keys together (no machine ever holds those whole).
 type GenerateRequest struct {
 	Algorithm scheme.Algorithm // 0 means scheme.ShoupRSA
 	Bits      int              // 1024, 2048, 3072 or 4096
 	E         int              // RSA public exponent; 0 means 65537
 	Label     string           // CKA_LABEL
 	P11ID     []byte           // CKA_ID
+	// Nodes is, for keys the nodes generate together (scheme.Ed25519FROST), how many nodes
+	// at least must take part; 0 means all n, so that no key ends up on fewer nodes unless
+	// the operator says so. A node that takes no part holds no share of the key.
+	Nodes int
 }
 
 // Backend is what a PKCS#11 token needs from a signing cluster. Every method honours ctx's

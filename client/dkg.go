@@ -1,0 +1,284 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
+	tchsmpb "github.com/tchsm/tchsm/proto"
+	"github.com/tchsm/tchsm/scheme"
+)
+
+// dkgSteps is the number of DKGRequest steps of a key generation (scheme/frost/dkg: deals,
+// responses, justifications, outcome).
+const dkgSteps = 4
+
+// dkgStepTimeout bounds one step on one node: a node that does not answer within it takes no
+// further part.
+const dkgStepTimeout = 10 * time.Second
+
+// generateDKG has the nodes generate a key together (scheme/frost/dkg): the client starts the
+// run on every node, relays each step's messages to their recipients (deals are encrypted to
+// the recipient by the scheme and every message is signed by its sender, so the client learns
+// nothing and can forge nothing), collects the record each node computed and endorsed, and,
+// when at least k nodes endorsed the same record, asks them to store their shares. A node that
+// fails a step takes no further part; the generation fails cleanly (nothing is stored, the
+// nodes forget it) when fewer than req.Nodes nodes (default: all) are left.
+func (c *Client) generateDKG(ctx context.Context, req GenerateRequest) (KeyInfo, error) {
+	n, k := c.m.N(), c.m.Threshold
+	need := req.Nodes
+	if need == 0 {
+		need = n
+	}
+	if need < k || need > n {
+		return KeyInfo{}, fmt.Errorf("%w: %d nodes asked to take part, need k=%d to n=%d", ErrInvalidInput, need, k, n)
+	}
+	if k < 2 {
+		return KeyInfo{}, fmt.Errorf("%w: a threshold of %d: an Ed25519 key needs k ≥ 2", ErrInvalidInput, k)
+	}
+	if _, err := c.m.DKGPublicKeys(); err != nil {
+		return KeyInfo{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	if err := c.waitBroker(ctx, brokerWait); err != nil {
+		return KeyInfo{}, err
+	}
+	var rb [16]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return KeyInfo{}, err
+	}
+	id := hex.EncodeToString(rb[:])
+	start := &tchsmpb.DKGRequest{KeyId: id, Algorithm: uint32(req.Algorithm), K: uint32(k), Label: req.Label,
+		P11Id: req.P11ID, CreatedUnix: time.Now().Unix()}
+	alive := map[int]trust.Member{}
+	for _, m := range c.m.Nodes {
+		alive[m.Index] = m
+	}
+	var failures []string
+	inbox := map[int][]*tchsmpb.DKGMessage{}
+	var last map[int]*tchsmpb.DKGReply
+	for step := range dkgSteps {
+		replies := c.dkgRound(ctx, alive, func(m trust.Member) *tchsmpb.DKGRequest {
+			if step == 0 {
+				return start
+			}
+			return &tchsmpb.DKGRequest{KeyId: id, Step: uint32(step), Messages: inbox[m.Index]}
+		})
+		inbox = map[int][]*tchsmpb.DKGMessage{}
+		for i, r := range replies {
+			if r.err != nil {
+				failures = append(failures, fmt.Sprintf("%s (step %d): %v", alive[i].ID, step, r.err))
+				delete(alive, i)
+				continue
+			}
+			for _, msg := range r.rep.GetMessages() {
+				// A node speaks only for itself; messages to nodes that left are dropped.
+				if int(msg.GetFrom()) != i {
+					continue
+				}
+				for j := range alive {
+					if j != i && (msg.GetTo() == 0 || int(msg.GetTo()) == j) {
+						inbox[j] = append(inbox[j], msg)
+					}
+				}
+			}
+		}
+		if len(alive) < need {
+			return KeyInfo{}, fmt.Errorf("%w: key generation stopped at step %d: %d of %d nodes take part, %d needed (%s); nothing was stored",
+				ErrNotEnoughNodes, step, len(alive), n, need, strings.Join(failures, "; "))
+		}
+		last = map[int]*tchsmpb.DKGReply{}
+		for i, r := range replies {
+			if r.err == nil {
+				last[i] = r.rep
+			}
+		}
+	}
+	signed, endorsers, err := c.dkgRecord(start, last, k)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	key, err := c.verifyRecord(signed)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	// Commit: each endorser stores its share.
+	commit := map[int]trust.Member{}
+	for _, i := range endorsers {
+		commit[i] = alive[i]
+	}
+	stored := 0
+	var missing []string
+	for i, r := range c.dkgCommitRound(ctx, commit, &tchsmpb.DKGCommit{KeyId: id, Record: signed}) {
+		if r.err != nil {
+			missing = append(missing, fmt.Sprintf("%s: %v", commit[i].ID, r.err))
+			continue
+		}
+		stored++
+	}
+	for _, m := range c.m.Nodes {
+		if _, ok := commit[m.Index]; !ok {
+			missing = append(missing, m.ID+": took no part")
+		}
+	}
+	if stored < k {
+		// Fewer than k shares stored: the key cannot sign. The nodes that stored theirs hold a
+		// key nobody can use; deletion goes through the dealer, as for every key.
+		err := fmt.Errorf("%w: key %s: only %d of %d nodes stored their share (%s)", ErrNotEnoughNodes, id, stored, n, strings.Join(missing, "; "))
+		if stored > 0 {
+			c.mu.Lock()
+			c.keys[id] = key
+			c.mu.Unlock()
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.signTimeout())
+			defer cancel()
+			if derr := c.DeleteKey(dctx, id); derr != nil {
+				c.mu.Lock()
+				delete(c.keys, id)
+				c.mu.Unlock()
+				return KeyInfo{}, fmt.Errorf("%w; deleting it failed too (delete it by hand): %v", err, derr)
+			}
+		}
+		return KeyInfo{}, err
+	}
+	if len(missing) > 0 {
+		c.log.Warn("key generated; some nodes hold no share of it", "key", id, "missing", missing)
+	}
+	c.log.Info("key generated by the nodes", "key", id, "algorithm", key.info.Algorithm.String(), "k", k, "shares", stored)
+	c.mu.Lock()
+	c.keys[id] = key
+	c.mu.Unlock()
+	return key.info, nil
+}
+
+type dkgResult struct {
+	rep *tchsmpb.DKGReply
+	err error
+}
+
+// dkgRound sends one step to every node of alive at once and waits for all answers (each
+// bounded by dkgStepTimeout).
+func (c *Client) dkgRound(ctx context.Context, alive map[int]trust.Member, req func(trust.Member) *tchsmpb.DKGRequest) map[int]dkgResult {
+	type indexed struct {
+		i int
+		dkgResult
+	}
+	ch := make(chan indexed, len(alive))
+	for i, m := range alive {
+		go func() {
+			sctx, cancel := context.WithTimeout(ctx, dkgStepTimeout)
+			defer cancel()
+			r := req(m)
+			op, err := c.call(sctx, m, transport.Node(m.ID), r)
+			if err != nil {
+				ch <- indexed{i, dkgResult{err: err}}
+				return
+			}
+			rep, ok := op.Message.(*tchsmpb.DKGReply)
+			if !ok || rep.GetKeyId() != r.GetKeyId() || rep.GetStep() != r.GetStep() {
+				ch <- indexed{i, dkgResult{err: fmt.Errorf("answered %v", op.Type)}}
+				return
+			}
+			ch <- indexed{i, dkgResult{rep: rep}}
+		}()
+	}
+	out := map[int]dkgResult{}
+	for range alive {
+		r := <-ch
+		out[r.i] = r.dkgResult
+	}
+	return out
+}
+
+// dkgCommitRound sends the commit to every endorser at once.
+func (c *Client) dkgCommitRound(ctx context.Context, nodes map[int]trust.Member, commit *tchsmpb.DKGCommit) map[int]dkgResult {
+	type indexed struct {
+		i   int
+		err error
+	}
+	ch := make(chan indexed, len(nodes))
+	for i, m := range nodes {
+		go func() {
+			sctx, cancel := context.WithTimeout(ctx, dkgStepTimeout)
+			defer cancel()
+			op, err := c.call(sctx, m, transport.Node(m.ID), commit)
+			if err == nil {
+				if ack, ok := op.Message.(*tchsmpb.DKGCommitAck); !ok || !ack.GetOk() || ack.GetKeyId() != commit.GetKeyId() {
+					err = fmt.Errorf("answered %v", op.Type)
+				}
+			}
+			ch <- indexed{i, err}
+		}()
+	}
+	out := map[int]dkgResult{}
+	for range nodes {
+		r := <-ch
+		out[r.i] = dkgResult{err: r.err}
+	}
+	return out
+}
+
+// dkgRecord gathers the nodes' endorsements of the record they computed: the record most
+// nodes endorsed, if at least k did and it describes the key asked for. Nodes that computed
+// another record are named (with fewer than k corrupt nodes, honest nodes all compute the
+// same one).
+func (c *Client) dkgRecord(start *tchsmpb.DKGRequest, last map[int]*tchsmpb.DKGReply, k int) (*tchsmpb.SignedKeyRecord, []int, error) {
+	byRecord := map[string][]int{}
+	for i, rep := range last {
+		if !rep.GetDone() || rep.GetEndorsement() == nil || rep.GetEndorsement().GetNode() != c.nodeID(i) {
+			continue
+		}
+		if err := trust.VerifyEndorsement(c.m, rep.GetRecord(), rep.GetEndorsement()); err != nil {
+			c.log.Warn("key generation: a node's endorsement does not verify", "node", c.nodeID(i), "err", err)
+			continue
+		}
+		byRecord[string(rep.GetRecord())] = append(byRecord[string(rep.GetRecord())], i)
+	}
+	var best string
+	for r, who := range byRecord {
+		if len(who) > len(byRecord[best]) {
+			best = r
+		}
+	}
+	who := byRecord[best]
+	sort.Ints(who)
+	if len(byRecord) > 1 {
+		var others []string
+		for r, w := range byRecord {
+			if r != best {
+				for _, i := range w {
+					others = append(others, c.nodeID(i))
+				}
+			}
+		}
+		c.log.Warn("key generation: nodes computed another key record", "nodes", others)
+	}
+	if len(who) < k {
+		return nil, nil, fmt.Errorf("%w: key %s: %d nodes endorsed the same key record, need %d; nothing was stored", ErrNotEnoughNodes, start.GetKeyId(), len(who), k)
+	}
+	signed := &tchsmpb.SignedKeyRecord{Record: []byte(best)}
+	for _, i := range who {
+		signed.Endorsements = append(signed.Endorsements, last[i].GetEndorsement())
+	}
+	rec, err := trust.VerifyKeyRecord(c.m, signed)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec.GetKeyId() != start.GetKeyId() || rec.GetLabel() != start.GetLabel() || !bytes.Equal(rec.GetP11Id(), start.GetP11Id()) ||
+		rec.GetCreatedUnix() != start.GetCreatedUnix() || rec.GetK() != start.GetK() || scheme.Of(rec) != scheme.Algorithm(start.GetAlgorithm()) {
+		return nil, nil, fmt.Errorf("%w: key %s: the nodes' record differs from the key asked for", ErrNotEnoughNodes, start.GetKeyId())
+	}
+	return signed, who, nil
+}
+
+func (c *Client) nodeID(i int) string {
+	if m, ok := c.m.NodeByIndex(i); ok {
+		return m.ID
+	}
+	return ""
+}
