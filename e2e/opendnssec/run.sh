@@ -37,6 +37,8 @@ usage: $PROG --module PATH --token-label L --pin P [options]
   --repo NAME            repository name in conf.xml (default: E2E)
   --records N            data records in the generated zone (default: 1000)
   --zone NAME            zone name (default: example.test)
+  --algorithm A          DNSSEC algorithm: 8 (RSASHA256, default) or 15 (ED25519;
+                         key sizes are then 256)
   --ksk-bits B           KSK modulus size (default: 2048)
   --zsk-bits B           ZSK modulus size (default: 2048)
   --signer-threads T     <SignerThreads> of ods-signerd (default: 8)
@@ -69,7 +71,7 @@ EOF
 MODULE="" TOKEN_LABEL="" PIN="" REPO="E2E" RECORDS=1000 ZONE="example.test"
 KSK_BITS=2048 ZSK_BITS=2048 SIGNER_THREADS=8 TIMEOUT=300 WORKDIR="" KEEP=0 PORT=0
 STRICT_STOP=0 MODE=sign MIN_BITS=1024 SPEED_BITS=2048 SPEED_THREADS=4 SPEED_ITER=500
-INNER=0
+INNER=0 ALG=8
 EXTRA_ENV=()
 
 need_arg() { [[ $# -ge 2 && -n $2 ]] || die "option $1 needs a value"; }
@@ -85,6 +87,7 @@ while [[ $# -gt 0 ]]; do
 	--repo) need_arg "$@"; REPO=$2; shift 2 ;;
 	--records) need_arg "$@"; RECORDS=$2; shift 2 ;;
 	--zone) need_arg "$@"; ZONE=${2%.}; shift 2 ;;
+	--algorithm) need_arg "$@"; ALG=$2; shift 2 ;;
 	--ksk-bits) need_arg "$@"; KSK_BITS=$2; shift 2 ;;
 	--zsk-bits) need_arg "$@"; ZSK_BITS=$2; shift 2 ;;
 	--signer-threads) need_arg "$@"; SIGNER_THREADS=$2; shift 2 ;;
@@ -118,6 +121,7 @@ for v in PORT RECORDS KSK_BITS ZSK_BITS SIGNER_THREADS TIMEOUT MIN_BITS SPEED_BI
 	is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
 done
 ((RECORDS >= 1)) || die "--records must be at least 1"
+case $ALG in 8) ;; 15) KSK_BITS=256 ZSK_BITS=256 ;; *) die "--algorithm must be 8 or 15, got '$ALG'" ;; esac
 ((SIGNER_THREADS >= 1)) || die "--signer-threads must be at least 1"
 [[ $REPO =~ ^[A-Za-z0-9_-]+$ ]] || die "--repo must match [A-Za-z0-9_-]+"
 [[ $ZONE =~ ^[A-Za-z0-9.-]+$ ]] || die "--zone must be a plain DNS name"
@@ -189,7 +193,7 @@ if ((INNER == 0)); then
 	trap 'exit 143' TERM
 
 	args=(--inner --workdir "$WORKDIR" --module "$MODULE" --token-label "$TOKEN_LABEL"
-		--repo "$REPO" --records "$RECORDS" --zone "$ZONE"
+		--repo "$REPO" --records "$RECORDS" --zone "$ZONE" --algorithm "$ALG"
 		--ksk-bits "$KSK_BITS" --zsk-bits "$ZSK_BITS" --signer-threads "$SIGNER_THREADS"
 		--timeout "$TIMEOUT" --listener-port "$PORT" --hsmutil-min-bits "$MIN_BITS" --speed-bits "$SPEED_BITS"
 		--speed-threads "$SPEED_THREADS" --speed-iterations "$SPEED_ITER")
@@ -331,7 +335,7 @@ cat >"$KASP" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
 <KASP>
 	<Policy name="e2e">
-		<Description>tchsm e2e: sign at once, RSASHA256</Description>
+		<Description>tchsm e2e: sign at once, algorithm $ALG</Description>
 		<Signatures>
 			<Resign>PT2H</Resign>
 			<Refresh>P3D</Refresh>
@@ -359,12 +363,12 @@ cat >"$KASP" <<EOF
 			<PublishSafety>PT360S</PublishSafety>
 			<Purge>P14D</Purge>
 			<KSK>
-				<Algorithm length="$KSK_BITS">8</Algorithm>
+				<Algorithm length="$KSK_BITS">$ALG</Algorithm>
 				<Lifetime>P1Y</Lifetime>
 				<Repository>$REPO</Repository>
 			</KSK>
 			<ZSK>
-				<Algorithm length="$ZSK_BITS">8</Algorithm>
+				<Algorithm length="$ZSK_BITS">$ALG</Algorithm>
 				<Lifetime>P1Y</Lifetime>
 				<Repository>$REPO</Repository>
 			</ZSK>
@@ -557,7 +561,7 @@ NSEC3S=$(awk '$4 == "NSEC3"' "$SIGNED" | wc -l)
 ALGS=$(awk '$4 == "RRSIG" { print $6 }' "$SIGNED" | sort -u | tr '\n' ' ')
 SIGNED_RRS=$(grep -cvE '^\s*(;|$)' "$SIGNED")
 ((DNSKEYS >= 2 && KSKS >= 1 && ZSKS >= 1)) || fail "expected a KSK and a ZSK in the signed zone, got $KSKS KSK, $ZSKS ZSK"
-[[ $ALGS == "8 " ]] || fail "expected only algorithm 8 RRSIGs, got: $ALGS"
+[[ $ALGS == "$ALG " ]] || fail "expected only algorithm $ALG RRSIGs, got: $ALGS"
 # Every non-RRSIG RRset needs a signature; NSEC3 makes at least one per name.
 ((RRSIGS >= NSEC3S)) || fail "too few RRSIGs ($RRSIGS) for $NSEC3S NSEC3 records"
 
@@ -571,7 +575,7 @@ cat <<EOF
 verified: ldns-verify-zone accepted $SIGNED
 zone:            $ZONE ($UNSIGNED_RRS RRs unsigned, $SIGNED_RRS RRs signed)
 module:          $MODULE (token '$TOKEN_LABEL', repository $REPO)
-keys:            KSK $KSK_BITS bits, ZSK $ZSK_BITS bits; DNSKEY=$DNSKEYS (KSK=$KSKS ZSK=$ZSKS); keys in HSM=$HSM_KEYS
+keys:            algorithm $ALG, KSK $KSK_BITS bits, ZSK $ZSK_BITS bits; DNSKEY=$DNSKEYS (KSK=$KSKS ZSK=$ZSKS); keys in HSM=$HSM_KEYS
 signatures:      RRSIG=$RRSIGS NSEC3=$NSEC3S
 signer threads:  $SIGNER_THREADS
 time keys+signconf: $(secs "$T_ADD" "$T_SIGNCONF") s (zone add -> signconf written)

@@ -70,6 +70,45 @@ func TestTchsmSignAndVerify(t *testing.T) {
 	t.Run("two of five nodes killed", run)
 }
 
+// TestTchsmSignAndVerifyEd25519: the same with algorithm 15. The enforcer asks the token for
+// Ed25519 KSK and ZSK (CKM_EC_EDWARDS_KEY_PAIR_GEN): the five nodes generate each key together
+// (no dealer, no machine ever holds it), and the signer signs every RRset with CKM_EDDSA
+// through FROST; then again with two of the five node processes killed.
+func TestTchsmSignAndVerifyEd25519(t *testing.T) {
+	needRoot(t)
+	so := testcluster.Module(t)
+	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
+	run := func(t *testing.T) {
+		work := filepath.Join(t.TempDir(), "work")
+		out, err := runTchsm(t, 10*time.Minute, so, c, "--algorithm", "15",
+			"--records", "1000", "--signer-threads", "8", "--timeout", "300", "--workdir", work, "--keep")
+		t.Logf("harness output:\n%s", out)
+		if err != nil {
+			t.Fatalf("run.sh --algorithm 15 against libtchsm.so failed: %v", err)
+		}
+		if !strings.Contains(out, "verified: ldns-verify-zone accepted") {
+			t.Fatal("harness did not report a verified zone")
+		}
+	}
+	t.Run("all five nodes", run)
+	c.KillNode(1)
+	c.KillNode(3)
+	t.Run("two of five nodes killed", run)
+	keys, err := c.Client().Keys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed := 0
+	for _, k := range keys {
+		if k.Algorithm.String() != "" && k.Bits == 256 {
+			ed++
+		}
+	}
+	if ed < 4 {
+		t.Fatalf("the cluster holds %d Ed25519 keys, want the enforcer's KSK and ZSK twice: %+v", ed, keys)
+	}
+}
+
 func TestTchsmHsmutilTest(t *testing.T) {
 	needRoot(t)
 	so := testcluster.Module(t)
