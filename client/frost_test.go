@@ -168,3 +168,30 @@ func TestEdGenerateNeedsAllNodesByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkEdSignInMemory_3of5: Ed25519 signatures over the in-memory network with five real
+// nodes in this process (no broker): the client's and nodes' CPU per signature, for profiles
+// (-cpuprofile) that split arithmetic from messaging.
+func BenchmarkEdSignInMemory_3of5(b *testing.B) {
+	c := nodetest.NewInMemory(b, nodetest.Options{K: 3, N: 5})
+	mc := &memCluster{Cluster: c, logs: &logBuffer{}}
+	for i := 1; i <= 5; i++ {
+		c.StartNode(i, node.Options{})
+	}
+	cl := mc.clientTB(b, nil)
+	ctx := context.Background()
+	info, err := cl.GenerateKey(ctx, GenerateRequest{Algorithm: scheme.Ed25519FROST, Label: "ed"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := make([]byte, 150)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := cl.Sign(ctx, info.ID, scheme.EDDSA, msg); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

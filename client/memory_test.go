@@ -110,6 +110,11 @@ func newMemCluster(t *testing.T, k, n int, hooks map[int]func(*scheme.Reply)) *m
 // client returns a client of the cluster over the in-memory network; edit, when set, changes its
 // configuration first. It logs into mc.logs.
 func (mc *memCluster) client(t *testing.T, edit func(*config.Client)) *Client {
+	return mc.clientTB(t, edit)
+}
+
+// clientTB is client for benchmarks too.
+func (mc *memCluster) clientTB(t testing.TB, edit func(*config.Client)) *Client {
 	t.Helper()
 	var cfg config.Client
 	if err := config.Load(mc.Layout.Clients[0], &cfg); err != nil {

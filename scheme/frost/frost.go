@@ -139,17 +139,19 @@ func newSession(pk []byte, list []Commitment, msg []byte) (*session, error) {
 	for _, in := range bindingFactorInputs(pk, list, msg) {
 		s.rho = append(s.rho, h1(in))
 	}
-	// compute_group_commitment (section 4.5): sum of D_i + [rho_i]E_i.
+	// compute_group_commitment (section 4.5): sum of D_i + [rho_i]E_i, the second sum as one
+	// variable-time multi-scalar multiplication (public values only).
 	R := edwards25519.NewIdentityPoint()
+	es := make([]*edwards25519.Point, len(list))
 	for i := range list {
 		c := &list[i]
 		if err := c.decode(); err != nil {
 			return nil, err
 		}
-		t := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(s.rho[i], c.e, zero)
 		R.Add(R, c.d)
-		R.Add(R, t)
+		es[i] = c.e
 	}
+	R.Add(R, new(edwards25519.Point).VarTimeMultiScalarMult(s.rho, es))
 	r, err := encodeElement(R)
 	if err != nil {
 		return nil, fmt.Errorf("group commitment: %w", err)

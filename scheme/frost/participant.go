@@ -185,6 +185,18 @@ func (pl *pool) dropOldest() {
 	}
 }
 
+// peek returns the commitment of requester's nonce id without taking it.
+func (p *Participant) peek(requester string, id uint64) (Commitment, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pl := p.pools[requester]; pl != nil {
+		if e := pl.byID[id]; e != nil {
+			return e.c, true
+		}
+	}
+	return Commitment{}, false
+}
+
 // take removes and returns requester's nonce id, or nil.
 func (p *Participant) take(requester string, id uint64) *nonceEntry {
 	p.mu.Lock()
@@ -241,14 +253,22 @@ func (p *Participant) Sign(requester string, msg []byte, list []Commitment) ([]b
 	if len(msg) > MaxMessage {
 		return nil, fmt.Errorf("%w: message of %d bytes", scheme.ErrInvalidRequest, len(msg))
 	}
-	if err := CheckList(list, p.pk.k, p.pk.n); err != nil {
-		return nil, fmt.Errorf("%w: %w", scheme.ErrInvalidRequest, err)
-	}
 	me := -1
 	for i := range list {
 		if list[i].Identifier == p.share.index {
 			me = i
 		}
+	}
+	if me >= 0 {
+		// This participant's own entry: when it names a nonce handed out here with the same
+		// D and E, take the points decoded at Commit, so that CheckList validates only the
+		// other participants' elements (every one of them, as section 5.2 asks).
+		if own, ok := p.peek(requester, list[me].Nonce); ok && own.Hiding == list[me].Hiding && own.Binding == list[me].Binding {
+			list[me].d, list[me].e = own.d, own.e
+		}
+	}
+	if err := CheckList(list, p.pk.k, p.pk.n); err != nil {
+		return nil, fmt.Errorf("%w: %w", scheme.ErrInvalidRequest, err)
 	}
 	if me < 0 {
 		return nil, fmt.Errorf("%w: %w: participant %d is not in it", scheme.ErrInvalidRequest, ErrInvalidCommitmentList, p.share.index)
