@@ -49,6 +49,7 @@ var rvTable = []struct {
 	{token.ErrKeyTypeInconsistent, C.CKR_KEY_TYPE_INCONSISTENT},
 	{token.ErrKeyFunctionNotPermitted, C.CKR_KEY_FUNCTION_NOT_PERMITTED},
 	{token.ErrKeySizeRange, C.CKR_KEY_SIZE_RANGE},
+	{token.ErrCurveNotSupported, C.CKR_CURVE_NOT_SUPPORTED},
 	{token.ErrMechanismInvalid, C.CKR_MECHANISM_INVALID},
 	{token.ErrMechanismParamInvalid, C.CKR_MECHANISM_PARAM_INVALID},
 	{token.ErrOperationActive, C.CKR_OPERATION_ACTIVE},
@@ -183,12 +184,41 @@ func mechanismIn(p C.CK_MECHANISM_PTR) (token.Mechanism, error) {
 	if !token.TakesParam(m.Type) {
 		return m, nil
 	}
+	if m.Type == token.CKM_EDDSA {
+		ep, err := eddsaParamsIn(unsafe.Pointer(p.pParameter), p.ulParameterLen)
+		if err != nil {
+			return token.Mechanism{}, err
+		}
+		m.EdDSA = ep
+		return m, nil
+	}
 	param, err := bytesIn(C.CK_BYTE_PTR(p.pParameter), p.ulParameterLen)
 	if err != nil {
 		return token.Mechanism{}, err
 	}
 	m.Param = param
 	return m, nil
+}
+
+// eddsaParamsIn reads CKM_EDDSA's optional CK_EDDSA_PARAMS: none when ulParameterLen is 0
+// (whatever pParameter is); otherwise exactly one structure, whose context is copied in.
+// RFC 8032 contexts are at most 255 bytes. The token decides what it implements.
+func eddsaParamsIn(p unsafe.Pointer, n C.CK_ULONG) (*token.EdDSAParams, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	if p == nil || n != C.sizeof_tchsm_eddsa_params {
+		return nil, fmt.Errorf("%w: CKM_EDDSA parameter of %d bytes is not a CK_EDDSA_PARAMS", token.ErrMechanismParamInvalid, n)
+	}
+	ep := (*C.tchsm_eddsa_params)(p)
+	if ep.ulContextDataLen > 255 {
+		return nil, fmt.Errorf("%w: EdDSA context of %d bytes", token.ErrMechanismParamInvalid, ep.ulContextDataLen)
+	}
+	ctx, err := bytesIn(ep.pContextData, ep.ulContextDataLen)
+	if err != nil {
+		return nil, fmt.Errorf("%w: EdDSA context pointer is NULL", token.ErrMechanismParamInvalid)
+	}
+	return &token.EdDSAParams{PHFlag: ep.phFlag != 0, Context: ctx}, nil
 }
 
 // output implements the variable-length output convention (PKCS#11 v2.40 section 5.2) for the

@@ -26,7 +26,7 @@ func TestErrorTable(t *testing.T) {
 		token.ErrUserNotLoggedIn, token.ErrUserAlreadyLoggedIn, token.ErrUserTypeInvalid,
 		token.ErrUserPINNotInitialized, token.ErrPINIncorrect, token.ErrObjectHandleInvalid,
 		token.ErrKeyHandleInvalid, token.ErrKeyTypeInconsistent, token.ErrKeyFunctionNotPermitted,
-		token.ErrKeySizeRange, token.ErrMechanismInvalid, token.ErrMechanismParamInvalid,
+		token.ErrKeySizeRange, token.ErrCurveNotSupported, token.ErrMechanismInvalid, token.ErrMechanismParamInvalid,
 		token.ErrOperationActive, token.ErrOperationNotInitialized, token.ErrDataLenRange,
 		token.ErrBufferTooSmall, token.ErrSignatureInvalid, token.ErrSignatureLenRange,
 		token.ErrAttributeTypeInvalid, token.ErrAttributeSensitive, token.ErrAttributeValueInvalid,

@@ -14,4 +14,13 @@
 #define CKM_EDDSA                   0x00001057UL
 #endif
 
+/* CK_EDDSA_PARAMS (PKCS#11 3.0 current mechanisms, section 2.3.14), under a name of tchsm's own
+ * so that a v3.0 pkcs11t.h, which defines CK_EDDSA_PARAMS, does not clash with it. The layout is
+ * the standard's. */
+typedef struct tchsm_eddsa_params {
+  CK_BBOOL    phFlag;
+  CK_ULONG    ulContextDataLen;
+  CK_BYTE_PTR pContextData;
+} tchsm_eddsa_params;
+
 #endif

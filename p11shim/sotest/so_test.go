@@ -257,12 +257,13 @@ func TestModule(t *testing.T) {
 		}
 		for _, m := range []uint{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKM_RSA_PKCS, pkcs11.CKM_SHA1_RSA_PKCS,
 			pkcs11.CKM_SHA224_RSA_PKCS, pkcs11.CKM_SHA256_RSA_PKCS, pkcs11.CKM_SHA384_RSA_PKCS, pkcs11.CKM_SHA512_RSA_PKCS,
-			pkcs11.CKM_SHA_1, pkcs11.CKM_SHA224, pkcs11.CKM_SHA256, pkcs11.CKM_SHA384, pkcs11.CKM_SHA512} {
+			pkcs11.CKM_SHA_1, pkcs11.CKM_SHA224, pkcs11.CKM_SHA256, pkcs11.CKM_SHA384, pkcs11.CKM_SHA512,
+			0x1055, 0x1057} { // CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA (PKCS#11 3.0)
 			if !got[m] {
 				t.Fatalf("mechanism %#x missing", m)
 			}
 		}
-		if len(ms) != 12 {
+		if len(ms) != 14 {
 			t.Fatalf("%d mechanisms", len(ms))
 		}
 		mi, err := p.GetMechanismInfo(slot, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)})

@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -19,7 +20,10 @@ import (
 // clusterBackend is a backend.Backend that runs the real threshold scheme in process: the dealer
 // generates safe-prime keys and deals k-of-n shares, each "node" computes its signature share,
 // and the backend combines k of them. Nodes can be taken down or slowed to exercise the
-// token's error paths and deadlines, the way a real cluster fails.
+// token's error paths and deadlines, the way a real cluster fails. Ed25519 keys
+// (scheme.Ed25519FROST) are plain crypto/ed25519 keys held here: the token sees only the
+// backend.Backend contract (the 32-byte public key, 64-byte signatures over the whole
+// message), which is all this fake has to honour; FROST itself is the cluster's business.
 type clusterBackend struct {
 	k, n int
 
@@ -28,7 +32,12 @@ type clusterBackend struct {
 	down      map[int]bool
 	delay     time.Duration // added to every node's answer
 	listDelay time.Duration // added to every key listing
+	corrupt   bool          // flip a bit of every signature, as a cluster that failed to check would
+	refuseEd  bool          // refuse Ed25519 keys, as a cluster release before them does
 	closed    bool
+
+	lastMech scheme.Mechanism // the mechanism of the last Sign
+	lastData []byte           // and its data
 
 	signs atomic.Int64
 	lists atomic.Int64
@@ -38,6 +47,7 @@ type clusterKey struct {
 	info   backend.KeyInfo
 	pk     *shoup.PublicKey
 	shares []*shoup.KeyShare
+	ed     ed25519.PrivateKey // scheme.Ed25519FROST keys
 }
 
 func newClusterBackend(k, n int) *clusterBackend {
@@ -100,6 +110,18 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req backend.GenerateRe
 		// Dealing needs every node to store its share.
 		return backend.KeyInfo{}, fmt.Errorf("%w: %d of %d nodes up", backend.ErrNotEnoughNodes, up, b.n)
 	}
+	if req.Algorithm == scheme.Ed25519FROST {
+		b.mu.Lock()
+		refuse := b.refuseEd
+		b.mu.Unlock()
+		if refuse {
+			return backend.KeyInfo{}, fmt.Errorf("%w: %v keys cannot be generated", backend.ErrInvalidInput, req.Algorithm)
+		}
+		return b.generateEd25519(req)
+	}
+	if req.Algorithm != scheme.Unspecified && req.Algorithm != scheme.ShoupRSA {
+		return backend.KeyInfo{}, fmt.Errorf("%w: algorithm %v", backend.ErrInvalidInput, req.Algorithm)
+	}
 	if req.Bits < shoup.MinBits || req.Bits > 4096 || req.Bits%2 != 0 { // as the client
 		return backend.KeyInfo{}, fmt.Errorf("%w: %d bits", backend.ErrInvalidInput, req.Bits)
 	}
@@ -131,6 +153,39 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req backend.GenerateRe
 	return info, nil
 }
 
+// generateEd25519 makes an Ed25519 key as the contract says: Bits 0 or 256, E 0.
+func (b *clusterBackend) generateEd25519(req backend.GenerateRequest) (backend.KeyInfo, error) {
+	if (req.Bits != 0 && req.Bits != 256) || req.E != 0 {
+		return backend.KeyInfo{}, fmt.Errorf("%w: Ed25519 with %d bits, e=%d", backend.ErrInvalidInput, req.Bits, req.E)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return backend.KeyInfo{}, err
+	}
+	idb := make([]byte, 16)
+	rand.Read(idb)
+	info := backend.KeyInfo{
+		ID: hex.EncodeToString(idb), Label: req.Label, P11ID: append([]byte{}, req.P11ID...),
+		Algorithm: scheme.Ed25519FROST, Bits: 256, Public: pub, K: b.k, L: b.n, Created: time.Now(),
+	}
+	b.mu.Lock()
+	b.keys[info.ID] = &clusterKey{info: info, ed: priv}
+	b.mu.Unlock()
+	return info, nil
+}
+
+func (b *clusterBackend) setCorrupt(v bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.corrupt = v
+}
+
+func (b *clusterBackend) last() (scheme.Mechanism, []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastMech, b.lastData
+}
+
 func (b *clusterBackend) DeleteKey(ctx context.Context, id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -156,7 +211,9 @@ func (b *clusterBackend) downLocked() []int {
 
 func (b *clusterBackend) Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error) {
 	b.mu.Lock()
-	k, closed, delay := b.keys[id], b.closed, b.delay
+	k, closed, delay, corrupt := b.keys[id], b.closed, b.delay, b.corrupt
+	b.lastMech, b.lastData = mech, append([]byte{}, data...)
+	nodesUp := b.n - len(b.downLocked())
 	var up []*shoup.KeyShare
 	if k != nil {
 		for _, s := range k.shares {
@@ -171,6 +228,27 @@ func (b *clusterBackend) Sign(ctx context.Context, id string, mech scheme.Mechan
 	}
 	if k == nil {
 		return nil, fmt.Errorf("%w: %s", backend.ErrKeyNotFound, id)
+	}
+	if (k.ed != nil) != (mech == scheme.EDDSA) {
+		return nil, fmt.Errorf("%w: a %v key does not sign with %v", backend.ErrInvalidInput, k.info.Algorithm, mech)
+	}
+	if k.ed != nil {
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return nil, fmt.Errorf("client: waiting for nodes: %w", ctx.Err())
+			}
+		}
+		if nodesUp < b.k {
+			return nil, fmt.Errorf("%w: %d of %d needed", backend.ErrNotEnoughNodes, nodesUp, b.k)
+		}
+		sig := ed25519.Sign(k.ed, data)
+		if corrupt {
+			sig[3] ^= 1
+		}
+		b.signs.Add(1)
+		return sig, nil
 	}
 	t, err := shoup.Payload(mech, data)
 	if err != nil {
@@ -204,6 +282,9 @@ func (b *clusterBackend) Sign(ctx context.Context, id string, mech scheme.Mechan
 	sig, err := shoup.Combine(k.pk, em, sigShares)
 	if err != nil {
 		return nil, err
+	}
+	if corrupt {
+		sig[3] ^= 1
 	}
 	b.signs.Add(1)
 	return sig, nil

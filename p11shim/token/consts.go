@@ -57,6 +57,8 @@ const (
 	CKA_EXPONENT_2          uint = 0x127
 	CKA_COEFFICIENT         uint = 0x128
 	CKA_PUBLIC_KEY_INFO     uint = 0x129
+	CKA_EC_PARAMS           uint = 0x180
+	CKA_EC_POINT            uint = 0x181
 	CKA_EXTRACTABLE         uint = 0x162
 	CKA_LOCAL               uint = 0x163
 	CKA_NEVER_EXTRACTABLE   uint = 0x164
@@ -84,7 +86,7 @@ const (
 	CKM_SHA224                uint = 0x255
 	CKM_SHA384                uint = 0x260
 	CKM_SHA512                uint = 0x270
-	// PKCS#11 3.0, for the threshold EdDSA scheme; no mechanism table row uses them yet.
+	// PKCS#11 3.0, for the threshold Ed25519 scheme (scheme.Ed25519FROST).
 	CKM_EC_EDWARDS_KEY_PAIR_GEN uint = 0x1055
 	CKM_EDDSA                   uint = 0x1057
 )

@@ -28,6 +28,7 @@ var (
 	ErrKeyTypeInconsistent         = errors.New("token: key type inconsistent with mechanism")
 	ErrKeyFunctionNotPermitted     = errors.New("token: key function not permitted")
 	ErrKeySizeRange                = errors.New("token: key size out of range")
+	ErrCurveNotSupported           = errors.New("token: curve not supported")
 	ErrMechanismInvalid            = errors.New("token: mechanism invalid")
 	ErrMechanismParamInvalid       = errors.New("token: mechanism parameter invalid")
 	ErrOperationActive             = errors.New("token: operation already active")

@@ -1,12 +1,15 @@
 package token
 
 import (
+	"crypto/ed25519"
 	"crypto/rsa"
 	"encoding/binary"
+	"errors"
 	"math/big"
 	"testing"
 
 	"github.com/tchsm/tchsm/internal/backend"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // attrsFrom decodes fuzz input as a list of (type, length, value) attributes.
@@ -29,6 +32,8 @@ func attrsFrom(b []byte) []Attribute {
 			typ = CKA_CLASS
 		case 4:
 			typ = CKA_KEY_TYPE
+		case 5:
+			typ = CKA_EC_PARAMS
 		}
 		out = append(out, Attribute{Type: typ, Value: append([]byte{}, b[:n]...)})
 		b = b[n:]
@@ -36,8 +41,8 @@ func attrsFrom(b []byte) []Attribute {
 	return out
 }
 
-// FuzzParseKeygen: any pair of templates parses or fails with a sentinel, never panics, and a
-// parsed template is within the token's limits.
+// FuzzParseKeygen: any pair of templates, for either key type, parses or fails with a sentinel,
+// never panics, and a parsed template is within the token's limits.
 func FuzzParseKeygen(f *testing.F) {
 	_, pubT, privT := odsTemplates(2048, false)
 	enc := func(tmpl []Attribute) []byte {
@@ -49,14 +54,31 @@ func FuzzParseKeygen(f *testing.F) {
 		}
 		return b
 	}
-	f.Add(enc(pubT), enc(privT))
-	f.Add([]byte{0, 0, 8, 0, 4, 0, 0, 0, 0, 0, 0}, []byte{})
-	f.Fuzz(func(t *testing.T, pub, priv []byte) {
-		kt, err := parseKeygen(attrsFrom(pub), attrsFrom(priv))
+	f.Add(false, enc(pubT), enc(privT))
+	f.Add(false, []byte{0, 0, 8, 0, 4, 0, 0, 0, 0, 0, 0}, []byte{})
+	_, pubT, privT = edTemplates(ed25519OID)
+	f.Add(true, enc(pubT), enc(privT))
+	f.Add(true, []byte{5, 0, 14, 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9'}, []byte{})
+	f.Fuzz(func(t *testing.T, ec bool, pub, priv []byte) {
+		keyType := CKK_RSA
+		if ec {
+			keyType = CKK_EC_EDWARDS
+		}
+		kt, err := parseKeygen(keyType, attrsFrom(pub), attrsFrom(priv))
 		if err != nil {
+			if !errors.Is(err, ErrTemplateIncomplete) && !errors.Is(err, ErrTemplateInconsistent) &&
+				!errors.Is(err, ErrAttributeValueInvalid) && !errors.Is(err, ErrKeySizeRange) &&
+				!errors.Is(err, ErrCurveNotSupported) {
+				t.Fatalf("error without a sentinel: %v", err)
+			}
 			return
 		}
-		if kt.bits < MinKeyBits || kt.bits > MaxKeyBits || kt.bits%2 != 0 || kt.e < 3 || kt.e%2 == 0 {
+		switch {
+		case kt.keyType != keyType:
+			t.Fatalf("accepted %+v for key type %#x", kt, keyType)
+		case ec && (kt.bits != ed25519Bits || kt.e != 0):
+			t.Fatalf("accepted %+v", kt)
+		case !ec && (kt.bits < MinKeyBits || kt.bits > MaxKeyBits || kt.bits%2 != 0 || kt.e < 3 || kt.e%2 == 0):
 			t.Fatalf("accepted %+v", kt)
 		}
 	})
@@ -74,10 +96,18 @@ func FuzzMatches(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	ek, err := newKey(backend.KeyInfo{ID: "01", Label: "e", Algorithm: scheme.Ed25519FROST, Bits: 256,
+		Public: ed25519.NewKeyFromSeed(make([]byte, 32)).Public()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte{5, 0, 5, 0x06, 0x03, 0x2b, 0x65, 0x70})
 	f.Fuzz(func(t *testing.T, tmpl []byte) {
-		for _, pub := range []bool{false, true} {
-			o := object{k: k, pub: pub, token: true}
-			o.matches(attrsFrom(tmpl))
+		for _, key := range []*key{k, ek} {
+			for _, pub := range []bool{false, true} {
+				o := object{k: key, pub: pub, token: true}
+				o.matches(attrsFrom(tmpl))
+			}
 		}
 	})
 }

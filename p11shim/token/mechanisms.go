@@ -11,28 +11,33 @@ import (
 // mechanismSpec is one mechanism the token supports. C_GetMechanismList and C_GetMechanismInfo,
 // the checks of C_GenerateKeyPair, C_SignInit, C_VerifyInit and C_DigestInit, TakesParam,
 // CKA_ALLOWED_MECHANISMS, CKA_KEY_GEN_MECHANISM and the names `tchsm sign -mech` takes all read
-// the mechanisms table below; nothing else lists mechanisms.
+// the mechanisms table below (and keygenAliases); nothing else lists mechanisms.
 type mechanismSpec struct {
 	typ     uint   // CKM_*
 	name    string // its PKCS#11 name, for messages and tests
 	keyType uint   // CKK_* of the keys it makes or uses; Unavailable for digests
 	// cliName is the `tchsm sign -mech` name of a signing mechanism and wire what the cluster
-	// is asked for when the CLI signs with it. The token itself hashes on the host and always
-	// asks for scheme.RSAPKCS (see Token.sign).
+	// is asked for when the CLI signs with it. The token itself hashes RSA mechanisms on the
+	// host and asks for scheme.RSAPKCS (see Token.sign); CKM_EDDSA it sends as scheme.EDDSA
+	// with the whole message.
 	cliName string
 	wire    scheme.Mechanism
-	hash    crypto.Hash // applied before signing, or the digest computed; 0 for CKM_RSA_PKCS
-	// param says the mechanism defines a CK_MECHANISM parameter. None does yet: every RSA,
+	hash    crypto.Hash // applied before signing, or the digest computed; 0 for CKM_RSA_PKCS and CKM_EDDSA
+	// param says the mechanism defines a CK_MECHANISM parameter. Only CKM_EDDSA does (its
+	// optional CK_EDDSA_PARAMS, PKCS#11 3.0 current mechanisms section 2.3.14); every RSA,
 	// digest and key generation mechanism here takes none (PKCS#11 v2.40 current mechanisms,
-	// sections 2.1 and 2.2); CKM_EDDSA's optional CK_EDDSA_PARAMS will be the first.
+	// sections 2.1 and 2.2).
 	param bool
 	info  MechanismInfo // C_GetMechanismInfo; info.Flags says which functions accept it
 }
 
+// Ed25519 key size as C_GetMechanismInfo gives it (PKCS#11 3.0: the bit length of the curve's
+// field elements is 255, but tokens, SoftHSM2 among them, say 256; OpenDNSSEC's KASP names 256).
+const ed25519Bits = 256
+
 // mechanisms: key generation and signing are performed by the cluster, the "device", so they
 // carry CKF_HW (pkcs11-tool --test, for one, only tests signing mechanisms flagged so);
 // verification and digests run in software in this library, but flags are per mechanism.
-// CKM_EC_EDWARDS_KEY_PAIR_GEN and CKM_EDDSA (consts.go) join when a scheme signs with them.
 //
 // The signing rows are in the order CKA_ALLOWED_MECHANISMS lists them.
 var mechanisms = []mechanismSpec{
@@ -44,12 +49,22 @@ var mechanisms = []mechanismSpec{
 	rsaSign(CKM_SHA256_RSA_PKCS, "CKM_SHA256_RSA_PKCS", "sha256", scheme.SHA256RSAPKCS, crypto.SHA256),
 	rsaSign(CKM_SHA384_RSA_PKCS, "CKM_SHA384_RSA_PKCS", "sha384", scheme.SHA384RSAPKCS, crypto.SHA384),
 	rsaSign(CKM_SHA512_RSA_PKCS, "CKM_SHA512_RSA_PKCS", "sha512", scheme.SHA512RSAPKCS, crypto.SHA512),
+	{typ: CKM_EC_EDWARDS_KEY_PAIR_GEN, name: "CKM_EC_EDWARDS_KEY_PAIR_GEN", keyType: CKK_EC_EDWARDS,
+		info: MechanismInfo{ed25519Bits, ed25519Bits, CKF_HW | CKF_GENERATE_KEY_PAIR}},
+	{typ: CKM_EDDSA, name: "CKM_EDDSA", keyType: CKK_EC_EDWARDS, cliName: "eddsa", wire: scheme.EDDSA,
+		param: true, info: MechanismInfo{ed25519Bits, ed25519Bits, CKF_HW | CKF_SIGN | CKF_VERIFY}},
 	digest(CKM_SHA_1, "CKM_SHA_1", crypto.SHA1),
 	digest(CKM_SHA224, "CKM_SHA224", crypto.SHA224),
 	digest(CKM_SHA256, "CKM_SHA256", crypto.SHA256),
 	digest(CKM_SHA384, "CKM_SHA384", crypto.SHA384),
 	digest(CKM_SHA512, "CKM_SHA512", crypto.SHA512),
 }
+
+// keygenAliases are mechanisms C_GenerateKeyPair accepts for a key generation mechanism they
+// are not: GnuTLS before 3.8.2 (Debian 12's 3.7.9, under Knot 3.2) asks for CKM_EDDSA when it
+// means CKM_EC_EDWARDS_KEY_PAIR_GEN. C_GetMechanismInfo does not flag CKM_EDDSA for key
+// generation: a caller that reads the flags asks for the right mechanism.
+var keygenAliases = map[uint]uint{CKM_EDDSA: CKM_EC_EDWARDS_KEY_PAIR_GEN}
 
 func rsaSign(typ uint, name, cliName string, wire scheme.Mechanism, h crypto.Hash) mechanismSpec {
 	return mechanismSpec{typ: typ, name: name, keyType: CKK_RSA, cliName: cliName, wire: wire, hash: h,
@@ -60,19 +75,40 @@ func digest(typ uint, name string, h crypto.Hash) mechanismSpec {
 	return mechanismSpec{typ: typ, name: name, keyType: Unavailable, hash: h, info: MechanismInfo{0, 0, CKF_DIGEST}}
 }
 
+// EdDSAParams is a CK_EDDSA_PARAMS as the module read it from the caller's memory (the C
+// structure holds a pointer to the context, so it cannot travel as Mechanism.Param bytes).
+type EdDSAParams struct {
+	PHFlag  bool   // prehash: Ed25519ph
+	Context []byte // context data: Ed25519ctx (Ed25519ph with PHFlag)
+}
+
 // mechanismFor returns the row of mech if it is supported for the function that flag names
 // (CKF_SIGN, CKF_DIGEST, ...): ErrMechanismInvalid if not, ErrMechanismParamInvalid for a
-// parameter given to a mechanism that takes none.
+// parameter given to a mechanism that takes none, or one it does not implement.
 func mechanismFor(mech Mechanism, flag uint) (*mechanismSpec, error) {
 	m := lookupMechanism(mech.Type)
+	if alias, ok := keygenAliases[mech.Type]; ok && flag == CKF_GENERATE_KEY_PAIR {
+		m = lookupMechanism(alias)
+	}
 	if m == nil {
 		return nil, fmt.Errorf("%w: %#x", ErrMechanismInvalid, mech.Type)
 	}
 	if m.info.Flags&flag == 0 {
 		return nil, fmt.Errorf("%w: %s here", ErrMechanismInvalid, m.name)
 	}
-	if !m.param && len(mech.Param) != 0 {
+	if !m.param && (len(mech.Param) != 0 || mech.EdDSA != nil) {
 		return nil, fmt.Errorf("%w: %s takes none", ErrMechanismParamInvalid, m.name)
+	}
+	if m.typ == CKM_EDDSA {
+		// The cluster signs pure Ed25519 (RFC 8032 section 5.1) only: no parameter, or one that
+		// asks for neither prehashing nor a context. An empty context without prehashing is
+		// Ed25519 itself (RFC 8032 defines Ed25519ctx for non-empty contexts only).
+		if len(mech.Param) != 0 {
+			return nil, fmt.Errorf("%w: %s parameter is a CK_EDDSA_PARAMS", ErrMechanismParamInvalid, m.name)
+		}
+		if p := mech.EdDSA; p != nil && (p.PHFlag || len(p.Context) != 0) {
+			return nil, fmt.Errorf("%w: only pure Ed25519 (no prehash, no context)", ErrMechanismParamInvalid)
+		}
 	}
 	return m, nil
 }
@@ -128,7 +164,7 @@ func mechanismList() []uint {
 
 // A NamedMechanism is a signing mechanism by the name `tchsm sign -mech` gives it.
 type NamedMechanism struct {
-	Name string           // "raw", "sha1", "sha256", ...
+	Name string           // "raw", "sha1", "sha256", ..., "eddsa"
 	Wire scheme.Mechanism // what the cluster is asked to sign with
 }
 

@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rsa"
 	_ "crypto/sha1" // crypto.SHA1.New
 	_ "crypto/sha256"
@@ -18,16 +19,19 @@ import (
 	"github.com/tchsm/tchsm/scheme/shoup"
 )
 
-// Mechanism is a CK_MECHANISM: its type and parameter bytes.
+// Mechanism is a CK_MECHANISM: its type and parameter bytes, or for CKM_EDDSA its decoded
+// CK_EDDSA_PARAMS (nil when the caller gave no parameter).
 type Mechanism struct {
 	Type  uint
 	Param []byte
+	EdDSA *EdDSAParams
 }
 
 // ---- key generation ----
 
 // keygenTemplate is what C_GenerateKeyPair takes from the two templates.
 type keygenTemplate struct {
+	keyType  uint // CKK_RSA or CKK_EC_EDWARDS, from the mechanism
 	bits     int
 	e        int
 	label    []byte
@@ -35,17 +39,38 @@ type keygenTemplate struct {
 	pubToken bool
 }
 
-// parseKeygen reads the templates liberally: attributes a signing-only RSA token does not act
-// on (ENCRYPT, WRAP, DECRYPT, SUBJECT, …) are ignored; those that contradict what a cluster key
-// is are refused.
-func parseKeygen(pubT, privT []Attribute) (keygenTemplate, error) {
-	kt := keygenTemplate{e: 65537}
-	var haveBits bool
+// parseKeygen reads the templates for a key of type keyType liberally: attributes a
+// signing-only token does not act on (ENCRYPT, WRAP, DECRYPT, SUBJECT, …) are ignored; those
+// that contradict what a cluster key is, or belong to the other key type, are refused.
+func parseKeygen(keyType uint, pubT, privT []Attribute) (keygenTemplate, error) {
+	kt := keygenTemplate{keyType: keyType, e: 65537}
+	rsaKey := keyType == CKK_RSA
+	if !rsaKey {
+		kt.bits, kt.e = ed25519Bits, 0
+	}
+	var haveBits, haveCurve bool
 	var pubLabel, pubID []byte
 	var privLabel, privID []byte
 	var havePubLabel, havePubID, havePrivLabel, havePrivID bool
 	for _, a := range pubT {
 		switch a.Type {
+		case CKA_MODULUS_BITS, CKA_PUBLIC_EXPONENT:
+			if !rsaKey {
+				return kt, fmt.Errorf("%w: %#x is an RSA attribute", ErrTemplateInconsistent, a.Type)
+			}
+		case CKA_EC_PARAMS, CKA_EC_POINT:
+			if rsaKey {
+				return kt, fmt.Errorf("%w: %#x is an EC attribute", ErrTemplateInconsistent, a.Type)
+			}
+		}
+		switch a.Type {
+		case CKA_EC_PARAMS:
+			if _, err := parseCurve(a.Value); err != nil {
+				return kt, err
+			}
+			haveCurve = true
+		case CKA_EC_POINT:
+			return kt, fmt.Errorf("%w: CKA_EC_POINT is chosen by the token", ErrTemplateInconsistent)
 		case CKA_MODULUS_BITS:
 			v, ok := DecodeULong(a.Value)
 			if !ok {
@@ -77,7 +102,7 @@ func parseKeygen(pubT, privT []Attribute) (keygenTemplate, error) {
 				return kt, fmt.Errorf("%w: public template CKA_CLASS", ErrTemplateInconsistent)
 			}
 		case CKA_KEY_TYPE:
-			if v, ok := DecodeULong(a.Value); !ok || v != CKK_RSA {
+			if v, ok := DecodeULong(a.Value); !ok || v != keyType {
 				return kt, fmt.Errorf("%w: CKA_KEY_TYPE", ErrTemplateInconsistent)
 			}
 		case CKA_MODULUS:
@@ -103,15 +128,27 @@ func parseKeygen(pubT, privT []Attribute) (keygenTemplate, error) {
 				return kt, fmt.Errorf("%w: private template CKA_CLASS", ErrTemplateInconsistent)
 			}
 		case CKA_KEY_TYPE:
-			if v, ok := DecodeULong(a.Value); !ok || v != CKK_RSA {
+			if v, ok := DecodeULong(a.Value); !ok || v != keyType {
 				return kt, fmt.Errorf("%w: CKA_KEY_TYPE", ErrTemplateInconsistent)
 			}
-		case CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_MODULUS:
+		case CKA_EC_PARAMS:
+			// Some callers repeat the curve in the private template: it must be the same one.
+			if rsaKey {
+				return kt, fmt.Errorf("%w: CKA_EC_PARAMS is an EC attribute", ErrTemplateInconsistent)
+			}
+			if _, err := parseCurve(a.Value); err != nil {
+				return kt, err
+			}
+		case CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_MODULUS, CKA_VALUE:
 			return kt, fmt.Errorf("%w: key material is chosen by the token", ErrTemplateInconsistent)
 		}
 	}
-	if !haveBits {
+	switch {
+	case rsaKey && !haveBits:
 		return kt, fmt.Errorf("%w: CKA_MODULUS_BITS missing", ErrTemplateIncomplete)
+	case !rsaKey && !haveCurve:
+		// PKCS#11 3.0 section 2.3.7: the public key template must name the curve.
+		return kt, fmt.Errorf("%w: CKA_EC_PARAMS missing", ErrTemplateIncomplete)
 	}
 	switch {
 	case havePrivLabel:
@@ -134,19 +171,21 @@ func parseKeygen(pubT, privT []Attribute) (keygenTemplate, error) {
 	return kt, nil
 }
 
-// GenerateKeyPair generates a cluster key (C_GenerateKeyPair with CKM_RSA_PKCS_KEY_PAIR_GEN)
-// and returns the public and private key handles. The public key is the token object of the
-// key, or a new session object when the public template says CKA_TOKEN=FALSE (or omits it).
+// GenerateKeyPair generates a cluster key (C_GenerateKeyPair with CKM_RSA_PKCS_KEY_PAIR_GEN, or
+// CKM_EC_EDWARDS_KEY_PAIR_GEN or its alias CKM_EDDSA for Ed25519) and returns the public and
+// private key handles. The public key is the token object of the key, or a new session object
+// when the public template says CKA_TOKEN=FALSE (or omits it).
 func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute) (pubH, privH uint, err error) {
 	s, err := t.acquire(h)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer s.mu.Unlock()
-	if _, err := mechanismFor(mech, CKF_GENERATE_KEY_PAIR); err != nil {
+	m, err := mechanismFor(mech, CKF_GENERATE_KEY_PAIR)
+	if err != nil {
 		return 0, 0, err
 	}
-	kt, err := parseKeygen(pubT, privT)
+	kt, err := parseKeygen(m.keyType, pubT, privT)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -159,9 +198,12 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.KeygenTimeout))
 	defer cancel()
 	started := time.Now()
-	info, err := t.backend.GenerateKey(ctx, backend.GenerateRequest{
-		Bits: kt.bits, E: kt.e, Label: string(kt.label), P11ID: append([]byte{}, kt.id...),
-	})
+	req := backend.GenerateRequest{Algorithm: scheme.ShoupRSA, Bits: kt.bits, E: kt.e,
+		Label: string(kt.label), P11ID: append([]byte{}, kt.id...)}
+	if kt.keyType == CKK_EC_EDWARDS {
+		req.Algorithm, req.Bits, req.E = scheme.Ed25519FROST, ed25519Bits, 0
+	}
+	info, err := t.backend.GenerateKey(ctx, req)
 	if err != nil {
 		// A request the cluster refuses as bad (a public exponent it does not take, a label or
 		// CKA_ID too long) is an attribute value, not a device failure.
@@ -171,7 +213,10 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: %w", ErrDeviceError, err)
 	}
-	if info.Bits != kt.bits || k.pub.E != kt.e {
+	switch {
+	case k.keyType != kt.keyType:
+		return 0, 0, fmt.Errorf("%w: cluster generated a %v key, asked %v", ErrDeviceError, info.Algorithm, req.Algorithm)
+	case kt.keyType == CKK_RSA && (info.Bits != kt.bits || k.pub.E != kt.e):
 		return 0, 0, fmt.Errorf("%w: cluster generated a %d-bit key with e=%d, asked %d bits e=%d",
 			ErrDeviceError, info.Bits, k.pub.E, kt.bits, kt.e)
 	}
@@ -190,7 +235,7 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 		pubH = t.nextObject
 		t.byHandle[pubH] = objRef{keyID: info.ID, pub: true, session: s.h, k: k}
 	}
-	t.log.Info("key generated", "key", info.ID, "bits", info.Bits, "label", info.Label,
+	t.log.Info("key generated", "key", info.ID, "algorithm", info.Algorithm, "bits", info.Bits, "label", info.Label,
 		"took", time.Since(started).Round(time.Millisecond))
 	return pubH, privH, nil
 }
@@ -198,11 +243,29 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 // ---- signing ----
 
 type signOp struct {
-	hash    crypto.Hash // 0 for CKM_RSA_PKCS
+	hash    crypto.Hash // 0 for CKM_RSA_PKCS and CKM_EDDSA
 	h       hash.Hash
-	buf     []byte // CKM_RSA_PKCS input
+	buf     []byte // CKM_RSA_PKCS and CKM_EDDSA input, at most limit bytes
+	limit   int
 	k       *key
 	updated bool
+}
+
+// inputLimit is the most a mechanism without a hash takes: k-11 bytes of PKCS#1 v1.5 payload
+// for RSA, maxEdDSAData bytes of message for Ed25519.
+func inputLimit(k *key) int {
+	if k.keyType == CKK_EC_EDWARDS {
+		return maxEdDSAData
+	}
+	return k.size - 11
+}
+
+// keyFor checks that key o is of the type mechanism m uses.
+func keyFor(m *mechanismSpec, o object) error {
+	if m.keyType != o.k.keyType {
+		return fmt.Errorf("%w: %s with a key of type %#x", ErrKeyTypeInconsistent, m.name, o.k.keyType)
+	}
+	return nil
 }
 
 // SignInit starts a signature (C_SignInit).
@@ -223,10 +286,13 @@ func (t *Token) SignInit(h uint, mech Mechanism, kh uint) error {
 	if err != nil {
 		return err
 	}
+	if err := keyFor(m, o); err != nil {
+		return err
+	}
 	if o.pub {
 		return fmt.Errorf("%w: public keys do not sign", ErrKeyFunctionNotPermitted)
 	}
-	op := &signOp{hash: m.hash, k: o.k}
+	op := &signOp{hash: m.hash, k: o.k, limit: inputLimit(o.k)}
 	if m.hash != 0 {
 		op.h = m.hash.New()
 	}
@@ -290,9 +356,9 @@ func (t *Token) SignUpdate(h uint, data []byte) error {
 		op.h.Write(data)
 		return nil
 	}
-	if len(op.buf)+len(data) > op.k.size-11 {
+	if len(op.buf)+len(data) > op.limit {
 		s.sign = nil
-		return ErrDataLenRange
+		return fmt.Errorf("%w: more than %d bytes in all", ErrDataLenRange, op.limit)
 	}
 	op.buf = append(op.buf, data...)
 	return nil
@@ -353,6 +419,9 @@ func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
 	if !t.isLoggedIn() {
 		return nil, ErrUserNotLoggedIn
 	}
+	if k.keyType == CKK_EC_EDWARDS {
+		return t.signEd25519(s, k, payload)
+	}
 	if len(payload) > k.size-11 {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d for this key", ErrDataLenRange, len(payload), k.size-11)
 	}
@@ -379,6 +448,29 @@ func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
 	return sig, nil
 }
 
+// signEd25519 has the cluster sign msg with pure Ed25519 (scheme.EDDSA: the whole message; the
+// cluster hashes it as RFC 8032 says) and checks the signature with crypto/ed25519 before
+// returning it.
+func (t *Token) signEd25519(s *session, k *key, msg []byte) ([]byte, error) {
+	if len(msg) > maxEdDSAData {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d for CKM_EDDSA", ErrDataLenRange, len(msg), maxEdDSAData)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
+	defer cancel()
+	sig, err := t.backend.Sign(ctx, k.info.ID, scheme.EDDSA, msg)
+	if errors.Is(err, backend.ErrKeyNotFound) {
+		t.forgetKey(k.info.ID)
+	}
+	if err != nil {
+		return nil, backendErr("signing", err, ErrKeyHandleInvalid, ErrDataLenRange)
+	}
+	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(k.ed, msg, sig) {
+		t.log.Error("cluster returned a signature that does not verify", "key", k.info.ID, "len", len(sig))
+		return nil, fmt.Errorf("%w: cluster Ed25519 signature (%d bytes) does not verify", ErrDeviceError, len(sig))
+	}
+	return sig, nil
+}
+
 // forgetKey drops a key the cluster no longer has (deleted by another process).
 func (t *Token) forgetKey(id string) {
 	t.mu.Lock()
@@ -391,10 +483,11 @@ func (t *Token) forgetKey(id string) {
 // ---- verification ----
 
 type verifyOp struct {
-	hash crypto.Hash
-	h    hash.Hash
-	buf  []byte
-	k    *key
+	hash  crypto.Hash
+	h     hash.Hash
+	buf   []byte
+	limit int
+	k     *key
 }
 
 // VerifyInit starts a verification (C_VerifyInit) with a public key object.
@@ -415,10 +508,13 @@ func (t *Token) VerifyInit(h uint, mech Mechanism, kh uint) error {
 	if err != nil {
 		return err
 	}
+	if err := keyFor(m, o); err != nil {
+		return err
+	}
 	if !o.pub {
 		return fmt.Errorf("%w: verify with the public key object", ErrKeyFunctionNotPermitted)
 	}
-	op := &verifyOp{hash: m.hash, k: o.k}
+	op := &verifyOp{hash: m.hash, k: o.k, limit: inputLimit(o.k)}
 	if m.hash != 0 {
 		op.h = m.hash.New()
 	}
@@ -460,9 +556,9 @@ func (t *Token) VerifyUpdate(h uint, data []byte) error {
 		op.h.Write(data)
 		return nil
 	}
-	if len(op.buf)+len(data) > op.k.size-11 {
+	if len(op.buf)+len(data) > op.limit {
 		s.verify = nil
-		return ErrDataLenRange
+		return fmt.Errorf("%w: more than %d bytes in all", ErrDataLenRange, op.limit)
 	}
 	op.buf = append(op.buf, data...)
 	return nil
@@ -486,6 +582,15 @@ func (t *Token) VerifyFinal(h uint, sig []byte) error {
 func (op *verifyOp) check(data, sig []byte) error {
 	if len(sig) != op.k.size {
 		return ErrSignatureLenRange
+	}
+	if op.k.keyType == CKK_EC_EDWARDS {
+		if len(data) > op.limit {
+			return ErrDataLenRange
+		}
+		if !ed25519.Verify(op.k.ed, data, sig) {
+			return ErrSignatureInvalid
+		}
+		return nil
 	}
 	payload := data
 	if op.hash != 0 {

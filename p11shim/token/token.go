@@ -7,10 +7,14 @@
 // # Objects
 //
 // Every cluster key (Backend.Keys) appears as two token objects: a private key (CKO_PRIVATE_KEY,
-// CKA_PRIVATE, sensitive, not extractable, sign only; it also shows CKA_MODULUS,
-// CKA_PUBLIC_EXPONENT and CKA_MODULUS_BITS because OpenDNSSEC reads them from the private key
-// when it skips public keys) and a public key (CKO_PUBLIC_KEY, verify only). CKA_LABEL and CKA_ID
-// are the Label and P11ID given at generation. Handles are allocated per key id on first sight
+// CKA_PRIVATE, sensitive, not extractable, sign only) and a public key (CKO_PUBLIC_KEY, verify
+// only), of key type CKK_RSA for scheme.ShoupRSA keys and CKK_EC_EDWARDS for
+// scheme.Ed25519FROST ones. An RSA private key also shows CKA_MODULUS, CKA_PUBLIC_EXPONENT and
+// CKA_MODULUS_BITS because OpenDNSSEC reads them from the private key when it skips public keys;
+// an Ed25519 private key shows CKA_EC_PARAMS, and its public key CKA_EC_PARAMS and CKA_EC_POINT
+// (OpenDNSSEC reads the point from the public key object, which every process sees because it
+// is a token object made from the cluster's key list). CKA_LABEL and CKA_ID are the Label and
+// P11ID given at generation. Handles are allocated per key id on first sight
 // and never reused while the Token lives. The key list is cached for config.PKCS11.KeyCacheTTL and
 // fetched again by C_FindObjectsInit when older, or when a search finds nothing, so keys made by
 // another process (ods-enforcerd generates, ods-signerd signs) show up. A public key generated
@@ -36,6 +40,8 @@ package token
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -51,6 +57,7 @@ import (
 	"github.com/tchsm/tchsm/internal/backend"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/pin"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 // SlotID is the id of the only slot.
@@ -107,10 +114,26 @@ type refreshCall struct {
 // key is one cluster key with its decoded public key.
 type key struct {
 	info    backend.KeyInfo
-	pub     *rsa.PublicKey
-	size    int    // modulus length in bytes
-	spki    []byte // DER SubjectPublicKeyInfo
-	created bool   // a public key the caller created (C_CreateObject), not a cluster key
+	keyType uint              // CKK_RSA or CKK_EC_EDWARDS
+	pub     *rsa.PublicKey    // CKK_RSA only
+	ed      ed25519.PublicKey // CKK_EC_EDWARDS only
+	size    int               // signature length in bytes: the modulus length, or 64
+	spki    []byte            // DER SubjectPublicKeyInfo
+	created bool              // a public key the caller created (C_CreateObject), not a cluster key
+}
+
+// public returns the key's public key as crypto/rsa or crypto/ed25519 has it.
+func (k *key) public() crypto.PublicKey {
+	if k.keyType == CKK_EC_EDWARDS {
+		return k.ed
+	}
+	return k.pub
+}
+
+// samePublic reports whether pub is k's public key (a key record seen again, unchanged).
+func (k *key) samePublic(pub crypto.PublicKey) bool {
+	eq, ok := k.public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(pub)
 }
 
 // objRef says what a handle names. Token objects name a key id; session objects carry a
@@ -188,7 +211,7 @@ type Info struct {
 
 // LibraryInfo returns the C_GetInfo fields.
 func LibraryInfo() Info {
-	return Info{Manufacturer: "tchsm", Description: "tchsm threshold RSA PKCS#11", Version: [2]byte{0, 1}}
+	return Info{Manufacturer: "tchsm", Description: "tchsm threshold PKCS#11", Version: [2]byte{0, 1}}
 }
 
 // SlotInfo returns the C_GetSlotInfo fields; flags are CKF_TOKEN_PRESENT.
@@ -234,7 +257,7 @@ func (t *Token) TokenInfo(slot uint) (TokenInfo, error) {
 	}
 	t.mu.Unlock()
 	return TokenInfo{
-		Label: t.cfg.TokenLabel, Manufacturer: "tchsm", Model: "threshold RSA", Serial: t.cfg.Serial,
+		Label: t.cfg.TokenLabel, Manufacturer: "tchsm", Model: "threshold", Serial: t.cfg.Serial,
 		Flags: flags, SessionCount: n, RWSessionCount: rw, MinPINLen: MinPINLen, MaxPINLen: MaxPINLen,
 		HardwareVersion: [2]byte{0, 1}, FirmwareVersion: [2]byte{0, 1},
 	}, nil
@@ -546,7 +569,15 @@ func (t *Token) SeedRandom(h uint) error {
 
 // ---- keys and objects ----
 
+// newKey checks a key record and decodes its public key: an *rsa.PublicKey for
+// scheme.ShoupRSA, an ed25519.PublicKey of 32 bytes, Bits 256, for scheme.Ed25519FROST.
 func newKey(info backend.KeyInfo) (*key, error) {
+	if info.Algorithm == scheme.Ed25519FROST {
+		return newEd25519Key(info)
+	}
+	if info.Algorithm != scheme.ShoupRSA && info.Algorithm != scheme.Unspecified {
+		return nil, fmt.Errorf("token: key record of algorithm %v, which the token does not know", info.Algorithm)
+	}
 	rp, ok := info.Public.(*rsa.PublicKey)
 	if !ok || rp.N == nil || rp.N.Sign() <= 0 || rp.E < 3 || rp.E&1 == 0 {
 		return nil, fmt.Errorf("token: %v key record without a valid RSA public key", info.Algorithm)
@@ -559,7 +590,23 @@ func newKey(info backend.KeyInfo) (*key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token: encoding public key: %w", err)
 	}
-	return &key{info: info, pub: pub, size: (pub.N.BitLen() + 7) / 8, spki: spki}, nil
+	return &key{info: info, keyType: CKK_RSA, pub: pub, size: (pub.N.BitLen() + 7) / 8, spki: spki}, nil
+}
+
+func newEd25519Key(info backend.KeyInfo) (*key, error) {
+	ep, ok := info.Public.(ed25519.PublicKey)
+	if !ok || len(ep) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("token: %v key record without a 32-byte Ed25519 public key", info.Algorithm)
+	}
+	if info.Bits != ed25519Bits {
+		return nil, fmt.Errorf("token: Ed25519 key record says %d bits", info.Bits)
+	}
+	pub := append(ed25519.PublicKey{}, ep...)
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("token: encoding public key: %w", err)
+	}
+	return &key{info: info, keyType: CKK_EC_EDWARDS, ed: pub, size: ed25519.SignatureSize, spki: spki}, nil
 }
 
 // handlesLocked returns the handles of key id, allocating them on first sight, and a new
@@ -644,7 +691,7 @@ func (t *Token) refreshAsync(notBefore time.Time) {
 func (t *Token) applyKeysLocked(infos []backend.KeyInfo, start uint64, started time.Time) {
 	keys := make(map[string]*key, len(infos))
 	for _, info := range infos {
-		if old, ok := t.keys[info.ID]; ok && old.pub.Equal(info.Public) {
+		if old, ok := t.keys[info.ID]; ok && old.samePublic(info.Public) {
 			keys[info.ID] = old
 			continue
 		}
@@ -724,6 +771,8 @@ type Attribute struct {
 }
 
 // attr returns the value of attribute typ of o, ErrAttributeSensitive or ErrAttributeTypeInvalid.
+// The attributes of one key type are invalid on objects of the other (CKA_MODULUS on an
+// Ed25519 key, CKA_EC_POINT on an RSA key).
 func (o object) attr(typ uint) ([]byte, error) {
 	k := o.k
 	switch typ {
@@ -745,7 +794,7 @@ func (o object) attr(typ uint) ([]byte, error) {
 	case CKA_LOCAL:
 		return EncodeBool(!k.created), nil
 	case CKA_KEY_TYPE:
-		return EncodeULong(CKK_RSA), nil
+		return EncodeULong(k.keyType), nil
 	case CKA_ID:
 		return append([]byte{}, k.info.P11ID...), nil
 	case CKA_START_DATE, CKA_END_DATE, CKA_SUBJECT:
@@ -754,17 +803,21 @@ func (o object) attr(typ uint) ([]byte, error) {
 		if k.created {
 			return nil, ErrAttributeTypeInvalid // CK_UNAVAILABLE_INFORMATION
 		}
-		return EncodeULong(keyGenMechanism(CKK_RSA)), nil
+		return EncodeULong(keyGenMechanism(k.keyType)), nil
 	case CKA_ALLOWED_MECHANISMS:
-		return allowedMechanisms(CKK_RSA), nil
-	case CKA_MODULUS:
-		return k.pub.N.Bytes(), nil
-	case CKA_MODULUS_BITS:
-		return EncodeULong(uint(k.pub.N.BitLen())), nil
-	case CKA_PUBLIC_EXPONENT:
-		return big.NewInt(int64(k.pub.E)).Bytes(), nil
+		return allowedMechanisms(k.keyType), nil
 	case CKA_PUBLIC_KEY_INFO:
 		return append([]byte{}, k.spki...), nil
+	}
+	var v []byte
+	var err error
+	if k.keyType == CKK_EC_EDWARDS {
+		v, err = o.edAttr(typ)
+	} else {
+		v, err = o.rsaAttr(typ)
+	}
+	if !errors.Is(err, ErrAttributeTypeInvalid) {
+		return v, err
 	}
 	if o.pub {
 		switch typ {
@@ -781,9 +834,42 @@ func (o object) attr(typ uint) ([]byte, error) {
 	case CKA_DECRYPT, CKA_SIGN_RECOVER, CKA_UNWRAP, CKA_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED,
 		CKA_ALWAYS_AUTHENTICATE:
 		return EncodeBool(false), nil
-	case CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2,
-		CKA_COEFFICIENT, CKA_VALUE:
+	case CKA_VALUE:
 		return nil, ErrAttributeSensitive
+	}
+	return nil, ErrAttributeTypeInvalid
+}
+
+// rsaAttr returns the attributes only RSA keys have.
+func (o object) rsaAttr(typ uint) ([]byte, error) {
+	k := o.k
+	switch typ {
+	case CKA_MODULUS:
+		return k.pub.N.Bytes(), nil
+	case CKA_MODULUS_BITS:
+		return EncodeULong(uint(k.pub.N.BitLen())), nil
+	case CKA_PUBLIC_EXPONENT:
+		return big.NewInt(int64(k.pub.E)).Bytes(), nil
+	case CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT:
+		if !o.pub {
+			return nil, ErrAttributeSensitive
+		}
+	}
+	return nil, ErrAttributeTypeInvalid
+}
+
+// edAttr returns the attributes only Ed25519 keys have (PKCS#11 3.0 section 2.3.6 and 2.3.7):
+// CKA_EC_PARAMS on both objects, always as the DER OID of RFC 8410 whatever form the
+// generating template used; CKA_EC_POINT, the DER OCTET STRING of RFC 8032's 32-byte
+// encoding, on the public key only, as SoftHSM2 does (OpenDNSSEC's libhsm wants exactly this).
+func (o object) edAttr(typ uint) ([]byte, error) {
+	switch typ {
+	case CKA_EC_PARAMS:
+		return append([]byte{}, ed25519OID...), nil
+	case CKA_EC_POINT:
+		if o.pub {
+			return append([]byte{0x04, ed25519.PublicKeySize}, o.k.ed...), nil
+		}
 	}
 	return nil, ErrAttributeTypeInvalid
 }
@@ -795,6 +881,13 @@ func (o object) matches(tmpl []Attribute) bool {
 		v, err := o.attr(a.Type)
 		if err != nil {
 			return false
+		}
+		if a.Type == CKA_EC_PARAMS {
+			// Either encoding of the curve finds it.
+			if c, err := parseCurve(a.Value); err != nil || c != curveEd25519 {
+				return false
+			}
+			continue
 		}
 		if len(v) == 1 && len(a.Value) == 1 && isBoolAttr(a.Type) {
 			if (v[0] != 0) != (a.Value[0] != 0) {

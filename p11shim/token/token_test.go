@@ -197,7 +197,7 @@ func TestInfo(t *testing.T) {
 		t.Fatal(flags, err)
 	}
 	ms, err := f.tk.Mechanisms(SlotID)
-	if err != nil || len(ms) != 12 {
+	if err != nil || len(ms) != 14 {
 		t.Fatal(ms, err)
 	}
 	for _, m := range ms {
@@ -213,6 +213,14 @@ func TestInfo(t *testing.T) {
 		case CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512:
 			if mi.Flags != CKF_DIGEST {
 				t.Fatalf("%#x %+v", m, mi)
+			}
+		case CKM_EC_EDWARDS_KEY_PAIR_GEN:
+			if mi.Flags != CKF_HW|CKF_GENERATE_KEY_PAIR || mi.MinKeySize != 256 || mi.MaxKeySize != 256 {
+				t.Fatalf("%+v", mi)
+			}
+		case CKM_EDDSA:
+			if mi.Flags != CKF_HW|CKF_SIGN|CKF_VERIFY || mi.MinKeySize != 256 || mi.MaxKeySize != 256 {
+				t.Fatalf("%+v", mi)
 			}
 		default:
 			if mi.Flags != CKF_HW|CKF_SIGN|CKF_VERIFY || mi.MinKeySize != 1024 || mi.MaxKeySize != 4096 {

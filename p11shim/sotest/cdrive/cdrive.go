@@ -97,10 +97,10 @@ static void cd_nulls(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HAND
 	rvs[27] = f->C_SignFinal(s, NULL, &n);
 }
 
-// cd_short signs with CKM_SHA256_RSA_PKCS through a length query and a short buffer.
-static CK_RV cd_short(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+// cd_short signs with mech (no parameter) through a length query and a short buffer.
+static CK_RV cd_short(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mech,
 	CK_BYTE_PTR msg, CK_ULONG msglen, CK_BYTE_PTR sig, CK_ULONG *lens) {
-	CK_MECHANISM m = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+	CK_MECHANISM m = { mech, NULL, 0 };
 	CK_RV rv = f->C_SignInit(s, &m, key);
 	if (rv != CKR_OK) return rv;
 	CK_ULONG n = 0;
@@ -184,6 +184,21 @@ static void cd_garbage_params(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OB
 			                  : f->C_Digest(s, (CK_BYTE_PTR)info, sizeof(info), out, &outLen);
 	}
 }
+
+// cd_eddsa_sign_init calls C_SignInit with CKM_EDDSA and a CK_EDDSA_PARAMS in C memory whose
+// context is ctx (ctxLen bytes, possibly NULL), given with ulParameterLen paramLen.
+static CK_RV cd_eddsa_sign_init(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+		CK_BBOOL ph, CK_BYTE_PTR ctx, CK_ULONG ctxLen, CK_ULONG paramLen) {
+	tchsm_eddsa_params p;
+	memset(&p, 0, sizeof(p));
+	p.phFlag = ph;
+	p.ulContextDataLen = ctxLen;
+	p.pContextData = ctx;
+	CK_MECHANISM m = { CKM_EDDSA, &p, paramLen };
+	return f->C_SignInit(s, &m, key);
+}
+
+static CK_ULONG cd_eddsa_params_size(void) { return sizeof(tchsm_eddsa_params); }
 */
 import "C"
 
@@ -246,15 +261,22 @@ func (l *Lib) Nulls(session, key uint) []uint {
 	return out
 }
 
-// ShortBuffer signs msg through a length query and a short buffer. lens are the length from
-// the query, the length reported with CKR_BUFFER_TOO_SMALL and the final length.
+// ShortBuffer signs msg with CKM_SHA256_RSA_PKCS through a length query and a short buffer.
+// lens are the length from the query, the length reported with CKR_BUFFER_TOO_SMALL and the
+// final length.
 func (l *Lib) ShortBuffer(session, key uint, msg []byte) (rv uint, lens [3]uint, sig []byte) {
+	return l.ShortBufferMech(session, key, C.CKM_SHA256_RSA_PKCS, msg)
+}
+
+// ShortBufferMech is ShortBuffer with mechanism mech.
+func (l *Lib) ShortBufferMech(session, key, mech uint, msg []byte) (rv uint, lens [3]uint, sig []byte) {
 	cmsg := C.CBytes(msg)
 	defer C.free(cmsg)
 	csig := (*C.CK_BYTE)(C.malloc(4096))
 	defer C.free(unsafe.Pointer(csig))
 	var cl [3]C.CK_ULONG
-	r := C.cd_short(l.f, C.CK_SESSION_HANDLE(session), C.CK_OBJECT_HANDLE(key), (*C.CK_BYTE)(cmsg), C.CK_ULONG(len(msg)), csig, &cl[0])
+	r := C.cd_short(l.f, C.CK_SESSION_HANDLE(session), C.CK_OBJECT_HANDLE(key), C.CK_MECHANISM_TYPE(mech),
+		(*C.CK_BYTE)(cmsg), C.CK_ULONG(len(msg)), csig, &cl[0])
 	for i := range cl {
 		lens[i] = uint(cl[i])
 	}
@@ -314,4 +336,23 @@ func (l *Lib) GarbageParams(session, key uint, sign bool, mechs []uint) []uint {
 		out[i] = uint(v)
 	}
 	return out
+}
+
+// EdDSAParamsSize is sizeof(CK_EDDSA_PARAMS).
+func EdDSAParamsSize() uint { return uint(C.cd_eddsa_params_size()) }
+
+// EdDSASignInit calls C_SignInit with CKM_EDDSA and a CK_EDDSA_PARAMS{ph, ctx} built in C
+// memory, passed with ulParameterLen paramLen; a nil ctx of length ctxLen is a NULL pointer.
+func (l *Lib) EdDSASignInit(session, key uint, ph bool, ctx []byte, ctxLen, paramLen uint) uint {
+	var p C.CK_BYTE_PTR
+	if ctx != nil {
+		p = (C.CK_BYTE_PTR)(C.CBytes(ctx))
+		defer C.free(unsafe.Pointer(p))
+	}
+	var b C.CK_BBOOL
+	if ph {
+		b = 1
+	}
+	return uint(C.cd_eddsa_sign_init(l.f, C.CK_SESSION_HANDLE(session), C.CK_OBJECT_HANDLE(key), b, p,
+		C.CK_ULONG(ctxLen), C.CK_ULONG(paramLen)))
 }

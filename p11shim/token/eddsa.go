@@ -1,0 +1,60 @@
+package token
+
+import (
+	"encoding/asn1"
+	"fmt"
+)
+
+// ed25519OID is the DER of id-Ed25519, 1.3.101.112 (RFC 8410 section 3): the CKA_EC_PARAMS of
+// every Ed25519 key object, whatever form the generating template used.
+var ed25519OID = []byte{0x06, 0x03, 0x2b, 0x65, 0x70}
+
+// curve names an elliptic curve parseCurve recognised.
+type curve int
+
+const curveEd25519 curve = 1
+
+// edwards25519Name is the PrintableString form PKCS#11 3.0 section 2.3.5 allows in CKA_EC_PARAMS
+// ("edwards25519"); OpenSC's pkcs11-tool 0.23 sends it.
+const edwards25519Name = "edwards25519"
+
+// maxEdDSAData bounds the message of one CKM_EDDSA signature or verification, in one part or
+// accumulated over C_SignUpdate/C_VerifyUpdate. Pure Ed25519 hashes the whole message twice,
+// so it cannot be fed to the cluster in pieces: the token buffers it and the cluster is sent
+// all of it. A DNSSEC signer signs one RRset at a time (hundreds of bytes; a large RRset a few
+// KiB); 64 KiB also bounds what the cluster's messages carry.
+const maxEdDSAData = 64 << 10
+
+// parseCurve reads a CKA_EC_PARAMS value: the DER OID 1.3.101.112 or the DER PrintableString
+// "edwards25519" are Ed25519. Any other well-formed OID or PrintableString is
+// ErrCurveNotSupported (CKR_CURVE_NOT_SUPPORTED, "this curve is not supported by this token");
+// anything else (explicit ecParameters, implicitlyCA, trailing bytes, garbage) is
+// ErrAttributeValueInvalid.
+func parseCurve(v []byte) (curve, error) {
+	if len(v) == 0 {
+		return 0, fmt.Errorf("%w: empty CKA_EC_PARAMS", ErrAttributeValueInvalid)
+	}
+	switch v[0] {
+	case 0x06: // OBJECT IDENTIFIER
+		var oid asn1.ObjectIdentifier
+		rest, err := asn1.Unmarshal(v, &oid)
+		if err != nil || len(rest) != 0 {
+			return 0, fmt.Errorf("%w: CKA_EC_PARAMS is not one DER OID", ErrAttributeValueInvalid)
+		}
+		if string(v) == string(ed25519OID) {
+			return curveEd25519, nil
+		}
+		return 0, fmt.Errorf("%w: curve %v (only Ed25519, 1.3.101.112)", ErrCurveNotSupported, oid)
+	case 0x13: // PrintableString
+		var name string
+		rest, err := asn1.UnmarshalWithParams(v, &name, "printable")
+		if err != nil || len(rest) != 0 {
+			return 0, fmt.Errorf("%w: CKA_EC_PARAMS is not one DER PrintableString", ErrAttributeValueInvalid)
+		}
+		if name == edwards25519Name {
+			return curveEd25519, nil
+		}
+		return 0, fmt.Errorf("%w: curve %q (only %q)", ErrCurveNotSupported, name, edwards25519Name)
+	}
+	return 0, fmt.Errorf("%w: CKA_EC_PARAMS must name the curve (an OID or a PrintableString)", ErrAttributeValueInvalid)
+}
