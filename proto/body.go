@@ -46,6 +46,10 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(SignBatch), nil
 	case BodyType_BODY_TYPE_SIGN_BATCH_RESULT:
 		return new(SignBatchResult), nil
+	case BodyType_BODY_TYPE_RESTORE_KEY:
+		return new(RestoreKey), nil
+	case BodyType_BODY_TYPE_RESTORE_KEY_ACK:
+		return new(RestoreKeyAck), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -87,6 +91,10 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_SIGN_BATCH
 	case *SignBatchResult:
 		return BodyType_BODY_TYPE_SIGN_BATCH_RESULT
+	case *RestoreKey:
+		return BodyType_BODY_TYPE_RESTORE_KEY
+	case *RestoreKeyAck:
+		return BodyType_BODY_TYPE_RESTORE_KEY_ACK
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

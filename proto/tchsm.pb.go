@@ -58,6 +58,8 @@ const (
 	BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE BodyType = 15 // GenerateKeyResponse, dealer -> client
 	BodyType_BODY_TYPE_SIGN_BATCH            BodyType = 16 // SignBatch, client -> node
 	BodyType_BODY_TYPE_SIGN_BATCH_RESULT     BodyType = 17 // SignBatchResult, node -> client
+	BodyType_BODY_TYPE_RESTORE_KEY           BodyType = 22 // RestoreKey, admin client -> dealer, dealer -> node
+	BodyType_BODY_TYPE_RESTORE_KEY_ACK       BodyType = 23 // RestoreKeyAck, dealer -> client
 )
 
 // Enum value maps for BodyType.
@@ -80,6 +82,8 @@ var (
 		15: "BODY_TYPE_GENERATE_KEY_RESPONSE",
 		16: "BODY_TYPE_SIGN_BATCH",
 		17: "BODY_TYPE_SIGN_BATCH_RESULT",
+		22: "BODY_TYPE_RESTORE_KEY",
+		23: "BODY_TYPE_RESTORE_KEY_ACK",
 	}
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
@@ -99,6 +103,8 @@ var (
 		"BODY_TYPE_GENERATE_KEY_RESPONSE": 15,
 		"BODY_TYPE_SIGN_BATCH":            16,
 		"BODY_TYPE_SIGN_BATCH_RESULT":     17,
+		"BODY_TYPE_RESTORE_KEY":           22,
+		"BODY_TYPE_RESTORE_KEY_ACK":       23,
 	}
 )
 
@@ -193,7 +199,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{19, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{21, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -733,13 +739,16 @@ func (x *DeleteKey) GetKeyId() string {
 
 // DeleteKeyAck answers DeleteKey.
 type DeleteKeyAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"` // the answering node (or dealer) id
-	Ok            bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`    // the key is gone (also when it was never there)
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Node  string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"` // the answering node (or dealer) id
+	Ok    bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`    // the key is gone (also when it was never there)
+	Error string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Unix seconds until which the node keeps the deleted key's share (a dealer: the earliest
+	// of the nodes that said), so that RestoreKey brings it back; 0 when unknown or not kept.
+	RecoverableUntil int64 `protobuf:"varint,5,opt,name=recoverable_until,json=recoverableUntil,proto3" json:"recoverable_until,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeleteKeyAck) Reset() {
@@ -800,6 +809,120 @@ func (x *DeleteKeyAck) GetError() string {
 	return ""
 }
 
+func (x *DeleteKeyAck) GetRecoverableUntil() int64 {
+	if x != nil {
+		return x.RecoverableUntil
+	}
+	return 0
+}
+
+// RestoreKey brings a deleted key back on the nodes that still keep its share (within their
+// grace period). Admin clients ask the dealer; the dealer tells the nodes.
+type RestoreKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreKey) Reset() {
+	*x = RestoreKey{}
+	mi := &file_tchsm_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreKey) ProtoMessage() {}
+
+func (x *RestoreKey) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreKey.ProtoReflect.Descriptor instead.
+func (*RestoreKey) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RestoreKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// RestoreKeyAck is the dealer's answer to RestoreKey.
+type RestoreKeyAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Restored      []string               `protobuf:"bytes,2,rep,name=restored,proto3" json:"restored,omitempty"` // node ids that list the key again
+	Missing       []string               `protobuf:"bytes,3,rep,name=missing,proto3" json:"missing,omitempty"`   // node ids that do not (share purged, never held, or down)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreKeyAck) Reset() {
+	*x = RestoreKeyAck{}
+	mi := &file_tchsm_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreKeyAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreKeyAck) ProtoMessage() {}
+
+func (x *RestoreKeyAck) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreKeyAck.ProtoReflect.Descriptor instead.
+func (*RestoreKeyAck) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RestoreKeyAck) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RestoreKeyAck) GetRestored() []string {
+	if x != nil {
+		return x.Restored
+	}
+	return nil
+}
+
+func (x *RestoreKeyAck) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
 // SignRequest asks nodes for signature shares. It names a key and carries the PKCS#1 v1.5
 // payload T only: each node builds EM = 00 01 FF.. 00 T itself with its own stored modulus.
 type SignRequest struct {
@@ -813,7 +936,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_tchsm_proto_msgTypes[7]
+	mi := &file_tchsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +948,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[7]
+	mi := &file_tchsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +961,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{7}
+	return file_tchsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignRequest) GetKeyId() string {
@@ -875,7 +998,7 @@ type SignBatch struct {
 
 func (x *SignBatch) Reset() {
 	*x = SignBatch{}
-	mi := &file_tchsm_proto_msgTypes[8]
+	mi := &file_tchsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1010,7 @@ func (x *SignBatch) String() string {
 func (*SignBatch) ProtoMessage() {}
 
 func (x *SignBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[8]
+	mi := &file_tchsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1023,7 @@ func (x *SignBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatch.ProtoReflect.Descriptor instead.
 func (*SignBatch) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{8}
+	return file_tchsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SignBatch) GetRequests() []*SignRequest {
@@ -924,7 +1047,7 @@ type SignBatchItem struct {
 
 func (x *SignBatchItem) Reset() {
 	*x = SignBatchItem{}
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1059,7 @@ func (x *SignBatchItem) String() string {
 func (*SignBatchItem) ProtoMessage() {}
 
 func (x *SignBatchItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1072,7 @@ func (x *SignBatchItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchItem.ProtoReflect.Descriptor instead.
 func (*SignBatchItem) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{9}
+	return file_tchsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignBatchItem) GetResult() isSignBatchItem_Result {
@@ -1003,7 +1126,7 @@ type SignBatchResult struct {
 
 func (x *SignBatchResult) Reset() {
 	*x = SignBatchResult{}
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1138,7 @@ func (x *SignBatchResult) String() string {
 func (*SignBatchResult) ProtoMessage() {}
 
 func (x *SignBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1151,7 @@ func (x *SignBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResult.ProtoReflect.Descriptor instead.
 func (*SignBatchResult) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{10}
+	return file_tchsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignBatchResult) GetResults() []*SignBatchItem {
@@ -1049,7 +1172,7 @@ type ShareProof struct {
 
 func (x *ShareProof) Reset() {
 	*x = ShareProof{}
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1184,7 @@ func (x *ShareProof) String() string {
 func (*ShareProof) ProtoMessage() {}
 
 func (x *ShareProof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1197,7 @@ func (x *ShareProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareProof.ProtoReflect.Descriptor instead.
 func (*ShareProof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{11}
+	return file_tchsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ShareProof) GetC() []byte {
@@ -1104,7 +1227,7 @@ type SignatureShare struct {
 
 func (x *SignatureShare) Reset() {
 	*x = SignatureShare{}
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1239,7 @@ func (x *SignatureShare) String() string {
 func (*SignatureShare) ProtoMessage() {}
 
 func (x *SignatureShare) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1252,7 @@ func (x *SignatureShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignatureShare.ProtoReflect.Descriptor instead.
 func (*SignatureShare) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{12}
+	return file_tchsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SignatureShare) GetKeyId() string {
@@ -1172,7 +1295,7 @@ type ProofRequest struct {
 
 func (x *ProofRequest) Reset() {
 	*x = ProofRequest{}
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1307,7 @@ func (x *ProofRequest) String() string {
 func (*ProofRequest) ProtoMessage() {}
 
 func (x *ProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1320,7 @@ func (x *ProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProofRequest.ProtoReflect.Descriptor instead.
 func (*ProofRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{13}
+	return file_tchsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ProofRequest) GetKeyId() string {
@@ -1234,7 +1357,7 @@ type Proof struct {
 
 func (x *Proof) Reset() {
 	*x = Proof{}
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1369,7 @@ func (x *Proof) String() string {
 func (*Proof) ProtoMessage() {}
 
 func (x *Proof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1382,7 @@ func (x *Proof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proof.ProtoReflect.Descriptor instead.
 func (*Proof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{14}
+	return file_tchsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Proof) GetKeyId() string {
@@ -1299,7 +1422,7 @@ type ListKeys struct {
 
 func (x *ListKeys) Reset() {
 	*x = ListKeys{}
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1434,7 @@ func (x *ListKeys) String() string {
 func (*ListKeys) ProtoMessage() {}
 
 func (x *ListKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1447,7 @@ func (x *ListKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeys.ProtoReflect.Descriptor instead.
 func (*ListKeys) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{15}
+	return file_tchsm_proto_rawDescGZIP(), []int{17}
 }
 
 // KeyList answers ListKeys.
@@ -1338,7 +1461,7 @@ type KeyList struct {
 
 func (x *KeyList) Reset() {
 	*x = KeyList{}
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1473,7 @@ func (x *KeyList) String() string {
 func (*KeyList) ProtoMessage() {}
 
 func (x *KeyList) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1486,7 @@ func (x *KeyList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyList.ProtoReflect.Descriptor instead.
 func (*KeyList) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{16}
+	return file_tchsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KeyList) GetNode() string {
@@ -1389,7 +1512,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1524,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1537,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{17}
+	return file_tchsm_proto_rawDescGZIP(), []int{19}
 }
 
 // Health describes the state of a node (or the dealer).
@@ -1431,7 +1554,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1566,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1579,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{18}
+	return file_tchsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Health) GetNode() string {
@@ -1506,7 +1629,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1641,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1654,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{19}
+	return file_tchsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -1568,7 +1691,7 @@ type GenerateKeyRequest struct {
 
 func (x *GenerateKeyRequest) Reset() {
 	*x = GenerateKeyRequest{}
-	mi := &file_tchsm_proto_msgTypes[20]
+	mi := &file_tchsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1703,7 @@ func (x *GenerateKeyRequest) String() string {
 func (*GenerateKeyRequest) ProtoMessage() {}
 
 func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[20]
+	mi := &file_tchsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1716,7 @@ func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{20}
+	return file_tchsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GenerateKeyRequest) GetBits() uint32 {
@@ -1636,7 +1759,7 @@ type GenerateKeyResponse struct {
 
 func (x *GenerateKeyResponse) Reset() {
 	*x = GenerateKeyResponse{}
-	mi := &file_tchsm_proto_msgTypes[21]
+	mi := &file_tchsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1771,7 @@ func (x *GenerateKeyResponse) String() string {
 func (*GenerateKeyResponse) ProtoMessage() {}
 
 func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[21]
+	mi := &file_tchsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1784,7 @@ func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyResponse.ProtoReflect.Descriptor instead.
 func (*GenerateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{21}
+	return file_tchsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GenerateKeyResponse) GetRecord() *SignedKeyRecord {
@@ -1741,12 +1864,20 @@ const file_tchsm_proto_rawDesc = "" +
 	"ciphertext\x18\x04 \x01(\fR\n" +
 	"ciphertext\"\"\n" +
 	"\tDeleteKey\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"_\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x8c\x01\n" +
 	"\fDeleteKeyAck\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x0e\n" +
 	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"]\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12+\n" +
+	"\x11recoverable_until\x18\x05 \x01(\x03R\x10recoverableUntil\"#\n" +
+	"\n" +
+	"RestoreKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\\\n" +
+	"\rRestoreKeyAck\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1a\n" +
+	"\brestored\x18\x02 \x03(\tR\brestored\x12\x18\n" +
+	"\amissing\x18\x03 \x03(\tR\amissing\"]\n" +
 	"\vSignRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
@@ -1812,7 +1943,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x13GenerateKeyResponse\x121\n" +
 	"\x06record\x18\x01 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\x12\"\n" +
 	"\facknowledged\x18\x02 \x03(\tR\facknowledged\x12\x18\n" +
-	"\amissing\x18\x03 \x03(\tR\amissing*\x89\x04\n" +
+	"\amissing\x18\x03 \x03(\tR\amissing*\xc3\x04\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
@@ -1831,7 +1962,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x1eBODY_TYPE_GENERATE_KEY_REQUEST\x10\x0e\x12#\n" +
 	"\x1fBODY_TYPE_GENERATE_KEY_RESPONSE\x10\x0f\x12\x18\n" +
 	"\x14BODY_TYPE_SIGN_BATCH\x10\x10\x12\x1f\n" +
-	"\x1bBODY_TYPE_SIGN_BATCH_RESULT\x10\x11\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x1bBODY_TYPE_SIGN_BATCH_RESULT\x10\x11\x12\x19\n" +
+	"\x15BODY_TYPE_RESTORE_KEY\x10\x16\x12\x1d\n" +
+	"\x19BODY_TYPE_RESTORE_KEY_ACK\x10\x17\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -1846,7 +1979,7 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
@@ -1857,31 +1990,33 @@ var file_tchsm_proto_goTypes = []any{
 	(*KeyShareDelivery)(nil),    // 6: tchsm.v1.KeyShareDelivery
 	(*DeleteKey)(nil),           // 7: tchsm.v1.DeleteKey
 	(*DeleteKeyAck)(nil),        // 8: tchsm.v1.DeleteKeyAck
-	(*SignRequest)(nil),         // 9: tchsm.v1.SignRequest
-	(*SignBatch)(nil),           // 10: tchsm.v1.SignBatch
-	(*SignBatchItem)(nil),       // 11: tchsm.v1.SignBatchItem
-	(*SignBatchResult)(nil),     // 12: tchsm.v1.SignBatchResult
-	(*ShareProof)(nil),          // 13: tchsm.v1.ShareProof
-	(*SignatureShare)(nil),      // 14: tchsm.v1.SignatureShare
-	(*ProofRequest)(nil),        // 15: tchsm.v1.ProofRequest
-	(*Proof)(nil),               // 16: tchsm.v1.Proof
-	(*ListKeys)(nil),            // 17: tchsm.v1.ListKeys
-	(*KeyList)(nil),             // 18: tchsm.v1.KeyList
-	(*HealthRequest)(nil),       // 19: tchsm.v1.HealthRequest
-	(*Health)(nil),              // 20: tchsm.v1.Health
-	(*Error)(nil),               // 21: tchsm.v1.Error
-	(*GenerateKeyRequest)(nil),  // 22: tchsm.v1.GenerateKeyRequest
-	(*GenerateKeyResponse)(nil), // 23: tchsm.v1.GenerateKeyResponse
+	(*RestoreKey)(nil),          // 9: tchsm.v1.RestoreKey
+	(*RestoreKeyAck)(nil),       // 10: tchsm.v1.RestoreKeyAck
+	(*SignRequest)(nil),         // 11: tchsm.v1.SignRequest
+	(*SignBatch)(nil),           // 12: tchsm.v1.SignBatch
+	(*SignBatchItem)(nil),       // 13: tchsm.v1.SignBatchItem
+	(*SignBatchResult)(nil),     // 14: tchsm.v1.SignBatchResult
+	(*ShareProof)(nil),          // 15: tchsm.v1.ShareProof
+	(*SignatureShare)(nil),      // 16: tchsm.v1.SignatureShare
+	(*ProofRequest)(nil),        // 17: tchsm.v1.ProofRequest
+	(*Proof)(nil),               // 18: tchsm.v1.Proof
+	(*ListKeys)(nil),            // 19: tchsm.v1.ListKeys
+	(*KeyList)(nil),             // 20: tchsm.v1.KeyList
+	(*HealthRequest)(nil),       // 21: tchsm.v1.HealthRequest
+	(*Health)(nil),              // 22: tchsm.v1.Health
+	(*Error)(nil),               // 23: tchsm.v1.Error
+	(*GenerateKeyRequest)(nil),  // 24: tchsm.v1.GenerateKeyRequest
+	(*GenerateKeyResponse)(nil), // 25: tchsm.v1.GenerateKeyResponse
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
 	4,  // 1: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
-	9,  // 2: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
-	14, // 3: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
-	21, // 4: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
-	11, // 5: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
-	13, // 6: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
-	13, // 7: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
+	11, // 2: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
+	16, // 3: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
+	23, // 4: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
+	13, // 5: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
+	15, // 6: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
+	15, // 7: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
 	4,  // 8: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
 	1,  // 9: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
 	4,  // 10: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
@@ -1897,7 +2032,7 @@ func file_tchsm_proto_init() {
 	if File_tchsm_proto != nil {
 		return
 	}
-	file_tchsm_proto_msgTypes[9].OneofWrappers = []any{
+	file_tchsm_proto_msgTypes[11].OneofWrappers = []any{
 		(*SignBatchItem_Share)(nil),
 		(*SignBatchItem_Error)(nil),
 	}
@@ -1907,7 +2042,7 @@ func file_tchsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

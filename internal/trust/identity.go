@@ -58,6 +58,8 @@ type Member struct {
 	Index   int               `json:"index,omitempty"` // nodes: share index 1..n; others 0
 	SignPub ed25519.PublicKey `json:"sign_pub"`        // 32 bytes
 	EncPub  []byte            `json:"enc_pub"`         // 32-byte X25519 public key
+	// ClientRole is what a client may do (clients only; "" means DefaultClientRole).
+	ClientRole ClientRole `json:"client_role,omitempty"`
 }
 
 // NewIdentity generates a fresh identity with random keys.
