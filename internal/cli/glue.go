@@ -9,6 +9,7 @@ import (
 	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node"
 	tchsmpb "github.com/tchsm/tchsm/proto"
 )
@@ -50,7 +51,8 @@ func openClient(ctx context.Context, e *env, path string) (*client.Client, error
 	return client.New(ctx, &cfg, opts)
 }
 
-// localDealer is an in-process dealer as a client.KeyDealer.
+// localDealer is an in-process dealer as a client.KeyDealer (its DeleteKey and RestoreKey are
+// the dealer's own).
 type localDealer struct{ *dealer.Dealer }
 
 func (d localDealer) GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
@@ -134,6 +136,11 @@ func override(dst *string, v string) {
 func importKey(ctx context.Context, e *env, c *client.Client, pemFile, dealerCfg, label, p11id string) error {
 	if pemFile == "" || dealerCfg == "" {
 		return fmt.Errorf("keys import needs -pem FILE and -dealer-config FILE")
+	}
+	// The import deals with the dealer's own identity, which the nodes obey whoever runs it;
+	// a signer client is still refused here, as the dealer service would refuse it.
+	if c.Role() != trust.ClientRoleAdmin {
+		return fmt.Errorf("%w: client has role %s; importing keys needs an %s client", client.ErrUnauthorized, c.Role(), trust.ClientRoleAdmin)
 	}
 	priv, err := parseRSAKey(pemFile)
 	if err != nil {

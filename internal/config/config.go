@@ -118,7 +118,16 @@ type Node struct {
 	// hold stack traces and sizes, not memory contents; keep metrics_addr off public networks.
 	Pprof    bool   `json:"pprof,omitempty"`
 	LogLevel string `json:"log_level,omitempty"` // debug, info (default), warn, error
+	// DeletedKeyGrace is how long the node keeps a deleted key's share (encrypted, in its
+	// store) so that `tchsm keys restore` can bring it back (0: DefaultDeletedKeyGrace).
+	DeletedKeyGrace Duration `json:"deleted_key_grace,omitempty"`
 }
+
+// DefaultDeletedKeyGrace is how long a node keeps a deleted key's share by default.
+const DefaultDeletedKeyGrace = 7 * 24 * time.Hour
+
+// Grace returns the node's grace period for deleted keys.
+func (c *Node) Grace() time.Duration { return c.DeletedKeyGrace.Or(DefaultDeletedKeyGrace) }
 
 // Dealer is the dealer's configuration (`tchsm dealer --config FILE`, or used in-process).
 type Dealer struct {
