@@ -457,7 +457,7 @@ func (d *Dealer) RestoreKey(ctx context.Context, keyID string) (restored, missin
 	}
 	log := d.log.With("key", keyID)
 	queued, failed := d.publishAll(ctx, envs, log)
-	restored, missing = d.waitFor(ctx, keyID, queued, true, d.m.N())
+	restored, missing = d.waitFor(ctx, keyID, queued, true, d.m.Threshold)
 	missing = append(missing, failed...)
 	slices.Sort(missing)
 	log.Info("key restore", "restored", restored, "missing", missing)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"time"
 
@@ -154,7 +155,11 @@ func (n *node) deleteKey(op *trust.Opened, id string) (time.Time, error) {
 	if d.Held {
 		until = d.At.Add(n.cfg.Grace())
 	}
-	n.log.Info("key deleted", "key", id, "by", op.Sender.ID, "held", d.Held, "recoverable_until", until)
+	lvl := slog.LevelInfo
+	if d.Again {
+		lvl = slog.LevelDebug
+	}
+	n.log.Log(context.Background(), lvl, "key deleted", "key", id, "by", op.Sender.ID, "held", d.Held, "again", d.Again, "recoverable_until", until)
 	return until, nil
 }
 

@@ -229,11 +229,14 @@ func (n *node) load() error {
 	if err != nil {
 		return err
 	}
-	pass, err := n.cfg.Passphrase()
+	pass, from, err := n.cfg.PassphraseFrom()
 	if err != nil {
 		return err
 	}
 	defer clear(pass)
+	if from != "fd" && from != "env" && n.cfg.PassphraseBesideData(from) {
+		n.log.Warn("the passphrase file is in the folder of the share store or the identity: a copy of that folder decrypts the shares; move it out (a systemd credential, a container secret)", "passphrase_file", from)
+	}
 	id, err := trust.ReadIdentityFile(n.cfg.Identity, pass)
 	if err != nil {
 		return err

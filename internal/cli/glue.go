@@ -64,11 +64,14 @@ func (d localDealer) GenerateKey(ctx context.Context, bits, e int, label string,
 }
 
 func runNode(ctx context.Context, e *env, args []string) error {
+	if err := dropPassphraseEnv(); err != nil {
+		return err
+	}
 	fs := newFlags(e, "node", "node -config FILE [overrides]")
 	cfgPath := fs.String("config", "/etc/tchsm/node.json", "node configuration file")
 	manifest := fs.String("manifest", "", "override: manifest file")
 	store := fs.String("store", "", "override: share store file")
-	passFile := fs.String("passphrase-file", "", "override: passphrase file ($TCHSM_PASSPHRASE wins over both)")
+	passFile := fs.String("passphrase-file", "", "override: passphrase file outside the node's folder ($TCHSM_PASSPHRASE_FD, $TCHSM_PASSPHRASE and a systemd credential \"passphrase\" win over it)")
 	metrics := fs.String("metrics", "", "override: address for /metrics and /healthz, e.g. :9100")
 	level := fs.String("log-level", "", "override: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {

@@ -63,6 +63,8 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 		{c.nodes[0], &tchsmpb.SignBatchResult{Results: []*tchsmpb.SignBatchItem{
 			{Result: &tchsmpb.SignBatchItem_Share{Share: &tchsmpb.SignatureShare{KeyId: rec.KeyId, Index: 1, X: []byte{5}}}},
 			{Result: &tchsmpb.SignBatchItem_Error{Error: &tchsmpb.Error{Code: tchsmpb.Error_EXPIRED, KeyId: rec.KeyId}}}}}},
+		{c.alice, &tchsmpb.RestoreKey{KeyId: rec.KeyId}},
+		{c.dealer, &tchsmpb.RestoreKeyAck{KeyId: rec.KeyId, Restored: []string{"node1", "node2"}, Missing: []string{"node3"}}},
 	}
 }
 

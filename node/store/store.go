@@ -496,6 +496,7 @@ type Deletion struct {
 	Held  bool      // a share was held; it is kept in the trash until Purge
 	At    time.Time // when this node deleted the key (the first deletion, when repeated)
 	Stale bool      // issued before the key's latest restore: ignored
+	Again bool      // the key was deleted already (a tombstone was there)
 }
 
 // Delete hides a key at once (Get and List no longer return it), moves its record and sealed
@@ -520,7 +521,7 @@ func (s *Store) Delete(id string, issued time.Time) (Deletion, error) {
 		}
 		tomb := tx.Bucket(bucketTombstones)
 		if t := tomb.Get([]byte(id)); len(t) >= 8 {
-			d.At = time.Unix(int64(binary.BigEndian.Uint64(t)), 0)
+			d.At, d.Again = time.Unix(int64(binary.BigEndian.Uint64(t)), 0), true
 			d.Held = tx.Bucket(bucketTrashRecs).Get([]byte(id)) != nil
 			return nil
 		}
