@@ -348,13 +348,18 @@ func Load(path string, v any) error {
 	return nil
 }
 
-// Save writes v as indented JSON with the given mode.
+// Save writes v as indented JSON with the given mode, also when the file existed with another
+// (os.WriteFile alone keeps an existing file's mode: a client file rewritten at 0644 would then
+// be refused by Load).
 func Save(path string, v any, mode os.FileMode) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), mode)
+	if err := os.WriteFile(path, append(b, '\n'), mode); err != nil {
+		return err
+	}
+	return os.Chmod(path, mode)
 }
 
 func required(name, v string) error {
