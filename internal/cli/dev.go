@@ -140,7 +140,8 @@ func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPI
 func printDevEnv(e *env, dir string) {
 	fmt.Fprintf(e.stdout, "export TCHSM_CONFIG=%s\n", filepath.Join(dir, "clients", "client-1", "client.json"))
 	if signer := filepath.Join(dir, "clients", "signer-1", "client.json"); fileExists(signer) {
-		fmt.Fprintf(e.stdout, "# a signer client (signs and lists only): TCHSM_CONFIG=%s\n", signer)
+		// stderr: stdout is the one line scripts evaluate.
+		fmt.Fprintf(e.stderr, "a signer client (signs and lists only): TCHSM_CONFIG=%s\n", signer)
 	}
 }
 
