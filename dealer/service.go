@@ -24,9 +24,10 @@ const serveWorkers = 2
 // Serve answers clients on the dealer's rpc queue until ctx ends (it then returns nil):
 // GenerateKeyRequest -> GenerateKeyResponse, DeleteKey -> DeleteKeyAck, RestoreKey ->
 // RestoreKeyAck, HealthRequest -> Health, ListKeys -> Error BAD_REQUEST (ask the nodes). Only
-// clients of the manifest are served (trust.Permits decides which body types by client role:
-// generation, deletion and restore need an admin client; the others get Error UNAUTHORIZED). Requests that do
-// not open are logged and answered with a plain transport error, as on the nodes.
+// clients of the manifest are served, and rpc.Server answers what trust.Permits refuses by
+// client role (generation, deletion and restore need an admin) with Error UNAUTHORIZED.
+// Requests that do not open are logged and answered with a plain transport error, as on the
+// nodes.
 //
 // A GenerateKeyResponse is sent whatever the number of acknowledgements: the client checks that
 // at least k nodes acknowledged. Fewer than k shares queued is answered with Error
