@@ -18,9 +18,10 @@ RUN mkdir -p /out/data /out/etc
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/tchsm /usr/local/bin/tchsm
 # /etc/tchsm: manifest.json, node.json (or dealer.json), identity.json — mounted read-only.
-# /var/lib/tchsm: the share store (a volume). The passphrase comes from a mounted file named in
-# node.json (passphrase_file, e.g. a Docker secret at /run/secrets/tchsm_passphrase) or from
-# $TCHSM_PASSPHRASE; the broker URL from node.json or $TCHSM_AMQP_URL.
+# /var/lib/tchsm: the share store (a volume). The passphrase comes from a secret mounted outside
+# both (-passphrase-file /run/secrets/..., as deploy/docker-compose.yml does) or from
+# $TCHSM_PASSPHRASE (the node re-executes itself without it); the broker URL from node.json or
+# $TCHSM_AMQP_URL.
 COPY --from=build --chown=nonroot:nonroot /out/data /var/lib/tchsm
 USER nonroot:nonroot
 VOLUME ["/var/lib/tchsm"]

@@ -60,14 +60,18 @@ type Options struct {
 type KeyDealer interface {
 	GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (rec *tchsmpb.SignedKeyRecord, acked, missing []string, err error)
 	// DeleteKey queues the key's deletion for every node and waits, within ctx, for them to
-	// stop listing it; gone and missing are the nodes that did and did not confirm.
-	DeleteKey(ctx context.Context, keyID string) (gone, missing []string, err error)
+	// stop listing it; gone and missing are the nodes that did and did not confirm, until the
+	// earliest time until which they keep its share (zero: unknown).
+	DeleteKey(ctx context.Context, keyID string) (gone, missing []string, until time.Time, err error)
+	// RestoreKey brings a deleted key back on the nodes that still keep its share.
+	RestoreKey(ctx context.Context, keyID string) (restored, missing []string, err error)
 }
 
 // Client signs with a tchsm cluster. It is safe for concurrent use.
 type Client struct {
 	cfg       config.Client
 	m         *trust.Manifest
+	self      trust.Member // this client in the manifest (its client role)
 	sealer    *trust.Sealer
 	opener    *trust.Opener
 	caller    *rpc.Caller
@@ -154,7 +158,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: *cfg, m: m, opener: opener,
+	c := &Client{cfg: *cfg, m: m, opener: opener, self: mem,
 		sealer: &trust.Sealer{Identity: id, ClusterID: m.ClusterID},
 		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
 	c.log = opts.Logger
@@ -324,6 +328,28 @@ func (c *Client) call(ctx context.Context, node trust.Member, at transport.Addre
 }
 
 // ---- keys
+
+// Role is the client's role in the manifest (trust.DefaultClientRole when it names none).
+func (c *Client) Role() trust.ClientRole { return c.self.ClientRole.Effective() }
+
+// may refuses, before anything is sent, what the client's role does not allow (the dealer and
+// the nodes refuse it too: trust.Permits).
+func (c *Client) may(bt tchsmpb.BodyType, what string) error {
+	if !trust.Permits(c.self, bt) {
+		return fmt.Errorf("%w: client %s has role %s; %s needs an %s client", ErrUnauthorized, c.self.ID, c.Role(), what, trust.ClientRoleAdmin)
+	}
+	return nil
+}
+
+// dealerErr classifies an error of a call to the dealer: a refusal by role
+// (ErrUnauthorized) and a bad request (ErrInvalidInput) keep their sentinel; anything else is
+// ErrUnavailable.
+func dealerErr(err error) error {
+	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrInvalidInput) {
+		return fmt.Errorf("dealer: %w", err)
+	}
+	return fmt.Errorf("%w: dealer: %v", ErrUnavailable, err)
+}
 
 // Keys lists every key the reachable nodes hold, each verified against the dealer's signature.
 func (c *Client) Keys(ctx context.Context) ([]KeyInfo, error) {
@@ -495,6 +521,9 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 	if req.Bits < shoup.MinBits || req.Bits > 4096 || req.Bits%2 != 0 {
 		return KeyInfo{}, fmt.Errorf("%w: modulus of %d bits (1024 to 4096)", ErrInvalidInput, req.Bits)
 	}
+	if err := c.may(tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, "generating keys"); err != nil {
+		return KeyInfo{}, err
+	}
 	// Key generation may take its whole timeout (safe primes, nodes storing shares), but not
 	// to find out that there is no broker at all.
 	if err := c.waitBroker(ctx, brokerWait); err != nil {
@@ -517,11 +546,8 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 			return KeyInfo{}, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
 		}
 		op, err := c.call(ctx, dealers[0], transport.Dealer, &tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
-		if errors.Is(err, ErrInvalidInput) { // the dealer refused the request as bad
-			return KeyInfo{}, fmt.Errorf("dealer: %w", err)
-		}
 		if err != nil {
-			return KeyInfo{}, fmt.Errorf("%w: dealer: %v", ErrUnavailable, err)
+			return KeyInfo{}, dealerErr(err)
 		}
 		resp, ok := op.Message.(*tchsmpb.GenerateKeyResponse)
 		if !ok {
@@ -543,7 +569,7 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 		c.mu.Unlock()
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.signTimeout())
 		defer cancel()
-		if derr := c.DeleteKey(dctx, k.info.ID); derr != nil {
+		if _, derr := c.DeleteKey(dctx, k.info.ID); derr != nil {
 			c.mu.Lock()
 			delete(c.keys, k.info.ID) // not a key this client offers, deleted or not
 			c.mu.Unlock()
@@ -564,39 +590,46 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 // DeleteKey has the dealer delete a key on every node: the dealer queues the deletion durably
 // for each node (a node that is down deletes it when it is back) and waits, within ctx, for
 // the nodes to stop listing it. It is the one deletion path: clients never write to the nodes'
-// queues themselves, so that who may delete stays the dealer's decision.
-func (c *Client) DeleteKey(ctx context.Context, id string) error {
+// queues themselves, so that who may delete stays the dealer's decision. The key is hidden at
+// once; the nodes keep its share for their grace period, and RestoreKey brings it back until
+// the time returned (zero when the nodes did not say: nodes of an older release delete for
+// good).
+func (c *Client) DeleteKey(ctx context.Context, id string) (time.Time, error) {
+	if err := c.may(tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, "deleting keys"); err != nil {
+		return time.Time{}, err
+	}
 	if _, err := c.key(ctx, id); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	ctx, cancel := withDefault(ctx, c.signTimeout())
 	defer cancel()
 	d, err := c.getDealer(ctx)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	var missing []string
+	var until time.Time
 	if d != nil {
-		if _, missing, err = d.DeleteKey(ctx, id); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		if _, missing, until, err = d.DeleteKey(ctx, id); err != nil {
+			return time.Time{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	} else {
 		if len(c.m.Dealers) == 0 {
-			return fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
+			return time.Time{}, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
 		}
 		op, err := c.call(ctx, c.m.Dealers[0], transport.Dealer, &tchsmpb.DeleteKey{KeyId: id})
-		if errors.Is(err, ErrInvalidInput) {
-			return fmt.Errorf("dealer: %w", err)
-		}
 		if err != nil {
-			return fmt.Errorf("%w: dealer: %v", ErrUnavailable, err)
+			return time.Time{}, dealerErr(err)
 		}
 		ack, ok := op.Message.(*tchsmpb.DeleteKeyAck)
 		if !ok || ack.GetKeyId() != id || !ack.GetOk() {
-			return fmt.Errorf("%w: dealer answered DeleteKey with %v", ErrUnavailable, op.Type)
+			return time.Time{}, fmt.Errorf("%w: dealer answered DeleteKey with %v", ErrUnavailable, op.Type)
 		}
 		if e := ack.GetError(); e != "" {
 			missing = []string{e}
+		}
+		if u := ack.GetRecoverableUntil(); u > 0 {
+			until = time.Unix(u, 0)
 		}
 	}
 	if len(missing) > 0 {
@@ -605,7 +638,56 @@ func (c *Client) DeleteKey(ctx context.Context, id string) error {
 	c.mu.Lock()
 	delete(c.keys, id)
 	c.mu.Unlock()
-	return nil
+	return until, nil
+}
+
+// RestoreKey has the dealer bring a deleted key back on every node that still keeps its share
+// (deleted within the node's grace period). restored and missing are the nodes that list the
+// key again and the others; fewer than k restored is ErrNotEnoughNodes, and a key no node
+// keeps is ErrKeyNotFound.
+func (c *Client) RestoreKey(ctx context.Context, id string) (restored, missing []string, err error) {
+	if err := c.may(tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, "restoring keys"); err != nil {
+		return nil, nil, err
+	}
+	if !trust.ValidKeyID(id) {
+		return nil, nil, fmt.Errorf("%w: bad key id %.64q", ErrInvalidInput, id)
+	}
+	ctx, cancel := withDefault(ctx, c.signTimeout())
+	defer cancel()
+	d, err := c.getDealer(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d != nil {
+		restored, missing, err = d.RestoreKey(ctx, id)
+		if err != nil && !errors.Is(err, ErrNotEnoughNodes) && len(restored) == 0 {
+			return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	} else {
+		if len(c.m.Dealers) == 0 {
+			return nil, nil, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
+		}
+		op, err := c.call(ctx, c.m.Dealers[0], transport.Dealer, &tchsmpb.RestoreKey{KeyId: id})
+		if err != nil {
+			return nil, nil, dealerErr(err)
+		}
+		ack, ok := op.Message.(*tchsmpb.RestoreKeyAck)
+		if !ok || ack.GetKeyId() != id {
+			return nil, nil, fmt.Errorf("%w: dealer answered RestoreKey with %v", ErrUnavailable, op.Type)
+		}
+		restored, missing = ack.GetRestored(), ack.GetMissing()
+	}
+	switch {
+	case len(restored) == 0:
+		return nil, missing, fmt.Errorf("%w: no node restored key %s (deleted longer ago than the nodes' grace period, or never made)", ErrKeyNotFound, id)
+	case len(restored) < c.m.Threshold:
+		return restored, missing, fmt.Errorf("%w: key %s restored on %d nodes, signing needs %d (missing: %v)", ErrNotEnoughNodes, id, len(restored), c.m.Threshold, missing)
+	}
+	// The key is listed again: let the next use find it.
+	if err := c.refreshKeys(ctx); err != nil {
+		c.log.Warn("key restored; listing keys failed", "key", id, "err", err)
+	}
+	return restored, missing, nil
 }
 
 // ---- status

@@ -37,7 +37,10 @@ func TestOpenWithBrokerDown(t *testing.T) {
 			_, err := c.GenerateKey(ctx, GenerateRequest{Bits: 2048})
 			return err
 		},
-		"DeleteKey": func(ctx context.Context) error { return c.DeleteKey(ctx, "00112233445566778899aabbccddeeff") },
+		"DeleteKey": func(ctx context.Context) error {
+			_, err := c.DeleteKey(ctx, "00112233445566778899aabbccddeeff")
+			return err
+		},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		t0 := time.Now()

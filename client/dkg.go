@@ -137,7 +137,7 @@ func (c *Client) generateDKG(ctx context.Context, req GenerateRequest) (KeyInfo,
 			c.mu.Unlock()
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.signTimeout())
 			defer cancel()
-			if derr := c.DeleteKey(dctx, id); derr != nil {
+			if _, derr := c.DeleteKey(dctx, id); derr != nil {
 				c.mu.Lock()
 				delete(c.keys, id)
 				c.mu.Unlock()

@@ -455,7 +455,7 @@ func TestMemGenerateKey(t *testing.T) {
 	if len(ids) != 3 {
 		t.Fatalf("keys before deleting: %v", ids)
 	}
-	if err := svc.DeleteKey(ctx, mc.key.ID); err != nil {
+	if _, err := svc.DeleteKey(ctx, mc.key.ID); err != nil {
 		t.Fatalf("DeleteKey through the service: %v", err)
 	}
 	c.StopNode(3) // down while a key is deleted: it deletes it when it is back
@@ -465,10 +465,10 @@ func TestMemGenerateKey(t *testing.T) {
 			other = id
 		}
 	}
-	if err := local.DeleteKey(ctx, other); err != nil {
+	if _, err := local.DeleteKey(ctx, other); err != nil {
 		t.Fatalf("DeleteKey in process with a node down: %v", err)
 	}
-	if err := svc.DeleteKey(ctx, mc.key.ID); !errors.Is(err, ErrKeyNotFound) {
+	if _, err := svc.DeleteKey(ctx, mc.key.ID); !errors.Is(err, ErrKeyNotFound) {
 		t.Fatalf("deleting a deleted key: %v, want ErrKeyNotFound", err)
 	}
 	c.StartNode(3, node.Options{})

@@ -380,11 +380,13 @@ func (d *Dealer) publishDelete(ctx context.Context, keyID string, nodes []string
 
 // DeleteKey deletes a key on every node: DeleteKey goes durably to each node's control queue (a
 // node that is down deletes it when it is back), then DeleteKey waits, like GenerateKey, for
-// the nodes to stop listing it (at most a grace once n-k+1 have, since the key then cannot sign). gone are the nodes that confirmed, missing the others. The error
-// is non-nil when the message could not be queued for some node.
-func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []string, err error) {
+// the nodes to stop listing it (at most a grace once n-k+1 have, since the key then cannot
+// sign). gone are the nodes that confirmed, missing the others; until is the earliest time
+// until which the nodes that confirmed keep the key's share for RestoreKey (zero when none
+// said). The error is non-nil when the message could not be queued for some node.
+func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []string, until time.Time, err error) {
 	if !trust.ValidKeyID(keyID) {
-		return nil, nil, fmt.Errorf("%w: bad key id", ErrInvalid)
+		return nil, nil, time.Time{}, fmt.Errorf("%w: bad key id", ErrInvalid)
 	}
 	all := make([]string, 0, d.m.N())
 	for _, n := range d.m.Nodes {
@@ -392,18 +394,77 @@ func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []s
 	}
 	queued, failed, err := d.publishDelete(ctx, keyID, all)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, time.Time{}, err
 	}
 	// Once n-k+1 nodes have deleted their shares, fewer than k hold one: the key cannot sign
 	// any more. The others delete it from their durable queues; wait only a grace for them.
 	gone, missing = d.waitFor(ctx, keyID, queued, false, d.m.N()-d.m.Threshold+1)
 	missing = append(missing, failed...)
 	slices.Sort(missing)
-	d.log.Info("key deleted", "key", keyID, "confirmed", gone, "missing", missing)
+	until = d.recoverableUntil(ctx, keyID, gone)
+	d.log.Info("key deleted", "key", keyID, "confirmed", gone, "missing", missing, "recoverable_until", until)
 	if len(failed) > 0 {
-		return gone, missing, fmt.Errorf("dealer: DeleteKey %s could not be queued for %v", keyID, failed)
+		return gone, missing, until, fmt.Errorf("dealer: DeleteKey %s could not be queued for %v", keyID, failed)
 	}
-	return gone, missing, nil
+	return gone, missing, until, nil
+}
+
+// recoverableUntil asks nodes that deleted keyID until when they keep its share: their answer
+// to a DeleteKey over rpc, which changes nothing (a repeated deletion keeps the first one's
+// time). It returns the earliest date, or zero when no node gave one.
+func (d *Dealer) recoverableUntil(ctx context.Context, keyID string, nodes []string) time.Time {
+	var mu sync.Mutex
+	var until time.Time
+	var wg sync.WaitGroup
+	for _, nodeID := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, pollTimeout)
+			defer cancel()
+			ack := new(tchsmpb.DeleteKeyAck)
+			if err := d.call(cctx, nodeID, &tchsmpb.DeleteKey{KeyId: keyID}, ack); err != nil || ack.GetRecoverableUntil() == 0 {
+				return
+			}
+			t := time.Unix(ack.GetRecoverableUntil(), 0)
+			mu.Lock()
+			if until.IsZero() || t.Before(until) {
+				until = t
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return until
+}
+
+// RestoreKey brings a deleted key back on every node that still keeps its share (deleted
+// within its grace period): RestoreKey goes durably to each node's control queue, then
+// RestoreKey waits, like GenerateKey, for the nodes to list the key again. restored are the
+// nodes that do, missing the others (share purged, never held, or down). Fewer than k
+// restored is ErrNotEnoughNodes: the key cannot sign.
+func (d *Dealer) RestoreKey(ctx context.Context, keyID string) (restored, missing []string, err error) {
+	if !trust.ValidKeyID(keyID) {
+		return nil, nil, fmt.Errorf("%w: bad key id", ErrInvalid)
+	}
+	env, _, err := d.sealer.Seal(tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, &tchsmpb.RestoreKey{KeyId: keyID}, trust.DurableMaxTTL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dealer: %w", err)
+	}
+	envs := make(map[string][]byte, d.m.N())
+	for _, n := range d.m.Nodes {
+		envs[n.ID] = env
+	}
+	log := d.log.With("key", keyID)
+	queued, failed := d.publishAll(ctx, envs, log)
+	restored, missing = d.waitFor(ctx, keyID, queued, true, d.m.Threshold)
+	missing = append(missing, failed...)
+	slices.Sort(missing)
+	log.Info("key restore", "restored", restored, "missing", missing)
+	if len(restored) < d.m.Threshold {
+		return restored, missing, fmt.Errorf("%w: key %s restored on %d nodes (k=%d; missing %v)", ErrNotEnoughNodes, keyID, len(restored), d.m.Threshold, missing)
+	}
+	return restored, missing, nil
 }
 
 // ackGrace is how long waitFor goes on waiting for the other nodes once enough have confirmed.

@@ -22,10 +22,12 @@ import (
 const serveWorkers = 2
 
 // Serve answers clients on the dealer's rpc queue until ctx ends (it then returns nil):
-// GenerateKeyRequest -> GenerateKeyResponse, DeleteKey -> DeleteKeyAck, HealthRequest ->
-// Health, ListKeys -> Error BAD_REQUEST (ask the nodes). Only clients of the manifest are served
-// (trust.Allowed decides which body types; other roles get Error UNAUTHORIZED). Requests that do
-// not open are logged and answered with a plain transport error, as on the nodes.
+// GenerateKeyRequest -> GenerateKeyResponse, DeleteKey -> DeleteKeyAck, RestoreKey ->
+// RestoreKeyAck, HealthRequest -> Health, ListKeys -> Error BAD_REQUEST (ask the nodes). Only
+// clients of the manifest are served, and rpc.Server answers what trust.Permits refuses by
+// client role (generation, deletion and restore need an admin) with Error UNAUTHORIZED.
+// Requests that do not open are logged and answered with a plain transport error, as on the
+// nodes.
 //
 // A GenerateKeyResponse is sent whatever the number of acknowledgements: the client checks that
 // at least k nodes acknowledged. Fewer than k shares queued is answered with Error
@@ -85,15 +87,30 @@ func (d *Dealer) handle(ctx context.Context, op *trust.Opened) (proto.Message, *
 		if !trust.ValidKeyID(keyID) {
 			return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
 		}
-		_, missing, err := d.DeleteKey(ctx, keyID)
+		_, missing, until, err := d.DeleteKey(ctx, keyID)
 		if err != nil {
 			return nil, rpc.Fail(tchsmpb.Error_UNAVAILABLE, keyID, "DeleteKey could not be queued for every node")
 		}
 		ack := &tchsmpb.DeleteKeyAck{KeyId: keyID, Node: d.id.ID, Ok: true}
+		if !until.IsZero() {
+			ack.RecoverableUntil = until.Unix()
+		}
 		if len(missing) > 0 {
 			ack.Error = "queued; not yet confirmed by " + strings.Join(missing, ", ")
 		}
 		return ack, nil
+	case *tchsmpb.RestoreKey:
+		keyID := m.GetKeyId()
+		if !trust.ValidKeyID(keyID) {
+			return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
+		}
+		d.log.Info("key restore requested", "by", op.Sender.ID, "key", keyID)
+		// Fewer than k restored is answered too: the client tells how many.
+		restored, missing, err := d.RestoreKey(ctx, keyID)
+		if err != nil && !errors.Is(err, ErrNotEnoughNodes) {
+			return nil, rpc.Fail(tchsmpb.Error_UNAVAILABLE, keyID, "RestoreKey could not be queued")
+		}
+		return &tchsmpb.RestoreKeyAck{KeyId: keyID, Restored: restored, Missing: missing}, nil
 	case *tchsmpb.HealthRequest:
 		return &tchsmpb.Health{Node: d.id.ID, Version: d.opts.Version, UptimeNanos: int64(time.Since(d.started))}, nil
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
@@ -54,16 +56,15 @@ func (n *node) handleControl(ctx context.Context, body []byte) (err error) {
 		if !trust.ValidKeyID(id) {
 			return n.permanent(op.Sender.ID, "delete_key", "bad key id")
 		}
-		had, err := n.store.Delete(id)
-		if err != nil {
+		if _, err := n.deleteKey(op, id); err != nil {
 			n.log.Error("store failure on delete; will retry", "key", id, "err", err)
 			n.metrics.control.WithLabelValues("delete_key", "retry").Inc()
 			return err
 		}
-		n.metrics.keys.Set(float64(n.store.Len()))
 		n.metrics.control.WithLabelValues("delete_key", "ok").Inc()
-		n.log.Info("key deleted", "key", id, "by", op.Sender.ID, "held", had)
 		return nil
+	case *tchsmpb.RestoreKey:
+		return n.restore(op, m.GetKeyId())
 	default:
 		return n.permanent(op.Sender.ID, "other", fmt.Sprintf("%v does not belong on the control queue", op.Type))
 	}
@@ -135,4 +136,78 @@ func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
 	n.metrics.control.WithLabelValues(kind, "ok").Inc()
 	n.log.Info("key share stored", "key", id, "label", rec.GetLabel(), "algorithm", scheme.Of(rec).String(), "bits", rec.GetBits(), "k", rec.GetK(), "n", rec.GetN(), "dealer", op.Sender.ID)
 	return nil
+}
+
+// deleteKey obeys a DeleteKey from the dealer: the key is hidden at once, its share kept in the
+// store's trash for the grace period. It returns until when the share is kept (zero when the
+// node held none, or the deletion was stale).
+func (n *node) deleteKey(op *trust.Opened, id string) (time.Time, error) {
+	d, err := n.store.Delete(id, op.IssuedAt)
+	if err != nil {
+		return time.Time{}, err
+	}
+	n.metrics.keys.Set(float64(n.store.Len()))
+	if d.Stale {
+		n.log.Warn("DeleteKey issued before the key's latest restore ignored", "key", id, "by", op.Sender.ID)
+		return time.Time{}, nil
+	}
+	var until time.Time
+	if d.Held {
+		until = d.At.Add(n.cfg.Grace())
+	}
+	lvl := slog.LevelInfo
+	if d.Again {
+		lvl = slog.LevelDebug
+	}
+	n.log.Log(context.Background(), lvl, "key deleted", "key", id, "by", op.Sender.ID, "held", d.Held, "again", d.Again, "recoverable_until", until)
+	return until, nil
+}
+
+// restore obeys a RestoreKey from the dealer (a control message: the dealer waits for the key
+// to be listed again). A key this node cannot restore is logged, not dead-lettered.
+func (n *node) restore(op *trust.Opened, id string) error {
+	const kind = "restore_key"
+	if op.Sender.Role != trust.RoleDealer {
+		return n.permanent(op.Sender.ID, kind, "only the dealer restores keys")
+	}
+	if !trust.ValidKeyID(id) {
+		return n.permanent(op.Sender.ID, kind, "bad key id")
+	}
+	_, err := n.store.Restore(id, op.IssuedAt, time.Now().Add(-n.cfg.Grace()))
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrPurged), errors.Is(err, store.ErrStale):
+		n.log.Warn("key not restored", "key", id, "by", op.Sender.ID, "reason", err.Error())
+		n.metrics.control.WithLabelValues(kind, "refused").Inc()
+		return nil
+	case errors.Is(err, store.ErrCorrupt), errors.Is(err, store.ErrInvalid):
+		return n.permanent(op.Sender.ID, kind, err.Error())
+	case err != nil:
+		n.log.Error("store failure on restore; will retry", "key", id, "err", err)
+		n.metrics.control.WithLabelValues(kind, "retry").Inc()
+		return err
+	}
+	n.metrics.keys.Set(float64(n.store.Len()))
+	n.metrics.control.WithLabelValues(kind, "ok").Inc()
+	n.log.Info("key restored", "key", id, "by", op.Sender.ID)
+	return nil
+}
+
+// purgeLoop removes from the store the shares of keys deleted longer than the grace period
+// ago: once at start, then every purgeEvery, until ctx ends.
+func (n *node) purgeLoop(ctx context.Context) {
+	every := min(time.Hour, max(n.cfg.Grace()/4, time.Second))
+	for {
+		ids, err := n.store.Purge(time.Now().Add(-n.cfg.Grace()))
+		if err != nil && !errors.Is(err, store.ErrClosed) {
+			n.log.Error("purging deleted keys", "err", err)
+		}
+		for _, id := range ids {
+			n.log.Info("deleted key purged (grace period over)", "key", id)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }

@@ -6,8 +6,10 @@
 // A node consumes two queues (internal/transport names them):
 //
 //   - its durable control queue, one message at a time: KeyShareDelivery from a dealer and
-//     DeleteKey from the dealer (clients ask the dealer). A message is acknowledged only once its effect is on
-//     disk (the share stored, the tombstone written). Malformed, forged, expired, unauthorised or
+//     DeleteKey and RestoreKey from the dealer (clients ask the dealer). A message is acknowledged only once its effect is on
+//     disk (the share stored, the tombstone written, the key restored). A deleted key's share
+//     stays encrypted in the store for the node's deleted_key_grace (default 7 days), when
+//     RestoreKey can bring it back; it is purged at start and periodically afterwards. Malformed, forged, expired, unauthorised or
 //     inconsistent messages are logged (sender, reason, never secrets) and rejected with
 //     transport.ErrPermanent, so the broker dead-letters them into the node's .dead queue for the
 //     operator. Control messages are idempotent (a share stored twice, a key deleted twice, a
@@ -184,6 +186,9 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	purged := make(chan struct{})
+	go func() { defer close(purged); n.purgeLoop(ctx) }()
+	defer func() { cancel(); <-purged }() // before the store closes
 	errc := make(chan error, 2)
 	go func() {
 		err := n.conn.Consume(ctx, self, n.handleControl)
@@ -226,11 +231,14 @@ func (n *node) load() error {
 	if err != nil {
 		return err
 	}
-	pass, err := n.cfg.Passphrase()
+	pass, from, err := n.cfg.PassphraseFrom()
 	if err != nil {
 		return err
 	}
 	defer clear(pass)
+	if from != "fd" && from != "env" && n.cfg.PassphraseBesideData(from) {
+		n.log.Warn("the passphrase file is in the folder of the share store or the identity: a copy of that folder decrypts the shares; move it out (a systemd credential, a container secret)", "passphrase_file", from)
+	}
 	id, err := trust.ReadIdentityFile(n.cfg.Identity, pass)
 	if err != nil {
 		return err

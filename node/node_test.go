@@ -441,7 +441,7 @@ func TestDelete(t *testing.T) {
 	c.StopNode(3)
 	c.DealerCfg.AckTimeout = config.Duration(3 * time.Second)
 	d := c.Dealer(dealer.Options{NoPool: true})
-	gone, missing, err := d.DeleteKey(nodetest.Ctx(t, 30*time.Second), id)
+	gone, missing, _, err := d.DeleteKey(nodetest.Ctx(t, 30*time.Second), id)
 	if err != nil {
 		t.Fatal(err)
 	}

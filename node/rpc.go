@@ -113,13 +113,15 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 		if !trust.ValidKeyID(id) {
 			return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "bad key id")
 		}
-		had, err := n.store.Delete(id)
+		until, err := n.deleteKey(op, id)
 		if err != nil {
 			return nil, rpc.Fail(tchsmpb.Error_INTERNAL, id, "store failure")
 		}
-		n.metrics.keys.Set(float64(n.store.Len()))
-		n.log.Info("key deleted", "key", id, "by", op.Sender.ID, "held", had)
-		return &tchsmpb.DeleteKeyAck{KeyId: id, Node: n.id.ID, Ok: true}, nil
+		ack := &tchsmpb.DeleteKeyAck{KeyId: id, Node: n.id.ID, Ok: true}
+		if !until.IsZero() {
+			ack.RecoverableUntil = until.Unix()
+		}
+		return ack, nil
 	default:
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%v is not served on the rpc queue", op.Type)
 	}

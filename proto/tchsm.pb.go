@@ -62,6 +62,8 @@ const (
 	BodyType_BODY_TYPE_DKG_REPLY             BodyType = 19 // DKGReply, node -> client
 	BodyType_BODY_TYPE_DKG_COMMIT            BodyType = 20 // DKGCommit, client -> node (store the key made)
 	BodyType_BODY_TYPE_DKG_COMMIT_ACK        BodyType = 21 // DKGCommitAck, node -> client
+	BodyType_BODY_TYPE_RESTORE_KEY           BodyType = 22 // RestoreKey, admin client -> dealer, dealer -> node
+	BodyType_BODY_TYPE_RESTORE_KEY_ACK       BodyType = 23 // RestoreKeyAck, dealer -> client
 )
 
 // Enum value maps for BodyType.
@@ -88,6 +90,8 @@ var (
 		19: "BODY_TYPE_DKG_REPLY",
 		20: "BODY_TYPE_DKG_COMMIT",
 		21: "BODY_TYPE_DKG_COMMIT_ACK",
+		22: "BODY_TYPE_RESTORE_KEY",
+		23: "BODY_TYPE_RESTORE_KEY_ACK",
 	}
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
@@ -111,6 +115,8 @@ var (
 		"BODY_TYPE_DKG_REPLY":             19,
 		"BODY_TYPE_DKG_COMMIT":            20,
 		"BODY_TYPE_DKG_COMMIT_ACK":        21,
+		"BODY_TYPE_RESTORE_KEY":           22,
+		"BODY_TYPE_RESTORE_KEY_ACK":       23,
 	}
 )
 
@@ -208,7 +214,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{20, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{22, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -811,13 +817,16 @@ func (x *DeleteKey) GetKeyId() string {
 
 // DeleteKeyAck answers DeleteKey.
 type DeleteKeyAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"` // the answering node (or dealer) id
-	Ok            bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`    // the key is gone (also when it was never there)
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Node  string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"` // the answering node (or dealer) id
+	Ok    bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`    // the key is gone (also when it was never there)
+	Error string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Unix seconds until which the node keeps the deleted key's share (a dealer: the earliest
+	// of the nodes that said), so that RestoreKey brings it back; 0 when unknown or not kept.
+	RecoverableUntil int64 `protobuf:"varint,5,opt,name=recoverable_until,json=recoverableUntil,proto3" json:"recoverable_until,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeleteKeyAck) Reset() {
@@ -878,6 +887,120 @@ func (x *DeleteKeyAck) GetError() string {
 	return ""
 }
 
+func (x *DeleteKeyAck) GetRecoverableUntil() int64 {
+	if x != nil {
+		return x.RecoverableUntil
+	}
+	return 0
+}
+
+// RestoreKey brings a deleted key back on the nodes that still keep its share (within their
+// grace period). Admin clients ask the dealer; the dealer tells the nodes.
+type RestoreKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreKey) Reset() {
+	*x = RestoreKey{}
+	mi := &file_tchsm_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreKey) ProtoMessage() {}
+
+func (x *RestoreKey) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreKey.ProtoReflect.Descriptor instead.
+func (*RestoreKey) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RestoreKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// RestoreKeyAck is the dealer's answer to RestoreKey.
+type RestoreKeyAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Restored      []string               `protobuf:"bytes,2,rep,name=restored,proto3" json:"restored,omitempty"` // node ids that list the key again
+	Missing       []string               `protobuf:"bytes,3,rep,name=missing,proto3" json:"missing,omitempty"`   // node ids that do not (share purged, never held, or down)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreKeyAck) Reset() {
+	*x = RestoreKeyAck{}
+	mi := &file_tchsm_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreKeyAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreKeyAck) ProtoMessage() {}
+
+func (x *RestoreKeyAck) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreKeyAck.ProtoReflect.Descriptor instead.
+func (*RestoreKeyAck) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RestoreKeyAck) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RestoreKeyAck) GetRestored() []string {
+	if x != nil {
+		return x.Restored
+	}
+	return nil
+}
+
+func (x *RestoreKeyAck) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
 // SignRequest asks nodes for signature shares. It names a key and carries the PKCS#1 v1.5
 // payload T only: each node builds EM = 00 01 FF.. 00 T itself with its own stored modulus.
 type SignRequest struct {
@@ -891,7 +1014,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_tchsm_proto_msgTypes[8]
+	mi := &file_tchsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1026,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[8]
+	mi := &file_tchsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1039,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{8}
+	return file_tchsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SignRequest) GetKeyId() string {
@@ -953,7 +1076,7 @@ type SignBatch struct {
 
 func (x *SignBatch) Reset() {
 	*x = SignBatch{}
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1088,7 @@ func (x *SignBatch) String() string {
 func (*SignBatch) ProtoMessage() {}
 
 func (x *SignBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[9]
+	mi := &file_tchsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1101,7 @@ func (x *SignBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatch.ProtoReflect.Descriptor instead.
 func (*SignBatch) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{9}
+	return file_tchsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignBatch) GetRequests() []*SignRequest {
@@ -1002,7 +1125,7 @@ type SignBatchItem struct {
 
 func (x *SignBatchItem) Reset() {
 	*x = SignBatchItem{}
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1137,7 @@ func (x *SignBatchItem) String() string {
 func (*SignBatchItem) ProtoMessage() {}
 
 func (x *SignBatchItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[10]
+	mi := &file_tchsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1150,7 @@ func (x *SignBatchItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchItem.ProtoReflect.Descriptor instead.
 func (*SignBatchItem) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{10}
+	return file_tchsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignBatchItem) GetResult() isSignBatchItem_Result {
@@ -1081,7 +1204,7 @@ type SignBatchResult struct {
 
 func (x *SignBatchResult) Reset() {
 	*x = SignBatchResult{}
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1216,7 @@ func (x *SignBatchResult) String() string {
 func (*SignBatchResult) ProtoMessage() {}
 
 func (x *SignBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[11]
+	mi := &file_tchsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1229,7 @@ func (x *SignBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResult.ProtoReflect.Descriptor instead.
 func (*SignBatchResult) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{11}
+	return file_tchsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignBatchResult) GetResults() []*SignBatchItem {
@@ -1127,7 +1250,7 @@ type ShareProof struct {
 
 func (x *ShareProof) Reset() {
 	*x = ShareProof{}
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1262,7 @@ func (x *ShareProof) String() string {
 func (*ShareProof) ProtoMessage() {}
 
 func (x *ShareProof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[12]
+	mi := &file_tchsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1275,7 @@ func (x *ShareProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareProof.ProtoReflect.Descriptor instead.
 func (*ShareProof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{12}
+	return file_tchsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ShareProof) GetC() []byte {
@@ -1182,7 +1305,7 @@ type SignatureShare struct {
 
 func (x *SignatureShare) Reset() {
 	*x = SignatureShare{}
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1317,7 @@ func (x *SignatureShare) String() string {
 func (*SignatureShare) ProtoMessage() {}
 
 func (x *SignatureShare) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[13]
+	mi := &file_tchsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1330,7 @@ func (x *SignatureShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignatureShare.ProtoReflect.Descriptor instead.
 func (*SignatureShare) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{13}
+	return file_tchsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SignatureShare) GetKeyId() string {
@@ -1250,7 +1373,7 @@ type ProofRequest struct {
 
 func (x *ProofRequest) Reset() {
 	*x = ProofRequest{}
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1385,7 @@ func (x *ProofRequest) String() string {
 func (*ProofRequest) ProtoMessage() {}
 
 func (x *ProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[14]
+	mi := &file_tchsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1398,7 @@ func (x *ProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProofRequest.ProtoReflect.Descriptor instead.
 func (*ProofRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{14}
+	return file_tchsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ProofRequest) GetKeyId() string {
@@ -1312,7 +1435,7 @@ type Proof struct {
 
 func (x *Proof) Reset() {
 	*x = Proof{}
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1447,7 @@ func (x *Proof) String() string {
 func (*Proof) ProtoMessage() {}
 
 func (x *Proof) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[15]
+	mi := &file_tchsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1460,7 @@ func (x *Proof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proof.ProtoReflect.Descriptor instead.
 func (*Proof) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{15}
+	return file_tchsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Proof) GetKeyId() string {
@@ -1377,7 +1500,7 @@ type ListKeys struct {
 
 func (x *ListKeys) Reset() {
 	*x = ListKeys{}
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1512,7 @@ func (x *ListKeys) String() string {
 func (*ListKeys) ProtoMessage() {}
 
 func (x *ListKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[16]
+	mi := &file_tchsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1525,7 @@ func (x *ListKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeys.ProtoReflect.Descriptor instead.
 func (*ListKeys) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{16}
+	return file_tchsm_proto_rawDescGZIP(), []int{18}
 }
 
 // KeyList answers ListKeys.
@@ -1416,7 +1539,7 @@ type KeyList struct {
 
 func (x *KeyList) Reset() {
 	*x = KeyList{}
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1551,7 @@ func (x *KeyList) String() string {
 func (*KeyList) ProtoMessage() {}
 
 func (x *KeyList) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[17]
+	mi := &file_tchsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1564,7 @@ func (x *KeyList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyList.ProtoReflect.Descriptor instead.
 func (*KeyList) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{17}
+	return file_tchsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeyList) GetNode() string {
@@ -1467,7 +1590,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1602,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[18]
+	mi := &file_tchsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1615,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{18}
+	return file_tchsm_proto_rawDescGZIP(), []int{20}
 }
 
 // Health describes the state of a node (or the dealer).
@@ -1509,7 +1632,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1644,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[19]
+	mi := &file_tchsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1657,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{19}
+	return file_tchsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Health) GetNode() string {
@@ -1584,7 +1707,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tchsm_proto_msgTypes[20]
+	mi := &file_tchsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1719,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[20]
+	mi := &file_tchsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1732,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{20}
+	return file_tchsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -1646,7 +1769,7 @@ type GenerateKeyRequest struct {
 
 func (x *GenerateKeyRequest) Reset() {
 	*x = GenerateKeyRequest{}
-	mi := &file_tchsm_proto_msgTypes[21]
+	mi := &file_tchsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1781,7 @@ func (x *GenerateKeyRequest) String() string {
 func (*GenerateKeyRequest) ProtoMessage() {}
 
 func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[21]
+	mi := &file_tchsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1794,7 @@ func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{21}
+	return file_tchsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GenerateKeyRequest) GetBits() uint32 {
@@ -1714,7 +1837,7 @@ type GenerateKeyResponse struct {
 
 func (x *GenerateKeyResponse) Reset() {
 	*x = GenerateKeyResponse{}
-	mi := &file_tchsm_proto_msgTypes[22]
+	mi := &file_tchsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1849,7 @@ func (x *GenerateKeyResponse) String() string {
 func (*GenerateKeyResponse) ProtoMessage() {}
 
 func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[22]
+	mi := &file_tchsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1862,7 @@ func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyResponse.ProtoReflect.Descriptor instead.
 func (*GenerateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{22}
+	return file_tchsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GenerateKeyResponse) GetRecord() *SignedKeyRecord {
@@ -1777,7 +1900,7 @@ type DKGMessage struct {
 
 func (x *DKGMessage) Reset() {
 	*x = DKGMessage{}
-	mi := &file_tchsm_proto_msgTypes[23]
+	mi := &file_tchsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1912,7 @@ func (x *DKGMessage) String() string {
 func (*DKGMessage) ProtoMessage() {}
 
 func (x *DKGMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[23]
+	mi := &file_tchsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1925,7 @@ func (x *DKGMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGMessage.ProtoReflect.Descriptor instead.
 func (*DKGMessage) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{23}
+	return file_tchsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DKGMessage) GetFrom() uint32 {
@@ -1845,7 +1968,7 @@ type DKGRequest struct {
 
 func (x *DKGRequest) Reset() {
 	*x = DKGRequest{}
-	mi := &file_tchsm_proto_msgTypes[24]
+	mi := &file_tchsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +1980,7 @@ func (x *DKGRequest) String() string {
 func (*DKGRequest) ProtoMessage() {}
 
 func (x *DKGRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[24]
+	mi := &file_tchsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +1993,7 @@ func (x *DKGRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGRequest.ProtoReflect.Descriptor instead.
 func (*DKGRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{24}
+	return file_tchsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DKGRequest) GetKeyId() string {
@@ -1947,7 +2070,7 @@ type DKGReply struct {
 
 func (x *DKGReply) Reset() {
 	*x = DKGReply{}
-	mi := &file_tchsm_proto_msgTypes[25]
+	mi := &file_tchsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2082,7 @@ func (x *DKGReply) String() string {
 func (*DKGReply) ProtoMessage() {}
 
 func (x *DKGReply) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[25]
+	mi := &file_tchsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2095,7 @@ func (x *DKGReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGReply.ProtoReflect.Descriptor instead.
 func (*DKGReply) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{25}
+	return file_tchsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DKGReply) GetKeyId() string {
@@ -2036,7 +2159,7 @@ type DKGCommit struct {
 
 func (x *DKGCommit) Reset() {
 	*x = DKGCommit{}
-	mi := &file_tchsm_proto_msgTypes[26]
+	mi := &file_tchsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2171,7 @@ func (x *DKGCommit) String() string {
 func (*DKGCommit) ProtoMessage() {}
 
 func (x *DKGCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[26]
+	mi := &file_tchsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2184,7 @@ func (x *DKGCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGCommit.ProtoReflect.Descriptor instead.
 func (*DKGCommit) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{26}
+	return file_tchsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DKGCommit) GetKeyId() string {
@@ -2090,7 +2213,7 @@ type DKGCommitAck struct {
 
 func (x *DKGCommitAck) Reset() {
 	*x = DKGCommitAck{}
-	mi := &file_tchsm_proto_msgTypes[27]
+	mi := &file_tchsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2225,7 @@ func (x *DKGCommitAck) String() string {
 func (*DKGCommitAck) ProtoMessage() {}
 
 func (x *DKGCommitAck) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[27]
+	mi := &file_tchsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2238,7 @@ func (x *DKGCommitAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGCommitAck.ProtoReflect.Descriptor instead.
 func (*DKGCommitAck) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{27}
+	return file_tchsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DKGCommitAck) GetKeyId() string {
@@ -2199,12 +2322,20 @@ const file_tchsm_proto_rawDesc = "" +
 	"ciphertext\x18\x04 \x01(\fR\n" +
 	"ciphertext\"\"\n" +
 	"\tDeleteKey\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"_\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x8c\x01\n" +
 	"\fDeleteKeyAck\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x0e\n" +
 	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"]\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12+\n" +
+	"\x11recoverable_until\x18\x05 \x01(\x03R\x10recoverableUntil\"#\n" +
+	"\n" +
+	"RestoreKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\\\n" +
+	"\rRestoreKeyAck\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1a\n" +
+	"\brestored\x18\x02 \x03(\tR\brestored\x12\x18\n" +
+	"\amissing\x18\x03 \x03(\tR\amissing\"]\n" +
 	"\vSignRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
@@ -2301,7 +2432,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\fDKGCommitAck\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x0e\n" +
-	"\x02ok\x18\x03 \x01(\bR\x02ok*\xf5\x04\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok*\xaf\x05\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
@@ -2324,7 +2455,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x15BODY_TYPE_DKG_REQUEST\x10\x12\x12\x17\n" +
 	"\x13BODY_TYPE_DKG_REPLY\x10\x13\x12\x18\n" +
 	"\x14BODY_TYPE_DKG_COMMIT\x10\x14\x12\x1c\n" +
-	"\x18BODY_TYPE_DKG_COMMIT_ACK\x10\x15\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x18BODY_TYPE_DKG_COMMIT_ACK\x10\x15\x12\x19\n" +
+	"\x15BODY_TYPE_RESTORE_KEY\x10\x16\x12\x1d\n" +
+	"\x19BODY_TYPE_RESTORE_KEY_ACK\x10\x17\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -2339,7 +2472,7 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
@@ -2351,42 +2484,44 @@ var file_tchsm_proto_goTypes = []any{
 	(*KeyShareDelivery)(nil),    // 7: tchsm.v1.KeyShareDelivery
 	(*DeleteKey)(nil),           // 8: tchsm.v1.DeleteKey
 	(*DeleteKeyAck)(nil),        // 9: tchsm.v1.DeleteKeyAck
-	(*SignRequest)(nil),         // 10: tchsm.v1.SignRequest
-	(*SignBatch)(nil),           // 11: tchsm.v1.SignBatch
-	(*SignBatchItem)(nil),       // 12: tchsm.v1.SignBatchItem
-	(*SignBatchResult)(nil),     // 13: tchsm.v1.SignBatchResult
-	(*ShareProof)(nil),          // 14: tchsm.v1.ShareProof
-	(*SignatureShare)(nil),      // 15: tchsm.v1.SignatureShare
-	(*ProofRequest)(nil),        // 16: tchsm.v1.ProofRequest
-	(*Proof)(nil),               // 17: tchsm.v1.Proof
-	(*ListKeys)(nil),            // 18: tchsm.v1.ListKeys
-	(*KeyList)(nil),             // 19: tchsm.v1.KeyList
-	(*HealthRequest)(nil),       // 20: tchsm.v1.HealthRequest
-	(*Health)(nil),              // 21: tchsm.v1.Health
-	(*Error)(nil),               // 22: tchsm.v1.Error
-	(*GenerateKeyRequest)(nil),  // 23: tchsm.v1.GenerateKeyRequest
-	(*GenerateKeyResponse)(nil), // 24: tchsm.v1.GenerateKeyResponse
-	(*DKGMessage)(nil),          // 25: tchsm.v1.DKGMessage
-	(*DKGRequest)(nil),          // 26: tchsm.v1.DKGRequest
-	(*DKGReply)(nil),            // 27: tchsm.v1.DKGReply
-	(*DKGCommit)(nil),           // 28: tchsm.v1.DKGCommit
-	(*DKGCommitAck)(nil),        // 29: tchsm.v1.DKGCommitAck
+	(*RestoreKey)(nil),          // 10: tchsm.v1.RestoreKey
+	(*RestoreKeyAck)(nil),       // 11: tchsm.v1.RestoreKeyAck
+	(*SignRequest)(nil),         // 12: tchsm.v1.SignRequest
+	(*SignBatch)(nil),           // 13: tchsm.v1.SignBatch
+	(*SignBatchItem)(nil),       // 14: tchsm.v1.SignBatchItem
+	(*SignBatchResult)(nil),     // 15: tchsm.v1.SignBatchResult
+	(*ShareProof)(nil),          // 16: tchsm.v1.ShareProof
+	(*SignatureShare)(nil),      // 17: tchsm.v1.SignatureShare
+	(*ProofRequest)(nil),        // 18: tchsm.v1.ProofRequest
+	(*Proof)(nil),               // 19: tchsm.v1.Proof
+	(*ListKeys)(nil),            // 20: tchsm.v1.ListKeys
+	(*KeyList)(nil),             // 21: tchsm.v1.KeyList
+	(*HealthRequest)(nil),       // 22: tchsm.v1.HealthRequest
+	(*Health)(nil),              // 23: tchsm.v1.Health
+	(*Error)(nil),               // 24: tchsm.v1.Error
+	(*GenerateKeyRequest)(nil),  // 25: tchsm.v1.GenerateKeyRequest
+	(*GenerateKeyResponse)(nil), // 26: tchsm.v1.GenerateKeyResponse
+	(*DKGMessage)(nil),          // 27: tchsm.v1.DKGMessage
+	(*DKGRequest)(nil),          // 28: tchsm.v1.DKGRequest
+	(*DKGReply)(nil),            // 29: tchsm.v1.DKGReply
+	(*DKGCommit)(nil),           // 30: tchsm.v1.DKGCommit
+	(*DKGCommitAck)(nil),        // 31: tchsm.v1.DKGCommitAck
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
 	5,  // 1: tchsm.v1.SignedKeyRecord.endorsements:type_name -> tchsm.v1.KeyEndorsement
 	4,  // 2: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
-	10, // 3: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
-	15, // 4: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
-	22, // 5: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
-	12, // 6: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
-	14, // 7: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
-	14, // 8: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
+	12, // 3: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
+	17, // 4: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
+	24, // 5: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
+	14, // 6: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
+	16, // 7: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
+	16, // 8: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
 	4,  // 9: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
 	1,  // 10: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
 	4,  // 11: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
-	25, // 12: tchsm.v1.DKGRequest.messages:type_name -> tchsm.v1.DKGMessage
-	25, // 13: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
+	27, // 12: tchsm.v1.DKGRequest.messages:type_name -> tchsm.v1.DKGMessage
+	27, // 13: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
 	5,  // 14: tchsm.v1.DKGReply.endorsement:type_name -> tchsm.v1.KeyEndorsement
 	4,  // 15: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
 	16, // [16:16] is the sub-list for method output_type
@@ -2401,7 +2536,7 @@ func file_tchsm_proto_init() {
 	if File_tchsm_proto != nil {
 		return
 	}
-	file_tchsm_proto_msgTypes[10].OneofWrappers = []any{
+	file_tchsm_proto_msgTypes[12].OneofWrappers = []any{
 		(*SignBatchItem_Share)(nil),
 		(*SignBatchItem_Error)(nil),
 	}
@@ -2411,7 +2546,7 @@ func file_tchsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -135,7 +135,7 @@ func TestDeleteKey(t *testing.T) {
 	c := tc.Client()
 	k := generate(t, c, 1024)
 	signOK(t, c, k, "before delete")
-	if err := c.DeleteKey(context.Background(), k.ID); err != nil {
+	if _, err := c.DeleteKey(context.Background(), k.ID); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -98,7 +98,7 @@ func TestHostileMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	mallory, _ := trust.NewIdentity("client-1", trust.RoleClient) // same name, other keys
-	pass, _ := (&config.Node{PassphraseFile: tc.Dir + "/nodes/node-2/passphrase"}).Passphrase()
+	pass, _ := (&config.Node{PassphraseFile: tc.Dir + "/secrets/node-2.passphrase"}).Passphrase()
 	node2, err := trust.ReadIdentityFile(tc.Dir+"/nodes/node-2/identity.json", pass)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@
 package container_test
 
 import (
+	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -98,14 +100,17 @@ func TestEntrypoint(t *testing.T) {
 	}
 	nodeDir := filepath.Join(dir, "nodes", "node-1")
 	secret := filepath.Join(t.TempDir(), "node1_passphrase")
-	pass, err := os.ReadFile(filepath.Join(nodeDir, "passphrase"))
+	if _, err := os.Stat(filepath.Join(nodeDir, "passphrase")); err == nil {
+		t.Fatal("init put the passphrase in the node's folder")
+	}
+	pass, err := os.ReadFile(filepath.Join(dir, "secrets", "node-1.passphrase"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(secret, pass, 0o400); err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(filepath.Join(nodeDir, "passphrase")) // in the image it is only the secret
+	os.RemoveAll(filepath.Join(dir, "secrets")) // in the image it is only the secret
 	metrics := freePort(t)
 	replace := map[string]string{
 		"/etc/tchsm/node/node.json":     filepath.Join(nodeDir, "node.json"),
@@ -122,7 +127,7 @@ func TestEntrypoint(t *testing.T) {
 	if args[0] != "node" {
 		t.Fatalf("compose runs %v, not a node", args)
 	}
-	runNode := func(env []string, args []string) {
+	runNode := func(env []string, args []string, check func(pid int)) {
 		t.Helper()
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), env...)
@@ -152,6 +157,9 @@ func TestEntrypoint(t *testing.T) {
 			hc, err := exec.Command(bin, "healthcheck", "-url", "http://"+metrics+"/healthz").CombinedOutput()
 			if err == nil {
 				t.Logf("healthcheck: %s", strings.TrimSpace(string(hc)))
+				if check != nil {
+					check(cmd.Process.Pid)
+				}
 				return
 			}
 			if time.Now().After(deadline) {
@@ -161,7 +169,7 @@ func TestEntrypoint(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	runNode(nil, args)
+	runNode(nil, args, nil)
 
 	// The other way to give the passphrase: $TCHSM_PASSPHRASE, no file at all.
 	var noFile []string
@@ -172,7 +180,19 @@ func TestEntrypoint(t *testing.T) {
 		}
 		noFile = append(noFile, args[i])
 	}
-	runNode([]string{"TCHSM_PASSPHRASE=" + strings.TrimSpace(string(pass))}, noFile)
+	// The node re-executes itself without it: its /proc/PID/environ (same pid) no longer holds it.
+	runNode([]string{"TCHSM_PASSPHRASE=" + strings.TrimSpace(string(pass))}, noFile, func(pid int) {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(env, []byte("TCHSM_PASSPHRASE=")) || bytes.Contains(env, bytes.TrimSpace(pass)) {
+			t.Errorf("the node's /proc/%d/environ still holds the passphrase", pid)
+		}
+		if !bytes.Contains(env, []byte("TCHSM_AMQP_URL")) && !bytes.Contains(env, []byte("PATH=")) {
+			t.Errorf("the node's environment lost its other variables: %q", env)
+		}
+	})
 
 	// A wrong passphrase is a clear error, not a crash.
 	cmd := exec.Command(bin, noFile...)

@@ -48,7 +48,9 @@ type GenerateRequest struct {
 type Backend interface {
 	Keys(ctx context.Context) ([]KeyInfo, error)
 	GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error)
-	DeleteKey(ctx context.Context, id string) error
+	// DeleteKey deletes a key. The key is gone at once; the cluster may keep it restorable
+	// (by an admin, `tchsm keys restore`) until the time returned (zero: not said).
+	DeleteKey(ctx context.Context, id string) (recoverableUntil time.Time, err error)
 	// Sign signs data with mechanism mech, one the key's scheme accepts: for scheme.RSAPKCS
 	// data is the PKCS#1 v1.5 payload T (a DigestInfo or raw bytes up to k-11); for the hash
 	// mechanisms it is the message.
@@ -62,5 +64,5 @@ var (
 	ErrUnavailable    = errors.New("client: cluster unavailable")            // CKR_DEVICE_ERROR
 	ErrNotEnoughNodes = errors.New("client: not enough nodes answered")      // CKR_DEVICE_ERROR
 	ErrInvalidInput   = errors.New("client: invalid input")                  // CKR_DATA_LEN_RANGE / CKR_ARGUMENTS_BAD
-	ErrUnauthorized   = errors.New("client: not authorised by the manifest") // CKR_USER_NOT_LOGGED_IN-ish / CKR_DEVICE_ERROR
+	ErrUnauthorized   = errors.New("client: not authorised by the manifest") // CKR_ACTION_PROHIBITED (a signer client asked for an admin's operation)
 )

@@ -74,12 +74,14 @@ func runDev(ctx context.Context, e *env, args []string) error {
 
 func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPIN string, workers int) error {
 	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); errors.Is(err, os.ErrNotExist) {
-		l, err := clusterinit.Create(dir, clusterinit.Options{K: k, N: n, AMQPURL: url, OneHost: true})
+		l, err := clusterinit.Create(dir, clusterinit.Options{K: k, N: n, Signers: 1, AMQPURL: url, OneHost: true})
 		if err != nil {
 			return err
 		}
-		if err := addPKCS11Section(l.Clients[0], label, userPIN); err != nil {
-			return err
+		for _, p := range append(l.Clients, l.Signers...) {
+			if err := addPKCS11Section(p, label, userPIN); err != nil {
+				return err
+			}
 		}
 		if workers > 0 {
 			for _, p := range l.Nodes {
@@ -137,6 +139,10 @@ func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPI
 
 func printDevEnv(e *env, dir string) {
 	fmt.Fprintf(e.stdout, "export TCHSM_CONFIG=%s\n", filepath.Join(dir, "clients", "client-1", "client.json"))
+	if signer := filepath.Join(dir, "clients", "signer-1", "client.json"); fileExists(signer) {
+		// stderr: stdout is the one line scripts evaluate.
+		fmt.Fprintf(e.stderr, "a signer client (signs and lists only): TCHSM_CONFIG=%s\n", signer)
+	}
 }
 
 func countUp(ctx context.Context, cfgPath string) (int, int, error) {
@@ -293,4 +299,9 @@ func devDown(e *env, dir string, purge bool) error {
 		return os.RemoveAll(dir)
 	}
 	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/trust"
 	"github.com/tchsm/tchsm/node"
 	tchsmpb "github.com/tchsm/tchsm/proto"
 )
@@ -50,7 +51,8 @@ func openClient(ctx context.Context, e *env, path string) (*client.Client, error
 	return client.New(ctx, &cfg, opts)
 }
 
-// localDealer is an in-process dealer as a client.KeyDealer.
+// localDealer is an in-process dealer as a client.KeyDealer (its DeleteKey and RestoreKey are
+// the dealer's own).
 type localDealer struct{ *dealer.Dealer }
 
 func (d localDealer) GenerateKey(ctx context.Context, bits, e int, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
@@ -62,11 +64,14 @@ func (d localDealer) GenerateKey(ctx context.Context, bits, e int, label string,
 }
 
 func runNode(ctx context.Context, e *env, args []string) error {
+	if err := dropPassphraseEnv(); err != nil {
+		return err
+	}
 	fs := newFlags(e, "node", "node -config FILE [overrides]")
 	cfgPath := fs.String("config", "/etc/tchsm/node.json", "node configuration file")
 	manifest := fs.String("manifest", "", "override: manifest file")
 	store := fs.String("store", "", "override: share store file")
-	passFile := fs.String("passphrase-file", "", "override: passphrase file ($TCHSM_PASSPHRASE wins over both)")
+	passFile := fs.String("passphrase-file", "", "override: passphrase file outside the node's folder ($TCHSM_PASSPHRASE_FD, $TCHSM_PASSPHRASE and a systemd credential \"passphrase\" win over it)")
 	metrics := fs.String("metrics", "", "override: address for /metrics and /healthz, e.g. :9100")
 	level := fs.String("log-level", "", "override: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -134,6 +139,11 @@ func override(dst *string, v string) {
 func importKey(ctx context.Context, e *env, c *client.Client, pemFile, dealerCfg, label, p11id string) error {
 	if pemFile == "" || dealerCfg == "" {
 		return fmt.Errorf("keys import needs -pem FILE and -dealer-config FILE")
+	}
+	// The import deals with the dealer's own identity, which the nodes obey whoever runs it;
+	// a signer client is still refused here, as the dealer service would refuse it.
+	if c.Role() != trust.ClientRoleAdmin {
+		return fmt.Errorf("%w: client has role %s; importing keys needs an %s client", client.ErrUnauthorized, c.Role(), trust.ClientRoleAdmin)
 	}
 	priv, err := parseRSAKey(pemFile)
 	if err != nil {

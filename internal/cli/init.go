@@ -12,22 +12,23 @@ func init() {
 }
 
 func runInit(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "init", "init -dir DIR -k K -n N [-clients C] [-cluster-id ID] [-amqp URL]")
+	fs := newFlags(e, "init", "init -dir DIR -k K -n N [-clients A] [-signers S] [-cluster-id ID] [-amqp URL]")
 	dir := fs.String("dir", "", "folder to create the cluster in (required)")
 	k := fs.Int("k", 3, "threshold: shares needed to sign")
 	n := fs.Int("n", 5, "number of signing nodes")
-	clients := fs.Int("clients", 1, "number of client identities")
+	clients := fs.Int("clients", 1, "number of admin clients (client-1..): sign, generate, import, delete and restore keys")
+	signers := fs.Int("signers", 1, "number of signer clients (signer-1..): sign and list keys only")
 	id := fs.String("cluster-id", "", "cluster id (letters, digits, - and _); random if empty")
 	url := fs.String("amqp", "", "broker URL, or a comma-separated list of a RabbitMQ cluster's nodes, written into every config (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
 	localDealer := fs.Bool("local-dealer", false, "clients deal keys in-process instead of asking `tchsm dealer`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *dir == "" || fs.NArg() != 0 {
+	if *dir == "" || fs.NArg() != 0 || *clients < 0 || *signers < 0 || *clients+*signers == 0 {
 		fs.Usage()
 		return errUsage
 	}
-	l, err := clusterinit.Create(*dir, clusterinit.Options{ClusterID: *id, K: *k, N: *n, Clients: *clients, AMQPURL: *url, LocalDealer: *localDealer})
+	l, err := clusterinit.Create(*dir, clusterinit.Options{ClusterID: *id, K: *k, N: *n, Clients: *clients, Signers: *signers, AMQPURL: *url, LocalDealer: *localDealer})
 	if err != nil {
 		return err
 	}
@@ -37,8 +38,13 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "dealer:   %s\n", l.Dealer)
 	for _, p := range l.Clients {
-		fmt.Fprintf(e.stdout, "client:   %s\n", p)
+		fmt.Fprintf(e.stdout, "admin client:  %s\n", p)
 	}
-	fmt.Fprintln(e.stdout, "\nEach node folder holds a passphrase file; move it to the node's secret store, or set $TCHSM_PASSPHRASE and delete it.")
+	for _, p := range l.Signers {
+		fmt.Fprintf(e.stdout, "signer client: %s\n", p)
+	}
+	fmt.Fprintf(e.stdout, "\nThe nodes' passphrases are in %s/secrets, outside the node folders: give each to its node\n"+
+		"as a systemd credential (LoadCredential=passphrase:FILE) or a container secret (/run/secrets/...), then\n"+
+		"delete the folder. Never copy a passphrase into a node's folder.\n", l.Dir)
 	return nil
 }

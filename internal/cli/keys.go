@@ -22,7 +22,7 @@ import (
 )
 
 func init() {
-	register("keys", "list, show, generate, import or delete keys (keys list|show|generate|import|delete)", runKeys)
+	register("keys", "list, show, generate, import, delete or restore keys (keys list|show|generate|import|delete|restore)", runKeys)
 	register("status", "show which nodes answer, their latency and the keys each holds", runStatus)
 	register("sign", "sign a file with a cluster key (prints the signature in base64)", runSign)
 }
@@ -43,7 +43,7 @@ func clientConfigFlag(fs interface {
 
 func runKeys(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "Usage: tchsm keys list|show|generate|import|delete [flags]")
+		fmt.Fprintln(e.stderr, "Usage: tchsm keys list|show|generate|import|delete|restore [flags]")
 		return errUsage
 	}
 	sub, args := args[0], args[1:]
@@ -114,7 +114,29 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		if fs.NArg() != 1 {
 			return fmt.Errorf("keys delete needs a key id")
 		}
-		return c.DeleteKey(ctx, fs.Arg(0))
+		until, err := c.DeleteKey(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if until.IsZero() {
+			fmt.Fprintf(e.stdout, "key %s deleted (the nodes did not say they keep it: not recoverable)\n", fs.Arg(0))
+		} else {
+			fmt.Fprintf(e.stdout, "key %s deleted; recoverable until %s with: tchsm keys restore %s\n", fs.Arg(0), until.UTC().Format(time.RFC3339), fs.Arg(0))
+		}
+		return nil
+	case "restore":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("keys restore needs a key id")
+		}
+		restored, missing, err := c.RestoreKey(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "key %s restored on %s\n", fs.Arg(0), strings.Join(restored, ", "))
+		if len(missing) > 0 {
+			fmt.Fprintf(e.stderr, "not restored on %s (share purged, never held, or node down)\n", strings.Join(missing, ", "))
+		}
+		return nil
 	case "import":
 		return importKey(ctx, e, c, *pemFile, *dealerCfg, *label, *p11id)
 	}

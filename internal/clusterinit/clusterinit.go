@@ -5,11 +5,14 @@
 //	manifest.json                  the root of trust (public keys, roles, threshold)
 //	nodes/node-I/node.json         node I's configuration
 //	nodes/node-I/identity.json     node I's identity, encrypted with its passphrase (0600)
-//	nodes/node-I/passphrase        node I's passphrase (0600; operators may delete it and
-//	                               use $TCHSM_PASSPHRASE instead)
 //	nodes/node-I/shares.db         node I's share store (created by the node)
+//	secrets/node-I.passphrase      node I's passphrase (0600, folder 0700): outside the node's
+//	                               folder, so that a copy of that folder does not decrypt its
+//	                               shares; give it to the node as a systemd credential or a
+//	                               container secret and remove it from here
 //	dealer/dealer.json, dealer/identity.json (0600)
-//	clients/client-J/client.json, clients/client-J/identity.json (0600)
+//	clients/client-J/client.json, clients/client-J/identity.json (0600): admin clients
+//	clients/signer-J/client.json, clients/signer-J/identity.json (0600): signer clients
 package clusterinit
 
 import (
@@ -29,7 +32,8 @@ import (
 type Options struct {
 	ClusterID string // "" means a random one
 	K, N      int
-	Clients   int // client identities (default 1)
+	Clients   int // admin client identities client-1.. (default 1)
+	Signers   int // signer client identities signer-1.. (default 0)
 	// AMQPURL is written into every config, as url for one broker or urls for a
 	// comma-separated list of them; "" leaves it to $TCHSM_AMQP_URL or the default.
 	AMQPURL string
@@ -48,7 +52,8 @@ type Layout struct {
 	Manifest string
 	Nodes    []string // node config paths, index i-1 for node i
 	Dealer   string   // dealer config path
-	Clients  []string // client config paths
+	Clients  []string // admin client config paths
+	Signers  []string // signer client config paths
 }
 
 // ErrExists is returned when DIR already holds a manifest.
@@ -57,6 +62,7 @@ var ErrExists = errors.New("clusterinit: a cluster already exists in that folder
 // NodeID, DealerID and ClientID are the identity ids Create uses.
 func NodeID(i int) string   { return fmt.Sprintf("node-%d", i) }
 func ClientID(j int) string { return fmt.Sprintf("client-%d", j) }
+func SignerID(j int) string { return fmt.Sprintf("signer-%d", j) }
 
 const DealerID = "dealer"
 
@@ -103,7 +109,10 @@ func Create(dir string, o Options) (*Layout, error) {
 			return nil, err
 		}
 		phrase := []byte(base64.RawURLEncoding.EncodeToString(pass))
-		if err := os.WriteFile(filepath.Join(nd, "passphrase"), append(phrase, '\n'), 0o600); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "secrets", NodeID(i)+".passphrase"), append(phrase, '\n'), 0o600); err != nil {
 			return nil, err
 		}
 		if err := trust.WriteIdentityFile(filepath.Join(nd, "identity.json"), id, phrase); err != nil {
@@ -113,7 +122,7 @@ func Create(dir string, o Options) (*Layout, error) {
 		mem.Index = i
 		m.Nodes = append(m.Nodes, mem)
 		cfg := config.Node{AMQP: amqp, Manifest: "../../manifest.json", Identity: "identity.json",
-			Store: "shares.db", PassphraseFile: "passphrase"}
+			Store: "shares.db", PassphraseFile: filepath.Join("..", "..", "secrets", NodeID(i)+".passphrase")}
 		p := filepath.Join(nd, "node.json")
 		if err := config.Save(p, cfg, 0o600); err != nil {
 			return nil, err
@@ -136,21 +145,27 @@ func Create(dir string, o Options) (*Layout, error) {
 	if err := config.Save(l.Dealer, config.Dealer{AMQP: amqp, Manifest: "../manifest.json", Identity: "identity.json"}, 0o600); err != nil {
 		return nil, err
 	}
-	for j := 1; j <= o.Clients; j++ {
-		cd := filepath.Join(dir, "clients", ClientID(j))
+	for j := 1; j <= o.Clients+o.Signers; j++ {
+		name, role := ClientID(j), trust.ClientRoleAdmin
+		if j > o.Clients {
+			name, role = SignerID(j-o.Clients), trust.ClientRoleSigner
+		}
+		cd := filepath.Join(dir, "clients", name)
 		if err := os.MkdirAll(cd, 0o700); err != nil {
 			return nil, err
 		}
-		id, err := trust.NewIdentity(ClientID(j), trust.RoleClient)
+		id, err := trust.NewIdentity(name, trust.RoleClient)
 		if err != nil {
 			return nil, err
 		}
 		if err := trust.WriteIdentityFile(filepath.Join(cd, "identity.json"), id, nil); err != nil {
 			return nil, err
 		}
-		m.Clients = append(m.Clients, id.Public())
+		mem := id.Public()
+		mem.ClientRole = role
+		m.Clients = append(m.Clients, mem)
 		cfg := config.Client{AMQP: amqp, Manifest: "../../manifest.json", Identity: "identity.json"}
-		if o.LocalDealer {
+		if o.LocalDealer && role == trust.ClientRoleAdmin {
 			cfg.DealerConfig = "../../dealer/dealer.json"
 		}
 		if o.OneHost {
@@ -160,7 +175,11 @@ func Create(dir string, o Options) (*Layout, error) {
 		if err := config.Save(p, cfg, 0o600); err != nil {
 			return nil, err
 		}
-		l.Clients = append(l.Clients, p)
+		if role == trust.ClientRoleAdmin {
+			l.Clients = append(l.Clients, p)
+		} else {
+			l.Signers = append(l.Signers, p)
+		}
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err

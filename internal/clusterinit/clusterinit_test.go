@@ -3,6 +3,7 @@ package clusterinit
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/tchsm/tchsm/internal/config"
@@ -11,22 +12,44 @@ import (
 
 func TestCreateWritesLoadableFiles(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Create(dir, Options{K: 2, N: 3, Clients: 2, AMQPURL: "amqp://guest:guest@127.0.0.1:5672/x"})
+	l, err := Create(dir, Options{K: 2, N: 3, Clients: 2, Signers: 1, AMQPURL: "amqp://guest:guest@127.0.0.1:5672/x"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := trust.LoadManifest(l.Manifest)
-	if err != nil || m.N() != 3 || m.Threshold != 2 || len(m.Clients) != 2 || len(m.Dealers) != 1 {
+	if err != nil || m.N() != 3 || m.Threshold != 2 || len(m.Clients) != 3 || len(m.Dealers) != 1 {
 		t.Fatalf("manifest: %v %+v", err, m)
+	}
+	// Two admin clients and one signer, each with its role in the manifest.
+	if len(l.Clients) != 2 || len(l.Signers) != 1 {
+		t.Fatalf("layout: %d admin and %d signer clients", len(l.Clients), len(l.Signers))
+	}
+	for _, want := range []struct {
+		id   string
+		role trust.ClientRole
+	}{{"client-1", trust.ClientRoleAdmin}, {"client-2", trust.ClientRoleAdmin}, {"signer-1", trust.ClientRoleSigner}} {
+		if mem, ok := m.Lookup(want.id); !ok || mem.ClientRole != want.role {
+			t.Errorf("%s: %+v, want role %s", want.id, mem, want.role)
+		}
+	}
+	// The passphrases are outside the node folders, in a folder only the owner reads.
+	if st, err := os.Stat(dir + "/secrets"); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("secrets folder: %v %v", st, err)
 	}
 	for i, p := range l.Nodes {
 		var c config.Node
 		if err := config.Load(p, &c); err != nil {
 			t.Fatal(err)
 		}
-		pass, err := c.Passphrase()
+		pass, from, err := c.PassphraseFrom()
 		if err != nil {
 			t.Fatal(err)
+		}
+		if c.PassphraseBesideData(from) {
+			t.Fatalf("node %d: passphrase %s beside its store or identity", i+1, from)
+		}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(c.Store), "passphrase")); err == nil {
+			t.Fatalf("node %d: a passphrase file in its folder", i+1)
 		}
 		id, err := trust.ReadIdentityFile(c.Identity, pass)
 		if err != nil || id.ID != NodeID(i+1) {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -383,5 +384,54 @@ func TestA807de5(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A store a807de5 wrote: a key deleted with the current code is kept in the trash, still
+// restorable after the store is closed and opened again, with the same share; a manifest of
+// that release has no client roles, and its client is an admin.
+func TestA807de5DeleteRestore(t *testing.T) {
+	t.Setenv(config.EnvPassphrase, "")
+	dir := cluster(t)
+	m, err := trust.LoadManifest(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Clients[0]; c.ClientRole != "" || !trust.Permits(c, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY) ||
+		!trust.Permits(c, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST) {
+		t.Fatalf("a807de5's client %+v is not an admin", c)
+	}
+	_, st := openNode(t, dir, 3)
+	keys := st.List()
+	if len(keys) == 0 {
+		t.Fatal("no keys")
+	}
+	k := keys[0]
+	before, err := k.Scheme.MarshalShare(k.Public, k.Share)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := time.Now()
+	if d, err := st.Delete(k.ID, issued); err != nil || !d.Held {
+		t.Fatalf("Delete = %+v, %v", d, err)
+	}
+	if _, err := st.Get(k.ID); err == nil {
+		t.Fatal("deleted key still there")
+	}
+	st.Close()
+	_, st = openNode(t, dir, 3)
+	if st.Len() != len(keys)-1 {
+		t.Fatalf("after reopening: %d keys, want %d", st.Len(), len(keys)-1)
+	}
+	r, err := st.Restore(k.ID, issued.Add(time.Millisecond), time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := r.Scheme.MarshalShare(r.Public, r.Share)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) || !proto.Equal(r.Signed, k.Signed) {
+		t.Fatal("the restored key differs from the deleted one")
 	}
 }

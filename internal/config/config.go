@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -26,8 +28,20 @@ import (
 // ErrInvalid wraps every configuration error.
 var ErrInvalid = errors.New("config: invalid configuration")
 
-// EnvPassphrase overrides a node's passphrase file with the passphrase itself.
+// EnvPassphrase overrides a node's passphrase file with the passphrase itself. `tchsm node`
+// does not keep it in its environment (/proc/PID/environ): it re-executes itself without it,
+// handing the passphrase over on a pipe named by EnvPassphraseFD.
 const EnvPassphrase = "TCHSM_PASSPHRASE"
+
+// EnvPassphraseFD names an open file descriptor to read the passphrase from (then closed).
+const EnvPassphraseFD = "TCHSM_PASSPHRASE_FD"
+
+// CredentialPassphrase is the name of the systemd credential holding a node's passphrase
+// (LoadCredential=passphrase:FILE), found in $CREDENTIALS_DIRECTORY.
+const CredentialPassphrase = "passphrase"
+
+// maxPassphrase bounds a passphrase read from a file or a descriptor.
+const maxPassphrase = 4096
 
 // Duration is a time.Duration written as a string such as "10s" in JSON.
 type Duration time.Duration
@@ -118,7 +132,16 @@ type Node struct {
 	// hold stack traces and sizes, not memory contents; keep metrics_addr off public networks.
 	Pprof    bool   `json:"pprof,omitempty"`
 	LogLevel string `json:"log_level,omitempty"` // debug, info (default), warn, error
+	// DeletedKeyGrace is how long the node keeps a deleted key's share (encrypted, in its
+	// store) so that `tchsm keys restore` can bring it back (0: DefaultDeletedKeyGrace).
+	DeletedKeyGrace Duration `json:"deleted_key_grace,omitempty"`
 }
+
+// DefaultDeletedKeyGrace is how long a node keeps a deleted key's share by default.
+const DefaultDeletedKeyGrace = 7 * 24 * time.Hour
+
+// Grace returns the node's grace period for deleted keys.
+func (c *Node) Grace() time.Duration { return c.DeletedKeyGrace.Or(DefaultDeletedKeyGrace) }
 
 // Dealer is the dealer's configuration (`tchsm dealer --config FILE`, or used in-process).
 type Dealer struct {
@@ -325,13 +348,18 @@ func Load(path string, v any) error {
 	return nil
 }
 
-// Save writes v as indented JSON with the given mode.
+// Save writes v as indented JSON with the given mode, also when the file existed with another
+// (os.WriteFile alone keeps an existing file's mode: a client file rewritten at 0644 would then
+// be refused by Load).
 func Save(path string, v any, mode os.FileMode) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), mode)
+	if err := os.WriteFile(path, append(b, '\n'), mode); err != nil {
+		return err
+	}
+	return os.Chmod(path, mode)
 }
 
 func required(name, v string) error {
@@ -362,24 +390,79 @@ func (c *Node) WorkerCount() int {
 	return runtime.NumCPU()
 }
 
-// Passphrase returns the share-store passphrase from $TCHSM_PASSPHRASE or the passphrase file
-// (trailing newline removed). It is an error to have neither.
+// Passphrase returns the share-store passphrase and where it came from, the first of: the file
+// descriptor $TCHSM_PASSPHRASE_FD (read once, then closed), $TCHSM_PASSPHRASE, the systemd
+// credential $CREDENTIALS_DIRECTORY/passphrase, the passphrase file (a trailing newline
+// removed). It is an error to have none.
 func (c *Node) Passphrase() ([]byte, error) {
+	b, _, err := c.PassphraseFrom()
+	return b, err
+}
+
+// PassphraseFrom is Passphrase, also naming the source: "fd", "env", or the file read.
+func (c *Node) PassphraseFrom() ([]byte, string, error) {
+	if v := os.Getenv(EnvPassphraseFD); v != "" {
+		fd, err := strconv.Atoi(v)
+		if err != nil || fd < 0 {
+			return nil, "", fmt.Errorf("%w: %s=%.16q is not a file descriptor", ErrInvalid, EnvPassphraseFD, v)
+		}
+		os.Unsetenv(EnvPassphraseFD)
+		f := os.NewFile(uintptr(fd), EnvPassphraseFD)
+		defer f.Close()
+		b, err := readSecret(f)
+		return b, "fd", err
+	}
 	if p := os.Getenv(EnvPassphrase); p != "" {
-		return []byte(p), nil
+		return []byte(p), "env", nil
 	}
-	if c.PassphraseFile == "" {
-		return nil, fmt.Errorf("%w: no passphrase: set %s or passphrase_file", ErrInvalid, EnvPassphrase)
+	path := c.PassphraseFile
+	if d := os.Getenv("CREDENTIALS_DIRECTORY"); d != "" {
+		if p := filepath.Join(d, CredentialPassphrase); fileExists(p) {
+			path = p
+		}
 	}
-	b, err := os.ReadFile(c.PassphraseFile)
+	if path == "" {
+		return nil, "", fmt.Errorf("%w: no passphrase: set passphrase_file, a systemd credential %q, or %s", ErrInvalid, CredentialPassphrase, EnvPassphrase)
+	}
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: passphrase file: %v", ErrInvalid, err)
+		return nil, "", fmt.Errorf("%w: passphrase file: %v", ErrInvalid, err)
 	}
-	b = []byte(strings.TrimRight(string(b), "\r\n"))
-	if len(b) == 0 {
-		return nil, fmt.Errorf("%w: passphrase file is empty", ErrInvalid)
+	defer f.Close()
+	b, err := readSecret(f)
+	return b, path, err
+}
+
+func readSecret(f *os.File) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(f, maxPassphrase+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: passphrase: %v", ErrInvalid, err)
 	}
-	return b, nil
+	if len(b) > maxPassphrase {
+		clear(b)
+		return nil, fmt.Errorf("%w: passphrase longer than %d bytes", ErrInvalid, maxPassphrase)
+	}
+	n := len(b)
+	for n > 0 && (b[n-1] == '\n' || b[n-1] == '\r') {
+		n--
+	}
+	clear(b[n:])
+	if n == 0 {
+		return nil, fmt.Errorf("%w: passphrase is empty", ErrInvalid)
+	}
+	return b[:n], nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// PassphraseBesideData reports whether a passphrase file lies in the folder of the node's
+// share store or identity, where a copy of that folder would decrypt the shares.
+func (c *Node) PassphraseBesideData(file string) bool {
+	d := filepath.Dir(filepath.Clean(file))
+	return d == filepath.Dir(filepath.Clean(c.Store)) || d == filepath.Dir(filepath.Clean(c.Identity))
 }
 
 // Validate checks a dealer configuration.

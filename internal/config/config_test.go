@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -313,6 +315,16 @@ func TestClientFileMode(t *testing.T) {
 	if err := Load(p, &c); err != nil {
 		t.Fatalf("mode 0600: %v", err)
 	}
+	// Save over a file readable by others makes it 0600 again (os.WriteFile alone would not).
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Save(p, c, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Load(p, &c); err != nil {
+		t.Fatalf("after Save over a 0644 file: %v", err)
+	}
 	// Other configuration files are not refused for their mode (containers mount them 0644).
 	n := write(t, dir, "node.json", `{"manifest": "m", "identity": "i", "store": "s"}`)
 	if err := os.Chmod(n, 0o644); err != nil {
@@ -321,5 +333,71 @@ func TestClientFileMode(t *testing.T) {
 	var nc Node
 	if err := Load(n, &nc); err != nil {
 		t.Fatalf("node.json 0644: %v", err)
+	}
+}
+
+// The passphrase: a file descriptor first (what `tchsm node` re-executes itself with), then
+// $TCHSM_PASSPHRASE, then a systemd credential, then the file; trailing newlines dropped.
+func TestPassphraseSources(t *testing.T) {
+	dir := t.TempDir()
+	file := write(t, dir, "pass", "from-file\n")
+	cred := t.TempDir()
+	c := Node{PassphraseFile: file, Store: filepath.Join(dir, "x", "shares.db"), Identity: filepath.Join(dir, "x", "identity.json")}
+	get := func() (string, string) {
+		t.Helper()
+		b, from, err := c.PassphraseFrom()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b), from
+	}
+	if p, from := get(); p != "from-file" || from != file {
+		t.Fatalf("file: %q from %q", p, from)
+	}
+	if err := os.WriteFile(filepath.Join(cred, CredentialPassphrase), []byte("from-cred\r\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", cred)
+	if p, _ := get(); p != "from-cred" {
+		t.Fatalf("credential: %q", p)
+	}
+	t.Setenv(EnvPassphrase, "from-env")
+	if p, from := get(); p != "from-env" || from != "env" {
+		t.Fatalf("env: %q from %q", p, from)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("from-fd\n"))
+	w.Close()
+	fd, err := syscall.Dup(int(r.Fd())) // PassphraseFrom closes its descriptor: give it its own
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvPassphraseFD, strconv.Itoa(fd))
+	if p, from := get(); p != "from-fd" || from != "fd" {
+		t.Fatalf("fd: %q from %q", p, from)
+	}
+	if os.Getenv(EnvPassphraseFD) != "" {
+		t.Fatal("the descriptor's variable is still set")
+	}
+	t.Setenv(EnvPassphraseFD, "x")
+	if _, _, err := c.PassphraseFrom(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad fd: %v", err)
+	}
+	os.Unsetenv(EnvPassphraseFD)
+	os.Unsetenv(EnvPassphrase)
+	os.Unsetenv("CREDENTIALS_DIRECTORY")
+	empty := write(t, dir, "empty", "\n")
+	if _, _, err := (&Node{PassphraseFile: empty}).PassphraseFrom(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty passphrase: %v", err)
+	}
+	if c.PassphraseBesideData(file) {
+		t.Fatal("a passphrase outside the store's folder reported beside it")
+	}
+	if !c.PassphraseBesideData(filepath.Join(dir, "x", "passphrase")) {
+		t.Fatal("a passphrase beside shares.db not reported")
 	}
 }

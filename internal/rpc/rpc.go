@@ -49,10 +49,12 @@ func (e *Error) Error() string {
 }
 
 // Is maps the codes a Backend caller acts on to the backend errors: UNKNOWN_KEY is
-// backend.ErrKeyNotFound, BAD_REQUEST is backend.ErrInvalidInput.
+// backend.ErrKeyNotFound, BAD_REQUEST is backend.ErrInvalidInput, UNAUTHORIZED is
+// backend.ErrUnauthorized.
 func (e *Error) Is(target error) bool {
 	return target == backend.ErrKeyNotFound && e.Code == tchsmpb.Error_UNKNOWN_KEY ||
-		target == backend.ErrInvalidInput && e.Code == tchsmpb.Error_BAD_REQUEST
+		target == backend.ErrInvalidInput && e.Code == tchsmpb.Error_BAD_REQUEST ||
+		target == backend.ErrUnauthorized && e.Code == tchsmpb.Error_UNAUTHORIZED
 }
 
 // Caller sends requests as one identity.
@@ -197,7 +199,11 @@ func (s *Server) Serve(ctx context.Context, d transport.Delivery) (reply []byte,
 	}()
 	var body proto.Message
 	var f *Failure
-	if ctx.Err() != nil {
+	if !trust.Permits(op.Sender, op.Type) {
+		// Authentic, but the sender's client role does not allow it (trust.Permits): the
+		// sender is known, so it is told so in a sealed answer.
+		f = Fail(tchsmpb.Error_UNAUTHORIZED, "", "%s is a %s client; %v needs an %s client", op.Sender.ID, op.Sender.ClientRole.Effective(), op.Type, trust.ClientRoleAdmin)
+	} else if ctx.Err() != nil {
 		f = Fail(tchsmpb.Error_EXPIRED, "", "deadline passed before the request was served")
 	} else {
 		body, f = s.Handle(ctx, op)

@@ -33,11 +33,25 @@ type rig struct {
 	seen   []outcome
 }
 
-func newRig(t *testing.T, replyAs string) *rig {
+func newRig(t *testing.T, replyAs string) *rig { return newRigWith(t, replyAs, nil) }
+
+// newRigWith is newRig with the server's copy of the manifest edited by serverManifest.
+func newRigWith(t *testing.T, replyAs string, serverManifest func(*trust.Manifest)) *rig {
 	c := nodetest.NewInMemory(t, nodetest.Options{K: 2, N: 3})
 	r := &rig{c: c}
 	node1 := c.Identity("node-1")
-	opener, err := trust.NewOpener(c.Manifest, trust.WithIdentity(node1))
+	sm := c.Manifest
+	if serverManifest != nil {
+		b, err := c.Manifest.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sm, err = trust.ParseManifest(b); err != nil {
+			t.Fatal(err)
+		}
+		serverManifest(sm)
+	}
+	opener, err := trust.NewOpener(sm, trust.WithIdentity(node1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +61,8 @@ func newRig(t *testing.T, replyAs string) *rig {
 			switch m := op.Message.(type) {
 			case *tchsmpb.HealthRequest:
 				return &tchsmpb.Health{Node: "node-1"}, nil
+			case *tchsmpb.DeleteKey, *tchsmpb.RestoreKey, *tchsmpb.GenerateKeyRequest:
+				return &tchsmpb.Health{Node: "handled"}, nil
 			case *tchsmpb.SignRequest:
 				if m.GetKeyId() == "panic" {
 					panic("boom")
@@ -204,4 +220,31 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A client whose role (in the server's manifest) is signer is answered a sealed UNAUTHORIZED
+// for what only admins may send, before the handler sees it; what signers may send is served.
+func TestServerRefusesByClientRole(t *testing.T) {
+	r := newRigWith(t, "node-1", func(m *trust.Manifest) {
+		for i := range m.Clients {
+			m.Clients[i].ClientRole = trust.ClientRoleSigner
+		}
+	})
+	if _, err := r.call(t, &tchsmpb.HealthRequest{}); err != nil {
+		t.Fatalf("a signer's health request: %v", err)
+	}
+	for _, body := range []proto.Message{&tchsmpb.DeleteKey{KeyId: "00112233445566778899aabbccddeeff"},
+		&tchsmpb.RestoreKey{KeyId: "00112233445566778899aabbccddeeff"}, &tchsmpb.GenerateKeyRequest{Bits: 2048}} {
+		op, err := r.call(t, body)
+		var re *rpc.Error
+		if !errors.As(err, &re) || re.Code != tchsmpb.Error_UNAUTHORIZED || !errors.Is(err, backend.ErrUnauthorized) ||
+			!strings.Contains(re.Message, "signer") {
+			t.Fatalf("%T from a signer: %v %v, want a sealed UNAUTHORIZED", body, op, err)
+		}
+	}
+	// The same requests from an admin reach the handler.
+	r = newRig(t, "node-1")
+	if op, err := r.call(t, &tchsmpb.DeleteKey{KeyId: "00112233445566778899aabbccddeeff"}); err != nil || op.Message.(*tchsmpb.Health).GetNode() != "handled" {
+		t.Fatalf("an admin's DeleteKey: %v %v", op, err)
+	}
 }

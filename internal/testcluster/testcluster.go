@@ -50,7 +50,8 @@ type Cluster struct {
 	Layout       *clusterinit.Layout
 	VHost        string
 	AMQPURL      string
-	ClientConfig string // client-1's config, with a pkcs11 section
+	ClientConfig string // client-1's config (an admin client), with a pkcs11 section
+	SignerConfig string // signer-1's config (a signer client), with a pkcs11 section
 	PIN          string
 	Bin          string
 
@@ -165,12 +166,12 @@ func Start(t testing.TB, o Options) *Cluster {
 	} else {
 		c.VHost, c.AMQPURL = VHost(t)
 	}
-	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: c.AMQPURL, OneHost: true})
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Layout = l
-	c.ClientConfig = l.Clients[0]
+	c.ClientConfig, c.SignerConfig = l.Clients[0], l.Signers[0]
 	for i, p := range l.Nodes {
 		var nc config.Node
 		if err := config.Load(p, &nc); err != nil {
@@ -195,8 +196,10 @@ func Start(t testing.TB, o Options) *Cluster {
 			t.Fatal(err)
 		}
 	}
-	if err := c.addPKCS11(o.TokenLabel, o.PIN); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{c.ClientConfig, c.SignerConfig} {
+		if err := c.addPKCS11(p, o.TokenLabel, o.PIN); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(c.stopAll)
 	for i := 1; i <= o.N; i++ {
@@ -215,19 +218,23 @@ func amqpSection(urls string) config.AMQP {
 	return config.AMQP{URL: urls}
 }
 
-func (c *Cluster) addPKCS11(label, userPIN string) error {
+func (c *Cluster) addPKCS11(path, label, userPIN string) error {
 	h, err := pin.Hash(userPIN)
 	if err != nil {
 		return err
 	}
 	var cc config.Client
-	if err := config.Load(c.ClientConfig, &cc); err != nil {
+	if err := config.Load(path, &cc); err != nil {
 		return err
 	}
-	sec := &config.PKCS11{TokenLabel: label, UserPINHash: h, LogFile: filepath.Join(c.Dir, "pkcs11.log")}
+	logs := ""
+	if path != c.ClientConfig {
+		logs = "-" + filepath.Base(filepath.Dir(path))
+	}
+	sec := &config.PKCS11{TokenLabel: label, UserPINHash: h, LogFile: filepath.Join(c.Dir, "pkcs11"+logs+".log")}
 	raw := config.Client{AMQP: amqpSection(c.AMQPURL), Manifest: cc.Manifest, Identity: cc.Identity,
-		PKCS11: sec, LogFile: filepath.Join(c.Dir, "client.log"), LogLevel: "debug"}
-	return config.Save(c.ClientConfig, raw, 0o600)
+		PKCS11: sec, LogFile: filepath.Join(c.Dir, "client"+logs+".log"), LogLevel: "debug"}
+	return config.Save(path, raw, 0o600)
 }
 
 func (c *Cluster) start(name string, args ...string) {
@@ -329,6 +336,20 @@ func (c *Cluster) Client() *client.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cl, err := client.Open(ctx, c.ClientConfig)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// Signer opens a client with signer-1's config (role signer); it is closed at the end of the
+// test.
+func (c *Cluster) Signer() *client.Client {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Open(ctx, c.SignerConfig)
 	if err != nil {
 		c.t.Fatal(err)
 	}

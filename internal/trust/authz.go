@@ -2,15 +2,41 @@ package trust
 
 import tchsmpb "github.com/tchsm/tchsm/proto"
 
+// ClientRole is what a client of the manifest may do (Member.ClientRole): signer clients sign,
+// list keys and read public keys; admin clients may also generate, import, delete and restore
+// keys. A client listed without one is an admin, which is what every client could do before
+// roles existed: a manifest written by an older release keeps working unchanged.
+type ClientRole string
+
+// The client roles.
+const (
+	ClientRoleAdmin  ClientRole = "admin"
+	ClientRoleSigner ClientRole = "signer"
+)
+
+// DefaultClientRole is the role of a client the manifest gives none.
+const DefaultClientRole = ClientRoleAdmin
+
+func (r ClientRole) valid() bool { return r == "" || r == ClientRoleAdmin || r == ClientRoleSigner }
+
+// Effective is r, or DefaultClientRole for "".
+func (r ClientRole) Effective() ClientRole {
+	if r == "" {
+		return DefaultClientRole
+	}
+	return r
+}
+
 // allowed is the one authorisation table: which role may send which body type.
 //
-// Dealers deal and delete keys, answer clients' GenerateKey and DeleteKey requests, and may
-// query nodes (ListKeys, HealthRequest) and report their own health and errors. Clients ask:
-// they sign (one request at a time, or several to one node in a SignBatch), ask for proofs,
-// list keys, check health, ask the dealer to generate or delete keys, and run distributed key
-// generations among the nodes (DKGRequest, DKGCommit: the client relays, it never sees a share). Nodes only answer:
-// acknowledgements, signature shares (alone or in a SignBatchResult), proofs, key lists,
-// health, errors.
+// Dealers deal, delete and restore keys, answer clients' GenerateKey, DeleteKey and RestoreKey
+// requests, and may query nodes (ListKeys, HealthRequest) and report their own health and
+// errors. Clients ask: they sign (one request at a time, or several to one node in a
+// SignBatch), ask for proofs, list keys, check health, and ask the dealer to generate, delete or
+// restore keys, and run distributed key generations among the nodes (DKGRequest,
+// DKGCommit: the client relays, it never sees a share); which of these a client may send is clientAllowed's decision, by its client
+// role. Nodes only answer: acknowledgements, signature shares (alone or in a SignBatchResult),
+// proofs, key lists, health, errors.
 var allowed = map[Role]map[tchsmpb.BodyType]bool{
 	RoleDealer: {
 		tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:    true,
@@ -21,18 +47,10 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST:        true,
 		tchsmpb.BodyType_BODY_TYPE_HEALTH:                true,
 		tchsmpb.BodyType_BODY_TYPE_ERROR:                 true,
+		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY:           true,
+		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY_ACK:       true,
 	},
-	RoleClient: {
-		tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST:         true,
-		tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH:           true,
-		tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST:        true,
-		tchsmpb.BodyType_BODY_TYPE_LIST_KEYS:            true,
-		tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST:       true,
-		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY:           true,
-		tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST: true,
-		tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST:          true,
-		tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT:           true,
-	},
+	RoleClient: clientAllowed[ClientRoleAdmin], // every client role's types; admins have them all
 	RoleNode: {
 		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:    true,
 		tchsmpb.BodyType_BODY_TYPE_SIGNATURE_SHARE:   true,
@@ -46,5 +64,49 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 	},
 }
 
-// Allowed reports whether a member with role may send a message of body type bt.
+// signerAllowed is what every client may send.
+var signerAllowed = map[tchsmpb.BodyType]bool{
+	tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST:   true,
+	tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH:     true,
+	tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST:  true,
+	tchsmpb.BodyType_BODY_TYPE_LIST_KEYS:      true,
+	tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST: true,
+}
+
+// adminOnly is what only admin clients may send: what changes the set of keys.
+var adminOnly = []tchsmpb.BodyType{
+	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
+	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
+	tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY,
+	tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST,
+	tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT,
+}
+
+// clientAllowed is the table's part for clients, by client role. A body type that only admins
+// may send goes into adminOnly.
+var clientAllowed = func() map[ClientRole]map[tchsmpb.BodyType]bool {
+	admin := make(map[tchsmpb.BodyType]bool)
+	for bt := range signerAllowed {
+		admin[bt] = true
+	}
+	for _, bt := range adminOnly {
+		admin[bt] = true
+	}
+	return map[ClientRole]map[tchsmpb.BodyType]bool{ClientRoleSigner: signerAllowed, ClientRoleAdmin: admin}
+}()
+
+// Allowed reports whether a member with role may send a message of body type bt, whatever its
+// client role: envelopes open (and are sealed) on this check. What a client may ask for is
+// Permits's decision.
 func Allowed(role Role, bt tchsmpb.BodyType) bool { return allowed[role][bt] }
+
+// Permits reports whether member mem may send a message of body type bt: Allowed for its role
+// and, for a client, its client role (Member.ClientRole; none means DefaultClientRole). The
+// servers of requests (internal/rpc) decide with it, so that a refused client gets a sealed
+// UNAUTHORIZED answer instead of a silent drop.
+func Permits(mem Member, bt tchsmpb.BodyType) bool {
+	if mem.Role == RoleClient {
+		return clientAllowed[mem.ClientRole.Effective()][bt]
+	}
+	return Allowed(mem.Role, bt)
+}

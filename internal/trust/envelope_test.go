@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -477,12 +478,13 @@ func TestAllowedTable(t *testing.T) {
 	want := map[Role][]tchsmpb.BodyType{
 		RoleClient: {tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH, tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST,
 			tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
-			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
+			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY,
 			tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT},
 		RoleDealer: {tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
 			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE,
 			tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
-			tchsmpb.BodyType_BODY_TYPE_HEALTH, tchsmpb.BodyType_BODY_TYPE_ERROR},
+			tchsmpb.BodyType_BODY_TYPE_HEALTH, tchsmpb.BodyType_BODY_TYPE_ERROR,
+			tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY_ACK},
 		RoleNode: {tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK,
 			tchsmpb.BodyType_BODY_TYPE_SIGNATURE_SHARE, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH_RESULT, tchsmpb.BodyType_BODY_TYPE_PROOF,
 			tchsmpb.BodyType_BODY_TYPE_KEY_LIST, tchsmpb.BodyType_BODY_TYPE_HEALTH, tchsmpb.BodyType_BODY_TYPE_ERROR,
@@ -504,6 +506,44 @@ func TestAllowedTable(t *testing.T) {
 	for _, role := range []Role{RoleClient, RoleNode} {
 		if Allowed(role, tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY) {
 			t.Errorf("%s may deal shares", role)
+		}
+	}
+}
+
+// Client roles: signers sign, list and check health; admins also generate, delete and restore;
+// a client without a role is an admin (manifests of older releases). Other roles are not
+// affected by a client role.
+func TestPermitsByClientRole(t *testing.T) {
+	signerMay := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH,
+		tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST, tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST}
+	adminOnly := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
+		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY}
+	all := append(tchsmpb.BodyTypes(), tchsmpb.BodyType_BODY_TYPE_UNSPECIFIED, 999)
+	for _, tc := range []struct {
+		role ClientRole
+		want []tchsmpb.BodyType
+	}{
+		{ClientRoleSigner, signerMay},
+		{ClientRoleAdmin, append(slices.Clone(signerMay), adminOnly...)},
+		{"", append(slices.Clone(signerMay), adminOnly...)},
+		{"root", nil}, // not a valid role (the manifest refuses it): nothing
+	} {
+		mem := Member{ID: "c", Role: RoleClient, ClientRole: tc.role}
+		for _, bt := range all {
+			if got, exp := Permits(mem, bt), slices.Contains(tc.want, bt); got != exp {
+				t.Errorf("Permits(client role %q, %v) = %v, want %v", tc.role, bt, got, exp)
+			}
+			// A client role never lets through what the role cannot send.
+			if Permits(mem, bt) && !Allowed(RoleClient, bt) {
+				t.Errorf("client role %q permits %v beyond the client role's table", tc.role, bt)
+			}
+		}
+	}
+	for _, role := range []Role{RoleDealer, RoleNode} {
+		for _, bt := range all {
+			if Permits(Member{Role: role}, bt) != Allowed(role, bt) {
+				t.Errorf("Permits(%s, %v) differs from Allowed", role, bt)
+			}
 		}
 	}
 }

@@ -69,6 +69,8 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 		{c.alice, &tchsmpb.DKGCommit{KeyId: rec.KeyId, Record: &tchsmpb.SignedKeyRecord{Record: srec.Record,
 			Endorsements: []*tchsmpb.KeyEndorsement{EndorseRecordBytes(c.nodes[0], srec.Record)}}}},
 		{c.nodes[2], &tchsmpb.DKGCommitAck{KeyId: rec.KeyId, Node: "node3", Ok: true}},
+		{c.alice, &tchsmpb.RestoreKey{KeyId: rec.KeyId}},
+		{c.dealer, &tchsmpb.RestoreKeyAck{KeyId: rec.KeyId, Restored: []string{"node1", "node2"}, Missing: []string{"node3"}}},
 	}
 }
 

@@ -61,6 +61,8 @@ type Member struct {
 	// DKGPub is a node's long-term DKG public key (Identity.DKGKey), 32 bytes; absent in
 	// manifests written before distributed key generation, and for other roles.
 	DKGPub []byte `json:"dkg_pub,omitempty"`
+	// ClientRole is what a client may do (clients only; "" means DefaultClientRole).
+	ClientRole ClientRole `json:"client_role,omitempty"`
 }
 
 // NewIdentity generates a fresh identity with random keys.

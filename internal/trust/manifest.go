@@ -83,6 +83,9 @@ func (m *Manifest) Validate() error {
 			} else if mem.Index != 0 {
 				return fmt.Errorf("%w: %s %s has index %d (only nodes have indices)", ErrInvalidManifest, list.role, mem.ID, mem.Index)
 			}
+			if !mem.ClientRole.valid() || (mem.ClientRole != "" && list.role != RoleClient) {
+				return fmt.Errorf("%w: %s %s has client role %q (clients only: %s or %s)", ErrInvalidManifest, list.role, mem.ID, mem.ClientRole, ClientRoleAdmin, ClientRoleSigner)
+			}
 			if len(mem.SignPub) != ed25519.PublicKeySize {
 				return fmt.Errorf("%w: %s: signing key is %d bytes (want %d)", ErrInvalidManifest, mem.ID, len(mem.SignPub), ed25519.PublicKeySize)
 			}

@@ -41,14 +41,16 @@ func TestManifestValidate(t *testing.T) {
 		"node listed as dealer": func(m *Manifest) {
 			m.Dealers = append(m.Dealers, m.Nodes[0])
 		},
-		"role mismatch":     func(m *Manifest) { m.Clients[0].Role = RoleDealer },
-		"short sign key":    func(m *Manifest) { m.Nodes[1].SignPub = m.Nodes[1].SignPub[:31] },
-		"long enc key":      func(m *Manifest) { m.Dealers[0].EncPub = append(bytes.Clone(m.Dealers[0].EncPub), 0) },
-		"shared sign key":   func(m *Manifest) { m.Clients[1].SignPub = m.Clients[0].SignPub },
-		"shared enc key":    func(m *Manifest) { m.Nodes[1].EncPub = m.Nodes[0].EncPub },
-		"bad member id":     func(m *Manifest) { m.Clients[0].ID = "alice smith" },
-		"65 nodes":          func(m *Manifest) { *m = *cloneManifest(big) },
-		"missing dealer id": func(m *Manifest) { m.Dealers[0].ID = "" },
+		"role mismatch":           func(m *Manifest) { m.Clients[0].Role = RoleDealer },
+		"short sign key":          func(m *Manifest) { m.Nodes[1].SignPub = m.Nodes[1].SignPub[:31] },
+		"long enc key":            func(m *Manifest) { m.Dealers[0].EncPub = append(bytes.Clone(m.Dealers[0].EncPub), 0) },
+		"shared sign key":         func(m *Manifest) { m.Clients[1].SignPub = m.Clients[0].SignPub },
+		"shared enc key":          func(m *Manifest) { m.Nodes[1].EncPub = m.Nodes[0].EncPub },
+		"bad member id":           func(m *Manifest) { m.Clients[0].ID = "alice smith" },
+		"65 nodes":                func(m *Manifest) { *m = *cloneManifest(big) },
+		"missing dealer id":       func(m *Manifest) { m.Dealers[0].ID = "" },
+		"unknown client role":     func(m *Manifest) { m.Clients[0].ClientRole = "root" },
+		"node with a client role": func(m *Manifest) { m.Nodes[0].ClientRole = ClientRoleAdmin },
 	}
 	for name, mutate := range cases {
 		m := cloneManifest(c.m)
@@ -56,6 +58,16 @@ func TestManifestValidate(t *testing.T) {
 		if err := m.Validate(); !errors.Is(err, ErrInvalidManifest) {
 			t.Errorf("%s: Validate = %v, want ErrInvalidManifest", name, err)
 		}
+	}
+	// Client roles, and none (an older manifest), are fine; a manifest without any keeps its
+	// JSON form (and fingerprint), since the field is omitted.
+	roles := cloneManifest(c.m)
+	roles.Clients[0].ClientRole, roles.Clients[1].ClientRole = ClientRoleSigner, ClientRoleAdmin
+	if err := roles.Validate(); err != nil {
+		t.Fatalf("client roles: %v", err)
+	}
+	if b, _ := c.m.Marshal(); bytes.Contains(b, []byte("client_role")) {
+		t.Fatal("a manifest without client roles writes client_role")
 	}
 	// 64 nodes and k = n are fine.
 	ok := cloneManifest(big)

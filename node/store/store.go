@@ -11,7 +11,12 @@
 //	records     key id -> SignedKeyRecord (protobuf bytes, as the dealer signed them)
 //	shares      key id -> nonce(24) || XChaCha20-Poly1305 ciphertext of index(4, big endian) ||
 //	            the share in its scheme's encoding (scheme.Scheme.MarshalShare; RSA: s_i)
-//	tombstones  key id -> deletion time (Unix seconds, 8 bytes big endian)
+//	tombstones  key id -> deletion time (Unix seconds, 8 bytes big endian), then, since
+//	            recoverable deletion, the issue time of the DeleteKey obeyed (Unix ns, 8 bytes)
+//	trash_records, trash_shares
+//	            key id -> the deleted key's record and sealed share, moved there unchanged
+//	            (still encrypted, same associated data) until Purge removes them
+//	restored    key id -> issue time (Unix ns, 8 bytes) of the RestoreKey that brought it back
 //
 // The share's associated data binds it to the store's node id, the key id and the SHA-256 of the
 // stored record bytes: a share cannot be moved to another key or node, nor its record swapped
@@ -25,11 +30,20 @@
 // A deleted key leaves a tombstone, so that an old share delivery redelivered by the broker
 // does not bring it back (Put returns ErrDeleted). Key ids are random and never reused.
 //
+// Deletion is recoverable: Delete moves the record and the sealed share to the trash buckets,
+// where they stay encrypted and out of memory, and Restore moves them back (a RestoreKey
+// issued after the DeleteKey it undoes; a DeleteKey issued before the latest restore is
+// stale and ignored, so that neither message can be replayed against the other). Purge
+// empties the trash of keys deleted before a time; the tombstone stays. Stores written by
+// releases before recoverable deletion have 8-byte tombstones and no trash: their deleted
+// keys are simply not restorable; older releases ignore the new buckets.
+//
 // Every write is a bbolt transaction, which fsyncs before Update returns: once Put returned nil
 // the share survives a crash.
 package store
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -64,6 +78,8 @@ var (
 	ErrInvalid         = errors.New("store: invalid key or share")
 	ErrLocked          = errors.New("store: file in use by another process")
 	ErrClosed          = errors.New("store: closed")
+	ErrPurged          = errors.New("store: the deleted key's share is no longer kept")
+	ErrStale           = errors.New("store: request issued before the deletion or restore it would undo")
 )
 
 const (
@@ -77,6 +93,9 @@ var (
 	bucketRecords    = []byte("records")
 	bucketShares     = []byte("shares")
 	bucketTombstones = []byte("tombstones")
+	bucketTrashRecs  = []byte("trash_records")
+	bucketTrashShare = []byte("trash_shares")
+	bucketRestored   = []byte("restored")
 
 	metaVersion  = []byte("version")
 	metaNode     = []byte("node")
@@ -135,6 +154,7 @@ type Store struct {
 	db     *bolt.DB
 	nodeID string
 	aead   cipherAEAD
+	m      *trust.Manifest // verifies restored records again; may be nil
 
 	mu     sync.RWMutex
 	keys   map[string]*Key
@@ -173,7 +193,7 @@ func Open(path string, passphrase []byte, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %s is readable by group or others (mode %v)", path, fi.Mode().Perm())
 	}
-	s := &Store{db: db, nodeID: opts.NodeID, keys: map[string]*Key{}}
+	s := &Store{db: db, nodeID: opts.NodeID, m: opts.Manifest, keys: map[string]*Key{}}
 	if err := s.init(passphrase, opts); err != nil {
 		db.Close()
 		return nil, err
@@ -188,7 +208,7 @@ func Open(path string, passphrase []byte, opts Options) (*Store, error) {
 
 func (s *Store) init(passphrase []byte, opts Options) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRecords, bucketShares, bucketTombstones} {
+		for _, b := range [][]byte{bucketRecords, bucketShares, bucketTombstones, bucketTrashRecs, bucketTrashShare, bucketRestored} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
@@ -471,38 +491,186 @@ func (s *Store) Deleted(id string) (bool, error) {
 	return dead, nil
 }
 
-// Delete removes a key and its share and leaves a tombstone. Deleting a key that is not there
-// (or was deleted already) still leaves a tombstone and returns nil. The return value reports
-// whether a share was held.
-func (s *Store) Delete(id string) (bool, error) {
+// Deletion says what Delete did.
+type Deletion struct {
+	Held  bool      // a share was held; it is kept in the trash until Purge
+	At    time.Time // when this node deleted the key (the first deletion, when repeated)
+	Stale bool      // issued before the key's latest restore: ignored
+	Again bool      // the key was deleted already (a tombstone was there)
+}
+
+// Delete hides a key at once (Get and List no longer return it), moves its record and sealed
+// share to the trash and leaves a tombstone; issued is the issue time of the DeleteKey
+// obeyed. Deleting a key that is not there still leaves a tombstone and returns nil; deleting
+// it again keeps the first deletion's time. A deletion issued before the key's latest restore
+// is stale: nothing changes and Deletion.Stale is set.
+func (s *Store) Delete(id string, issued time.Time) (Deletion, error) {
 	if !trust.ValidKeyID(id) {
-		return false, fmt.Errorf("%w: bad key id", ErrInvalid)
+		return Deletion{}, fmt.Errorf("%w: bad key id", ErrInvalid)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false, ErrClosed
+		return Deletion{}, ErrClosed
 	}
-	var had bool
+	var d Deletion
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		had = tx.Bucket(bucketRecords).Get([]byte(id)) != nil
-		if err := tx.Bucket(bucketRecords).Delete([]byte(id)); err != nil {
+		if r := tx.Bucket(bucketRestored).Get([]byte(id)); len(r) == 8 && issued.UnixNano() < int64(binary.BigEndian.Uint64(r)) {
+			d.Stale = true
+			return nil
+		}
+		tomb := tx.Bucket(bucketTombstones)
+		if t := tomb.Get([]byte(id)); len(t) >= 8 {
+			d.At, d.Again = time.Unix(int64(binary.BigEndian.Uint64(t)), 0), true
+			d.Held = tx.Bucket(bucketTrashRecs).Get([]byte(id)) != nil
+			return nil
+		}
+		recs, shares := tx.Bucket(bucketRecords), tx.Bucket(bucketShares)
+		if rec := recs.Get([]byte(id)); rec != nil {
+			d.Held = true
+			if err := tx.Bucket(bucketTrashRecs).Put([]byte(id), bytes.Clone(rec)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketTrashShare).Put([]byte(id), bytes.Clone(shares.Get([]byte(id)))); err != nil {
+				return err
+			}
+		}
+		if err := recs.Delete([]byte(id)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketShares).Delete([]byte(id)); err != nil {
+		if err := shares.Delete([]byte(id)); err != nil {
 			return err
 		}
-		ts := binary.BigEndian.AppendUint64(nil, uint64(time.Now().Unix()))
-		return tx.Bucket(bucketTombstones).Put([]byte(id), ts)
+		d.At = time.Unix(time.Now().Unix(), 0)
+		ts := binary.BigEndian.AppendUint64(nil, uint64(d.At.Unix()))
+		ts = binary.BigEndian.AppendUint64(ts, uint64(issued.UnixNano()))
+		return tomb.Put([]byte(id), ts)
 	})
 	if err != nil {
-		return false, fmt.Errorf("store: delete %s: %w", id, err)
+		return Deletion{}, fmt.Errorf("store: delete %s: %w", id, err)
 	}
-	if k, ok := s.keys[id]; ok {
+	if k, ok := s.keys[id]; ok && !d.Stale {
 		// Do not wipe k.Share: a request in flight may still be using it.
 		delete(s.keys, k.ID)
 	}
-	return had, nil
+	return d, nil
+}
+
+// Restore brings back a deleted key whose share is still in the trash, if it was deleted at or
+// after deletedAfter (the node's grace period; older ones are purged now) and issued, the
+// RestoreKey's issue time, is later than the DeleteKey's. A key that is stored (never deleted,
+// or restored already) is returned as it is. Errors: ErrNotFound (no such key), ErrPurged (its
+// share is no longer kept), ErrStale, ErrCorrupt.
+func (s *Store) Restore(id string, issued, deletedAfter time.Time) (*Key, error) {
+	if !trust.ValidKeyID(id) {
+		return nil, fmt.Errorf("%w: bad key id", ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if k, ok := s.keys[id]; ok {
+		return k, nil
+	}
+	var k *Key
+	var expired bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t := tx.Bucket(bucketTombstones).Get([]byte(id))
+		if t == nil {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		trec, tshare := tx.Bucket(bucketTrashRecs), tx.Bucket(bucketTrashShare)
+		rec, sealed := trec.Get([]byte(id)), tshare.Get([]byte(id))
+		if rec == nil || sealed == nil {
+			return fmt.Errorf("%w: %s", ErrPurged, id)
+		}
+		if len(t) >= 8 && int64(binary.BigEndian.Uint64(t)) < deletedAfter.Unix() {
+			if err := trec.Delete([]byte(id)); err != nil {
+				return err
+			}
+			if err := tshare.Delete([]byte(id)); err != nil {
+				return err
+			}
+			expired = true // committed, then reported
+			return nil
+		}
+		if len(t) == 16 && issued.UnixNano() <= int64(binary.BigEndian.Uint64(t[8:])) {
+			return fmt.Errorf("%w: %s", ErrStale, id)
+		}
+		var err error
+		if k, err = s.decode(id, bytes.Clone(rec), sealed, s.m); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRecords).Put([]byte(id), bytes.Clone(rec)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketShares).Put([]byte(id), bytes.Clone(sealed)); err != nil {
+			return err
+		}
+		if err := trec.Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := tshare.Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRestored).Put([]byte(id), binary.BigEndian.AppendUint64(nil, uint64(issued.UnixNano()))); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketTombstones).Delete([]byte(id))
+	})
+	if err != nil {
+		if k != nil {
+			k.Share.Wipe()
+		}
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrPurged) || errors.Is(err, ErrStale) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrInvalid) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: restore %s: %w", id, err)
+	}
+	if expired {
+		return nil, fmt.Errorf("%w: %s (deleted before the grace period)", ErrPurged, id)
+	}
+	s.keys[id] = k
+	return k, nil
+}
+
+// Purge removes from the trash the shares of keys deleted before deletedBefore and returns
+// their ids; their tombstones stay.
+func (s *Store) Purge(deletedBefore time.Time) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	var ids []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		tomb, trec, tshare := tx.Bucket(bucketTombstones), tx.Bucket(bucketTrashRecs), tx.Bucket(bucketTrashShare)
+		var old [][]byte
+		err := trec.ForEach(func(id, _ []byte) error {
+			if t := tomb.Get(id); t == nil || len(t) < 8 || int64(binary.BigEndian.Uint64(t)) < deletedBefore.Unix() {
+				old = append(old, bytes.Clone(id))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range old {
+			if err := trec.Delete(id); err != nil {
+				return err
+			}
+			if err := tshare.Delete(id); err != nil {
+				return err
+			}
+			ids = append(ids, string(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: purge: %w", err)
+	}
+	return ids, nil
 }
 
 // List returns every stored key, sorted by id.

@@ -219,12 +219,12 @@ func TestDeleteTombstone(t *testing.T) {
 	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[1])); err != nil {
 		t.Fatal(err)
 	}
-	had, err := s.Delete(f.rec.KeyId)
-	if err != nil || !had {
-		t.Fatalf("Delete = %v, %v", had, err)
+	d, err := s.Delete(f.rec.KeyId, time.Now())
+	if err != nil || !d.Held || d.Stale || d.At.IsZero() {
+		t.Fatalf("Delete = %+v, %v", d, err)
 	}
-	if had, err := s.Delete(f.rec.KeyId); err != nil || had {
-		t.Fatalf("second Delete = %v, %v", had, err)
+	if d2, err := s.Delete(f.rec.KeyId, time.Now()); err != nil || !d2.At.Equal(d.At) {
+		t.Fatalf("second Delete = %+v, %v (first at %v)", d2, err, d.At)
 	}
 	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[1])); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("Put after Delete: %v", err)
@@ -277,7 +277,7 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("bad share %d: %v", i, err)
 		}
 	}
-	if _, err := s.Delete("not-a-key-id"); !errors.Is(err, ErrInvalid) {
+	if _, err := s.Delete("not-a-key-id", time.Now()); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Delete bad id: %v", err)
 	}
 	if _, err := Open(filepath.Join(t.TempDir(), "x.db"), []byte("p"), Options{}); err == nil {
@@ -300,6 +300,162 @@ func corruptShare(t *testing.T, path, id string) {
 		return b.Put([]byte(id), v)
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A deleted key is hidden at once, kept encrypted in the trash (not in memory), comes back
+// with Restore after a reopen, and signs again; a replayed old deletion does not hide it again.
+func TestDeleteRestore(t *testing.T) {
+	f := dealt(t)
+	path := filepath.Join(t.TempDir(), "shares.db")
+	s, err := open(t, path, "p", "node-2", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := f.rec.KeyId
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[1])); err != nil {
+		t.Fatal(err)
+	}
+	delIssued := time.Now()
+	if _, err := s.Delete(id, delIssued); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(id); !errors.Is(err, ErrNotFound) || s.Len() != 0 {
+		t.Fatalf("Get after Delete: %v (len %d)", err, s.Len())
+	}
+	if _, err := s.Restore(id, delIssued.Add(-time.Second), time.Time{}); !errors.Is(err, ErrStale) {
+		t.Fatalf("Restore issued before the deletion: %v", err)
+	}
+	s.Close()
+	s, err = open(t, path, "p", "node-2", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Len() != 0 {
+		t.Fatal("a deleted key was loaded at open")
+	}
+	restIssued := time.Now()
+	k, err := s.Restore(id, restIssued, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Share.Index() != 2 {
+		t.Fatalf("restored share index %d", k.Share.Index())
+	}
+	if dead, _ := s.Deleted(id); dead {
+		t.Fatal("tombstone kept after Restore")
+	}
+	if got, err := s.Get(id); err != nil || got != k {
+		t.Fatalf("Get after Restore: %v", err)
+	}
+	// The original deletion, replayed: stale, the key stays.
+	if d, err := s.Delete(id, delIssued); err != nil || !d.Stale {
+		t.Fatalf("replayed Delete = %+v, %v", d, err)
+	}
+	if _, err := s.Get(id); err != nil {
+		t.Fatalf("key hidden by a stale deletion: %v", err)
+	}
+	// A redelivered share delivery is a no-op for the restored key.
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[1])); err != nil {
+		t.Fatalf("Put after Restore: %v", err)
+	}
+	// Restore of a key that is there: the key.
+	if _, err := s.Restore(id, time.Now(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Restore("00112233445566778899aabbccddeeff", time.Now(), time.Time{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Restore of an unknown key: %v", err)
+	}
+}
+
+// Purge removes the trashed shares of keys deleted before its time; Restore refuses keys
+// deleted before its deletedAfter, and the tombstone always stays.
+func TestPurge(t *testing.T) {
+	f := dealt(t)
+	path := filepath.Join(t.TempDir(), "shares.db")
+	s, err := open(t, path, "p", "node-1", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id := f.rec.KeyId
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[0])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := s.Purge(time.Now().Add(-time.Hour)); err != nil || len(ids) != 0 {
+		t.Fatalf("Purge of older deletions = %v, %v", ids, err)
+	}
+	if _, err := s.Restore(id, time.Now().Add(time.Second), time.Now().Add(time.Hour)); !errors.Is(err, ErrPurged) {
+		t.Fatalf("Restore after the grace period: %v", err)
+	}
+	if ids, err := s.Purge(time.Now().Add(time.Hour)); err != nil || len(ids) != 0 {
+		t.Fatalf("Purge after Restore purged it = %v, %v", ids, err)
+	}
+	if _, err := s.Restore(id, time.Now().Add(time.Second), time.Time{}); !errors.Is(err, ErrPurged) {
+		t.Fatalf("Restore after purge: %v", err)
+	}
+	if dead, _ := s.Deleted(id); !dead {
+		t.Fatal("tombstone removed by purge")
+	}
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[0])); !errors.Is(err, ErrDeleted) {
+		t.Fatalf("Put after purge: %v", err)
+	}
+	var left int
+	s.db.View(func(tx *bolt.Tx) error {
+		left = tx.Bucket(bucketTrashShare).Stats().KeyN
+		return nil
+	})
+	if left != 0 {
+		t.Fatalf("%d trashed shares left after purge", left)
+	}
+}
+
+// A store written by the release before recoverable deletion (8-byte tombstones, no trash
+// buckets) opens, keeps its tombstones, and its deleted keys are reported as purged.
+func TestOldTombstones(t *testing.T) {
+	f := dealt(t)
+	path := filepath.Join(t.TempDir(), "shares.db")
+	s, err := open(t, path, "p", "node-1", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketTrashRecs, bucketTrashShare, bucketRestored} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketTombstones).Put([]byte(f.rec.KeyId), []byte{0, 0, 0, 0, 0x60, 0, 0, 0})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = open(t, path, "p", "node-1", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if dead, _ := s.Deleted(f.rec.KeyId); !dead {
+		t.Fatal("old tombstone lost")
+	}
+	if _, err := s.Restore(f.rec.KeyId, time.Now(), time.Time{}); !errors.Is(err, ErrPurged) {
+		t.Fatalf("Restore of a key deleted by the old release: %v", err)
+	}
+	if d, err := s.Delete(f.rec.KeyId, time.Now()); err != nil || d.Held || d.At.Unix() != 0x60000000 {
+		t.Fatalf("Delete over an old tombstone = %+v, %v", d, err)
+	}
+	if _, err := s.Purge(time.Now()); err != nil {
 		t.Fatal(err)
 	}
 }

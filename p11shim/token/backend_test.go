@@ -186,17 +186,17 @@ func (b *clusterBackend) last() (scheme.Mechanism, []byte) {
 	return b.lastMech, b.lastData
 }
 
-func (b *clusterBackend) DeleteKey(ctx context.Context, id string) error {
+func (b *clusterBackend) DeleteKey(ctx context.Context, id string) (time.Time, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return backend.ErrUnavailable
+		return time.Time{}, backend.ErrUnavailable
 	}
 	if b.keys[id] == nil {
-		return fmt.Errorf("%w: %s", backend.ErrKeyNotFound, id)
+		return time.Time{}, fmt.Errorf("%w: %s", backend.ErrKeyNotFound, id)
 	}
 	delete(b.keys, id)
-	return nil
+	return time.Now().Add(7 * 24 * time.Hour), nil
 }
 
 func (b *clusterBackend) downLocked() []int {

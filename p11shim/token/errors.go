@@ -63,6 +63,10 @@ func backendErr(op string, err, notFound, invalid error) error {
 		return fmt.Errorf("%w: %s: %w", invalid, op, err)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %s: %w", ErrSessionClosed, op, err)
+	case errors.Is(err, backend.ErrUnauthorized):
+		// The client's role (a signer) does not allow it: CKR_ACTION_PROHIBITED, a policy of
+		// the token, not a failing device.
+		return fmt.Errorf("%w: %s: %w", ErrActionProhibited, op, err)
 	default:
 		// ErrUnavailable, ErrNotEnoughNodes, ErrUnauthorized, deadline exceeded and anything
 		// unexpected: the "device" failed.

@@ -1122,7 +1122,7 @@ func (t *Token) DestroyObject(h, oh uint) error {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.RequestTimeout))
 	defer cancel()
-	err = t.backend.DeleteKey(ctx, o.k.info.ID)
+	until, err := t.backend.DeleteKey(ctx, o.k.info.ID)
 	if err != nil && !errors.Is(err, backend.ErrKeyNotFound) {
 		return backendErr("deleting key", err, ErrObjectHandleInvalid, ErrArgumentsBad)
 	}
@@ -1138,6 +1138,12 @@ func (t *Token) DestroyObject(h, oh uint) error {
 	if err != nil {
 		return backendErr("deleting key", err, ErrObjectHandleInvalid, ErrArgumentsBad)
 	}
-	t.log.Info("key deleted", "key", id)
+	if until.IsZero() {
+		t.log.Info("key deleted", "key", id)
+	} else {
+		// PKCS#11 has no way to say this to the caller: the log says it.
+		t.log.Info("key deleted; an admin can restore it with `tchsm keys restore` until the date given", "key", id,
+			"recoverable_until", until.UTC().Format(time.RFC3339))
+	}
 	return nil
 }

@@ -622,7 +622,7 @@ func TestFind(t *testing.T) {
 		t.Fatalf("handle changed: %v then %v", got, again)
 	}
 	// Deleted by another process: gone after the next refresh; signing reports the handle.
-	if err := f.b.DeleteKey(context.Background(), other.ID); err != nil {
+	if _, err := f.b.DeleteKey(context.Background(), other.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.tk.SignInit(h, Mechanism{Type: CKM_RSA_PKCS}, got[0]); err != nil {
