@@ -517,7 +517,7 @@ func TestPermitsByClientRole(t *testing.T) {
 	signerMay := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH,
 		tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST, tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST}
 	adminOnly := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
-		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY}
+		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT}
 	all := append(tchsmpb.BodyTypes(), tchsmpb.BodyType_BODY_TYPE_UNSPECIFIED, 999)
 	for _, tc := range []struct {
 		role ClientRole
