@@ -116,18 +116,18 @@ func (b *fakeBackend) GenerateKey(_ context.Context, req backend.GenerateRequest
 	return k.info(), nil
 }
 
-func (b *fakeBackend) DeleteKey(_ context.Context, id string) error {
+func (b *fakeBackend) DeleteKey(_ context.Context, id string) (time.Time, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	keys, err := b.load()
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if _, ok := keys[id]; !ok {
-		return fmt.Errorf("%w: %s", backend.ErrKeyNotFound, id)
+		return time.Time{}, fmt.Errorf("%w: %s", backend.ErrKeyNotFound, id)
 	}
 	delete(keys, id)
-	return b.save(keys)
+	return time.Time{}, b.save(keys) // the fake deletes at once: nothing to restore
 }
 
 func (b *fakeBackend) Sign(_ context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error) {
