@@ -10,6 +10,9 @@
 //	nodes/node-I/shares.db         node I's share store (created by the node)
 //	dealer/dealer.json, dealer/identity.json (0600)
 //	clients/client-J/client.json, clients/client-J/identity.json (0600)
+//	broker/setup.sh                with BrokerUsers: creates the broker users (0700, holds
+//	                               their passwords; `tchsm broker setup` runs it)
+//	broker/rabbitmq.conf           with BrokerUsers: the broker settings (max_message_size)
 package clusterinit
 
 import (
@@ -22,6 +25,7 @@ import (
 	"path/filepath"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 )
 
@@ -40,6 +44,12 @@ type Options struct {
 	// client configs then get batch_window 1. Nodes that share the same cores gain nothing from
 	// a second message in flight to one node, while fewer, larger batches save CPU for shares.
 	OneHost bool
+	// BrokerUsers gives every node, the dealer and every client a broker user of its own,
+	// with the permissions of its role (docs/broker-permissions.md): the URLs in the configs
+	// carry that user and a random password instead of AMQPURL's account (which then only
+	// names the brokers, the vhost and the scheme), and broker/setup.sh creates the users.
+	// Without it every role uses AMQPURL's account.
+	BrokerUsers bool
 }
 
 // Layout names the files Create wrote.
@@ -49,6 +59,8 @@ type Layout struct {
 	Nodes    []string // node config paths, index i-1 for node i
 	Dealer   string   // dealer config path
 	Clients  []string // client config paths
+	// BrokerSetup is broker/setup.sh (with Options.BrokerUsers), else "".
+	BrokerSetup string
 }
 
 // ErrExists is returned when DIR already holds a manifest.
@@ -89,6 +101,18 @@ func Create(dir string, o Options) (*Layout, error) {
 	if urls := config.SplitURLs(o.AMQPURL); len(urls) > 1 {
 		amqp = config.AMQP{URLs: urls}
 	}
+	// roleAMQP is the amqp section of one role's config.
+	roleAMQP := func(rabbitmq.Permission, error) (config.AMQP, error) { return amqp, nil }
+	var accounts *brokerAccounts
+	if o.BrokerUsers {
+		if amqp.URL == "" && len(amqp.URLs) == 0 {
+			amqp.URL = config.DefaultAMQPURL
+		}
+		if accounts, err = newBrokerAccounts(amqp); err != nil {
+			return nil, err
+		}
+		roleAMQP = accounts.add
+	}
 	for i := 1; i <= o.N; i++ {
 		nd := filepath.Join(dir, "nodes", NodeID(i))
 		if err := os.MkdirAll(nd, 0o700); err != nil {
@@ -112,7 +136,11 @@ func Create(dir string, o Options) (*Layout, error) {
 		mem := id.Public()
 		mem.Index = i
 		m.Nodes = append(m.Nodes, mem)
-		cfg := config.Node{AMQP: amqp, Manifest: "../../manifest.json", Identity: "identity.json",
+		na, err := roleAMQP(rabbitmq.NodePermission(o.ClusterID, NodeID(i)))
+		if err != nil {
+			return nil, err
+		}
+		cfg := config.Node{AMQP: na, Manifest: "../../manifest.json", Identity: "identity.json",
 			Store: "shares.db", PassphraseFile: "passphrase"}
 		p := filepath.Join(nd, "node.json")
 		if err := config.Save(p, cfg, 0o600); err != nil {
@@ -133,7 +161,11 @@ func Create(dir string, o Options) (*Layout, error) {
 	}
 	m.Dealers = append(m.Dealers, did.Public())
 	l.Dealer = filepath.Join(dd, "dealer.json")
-	if err := config.Save(l.Dealer, config.Dealer{AMQP: amqp, Manifest: "../manifest.json", Identity: "identity.json"}, 0o600); err != nil {
+	da, err := roleAMQP(rabbitmq.DealerPermission(o.ClusterID))
+	if err != nil {
+		return nil, err
+	}
+	if err := config.Save(l.Dealer, config.Dealer{AMQP: da, Manifest: "../manifest.json", Identity: "identity.json"}, 0o600); err != nil {
 		return nil, err
 	}
 	for j := 1; j <= o.Clients; j++ {
@@ -149,7 +181,11 @@ func Create(dir string, o Options) (*Layout, error) {
 			return nil, err
 		}
 		m.Clients = append(m.Clients, id.Public())
-		cfg := config.Client{AMQP: amqp, Manifest: "../../manifest.json", Identity: "identity.json"}
+		ca, err := roleAMQP(rabbitmq.ClientPermission(o.ClusterID, ClientID(j)))
+		if err != nil {
+			return nil, err
+		}
+		cfg := config.Client{AMQP: ca, Manifest: "../../manifest.json", Identity: "identity.json"}
 		if o.LocalDealer {
 			cfg.DealerConfig = "../../dealer/dealer.json"
 		}
@@ -164,6 +200,11 @@ func Create(dir string, o Options) (*Layout, error) {
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
+	}
+	if accounts != nil {
+		if l.BrokerSetup, err = accounts.write(dir, o.ClusterID); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.Save(l.Manifest); err != nil {
 		return nil, err
