@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,18 +12,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tchsm/tchsm/internal/config"
-	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
-	"github.com/tchsm/tchsm/internal/trust"
+	"github.com/tchsm/tchsm/internal/clusterinit"
 )
 
 func init() {
-	register("broker", "create or remove a cluster's broker users (broker setup|remove)", runBroker)
+	register("broker", "create or remove a cluster's broker users and queues (broker setup|remove)", runBroker)
 }
 
-// runBroker: `tchsm broker setup|remove -dir DIR [-rabbitmqctl CMD]`. setup runs DIR/broker/setup.sh
-// (written by tchsm init: the users, passwords and permissions of every role) and then
-// connects as the dealer, which creates the cluster's exchanges; remove deletes the users.
+// runBroker: `tchsm broker setup|remove -dir DIR [-rabbitmqctl CMD]`. setup imports
+// DIR/broker/definitions.json (written by tchsm init: the exchanges, the nodes' control queues,
+// every role's user and permissions) with rabbitmqctl import_definitions, which adds or
+// updates and never deletes, so it can run again; remove deletes the cluster's users.
 func runBroker(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || (args[0] != "setup" && args[0] != "remove") {
 		fmt.Fprintln(e.stderr, "Usage: tchsm broker setup|remove -dir DIR [-rabbitmqctl CMD]")
@@ -39,59 +40,18 @@ func runBroker(ctx context.Context, e *env, args []string) error {
 		return errUsage
 	}
 	if sub == "remove" {
-		return brokerScript(ctx, e, *dir, *ctl, "remove")
+		return brokerRemove(ctx, e, *dir, *ctl)
 	}
-	if err := brokerScript(ctx, e, *dir, *ctl); err != nil {
-		return err
-	}
-	return declareExchanges(ctx, filepath.Join(*dir, "dealer", "dealer.json"))
+	return brokerSetup(ctx, e, *dir, *ctl)
 }
 
-// brokerScript runs DIR/broker/setup.sh with args.
-func brokerScript(ctx context.Context, e *env, dir, ctl string, args ...string) error {
-	sh := filepath.Join(dir, "broker", "setup.sh")
-	if _, err := os.Stat(sh); err != nil {
-		return fmt.Errorf("%s: %w (the cluster was created without broker users: tchsm init -broker-users=false)", sh, err)
-	}
-	cmd := exec.CommandContext(ctx, "bash", append([]string{sh}, args...)...)
-	cmd.Env = os.Environ()
-	if ctl != "" {
-		cmd.Env = append(cmd.Env, "RABBITMQCTL="+ctl)
-	}
-	cmd.Stdout, cmd.Stderr = e.stderr, e.stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("running %s %s: %w", sh, strings.Join(args, " "), err)
-	}
-	return nil
+func definitionsPath(dir string) string {
+	return filepath.Join(dir, "broker", clusterinit.BrokerDefinitions)
 }
 
-// declareExchanges connects with the dealer's configuration: the dealer's user may create the
-// cluster's exchanges, and every connection makes sure they exist, so nodes and clients (which
-// may not create them) can start before the dealer ever ran.
-func declareExchanges(ctx context.Context, dealerCfg string) error {
-	var cfg config.Dealer
-	if err := config.Load(dealerCfg, &cfg); err != nil {
-		return err
-	}
-	m, err := trust.LoadManifest(cfg.Manifest)
-	if err != nil {
-		return err
-	}
-	tc, err := rabbitmq.FromConfig(cfg.AMQP, m.ClusterID, "tchsm-broker-setup")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := rabbitmq.Dial(ctx, tc)
-	if err != nil {
-		return fmt.Errorf("connecting as the dealer to create the exchanges: %w", err)
-	}
-	return conn.Close()
-}
-
-// canRunRabbitmqctl reports whether ctl (or rabbitmqctl) reaches a broker.
-func canRunRabbitmqctl(ctx context.Context, ctl string) error {
+// rabbitmqctl runs the rabbitmqctl command ctl ("" : $RABBITMQCTL or rabbitmqctl) with args
+// and stdin.
+func rabbitmqctl(ctx context.Context, ctl string, stdin []byte, args ...string) ([]byte, error) {
 	if ctl == "" {
 		ctl = os.Getenv("RABBITMQCTL")
 	}
@@ -99,11 +59,73 @@ func canRunRabbitmqctl(ctx context.Context, ctl string) error {
 	if len(argv) == 0 {
 		argv = []string{"rabbitmqctl"}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, argv[0], append(argv[1:], "-q", "list_vhosts")...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, argv[0], append(append(argv[1:], "-q"), args...)...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return errors.New(strings.TrimSpace(string(out)) + ": " + err.Error())
+		return out, fmt.Errorf("%s %s: %w: %s", strings.Join(argv, " "), args[0], err, bytes.TrimSpace(out))
 	}
+	return out, nil
+}
+
+func brokerSetup(ctx context.Context, e *env, dir, ctl string) error {
+	defs, err := os.ReadFile(definitionsPath(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w (the cluster was created with tchsm init -broker-users=false: every role uses the account in its configuration)", err)
+	}
+	if err != nil {
+		return err
+	}
+	// On standard input, so that it works through docker exec -T as well.
+	if _, err := rabbitmqctl(ctx, ctl, defs, "import_definitions", "--format", "json"); err != nil {
+		return err
+	}
+	users, err := definitionUsers(defs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "broker: %d users, their permissions, the exchanges and the control queues set up from %s\n", len(users), definitionsPath(dir))
 	return nil
+}
+
+func brokerRemove(ctx context.Context, e *env, dir, ctl string) error {
+	defs, err := os.ReadFile(definitionsPath(dir))
+	if err != nil {
+		return err
+	}
+	users, err := definitionUsers(defs)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if _, err := rabbitmqctl(ctx, ctl, nil, "delete_user", u); err != nil {
+			fmt.Fprintf(e.stderr, "broker: %v\n", err)
+		}
+	}
+	fmt.Fprintf(e.stderr, "broker: removed the users of %s (queues and exchanges stay; rabbitmqctl delete_vhost removes a vhost and all it holds)\n", definitionsPath(dir))
+	return nil
+}
+
+func definitionUsers(defs []byte) ([]string, error) {
+	var d struct {
+		Users []struct {
+			Name string `json:"name"`
+		} `json:"users"`
+	}
+	if err := json.Unmarshal(defs, &d); err != nil {
+		return nil, fmt.Errorf("broker definitions: %w", err)
+	}
+	var names []string
+	for _, u := range d.Users {
+		names = append(names, u.Name)
+	}
+	return names, nil
+}
+
+// canRunRabbitmqctl reports whether ctl reaches a broker.
+func canRunRabbitmqctl(ctx context.Context, ctl string) error {
+	_, err := rabbitmqctl(ctx, ctl, nil, "list_vhosts")
+	return err
 }

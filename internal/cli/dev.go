@@ -92,11 +92,8 @@ func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPI
 		if err != nil {
 			return err
 		}
-		if l.BrokerSetup != "" {
-			if err := brokerScript(ctx, e, dir, ctl); err != nil {
-				return err
-			}
-			if err := declareExchanges(ctx, l.Dealer); err != nil {
+		if l.BrokerDefinitions != "" {
+			if err := brokerSetup(ctx, e, dir, ctl); err != nil {
 				return err
 			}
 		}
@@ -304,8 +301,8 @@ func devDown(e *env, dir string, purge bool) error {
 		os.Remove(p)
 	}
 	fmt.Fprintf(e.stderr, "stopped %d processes\n", stopped)
-	if _, err := os.Stat(filepath.Join(dir, "broker", "setup.sh")); err == nil && purge && !brokersRunning(dir) {
-		if err := brokerScript(context.Background(), e, dir, "", "remove"); err != nil {
+	if _, err := os.Stat(definitionsPath(dir)); err == nil && purge && !brokersRunning(dir) {
+		if err := brokerRemove(context.Background(), e, dir, ""); err != nil {
 			fmt.Fprintf(e.stderr, "removing the broker users: %v\n", err)
 		}
 	}

@@ -21,7 +21,7 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	id := fs.String("cluster-id", "", "cluster id (letters, digits, - and _); random if empty")
 	url := fs.String("amqp", "", "broker URL, or a comma-separated list of a RabbitMQ cluster's nodes, written into every config (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
 	localDealer := fs.Bool("local-dealer", false, "clients deal keys in-process instead of asking `tchsm dealer`")
-	brokerUsers := fs.Bool("broker-users", true, "give every node, the dealer and every client its own broker user with only its role's permissions (created by `tchsm broker setup`); false: every role uses the -amqp URL's account")
+	brokerUsers := fs.Bool("broker-users", true, "give every node, the dealer and every client its own broker user with only its role's permissions (created by `tchsm broker setup`; -amqp then only names the brokers and the vhost); false: every role uses the -amqp URL's account")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,9 +41,9 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	for _, p := range l.Clients {
 		fmt.Fprintf(e.stdout, "client:   %s\n", p)
 	}
-	if l.BrokerSetup != "" {
-		fmt.Fprintf(e.stdout, "broker:   %s (run `tchsm broker setup -dir %s` where rabbitmqctl reaches the broker, and add %s to its rabbitmq.conf)\n",
-			l.BrokerSetup, l.Dir, filepath.Join(l.Dir, "broker", "rabbitmq.conf"))
+	if l.BrokerDefinitions != "" {
+		fmt.Fprintf(e.stdout, "broker:   %s\n\nBefore the first start: `tchsm broker setup -dir %s` where rabbitmqctl reaches the broker\n(it creates every role's broker user, the exchanges and the control queues), and add\n%s to every broker node's rabbitmq.conf.\n",
+			l.BrokerDefinitions, l.Dir, filepath.Join(l.Dir, "broker", clusterinit.BrokerConf))
 	}
 	fmt.Fprintln(e.stdout, "\nEach node folder holds a passphrase file; move it to the node's secret store, or set $TCHSM_PASSPHRASE and delete it.")
 	return nil

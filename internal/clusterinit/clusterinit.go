@@ -10,8 +10,9 @@
 //	nodes/node-I/shares.db         node I's share store (created by the node)
 //	dealer/dealer.json, dealer/identity.json (0600)
 //	clients/client-J/client.json, clients/client-J/identity.json (0600)
-//	broker/setup.sh                with BrokerUsers: creates the broker users (0700, holds
-//	                               their passwords; `tchsm broker setup` runs it)
+//	broker/definitions.json        with BrokerUsers: the broker users, their permissions, the
+//	                               exchanges and control queues (0600; `tchsm broker setup`
+//	                               imports it with rabbitmqctl import_definitions)
 //	broker/rabbitmq.conf           with BrokerUsers: the broker settings (max_message_size)
 package clusterinit
 
@@ -47,7 +48,7 @@ type Options struct {
 	// BrokerUsers gives every node, the dealer and every client a broker user of its own,
 	// with the permissions of its role (docs/broker-permissions.md): the URLs in the configs
 	// carry that user and a random password instead of AMQPURL's account (which then only
-	// names the brokers, the vhost and the scheme), and broker/setup.sh creates the users.
+	// names the brokers, the vhost and the scheme), and broker/definitions.json creates them.
 	// Without it every role uses AMQPURL's account.
 	BrokerUsers bool
 }
@@ -59,8 +60,8 @@ type Layout struct {
 	Nodes    []string // node config paths, index i-1 for node i
 	Dealer   string   // dealer config path
 	Clients  []string // client config paths
-	// BrokerSetup is broker/setup.sh (with Options.BrokerUsers), else "".
-	BrokerSetup string
+	// BrokerDefinitions is broker/definitions.json (with Options.BrokerUsers), else "".
+	BrokerDefinitions string
 }
 
 // ErrExists is returned when DIR already holds a manifest.
@@ -202,7 +203,11 @@ func Create(dir string, o Options) (*Layout, error) {
 		return nil, err
 	}
 	if accounts != nil {
-		if l.BrokerSetup, err = accounts.write(dir, o.ClusterID); err != nil {
+		ids := make([]string, len(m.Nodes))
+		for i, n := range m.Nodes {
+			ids[i] = n.ID
+		}
+		if l.BrokerDefinitions, err = accounts.write(dir, o.ClusterID, ids); err != nil {
 			return nil, err
 		}
 	}

@@ -225,20 +225,20 @@ func (c *Cluster) amqpSection(own config.AMQP) config.AMQP {
 	return amqpSection(c.AMQPURL)
 }
 
-// setupBrokerUsers runs broker/setup.sh (on broker node 1 of b, or the machine's broker) and
-// deletes the users at the end of the test.
+// setupBrokerUsers runs `tchsm broker setup` (on broker node 1 of b, or the machine's
+// broker) and `tchsm broker remove` at the end of the test.
 func (c *Cluster) setupBrokerUsers(b *Brokers) {
 	c.t.Helper()
-	env := append(os.Environ(), "VHOST="+c.VHost)
+	env := os.Environ()
 	if b != nil {
 		env = append(env, "RABBITMQCTL=bash "+b.sh+" ctl "+b.Dir+" 1")
 	}
-	run := func(args ...string) error {
-		cmd := exec.Command("bash", append([]string{c.Layout.BrokerSetup}, args...)...)
+	run := func(sub string) error {
+		cmd := exec.Command(c.Bin, "broker", sub, "-dir", c.Dir)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("%s %v: %v\n%s", c.Layout.BrokerSetup, args, err, out)
+			return fmt.Errorf("tchsm broker %s: %v\n%s", sub, err, out)
 		}
 		return nil
 	}
@@ -247,7 +247,7 @@ func (c *Cluster) setupBrokerUsers(b *Brokers) {
 			c.t.Log(err)
 		}
 	})
-	if err := run(); err != nil {
+	if err := run("setup"); err != nil {
 		c.t.Fatal(err)
 	}
 }
