@@ -2,12 +2,14 @@ package rabbitmq
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"github.com/tchsm/tchsm/internal/transport"
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -170,24 +172,7 @@ func (c *Conn) connect(ctx context.Context, i int) (*session, error) {
 	if c.cfg.Name != "" {
 		props.SetClientConnectionName(c.cfg.Name)
 	}
-	ac, err := amqp.DialConfig(rawURL, amqp.Config{
-		Heartbeat:       heartbeat,
-		TLSClientConfig: c.cfg.TLS,
-		Properties:      props,
-		Dial: func(network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: dialTimeout}
-			nc, err := d.DialContext(dctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			// Bound the TLS and AMQP handshakes; the library clears it after.
-			if err := nc.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
-				nc.Close()
-				return nil, err
-			}
-			return nc, nil
-		},
-	})
+	ac, err := c.open(dctx, rawURL, props)
 	if err != nil {
 		var ae *amqp.Error
 		if errors.As(err, &ae) {
@@ -210,6 +195,76 @@ func (c *Conn) connect(ctx context.Context, i int) (*session, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// open dials rawURL and opens an AMQP connection over it, as amqp.DialConfig does, but with
+// the broker's bytes read through a sizeGuard (after TLS, so the guard sees the frames).
+func (c *Conn) open(ctx context.Context, rawURL string, props amqp.Table) (*amqp.Connection, error) {
+	uri, err := amqp.ParseURI(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg := amqp.Config{
+		Heartbeat:  heartbeat,
+		Properties: props,
+		Vhost:      uri.Vhost,
+		ChannelMax: uri.ChannelMax,
+		FrameSize:  131072, // amqp091-go's and RabbitMQ's default frame_max
+		Locale:     "en_US",
+	}
+	for _, m := range uri.AuthMechanism {
+		switch strings.ToUpper(m) {
+		case "PLAIN":
+			cfg.SASL = append(cfg.SASL, uri.PlainAuth())
+		case "AMQPLAIN":
+			cfg.SASL = append(cfg.SASL, uri.AMQPlainAuth())
+		case "EXTERNAL":
+			cfg.SASL = append(cfg.SASL, &amqp.ExternalAuth{})
+		default:
+			return nil, fmt.Errorf("%w: unsupported auth_mechanism %q", transport.ErrConfig, m)
+		}
+	}
+	if len(cfg.SASL) == 0 {
+		cfg.SASL = []amqp.Authentication{uri.PlainAuth()}
+	}
+	d := net.Dialer{Timeout: dialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port)))
+	if err != nil {
+		return nil, err
+	}
+	// Bound the TLS and AMQP handshakes; the library clears the deadline once open.
+	if err := nc.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if uri.Scheme == "amqps" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.cfg.TLS != nil {
+			tc = c.cfg.TLS.Clone()
+		}
+		if tc.ServerName == "" {
+			tc.ServerName = uri.Host
+			if uri.ServerName != "" {
+				tc.ServerName = uri.ServerName
+			}
+		}
+		tlc := tls.Client(nc, tc)
+		if err := tlc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		nc = tlc
+	}
+	max := c.cfg.MaxMessageSize
+	if max <= 0 {
+		max = DefaultMaxMessageSize
+	}
+	ac, err := amqp.Open(newSizeGuard(nc, uint64(max)), cfg)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return ac, nil
 }
 
 // brokerUser is the user name in an AMQP URL, or guest (amqp091-go's default) if it has none.
