@@ -58,7 +58,8 @@ start_node() { # start_node I: launch in the background, detached from the calle
 	(
 		node_env "$1"
 		mkdir -p "$B/mnesia" "$B/log"
-		printf 'listeners.tcp.local = 127.0.0.1:%s\nloopback_users = none\n' "$RABBITMQ_NODE_PORT" >"$B/rabbitmq.conf"
+		# max_message_size: as in the rabbitmq.conf fragment of tchsm init (4 MiB, not 128).
+		printf 'listeners.tcp.local = 127.0.0.1:%s\nloopback_users = none\nmax_message_size = 4194304\n' "$RABBITMQ_NODE_PORT" >"$B/rabbitmq.conf"
 		printf 'ERL_EPMD_ADDRESS=127.0.0.1\n' >"$B/rabbitmq-env.conf"
 		[[ -f $B/enabled_plugins ]] || echo '[].' >"$B/enabled_plugins"
 		[[ -f $B/advanced.config ]] || echo '[].' >"$B/advanced.config"

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/tchsm/tchsm/internal/clusterinit"
 	"github.com/tchsm/tchsm/internal/testcluster"
 	"github.com/tchsm/tchsm/scheme"
 )
@@ -49,7 +51,8 @@ func TestBrokerNodeFailover(t *testing.T) {
 	t0 := time.Now()
 	brokers := testcluster.StartBrokers(t, 3)
 	t.Logf("three broker nodes up in %v", time.Since(t0).Round(time.Millisecond))
-	tc := testcluster.Start(t, testcluster.Options{K: 3, N: 5, Brokers: brokers, DealerPool: -1})
+	tc := testcluster.Start(t, testcluster.Options{K: 3, N: 5, Brokers: brokers, DealerPool: -1, BrokerUsers: true})
+	checkMaxMessageSize(t, brokers.URLs(tc.VHost)[0])
 	c := tc.Client()
 	k := generate(t, c, 2048)
 	signOK(t, c, k, "before")
@@ -225,4 +228,43 @@ func pct(ds []time.Duration, p int) time.Duration {
 	slices.Sort(s)
 	i := (len(s)*p + 99) / 100
 	return s[min(max(i-1, 0), len(s)-1)].Round(time.Millisecond)
+}
+
+// checkMaxMessageSize: the brokers of scripts/brokers.sh refuse a message larger than
+// clusterinit.MaxMessageSize (max_message_size) and take one below it.
+func checkMaxMessageSize(t *testing.T, url string) {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, size := range []int{clusterinit.MaxMessageSize - 1024, clusterinit.MaxMessageSize + 1} {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		if err := ch.Confirm(false); err != nil {
+			t.Fatal(err)
+		}
+		dc, err := ch.PublishWithDeferredConfirm("", "tchsm.no-such-queue", false, false, amqp.Publishing{Body: make([]byte, size)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-dc.Done():
+		case <-time.After(10 * time.Second):
+		}
+		var cerr *amqp.Error
+		select {
+		case cerr = <-closed:
+		case <-time.After(time.Second):
+		}
+		refused := cerr != nil && cerr.Code == amqp.PreconditionFailed
+		if want := size > clusterinit.MaxMessageSize; refused != want {
+			t.Fatalf("a message of %d bytes: refused %v (%v), want %v", size, refused, cerr, want)
+		}
+		ch.Close()
+	}
 }

@@ -82,7 +82,7 @@ func TestEntrypoint(t *testing.T) {
 
 	_, url := testcluster.VHost(t)
 	dir := t.TempDir()
-	if b, err := exec.Command(bin, "init", "-dir", dir, "-k", "2", "-n", "2", "-amqp", url).CombinedOutput(); err != nil {
+	if b, err := exec.Command(bin, "init", "-dir", dir, "-k", "2", "-n", "2", "-amqp", url, "-broker-users=false").CombinedOutput(); err != nil {
 		t.Fatalf("init: %v\n%s", err, b)
 	}
 	// The compose file's node command, with its container paths mapped into dir.

@@ -39,7 +39,7 @@ func TestDevClusterLifecycle(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "dev")
 	env := []string{"TCHSM_AMQP_URL=" + url}
 	out := run(t, env, "", "dev", "up", "-dir", dir, "-k", "2", "-n", "3", "-workers", "1")
-	t.Cleanup(func() { exec.Command(testcluster.Binary(t), "dev", "down", "-dir", dir).Run() })
+	t.Cleanup(func() { exec.Command(testcluster.Binary(t), "dev", "down", "-dir", dir, "-purge").Run() })
 	if !strings.HasPrefix(out, "export TCHSM_CONFIG=") {
 		t.Fatalf("dev up printed %q", out)
 	}

@@ -42,7 +42,8 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	workers := fs.Int("workers", 0, "up: signing goroutines per node (0: number of CPUs)")
 	brokers := fs.Int("brokers", 0, "up: also start a local RabbitMQ cluster of this many broker nodes in DIR/brokers and use it (0: use -amqp)")
 	brokerPort := fs.Int("broker-port", 5781, "up: AMQP port of the first of -brokers nodes (the others follow; Erlang distribution on port+20000)")
-	purge := fs.Bool("purge", false, "down: also delete the cluster folder")
+	purge := fs.Bool("purge", false, "down: also delete the cluster folder (and, on a broker not started by -brokers, the cluster's broker users)")
+	brokerUsers := fs.Bool("broker-users", true, "up: give each role its own broker user with only its permissions (needs rabbitmqctl; falls back to the -amqp account, with a warning, when rabbitmqctl cannot reach the broker)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +56,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		if *brokers < 0 || *brokers > 9 {
 			return fmt.Errorf("dev up: -brokers %d: want 0..9", *brokers)
 		}
+		ctl := ""
 		if *brokers > 0 || brokersRunning(abs) {
 			if *url != "" {
 				return fmt.Errorf("dev up: -amqp and -brokers exclude each other")
@@ -62,8 +64,9 @@ func runDev(ctx context.Context, e *env, args []string) error {
 			if *url, err = brokersUp(ctx, e, abs, *brokers, *brokerPort); err != nil {
 				return err
 			}
+			ctl = brokersCtl(abs)
 		}
-		return devUp(ctx, e, abs, *k, *n, *url, *label, *userPIN, *workers)
+		return devUp(ctx, e, abs, *k, *n, *url, *label, *userPIN, *workers, *brokerUsers, ctl)
 	case "down":
 		return devDown(e, abs, *purge)
 	default:
@@ -72,11 +75,27 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	}
 }
 
-func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPIN string, workers int) error {
+// brokersCtl is the rabbitmqctl command of the broker cluster of `dev up -brokers` in dir.
+func brokersCtl(dir string) string {
+	return "bash " + filepath.Join(dir, "brokers", "brokers.sh") + " ctl " + filepath.Join(dir, "brokers") + " 1"
+}
+
+func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPIN string, workers int, brokerUsers bool, ctl string) error {
 	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); errors.Is(err, os.ErrNotExist) {
-		l, err := clusterinit.Create(dir, clusterinit.Options{K: k, N: n, Signers: 1, AMQPURL: url, OneHost: true})
+		if brokerUsers {
+			if err := canRunRabbitmqctl(ctx, ctl); err != nil {
+				fmt.Fprintf(e.stderr, "WARNING: rabbitmqctl cannot reach the broker (%v): every role uses the -amqp account instead of a broker user of its own\n", err)
+				brokerUsers = false
+			}
+		}
+		l, err := clusterinit.Create(dir, clusterinit.Options{K: k, N: n, AMQPURL: url, Signers: 1, OneHost: true, BrokerUsers: brokerUsers})
 		if err != nil {
 			return err
+		}
+		if l.BrokerDefinitions != "" {
+			if err := brokerSetup(ctx, e, dir, ctl); err != nil {
+				return err
+			}
 		}
 		for _, p := range append(l.Clients, l.Signers...) {
 			if err := addPKCS11Section(p, label, userPIN); err != nil {
@@ -288,6 +307,11 @@ func devDown(e *env, dir string, purge bool) error {
 		os.Remove(p)
 	}
 	fmt.Fprintf(e.stderr, "stopped %d processes\n", stopped)
+	if _, err := os.Stat(definitionsPath(dir)); err == nil && purge && !brokersRunning(dir) {
+		if err := brokerRemove(context.Background(), e, dir, ""); err != nil {
+			fmt.Fprintf(e.stderr, "removing the broker users: %v\n", err)
+		}
+	}
 	if brokersRunning(dir) {
 		if _, err := brokersScript(context.Background(), dir, "down"); err != nil {
 			fmt.Fprintf(e.stderr, "stopping the broker nodes: %v\n", err)

@@ -13,6 +13,10 @@
 //	dealer/dealer.json, dealer/identity.json (0600)
 //	clients/client-J/client.json, clients/client-J/identity.json (0600): admin clients
 //	clients/signer-J/client.json, clients/signer-J/identity.json (0600): signer clients
+//	broker/definitions.json        with BrokerUsers: the broker users, their permissions, the
+//	                               exchanges and control queues (0600; `tchsm broker setup`
+//	                               imports it with rabbitmqctl import_definitions)
+//	broker/rabbitmq.conf           with BrokerUsers: the broker settings (max_message_size)
 package clusterinit
 
 import (
@@ -25,6 +29,7 @@ import (
 	"path/filepath"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 )
 
@@ -44,6 +49,12 @@ type Options struct {
 	// client configs then get batch_window 1. Nodes that share the same cores gain nothing from
 	// a second message in flight to one node, while fewer, larger batches save CPU for shares.
 	OneHost bool
+	// BrokerUsers gives every node, the dealer and every client a broker user of its own,
+	// with the permissions of its role (docs/broker-permissions.md): the URLs in the configs
+	// carry that user and a random password instead of AMQPURL's account (which then only
+	// names the brokers, the vhost and the scheme), and broker/definitions.json creates them.
+	// Without it every role uses AMQPURL's account.
+	BrokerUsers bool
 }
 
 // Layout names the files Create wrote.
@@ -54,6 +65,8 @@ type Layout struct {
 	Dealer   string   // dealer config path
 	Clients  []string // admin client config paths
 	Signers  []string // signer client config paths
+	// BrokerDefinitions is broker/definitions.json (with Options.BrokerUsers), else "".
+	BrokerDefinitions string
 }
 
 // ErrExists is returned when DIR already holds a manifest.
@@ -95,6 +108,18 @@ func Create(dir string, o Options) (*Layout, error) {
 	if urls := config.SplitURLs(o.AMQPURL); len(urls) > 1 {
 		amqp = config.AMQP{URLs: urls}
 	}
+	// roleAMQP is the amqp section of one role's config.
+	roleAMQP := func(rabbitmq.Permission, error) (config.AMQP, error) { return amqp, nil }
+	var accounts *brokerAccounts
+	if o.BrokerUsers {
+		if amqp.URL == "" && len(amqp.URLs) == 0 {
+			amqp.URL = config.DefaultAMQPURL
+		}
+		if accounts, err = newBrokerAccounts(amqp); err != nil {
+			return nil, err
+		}
+		roleAMQP = accounts.add
+	}
 	for i := 1; i <= o.N; i++ {
 		nd := filepath.Join(dir, "nodes", NodeID(i))
 		if err := os.MkdirAll(nd, 0o700); err != nil {
@@ -121,7 +146,11 @@ func Create(dir string, o Options) (*Layout, error) {
 		mem := id.Public()
 		mem.Index = i
 		m.Nodes = append(m.Nodes, mem)
-		cfg := config.Node{AMQP: amqp, Manifest: "../../manifest.json", Identity: "identity.json",
+		na, err := roleAMQP(rabbitmq.NodePermission(o.ClusterID, NodeID(i)))
+		if err != nil {
+			return nil, err
+		}
+		cfg := config.Node{AMQP: na, Manifest: "../../manifest.json", Identity: "identity.json",
 			Store: "shares.db", PassphraseFile: filepath.Join("..", "..", "secrets", NodeID(i)+".passphrase")}
 		p := filepath.Join(nd, "node.json")
 		if err := config.Save(p, cfg, 0o600); err != nil {
@@ -142,7 +171,11 @@ func Create(dir string, o Options) (*Layout, error) {
 	}
 	m.Dealers = append(m.Dealers, did.Public())
 	l.Dealer = filepath.Join(dd, "dealer.json")
-	if err := config.Save(l.Dealer, config.Dealer{AMQP: amqp, Manifest: "../manifest.json", Identity: "identity.json"}, 0o600); err != nil {
+	da, err := roleAMQP(rabbitmq.DealerPermission(o.ClusterID))
+	if err != nil {
+		return nil, err
+	}
+	if err := config.Save(l.Dealer, config.Dealer{AMQP: da, Manifest: "../manifest.json", Identity: "identity.json"}, 0o600); err != nil {
 		return nil, err
 	}
 	for j := 1; j <= o.Clients+o.Signers; j++ {
@@ -164,7 +197,11 @@ func Create(dir string, o Options) (*Layout, error) {
 		mem := id.Public()
 		mem.ClientRole = role
 		m.Clients = append(m.Clients, mem)
-		cfg := config.Client{AMQP: amqp, Manifest: "../../manifest.json", Identity: "identity.json"}
+		ca, err := roleAMQP(rabbitmq.ClientPermission(o.ClusterID, name))
+		if err != nil {
+			return nil, err
+		}
+		cfg := config.Client{AMQP: ca, Manifest: "../../manifest.json", Identity: "identity.json"}
 		if o.LocalDealer && role == trust.ClientRoleAdmin {
 			cfg.DealerConfig = "../../dealer/dealer.json"
 		}
@@ -183,6 +220,15 @@ func Create(dir string, o Options) (*Layout, error) {
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
+	}
+	if accounts != nil {
+		ids := make([]string, len(m.Nodes))
+		for i, n := range m.Nodes {
+			ids[i] = n.ID
+		}
+		if l.BrokerDefinitions, err = accounts.write(dir, o.ClusterID, ids); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.Save(l.Manifest); err != nil {
 		return nil, err

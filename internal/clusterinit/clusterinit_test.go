@@ -2,8 +2,11 @@ package clusterinit
 
 import (
 	"errors"
+	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tchsm/tchsm/internal/config"
@@ -75,5 +78,76 @@ func TestCreateWritesLoadableFiles(t *testing.T) {
 	}
 	if _, err := Create(t.TempDir(), Options{K: 4, N: 3}); err == nil {
 		t.Fatal("k > n accepted")
+	}
+}
+
+// With BrokerUsers every role gets its own user and password on the same brokers and vhost,
+// and the definitions hold the users, their permissions and the nodes' queues, but no password.
+func TestCreateBrokerUsers(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Create(dir, Options{ClusterID: "c1", K: 2, N: 3, BrokerUsers: true,
+		AMQPURL: "amqp://admin:secret@b1:5672/v,amqp://admin:secret@b2:5672/v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sections []config.AMQP
+	for _, p := range l.Nodes {
+		var c config.Node
+		if err := config.Load(p, &c); err != nil {
+			t.Fatal(err)
+		}
+		sections = append(sections, c.AMQP)
+	}
+	var d config.Dealer
+	if err := config.Load(l.Dealer, &d); err != nil {
+		t.Fatal(err)
+	}
+	var c config.Client
+	if err := config.Load(l.Clients[0], &c); err != nil {
+		t.Fatal(err)
+	}
+	sections = append(sections, d.AMQP, c.AMQP)
+	want := []string{"tchsm-c1-node-1", "tchsm-c1-node-2", "tchsm-c1-node-3", "tchsm-c1-dealer", "tchsm-c1-client-1"}
+	defs, err := os.ReadFile(l.BrokerDefinitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	passwords := map[string]bool{}
+	for i, a := range sections {
+		if len(a.URLs) != 2 || a.URL != "" {
+			t.Fatalf("%s: urls %d", want[i], len(a.URLs))
+		}
+		for j, raw := range a.URLs {
+			u, err := url.Parse(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pw, _ := u.User.Password()
+			if u.User.Username() != want[i] || len(pw) < 30 || u.Host != fmt.Sprintf("b%d:5672", j+1) || u.Path != "/v" {
+				t.Fatalf("%s's URL %d: %s", want[i], j, u.Redacted())
+			}
+			if strings.Contains(string(defs), pw) {
+				t.Fatal("a password in the definitions")
+			}
+			passwords[pw] = true
+		}
+		if !strings.Contains(string(defs), `"`+want[i]+`"`) {
+			t.Fatalf("%s not in the definitions", want[i])
+		}
+	}
+	if len(passwords) != len(want) || strings.Contains(string(defs), "secret") {
+		t.Fatalf("%d distinct passwords for %d users, or the admin's in the definitions", len(passwords), len(want))
+	}
+	for _, s := range []string{`"tchsm.c1.node.node-3.inbox"`, `"tchsm.c1.inbox"`, `"vhost": "v"`} {
+		if !strings.Contains(string(defs), s) {
+			t.Fatalf("definitions lack %s", s)
+		}
+	}
+	if st, _ := os.Stat(l.BrokerDefinitions); st.Mode().Perm() != 0o600 {
+		t.Fatalf("definitions mode %v", st.Mode())
+	}
+	conf, _ := os.ReadFile(filepath.Join(dir, "broker", BrokerConf))
+	if !strings.Contains(string(conf), "max_message_size = 4194304") {
+		t.Fatalf("rabbitmq.conf: %s", conf)
 	}
 }

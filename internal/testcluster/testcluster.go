@@ -41,6 +41,10 @@ type Options struct {
 	// Brokers, when set, is the broker cluster to run on (StartBrokers) instead of the
 	// machine's broker; every process gets all of its nodes' URLs.
 	Brokers *Brokers
+	// BrokerUsers runs every process as its own least-privilege broker user (tchsm init's
+	// broker users, created in the cluster's vhost with broker/setup.sh and deleted at the end)
+	// instead of guest; AMQPURL stays guest's, for the test itself.
+	BrokerUsers bool
 }
 
 // Cluster is a running test cluster.
@@ -54,6 +58,8 @@ type Cluster struct {
 	SignerConfig string // signer-1's config (a signer client), with a pkcs11 section
 	PIN          string
 	Bin          string
+
+	brokerUsers bool
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
@@ -159,25 +165,28 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.PIN == "" {
 		o.PIN = "1234"
 	}
-	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN}
+	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN, brokerUsers: o.BrokerUsers}
 	if o.Brokers != nil {
 		c.VHost = o.Brokers.VHost(t)
 		c.AMQPURL = strings.Join(o.Brokers.URLs(c.VHost), ",")
 	} else {
 		c.VHost, c.AMQPURL = VHost(t)
 	}
-	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true})
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true, BrokerUsers: o.BrokerUsers})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Layout = l
+	if o.BrokerUsers {
+		c.setupBrokerUsers(o.Brokers)
+	}
 	c.ClientConfig, c.SignerConfig = l.Clients[0], l.Signers[0]
 	for i, p := range l.Nodes {
 		var nc config.Node
 		if err := config.Load(p, &nc); err != nil {
 			t.Fatal(err)
 		}
-		raw := config.Node{AMQP: amqpSection(c.AMQPURL), Manifest: nc.Manifest, Identity: nc.Identity,
+		raw := config.Node{AMQP: c.amqpSection(nc.AMQP), Manifest: nc.Manifest, Identity: nc.Identity,
 			Store: nc.Store, PassphraseFile: nc.PassphraseFile, Workers: o.Workers, LogLevel: "debug"}
 		if o.NodeConfig != nil {
 			o.NodeConfig(i+1, &raw)
@@ -210,6 +219,42 @@ func Start(t testing.TB, o Options) *Cluster {
 	return c
 }
 
+// amqpSection is a process's amqp section: its own (written by clusterinit) with broker
+// users, else guest's of the cluster's vhost.
+func (c *Cluster) amqpSection(own config.AMQP) config.AMQP {
+	if c.brokerUsers {
+		return own
+	}
+	return amqpSection(c.AMQPURL)
+}
+
+// setupBrokerUsers runs `tchsm broker setup` (on broker node 1 of b, or the machine's
+// broker) and `tchsm broker remove` at the end of the test.
+func (c *Cluster) setupBrokerUsers(b *Brokers) {
+	c.t.Helper()
+	env := os.Environ()
+	if b != nil {
+		env = append(env, "RABBITMQCTL=bash "+b.sh+" ctl "+b.Dir+" 1")
+	}
+	run := func(sub string) error {
+		cmd := exec.Command(c.Bin, "broker", sub, "-dir", c.Dir)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("tchsm broker %s: %v\n%s", sub, err, out)
+		}
+		return nil
+	}
+	c.t.Cleanup(func() {
+		if err := run("remove"); err != nil {
+			c.t.Log(err)
+		}
+	})
+	if err := run("setup"); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // amqpSection is the amqp section for one broker URL or a comma-separated list of them.
 func amqpSection(urls string) config.AMQP {
 	if us := config.SplitURLs(urls); len(us) > 1 {
@@ -232,7 +277,7 @@ func (c *Cluster) addPKCS11(path, label, userPIN string) error {
 		logs = "-" + filepath.Base(filepath.Dir(path))
 	}
 	sec := &config.PKCS11{TokenLabel: label, UserPINHash: h, LogFile: filepath.Join(c.Dir, "pkcs11"+logs+".log")}
-	raw := config.Client{AMQP: amqpSection(c.AMQPURL), Manifest: cc.Manifest, Identity: cc.Identity,
+	raw := config.Client{AMQP: c.amqpSection(cc.AMQP), Manifest: cc.Manifest, Identity: cc.Identity,
 		PKCS11: sec, LogFile: filepath.Join(c.Dir, "client"+logs+".log"), LogLevel: "debug"}
 	return config.Save(path, raw, 0o600)
 }
@@ -245,7 +290,10 @@ func (c *Cluster) start(name string, args ...string) {
 	}
 	cmd := exec.Command(c.Bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "TCHSM_AMQP_URL="+c.AMQPURL)
+	cmd.Env = os.Environ()
+	if !c.brokerUsers {
+		cmd.Env = append(cmd.Env, "TCHSM_AMQP_URL="+c.AMQPURL)
+	}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}

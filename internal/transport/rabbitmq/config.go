@@ -49,6 +49,9 @@ type Config struct {
 	// Prefetch is the number of unacknowledged rpc requests a Serve call
 	// holds; 0 means 2 × workers.
 	Prefetch int
+	// MaxMessageSize bounds the body of a message the Conn takes in (0: DefaultMaxMessageSize):
+	// a larger one is delivered with an empty body, never read into memory (see sizeGuard).
+	MaxMessageSize int
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
 

@@ -2,11 +2,14 @@ package rabbitmq
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"github.com/tchsm/tchsm/internal/transport"
 	"log/slog"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,11 +55,13 @@ type session struct {
 	lost    chan struct{} // closed once the connection is gone
 	blocked atomic.Bool   // the broker stopped reading (resource alarm)
 
-	// rpc: direct reply-to consumer and request publishing.
-	rpcMu   sync.Mutex
-	rpc     *amqp.Channel
-	pendMu  sync.Mutex
-	pending map[string]chan callResult
+	// rpc: the reply queue's consumer and request publishing. Requests carry replyKey as
+	// their reply_to: the key the session's reply queue is bound with on the reply exchange.
+	rpcMu    sync.Mutex
+	rpc      *amqp.Channel
+	replyKey string
+	pendMu   sync.Mutex
+	pending  map[string]chan callResult
 
 	// pub: confirm mode, durable publishing, one message at a time. Replaced (openPub) after
 	// a nack or when it closed: see publishConfirmed.
@@ -167,24 +172,7 @@ func (c *Conn) connect(ctx context.Context, i int) (*session, error) {
 	if c.cfg.Name != "" {
 		props.SetClientConnectionName(c.cfg.Name)
 	}
-	ac, err := amqp.DialConfig(rawURL, amqp.Config{
-		Heartbeat:       heartbeat,
-		TLSClientConfig: c.cfg.TLS,
-		Properties:      props,
-		Dial: func(network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: dialTimeout}
-			nc, err := d.DialContext(dctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			// Bound the TLS and AMQP handshakes; the library clears it after.
-			if err := nc.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
-				nc.Close()
-				return nil, err
-			}
-			return nc, nil
-		},
-	})
+	ac, err := c.open(dctx, rawURL, props)
 	if err != nil {
 		var ae *amqp.Error
 		if errors.As(err, &ae) {
@@ -201,7 +189,7 @@ func (c *Conn) connect(ctx context.Context, i int) (*session, error) {
 		}
 		return nil, fmt.Errorf("%w: dial %s: %s", transport.ErrUnavailable, redacted, redactErr(err.Error(), rawURL))
 	}
-	s, err := c.setup(ac, i)
+	s, err := c.setup(ac, i, brokerUser(rawURL))
 	if err != nil {
 		ac.Close()
 		return nil, err
@@ -209,20 +197,114 @@ func (c *Conn) connect(ctx context.Context, i int) (*session, error) {
 	return s, nil
 }
 
-func (c *Conn) setup(ac *amqp.Connection, broker int) (*session, error) {
+// open dials rawURL and opens an AMQP connection over it, as amqp.DialConfig does, but with
+// the broker's bytes read through a sizeGuard (after TLS, so the guard sees the frames).
+func (c *Conn) open(ctx context.Context, rawURL string, props amqp.Table) (*amqp.Connection, error) {
+	uri, err := amqp.ParseURI(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg := amqp.Config{
+		Heartbeat:  heartbeat,
+		Properties: props,
+		Vhost:      uri.Vhost,
+		ChannelMax: uri.ChannelMax,
+		FrameSize:  131072, // amqp091-go's and RabbitMQ's default frame_max
+		Locale:     "en_US",
+	}
+	for _, m := range uri.AuthMechanism {
+		switch strings.ToUpper(m) {
+		case "PLAIN":
+			cfg.SASL = append(cfg.SASL, uri.PlainAuth())
+		case "AMQPLAIN":
+			cfg.SASL = append(cfg.SASL, uri.AMQPlainAuth())
+		case "EXTERNAL":
+			cfg.SASL = append(cfg.SASL, &amqp.ExternalAuth{})
+		default:
+			return nil, fmt.Errorf("%w: unsupported auth_mechanism %q", transport.ErrConfig, m)
+		}
+	}
+	if len(cfg.SASL) == 0 {
+		cfg.SASL = []amqp.Authentication{uri.PlainAuth()}
+	}
+	d := net.Dialer{Timeout: dialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port)))
+	if err != nil {
+		return nil, err
+	}
+	// Bound the TLS and AMQP handshakes; the library clears the deadline once open.
+	if err := nc.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if uri.Scheme == "amqps" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.cfg.TLS != nil {
+			tc = c.cfg.TLS.Clone()
+		}
+		if tc.ServerName == "" {
+			tc.ServerName = uri.Host
+			if uri.ServerName != "" {
+				tc.ServerName = uri.ServerName
+			}
+		}
+		tlc := tls.Client(nc, tc)
+		if err := tlc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		nc = tlc
+	}
+	max := c.cfg.MaxMessageSize
+	if max <= 0 {
+		max = DefaultMaxMessageSize
+	}
+	ac, err := amqp.Open(newSizeGuard(nc, uint64(max)), cfg)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return ac, nil
+}
+
+// brokerUser is the user name in an AMQP URL, or guest (amqp091-go's default) if it has none.
+func brokerUser(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil && u.User != nil && u.User.Username() != "" {
+		return u.User.Username()
+	}
+	return "guest"
+}
+
+func (c *Conn) setup(ac *amqp.Connection, broker int, user string) (*session, error) {
 	s := &session{
 		conn:    ac,
 		broker:  broker,
 		lost:    make(chan struct{}),
 		pending: make(map[string]chan callResult),
 	}
+	if err := declareExchanges(ac, c.cfg.ClusterID); err != nil {
+		return nil, err
+	}
 	var err error
 	if s.rpc, err = ac.Channel(); err != nil {
 		return nil, fmt.Errorf("%w: open rpc channel: %w", transport.ErrUnavailable, err)
 	}
-	replies, err := s.rpc.Consume(directReplyTo, "", true, false, false, false, nil)
+	// The reply queue: server-named, exclusive (no other connection can consume, bind or
+	// delete it) and auto-delete, bound to the reply exchange with a key that starts with the
+	// broker user's name, which is all a restricted user's topic read permission allows it
+	// to bind (docs/broker-permissions.md). Direct reply-to would need write permission on the
+	// default exchange, which reaches every queue of the vhost.
+	rq, err := s.rpc.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: consume %s: %w", transport.ErrUnavailable, directReplyTo, err)
+		return nil, accessOr(fmt.Errorf("declare the reply queue: %w", err))
+	}
+	s.replyKey = ReplyKey(user, rq.Name)
+	if err := s.rpc.QueueBind(rq.Name, s.replyKey, ReplyExchange(c.cfg.ClusterID), false, nil); err != nil {
+		return nil, accessOr(fmt.Errorf("bind the reply queue: %w", err))
+	}
+	replies, err := s.rpc.Consume(rq.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return nil, accessOr(fmt.Errorf("consume the reply queue: %w", err))
 	}
 	returns := s.rpc.NotifyReturn(make(chan amqp.Return, 64))
 	if err := s.openPub(); err != nil {
@@ -235,7 +317,7 @@ func (c *Conn) setup(ac *amqp.Connection, broker int) (*session, error) {
 		queues[n] = k
 	}
 	c.mu.Unlock()
-	if err := declareAll(ac, queues, c.deliveryLimit()); err != nil {
+	if err := c.declareAll(ac, queues); err != nil {
 		return nil, err
 	}
 
@@ -266,6 +348,17 @@ func (c *Conn) setup(ac *amqp.Connection, broker int) (*session, error) {
 		}
 	}()
 	return s, nil
+}
+
+// accessOr wraps err in transport.ErrAccess when the broker refused it for lack of permission
+// (a broker user without the permissions of its role: nothing a retry fixes), and in
+// transport.ErrUnavailable otherwise.
+func accessOr(err error) error {
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+		return fmt.Errorf("%w: %w", transport.ErrAccess, err)
+	}
+	return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
 }
 
 // openPub opens the session's confirm-mode publishing channel, replacing (and closing) the

@@ -32,8 +32,7 @@
 // turn it into a failed signature. When the ctx ends first the error wraps
 // both [transport.ErrUnavailable] and the ctx error. A Call whose request was already
 // sent when the connection dropped fails at once with [transport.ErrUnavailable]: its
-// reply can no longer arrive (the direct reply-to consumer died with the
-// connection) and the transport does not know whether re-sending is safe.
+// reply can no longer arrive (the reply queue died with the connection) and the transport does not know whether re-sending is safe.
 //
 // When the broker blocks publishers (memory or disk alarm), Call and
 // PublishDurable fail with [transport.ErrUnavailable] instead of hanging in a socket
@@ -102,18 +101,42 @@
 //     refused by the broker (RESOURCE_LOCKED) and retries until the queue is
 //     free.
 //
+// A server answers a request whose reply_to is a reply key through the reply exchange, and
+// one whose reply_to is a direct reply-to address (a caller of the previous release) through
+// the default exchange on a channel of its own, which a restricted user's broker closes: such
+// requests are then dropped. Any other reply_to is dropped unanswered.
+//
+// Message size: amqp091-go reads a whole message into memory before delivering it. The Conn
+// reads the broker's bytes through a frame filter that turns a message larger than
+// Config.MaxMessageSize (default [DefaultMaxMessageSize]) into an empty one without reading its
+// body into memory; the broker's max_message_size should refuse it first.
+//
 // Why the rpc queues work the same from RabbitMQ 3.10 through 4.x, on one broker or a
 // cluster: an exclusive queue is a classic queue on the broker node its owner is connected
 // to, and it is not replicated, because it need not be: it dies with its owner's connection
 // anyway. Clients connected to other broker nodes reach it through the cluster (queue
-// location is cluster-wide metadata), and the replies come back through direct reply-to,
-// which works across broker nodes. When that broker node stops, the server's connection
+// location is cluster-wide metadata), and the replies come back to the caller's reply queue,
+// an exclusive queue of the same kind on the caller's broker node. When that broker node stops, the server's connection
 // drops with it, the server fails over to another broker node (see Connection) and declares
 // the queue there; in between, requests fail at once with ErrNoRoute and the client asks
 // another signing node. Nothing here uses what 4.x removed or refuses: no classic mirrored
 // queues (gone in 4.0), no transient non-exclusive queues (refused by default in 4.3, the
-// deprecated feature transient_nonexcl_queues), no global QoS; exclusive, auto-delete and
-// direct reply-to are supported in every version.
+// deprecated feature transient_nonexcl_queues), no global QoS; exclusive, auto-delete,
+// server-named queues and topic exchanges are supported in every version.
+//
+// # Exchanges and broker users
+//
+// Nothing is published to a queue by name. Requests go to the topic exchange tchsm.<c>.rpc with
+// routing key node.<id> or dealer (the key the server's rpc queue is bound with), inbox
+// messages to tchsm.<c>.inbox with node.<id>, replies to tchsm.<c>.reply with the caller's reply
+// key (<broker user>.<its reply queue>), so that RabbitMQ's per-exchange write permission and
+// per-key topic permissions can give each role only what it needs ([NodePermission],
+// [DealerPermission], [ClientPermission], [Definitions]; docs/broker-permissions.md). Only
+// dead-lettering (by the broker) and the moves out of the legacy classic queues use the
+// default exchange. A restricted user may not create the exchanges nor the control queues
+// (declaring a queue with a dead-letter exchange needs read on it and write on that exchange):
+// it checks them passively, and the operator creates them (tchsm broker setup); a process of
+// a shared account declares everything itself, as before.
 //
 // Who declares what:
 //
@@ -122,8 +145,8 @@
 //   - the dealer declares every node's inbox and .inbox.dead before it publishes a share
 //     or a deletion to it ([Transport.Publish] calls [Conn.DeclareNode]), so the queue exists
 //     and holds the share even if the node never ran, and its own rpc queue;
-//   - a client declares nothing: it only calls rpc queues (direct reply-to needs no queue
-//     of its own).
+//   - every connection declares its reply queue (server-named, exclusive, auto-delete) and
+//     binds it to the reply exchange; a client declares nothing else.
 //
 // The declarations are idempotent and identical, so the first one creates the queue.
 //
@@ -148,9 +171,10 @@
 //
 // # RPC
 //
-// [Conn.Call] uses RabbitMQ direct reply-to: each connection has one channel
-// that consumes the amq.rabbitmq.reply-to pseudo-queue (auto-ack) and
-// publishes the requests, with a random CorrelationId per call and a demux
+// [Conn.Call] uses a reply queue per connection (not direct reply-to, whose replies need
+// write permission on the default exchange, which reaches every queue): each connection has
+// one channel that consumes its reply queue (auto-ack) and publishes the requests, with the
+// reply key as reply_to, with a random CorrelationId per call and a demux
 // map from correlation id to the waiting caller. Requests are published with
 // the mandatory flag: a request to a queue that does not exist comes back
 // (basic.return) and Call fails at once with [transport.ErrNoRoute]. A request that

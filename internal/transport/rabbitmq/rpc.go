@@ -75,12 +75,13 @@ func (c *Conn) Call(ctx context.Context, queue string, body []byte) ([]byte, err
 		s.pending[id] = res
 		s.pendMu.Unlock()
 
+		x, key := c.route(queue)
 		s.rpcMu.Lock()
-		err = s.rpc.PublishWithContext(ctx, "", queue, true, false, amqp.Publishing{
+		err = s.rpc.PublishWithContext(ctx, x, key, true, false, amqp.Publishing{
 			Headers:       amqp.Table{hdrDeadline: deadline.UnixMilli()},
 			DeliveryMode:  amqp.Transient,
 			CorrelationId: id,
-			ReplyTo:       directReplyTo,
+			ReplyTo:       s.replyKey,
 			Expiration:    strconv.FormatInt(ttl, 10),
 			Timestamp:     time.Now(),
 			Body:          body,
@@ -147,13 +148,14 @@ func (c *Conn) PublishDurable(ctx context.Context, queue string, body []byte) er
 		Timestamp:    time.Now(),
 		Body:         body,
 	}
+	x, key := c.route(queue)
 	var bo backoff
 	for {
 		s, err := c.session(ctx)
 		if err != nil {
 			return fmt.Errorf("transport: publish %s: %w", queue, err)
 		}
-		err = s.publishConfirmed(ctx, queue, msg)
+		err = s.publishConfirmed(ctx, x, key, msg)
 		if err == nil {
 			return nil
 		}
@@ -189,7 +191,7 @@ var (
 // the dealer's channel had every publish to one node's quorum queue nacked for two minutes
 // after a broker node was killed while the two others ran; the cause was not isolated, and a
 // fresh channel costs one round trip.
-func (s *session) publishConfirmed(ctx context.Context, queue string, msg amqp.Publishing) error {
+func (s *session) publishConfirmed(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
 	if s.blocked.Load() {
 		return fmt.Errorf("%w: %w", transport.ErrUnavailable, errBlocked)
 	}
@@ -200,7 +202,7 @@ func (s *session) publishConfirmed(ctx context.Context, queue string, msg amqp.P
 			return err
 		}
 	}
-	err := s.publishLocked(ctx, queue, msg)
+	err := s.publishLocked(ctx, exchange, key, msg)
 	if errors.Is(err, errNacked) {
 		if rerr := s.openPub(); rerr != nil {
 			return fmt.Errorf("%w (and %w)", err, rerr)
@@ -209,7 +211,7 @@ func (s *session) publishConfirmed(ctx context.Context, queue string, msg amqp.P
 	return err
 }
 
-func (s *session) publishLocked(ctx context.Context, queue string, msg amqp.Publishing) error {
+func (s *session) publishLocked(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
 	// Returns of earlier messages whose publisher gave up (ctx) are stale.
 	for drained := false; !drained; {
 		select {
@@ -219,7 +221,7 @@ func (s *session) publishLocked(ctx context.Context, queue string, msg amqp.Publ
 			drained = true
 		}
 	}
-	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, msg)
+	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
 	if err != nil {
 		return fmt.Errorf("%w: %w", transport.ErrUnavailable, err)
 	}

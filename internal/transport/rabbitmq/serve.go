@@ -34,14 +34,15 @@ func (c *Conn) Serve(ctx context.Context, queue string, workers int, h transport
 		prefetch = min(2*workers, 65535)
 	}
 	return c.consumeLoop(ctx, queue, true, prefetch, func(ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
-		var replyMu sync.Mutex // one publisher at a time on ch
+		r := &replier{c: c, ch: ch}
+		defer r.close()
 		var wg sync.WaitGroup
 		for range workers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for d := range deliveries {
-					c.handleRequest(ctx, ch, &replyMu, d, h)
+					c.handleRequest(ctx, r, d, h)
 				}
 			}()
 		}
@@ -49,15 +50,72 @@ func (c *Conn) Serve(ctx context.Context, queue string, workers int, h transport
 	})
 }
 
-func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *sync.Mutex, d amqp.Delivery, h transport.Handler) {
+// replier publishes the replies of one Serve subscription: to the reply exchange on the
+// channel the requests come from, and those to a direct reply-to address (a caller of the
+// previous version) through the default exchange on a channel of their own, opened at the
+// first such reply. A restricted broker user may not write to the default exchange: the broker
+// then closes that channel, and direct reply-to requests are dropped until the next
+// subscription, without disturbing the others.
+type replier struct {
+	c      *Conn
+	mu     sync.Mutex // one publisher at a time on each channel
+	ch     *amqp.Channel
+	legacy *amqp.Channel
+	noLeg  bool // the legacy channel failed: drop direct reply-to requests
+}
+
+func (r *replier) publish(replyTo string, msg amqp.Publishing) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if validReplyKey(replyTo) {
+		return r.ch.Publish(ReplyExchange(r.c.cfg.ClusterID), replyTo, false, false, msg)
+	}
+	if r.noLeg {
+		return errLegacyReply
+	}
+	if r.legacy == nil || r.legacy.IsClosed() {
+		if r.legacy != nil {
+			r.noLeg = true
+			r.c.log.Warn("dropping requests with a direct reply-to address (a caller of the previous version): this broker user may not publish to the default exchange")
+			return errLegacyReply
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s, err := r.c.session(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if r.legacy, err = s.conn.Channel(); err != nil {
+			return err
+		}
+	}
+	return r.legacy.Publish("", replyTo, false, false, msg)
+}
+
+func (r *replier) close() {
+	if r.legacy != nil {
+		r.legacy.Close()
+	}
+}
+
+var errLegacyReply = errors.New("transport: direct reply-to replies are refused by the broker")
+
+// replyAddress reports whether a request's reply_to is one this package answers: a reply key
+// on the reply exchange ([ReplyKey]), or a direct reply-to address of a caller of the
+// previous version.
+func replyAddress(replyTo string) bool {
+	return validReplyKey(replyTo) || strings.HasPrefix(replyTo, directReplyTo+".")
+}
+
+func (c *Conn) handleRequest(ctx context.Context, r *replier, d amqp.Delivery, h transport.Handler) {
 	// At-most-once: acknowledge before handling (see package doc).
 	if err := d.Ack(false); err != nil {
 		return // channel gone: the broker requeues it for another consumer
 	}
-	// Answers go only to the requester's own direct reply-to address, never to a queue a
-	// request names: a member must not make a node publish into another queue of the vhost.
-	if !strings.HasPrefix(d.ReplyTo, directReplyTo+".") {
-		c.log.Debug("dropping a request without a direct reply-to address", "queue", d.RoutingKey)
+	// Answers go only through the reply exchange (or to a direct reply-to address), never to
+	// a queue a request names: a member must not make a node publish into another queue.
+	if !replyAddress(d.ReplyTo) {
+		c.log.Debug("dropping a request without a reply address", "queue", d.RoutingKey)
 		return
 	}
 	now := time.Now()
@@ -84,10 +142,7 @@ func (c *Conn) handleRequest(ctx context.Context, ch *amqp.Channel, replyMu *syn
 		msg.Body = nil
 		msg.Headers = amqp.Table{hdrError: transport.RemoteErrorText(herr)}
 	}
-	replyMu.Lock()
-	err := ch.Publish("", d.ReplyTo, false, false, msg)
-	replyMu.Unlock()
-	if err != nil {
+	if err := r.publish(d.ReplyTo, msg); err != nil {
 		c.log.Debug("reply not sent", "err", err)
 	}
 }
@@ -177,7 +232,8 @@ func (c *Conn) requeueCopy(ctx context.Context, queue string, d amqp.Delivery) e
 	if err != nil {
 		return err
 	}
-	return s.publishConfirmed(ctx, queue, copyOf(d))
+	x, key := c.route(queue)
+	return s.publishConfirmed(ctx, x, key, copyOf(d))
 }
 
 // copyOf is a persistent publishing of d, with its properties and headers but for those the
@@ -233,6 +289,7 @@ func (c *Conn) moveMessages(ctx context.Context, from, to string, drop bool) (in
 		}
 		return 0, fmt.Errorf("%w: inspect %s: %w", transport.ErrUnavailable, from, err)
 	}
+	x, key := c.route(to)
 	n := 0
 	// At most what it holds now (a message moved back from a dead-letter queue may come back
 	// to it); with drop, until it is empty.
@@ -244,7 +301,7 @@ func (c *Conn) moveMessages(ctx context.Context, from, to string, drop bool) (in
 		if !ok {
 			break
 		}
-		if err := s.publishConfirmed(ctx, to, copyOf(d)); err != nil {
+		if err := s.publishConfirmed(ctx, x, key, copyOf(d)); err != nil {
 			_ = d.Nack(false, true)
 			return n, err
 		}
@@ -324,7 +381,7 @@ func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, owned 
 	}
 	defer ch.Close()
 	if owned {
-		if err := declareOwned(s.conn, ch, queue); err != nil {
+		if err := c.declareOwned(s.conn, queue); err != nil {
 			return false, err
 		}
 	} else {
@@ -332,7 +389,7 @@ func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, owned 
 		kind, known := c.queues[queue]
 		c.mu.Unlock()
 		if known { // it may have been deleted (operator)
-			if err := declareQueue(ch, queue, kind, c.deliveryLimit()); err != nil {
+			if err := c.declareQueue(s.conn, queue, kind); err != nil {
 				return false, err
 			}
 		}
@@ -361,17 +418,16 @@ func (c *Conn) consumeOnce(ctx context.Context, s *session, queue string, owned 
 	return true, fmt.Errorf("%w: deliveries ended", transport.ErrUnavailable)
 }
 
-// declareOwned declares an rpc queue its consumer owns (exclusive) on ch. A queue of the same name
+// declareOwned declares an rpc queue its consumer owns (exclusive to ac). A queue of the same name
 // that is not exclusive and has no consumer (left by an older version, which declared rpc
 // queues shared) is deleted first: it holds only transient requests. One held by another
 // connection stays, and the error (transport.ErrUnavailable) makes the caller retry.
-func declareOwned(ac *amqp.Connection, ch *amqp.Channel, queue string) error {
-	err := declareQueue(ch, queue, KindRPC, 0)
+func (c *Conn) declareOwned(ac *amqp.Connection, queue string) error {
+	err := c.declareQueue(ac, queue, KindRPC)
 	var ae *amqp.Error
 	if err == nil || !errors.As(err, &ae) || ae.Code != amqp.ResourceLocked {
 		return err
 	}
-	// The failed declaration closed ch; the caller's deferred Close of it is harmless.
 	dc, cerr := ac.Channel()
 	if cerr != nil {
 		return fmt.Errorf("%w: open channel: %w", transport.ErrUnavailable, cerr)

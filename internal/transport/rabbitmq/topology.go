@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+
 	"github.com/tchsm/tchsm/internal/transport"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -73,6 +75,124 @@ func DealerRPCQueue(clusterID string) string {
 	return prefix(clusterID) + "dealer" + suffixRPC
 }
 
+// Exchanges. Every request, inbox message and reply of the current version goes through one of
+// these topic exchanges, so that a broker user's write permission (per exchange) and topic
+// permissions (per routing key) can say who may send what to whom (docs/broker-permissions.md).
+// Only dead-lettering (done by the broker itself, no user permission) and the moves out of
+// the legacy classic queues use the default exchange.
+
+// RPCExchange is the exchange requests are published to: routing key [NodeKey] or [DealerKey],
+// the key the server's rpc queue is bound with.
+func RPCExchange(clusterID string) string { return prefix(clusterID) + "rpc" }
+
+// InboxExchange is the exchange inbox messages (shares, deletions) are published to: routing
+// key NodeKey(id), the key node id's control queue is bound with.
+func InboxExchange(clusterID string) string { return prefix(clusterID) + "inbox" }
+
+// ReplyExchange is the exchange replies are published to: routing key the request's reply_to,
+// "<broker user>.<reply queue>" (see [ReplyKey]), the key the caller's reply queue is bound with.
+func ReplyExchange(clusterID string) string { return prefix(clusterID) + "reply" }
+
+// Exchanges are the names of a cluster's exchanges.
+func Exchanges(clusterID string) []string {
+	return []string{RPCExchange(clusterID), InboxExchange(clusterID), ReplyExchange(clusterID)}
+}
+
+// NodeKey is the routing key of node nodeID's rpc queue and control queue.
+func NodeKey(nodeID string) string { return "node." + nodeID }
+
+// DealerKey is the routing key of the dealer's rpc queue.
+const DealerKey = "dealer"
+
+// ReplyKey is the routing key, and the reply_to of its requests, of a caller connected as broker
+// user user whose reply queue is queue (a server-named amq.gen-… queue).
+func ReplyKey(user, queue string) string { return user + "." + queue }
+
+// validReplyKey reports whether a request's reply_to has the form of a ReplyKey.
+func validReplyKey(s string) bool {
+	i := strings.LastIndex(s, "."+serverNamedPrefix)
+	return i > 0 && len(s) > i+1+len(serverNamedPrefix) && len(s) <= 255
+}
+
+// serverNamedPrefix starts the names the broker gives queues declared with an empty name.
+const serverNamedPrefix = "amq.gen-"
+
+// route returns the exchange and routing key a message for queue is published with: requests
+// for an rpc queue through RPCExchange, messages for a control queue through InboxExchange,
+// anything else (dead-letter queues, test queues) straight to the queue through the default
+// exchange.
+func (c *Conn) route(queue string) (exchange, key string) {
+	p := prefix(c.cfg.ClusterID)
+	rest, ok := strings.CutPrefix(queue, p)
+	if !ok {
+		return "", queue
+	}
+	if rest == DealerKey+suffixRPC {
+		return RPCExchange(c.cfg.ClusterID), DealerKey
+	}
+	id, ok := strings.CutPrefix(rest, "node.")
+	if !ok {
+		return "", queue
+	}
+	if n, ok := strings.CutSuffix(id, suffixRPC); ok && transport.ValidID(n) {
+		return RPCExchange(c.cfg.ClusterID), NodeKey(n)
+	}
+	if n, ok := strings.CutSuffix(id, suffixControl); ok && transport.ValidID(n) {
+		return InboxExchange(c.cfg.ClusterID), NodeKey(n)
+	}
+	return "", queue
+}
+
+// binding returns the exchange and key queue of kind k is bound with ("" for none).
+func (c *Conn) binding(queue string, k queueKind) (exchange, key string) {
+	if k != KindControl && k != KindRPC {
+		return "", ""
+	}
+	x, key := c.route(queue)
+	if x == "" {
+		return "", ""
+	}
+	return x, key
+}
+
+// declareExchanges makes sure the cluster's exchanges exist, on throwaway channels: a passive
+// declaration first (it needs no permission), and for a missing exchange a declaration, which
+// needs configure permission on it (the dealer's, an administrator's, or a shared account's).
+func declareExchanges(ac *amqp.Connection, clusterID string) error {
+	for _, x := range Exchanges(clusterID) {
+		ch, err := ac.Channel()
+		if err != nil {
+			return fmt.Errorf("%w: open channel: %w", transport.ErrUnavailable, err)
+		}
+		err = ch.ExchangeDeclarePassive(x, amqp.ExchangeTopic, true, false, false, false, nil)
+		ch.Close()
+		var ae *amqp.Error
+		if err == nil {
+			continue
+		}
+		if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
+			return fmt.Errorf("%w: exchange %s: %w", transport.ErrUnavailable, x, err)
+		}
+		if ch, err = ac.Channel(); err != nil {
+			return fmt.Errorf("%w: open channel: %w", transport.ErrUnavailable, err)
+		}
+		err = ch.ExchangeDeclare(x, amqp.ExchangeTopic, true, false, false, false, nil)
+		ch.Close()
+		if err == nil {
+			continue
+		}
+		if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+			// Retried: the dealer (or `tchsm broker setup`) creates it.
+			return fmt.Errorf("%w: exchange %s does not exist and this broker user may not create it: start the dealer or run `tchsm broker setup` (%w)", transport.ErrUnavailable, x, err)
+		}
+		if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
+			return fmt.Errorf("%w: exchange %s: %w", ErrTopology, x, err)
+		}
+		return fmt.Errorf("%w: exchange %s: %w", transport.ErrUnavailable, x, err)
+	}
+	return nil
+}
+
 // NodeControlQueue is NodeControlQueue(cluster id of c, nodeID).
 func (c *Conn) NodeControlQueue(nodeID string) string {
 	return NodeControlQueue(c.cfg.ClusterID, nodeID)
@@ -130,7 +250,7 @@ func (c *Conn) declare(ctx context.Context, qs map[string]queueKind) error {
 		if err != nil {
 			return err
 		}
-		err = declareAll(s.conn, qs, c.deliveryLimit())
+		err = c.declareAll(s.conn, qs)
 		if err == nil {
 			c.mu.Lock()
 			for n, k := range qs {
@@ -151,29 +271,75 @@ func (c *Conn) declare(ctx context.Context, qs map[string]queueKind) error {
 	}
 }
 
-// declareAll declares queues on a throwaway channel: a failed declaration
-// closes the channel it was made on.
-func declareAll(ac *amqp.Connection, qs map[string]queueKind, limit int) error {
-	if len(qs) == 0 {
-		return nil
-	}
-	ch, err := ac.Channel()
-	if err != nil {
-		return fmt.Errorf("%w: open channel: %w", transport.ErrUnavailable, err)
-	}
-	defer ch.Close()
-	// Dead-letter queues first, so a control queue never points to nothing.
+// declareAll declares queues, dead-letter queues first, so a control queue never points to
+// nothing.
+func (c *Conn) declareAll(ac *amqp.Connection, qs map[string]queueKind) error {
 	for _, want := range []queueKind{KindDead, KindControl} {
 		for name, k := range qs {
 			if k != want {
 				continue
 			}
-			if err := declareQueue(ch, name, k, limit); err != nil {
+			if err := c.declareQueue(ac, name, k); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// onChannel runs f on a throwaway channel of ac: a failed declaration closes the channel it
+// was made on.
+func onChannel(ac *amqp.Connection, f func(ch *amqp.Channel) error) error {
+	ch, err := ac.Channel()
+	if err != nil {
+		return fmt.Errorf("%w: open channel: %w", transport.ErrUnavailable, err)
+	}
+	defer ch.Close()
+	return f(ch)
+}
+
+// declareQueue declares queue name of kind k and binds it to its exchange (see binding).
+//
+// Declaring a control queue needs more than configure permission: because it names a
+// dead-letter exchange (the default one), RabbitMQ also wants read permission on the queue and
+// write permission on that exchange, which no restricted role has (docs/broker-permissions.md).
+// A user that is refused therefore checks passively that the queue exists (which needs no
+// permission): `tchsm broker setup` creates the control queues of every node of the manifest
+// with an administrator's account. The binding needs write permission on the queue and read
+// permission (and topic read permission for the key) on the exchange.
+func (c *Conn) declareQueue(ac *amqp.Connection, name string, k queueKind) error {
+	err := onChannel(ac, func(ch *amqp.Channel) error { return declareQueue(ch, name, k, c.deliveryLimit()) })
+	var ae *amqp.Error
+	if err != nil && (k == KindControl || k == KindDead) && errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+		perr := onChannel(ac, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+			return err
+		})
+		switch {
+		case perr == nil:
+			err = nil
+		case errors.As(perr, &ae) && ae.Code == amqp.NotFound:
+			// Retried: the operator creates it.
+			return fmt.Errorf("%w: queue %s does not exist and this broker user may not create it: run `tchsm broker setup` (%w)", transport.ErrUnavailable, name, err)
+		default:
+			return fmt.Errorf("%w: queue %s: %w", transport.ErrUnavailable, name, perr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	x, key := c.binding(name, k)
+	if x == "" {
+		return nil
+	}
+	err = onChannel(ac, func(ch *amqp.Channel) error { return ch.QueueBind(name, key, x, false, nil) })
+	if err == nil {
+		return nil
+	}
+	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+		return fmt.Errorf("%w: bind %s to %s with key %s: %w", ErrTopology, name, x, key, err)
+	}
+	return fmt.Errorf("%w: bind %s to %s: %w", transport.ErrUnavailable, name, x, err)
 }
 
 // controlArgs are the arguments of the control queue name: a quorum queue (replicated on the

@@ -161,9 +161,10 @@ func TestLateReplyDropped(t *testing.T) {
 	// A raw server that answers the first request only after its deadline
 	// (bypassing Serve, which never sends late replies).
 	raw, ch := rawChannel(t, url)
-	if err := declareQueue(ch, q.RPC, KindRPC, 0); err != nil {
+	if err := c.declareQueue(raw, q.RPC, KindRPC); err != nil {
 		t.Fatal(err)
 	}
+	replies := ReplyExchange(c.cfg.ClusterID)
 	ds, err := ch.Consume(q.RPC, "", true, false, false, false, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -175,11 +176,11 @@ func TestLateReplyDropped(t *testing.T) {
 			if first {
 				first = false
 				time.Sleep(700 * time.Millisecond)
-				_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: []byte("late")})
+				_ = ch.Publish(replies, d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: []byte("late")})
 				close(lateSent)
 				continue
 			}
-			_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: append([]byte("re:"), d.Body...)})
+			_ = ch.Publish(replies, d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: append([]byte("re:"), d.Body...)})
 		}
 	}()
 
@@ -873,8 +874,9 @@ func BenchmarkCallRoundTripParallel(b *testing.B) {
 }
 
 // A request that names another queue as its reply_to is not served: a member must not make a
-// node publish into a queue of its choosing (another node's control queue, say).
-func TestServeRepliesOnlyToDirectReplyTo(t *testing.T) {
+// node publish into a queue of its choosing (another node's control queue, say). Replies go
+// only through the reply exchange (or to a direct reply-to address).
+func TestServeRepliesOnlyToReplyAddresses(t *testing.T) {
 	url := testVhost(t)
 	srv := dialTest(t, url, "server")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
