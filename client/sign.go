@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tchsm/tchsm/internal/dnspolicy"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -47,6 +48,7 @@ func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, dat
 		return nil, fmt.Errorf("%w: %v sessions with a fixed signer set", scheme.ErrNotSupported, k.info.Algorithm)
 	}
 	s := &signing{c: c, k: k, co: co, replies: make(chan shareReply, len(c.m.Nodes))}
+	s.mech, s.message = wireMessage(mech, data)
 	return s.run(ctx)
 }
 
@@ -72,7 +74,34 @@ type signing struct {
 	unknown  int // nodes that answered "unknown key"
 	asked    []trust.Member
 	answered map[string]bool
+	// message goes to the nodes with its mechanism (see wireMessage); refused are the nodes
+	// whose signing policy refused the signature: not failing, not asked again.
+	message []byte
+	mech    scheme.Mechanism
+	refused map[int]bool
 }
+
+// wireMessage returns what a signature sends the nodes besides the round's payload: for a hash
+// mechanism the message itself, up to dnspolicy.MaxMessage, so that nodes with a signing
+// policy can check it and hash it themselves. Nodes without a policy for the key sign the
+// same payload either way, and nodes older than the message field ignore it. A longer message
+// goes digest-only (a key with a policy then refuses it).
+func wireMessage(mech scheme.Mechanism, data []byte) (scheme.Mechanism, []byte) {
+	if h, err := mech.Hash(); err != nil || h == 0 || len(data) == 0 || len(data) > dnspolicy.MaxMessage {
+		return 0, nil
+	}
+	return mech, data
+}
+
+// refuse notes a node whose signing policy refused the signature. It is not a fault: the node
+// is not marked failing, and the signature goes on with the others.
+func (s *signing) refuse(n trust.Member, err error) {
+	s.refused[n.Index] = true
+	s.failures = append(s.failures, fmt.Sprintf("%s: %v", n.ID, err))
+}
+
+// hopeless reports that more than n-k nodes refused: fewer than k can sign.
+func (s *signing) hopeless() bool { return len(s.refused) > s.k.info.L-s.co.Quorum() }
 
 // held is the number of replies the session holds.
 func (s *signing) held() int { return len(s.co.Held()) }
@@ -116,7 +145,7 @@ func (s *signing) launch(ctx context.Context) bool {
 			return
 		}
 		t0 := time.Now()
-		rep, err := s.c.batchers[n.ID].ask(ctx, s.k.info.ID, req.Payload)
+		rep, err := s.c.batchers[n.ID].askMessage(ctx, s.k.info.ID, req.Payload, s.mech, s.message)
 		s.replies <- shareReply{node: n, rep: rep, took: time.Since(t0), err: err}
 	}()
 	return true
@@ -127,6 +156,7 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 	s.queue = s.c.order()
 	s.from = map[int]trust.Member{}
 	s.answered = map[string]bool{}
+	s.refused = map[int]bool{}
 	if len(s.queue) < K {
 		return nil, fmt.Errorf("%w: %d usable nodes for a %d-of-%d key", ErrNotEnoughNodes, len(s.queue), K, s.k.info.L)
 	}
@@ -146,8 +176,12 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 				}
 			}
 			if r.err != nil {
-				s.fail(r.node, r.err)
-				if !s.refill(ctx) {
+				if errors.Is(r.err, ErrPolicyRefused) {
+					s.refuse(r.node, r.err)
+				} else {
+					s.fail(r.node, r.err)
+				}
+				if s.hopeless() || !s.refill(ctx) {
 					return nil, s.giveUp(nil)
 				}
 				continue
@@ -221,7 +255,7 @@ func (s *signing) newRound(ctx context.Context) bool {
 	case <-time.After(roundPause * time.Duration(min(s.rounds, 3))):
 	}
 	for _, n := range s.c.order() {
-		if _, done := s.from[n.Index]; !done {
+		if _, done := s.from[n.Index]; !done && !s.refused[n.Index] {
 			s.queue = append(s.queue, n)
 		}
 	}
@@ -249,6 +283,9 @@ func (s *signing) giveUp(cause error) error {
 	}
 	if cause != nil {
 		msg += ": " + cause.Error()
+	}
+	if s.hopeless() {
+		return fmt.Errorf("%w: %d of %d nodes refused, a signature needs %d: %s", ErrPolicyRefused, len(s.refused), L, K, msg)
 	}
 	// When more than n-k nodes say the key does not exist, it is gone (deleted by another
 	// client): forget it.
@@ -334,8 +371,9 @@ func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 
 // askShare sends one SignRequest and checks the answer's form: from the right node, for the
 // right key, with the node's own index.
-func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, payload []byte) (scheme.Reply, error) {
-	op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.SignRequest{KeyId: keyID, Payload: payload})
+func (c *Client) askShare(ctx context.Context, n trust.Member, req *tchsmpb.SignRequest) (scheme.Reply, error) {
+	keyID := req.GetKeyId()
+	op, err := c.call(ctx, n, transport.Node(n.ID), req)
 	if err != nil {
 		return scheme.Reply{}, err
 	}

@@ -17,8 +17,8 @@ type mechanismSpec struct {
 	name    string // its PKCS#11 name, for messages and tests
 	keyType uint   // CKK_* of the keys it makes or uses; Unavailable for digests
 	// cliName is the `tchsm sign -mech` name of a signing mechanism and wire what the cluster
-	// is asked for when the CLI signs with it. The token itself hashes on the host and always
-	// asks for scheme.RSAPKCS (see Token.sign).
+	// is asked for when the CLI or a one-part C_Sign signs with it (a multi-part signature is
+	// hashed on the host and asks for scheme.RSAPKCS; see Token.sign).
 	cliName string
 	wire    scheme.Mechanism
 	hash    crypto.Hash // applied before signing, or the digest computed; 0 for CKM_RSA_PKCS

@@ -203,6 +203,10 @@ type signOp struct {
 	buf     []byte // CKM_RSA_PKCS input
 	k       *key
 	updated bool
+	// mech is the mechanism; msg the message of a one-part C_Sign with a hash mechanism,
+	// which the cluster gets too (nodes with a signing policy check it).
+	mech scheme.Mechanism
+	msg  []byte
 }
 
 // SignInit starts a signature (C_SignInit).
@@ -226,7 +230,7 @@ func (t *Token) SignInit(h uint, mech Mechanism, kh uint) error {
 	if o.pub {
 		return fmt.Errorf("%w: public keys do not sign", ErrKeyFunctionNotPermitted)
 	}
-	op := &signOp{hash: m.hash, k: o.k}
+	op := &signOp{hash: m.hash, k: o.k, mech: m.wire}
 	if m.hash != 0 {
 		op.h = m.hash.New()
 	}
@@ -270,6 +274,7 @@ func (t *Token) Sign(h uint, data []byte, query bool, bufLen uint) ([]byte, uint
 			return data, nil
 		}
 		op.h.Write(data)
+		op.msg = data
 		return op.digestInfo()
 	})
 }
@@ -333,7 +338,7 @@ func (t *Token) finishSign(h uint, query bool, bufLen uint, payloadOf func(*sign
 	if err != nil {
 		return nil, 0, err
 	}
-	sig, err := t.sign(s, op.k, payload)
+	sig, err := t.sign(s, op, payload)
 	return sig, uint(len(sig)), err
 }
 
@@ -347,9 +352,12 @@ func (op *signOp) digestInfo() ([]byte, error) {
 }
 
 // sign has the cluster sign the PKCS#1 v1.5 payload and checks the result against the public
-// key before returning it. Hash mechanisms are hashed here and sent as their DigestInfo under
-// CKM_RSA_PKCS: the signature is the same and the message never leaves the host.
-func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
+// key before returning it. A one-part C_Sign with a hash mechanism goes to the cluster with
+// its message (the client sends the nodes both the message and its DigestInfo, so that nodes
+// with a signing policy can check what they sign); a multi-part one (C_SignUpdate) is hashed
+// here and sent as its DigestInfo under CKM_RSA_PKCS, digest-only.
+func (t *Token) sign(s *session, op *signOp, payload []byte) ([]byte, error) {
+	k := op.k
 	if !t.isLoggedIn() {
 		return nil, ErrUserNotLoggedIn
 	}
@@ -358,7 +366,11 @@ func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
 	defer cancel()
-	sig, err := t.backend.Sign(ctx, k.info.ID, scheme.RSAPKCS, payload)
+	mech, data := scheme.RSAPKCS, payload
+	if op.msg != nil && op.mech != scheme.RSAPKCS {
+		mech, data = op.mech, op.msg
+	}
+	sig, err := t.backend.Sign(ctx, k.info.ID, mech, data)
 	if errors.Is(err, backend.ErrKeyNotFound) {
 		t.forgetKey(k.info.ID)
 	}
