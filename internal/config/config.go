@@ -163,9 +163,10 @@ type KeyPolicy struct {
 const (
 	// DefaultMaxValidity is 93 days: no mainstream signer's default (14 to 30 days) comes near.
 	DefaultMaxValidity = 93 * 24 * time.Hour
-	// DefaultMaxBackdate is 8 days: PowerDNS dates its inceptions back to the start of the week
-	// (Thursday 00:00 UTC) less an hour, so up to 7 days and 1 hour; the others by an hour.
-	DefaultMaxBackdate = 8 * 24 * time.Hour
+	// DefaultMaxBackdate is 15 days: PowerDNS 4.7 dates its inceptions a week before the start
+	// of the current week (Thursday 00:00 UTC), so up to 14 days back (and expires them two weeks
+	// after that start); OpenDNSSEC, Knot and BIND date them back by about an hour.
+	DefaultMaxBackdate = 15 * 24 * time.Hour
 	// DefaultMaxAhead is 93 days.
 	DefaultMaxAhead = 93 * 24 * time.Hour
 )
