@@ -32,6 +32,12 @@ type clusterBackend struct {
 
 	signs atomic.Int64
 	lists atomic.Int64
+
+	// lastMech and lastData are what the latest Sign was asked; refuse makes Sign answer as a
+	// cluster whose nodes' signing policy refuses.
+	lastMech scheme.Mechanism
+	lastData []byte
+	refuse   bool
 }
 
 type clusterKey struct {
@@ -157,6 +163,11 @@ func (b *clusterBackend) downLocked() []int {
 func (b *clusterBackend) Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error) {
 	b.mu.Lock()
 	k, closed, delay := b.keys[id], b.closed, b.delay
+	b.lastMech, b.lastData = mech, append([]byte(nil), data...)
+	if b.refuse {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("%w: 3 of 5 nodes refused", backend.ErrPolicyRefused)
+	}
 	var up []*shoup.KeyShare
 	if k != nil {
 		for _, s := range k.shares {
