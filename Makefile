@@ -44,8 +44,9 @@ test: deps fmt-check vet
 
 # A count, not a duration: with a wall-clock -fuzztime, Go 1.26's fuzz coordinator can fail a
 # target with a bare "context deadline exceeded" when the time runs out while a worker is mid-call
-# (golang/go#75804, fixed in Go 1.27; seen once here in FuzzOpen on a fresh clone). About 30 s
-# for all ten targets on the 2-core machine.
+# (golang/go#75804, fixed in Go 1.27; seen once here in FuzzOpen on a fresh clone). Every
+# func Fuzz* in a _test.go file is a target (internal/dnspolicy's FuzzParse, the RRSIG parser, is
+# one); a few seconds each on the 2-core machine.
 FUZZTIME ?= 20000x
 # Targets whose every input runs a protocol (FuzzDKGMessages builds four DKG states: ~22 ms an
 # input) get fewer executions, so that the smoke run stays near a minute.

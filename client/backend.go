@@ -19,4 +19,5 @@ var (
 	ErrNotEnoughNodes = backend.ErrNotEnoughNodes
 	ErrInvalidInput   = backend.ErrInvalidInput
 	ErrUnauthorized   = backend.ErrUnauthorized
+	ErrPolicyRefused  = backend.ErrPolicyRefused
 )

@@ -46,6 +46,19 @@ type shareAsk struct {
 	keyID   string
 	payload []byte           // the round's payload (scheme.Request.Payload)
 	done    chan shareResult // buffered: the sender never blocks
+	// message and mech, when message is set, travel with the payload (SignRequest fields 4
+	// and 5) so that the node can check and hash the message itself.
+	message []byte
+	mech    scheme.Mechanism
+}
+
+// request is the SignRequest of a.
+func (a *shareAsk) request() *tchsmpb.SignRequest {
+	r := &tchsmpb.SignRequest{KeyId: a.keyID, Payload: a.payload}
+	if len(a.message) > 0 {
+		r.Message, r.Mechanism = a.message, uint32(a.mech)
+	}
+	return r
 }
 
 type shareResult struct {
@@ -61,7 +74,13 @@ func newBatcher(c *Client, n trust.Member) *batcher {
 
 // ask queues one request and waits for its reply, or for ctx's end.
 func (b *batcher) ask(ctx context.Context, keyID string, payload []byte) (scheme.Reply, error) {
-	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, done: make(chan shareResult, 1)}
+	return b.askMessage(ctx, keyID, payload, 0, nil)
+}
+
+// askMessage is ask for a request that also carries the message it signs under mech (nil:
+// none, as ask).
+func (b *batcher) askMessage(ctx context.Context, keyID string, payload []byte, mech scheme.Mechanism, message []byte) (scheme.Reply, error) {
+	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, done: make(chan shareResult, 1), message: message, mech: mech}
 	b.mu.Lock()
 	b.queue = append(b.queue, a)
 	if b.senders < b.window {
@@ -134,7 +153,7 @@ func (b *batcher) run() {
 func (b *batcher) send(asks []*shareAsk) {
 	if len(asks) == 1 {
 		a := asks[0]
-		rep, err := b.c.askShare(a.ctx, b.node, a.keyID, a.payload)
+		rep, err := b.c.askShare(a.ctx, b.node, a.request())
 		a.done <- shareResult{rep, err}
 		return
 	}
@@ -150,7 +169,7 @@ func (b *batcher) sendBatch(asks []*shareAsk) {
 		if d, ok := a.ctx.Deadline(); ok && d.After(dl) {
 			dl = d
 		}
-		req.Requests[i] = &tchsmpb.SignRequest{KeyId: a.keyID, Payload: a.payload}
+		req.Requests[i] = a.request()
 	}
 	if dl.IsZero() {
 		dl = time.Now().Add(b.c.signTimeout())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -186,8 +185,7 @@ type fixedSigning struct {
 	live     int
 	bad      map[int]bool // nodes left out of this signature (failed, or lied)
 	held     int          // most replies any session held (for the error)
-	failures []string
-	unknown  int
+	outcome
 }
 
 func (c *Client) signFixed(ctx context.Context, k *key, pc scheme.Precommitter, mech scheme.Mechanism, data []byte) ([]byte, error) {
@@ -380,8 +378,9 @@ func (f *fixedSigning) start(ctx context.Context, avoid map[int]bool) error {
 }
 
 // fail handles a member's failure: a stale commitment (the node restarted, or it expired
-// there) empties that node's pool and is no fault; anything else leaves the node out of this
-// signature and counts as a failure.
+// there) empties that node's pool and is no fault; a refusal by the node's signing policy
+// leaves it out of this signature but is no fault either; anything else leaves the node out
+// and counts as a failure.
 func (f *fixedSigning) fail(n trust.Member, err error) {
 	var re *rpc.Error
 	if errors.As(err, &re) && re.Code == tchsmpb.Error_STALE {
@@ -390,11 +389,12 @@ func (f *fixedSigning) fail(n trust.Member, err error) {
 		return
 	}
 	f.bad[n.Index] = true
-	f.c.noteFailure(n.ID, err)
-	if errors.Is(err, ErrKeyNotFound) {
-		f.unknown++
+	if errors.Is(err, ErrPolicyRefused) {
+		f.refuse(n, err)
+		return
 	}
-	f.failures = append(f.failures, fmt.Sprintf("%s: %v", n.ID, err))
+	f.c.noteFailure(n.ID, err)
+	f.note(n, err)
 }
 
 // judge checks every share of a session whose signature did not verify against its node's
@@ -423,18 +423,5 @@ func (f *fixedSigning) judge(s *fixedSession) {
 }
 
 func (f *fixedSigning) giveUp(cause error) error {
-	msg := fmt.Sprintf("%d of %d shares for key %s", f.held, f.K, f.k.info.ID)
-	if len(f.failures) > 0 {
-		msg += " (" + strings.Join(f.failures, "; ") + ")"
-	}
-	if cause != nil {
-		msg += ": " + cause.Error()
-	}
-	if f.unknown > f.k.info.L-f.K {
-		f.c.mu.Lock()
-		delete(f.c.keys, f.k.info.ID)
-		f.c.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrKeyNotFound, msg)
-	}
-	return fmt.Errorf("%w: %s", ErrNotEnoughNodes, msg)
+	return f.outcome.giveUp(f.c, f.k, f.held, f.K, cause)
 }

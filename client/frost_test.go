@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/transport/memory"
@@ -24,13 +23,14 @@ import (
 // newEdCluster starts n nodes (hooks[i] is node i's ShareHook) and has them generate a key.
 func newEdCluster(t *testing.T, k, n int, hooks map[int]func(*scheme.Reply)) (*memCluster, *Client) {
 	t.Helper()
-	c := nodetest.NewInMemory(t, nodetest.Options{K: k, N: n})
-	mc := &memCluster{Cluster: c, logs: &logBuffer{}}
-	for i := 1; i <= n; i++ {
-		reg := prometheus.NewRegistry()
-		mc.metrics = append(mc.metrics, reg)
-		c.StartNode(i, node.Options{ShareHook: hooks[i], Registerer: reg})
-	}
+	mc := startMem(t, k, n, hooks, nil)
+	return mc, mc.generateEd(t)
+}
+
+// generateEd generates an Ed25519 key with the nodes' DKG, makes it mc.key and returns the
+// client that generated it.
+func (mc *memCluster) generateEd(t *testing.T) *Client {
+	t.Helper()
 	cl := mc.client(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -39,9 +39,9 @@ func newEdCluster(t *testing.T, k, n int, hooks map[int]func(*scheme.Reply)) (*m
 	if err != nil {
 		t.Fatalf("GenerateKey: %v\n%s", err, mc.logs)
 	}
-	t.Logf("%d-of-%d DKG through the client: %v", k, n, time.Since(t0))
+	t.Logf("%d-of-%d DKG through the client: %v", mc.Manifest.Threshold, len(mc.Nodes), time.Since(t0))
 	mc.key = info
-	return mc, cl
+	return cl
 }
 
 func (mc *memCluster) signEd(t *testing.T, c *Client, msg string) error {

@@ -86,25 +86,41 @@ func (l *logBuffer) String() string {
 // newMemCluster starts n nodes (hooks[i], when set, is node i+1's ShareHook) and deals a key.
 func newMemCluster(t *testing.T, k, n int, hooks map[int]func(*scheme.Reply)) *memCluster {
 	t.Helper()
+	mc := startMem(t, k, n, hooks, nil)
+	mc.dealRSA(t, "test")
+	return mc
+}
+
+// startMem starts the nodes of an in-memory k-of-n cluster: hooks[i] is node i's ShareHook
+// and policy(i), when policy is set, its signing policy.
+func startMem(t *testing.T, k, n int, hooks map[int]func(*scheme.Reply), policy func(i int) *config.SigningPolicy) *memCluster {
+	t.Helper()
 	c := nodetest.NewInMemory(t, nodetest.Options{K: k, N: n})
 	mc := &memCluster{Cluster: c, logs: &logBuffer{}}
 	for i := 1; i <= n; i++ {
+		if policy != nil {
+			c.Nodes[i-1].SigningPolicy = policy(i)
+		}
 		reg := prometheus.NewRegistry()
 		mc.metrics = append(mc.metrics, reg)
 		c.StartNode(i, node.Options{ShareHook: hooks[i], Registerer: reg})
 	}
-	d := c.Dealer(dealer.Options{})
+	return mc
+}
+
+// dealRSA deals a 1024-bit RSA key labelled label to every node and makes it mc.key.
+func (mc *memCluster) dealRSA(t *testing.T, label string) {
+	t.Helper()
+	d := mc.Dealer(dealer.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rec, acked, _, err := d.GenerateKey(ctx, 1024, 0, "test", nil)
-	if err != nil || len(acked) != n {
+	rec, acked, _, err := d.GenerateKey(ctx, 1024, 0, label, nil)
+	if err != nil || len(acked) != len(mc.Nodes) {
 		t.Fatalf("GenerateKey: %v (acked %v)", err, acked)
 	}
-	cl := mc.client(t, nil)
-	if mc.key, err = cl.AddRecord(rec); err != nil {
+	if mc.key, err = mc.client(t, nil).AddRecord(rec); err != nil {
 		t.Fatal(err)
 	}
-	return mc
 }
 
 // client returns a client of the cluster over the in-memory network; edit, when set, changes its

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/tchsm/tchsm/internal/dnspolicy"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -49,6 +49,7 @@ func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, dat
 		return nil, fmt.Errorf("%w: %v sessions with a fixed signer set", scheme.ErrNotSupported, k.info.Algorithm)
 	}
 	s := &signing{c: c, k: k, co: co, replies: make(chan shareReply, len(c.m.Nodes))}
+	s.mech, s.message = wireMessage(mech, data)
 	return s.run(ctx)
 }
 
@@ -69,12 +70,29 @@ type signing struct {
 	queue    []trust.Member // nodes not asked yet, best first
 	inflight int
 	from     map[int]trust.Member // nodes whose reply was accepted, by index
-	failures []string
 	rounds   int
-	unknown  int // nodes that answered "unknown key"
 	asked    []trust.Member
 	answered map[string]bool
+	// message goes to the nodes with its mechanism (see wireMessage).
+	message []byte
+	mech    scheme.Mechanism
+	outcome
 }
+
+// wireMessage returns what a signature sends the nodes besides the round's payload: for a hash
+// mechanism the message itself, up to dnspolicy.MaxMessage, so that nodes with a signing
+// policy can check it and hash it themselves. Nodes without a policy for the key sign the
+// same payload either way, and nodes older than the message field ignore it. A longer message
+// goes digest-only (a key with a policy then refuses it).
+func wireMessage(mech scheme.Mechanism, data []byte) (scheme.Mechanism, []byte) {
+	if h, err := mech.Hash(); err != nil || h == 0 || len(data) == 0 || len(data) > dnspolicy.MaxMessage {
+		return 0, nil
+	}
+	return mech, data
+}
+
+// hopeless reports that more than n-k nodes refused: fewer than k can sign.
+func (s *signing) hopeless() bool { return s.outcome.hopeless(s.k, s.co.Quorum()) }
 
 // held is the number of replies the session holds.
 func (s *signing) held() int { return len(s.co.Held()) }
@@ -118,7 +136,7 @@ func (s *signing) launch(ctx context.Context) bool {
 			return
 		}
 		t0 := time.Now()
-		rep, err := s.c.batchers[n.ID].ask(ctx, s.k.info.ID, req.Payload)
+		rep, err := s.c.batchers[n.ID].askMessage(ctx, s.k.info.ID, req.Payload, s.mech, s.message)
 		s.replies <- shareReply{node: n, rep: rep, took: time.Since(t0), err: err}
 	}()
 	return true
@@ -148,8 +166,12 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 				}
 			}
 			if r.err != nil {
-				s.fail(r.node, r.err)
-				if !s.refill(ctx) {
+				if errors.Is(r.err, ErrPolicyRefused) {
+					s.refuse(r.node, r.err)
+				} else {
+					s.fail(r.node, r.err)
+				}
+				if s.hopeless() || !s.refill(ctx) {
 					return nil, s.giveUp(nil)
 				}
 				continue
@@ -223,7 +245,7 @@ func (s *signing) newRound(ctx context.Context) bool {
 	case <-time.After(roundPause * time.Duration(min(s.rounds, 3))):
 	}
 	for _, n := range s.c.order() {
-		if _, done := s.from[n.Index]; !done {
+		if _, done := s.from[n.Index]; !done && !s.refused[n.Index] {
 			s.queue = append(s.queue, n)
 		}
 	}
@@ -237,30 +259,11 @@ const (
 
 func (s *signing) fail(n trust.Member, err error) {
 	s.c.noteFailure(n.ID, err)
-	if errors.Is(err, ErrKeyNotFound) {
-		s.unknown++
-	}
-	s.failures = append(s.failures, fmt.Sprintf("%s: %v", n.ID, err))
+	s.note(n, err)
 }
 
 func (s *signing) giveUp(cause error) error {
-	K, L := s.co.Quorum(), s.k.info.L
-	msg := fmt.Sprintf("%d of %d shares for key %s", s.held(), K, s.k.info.ID)
-	if len(s.failures) > 0 {
-		msg += " (" + strings.Join(s.failures, "; ") + ")"
-	}
-	if cause != nil {
-		msg += ": " + cause.Error()
-	}
-	// When more than n-k nodes say the key does not exist, it is gone (deleted by another
-	// client): forget it.
-	if s.unknown > L-K {
-		s.c.mu.Lock()
-		delete(s.c.keys, s.k.info.ID)
-		s.c.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrKeyNotFound, msg)
-	}
-	return fmt.Errorf("%w: %s", ErrNotEnoughNodes, msg)
+	return s.outcome.giveUp(s.c, s.k, s.held(), s.co.Quorum(), cause)
 }
 
 // recover runs after a failed combination: it runs the scheme's audit of every reply held
@@ -336,8 +339,9 @@ func (s *signing) recover(ctx context.Context) ([]byte, bool) {
 
 // askShare sends one SignRequest and checks the answer's form: from the right node, for the
 // right key, with the node's own index.
-func (c *Client) askShare(ctx context.Context, n trust.Member, keyID string, payload []byte) (scheme.Reply, error) {
-	op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.SignRequest{KeyId: keyID, Payload: payload})
+func (c *Client) askShare(ctx context.Context, n trust.Member, req *tchsmpb.SignRequest) (scheme.Reply, error) {
+	keyID := req.GetKeyId()
+	op, err := c.call(ctx, n, transport.Node(n.ID), req)
 	if err != nil {
 		return scheme.Reply{}, err
 	}

@@ -17,6 +17,8 @@ type metrics struct {
 	requests    *prometheus.CounterVec // type, result
 	control     *prometheus.CounterVec // type, result
 	keyErrors   *prometheus.CounterVec // key, code
+	signatures  *prometheus.CounterVec // key, input, policy
+	refusals    *prometheus.CounterVec // key, reason
 	signSeconds prometheus.Histogram
 	keys        prometheus.Gauge
 	inFlight    prometheus.Gauge
@@ -37,6 +39,14 @@ func newMetrics(extra prometheus.Registerer) *metrics {
 			Name: "tchsm_node_key_errors_total",
 			Help: "Failed requests per key (keys the node does not hold are counted as \"unknown\").",
 		}, []string{"key", "code"}),
+		signatures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tchsm_node_signatures_total",
+			Help: "Signature shares computed, by key, input (message or digest) and policy (none, enforced, advisory).",
+		}, []string{"key", "input", "policy"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tchsm_node_policy_refusals_total",
+			Help: "Signature requests the node's signing policy refused, by key and reason.",
+		}, []string{"key", "reason"}),
 		signSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tchsm_node_sign_seconds",
 			Help:    "Time to compute one signature share (and its proof when asked).",
@@ -51,7 +61,7 @@ func newMetrics(extra prometheus.Registerer) *metrics {
 			Help: "RPC requests being served.",
 		}),
 	}
-	cs := []prometheus.Collector{m.requests, m.control, m.keyErrors, m.signSeconds, m.keys, m.inFlight}
+	cs := []prometheus.Collector{m.requests, m.control, m.keyErrors, m.signatures, m.refusals, m.signSeconds, m.keys, m.inFlight}
 	m.reg.MustRegister(cs...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if extra != nil {

@@ -22,7 +22,7 @@
 //     (-> Health), DeleteKey (-> DeleteKeyAck). Every answer is an envelope sealed by the node whose in_reply_to is the
 //     request's message id. A request that opened (authentic, authorised, fresh) but cannot be
 //     served is answered with a sealed Error (UNKNOWN_KEY, BAD_REQUEST, UNAUTHORIZED, EXPIRED,
-//     INTERNAL, UNAVAILABLE).
+//     INTERNAL, UNAVAILABLE, POLICY_REFUSED).
 //
 // ProofRequest.indices is advisory: a node that receives a ProofRequest answers with its own
 // share and proof. A key record is accepted when the manifest's dealer signed it for this
@@ -67,6 +67,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/dnspolicy"
 	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/internal/modexp"
 	// The share's exponentiation in OpenSSL's constant-time code (issue 17): linked here, in
@@ -128,6 +129,12 @@ type node struct {
 	exps chan struct{}
 	// dkgs are the distributed key generations in progress (memory only).
 	dkgs *dkgRuns
+
+	// policy is the node's signing policy (cfg.SigningPolicy, compiled); refusals bounds its
+	// log lines; signed remembers the payloads it accepted, for the proof round.
+	policy   *dnspolicy.Set
+	refusals rpc.LogLimit
+	signed   signedPayloads
 }
 
 // Run runs a signing node until ctx ends (it then returns nil after a graceful shutdown) or it
@@ -141,7 +148,11 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	n := &node{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), exps: make(chan struct{}, cfg.WorkerCount())}
+	policy, err := dnspolicy.Compile(cfg.SigningPolicy)
+	if err != nil {
+		return err
+	}
+	n := &node{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), exps: make(chan struct{}, cfg.WorkerCount()), policy: policy}
 	if n.log == nil {
 		var err error
 		if n.log, _, err = logging.Open("", cfg.LogLevel, os.Stderr); err != nil {

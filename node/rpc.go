@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/dnspolicy"
 	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
@@ -183,10 +184,26 @@ func (n *node) sign(ctx context.Context, op *trust.Opened, req *tchsmpb.SignRequ
 		return nil, rerr
 	}
 	t0 := time.Now()
-	// want_proof asks for the share and its proof at once: the audit of the same round.
-	rep, rerr := n.respond(k, scheme.Request{Round: 1, Audit: req.GetWantProof(), Payload: req.GetPayload(), Requester: op.Sender.ID})
+	in, rerr := input(k, req)
 	if rerr != nil {
 		return nil, rerr
+	}
+	v := dnspolicy.Verdict{Mode: dnspolicy.ModeNone}
+	if !in.commit {
+		if v, rerr = n.checkPolicy(op, k, in); rerr != nil {
+			return nil, rerr
+		}
+	}
+	// want_proof asks for the share and its proof at once: the audit of the same round.
+	rep, rerr := n.respond(k, scheme.Request{Round: 1, Audit: req.GetWantProof(), Payload: in.payload, Requester: op.Sender.ID})
+	if rerr != nil {
+		return nil, rerr
+	}
+	if v.Mode != dnspolicy.ModeNone {
+		n.signed.add(k.ID, in.payload)
+	}
+	if !in.commit {
+		n.audit(op, k, in, v)
 	}
 	out := &tchsmpb.SignatureShare{KeyId: k.ID, Index: uint32(k.Share.Index()), X: rep.Payload}
 	if req.GetWantProof() {
@@ -249,6 +266,11 @@ func (n *node) prove(ctx context.Context, op *trust.Opened, req *tchsmpb.ProofRe
 	k, rerr := n.key(req.GetKeyId())
 	if rerr != nil {
 		return nil, rerr
+	}
+	if n.policy.Has(k.Record) && !n.signed.has(k.ID, req.GetPayload()) {
+		const why = "a proof for a payload this node did not sign under the key's policy in the last minute"
+		n.refused(op, k, "proof_not_signed", why, dnspolicy.Verdict{Mode: dnspolicy.ModeEnforced})
+		return nil, rpc.Fail(tchsmpb.Error_POLICY_REFUSED, k.ID, "%s: policy: %s", n.id.ID, why)
 	}
 	rep, rerr := n.respond(k, scheme.Request{Round: 1, Audit: true, Payload: req.GetPayload(), Requester: op.Sender.ID})
 	if rerr != nil {

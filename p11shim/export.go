@@ -66,6 +66,7 @@ var rvTable = []struct {
 	{token.ErrTemplateInconsistent, C.CKR_TEMPLATE_INCONSISTENT},
 	{token.ErrActionProhibited, C.CKR_ACTION_PROHIBITED},
 	{token.ErrDeviceError, C.CKR_DEVICE_ERROR},
+	{token.ErrFunctionRejected, C.CKR_FUNCTION_REJECTED},
 	{token.ErrFunctionNotSupported, C.CKR_FUNCTION_NOT_SUPPORTED},
 	{token.ErrRandomSeedNotSupported, C.CKR_RANDOM_SEED_NOT_SUPPORTED},
 }

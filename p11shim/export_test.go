@@ -31,7 +31,7 @@ func TestErrorTable(t *testing.T) {
 		token.ErrBufferTooSmall, token.ErrSignatureInvalid, token.ErrSignatureLenRange,
 		token.ErrAttributeTypeInvalid, token.ErrAttributeSensitive, token.ErrAttributeValueInvalid,
 		token.ErrTemplateIncomplete, token.ErrTemplateInconsistent, token.ErrActionProhibited,
-		token.ErrDeviceError, token.ErrFunctionNotSupported, token.ErrRandomSeedNotSupported, token.ErrClosed,
+		token.ErrDeviceError, token.ErrFunctionRejected, token.ErrFunctionNotSupported, token.ErrRandomSeedNotSupported, token.ErrClosed,
 		token.ErrConfig, errNotInitialized, // ErrClosed and errNotInitialized share CKR_CRYPTOKI_NOT_INITIALIZED
 		errAlreadyInitialized, errCantLock,
 	}
@@ -54,6 +54,10 @@ func TestErrorTable(t *testing.T) {
 	}
 	// The token reports a vanished key as both; the key error wins.
 	if rv := uint64(rvOf(fmt.Errorf("%w: %w", token.ErrKeyHandleInvalid, token.ErrObjectHandleInvalid))); rv != 0x60 {
+		t.Fatalf("%#x", rv)
+	}
+	// A policy refusal is CKR_FUNCTION_REJECTED.
+	if rv := uint64(rvOf(fmt.Errorf("%w: signing: %w", token.ErrFunctionRejected, client.ErrPolicyRefused))); rv != 0x200 {
 		t.Fatalf("%#x", rv)
 	}
 	// A backend failure keeps its cause and maps to CKR_DEVICE_ERROR.

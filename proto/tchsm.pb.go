@@ -160,21 +160,27 @@ const (
 	Error_NOT_ENOUGH_NODES Error_Code = 7 // the dealer could not reach enough nodes
 	Error_ALREADY_EXISTS   Error_Code = 8 // a key with this id exists already
 	Error_STALE            Error_Code = 9 // the request names per-requester state the node no longer holds
+	// (FROST: a nonce commitment used, expired or lost in a restart);
+	// not a fault: ask for fresh state and retry
+	// The node's signing policy refuses this signature (the message says why). Not a fault
+	// of the node: the client asks other nodes, and fails only when fewer than k accept.
+	Error_POLICY_REFUSED Error_Code = 10
 )
 
 // Enum value maps for Error_Code.
 var (
 	Error_Code_name = map[int32]string{
-		0: "CODE_UNSPECIFIED",
-		1: "UNKNOWN_KEY",
-		2: "BAD_REQUEST",
-		3: "UNAUTHORIZED",
-		4: "EXPIRED",
-		5: "INTERNAL",
-		6: "UNAVAILABLE",
-		7: "NOT_ENOUGH_NODES",
-		8: "ALREADY_EXISTS",
-		9: "STALE",
+		0:  "CODE_UNSPECIFIED",
+		1:  "UNKNOWN_KEY",
+		2:  "BAD_REQUEST",
+		3:  "UNAUTHORIZED",
+		4:  "EXPIRED",
+		5:  "INTERNAL",
+		6:  "UNAVAILABLE",
+		7:  "NOT_ENOUGH_NODES",
+		8:  "ALREADY_EXISTS",
+		9:  "STALE",
+		10: "POLICY_REFUSED",
 	}
 	Error_Code_value = map[string]int32{
 		"CODE_UNSPECIFIED": 0,
@@ -187,6 +193,7 @@ var (
 		"NOT_ENOUGH_NODES": 7,
 		"ALREADY_EXISTS":   8,
 		"STALE":            9,
+		"POLICY_REFUSED":   10,
 	}
 )
 
@@ -1002,12 +1009,18 @@ func (x *RestoreKeyAck) GetMissing() []string {
 }
 
 // SignRequest asks nodes for signature shares. It names a key and carries the PKCS#1 v1.5
-// payload T only: each node builds EM = 00 01 FF.. 00 T itself with its own stored modulus.
+// payload T: each node builds EM = 00 01 FF.. 00 T itself with its own stored modulus. For a
+// hash mechanism the client also sends the message itself (at most 64 KiB) and the mechanism:
+// a node then hashes the message and builds T itself (refusing a payload that differs), so it
+// signs only what its signing policy checked (internal/dnspolicy). Nodes that predate fields 4
+// and 5 ignore them and sign the payload, which is why the client still sends it.
 type SignRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`                       // the round's payload (scheme.Request); RSA: T, a DigestInfo or raw bytes up to k-11
 	WantProof     bool                   `protobuf:"varint,3,opt,name=want_proof,json=wantProof,proto3" json:"want_proof,omitempty"` // attach a proof of correctness to the share
+	Message       []byte                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`                       // the whole message, for hash mechanisms; empty: digest only
+	Mechanism     uint32                 `protobuf:"varint,5,opt,name=mechanism,proto3" json:"mechanism,omitempty"`                  // scheme.Mechanism of message (SHA256_RSA_PKCS is 4); 0 without message
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1061,6 +1074,20 @@ func (x *SignRequest) GetWantProof() bool {
 		return x.WantProof
 	}
 	return false
+}
+
+func (x *SignRequest) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *SignRequest) GetMechanism() uint32 {
+	if x != nil {
+		return x.Mechanism
+	}
+	return 0
 }
 
 // SignBatch carries several SignRequests to one node in one message: a client under load sends
@@ -2335,12 +2362,14 @@ const file_tchsm_proto_rawDesc = "" +
 	"\rRestoreKeyAck\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1a\n" +
 	"\brestored\x18\x02 \x03(\tR\brestored\x12\x18\n" +
-	"\amissing\x18\x03 \x03(\tR\amissing\"]\n" +
+	"\amissing\x18\x03 \x03(\tR\amissing\"\x95\x01\n" +
 	"\vSignRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
 	"\n" +
-	"want_proof\x18\x03 \x01(\bR\twantProof\">\n" +
+	"want_proof\x18\x03 \x01(\bR\twantProof\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\fR\amessage\x12\x1c\n" +
+	"\tmechanism\x18\x05 \x01(\rR\tmechanism\">\n" +
 	"\tSignBatch\x121\n" +
 	"\brequests\x18\x01 \x03(\v2\x15.tchsm.v1.SignRequestR\brequests\"t\n" +
 	"\rSignBatchItem\x120\n" +
@@ -2378,11 +2407,11 @@ const file_tchsm_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
 	"\fuptime_nanos\x18\x03 \x01(\x03R\vuptimeNanos\x12\x17\n" +
 	"\akey_ids\x18\x04 \x03(\tR\x06keyIds\x12\x1b\n" +
-	"\tin_flight\x18\x05 \x01(\rR\binFlight\"\x96\x02\n" +
+	"\tin_flight\x18\x05 \x01(\rR\binFlight\"\xaa\x02\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.tchsm.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xb1\x01\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xc5\x01\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vUNKNOWN_KEY\x10\x01\x12\x0f\n" +
@@ -2393,7 +2422,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\vUNAVAILABLE\x10\x06\x12\x14\n" +
 	"\x10NOT_ENOUGH_NODES\x10\a\x12\x12\n" +
 	"\x0eALREADY_EXISTS\x10\b\x12\t\n" +
-	"\x05STALE\x10\t\"~\n" +
+	"\x05STALE\x10\t\x12\x12\n" +
+	"\x0ePOLICY_REFUSED\x10\n" +
+	"\"~\n" +
 	"\x12GenerateKeyRequest\x12\x12\n" +
 	"\x04bits\x18\x01 \x01(\rR\x04bits\x12'\n" +
 	"\x0fpublic_exponent\x18\x02 \x01(\rR\x0epublicExponent\x12\x14\n" +

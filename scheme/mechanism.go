@@ -9,9 +9,11 @@ import (
 // Mechanism names a PKCS#11-level signing mechanism as Backend.Sign takes it. The numbering is
 // tchsm's own and must never change (a future wire field may carry it). The PKCS#11 token's
 // mechanism table (p11shim/token/mechanisms.go) names the one each CKM_* value corresponds to
-// and the `tchsm sign -mech` names; the token hashes in the module itself and asks the cluster
-// for RSAPKCS over the DigestInfo, so that the message never leaves the host. Each scheme
-// accepts its own mechanisms (Scheme.Mechanisms).
+// and the `tchsm sign -mech` names. For a one-part C_Sign with a hash mechanism the token
+// passes the message on and the client sends it to the nodes with its DigestInfo (a node with
+// a signing policy hashes and checks it itself); multi-part signatures are hashed in the module
+// and sent as RSAPKCS over the DigestInfo. SignRequest.mechanism carries these numbers. Each
+// scheme accepts its own mechanisms (Scheme.Mechanisms).
 type Mechanism int32
 
 const (

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/testcluster"
 )
 
@@ -34,12 +35,29 @@ func TestPowerDNSSignsThroughTchsm(t *testing.T) {
 		t.Skip("needs root: p11-kit's module folder is replaced in a private mount namespace")
 	}
 	so := testcluster.Module(t)
-	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
+	// Every node holds PowerDNS's keys to a signing policy that allows only its zone (issue
+	// 15): pdns_server passes the whole RRSIG input with CKM_SHA256_RSA_PKCS, so the nodes
+	// check each signature before they sign it.
+	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5, NodeConfig: func(_ int, nc *config.Node) {
+		nc.SigningPolicy = &config.SigningPolicy{Keys: []config.KeyPolicy{{Label: "pdns-*", Zones: []string{zone}}}}
+	}})
 	tk := c.Token(so)
 
 	// The same signer on SoftHSM2 first, for the time it takes without a cluster.
 	t.Run("SoftHSM2 for comparison", func(t *testing.T) { signZone(t, testcluster.SoftHSM2(t), 1000, "s") })
 	t.Run("all five nodes", func(t *testing.T) { signZone(t, tk, 1000, "a") })
+	// The nodes checked what they signed: audit lines of enforced signatures of the zone, and
+	// no refusal.
+	for i := 1; i <= 5; i++ {
+		b, _ := os.ReadFile(filepath.Join(c.Dir, fmt.Sprintf("node-%d.log", i)))
+		log := string(b)
+		if strings.Contains(log, `"msg":"signature refused by policy"`) {
+			t.Errorf("node-%d refused a signature of PowerDNS's", i)
+		}
+		if !strings.Contains(log, `"policy":"enforced","requester":"client-1","dnssec":true`) || !strings.Contains(log, `"signer":"example.test."`) {
+			t.Errorf("node-%d.log has no enforced signature of %s", i, zone)
+		}
+	}
 	c.KillNode(3)
 	c.KillNode(5)
 	t.Run("two of five nodes killed", func(t *testing.T) { signZone(t, tk, 100, "b") })

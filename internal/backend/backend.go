@@ -65,4 +65,7 @@ var (
 	ErrNotEnoughNodes = errors.New("client: not enough nodes answered")      // CKR_DEVICE_ERROR
 	ErrInvalidInput   = errors.New("client: invalid input")                  // CKR_DATA_LEN_RANGE / CKR_ARGUMENTS_BAD
 	ErrUnauthorized   = errors.New("client: not authorised by the manifest") // CKR_ACTION_PROHIBITED (a signer client asked for an admin's operation)
+	// ErrPolicyRefused: more than n−k nodes refused the signature under their signing policy
+	// (the message names their reasons), so fewer than k can sign it. CKR_FUNCTION_REJECTED.
+	ErrPolicyRefused = errors.New("client: refused by the nodes' signing policy")
 )

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -319,6 +320,9 @@ func runSign(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	sig, err := c.Sign(ctx, *keyID, m, data)
+	if errors.Is(err, client.ErrPolicyRefused) {
+		return fmt.Errorf("the signing nodes' DNSSEC signing policy refuses this signature (fewer than k nodes accept; each node's log says why): %w", err)
+	}
 	if err != nil {
 		return err
 	}

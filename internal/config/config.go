@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -135,6 +136,94 @@ type Node struct {
 	// DeletedKeyGrace is how long the node keeps a deleted key's share (encrypted, in its
 	// store) so that `tchsm keys restore` can bring it back (0: DefaultDeletedKeyGrace).
 	DeletedKeyGrace Duration `json:"deleted_key_grace,omitempty"`
+	// SigningPolicy is the DNSSEC signing policy this node enforces (internal/dnspolicy); nil:
+	// none, every key signs as before.
+	SigningPolicy *SigningPolicy `json:"signing_policy,omitempty"`
+}
+
+// SigningPolicy is a node's DNSSEC signing policy: the node's operator's own, never the
+// client's. A key gets the first entry of Keys that matches it, or else Default; a key that
+// gets none (or an entry with "off") has no policy and signs whatever it is asked, as before.
+type SigningPolicy struct {
+	Default *KeyPolicy  `json:"default,omitempty"`
+	Keys    []KeyPolicy `json:"keys,omitempty"`
+}
+
+// KeyPolicy is the policy of the keys it matches. Zero fields take the defaults below (they
+// are not inherited from another entry). Times are checked with RFC 1982 serial arithmetic
+// against the node's own clock.
+type KeyPolicy struct {
+	// KeyID matches one key by its id; Label matches CKA_LABELs with a path.Match pattern
+	// ("ksk-*"). An entry of Keys has exactly one of them; Default has neither.
+	KeyID string `json:"key_id,omitempty"`
+	Label string `json:"label,omitempty"`
+	// Off: the matched keys have no policy (an exception to Default).
+	Off bool `json:"off,omitempty"`
+	// MaxValidity bounds expiration − inception (0: DefaultMaxValidity).
+	MaxValidity Duration `json:"max_validity,omitempty"`
+	// MaxBackdate bounds how far the inception lies before the node's clock (0:
+	// DefaultMaxBackdate).
+	MaxBackdate Duration `json:"max_backdate,omitempty"`
+	// MaxAhead bounds how far the expiration lies after the node's clock (0: DefaultMaxAhead).
+	MaxAhead Duration `json:"max_ahead,omitempty"`
+	// Zones are the signer's names allowed, exactly ("example.test"); empty: any.
+	Zones []string `json:"zones,omitempty"`
+	// Types are the types covered allowed ("SOA", "DNSKEY", "TYPE65534"); empty: any.
+	Types []string `json:"types,omitempty"`
+	// AllowDigestOnly lets requests without the message through (CKM_RSA_PKCS over a DigestInfo,
+	// what OpenDNSSEC, Knot and BIND send for RSA): the policy is then advisory for them, logged
+	// but not enforced. Off by default: such requests are refused.
+	AllowDigestOnly bool `json:"allow_digest_only,omitempty"`
+}
+
+// Defaults of a KeyPolicy.
+const (
+	// DefaultMaxValidity is 93 days: no mainstream signer's default (14 to 30 days) comes near.
+	DefaultMaxValidity = 93 * 24 * time.Hour
+	// DefaultMaxBackdate is 15 days: PowerDNS 4.7 dates its inceptions a week before the start
+	// of the current week (Thursday 00:00 UTC), so up to 14 days back (and expires them two weeks
+	// after that start); OpenDNSSEC, Knot and BIND date them back by about an hour.
+	DefaultMaxBackdate = 15 * 24 * time.Hour
+	// DefaultMaxAhead is 93 days.
+	DefaultMaxAhead = 93 * 24 * time.Hour
+)
+
+func (p *KeyPolicy) validate(name string, entry bool) error {
+	switch {
+	case entry && (p.KeyID == "") == (p.Label == ""):
+		return fmt.Errorf("%w: %s: give exactly one of key_id and label", ErrInvalid, name)
+	case !entry && (p.KeyID != "" || p.Label != ""):
+		return fmt.Errorf("%w: %s: the default matches every key; key_id and label belong to \"keys\"", ErrInvalid, name)
+	}
+	if _, err := path.Match(p.Label, ""); err != nil {
+		return fmt.Errorf("%w: %s: label pattern %q: %v", ErrInvalid, name, p.Label, err)
+	}
+	for _, d := range []struct {
+		f string
+		v Duration
+	}{{"max_validity", p.MaxValidity}, {"max_backdate", p.MaxBackdate}, {"max_ahead", p.MaxAhead}} {
+		// RRSIG times are 32-bit serial numbers: differences of 2^31 s (68 years) or more mean nothing.
+		if time.Duration(d.v) >= (1<<31)*time.Second {
+			return fmt.Errorf("%w: %s: %s must be below 68 years", ErrInvalid, name, d.f)
+		}
+	}
+	return nil
+}
+
+// Validate checks the form of a policy; internal/dnspolicy checks the zone names and types
+// when the node compiles it at start.
+func (sp *SigningPolicy) Validate() error {
+	if sp.Default != nil {
+		if err := sp.Default.validate("signing_policy.default", false); err != nil {
+			return err
+		}
+	}
+	for i := range sp.Keys {
+		if err := sp.Keys[i].validate(fmt.Sprintf("signing_policy.keys[%d]", i), true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DefaultDeletedKeyGrace is how long a node keeps a deleted key's share by default.
@@ -378,6 +467,11 @@ func (c *Node) Validate() error {
 	}
 	if c.Workers < 0 {
 		return fmt.Errorf("%w: workers must not be negative", ErrInvalid)
+	}
+	if c.SigningPolicy != nil {
+		if err := c.SigningPolicy.Validate(); err != nil {
+			return err
+		}
 	}
 	return checkLevel(c.LogLevel)
 }

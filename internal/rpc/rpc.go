@@ -50,11 +50,12 @@ func (e *Error) Error() string {
 
 // Is maps the codes a Backend caller acts on to the backend errors: UNKNOWN_KEY is
 // backend.ErrKeyNotFound, BAD_REQUEST is backend.ErrInvalidInput, UNAUTHORIZED is
-// backend.ErrUnauthorized.
+// backend.ErrUnauthorized, POLICY_REFUSED is backend.ErrPolicyRefused.
 func (e *Error) Is(target error) bool {
 	return target == backend.ErrKeyNotFound && e.Code == tchsmpb.Error_UNKNOWN_KEY ||
 		target == backend.ErrInvalidInput && e.Code == tchsmpb.Error_BAD_REQUEST ||
-		target == backend.ErrUnauthorized && e.Code == tchsmpb.Error_UNAUTHORIZED
+		target == backend.ErrUnauthorized && e.Code == tchsmpb.Error_UNAUTHORIZED ||
+		target == backend.ErrPolicyRefused && e.Code == tchsmpb.Error_POLICY_REFUSED
 }
 
 // Caller sends requests as one identity.
@@ -137,13 +138,14 @@ type Server struct {
 	// failures there.
 	Done func(op *trust.Opened, typ string, f *Failure)
 
-	rejects rejectLog
+	rejects LogLimit
 }
 
-// rejectLog bounds the log lines of rejected requests: a flood of forged or replayed messages
+// LogLimit bounds the log lines of rejected requests: a flood of forged or replayed messages
 // must not fill the disk. At most rejectBurst lines per rejectEvery; the ones not logged are
-// counted, and the next line logged says how many (not_logged_before).
-type rejectLog struct {
+// counted, and the next line logged says how many (not_logged_before). Nodes use one for their
+// policy refusals too. The zero value is ready for use.
+type LogLimit struct {
 	mu      sync.Mutex
 	window  time.Time
 	logged  int
@@ -155,7 +157,8 @@ const (
 	rejectEvery = time.Second
 )
 
-func (r *rejectLog) allow(now time.Time) (ok bool, dropped int) {
+// Allow reports whether a line may be logged now, and how many were not logged before it.
+func (r *LogLimit) Allow(now time.Time) (ok bool, dropped int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.window) >= rejectEvery {
@@ -181,7 +184,7 @@ func TypeName(bt tchsmpb.BodyType) string {
 func (s *Server) Serve(ctx context.Context, d transport.Delivery) (reply []byte, err error) {
 	op, err := s.Opener.Open(d.Body)
 	if err != nil {
-		if ok, dropped := s.rejects.allow(time.Now()); ok {
+		if ok, dropped := s.rejects.Allow(time.Now()); ok {
 			s.Log.Warn("request rejected", "claimed_sender", ClaimedSender(d.Body), "reason", err.Error(), "not_logged_before", dropped)
 		}
 		s.done(nil, "rejected", nil)

@@ -41,6 +41,9 @@ type clusterBackend struct {
 
 	signs atomic.Int64
 	lists atomic.Int64
+
+	// refuse makes Sign answer as a cluster whose nodes' signing policy refuses.
+	refuse bool
 }
 
 type clusterKey struct {
@@ -214,6 +217,10 @@ func (b *clusterBackend) Sign(ctx context.Context, id string, mech scheme.Mechan
 	k, closed, delay, corrupt := b.keys[id], b.closed, b.delay, b.corrupt
 	b.lastMech, b.lastData = mech, append([]byte{}, data...)
 	nodesUp := b.n - len(b.downLocked())
+	if b.refuse {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("%w: 3 of 5 nodes refused", backend.ErrPolicyRefused)
+	}
 	var up []*shoup.KeyShare
 	if k != nil {
 		for _, s := range k.shares {

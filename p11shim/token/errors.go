@@ -44,6 +44,7 @@ var (
 	ErrTemplateInconsistent        = errors.New("token: template inconsistent")
 	ErrActionProhibited            = errors.New("token: action prohibited")
 	ErrDeviceError                 = errors.New("token: signing cluster error")
+	ErrFunctionRejected            = errors.New("token: refused by the signing nodes' policy")
 	ErrDeviceMemory                = errors.New("token: too many objects")
 	ErrFunctionNotSupported        = errors.New("token: function not supported")
 	ErrRandomSeedNotSupported      = errors.New("token: random seeding not supported")
@@ -61,6 +62,8 @@ func backendErr(op string, err, notFound, invalid error) error {
 		return fmt.Errorf("%w: %s: %w", notFound, op, err)
 	case errors.Is(err, backend.ErrInvalidInput):
 		return fmt.Errorf("%w: %s: %w", invalid, op, err)
+	case errors.Is(err, backend.ErrPolicyRefused):
+		return fmt.Errorf("%w: %s: %w", ErrFunctionRejected, op, err)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %s: %w", ErrSessionClosed, op, err)
 	case errors.Is(err, backend.ErrUnauthorized):

@@ -17,9 +17,9 @@ type mechanismSpec struct {
 	name    string // its PKCS#11 name, for messages and tests
 	keyType uint   // CKK_* of the keys it makes or uses; Unavailable for digests
 	// cliName is the `tchsm sign -mech` name of a signing mechanism and wire what the cluster
-	// is asked for when the CLI signs with it. The token itself hashes RSA mechanisms on the
-	// host and asks for scheme.RSAPKCS (see Token.sign); CKM_EDDSA it sends as scheme.EDDSA
-	// with the whole message.
+	// is asked for when the CLI or a one-part C_Sign signs with it (a multi-part RSA signature
+	// is hashed on the host and asks for scheme.RSAPKCS; see Token.sign); CKM_EDDSA is sent as
+	// scheme.EDDSA with the whole message.
 	cliName string
 	wire    scheme.Mechanism
 	hash    crypto.Hash // applied before signing, or the digest computed; 0 for CKM_RSA_PKCS and CKM_EDDSA

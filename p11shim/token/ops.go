@@ -249,6 +249,10 @@ type signOp struct {
 	limit   int
 	k       *key
 	updated bool
+	// mech is the mechanism; msg the message of a one-part C_Sign with a hash mechanism,
+	// which the cluster gets too (nodes with a signing policy check it).
+	mech scheme.Mechanism
+	msg  []byte
 }
 
 // inputLimit is the most a mechanism without a hash takes: k-11 bytes of PKCS#1 v1.5 payload
@@ -292,7 +296,7 @@ func (t *Token) SignInit(h uint, mech Mechanism, kh uint) error {
 	if o.pub {
 		return fmt.Errorf("%w: public keys do not sign", ErrKeyFunctionNotPermitted)
 	}
-	op := &signOp{hash: m.hash, k: o.k, limit: inputLimit(o.k)}
+	op := &signOp{hash: m.hash, k: o.k, limit: inputLimit(o.k), mech: m.wire}
 	if m.hash != 0 {
 		op.h = m.hash.New()
 	}
@@ -336,6 +340,7 @@ func (t *Token) Sign(h uint, data []byte, query bool, bufLen uint) ([]byte, uint
 			return data, nil
 		}
 		op.h.Write(data)
+		op.msg = data
 		return op.digestInfo()
 	})
 }
@@ -399,7 +404,7 @@ func (t *Token) finishSign(h uint, query bool, bufLen uint, payloadOf func(*sign
 	if err != nil {
 		return nil, 0, err
 	}
-	sig, err := t.sign(s, op.k, payload)
+	sig, err := t.sign(s, op, payload)
 	return sig, uint(len(sig)), err
 }
 
@@ -413,9 +418,12 @@ func (op *signOp) digestInfo() ([]byte, error) {
 }
 
 // sign has the cluster sign the PKCS#1 v1.5 payload and checks the result against the public
-// key before returning it. Hash mechanisms are hashed here and sent as their DigestInfo under
-// CKM_RSA_PKCS: the signature is the same and the message never leaves the host.
-func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
+// key before returning it. A one-part C_Sign with a hash mechanism goes to the cluster with
+// its message (the client sends the nodes both the message and its DigestInfo, so that nodes
+// with a signing policy can check what they sign); a multi-part one (C_SignUpdate) is hashed
+// here and sent as its DigestInfo under CKM_RSA_PKCS, digest-only.
+func (t *Token) sign(s *session, op *signOp, payload []byte) ([]byte, error) {
+	k := op.k
 	if !t.isLoggedIn() {
 		return nil, ErrUserNotLoggedIn
 	}
@@ -427,7 +435,11 @@ func (t *Token) sign(s *session, k *key, payload []byte) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
 	defer cancel()
-	sig, err := t.backend.Sign(ctx, k.info.ID, scheme.RSAPKCS, payload)
+	mech, data := scheme.RSAPKCS, payload
+	if op.msg != nil && op.mech != scheme.RSAPKCS {
+		mech, data = op.mech, op.msg
+	}
+	sig, err := t.backend.Sign(ctx, k.info.ID, mech, data)
 	if errors.Is(err, backend.ErrKeyNotFound) {
 		t.forgetKey(k.info.ID)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/tchsm/tchsm/internal/backend"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/pin"
+	"github.com/tchsm/tchsm/scheme"
 )
 
 const testPIN = "123456"
@@ -1183,4 +1184,58 @@ func TestCreatePublicKeyObject(t *testing.T) {
 	}
 	h2 := f.open(false)
 	wantErr(t, f.tk.VerifyInit(h2, mech, oh), ErrKeyHandleInvalid)
+}
+
+// A one-part C_Sign with a hash mechanism hands the cluster the message (so that nodes with a
+// signing policy can check it); a multi-part one and CKM_RSA_PKCS hand it the DigestInfo. A
+// refusal by the nodes' policy is ErrFunctionRejected (CKR_FUNCTION_REJECTED).
+func TestSignSendsMessage(t *testing.T) {
+	f := newFixture(t, nil)
+	h := f.open(true)
+	f.login(h)
+	_, _, privH := f.genKey(h, true)
+	msg := []byte("rrsig fields and the rrset")
+	di := digestInfo(t, crypto.SHA256, msg)
+	sign := func(mech uint, parts ...[]byte) error {
+		t.Helper()
+		if err := f.tk.SignInit(h, Mechanism{Type: mech}, privH); err != nil {
+			t.Fatal(err)
+		}
+		if len(parts) == 1 {
+			_, _, err := f.tk.Sign(h, parts[0], false, 512)
+			return err
+		}
+		for _, p := range parts {
+			if err := f.tk.SignUpdate(h, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _, err := f.tk.SignFinal(h, false, 512)
+		return err
+	}
+	for _, tc := range []struct {
+		name  string
+		mech  uint
+		parts [][]byte
+		want  scheme.Mechanism
+		data  []byte
+	}{
+		{"one part", CKM_SHA256_RSA_PKCS, [][]byte{msg}, scheme.SHA256RSAPKCS, msg},
+		{"multi-part", CKM_SHA256_RSA_PKCS, [][]byte{msg[:5], msg[5:]}, scheme.RSAPKCS, di},
+		{"CKM_RSA_PKCS", CKM_RSA_PKCS, [][]byte{di}, scheme.RSAPKCS, di},
+	} {
+		if err := sign(tc.mech, tc.parts...); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		f.b.mu.Lock()
+		mech, data := f.b.lastMech, f.b.lastData
+		f.b.mu.Unlock()
+		if mech != tc.want || !bytes.Equal(data, tc.data) {
+			t.Errorf("%s: the cluster was asked %v over %x", tc.name, mech, data)
+		}
+	}
+	f.b.mu.Lock()
+	f.b.refuse = true
+	f.b.mu.Unlock()
+	wantErr(t, sign(CKM_SHA256_RSA_PKCS, msg), ErrFunctionRejected)
 }

@@ -112,6 +112,24 @@ func EncodeSignRequest(msg []byte, list []Commitment) ([]byte, error) {
 	return b, nil
 }
 
+// SignRequestMessage returns the message a sign request's payload asks to sign, without
+// decoding its commitments (DecodeSignRequest checks them when the participant signs). sign is
+// false for a commit request, which signs nothing; any other payload is an error.
+func SignRequestMessage(b []byte) (msg []byte, sign bool, err error) {
+	if len(b) > 0 && b[0] == tagCommit {
+		_, err := DecodeCommitRequest(b)
+		return nil, false, err
+	}
+	if len(b) < 5 || b[0] != tagSign {
+		return nil, false, fmt.Errorf("%w: neither a sign nor a commit request", ErrInvalidEncoding)
+	}
+	ml := binary.BigEndian.Uint32(b[1:])
+	if ml > MaxMessage || uint64(len(b)-5) < uint64(ml)+2 {
+		return nil, false, fmt.Errorf("%w: message of %d bytes", ErrInvalidEncoding, ml)
+	}
+	return b[5 : 5+ml], true, nil
+}
+
 // DecodeSignRequest decodes a sign request's payload into the message and the commitment list
 // (each element checked; the list's order and range are CheckList's).
 func DecodeSignRequest(b []byte) ([]byte, []Commitment, error) {

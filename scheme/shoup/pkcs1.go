@@ -1,6 +1,7 @@
 package shoup
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -84,4 +85,15 @@ func EncodePayload(kLen int, t []byte) ([]byte, error) {
 	}
 	copy(em[kLen-len(t):], t)
 	return em, nil
+}
+
+// DigestInfoHash returns the hash a payload T is the DigestInfo of (one of those DigestInfo
+// writes, with a digest of the right length), or 0 when T is not such a DigestInfo.
+func DigestInfoHash(t []byte) crypto.Hash {
+	for h, prefix := range digestInfoPrefix {
+		if len(t) == len(prefix)+h.Size() && bytes.Equal(t[:len(prefix)], prefix) {
+			return h
+		}
+	}
+	return 0
 }

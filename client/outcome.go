@@ -1,0 +1,61 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tchsm/tchsm/internal/trust"
+)
+
+// outcome is what went wrong during one Sign call, for its error: the nodes' failures in
+// order, how many said the key is unknown, and which refused under their signing policy.
+type outcome struct {
+	failures []string
+	unknown  int          // nodes that answered "unknown key"
+	refused  map[int]bool // nodes whose signing policy refused: not failing, not asked again
+}
+
+// note records a node's failure.
+func (o *outcome) note(n trust.Member, err error) {
+	if errors.Is(err, ErrKeyNotFound) {
+		o.unknown++
+	}
+	o.failures = append(o.failures, fmt.Sprintf("%s: %v", n.ID, err))
+}
+
+// refuse records a node whose signing policy refused the signature. It is not a fault: the
+// node is not marked failing, and the signature goes on with the others.
+func (o *outcome) refuse(n trust.Member, err error) {
+	if o.refused == nil {
+		o.refused = map[int]bool{}
+	}
+	o.refused[n.Index] = true
+	o.failures = append(o.failures, fmt.Sprintf("%s: %v", n.ID, err))
+}
+
+// hopeless reports that more than n-k nodes refused: fewer than k can sign.
+func (o *outcome) hopeless(k *key, K int) bool { return len(o.refused) > k.info.L-K }
+
+// giveUp is the error of a Sign call on key k that ends with held of K shares. When more than
+// n-k nodes say the key does not exist, it is gone (deleted by another client): c forgets it.
+func (o *outcome) giveUp(c *Client, k *key, held, K int, cause error) error {
+	L := k.info.L
+	msg := fmt.Sprintf("%d of %d shares for key %s", held, K, k.info.ID)
+	if len(o.failures) > 0 {
+		msg += " (" + strings.Join(o.failures, "; ") + ")"
+	}
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	if o.hopeless(k, K) {
+		return fmt.Errorf("%w: %d of %d nodes refused, a signature needs %d: %s", ErrPolicyRefused, len(o.refused), L, K, msg)
+	}
+	if o.unknown > L-K {
+		c.mu.Lock()
+		delete(c.keys, k.info.ID)
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrKeyNotFound, msg)
+	}
+	return fmt.Errorf("%w: %s", ErrNotEnoughNodes, msg)
+}
