@@ -22,7 +22,8 @@ import (
 const serveWorkers = 2
 
 // Serve answers clients on the dealer's rpc queue until ctx ends (it then returns nil):
-// GenerateKeyRequest -> GenerateKeyResponse, DeleteKey -> DeleteKeyAck, HealthRequest ->
+// GenerateKeyRequest -> GenerateKeyResponse, DeleteKey -> DeleteKeyAck, DKGLateDeals ->
+// DKGLateDealsAck (QueueLateDeals), HealthRequest ->
 // Health, ListKeys -> Error BAD_REQUEST (ask the nodes). Only clients of the manifest are served
 // (trust.Allowed decides which body types; other roles get Error UNAUTHORIZED). Requests that do
 // not open are logged and answered with a plain transport error, as on the nodes.
@@ -94,6 +95,16 @@ func (d *Dealer) handle(ctx context.Context, op *trust.Opened) (proto.Message, *
 			ack.Error = "queued; not yet confirmed by " + strings.Join(missing, ", ")
 		}
 		return ack, nil
+	case *tchsmpb.DKGLateDeals:
+		queued, err := d.QueueLateDeals(ctx, m)
+		switch {
+		case errors.Is(err, ErrInvalid):
+			return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%s", err.Error())
+		case err != nil:
+			d.log.Warn("late deals not queued", "to", m.GetRecipient(), "err", err)
+			return nil, rpc.Fail(tchsmpb.Error_UNAVAILABLE, "", "late deals could not be queued")
+		}
+		return &tchsmpb.DKGLateDealsAck{Queued: queued}, nil
 	case *tchsmpb.HealthRequest:
 		return &tchsmpb.Health{Node: d.id.ID, Version: d.opts.Version, UptimeNanos: int64(time.Since(d.started))}, nil
 	}

@@ -5,8 +5,9 @@
 //
 // A node consumes two queues (internal/transport names them):
 //
-//   - its durable control queue, one message at a time: KeyShareDelivery from a dealer and
-//     DeleteKey from the dealer (clients ask the dealer). A message is acknowledged only once its effect is on
+//   - its durable control queue, one message at a time: KeyShareDelivery from a dealer,
+//     DKGLateDeals from the dealer (the deals of a key generated while this node was down, from
+//     which it computes its share: see dkg.go) and DeleteKey from the dealer (clients ask the dealer). A message is acknowledged only once its effect is on
 //     disk (the share stored, the tombstone written). Malformed, forged, expired, unauthorised or
 //     inconsistent messages are logged (sender, reason, never secrets) and rejected with
 //     transport.ErrPermanent, so the broker dead-letters them into the node's .dead queue for the

@@ -54,6 +54,10 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(DKGCommit), nil
 	case BodyType_BODY_TYPE_DKG_COMMIT_ACK:
 		return new(DKGCommitAck), nil
+	case BodyType_BODY_TYPE_DKG_LATE_DEALS:
+		return new(DKGLateDeals), nil
+	case BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK:
+		return new(DKGLateDealsAck), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -103,6 +107,10 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_DKG_COMMIT
 	case *DKGCommitAck:
 		return BodyType_BODY_TYPE_DKG_COMMIT_ACK
+	case *DKGLateDeals:
+		return BodyType_BODY_TYPE_DKG_LATE_DEALS
+	case *DKGLateDealsAck:
+		return BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

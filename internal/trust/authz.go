@@ -8,7 +8,9 @@ import tchsmpb "github.com/tchsm/tchsm/proto"
 // query nodes (ListKeys, HealthRequest) and report their own health and errors. Clients ask:
 // they sign (one request at a time, or several to one node in a SignBatch), ask for proofs,
 // list keys, check health, ask the dealer to generate or delete keys, and run distributed key
-// generations among the nodes (DKGRequest, DKGCommit: the client relays, it never sees a share). Nodes only answer:
+// generations among the nodes (DKGRequest, DKGCommit: the client relays, it never sees a share),
+// handing the deals kept for a node that took no part to the dealer (DKGLateDeals), which alone
+// forwards them to that node's control queue. Nodes only answer:
 // acknowledgements, signature shares (alone or in a SignBatchResult), proofs, key lists,
 // health, errors.
 var allowed = map[Role]map[tchsmpb.BodyType]bool{
@@ -21,6 +23,8 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST:        true,
 		tchsmpb.BodyType_BODY_TYPE_HEALTH:                true,
 		tchsmpb.BodyType_BODY_TYPE_ERROR:                 true,
+		tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS:        true,
+		tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK:    true,
 	},
 	RoleClient: {
 		tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST:         true,
@@ -32,6 +36,7 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST: true,
 		tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST:          true,
 		tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT:           true,
+		tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS:       true,
 	},
 	RoleNode: {
 		tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:    true,

@@ -49,6 +49,7 @@ var defaultMaxTTL = map[tchsmpb.BodyType]time.Duration{
 	tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:    DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY:            DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:        DurableMaxTTL,
+	tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS:        DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST:  GenerateMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE: GenerateMaxTTL,
 }

@@ -100,7 +100,7 @@ func TestLateShareRefused(t *testing.T) {
 		"another's deals":   {deals: func() []scheme.Message { return other.lost }},
 		"wrong session":     {p: wrongSession},
 		"wrong secret":      {p: scheme.DKGParams{Session: []byte("key-1"), Secret: run.secrets[3], Public: run.pubs}},
-		"qualified subset":  {qual: []int{1, 2, 3}},   // a sum of fewer deals: not Y_5
+		"qualified subset":  {qual: []int{1, 2, 3}},       // a sum of fewer deals: not Y_5
 		"qualified extra":   {qual: []int{1, 2, 3, 4, 5}}, // 5 itself
 		"qualified too few": {qual: []int{1, 2}},
 		"qualified repeat":  {qual: []int{1, 1, 2, 3}},
