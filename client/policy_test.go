@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/dnspolicy/dnspolicytest"
 	"github.com/tchsm/tchsm/scheme"

@@ -23,11 +23,11 @@ const serveWorkers = 2
 
 // Serve answers clients on the dealer's rpc queue until ctx ends (it then returns nil):
 // GenerateKeyRequest -> GenerateKeyResponse, DeleteKey -> DeleteKeyAck, RestoreKey ->
-// RestoreKeyAck, HealthRequest -> Health, ListKeys -> Error BAD_REQUEST (ask the nodes). Only
-// clients of the manifest are served, and rpc.Server answers what trust.Permits refuses by
-// client role (generation, deletion and restore need an admin) with Error UNAUTHORIZED.
-// Requests that do not open are logged and answered with a plain transport error, as on the
-// nodes.
+// RestoreKeyAck, DKGLateDeals -> DKGLateDealsAck (QueueLateDeals), HealthRequest -> Health,
+// ListKeys -> Error BAD_REQUEST (ask the nodes). Only clients of the manifest are served, and
+// rpc.Server answers what trust.Permits refuses by client role (generation, deletion, restore
+// and late deals need an admin) with Error UNAUTHORIZED. Requests that do not open are logged
+// and answered with a plain transport error, as on the nodes.
 //
 // A GenerateKeyResponse is sent whatever the number of acknowledgements: the client checks that
 // at least k nodes acknowledged. Fewer than k shares queued is answered with Error
@@ -111,6 +111,16 @@ func (d *Dealer) handle(ctx context.Context, op *trust.Opened) (proto.Message, *
 			return nil, rpc.Fail(tchsmpb.Error_UNAVAILABLE, keyID, "RestoreKey could not be queued")
 		}
 		return &tchsmpb.RestoreKeyAck{KeyId: keyID, Restored: restored, Missing: missing}, nil
+	case *tchsmpb.DKGLateDeals:
+		queued, err := d.QueueLateDeals(ctx, m)
+		switch {
+		case errors.Is(err, ErrInvalid):
+			return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%s", err.Error())
+		case err != nil:
+			d.log.Warn("late deals not queued", "to", m.GetRecipient(), "err", err)
+			return nil, rpc.Fail(tchsmpb.Error_UNAVAILABLE, "", "late deals could not be queued")
+		}
+		return &tchsmpb.DKGLateDealsAck{Queued: queued}, nil
 	case *tchsmpb.HealthRequest:
 		return &tchsmpb.Health{Node: d.id.ID, Version: d.opts.Version, UptimeNanos: int64(time.Since(d.started))}, nil
 	}

@@ -47,6 +47,8 @@ func (n *node) handleControl(ctx context.Context, body []byte) (err error) {
 	switch m := op.Message.(type) {
 	case *tchsmpb.KeyShareDelivery:
 		return n.deliver(op, m)
+	case *tchsmpb.DKGLateDeals:
+		return n.lateDeals(op, m)
 	case *tchsmpb.DeleteKey:
 		id := m.GetKeyId()
 		if op.Sender.Role != trust.RoleDealer {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -314,4 +315,101 @@ func (n *node) dkgCommit(op *trust.Opened, req *tchsmpb.DKGCommit) (proto.Messag
 	n.metrics.keys.Set(float64(n.store.Len()))
 	n.log.Info("key generated", "key", id, "by", op.Sender.ID, "endorsements", len(signed.GetEndorsements()))
 	return ack, nil
+}
+
+// lateDeals computes, checks and stores this node's share of a key generated while it was
+// down, from the deals the qualified dealers addressed to it (DKGLateDeals, forwarded by the
+// dealer to the control queue). Like a KeyShareDelivery it returns nil only once the share is
+// on disk (or when there is nothing to do: the key is stored already, or was deleted); a
+// message that cannot give a share that matches the record's verification share is refused
+// for good.
+func (n *node) lateDeals(op *trust.Opened, m *tchsmpb.DKGLateDeals) error {
+	const kind = "dkg_late_deals"
+	if op.Sender.Role != trust.RoleDealer {
+		return n.permanent(op.Sender.ID, kind, "sender is not a dealer")
+	}
+	if m.GetRecipient() != n.id.ID {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("deals addressed to %.64q", m.GetRecipient()))
+	}
+	signed := m.GetRecord()
+	rec, err := trust.VerifyKeyRecord(n.m, signed)
+	if err != nil {
+		return n.permanent(op.Sender.ID, kind, err.Error())
+	}
+	id := rec.GetKeyId()
+	if scheme.Of(rec) != scheme.Ed25519FROST || int(rec.GetN()) != n.m.N() {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: algorithm %v, n=%d with %d nodes", id, scheme.Of(rec), rec.GetN(), n.m.N()))
+	}
+	if dead, err := n.store.Deleted(id); err != nil {
+		n.metrics.control.WithLabelValues(kind, "retry").Inc()
+		return err
+	} else if dead {
+		n.log.Info("late deals for a deleted key ignored", "key", id, "sender", op.Sender.ID)
+		n.metrics.control.WithLabelValues(kind, "deleted").Inc()
+		return nil
+	}
+	if k, err := n.store.Get(id); err == nil {
+		if bytes.Equal(k.Signed.GetRecord(), signed.GetRecord()) {
+			n.metrics.control.WithLabelValues(kind, "ok").Inc()
+			return nil // a redelivery, or the share came another way
+		}
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s exists with another record", id))
+	}
+	_, pub, err := store.PublicKey(rec)
+	if err != nil {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
+	}
+	pk, ok := pub.(*frost.PublicKey)
+	if !ok {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: not a FROST key", id))
+	}
+	if len(m.GetDeals()) > n.m.N() || len(m.GetQualified()) > n.m.N() {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %d deals, %d qualified", id, len(m.GetDeals()), len(m.GetQualified())))
+	}
+	deals := make([]scheme.Message, 0, len(m.GetDeals()))
+	for _, d := range m.GetDeals() {
+		from, to := int(d.GetFrom()), int(d.GetTo())
+		if from < 1 || from > n.m.N() || to != n.self.Index || len(d.GetPayload()) > maxDKGMessage {
+			return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: a message from %d to %d of %d bytes", id, from, to, len(d.GetPayload())))
+		}
+		deals = append(deals, scheme.Message{From: from, To: to, Payload: d.GetPayload()})
+	}
+	qual := make([]int, 0, len(m.GetQualified()))
+	for _, q := range m.GetQualified() {
+		qual = append(qual, int(q))
+	}
+	pubs, err := n.m.DKGPublicKeys()
+	if err != nil {
+		return n.permanent(op.Sender.ID, kind, err.Error())
+	}
+	secret, _, err := n.id.DKGKey()
+	if err != nil {
+		return n.permanent(op.Sender.ID, kind, err.Error())
+	}
+	p := scheme.DKGParams{Session: dkgSession(n.m.ClusterID, id), Secret: secret, Public: pubs}
+	share, err := dkg.LateShare(n.self.Index, int(rec.GetK()), p, qual, deals, pk)
+	clear(secret)
+	if err != nil {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
+	}
+	defer share.Wipe()
+	switch err := n.store.Put(signed, rec, share); {
+	case errors.Is(err, store.ErrDeleted):
+		n.log.Info("late deals for a deleted key ignored", "key", id, "sender", op.Sender.ID)
+		n.metrics.control.WithLabelValues(kind, "deleted").Inc()
+		return nil
+	case errors.Is(err, store.ErrConflict):
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: a different share is already stored", id))
+	case errors.Is(err, store.ErrInvalid):
+		return n.permanent(op.Sender.ID, kind, err.Error())
+	case err != nil:
+		n.log.Error("store failure; the late deals will be retried", "key", id, "err", err)
+		n.metrics.control.WithLabelValues(kind, "retry").Inc()
+		return err
+	}
+	n.metrics.keys.Set(float64(n.store.Len()))
+	n.metrics.control.WithLabelValues(kind, "ok").Inc()
+	n.log.Info("key share computed from late deals and stored", "key", id, "label", rec.GetLabel(), "algorithm", scheme.Of(rec).String(),
+		"k", rec.GetK(), "n", rec.GetN(), "dealers", qual, "dealer", op.Sender.ID)
+	return nil
 }

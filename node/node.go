@@ -5,11 +5,14 @@
 //
 // A node consumes two queues (internal/transport names them):
 //
-//   - its durable control queue, one message at a time: KeyShareDelivery from a dealer and
-//     DeleteKey and RestoreKey from the dealer (clients ask the dealer). A message is acknowledged only once its effect is on
-//     disk (the share stored, the tombstone written, the key restored). A deleted key's share
-//     stays encrypted in the store for the node's deleted_key_grace (default 7 days), when
-//     RestoreKey can bring it back; it is purged at start and periodically afterwards. Malformed, forged, expired, unauthorised or
+//   - its durable control queue, one message at a time: KeyShareDelivery from a dealer,
+//     DKGLateDeals from the dealer (the deals of a key generated while this node was down, from
+//     which it computes its share: see dkg.go), and DeleteKey and RestoreKey from the dealer
+//     (clients ask the dealer). A message is acknowledged only once its effect is on disk (the
+//     share stored, the tombstone written, the key restored). A deleted key's share stays
+//     encrypted in the store for the node's deleted_key_grace (default 7 days), when
+//     RestoreKey can bring it back; it is purged at start and periodically afterwards.
+//     Malformed, forged, expired, unauthorised or
 //     inconsistent messages are logged (sender, reason, never secrets) and rejected with
 //     transport.ErrPermanent, so the broker dead-letters them into the node's .dead queue for the
 //     operator. Control messages are idempotent (a share stored twice, a key deleted twice, a

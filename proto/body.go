@@ -58,6 +58,10 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(RestoreKey), nil
 	case BodyType_BODY_TYPE_RESTORE_KEY_ACK:
 		return new(RestoreKeyAck), nil
+	case BodyType_BODY_TYPE_DKG_LATE_DEALS:
+		return new(DKGLateDeals), nil
+	case BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK:
+		return new(DKGLateDealsAck), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -111,6 +115,10 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_RESTORE_KEY
 	case *RestoreKeyAck:
 		return BodyType_BODY_TYPE_RESTORE_KEY_ACK
+	case *DKGLateDeals:
+		return BodyType_BODY_TYPE_DKG_LATE_DEALS
+	case *DKGLateDealsAck:
+		return BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

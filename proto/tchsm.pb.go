@@ -64,6 +64,8 @@ const (
 	BodyType_BODY_TYPE_DKG_COMMIT_ACK        BodyType = 21 // DKGCommitAck, node -> client
 	BodyType_BODY_TYPE_RESTORE_KEY           BodyType = 22 // RestoreKey, admin client -> dealer, dealer -> node
 	BodyType_BODY_TYPE_RESTORE_KEY_ACK       BodyType = 23 // RestoreKeyAck, dealer -> client
+	BodyType_BODY_TYPE_DKG_LATE_DEALS        BodyType = 24 // DKGLateDeals, client -> dealer, dealer -> node (control queue)
+	BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK    BodyType = 25 // DKGLateDealsAck, dealer -> client
 )
 
 // Enum value maps for BodyType.
@@ -92,6 +94,8 @@ var (
 		21: "BODY_TYPE_DKG_COMMIT_ACK",
 		22: "BODY_TYPE_RESTORE_KEY",
 		23: "BODY_TYPE_RESTORE_KEY_ACK",
+		24: "BODY_TYPE_DKG_LATE_DEALS",
+		25: "BODY_TYPE_DKG_LATE_DEALS_ACK",
 	}
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
@@ -117,6 +121,8 @@ var (
 		"BODY_TYPE_DKG_COMMIT_ACK":        21,
 		"BODY_TYPE_RESTORE_KEY":           22,
 		"BODY_TYPE_RESTORE_KEY_ACK":       23,
+		"BODY_TYPE_DKG_LATE_DEALS":        24,
+		"BODY_TYPE_DKG_LATE_DEALS_ACK":    25,
 	}
 )
 
@@ -2289,6 +2295,126 @@ func (x *DKGCommitAck) GetOk() bool {
 	return false
 }
 
+// DKGLateDeals carries, to a node that took no part in a key generation, the deals the
+// qualified dealers addressed to it in its first step, so that it computes its share when it is
+// back (scheme/frost/dkg.LateShare). The client that ran the generation kept them and sends this
+// to the dealer service, which alone may write to a node's control queue and forwards it there
+// durably. Nothing in it is secret to the relays: each deal is encrypted by the scheme to the
+// recipient's long-term DKG key and signed by its dealer; the node checks every deal and the
+// sum against the record's verification share, and refuses the message otherwise.
+type DKGLateDeals struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Record        *SignedKeyRecord       `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`               // the generated key, endorsed by at least k nodes
+	Recipient     string                 `protobuf:"bytes,2,opt,name=recipient,proto3" json:"recipient,omitempty"`         // node id of the node that took no part
+	Qualified     []uint32               `protobuf:"varint,3,rep,packed,name=qualified,proto3" json:"qualified,omitempty"` // the dealers whose deals make the key (DKGReply.qualified)
+	Deals         []*DKGMessage          `protobuf:"bytes,4,rep,name=deals,proto3" json:"deals,omitempty"`                 // the qualified dealers' step-0 messages to recipient
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DKGLateDeals) Reset() {
+	*x = DKGLateDeals{}
+	mi := &file_tchsm_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DKGLateDeals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DKGLateDeals) ProtoMessage() {}
+
+func (x *DKGLateDeals) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DKGLateDeals.ProtoReflect.Descriptor instead.
+func (*DKGLateDeals) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DKGLateDeals) GetRecord() *SignedKeyRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *DKGLateDeals) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *DKGLateDeals) GetQualified() []uint32 {
+	if x != nil {
+		return x.Qualified
+	}
+	return nil
+}
+
+func (x *DKGLateDeals) GetDeals() []*DKGMessage {
+	if x != nil {
+		return x.Deals
+	}
+	return nil
+}
+
+// DKGLateDealsAck answers DKGLateDeals: the node ids whose control queue holds the deals.
+type DKGLateDealsAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queued        []string               `protobuf:"bytes,1,rep,name=queued,proto3" json:"queued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DKGLateDealsAck) Reset() {
+	*x = DKGLateDealsAck{}
+	mi := &file_tchsm_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DKGLateDealsAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DKGLateDealsAck) ProtoMessage() {}
+
+func (x *DKGLateDealsAck) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DKGLateDealsAck.ProtoReflect.Descriptor instead.
+func (*DKGLateDealsAck) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DKGLateDealsAck) GetQueued() []string {
+	if x != nil {
+		return x.Queued
+	}
+	return nil
+}
+
 var File_tchsm_proto protoreflect.FileDescriptor
 
 const file_tchsm_proto_rawDesc = "" +
@@ -2463,7 +2589,14 @@ const file_tchsm_proto_rawDesc = "" +
 	"\fDKGCommitAck\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x0e\n" +
-	"\x02ok\x18\x03 \x01(\bR\x02ok*\xaf\x05\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\"\xa9\x01\n" +
+	"\fDKGLateDeals\x121\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\x12\x1c\n" +
+	"\trecipient\x18\x02 \x01(\tR\trecipient\x12\x1c\n" +
+	"\tqualified\x18\x03 \x03(\rR\tqualified\x12*\n" +
+	"\x05deals\x18\x04 \x03(\v2\x14.tchsm.v1.DKGMessageR\x05deals\")\n" +
+	"\x0fDKGLateDealsAck\x12\x16\n" +
+	"\x06queued\x18\x01 \x03(\tR\x06queued*\xef\x05\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
@@ -2488,7 +2621,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x14BODY_TYPE_DKG_COMMIT\x10\x14\x12\x1c\n" +
 	"\x18BODY_TYPE_DKG_COMMIT_ACK\x10\x15\x12\x19\n" +
 	"\x15BODY_TYPE_RESTORE_KEY\x10\x16\x12\x1d\n" +
-	"\x19BODY_TYPE_RESTORE_KEY_ACK\x10\x17\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x19BODY_TYPE_RESTORE_KEY_ACK\x10\x17\x12\x1c\n" +
+	"\x18BODY_TYPE_DKG_LATE_DEALS\x10\x18\x12 \n" +
+	"\x1cBODY_TYPE_DKG_LATE_DEALS_ACK\x10\x19\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -2503,7 +2638,7 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
@@ -2537,6 +2672,8 @@ var file_tchsm_proto_goTypes = []any{
 	(*DKGReply)(nil),            // 29: tchsm.v1.DKGReply
 	(*DKGCommit)(nil),           // 30: tchsm.v1.DKGCommit
 	(*DKGCommitAck)(nil),        // 31: tchsm.v1.DKGCommitAck
+	(*DKGLateDeals)(nil),        // 32: tchsm.v1.DKGLateDeals
+	(*DKGLateDealsAck)(nil),     // 33: tchsm.v1.DKGLateDealsAck
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
@@ -2555,11 +2692,13 @@ var file_tchsm_proto_depIdxs = []int32{
 	27, // 13: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
 	5,  // 14: tchsm.v1.DKGReply.endorsement:type_name -> tchsm.v1.KeyEndorsement
 	4,  // 15: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	4,  // 16: tchsm.v1.DKGLateDeals.record:type_name -> tchsm.v1.SignedKeyRecord
+	27, // 17: tchsm.v1.DKGLateDeals.deals:type_name -> tchsm.v1.DKGMessage
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_tchsm_proto_init() }
@@ -2577,7 +2716,7 @@ func file_tchsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,13 +30,15 @@ func (r ClientRole) Effective() ClientRole {
 // allowed is the one authorisation table: which role may send which body type.
 //
 // Dealers deal, delete and restore keys, answer clients' GenerateKey, DeleteKey and RestoreKey
-// requests, and may query nodes (ListKeys, HealthRequest) and report their own health and
-// errors. Clients ask: they sign (one request at a time, or several to one node in a
-// SignBatch), ask for proofs, list keys, check health, and ask the dealer to generate, delete or
-// restore keys, and run distributed key generations among the nodes (DKGRequest,
-// DKGCommit: the client relays, it never sees a share); which of these a client may send is clientAllowed's decision, by its client
-// role. Nodes only answer: acknowledgements, signature shares (alone or in a SignBatchResult),
-// proofs, key lists, health, errors.
+// requests, forward the deals of a key generation to a node that took no part (DKGLateDeals, to
+// its control queue), and may query nodes (ListKeys, HealthRequest) and report their own health
+// and errors. Clients ask: they sign (one request at a time, or several to one node in a
+// SignBatch), ask for proofs, list keys, check health, ask the dealer to generate, delete or
+// restore keys, run distributed key generations among the nodes (DKGRequest, DKGCommit: the
+// client relays, it never sees a share) and hand the deals kept for a node that took no part
+// to the dealer (DKGLateDeals); which of these a client may send is clientAllowed's decision,
+// by its client role. Nodes only answer: acknowledgements, signature shares (alone or in a
+// SignBatchResult), proofs, key lists, health, errors.
 var allowed = map[Role]map[tchsmpb.BodyType]bool{
 	RoleDealer: {
 		tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:    true,
@@ -49,6 +51,8 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_ERROR:                 true,
 		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY:           true,
 		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY_ACK:       true,
+		tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS:        true,
+		tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK:    true,
 	},
 	RoleClient: clientAllowed[ClientRoleAdmin], // every client role's types; admins have them all
 	RoleNode: {
@@ -80,6 +84,7 @@ var adminOnly = []tchsmpb.BodyType{
 	tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY,
 	tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST,
 	tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT,
+	tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
 }
 
 // clientAllowed is the table's part for clients, by client role. A body type that only admins

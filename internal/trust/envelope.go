@@ -50,6 +50,7 @@ var defaultMaxTTL = map[tchsmpb.BodyType]time.Duration{
 	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY:            DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:        DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY:           DurableMaxTTL,
+	tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS:        DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST:  GenerateMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE: GenerateMaxTTL,
 }

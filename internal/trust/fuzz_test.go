@@ -71,6 +71,10 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 		{c.nodes[2], &tchsmpb.DKGCommitAck{KeyId: rec.KeyId, Node: "node3", Ok: true}},
 		{c.alice, &tchsmpb.RestoreKey{KeyId: rec.KeyId}},
 		{c.dealer, &tchsmpb.RestoreKeyAck{KeyId: rec.KeyId, Restored: []string{"node1", "node2"}, Missing: []string{"node3"}}},
+		{c.alice, &tchsmpb.DKGLateDeals{Record: &tchsmpb.SignedKeyRecord{Record: srec.Record,
+			Endorsements: []*tchsmpb.KeyEndorsement{EndorseRecordBytes(c.nodes[0], srec.Record)}},
+			Recipient: "node3", Qualified: []uint32{1, 2}, Deals: []*tchsmpb.DKGMessage{{From: 1, To: 3, Payload: []byte("deal")}}}},
+		{c.dealer, &tchsmpb.DKGLateDealsAck{Queued: []string{"node3"}}},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/tchsm/tchsm/scheme"
@@ -15,6 +16,25 @@ import (
 // message in flight (nil: none). It returns each alive participant's DKG.
 func runDKG(t testing.TB, k, n int, alive []int, tamper func(step int, m *scheme.Message)) (map[int]*DKG, error) {
 	t.Helper()
+	r, err := runDKGFull(t, k, n, alive, tamper)
+	return r.ds, err
+}
+
+// dkgRun is what runDKGFull leaves: every participant's long-term keys, the alive
+// participants' DKGs, and the step-0 messages addressed to participants not alive (as a
+// relaying client keeps them for a late share).
+type dkgRun struct {
+	secrets, pubs [][]byte
+	ds            map[int]*DKG
+	lost          []scheme.Message
+}
+
+func (r *dkgRun) params(i int) scheme.DKGParams {
+	return scheme.DKGParams{Session: []byte("key-1"), Secret: r.secrets[i-1], Public: r.pubs}
+}
+
+func runDKGFull(t testing.TB, k, n int, alive []int, tamper func(step int, m *scheme.Message)) (*dkgRun, error) {
+	t.Helper()
 	secrets := make([][]byte, n)
 	pubs := make([][]byte, n)
 	for i := range n {
@@ -25,6 +45,7 @@ func runDKG(t testing.TB, k, n int, alive []int, tamper func(step int, m *scheme
 		secrets[i], pubs[i] = s, p
 	}
 	ds := map[int]*DKG{}
+	run := &dkgRun{secrets: secrets, pubs: pubs, ds: ds}
 	for _, i := range alive {
 		d, err := NewDKG(i, k, scheme.DKGParams{Session: []byte("key-1"), Secret: secrets[i-1], Public: pubs}, rand.Reader)
 		if err != nil {
@@ -56,14 +77,17 @@ func runDKG(t testing.TB, k, n int, alive []int, tamper func(step int, m *scheme
 						next[j] = append(next[j], m)
 					}
 				}
+				if step == 0 && !slices.Contains(alive, m.To) {
+					run.lost = append(run.lost, m)
+				}
 			}
 		}
 		if firstErr != nil {
-			return ds, firstErr
+			return run, firstErr
 		}
 		inbox = next
 	}
-	return ds, nil
+	return run, nil
 }
 
 // keyOf checks that every DKG agrees on the public key and returns it with the shares.
