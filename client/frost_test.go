@@ -142,17 +142,20 @@ func TestEdNodeDownAndRestart(t *testing.T) {
 	}
 }
 
-func TestEdGenerateNeedsAllNodesByDefault(t *testing.T) {
+// By default a key generation with a node down succeeds only when that node's deals can wait
+// for it: with no dealer to queue them it fails and nothing is stored; with the dealer up it
+// succeeds, and the node holds its share once it is back. With Nodes set the operator accepts
+// a key on fewer nodes.
+func TestEdGenerateDefaultQueuesForAbsentNodes(t *testing.T) {
 	c := nodetest.NewInMemory(t, nodetest.Options{K: 2, N: 3})
 	mc := &memCluster{Cluster: c, logs: &logBuffer{}}
 	c.StartNode(1, node.Options{})
 	c.StartNode(2, node.Options{})
-	mc.Net.SetFault(transport.Node("node-3"), memory.Fault{Err: errors.New("down")})
 	cl := mc.client(t, nil)
 	ctx := nodetest.Ctx(t, time.Minute)
 	_, err := cl.GenerateKey(ctx, GenerateRequest{Algorithm: scheme.Ed25519FROST, Label: "ed"})
-	if !errors.Is(err, ErrNotEnoughNodes) || !strings.Contains(err.Error(), "node-3") {
-		t.Fatalf("DKG with a node down: %v", err)
+	if !errors.Is(err, ErrNotEnoughNodes) || !strings.Contains(err.Error(), "node-3") || !strings.Contains(err.Error(), "nothing was stored") {
+		t.Fatalf("DKG with a node down and no dealer: %v", err)
 	}
 	if keys, _ := cl.Keys(ctx); len(keys) != 0 {
 		t.Fatalf("a failed key generation left keys: %+v", keys)
@@ -164,6 +167,20 @@ func TestEdGenerateNeedsAllNodesByDefault(t *testing.T) {
 	}
 	mc.key = info
 	if err := mc.signEd(t, cl, "two of three"); err != nil {
+		t.Fatal(err)
+	}
+	// With the dealer up, the default generation queues node-3's deals, and node-3 computes
+	// its share when it starts.
+	serveDealer(t, c)
+	info, err = cl.GenerateKey(ctx, GenerateRequest{Algorithm: scheme.Ed25519FROST, Label: "ed2"})
+	if err != nil {
+		t.Fatalf("DKG with a node down and the dealer up: %v", err)
+	}
+	mc.key = info
+	c.StartNode(3, node.Options{})
+	waitHolds(t, cl, "node-3", info.ID)
+	mc.Net.SetFault(transport.Node("node-1"), memory.Fault{Err: errors.New("down")})
+	if err := mc.signEd(t, cl, "with node-3's late share"); err != nil {
 		t.Fatal(err)
 	}
 }

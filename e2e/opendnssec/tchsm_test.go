@@ -8,14 +8,17 @@ package opendnssec_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/internal/testcluster"
 	"github.com/tchsm/tchsm/scheme"
 )
@@ -42,6 +45,25 @@ func runTchsm(t *testing.T, timeout time.Duration, so string, c *testcluster.Clu
 	return string(out), err
 }
 
+// signAndVerify runs run.sh against the cluster's module with args, in a work folder of its
+// own, and checks that ldns-verify-zone accepted the signed zone.
+func signAndVerify(t *testing.T, timeout time.Duration, so string, c *testcluster.Cluster, args ...string) {
+	t.Helper()
+	work := filepath.Join(t.TempDir(), "work")
+	out, err := runTchsm(t, timeout, so, c, append(args, "--records", "1000", "--signer-threads", "8", "--workdir", work, "--keep")...)
+	t.Logf("harness output:\n%s", out)
+	if err != nil {
+		t.Fatalf("run.sh %v against libtchsm.so failed: %v", args, err)
+	}
+	if !strings.Contains(out, "verified: ldns-verify-zone accepted") {
+		t.Fatal("harness did not report a verified zone")
+	}
+	signed := filepath.Join(work, "signed", "example.test")
+	if vout, err := exec.Command("ldns-verify-zone", signed).CombinedOutput(); err != nil {
+		t.Fatalf("ldns-verify-zone rejects the signed zone: %v\n%s", err, vout)
+	}
+}
+
 // TestTchsmSignAndVerify: OpenDNSSEC's enforcer generates RSASHA256 KSK and ZSK in a 3-of-5
 // cluster and its signer (8 threads) signs a 1000-record zone that ldns-verify-zone accepts;
 // then the same again, from scratch, with two of the five node processes killed.
@@ -49,22 +71,7 @@ func TestTchsmSignAndVerify(t *testing.T) {
 	needRoot(t)
 	so := testcluster.Module(t)
 	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
-	run := func(t *testing.T) {
-		work := filepath.Join(t.TempDir(), "work")
-		out, err := runTchsm(t, 15*time.Minute, so, c,
-			"--records", "1000", "--signer-threads", "8", "--timeout", "600", "--workdir", work, "--keep")
-		t.Logf("harness output:\n%s", out)
-		if err != nil {
-			t.Fatalf("run.sh against libtchsm.so failed: %v", err)
-		}
-		if !strings.Contains(out, "verified: ldns-verify-zone accepted") {
-			t.Fatal("harness did not report a verified zone")
-		}
-		signed := filepath.Join(work, "signed", "example.test")
-		if vout, err := exec.Command("ldns-verify-zone", signed).CombinedOutput(); err != nil {
-			t.Fatalf("ldns-verify-zone rejects the signed zone: %v\n%s", err, vout)
-		}
-	}
+	run := func(t *testing.T) { signAndVerify(t, 15*time.Minute, so, c, "--timeout", "600") }
 	t.Run("all five nodes", run)
 	c.KillNode(2)
 	c.KillNode(5)
@@ -72,49 +79,98 @@ func TestTchsmSignAndVerify(t *testing.T) {
 }
 
 // TestTchsmSignAndVerifyEd25519: the same with algorithm 15. The enforcer asks the token for
-// Ed25519 KSK and ZSK (CKM_EC_EDWARDS_KEY_PAIR_GEN): the five nodes generate each key together
-// (no dealer, no machine ever holds it), and the signer signs every RRset with CKM_EDDSA
-// through FROST. (Not yet with two nodes killed: a key generation needs every node by default
-// until the shares of absent nodes are delivered later, issue 14.)
+// Ed25519 KSK and ZSK (CKM_EC_EDWARDS_KEY_PAIR_GEN): the nodes generate each key together (no
+// dealer, no machine ever holds it), and the signer signs every RRset with CKM_EDDSA through
+// FROST. With two nodes killed, the three others generate the keys and the deals for the two
+// wait in their control queues: once restarted, they compute their shares, and the cluster
+// then signs with the two of them and one other.
 func TestTchsmSignAndVerifyEd25519(t *testing.T) {
 	needRoot(t)
 	so := testcluster.Module(t)
 	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
-	run := func(t *testing.T) {
-		work := filepath.Join(t.TempDir(), "work")
-		out, err := runTchsm(t, 10*time.Minute, so, c, "--algorithm", "15",
-			"--records", "1000", "--signer-threads", "8", "--timeout", "300", "--workdir", work, "--keep")
-		t.Logf("harness output:\n%s", out)
-		if err != nil {
-			t.Fatalf("run.sh --algorithm 15 against libtchsm.so failed: %v", err)
-		}
-		if !strings.Contains(out, "verified: ldns-verify-zone accepted") {
-			t.Fatal("harness did not report a verified zone")
+	run := func(t *testing.T) { signAndVerify(t, 10*time.Minute, so, c, "--algorithm", "15", "--timeout", "300") }
+	t.Run("all five nodes", run)
+	before := edKeys(t, c)
+	if len(before) < 2 {
+		t.Fatalf("the cluster holds %d Ed25519 keys, want the enforcer's KSK and ZSK", len(before))
+	}
+	c.KillNode(2)
+	c.KillNode(5)
+	t.Run("two of five nodes killed", run)
+	var late []string
+	for _, id := range edKeys(t, c) {
+		if !slices.Contains(before, id) {
+			late = append(late, id)
 		}
 	}
-	t.Run("all five nodes", run)
+	if len(late) < 2 {
+		t.Fatalf("%d Ed25519 keys made with two nodes killed, want a KSK and a ZSK", len(late))
+	}
+	c.StartNode(2)
+	c.StartNode(5)
+	cl := c.Client()
+	deadline := time.Now().Add(time.Minute)
+	for _, node := range []string{"node-2", "node-5"} {
+		for !holds(t, cl, node, late) {
+			if time.Now().After(deadline) {
+				c.DumpLogs()
+				t.Fatalf("%s does not hold the keys made while it was down (%v) a minute after its restart", node, late)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	// Signing needs the late shares now: only nodes 2, 5 and one other are up.
+	c.KillNode(1)
+	c.KillNode(3)
+	msg := []byte("signed with two late shares")
+	for _, id := range late {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		sig, err := cl.Sign(ctx, id, scheme.EDDSA, msg)
+		cancel()
+		if err != nil {
+			t.Fatalf("key %s with nodes 2, 4 and 5: %v", id, err)
+		}
+		k, err := cl.Key(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ed25519.Verify(k.Public.(ed25519.PublicKey), msg, sig) {
+			t.Fatalf("key %s: the signature does not verify", id)
+		}
+	}
+}
+
+// edKeys returns the ids of the cluster's Ed25519 keys.
+func edKeys(t *testing.T, c *testcluster.Cluster) []string {
+	t.Helper()
 	keys, err := c.Client().Keys(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ed := 0
+	var ids []string
 	for _, k := range keys {
 		if k.Algorithm == scheme.Ed25519FROST {
-			ed++
+			ids = append(ids, k.ID)
 		}
 	}
-	if ed < 2 {
-		t.Fatalf("the cluster holds %d Ed25519 keys, want the enforcer's KSK and ZSK: %+v", ed, keys)
-	}
+	return ids
 }
 
-func TestTchsmHsmutilTest(t *testing.T) {
-	needRoot(t)
-	so := testcluster.Module(t)
-	c := testcluster.Start(t, testcluster.Options{K: 2, N: 3})
-	out, err := runTchsm(t, 25*time.Minute, so, c, "--hsmutil-test", "--timeout", "1200")
-	t.Logf("harness output:\n%s", out)
-	if err != nil {
-		t.Fatalf("ods-hsmutil test (RSA part) failed against libtchsm.so: %v", err)
+// holds reports whether node lists every key of ids.
+func holds(t *testing.T, cl *client.Client, node string, ids []string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sts, _ := cl.Status(ctx)
+	for _, st := range sts {
+		if st.ID == node {
+			for _, id := range ids {
+				if !slices.Contains(st.Keys, id) {
+					return false
+				}
+			}
+			return true
+		}
 	}
+	return false
 }

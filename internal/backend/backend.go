@@ -38,8 +38,11 @@ type GenerateRequest struct {
 	Label     string           // CKA_LABEL
 	P11ID     []byte           // CKA_ID
 	// Nodes is, for keys the nodes generate together (scheme.Ed25519FROST), how many nodes
-	// at least must take part; 0 means all n, so that no key ends up on fewer nodes unless
-	// the operator says so. A node that takes no part holds no share of the key.
+	// at least must take part. 0: every node is asked, at least k must take part, and every
+	// node that takes none must get its share later (its deals queued for it durably, see
+	// client.generateDKG), else the generation fails: no key ends up on fewer than n nodes
+	// unless the operator says so. With Nodes set, a node that takes no part and whose deals
+	// cannot be queued holds no share of the key (logged).
 	Nodes int
 }
 
