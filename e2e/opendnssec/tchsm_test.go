@@ -9,6 +9,7 @@ package opendnssec_test
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/tchsm/tchsm/client"
+	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/dnspolicy/dnspolicytest"
 	"github.com/tchsm/tchsm/internal/testcluster"
 	"github.com/tchsm/tchsm/scheme"
 )
@@ -83,11 +86,13 @@ func TestTchsmSignAndVerify(t *testing.T) {
 // dealer, no machine ever holds it), and the signer signs every RRset with CKM_EDDSA through
 // FROST. With two nodes killed, the three others generate the keys and the deals for the two
 // wait in their control queues: once restarted, they compute their shares, and the cluster
-// then signs with the two of them and one other.
+// then signs with the two of them and one other. Every node has a signing policy (only
+// example.test, default limits), so every RRSIG OpenDNSSEC asks for is checked by the nodes.
 func TestTchsmSignAndVerifyEd25519(t *testing.T) {
 	needRoot(t)
 	so := testcluster.Module(t)
-	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
+	policy := &config.SigningPolicy{Default: &config.KeyPolicy{Zones: []string{"example.test"}}}
+	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5, NodeConfig: func(_ int, nc *config.Node) { nc.SigningPolicy = policy }})
 	run := func(t *testing.T) { signAndVerify(t, 10*time.Minute, so, c, "--algorithm", "15", "--timeout", "300") }
 	t.Run("all five nodes", run)
 	before := edKeys(t, c)
@@ -122,20 +127,27 @@ func TestTchsmSignAndVerifyEd25519(t *testing.T) {
 	// Signing needs the late shares now: only nodes 2, 5 and one other are up.
 	c.KillNode(1)
 	c.KillNode(3)
-	msg := []byte("signed with two late shares")
 	for _, id := range late {
+		k, err := cl.Key(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := k.Public.(ed25519.PublicKey)
+		msg := dnspolicytest.ZoneA(pub, "example.test", time.Now().Add(-time.Hour), time.Now().Add(7*24*time.Hour))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		sig, err := cl.Sign(ctx, id, scheme.EDDSA, msg)
 		cancel()
 		if err != nil {
 			t.Fatalf("key %s with nodes 2, 4 and 5: %v", id, err)
 		}
-		k, err := cl.Key(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ed25519.Verify(k.Public.(ed25519.PublicKey), msg, sig) {
+		if !ed25519.Verify(pub, msg, sig) {
 			t.Fatalf("key %s: the signature does not verify", id)
+		}
+	}
+	for i := 1; i <= 5; i++ {
+		b, _ := os.ReadFile(filepath.Join(c.Dir, fmt.Sprintf("node-%d.log", i)))
+		if !strings.Contains(string(b), `"policy":"enforced","requester"`) || strings.Contains(string(b), `"policy":"none"`) {
+			t.Errorf("node-%d.log: not every share signed under the policy", i)
 		}
 	}
 }
