@@ -390,3 +390,33 @@ func TestWireRoundTrip(t *testing.T) {
 		t.Fatalf("oversized message: %v", err)
 	}
 }
+
+// SignRequestMessage reads a sign request's message without decoding its commitments, says
+// "no signature" for a commit request, and refuses anything else.
+func TestSignRequestMessage(t *testing.T) {
+	pk, shares := dealKey(t, 2, 3)
+	p1, _ := NewParticipant(pk, shares[1], Options{})
+	p2, _ := NewParticipant(pk, shares[2], Options{})
+	c1, _ := p1.Commit(rand.Reader, "", 1)
+	c2, _ := p2.Commit(rand.Reader, "", 1)
+	b, err := EncodeSignRequest([]byte("the RRSIG"), append(c1, c2...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, sign, err := SignRequestMessage(b); err != nil || !sign || string(msg) != "the RRSIG" {
+		t.Fatalf("sign request: %q %v %v", msg, sign, err)
+	}
+	empty, _ := EncodeSignRequest(nil, append(c1, c2...))
+	if msg, sign, err := SignRequestMessage(empty); err != nil || !sign || msg == nil || len(msg) != 0 {
+		t.Fatalf("empty message: %v %v %v (want a non-nil empty message)", msg, sign, err)
+	}
+	cr, _ := EncodeCommitRequest(4)
+	if msg, sign, err := SignRequestMessage(cr); err != nil || sign || msg != nil {
+		t.Fatalf("commit request: %v %v %v", msg, sign, err)
+	}
+	for _, bad := range [][]byte{nil, {}, {0x03}, {tagCommit}, {tagSign, 0, 0, 0}, {tagSign, 0, 0, 0, 9, 1}, b[:len(b)-len(b)+6]} {
+		if _, _, err := SignRequestMessage(bad); !errors.Is(err, ErrInvalidEncoding) {
+			t.Errorf("SignRequestMessage(%x): %v, want ErrInvalidEncoding", bad, err)
+		}
+	}
+}
