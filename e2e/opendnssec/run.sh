@@ -42,6 +42,8 @@ usage: $PROG --module PATH --token-label L --pin P [options]
   --ksk-bits B           KSK modulus size (default: 2048)
   --zsk-bits B           ZSK modulus size (default: 2048)
   --signer-threads T     <SignerThreads> of ods-signerd (default: 8)
+  --validity V           the KASP's signature <Validity> (<Default> and <Denial>),
+                         whole days as PnD (default: P14D)
   --timeout S            seconds to wait for keys + signed zone (default: 300)
   --listener-port P      port of ods-signerd's DNS listener on 127.0.0.1
                          (default: a random free port; 15354 is the daemon's
@@ -69,7 +71,7 @@ EOF
 }
 
 MODULE="" TOKEN_LABEL="" PIN="" REPO="E2E" RECORDS=1000 ZONE="example.test"
-KSK_BITS=2048 ZSK_BITS=2048 SIGNER_THREADS=8 TIMEOUT=300 WORKDIR="" KEEP=0 PORT=0
+KSK_BITS=2048 ZSK_BITS=2048 SIGNER_THREADS=8 TIMEOUT=300 WORKDIR="" KEEP=0 PORT=0 VALIDITY=P14D
 STRICT_STOP=0 MODE=sign MIN_BITS=1024 SPEED_BITS=2048 SPEED_THREADS=4 SPEED_ITER=500
 INNER=0 ALG=8
 EXTRA_ENV=()
@@ -91,6 +93,8 @@ while [[ $# -gt 0 ]]; do
 	--ksk-bits) need_arg "$@"; KSK_BITS=$2; shift 2 ;;
 	--zsk-bits) need_arg "$@"; ZSK_BITS=$2; shift 2 ;;
 	--signer-threads) need_arg "$@"; SIGNER_THREADS=$2; shift 2 ;;
+	--validity) need_arg "$@"; [[ $2 =~ ^P[1-9][0-9]*D$ ]] || die "--validity wants PnD (whole days), got '$2'"
+		VALIDITY=$2; shift 2 ;;
 	--timeout) need_arg "$@"; TIMEOUT=$2; shift 2 ;;
 	--listener-port) need_arg "$@"; PORT=$2; shift 2 ;;
 	--workdir) need_arg "$@"; WORKDIR=$2; shift 2 ;;
@@ -194,7 +198,7 @@ if ((INNER == 0)); then
 
 	args=(--inner --workdir "$WORKDIR" --module "$MODULE" --token-label "$TOKEN_LABEL"
 		--repo "$REPO" --records "$RECORDS" --zone "$ZONE" --algorithm "$ALG"
-		--ksk-bits "$KSK_BITS" --zsk-bits "$ZSK_BITS" --signer-threads "$SIGNER_THREADS"
+		--ksk-bits "$KSK_BITS" --zsk-bits "$ZSK_BITS" --signer-threads "$SIGNER_THREADS" --validity "$VALIDITY"
 		--timeout "$TIMEOUT" --listener-port "$PORT" --hsmutil-min-bits "$MIN_BITS" --speed-bits "$SPEED_BITS"
 		--speed-threads "$SPEED_THREADS" --speed-iterations "$SPEED_ITER")
 	for e in "${EXTRA_ENV[@]}"; do args+=(--env "$e"); done
@@ -340,8 +344,8 @@ cat >"$KASP" <<EOF
 			<Resign>PT2H</Resign>
 			<Refresh>P3D</Refresh>
 			<Validity>
-				<Default>P14D</Default>
-				<Denial>P14D</Denial>
+				<Default>$VALIDITY</Default>
+				<Denial>$VALIDITY</Denial>
 			</Validity>
 			<Jitter>PT1H</Jitter>
 			<InceptionOffset>PT3600S</InceptionOffset>

@@ -10,9 +10,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -87,12 +90,39 @@ func TestTchsmSignAndVerify(t *testing.T) {
 // FROST. With two nodes killed, the three others generate the keys and the deals for the two
 // wait in their control queues: once restarted, they compute their shares, and the cluster
 // then signs with the two of them and one other. Every node has a signing policy (only
-// example.test, default limits), so every RRSIG OpenDNSSEC asks for is checked by the nodes.
+// example.test, at most 30 days of validity), so every RRSIG OpenDNSSEC asks for is checked by
+// the nodes: first a KASP with 60 days of validity gets no signed zone, and the nodes' log and
+// refusal metric say why.
 func TestTchsmSignAndVerifyEd25519(t *testing.T) {
 	needRoot(t)
 	so := testcluster.Module(t)
-	policy := &config.SigningPolicy{Default: &config.KeyPolicy{Zones: []string{"example.test"}}}
-	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5, NodeConfig: func(_ int, nc *config.Node) { nc.SigningPolicy = policy }})
+	policy := &config.SigningPolicy{Default: &config.KeyPolicy{Zones: []string{"example.test"}, MaxValidity: config.Duration(30 * 24 * time.Hour)}}
+	metrics := fmt.Sprintf("127.0.0.1:%d", testcluster.FreePort(t))
+	c := testcluster.Start(t, testcluster.Options{K: 3, N: 5, NodeConfig: func(i int, nc *config.Node) {
+		nc.SigningPolicy = policy
+		if i == 3 {
+			nc.MetricsAddr = metrics
+		}
+	}})
+	t.Run("validity above the nodes' limit", func(t *testing.T) {
+		out, err := runTchsm(t, 3*time.Minute, so, c, "--algorithm", "15", "--validity", "P60D", "--records", "100", "--timeout", "25")
+		if err == nil || strings.Contains(out, "verified: ldns-verify-zone accepted") {
+			t.Fatalf("OpenDNSSEC signed a zone with 60 days of validity under a 30-day policy:\n%s", out)
+		}
+		b, _ := os.ReadFile(filepath.Join(c.Dir, "node-3.log"))
+		if !strings.Contains(string(b), `"msg":"signature refused by policy"`) || !strings.Contains(string(b), `"reason":"validity"`) {
+			t.Fatalf("node-3.log shows no validity refusal")
+		}
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !regexp.MustCompile(`tchsm_node_policy_refusals_total\{[^}]*reason="validity"[^}]*\} [1-9]`).Match(body) {
+			t.Fatalf("node-3's metrics count no validity refusal:\n%s", grepLines(string(body), "refusals"))
+		}
+	})
 	run := func(t *testing.T) { signAndVerify(t, 10*time.Minute, so, c, "--algorithm", "15", "--timeout", "300") }
 	t.Run("all five nodes", run)
 	before := edKeys(t, c)
@@ -150,6 +180,17 @@ func TestTchsmSignAndVerifyEd25519(t *testing.T) {
 			t.Errorf("node-%d.log: not every share signed under the policy", i)
 		}
 	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // edKeys returns the ids of the cluster's Ed25519 keys.
