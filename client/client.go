@@ -701,7 +701,10 @@ type NodeStatus struct {
 	Version string
 	Uptime  time.Duration
 	Keys    []string
-	Err     string
+	// Policies says, for each key with a signing policy on the node, how it applies:
+	// "enforced" or "advisory", with the name of the policy entry ("enforced (default)").
+	Policies map[string]string
+	Err      string
 }
 
 // Status asks every node for its health.
@@ -722,6 +725,12 @@ func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
 				st.Err = err.Error()
 			} else if h, ok := op.Message.(*tchsmpb.Health); ok {
 				st.OK, st.Version, st.Uptime, st.Keys = true, h.GetVersion(), time.Duration(h.GetUptimeNanos()), h.GetKeyIds()
+				for _, p := range h.GetPolicies() {
+					if st.Policies == nil {
+						st.Policies = map[string]string{}
+					}
+					st.Policies[p.GetKeyId()] = fmt.Sprintf("%s (%s)", p.GetMode(), p.GetPolicy())
+				}
 			} else {
 				st.Err = fmt.Sprintf("answered %v", op.Type)
 			}

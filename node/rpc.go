@@ -104,6 +104,9 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 			InFlight: uint32(max(n.inFlight.Load()-1, 0))}
 		for _, k := range n.store.List() {
 			h.KeyIds = append(h.KeyIds, k.ID)
+			if mode, name := n.policy.ModeOf(k.Record); mode != dnspolicy.ModeNone {
+				h.Policies = append(h.Policies, &tchsmpb.KeyPolicyMode{KeyId: k.ID, Mode: string(mode), Policy: name})
+			}
 		}
 		return h, nil
 	case *tchsmpb.DeleteKey:

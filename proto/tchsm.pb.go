@@ -227,7 +227,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{22, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{23, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -1653,12 +1653,14 @@ func (*HealthRequest) Descriptor() ([]byte, []int) {
 
 // Health describes the state of a node (or the dealer).
 type Health struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`       // identity id of the reporter
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"` // software version
-	UptimeNanos   int64                  `protobuf:"varint,3,opt,name=uptime_nanos,json=uptimeNanos,proto3" json:"uptime_nanos,omitempty"`
-	KeyIds        []string               `protobuf:"bytes,4,rep,name=key_ids,json=keyIds,proto3" json:"key_ids,omitempty"`        // keys whose shares the node holds
-	InFlight      uint32                 `protobuf:"varint,5,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"` // requests being processed
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Node        string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`       // identity id of the reporter
+	Version     string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"` // software version
+	UptimeNanos int64                  `protobuf:"varint,3,opt,name=uptime_nanos,json=uptimeNanos,proto3" json:"uptime_nanos,omitempty"`
+	KeyIds      []string               `protobuf:"bytes,4,rep,name=key_ids,json=keyIds,proto3" json:"key_ids,omitempty"`        // keys whose shares the node holds
+	InFlight    uint32                 `protobuf:"varint,5,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"` // requests being processed
+	// The node's signing policy for each key of key_ids that has one (none listed: no policy).
+	Policies      []*KeyPolicyMode `protobuf:"bytes,6,rep,name=policies,proto3" json:"policies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1728,6 +1730,77 @@ func (x *Health) GetInFlight() uint32 {
 	return 0
 }
 
+func (x *Health) GetPolicies() []*KeyPolicyMode {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+// KeyPolicyMode says how a node's signing policy applies to one key: "enforced" (every
+// signature's message is checked; digest-only requests are refused) or "advisory"
+// (allow_digest_only: digest-only requests are signed unchecked and audited). policy names the
+// entry of the node's configuration ("default", "keys[0]").
+type KeyPolicyMode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Mode          string                 `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Policy        string                 `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyPolicyMode) Reset() {
+	*x = KeyPolicyMode{}
+	mi := &file_tchsm_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyPolicyMode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyPolicyMode) ProtoMessage() {}
+
+func (x *KeyPolicyMode) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyPolicyMode.ProtoReflect.Descriptor instead.
+func (*KeyPolicyMode) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *KeyPolicyMode) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *KeyPolicyMode) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *KeyPolicyMode) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
 // Error answers any request that could not be served.
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1740,7 +1813,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tchsm_proto_msgTypes[22]
+	mi := &file_tchsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1825,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[22]
+	mi := &file_tchsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1838,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{22}
+	return file_tchsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -1802,7 +1875,7 @@ type GenerateKeyRequest struct {
 
 func (x *GenerateKeyRequest) Reset() {
 	*x = GenerateKeyRequest{}
-	mi := &file_tchsm_proto_msgTypes[23]
+	mi := &file_tchsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1887,7 @@ func (x *GenerateKeyRequest) String() string {
 func (*GenerateKeyRequest) ProtoMessage() {}
 
 func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[23]
+	mi := &file_tchsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1900,7 @@ func (x *GenerateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{23}
+	return file_tchsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GenerateKeyRequest) GetBits() uint32 {
@@ -1870,7 +1943,7 @@ type GenerateKeyResponse struct {
 
 func (x *GenerateKeyResponse) Reset() {
 	*x = GenerateKeyResponse{}
-	mi := &file_tchsm_proto_msgTypes[24]
+	mi := &file_tchsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1955,7 @@ func (x *GenerateKeyResponse) String() string {
 func (*GenerateKeyResponse) ProtoMessage() {}
 
 func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[24]
+	mi := &file_tchsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +1968,7 @@ func (x *GenerateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateKeyResponse.ProtoReflect.Descriptor instead.
 func (*GenerateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{24}
+	return file_tchsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GenerateKeyResponse) GetRecord() *SignedKeyRecord {
@@ -1933,7 +2006,7 @@ type DKGMessage struct {
 
 func (x *DKGMessage) Reset() {
 	*x = DKGMessage{}
-	mi := &file_tchsm_proto_msgTypes[25]
+	mi := &file_tchsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2018,7 @@ func (x *DKGMessage) String() string {
 func (*DKGMessage) ProtoMessage() {}
 
 func (x *DKGMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[25]
+	mi := &file_tchsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2031,7 @@ func (x *DKGMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGMessage.ProtoReflect.Descriptor instead.
 func (*DKGMessage) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{25}
+	return file_tchsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DKGMessage) GetFrom() uint32 {
@@ -2001,7 +2074,7 @@ type DKGRequest struct {
 
 func (x *DKGRequest) Reset() {
 	*x = DKGRequest{}
-	mi := &file_tchsm_proto_msgTypes[26]
+	mi := &file_tchsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2086,7 @@ func (x *DKGRequest) String() string {
 func (*DKGRequest) ProtoMessage() {}
 
 func (x *DKGRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[26]
+	mi := &file_tchsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2099,7 @@ func (x *DKGRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGRequest.ProtoReflect.Descriptor instead.
 func (*DKGRequest) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{26}
+	return file_tchsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DKGRequest) GetKeyId() string {
@@ -2103,7 +2176,7 @@ type DKGReply struct {
 
 func (x *DKGReply) Reset() {
 	*x = DKGReply{}
-	mi := &file_tchsm_proto_msgTypes[27]
+	mi := &file_tchsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2188,7 @@ func (x *DKGReply) String() string {
 func (*DKGReply) ProtoMessage() {}
 
 func (x *DKGReply) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[27]
+	mi := &file_tchsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2201,7 @@ func (x *DKGReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGReply.ProtoReflect.Descriptor instead.
 func (*DKGReply) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{27}
+	return file_tchsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DKGReply) GetKeyId() string {
@@ -2192,7 +2265,7 @@ type DKGCommit struct {
 
 func (x *DKGCommit) Reset() {
 	*x = DKGCommit{}
-	mi := &file_tchsm_proto_msgTypes[28]
+	mi := &file_tchsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2277,7 @@ func (x *DKGCommit) String() string {
 func (*DKGCommit) ProtoMessage() {}
 
 func (x *DKGCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[28]
+	mi := &file_tchsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2290,7 @@ func (x *DKGCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGCommit.ProtoReflect.Descriptor instead.
 func (*DKGCommit) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{28}
+	return file_tchsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DKGCommit) GetKeyId() string {
@@ -2246,7 +2319,7 @@ type DKGCommitAck struct {
 
 func (x *DKGCommitAck) Reset() {
 	*x = DKGCommitAck{}
-	mi := &file_tchsm_proto_msgTypes[29]
+	mi := &file_tchsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2331,7 @@ func (x *DKGCommitAck) String() string {
 func (*DKGCommitAck) ProtoMessage() {}
 
 func (x *DKGCommitAck) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[29]
+	mi := &file_tchsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2344,7 @@ func (x *DKGCommitAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGCommitAck.ProtoReflect.Descriptor instead.
 func (*DKGCommitAck) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{29}
+	return file_tchsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DKGCommitAck) GetKeyId() string {
@@ -2314,7 +2387,7 @@ type DKGLateDeals struct {
 
 func (x *DKGLateDeals) Reset() {
 	*x = DKGLateDeals{}
-	mi := &file_tchsm_proto_msgTypes[30]
+	mi := &file_tchsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2399,7 @@ func (x *DKGLateDeals) String() string {
 func (*DKGLateDeals) ProtoMessage() {}
 
 func (x *DKGLateDeals) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[30]
+	mi := &file_tchsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2412,7 @@ func (x *DKGLateDeals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGLateDeals.ProtoReflect.Descriptor instead.
 func (*DKGLateDeals) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{30}
+	return file_tchsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DKGLateDeals) GetRecord() *SignedKeyRecord {
@@ -2380,7 +2453,7 @@ type DKGLateDealsAck struct {
 
 func (x *DKGLateDealsAck) Reset() {
 	*x = DKGLateDealsAck{}
-	mi := &file_tchsm_proto_msgTypes[31]
+	mi := &file_tchsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2465,7 @@ func (x *DKGLateDealsAck) String() string {
 func (*DKGLateDealsAck) ProtoMessage() {}
 
 func (x *DKGLateDealsAck) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[31]
+	mi := &file_tchsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2478,7 @@ func (x *DKGLateDealsAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKGLateDealsAck.ProtoReflect.Descriptor instead.
 func (*DKGLateDealsAck) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{31}
+	return file_tchsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DKGLateDealsAck) GetQueued() []string {
@@ -2527,13 +2600,18 @@ const file_tchsm_proto_rawDesc = "" +
 	"\aKeyList\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12-\n" +
 	"\x04keys\x18\x02 \x03(\v2\x19.tchsm.v1.SignedKeyRecordR\x04keys\"\x0f\n" +
-	"\rHealthRequest\"\x8f\x01\n" +
+	"\rHealthRequest\"\xc4\x01\n" +
 	"\x06Health\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
 	"\fuptime_nanos\x18\x03 \x01(\x03R\vuptimeNanos\x12\x17\n" +
 	"\akey_ids\x18\x04 \x03(\tR\x06keyIds\x12\x1b\n" +
-	"\tin_flight\x18\x05 \x01(\rR\binFlight\"\xaa\x02\n" +
+	"\tin_flight\x18\x05 \x01(\rR\binFlight\x123\n" +
+	"\bpolicies\x18\x06 \x03(\v2\x17.tchsm.v1.KeyPolicyModeR\bpolicies\"R\n" +
+	"\rKeyPolicyMode\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xaa\x02\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.tchsm.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x15\n" +
@@ -2638,7 +2716,7 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
@@ -2664,16 +2742,17 @@ var file_tchsm_proto_goTypes = []any{
 	(*KeyList)(nil),             // 21: tchsm.v1.KeyList
 	(*HealthRequest)(nil),       // 22: tchsm.v1.HealthRequest
 	(*Health)(nil),              // 23: tchsm.v1.Health
-	(*Error)(nil),               // 24: tchsm.v1.Error
-	(*GenerateKeyRequest)(nil),  // 25: tchsm.v1.GenerateKeyRequest
-	(*GenerateKeyResponse)(nil), // 26: tchsm.v1.GenerateKeyResponse
-	(*DKGMessage)(nil),          // 27: tchsm.v1.DKGMessage
-	(*DKGRequest)(nil),          // 28: tchsm.v1.DKGRequest
-	(*DKGReply)(nil),            // 29: tchsm.v1.DKGReply
-	(*DKGCommit)(nil),           // 30: tchsm.v1.DKGCommit
-	(*DKGCommitAck)(nil),        // 31: tchsm.v1.DKGCommitAck
-	(*DKGLateDeals)(nil),        // 32: tchsm.v1.DKGLateDeals
-	(*DKGLateDealsAck)(nil),     // 33: tchsm.v1.DKGLateDealsAck
+	(*KeyPolicyMode)(nil),       // 24: tchsm.v1.KeyPolicyMode
+	(*Error)(nil),               // 25: tchsm.v1.Error
+	(*GenerateKeyRequest)(nil),  // 26: tchsm.v1.GenerateKeyRequest
+	(*GenerateKeyResponse)(nil), // 27: tchsm.v1.GenerateKeyResponse
+	(*DKGMessage)(nil),          // 28: tchsm.v1.DKGMessage
+	(*DKGRequest)(nil),          // 29: tchsm.v1.DKGRequest
+	(*DKGReply)(nil),            // 30: tchsm.v1.DKGReply
+	(*DKGCommit)(nil),           // 31: tchsm.v1.DKGCommit
+	(*DKGCommitAck)(nil),        // 32: tchsm.v1.DKGCommitAck
+	(*DKGLateDeals)(nil),        // 33: tchsm.v1.DKGLateDeals
+	(*DKGLateDealsAck)(nil),     // 34: tchsm.v1.DKGLateDealsAck
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
@@ -2681,24 +2760,25 @@ var file_tchsm_proto_depIdxs = []int32{
 	4,  // 2: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
 	12, // 3: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
 	17, // 4: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
-	24, // 5: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
+	25, // 5: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
 	14, // 6: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
 	16, // 7: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
 	16, // 8: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
 	4,  // 9: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
-	1,  // 10: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
-	4,  // 11: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
-	27, // 12: tchsm.v1.DKGRequest.messages:type_name -> tchsm.v1.DKGMessage
-	27, // 13: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
-	5,  // 14: tchsm.v1.DKGReply.endorsement:type_name -> tchsm.v1.KeyEndorsement
-	4,  // 15: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
-	4,  // 16: tchsm.v1.DKGLateDeals.record:type_name -> tchsm.v1.SignedKeyRecord
-	27, // 17: tchsm.v1.DKGLateDeals.deals:type_name -> tchsm.v1.DKGMessage
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	24, // 10: tchsm.v1.Health.policies:type_name -> tchsm.v1.KeyPolicyMode
+	1,  // 11: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
+	4,  // 12: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
+	28, // 13: tchsm.v1.DKGRequest.messages:type_name -> tchsm.v1.DKGMessage
+	28, // 14: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
+	5,  // 15: tchsm.v1.DKGReply.endorsement:type_name -> tchsm.v1.KeyEndorsement
+	4,  // 16: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
+	4,  // 17: tchsm.v1.DKGLateDeals.record:type_name -> tchsm.v1.SignedKeyRecord
+	28, // 18: tchsm.v1.DKGLateDeals.deals:type_name -> tchsm.v1.DKGMessage
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tchsm_proto_init() }
@@ -2716,7 +2796,7 @@ func file_tchsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -173,6 +173,14 @@ func TestPolicyThroughTheModule(t *testing.T) {
 		t.Errorf("tchsm sign of the forged RRSIG: %v\n%s", err, out)
 	}
 
+	// keys show says, node by node, how the policy applies to the key.
+	out, err = exec.Command(c.Bin, "keys", "show", "-config", c.ClientConfig, info.ID).CombinedOutput()
+	for _, want := range []string{"node-1 none", "node-2 none", "node-3 enforced (keys[0])", "node-5 enforced (keys[0])"} {
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("tchsm keys show lacks %q: %v\n%s", want, err, out)
+		}
+	}
+
 	// Each strict node logged its refusals with the reason (a forged signature asks all three:
 	// only the third refusal makes it hopeless), and the nodes audited their signatures.
 	var all string

@@ -89,8 +89,8 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "id:        %s\nlabel:     %s\ncka_id:    %x\nalgorithm: %s\nbits:      %d\nk/n:       %d/%d\ncreated:   %s\n",
-			k.ID, k.Label, k.P11ID, algName(k.Algorithm), k.Bits, k.K, k.L, k.Created.UTC().Format(time.RFC3339))
+		fmt.Fprintf(e.stdout, "id:        %s\nlabel:     %s\ncka_id:    %x\nalgorithm: %s\nbits:      %d\nk/n:       %d/%d\ncreated:   %s\npolicy:    %s\n",
+			k.ID, k.Label, k.P11ID, algName(k.Algorithm), k.Bits, k.K, k.L, k.Created.UTC().Format(time.RFC3339), policySummary(ctx, c, k.ID))
 		return pem.Encode(e.stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: pub})
 	case "generate":
 		idb, err := p11ID(*p11id)
@@ -328,4 +328,26 @@ func runSign(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(sig))
 	return nil
+}
+
+// policySummary says, node by node, how the nodes' signing policies apply to key id: each
+// node's mode ("none", "enforced (default)", "advisory (keys[0])": advisory means digest-only
+// requests are signed unchecked), or why the node did not say.
+func policySummary(ctx context.Context, c *client.Client, id string) string {
+	sts, err := c.Status(ctx)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	var parts []string
+	for _, st := range sts {
+		mode := "none"
+		switch {
+		case !st.OK:
+			mode = "not answering"
+		case st.Policies[id] != "":
+			mode = st.Policies[id]
+		}
+		parts = append(parts, st.ID+" "+mode)
+	}
+	return strings.Join(parts, ", ")
 }

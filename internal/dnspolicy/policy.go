@@ -176,6 +176,20 @@ func (s *Set) rule(rec *tchsmpb.KeyRecord) *rule {
 // Has reports whether key rec has a policy.
 func (s *Set) Has(rec *tchsmpb.KeyRecord) bool { return s.rule(rec) != nil }
 
+// ModeOf says how the policy applies to key rec: ModeNone (no policy), ModeEnforced, or
+// ModeAdvisory when the key's entry lets digest-only requests through unchecked; and the
+// entry's name.
+func (s *Set) ModeOf(rec *tchsmpb.KeyRecord) (Mode, string) {
+	r := s.rule(rec)
+	switch {
+	case r == nil:
+		return ModeNone, ""
+	case r.digestOnly:
+		return ModeAdvisory, r.name
+	}
+	return ModeEnforced, r.name
+}
+
 // Check decides whether a node may sign msg with key k under mech at time now. msg is the whole
 // message, nil for a digest-only request; for a digest-only RSA request mech is the hash
 // mechanism the DigestInfo names (RSAPKCS when the payload is not a DigestInfo). A key without a

@@ -248,6 +248,24 @@ func TestMatchingAndAdvisory(t *testing.T) {
 	if nilSet.Has(f.key.Record) {
 		t.Error("nil set has a policy")
 	}
+	if m, name := nilSet.ModeOf(f.key.Record); m != ModeNone || name != "" {
+		t.Errorf("nil set: mode %v %q", m, name)
+	}
+	// ModeOf, what `tchsm keys show` reports per node.
+	for _, c := range []struct {
+		id, label string
+		mode      Mode
+		name      string
+	}{
+		{"00112233445566778899aabbccddeeff", "legacy-zsk", ModeNone, ""},
+		{"ffeeddccbbaa99887766554433221100", "zsk-example", ModeAdvisory, "keys[1]"},
+		{"00112233445566778899aabbccddeeff", "zsk-example", ModeEnforced, "keys[2]"},
+		{"00112233445566778899aabbccddeeff", "ksk", ModeEnforced, "default"},
+	} {
+		if m, name := f.set.ModeOf(rsaRecord(c.id, c.label)); m != c.mode || name != c.name {
+			t.Errorf("ModeOf(%s, %s) = %v %q, want %v %q", c.id, c.label, m, name, c.mode, c.name)
+		}
+	}
 }
 
 func TestCompileRefuses(t *testing.T) {
