@@ -352,3 +352,30 @@ func BenchmarkPolicyVsShare_2048(b *testing.B) {
 	b.ReportMetric(float64(shareT.Nanoseconds())/float64(b.N), "share-ns/op")
 	b.ReportMetric(100*float64(checkT)/float64(shareT), "check/share-%")
 }
+
+// BenchmarkCheck_Ed25519: the policy check of an algorithm-15 RRSIG over a DNSKEY-sized RRset,
+// what a node adds to each Ed25519 share (compare with scheme/frost's BenchmarkSignShare_3of5,
+// the node's share with the commitment list checked).
+func BenchmarkCheck_Ed25519(b *testing.B) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, _ := Compile(&config.SigningPolicy{Default: &config.KeyPolicy{Zones: []string{"example.test"}}})
+	k := Key{Record: &tchsmpb.KeyRecord{KeyId: "00112233445566778899aabbccddeeff", Label: "ksk", Algorithm: uint32(scheme.Ed25519FROST)}, Public: pub}
+	tags, _ := KeyTags(k, 15)
+	now := time.Now()
+	s := sig{typ: 48, alg: 15, labels: 2, ttl: 3600, inc: uint32(now.Unix() - 3600), exp: uint32(now.Unix() + 14*day), tag: tags[1], signer: "example.test"}
+	var rrs []rr
+	for i := range 4 {
+		rd := make([]byte, 36)
+		rd[0] = byte(i)
+		rrs = append(rrs, rr{owner: "example.test", typ: 48, class: 1, ttl: 3600, rdata: rd})
+	}
+	msg := build(b, s, rrs...)
+	for b.Loop() {
+		if v := set.Check(k, scheme.EDDSA, msg, now); v.Refusal != nil {
+			b.Fatal(v.Refusal)
+		}
+	}
+}
