@@ -42,6 +42,11 @@ type memCluster struct {
 
 // requests sums the nodes' tchsm_node_requests_total of one body type ("sign_batch", ...).
 func (mc *memCluster) requests(t *testing.T, typ string) int {
+	return mc.counter(t, "tchsm_node_requests_total", "type", typ)
+}
+
+// counter sums the nodes' counter name over the series whose label is value.
+func (mc *memCluster) counter(t *testing.T, name, label, value string) int {
 	t.Helper()
 	total := 0
 	for _, reg := range mc.metrics {
@@ -50,12 +55,12 @@ func (mc *memCluster) requests(t *testing.T, typ string) int {
 			t.Fatal(err)
 		}
 		for _, mf := range mfs {
-			if mf.GetName() != "tchsm_node_requests_total" {
+			if mf.GetName() != name {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
 				for _, l := range m.GetLabel() {
-					if l.GetName() == "type" && l.GetValue() == typ {
+					if l.GetName() == label && l.GetValue() == value {
 						total += int(m.GetCounter().GetValue())
 					}
 				}

@@ -26,27 +26,7 @@ func newPolicyCluster(t *testing.T, k, n int, policy func(i int) *config.Signing
 
 // refusals sums the nodes' tchsm_node_policy_refusals_total for reason.
 func (mc *memCluster) refusals(t *testing.T, reason string) int {
-	t.Helper()
-	total := 0
-	for _, reg := range mc.metrics {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != "tchsm_node_policy_refusals_total" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "reason" && l.GetValue() == reason {
-						total += int(m.GetCounter().GetValue())
-					}
-				}
-			}
-		}
-	}
-	return total
+	return mc.counter(t, "tchsm_node_policy_refusals_total", "reason", reason)
 }
 
 func (mc *memCluster) signMsg(t *testing.T, c *Client, mech scheme.Mechanism, msg []byte) ([]byte, error) {

@@ -120,22 +120,9 @@ func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
 	if err := sch.CheckShare(pk, share); err != nil {
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: share does not match its verification key", id))
 	}
-	switch err := n.store.Put(d.GetSignedRecord(), rec, share); {
-	case errors.Is(err, store.ErrDeleted):
-		n.log.Info("share delivery for a deleted key ignored", "key", id, "sender", op.Sender.ID)
-		n.metrics.control.WithLabelValues(kind, "deleted").Inc()
-		return nil
-	case errors.Is(err, store.ErrConflict):
-		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: a different share is already stored", id))
-	case errors.Is(err, store.ErrInvalid):
-		return n.permanent(op.Sender.ID, kind, err.Error())
-	case err != nil:
-		n.log.Error("store failure; the delivery will be retried", "key", id, "err", err)
-		n.metrics.control.WithLabelValues(kind, "retry").Inc()
+	if stored, err := n.storeShare(op, kind, "share delivery", d.GetSignedRecord(), rec, share); !stored {
 		return err
 	}
-	n.metrics.keys.Set(float64(n.store.Len()))
-	n.metrics.control.WithLabelValues(kind, "ok").Inc()
 	n.log.Info("key share stored", "key", id, "label", rec.GetLabel(), "algorithm", scheme.Of(rec).String(), "bits", rec.GetBits(), "k", rec.GetK(), "n", rec.GetN(), "dealer", op.Sender.ID)
 	return nil
 }
@@ -212,4 +199,29 @@ func (n *node) purgeLoop(ctx context.Context) {
 		case <-time.After(every):
 		}
 	}
+}
+
+// storeShare stores a share that arrived on the control queue (what, for the log: "share
+// delivery", "late deals") and counts the outcome. stored is false when the caller must return
+// err at once: nil for a key deleted meanwhile (ignored), transport.ErrPermanent for a
+// conflicting or invalid one, the store's error to retry the message.
+func (n *node) storeShare(op *trust.Opened, kind, what string, signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share scheme.SecretShare) (stored bool, err error) {
+	id := rec.GetKeyId()
+	switch err := n.store.Put(signed, rec, share); {
+	case errors.Is(err, store.ErrDeleted):
+		n.log.Info(what+" for a deleted key ignored", "key", id, "sender", op.Sender.ID)
+		n.metrics.control.WithLabelValues(kind, "deleted").Inc()
+		return false, nil
+	case errors.Is(err, store.ErrConflict):
+		return false, n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: a different share is already stored", id))
+	case errors.Is(err, store.ErrInvalid):
+		return false, n.permanent(op.Sender.ID, kind, err.Error())
+	case err != nil:
+		n.log.Error("store failure; the "+what+" will be retried", "key", id, "err", err)
+		n.metrics.control.WithLabelValues(kind, "retry").Inc()
+		return false, err
+	}
+	n.metrics.keys.Set(float64(n.store.Len()))
+	n.metrics.control.WithLabelValues(kind, "ok").Inc()
+	return true, nil
 }

@@ -393,22 +393,9 @@ func (n *node) lateDeals(op *trust.Opened, m *tchsmpb.DKGLateDeals) error {
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
 	}
 	defer share.Wipe()
-	switch err := n.store.Put(signed, rec, share); {
-	case errors.Is(err, store.ErrDeleted):
-		n.log.Info("late deals for a deleted key ignored", "key", id, "sender", op.Sender.ID)
-		n.metrics.control.WithLabelValues(kind, "deleted").Inc()
-		return nil
-	case errors.Is(err, store.ErrConflict):
-		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: a different share is already stored", id))
-	case errors.Is(err, store.ErrInvalid):
-		return n.permanent(op.Sender.ID, kind, err.Error())
-	case err != nil:
-		n.log.Error("store failure; the late deals will be retried", "key", id, "err", err)
-		n.metrics.control.WithLabelValues(kind, "retry").Inc()
+	if stored, err := n.storeShare(op, kind, "late deals", signed, rec, share); !stored {
 		return err
 	}
-	n.metrics.keys.Set(float64(n.store.Len()))
-	n.metrics.control.WithLabelValues(kind, "ok").Inc()
 	n.log.Info("key share computed from late deals and stored", "key", id, "label", rec.GetLabel(), "algorithm", scheme.Of(rec).String(),
 		"k", rec.GetK(), "n", rec.GetN(), "dealers", qual, "dealer", op.Sender.ID)
 	return nil
