@@ -156,11 +156,7 @@ func TestEdLateShare(t *testing.T) {
 		}
 		c.Net.SetFault(transport.Node(down), memory.Fault{})
 	}
-	for id, st := range cl.NodeStats() {
-		if st.Invalid != 0 {
-			t.Fatalf("node %s counted as a liar: %+v", id, st)
-		}
-	}
+	noLiars(t, cl)
 }
 
 // TestEdLateShareInProcess: with the dealer in the client's process (Options.Dealer, as the

@@ -135,11 +135,7 @@ func TestEdNodeDownAndRestart(t *testing.T) {
 			t.Fatalf("after the nodes restarted: %v\n%s", err, mc.logs)
 		}
 	}
-	for id, st := range cl.NodeStats() {
-		if st.Invalid != 0 {
-			t.Fatalf("node %s counted as a liar: %+v", id, st)
-		}
-	}
+	noLiars(t, cl)
 }
 
 // By default a key generation with a node down succeeds only when that node's deals can wait
@@ -210,4 +206,14 @@ func BenchmarkEdSignInMemory_3of5(b *testing.B) {
 			}
 		}
 	})
+}
+
+// noLiars fails the test when cl counted any node as a liar.
+func noLiars(t *testing.T, cl *Client) {
+	t.Helper()
+	for id, st := range cl.NodeStats() {
+		if st.Invalid != 0 {
+			t.Fatalf("node %s counted as a liar: %+v", id, st)
+		}
+	}
 }
