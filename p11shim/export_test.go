@@ -31,7 +31,7 @@ func TestErrorTable(t *testing.T) {
 		token.ErrBufferTooSmall, token.ErrSignatureInvalid, token.ErrSignatureLenRange,
 		token.ErrAttributeTypeInvalid, token.ErrAttributeSensitive, token.ErrAttributeValueInvalid,
 		token.ErrTemplateIncomplete, token.ErrTemplateInconsistent, token.ErrActionProhibited,
-		token.ErrDeviceError, token.ErrFunctionRejected, token.ErrFunctionNotSupported, token.ErrRandomSeedNotSupported, token.ErrClosed,
+		token.ErrDeviceError, token.ErrDeviceMemory, token.ErrFunctionRejected, token.ErrFunctionNotSupported, token.ErrRandomSeedNotSupported, token.ErrClosed,
 		token.ErrConfig, errNotInitialized, // ErrClosed and errNotInitialized share CKR_CRYPTOKI_NOT_INITIALIZED
 		errAlreadyInitialized, errCantLock,
 	}

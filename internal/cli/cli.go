@@ -70,7 +70,7 @@ func Main(args []string, version string) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "tchsm: threshold RSA signing cluster (Shoup 2000) for DNSSEC signers\n\nUsage: tchsm COMMAND [flags]\n\nCommands:")
+	fmt.Fprintln(w, "tchsm: threshold signing cluster for DNSSEC signers (RSA: Shoup 2000; Ed25519: DKG + FROST, RFC 9591)\n\nUsage: tchsm COMMAND [flags]\n\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
