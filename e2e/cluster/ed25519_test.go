@@ -5,16 +5,12 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tchsm/tchsm/client"
-	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/testcluster"
-	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/scheme"
 )
 
@@ -102,35 +98,14 @@ func TestEd25519LyingNode(t *testing.T) {
 	tc := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
 	c := tc.Client()
 	k := generateEd(t, c)
-	tc.StopNode(2)
-	var cfg config.Node
-	if err := config.Load(tc.Layout.Nodes[1], &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg.AMQP.URL = tc.AMQPURL
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var lies atomic.Int64
-	ready := make(chan struct{})
-	go func() {
-		done <- node.Run(ctx, &cfg, node.Options{
-			Logger: slog.New(slog.DiscardHandler),
-			Ready:  func(string) { close(ready) },
-			ShareHook: func(rep *scheme.Reply) {
-				if len(rep.Payload) == 32 { // z_i (commitment batches are longer)
-					lies.Add(1)
-					rep.Payload = append([]byte(nil), rep.Payload...)
-					rep.Payload[5] ^= 0x40
-				}
-			},
-		})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("lying node did not start")
-	}
+	lies := startLiar(t, tc, 2, func(rep *scheme.Reply) bool {
+		if len(rep.Payload) != 32 { // z_i (commitment batches are longer)
+			return false
+		}
+		rep.Payload = append([]byte(nil), rep.Payload...)
+		rep.Payload[5] ^= 0x40
+		return true
+	})
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {

@@ -28,34 +28,11 @@ func TestLyingNode(t *testing.T) {
 	tc := testcluster.Start(t, testcluster.Options{K: 3, N: 5})
 	c := tc.Client()
 	k := generate(t, c, 2048)
-	tc.StopNode(2)
-
-	var cfg config.Node
-	if err := config.Load(tc.Layout.Nodes[1], &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg.AMQP.URL = tc.AMQPURL
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var lies atomic.Int64
-	ready := make(chan struct{})
-	go func() {
-		done <- node.Run(ctx, &cfg, node.Options{
-			Logger: slog.New(slog.DiscardHandler),
-			Ready:  func(string) { close(ready) },
-			ShareHook: func(rep *scheme.Reply) {
-				lies.Add(1)
-				x := new(big.Int).SetBytes(rep.Payload)
-				rep.Payload = x.Mul(x, big.NewInt(2)).Mod(x, k.Public.(*rsa.PublicKey).N).Bytes()
-			},
-		})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("lying node did not start")
-	}
+	lies := startLiar(t, tc, 2, func(rep *scheme.Reply) bool {
+		x := new(big.Int).SetBytes(rep.Payload)
+		rep.Payload = x.Mul(x, big.NewInt(2)).Mod(x, k.Public.(*rsa.PublicKey).N).Bytes()
+		return true
+	})
 	// Many signatures at once: the liar's shares also travel in batches. Every signature verifies.
 	var wg sync.WaitGroup
 	for g := range 16 {
@@ -76,6 +53,40 @@ func TestLyingNode(t *testing.T) {
 		t.Fatalf("node-2 lied %d times but is not excluded: %v", lies.Load(), c.Excluded())
 	}
 	t.Logf("node-2 lied %d times; excluded until %v", lies.Load(), c.Excluded()["node-2"].Format(time.TimeOnly))
+}
+
+// startLiar replaces node i's process with an in-process node that passes every reply through
+// lie before it leaves, and returns the count of replies lie changed (it returns true for those).
+func startLiar(t *testing.T, tc *testcluster.Cluster, i int, lie func(*scheme.Reply) bool) *atomic.Int64 {
+	t.Helper()
+	tc.StopNode(i)
+	var cfg config.Node
+	if err := config.Load(tc.Layout.Nodes[i-1], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.AMQP.URL = tc.AMQPURL
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	lies := new(atomic.Int64)
+	ready := make(chan struct{})
+	go func() {
+		done <- node.Run(ctx, &cfg, node.Options{
+			Logger: slog.New(slog.DiscardHandler),
+			Ready:  func(string) { close(ready) },
+			ShareHook: func(rep *scheme.Reply) {
+				if lie(rep) {
+					lies.Add(1)
+				}
+			},
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-ready:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("lying node-%d did not start", i)
+	}
+	return lies
 }
 
 // TestHostileMessages sends garbage, forged, replayed, expired and unauthorised messages to a
