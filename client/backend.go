@@ -10,6 +10,7 @@ type (
 	KeyInfo         = backend.KeyInfo
 	GenerateRequest = backend.GenerateRequest
 	Backend         = backend.Backend
+	PINStatus       = backend.PINStatus
 )
 
 // Errors every Backend returns (wrapped with %w); p11shim maps them to CKR_* codes.
@@ -20,4 +21,8 @@ var (
 	ErrInvalidInput   = backend.ErrInvalidInput
 	ErrUnauthorized   = backend.ErrUnauthorized
 	ErrPolicyRefused  = backend.ErrPolicyRefused
+	ErrNotLoggedIn    = backend.ErrNotLoggedIn
+	ErrPINIncorrect   = backend.ErrPINIncorrect
+	ErrPINLocked      = backend.ErrPINLocked
+	ErrNoPINVerifier  = backend.ErrNoPINVerifier
 )

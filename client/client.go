@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/internal/rpc"
@@ -93,6 +91,8 @@ type Client struct {
 	keys      map[string]*key
 	nodes     map[string]*nodeState
 	refreshMu sync.Mutex
+
+	login loginState // login.go
 }
 
 type key struct {
@@ -161,6 +161,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 	c := &Client{cfg: *cfg, m: m, opener: opener, self: mem,
 		sealer: &trust.Sealer{Identity: id, ClusterID: m.ClusterID},
 		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
+	c.login.sessions, c.login.relogin = map[string]*session{}, map[string]*sync.Mutex{}
 	c.log = opts.Logger
 	if c.log == nil {
 		c.log, c.logOut, err = logging.Open(cfg.LogFile, cfg.LogLevel, nil)
@@ -288,6 +289,7 @@ func (c *Client) closeLog() {
 
 // Close disconnects.
 func (c *Client) Close() error {
+	c.Logout()
 	c.mu.Lock()
 	c.closed = true
 	conn := c.conn
@@ -319,12 +321,6 @@ func withDefault(ctx context.Context, d time.Duration) (context.Context, context
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, d)
-}
-
-// call sends body to member node at address at (see rpc.Caller.Call). A sealed Error answer
-// comes back as an *rpc.Error, which errors.Is maps to ErrKeyNotFound and ErrInvalidInput.
-func (c *Client) call(ctx context.Context, node trust.Member, at transport.Address, body proto.Message) (*trust.Opened, error) {
-	return c.caller.Call(ctx, node, at, body)
 }
 
 // ---- keys

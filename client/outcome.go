@@ -14,12 +14,20 @@ type outcome struct {
 	failures []string
 	unknown  int          // nodes that answered "unknown key"
 	refused  map[int]bool // nodes whose signing policy refused: not failing, not asked again
+	// nodes that refused for want of a login (NOT_LOGGED_IN) or because the client is locked
+	// (PIN_LOCKED)
+	notLoggedIn, locked int
 }
 
 // note records a node's failure.
 func (o *outcome) note(n trust.Member, err error) {
-	if errors.Is(err, ErrKeyNotFound) {
+	switch {
+	case errors.Is(err, ErrKeyNotFound):
 		o.unknown++
+	case errors.Is(err, ErrPINLocked):
+		o.locked++
+	case errors.Is(err, ErrNotLoggedIn):
+		o.notLoggedIn++
 	}
 	o.failures = append(o.failures, fmt.Sprintf("%s: %v", n.ID, err))
 }
@@ -50,6 +58,12 @@ func (o *outcome) giveUp(c *Client, k *key, held, K int, cause error) error {
 	}
 	if o.hopeless(k, K) {
 		return fmt.Errorf("%w: %d of %d nodes refused, a signature needs %d: %s", ErrPolicyRefused, len(o.refused), L, K, msg)
+	}
+	if o.locked > L-K {
+		return fmt.Errorf("%w: %s", ErrPINLocked, msg)
+	}
+	if o.locked+o.notLoggedIn > L-K {
+		return fmt.Errorf("%w: %s", ErrNotLoggedIn, msg)
 	}
 	if o.unknown > L-K {
 		c.mu.Lock()

@@ -22,10 +22,12 @@
 //   - its rpc queue, with cfg.WorkerCount() workers: SignRequest (-> SignatureShare),
 //     SignBatch (-> SignBatchResult: up to 64 SignRequests, computed in parallel, each answered
 //     with a share or an Error), ProofRequest (-> Proof), ListKeys (-> KeyList), HealthRequest
-//     (-> Health), DeleteKey (-> DeleteKeyAck). Every answer is an envelope sealed by the node whose in_reply_to is the
+//     (-> Health), DeleteKey (-> DeleteKeyAck), PINLogin, PINChange and PINUnlock (->
+//     PINResult), and LoggedIn wrappers around the requests that need a login (see login.go:
+//     a client the node holds a PIN for signs and generates keys only under a login). Every answer is an envelope sealed by the node whose in_reply_to is the
 //     request's message id. A request that opened (authentic, authorised, fresh) but cannot be
 //     served is answered with a sealed Error (UNKNOWN_KEY, BAD_REQUEST, UNAUTHORIZED, EXPIRED,
-//     INTERNAL, UNAVAILABLE, POLICY_REFUSED).
+//     INTERNAL, UNAVAILABLE, POLICY_REFUSED, NOT_LOGGED_IN, PIN_LOCKED).
 //
 // ProofRequest.indices is advisory: a node that receives a ProofRequest answers with its own
 // share and proof. A key record is accepted when the manifest's dealer signed it for this
@@ -138,6 +140,9 @@ type node struct {
 	policy   *dnspolicy.Set
 	refusals rpc.LogLimit
 	signed   signedPayloads
+
+	// logins are the clients' PINs and login sessions (login.go).
+	logins *logins
 }
 
 // Run runs a signing node until ctx ends (it then returns nil after a graceful shutdown) or it
@@ -282,6 +287,10 @@ func (n *node) load() error {
 	n.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
 	n.log = n.log.With("node", id.ID)
 	n.dkgs = newDKGRuns()
-	n.rpc = &rpc.Server{Opener: opener, Sealer: n.sealer, Log: n.log, Handle: n.dispatch, Done: n.requestDone}
+	n.rpc = &rpc.Server{Opener: opener, Sealer: n.sealer, Log: n.log, Handle: n.dispatch, Done: n.requestDone, Unwrap: n.unwrap}
+	if err := n.loadPINs(); err != nil {
+		st.Close()
+		return err
+	}
 	return nil
 }

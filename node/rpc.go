@@ -93,6 +93,12 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 		return n.dkgStep(op, m)
 	case *tchsmpb.DKGCommit:
 		return n.dkgCommit(op, m)
+	case *tchsmpb.PINLogin:
+		return n.pinLogin(op, m)
+	case *tchsmpb.PINChange:
+		return n.pinChange(op, m)
+	case *tchsmpb.PINUnlock:
+		return n.pinUnlock(op, m)
 	case *tchsmpb.ListKeys:
 		kl := &tchsmpb.KeyList{Node: n.id.ID}
 		for _, k := range n.store.List() {

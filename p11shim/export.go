@@ -44,6 +44,8 @@ var rvTable = []struct {
 	{token.ErrUserTypeInvalid, C.CKR_USER_TYPE_INVALID},
 	{token.ErrUserPINNotInitialized, C.CKR_USER_PIN_NOT_INITIALIZED},
 	{token.ErrPINIncorrect, C.CKR_PIN_INCORRECT},
+	{token.ErrPINLocked, C.CKR_PIN_LOCKED},
+	{token.ErrPINLenRange, C.CKR_PIN_LEN_RANGE},
 	{token.ErrKeyHandleInvalid, C.CKR_KEY_HANDLE_INVALID},
 	{token.ErrObjectHandleInvalid, C.CKR_OBJECT_HANDLE_INVALID},
 	{token.ErrKeyTypeInconsistent, C.CKR_KEY_TYPE_INCONSISTENT},
@@ -557,6 +559,40 @@ func goLogin(hSession C.CK_SESSION_HANDLE, userType C.CK_USER_TYPE, pPin C.CK_UT
 	}
 	err = t.Login(uint(hSession), uint(userType), pin)
 	clear(pin)
+	return
+}
+
+//export goSetPIN
+func goSetPIN(hSession C.CK_SESSION_HANDLE, pOldPin C.CK_UTF8CHAR_PTR, ulOldLen C.CK_ULONG, pNewPin C.CK_UTF8CHAR_PTR, ulNewLen C.CK_ULONG) (rv C.CK_RV) {
+	var err error
+	defer finish("C_SetPIN", &rv, &err)
+	t, err := tok()
+	if err != nil {
+		return
+	}
+	if pOldPin == nil || pNewPin == nil {
+		err = errArgs
+		return
+	}
+	if uint64(ulOldLen) > maxPINInput {
+		err = token.ErrPINIncorrect
+		return
+	}
+	if uint64(ulNewLen) > maxPINInput {
+		err = token.ErrPINLenRange
+		return
+	}
+	oldPIN, err := bytesIn(C.CK_BYTE_PTR(pOldPin), ulOldLen)
+	if err != nil {
+		return
+	}
+	defer clear(oldPIN)
+	newPIN, err := bytesIn(C.CK_BYTE_PTR(pNewPin), ulNewLen)
+	if err != nil {
+		return
+	}
+	defer clear(newPIN)
+	err = t.SetPIN(uint(hSession), oldPIN, newPIN)
 	return
 }
 

@@ -148,3 +148,15 @@ func (b *fakeBackend) Sign(_ context.Context, id string, mech scheme.Mechanism, 
 }
 
 func (b *fakeBackend) Close() error { return nil }
+
+// Login: the fake holds no PIN, so the token checks user_pin_hash as for a cluster whose
+// nodes hold none.
+func (b *fakeBackend) Login(context.Context, []byte) (backend.PINStatus, error) {
+	return backend.PINStatus{}, backend.ErrNoPINVerifier
+}
+
+func (b *fakeBackend) Logout() {}
+
+func (b *fakeBackend) ChangePIN(context.Context, []byte, []byte) (backend.PINStatus, error) {
+	return backend.PINStatus{}, fmt.Errorf("%w: the fake backend keeps no PIN", backend.ErrUnavailable)
+}

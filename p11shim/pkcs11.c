@@ -104,8 +104,10 @@ TCHSM_EXPORT CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, C
 
 TCHSM_EXPORT CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen, CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
 {
-	(void)hSession; (void)pOldPin; (void)ulOldLen; (void)pNewPin; (void)ulNewLen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	if (tchsm_forked()) {
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	return goSetPIN(hSession, pOldPin, ulOldLen, pNewPin, ulNewLen);
 }
 
 TCHSM_EXPORT CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession)

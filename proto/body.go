@@ -62,6 +62,16 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(DKGLateDeals), nil
 	case BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK:
 		return new(DKGLateDealsAck), nil
+	case BodyType_BODY_TYPE_PIN_LOGIN:
+		return new(PINLogin), nil
+	case BodyType_BODY_TYPE_PIN_RESULT:
+		return new(PINResult), nil
+	case BodyType_BODY_TYPE_PIN_CHANGE:
+		return new(PINChange), nil
+	case BodyType_BODY_TYPE_PIN_UNLOCK:
+		return new(PINUnlock), nil
+	case BodyType_BODY_TYPE_LOGGED_IN:
+		return new(LoggedIn), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -119,6 +129,16 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_DKG_LATE_DEALS
 	case *DKGLateDealsAck:
 		return BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK
+	case *PINLogin:
+		return BodyType_BODY_TYPE_PIN_LOGIN
+	case *PINResult:
+		return BodyType_BODY_TYPE_PIN_RESULT
+	case *PINChange:
+		return BodyType_BODY_TYPE_PIN_CHANGE
+	case *PINUnlock:
+		return BodyType_BODY_TYPE_PIN_UNLOCK
+	case *LoggedIn:
+		return BodyType_BODY_TYPE_LOGGED_IN
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

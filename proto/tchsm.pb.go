@@ -66,6 +66,11 @@ const (
 	BodyType_BODY_TYPE_RESTORE_KEY_ACK       BodyType = 23 // RestoreKeyAck, dealer -> client
 	BodyType_BODY_TYPE_DKG_LATE_DEALS        BodyType = 24 // DKGLateDeals, client -> dealer, dealer -> node (control queue)
 	BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK    BodyType = 25 // DKGLateDealsAck, dealer -> client
+	BodyType_BODY_TYPE_PIN_LOGIN             BodyType = 26 // PINLogin, client -> node
+	BodyType_BODY_TYPE_PIN_RESULT            BodyType = 27 // PINResult, node -> client (answers PINLogin, PINChange, PINUnlock)
+	BodyType_BODY_TYPE_PIN_CHANGE            BodyType = 28 // PINChange, client -> node
+	BodyType_BODY_TYPE_PIN_UNLOCK            BodyType = 29 // PINUnlock, admin client -> node
+	BodyType_BODY_TYPE_LOGGED_IN             BodyType = 30 // LoggedIn, client -> node: a request made under a login
 )
 
 // Enum value maps for BodyType.
@@ -96,6 +101,11 @@ var (
 		23: "BODY_TYPE_RESTORE_KEY_ACK",
 		24: "BODY_TYPE_DKG_LATE_DEALS",
 		25: "BODY_TYPE_DKG_LATE_DEALS_ACK",
+		26: "BODY_TYPE_PIN_LOGIN",
+		27: "BODY_TYPE_PIN_RESULT",
+		28: "BODY_TYPE_PIN_CHANGE",
+		29: "BODY_TYPE_PIN_UNLOCK",
+		30: "BODY_TYPE_LOGGED_IN",
 	}
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
@@ -123,6 +133,11 @@ var (
 		"BODY_TYPE_RESTORE_KEY_ACK":       23,
 		"BODY_TYPE_DKG_LATE_DEALS":        24,
 		"BODY_TYPE_DKG_LATE_DEALS_ACK":    25,
+		"BODY_TYPE_PIN_LOGIN":             26,
+		"BODY_TYPE_PIN_RESULT":            27,
+		"BODY_TYPE_PIN_CHANGE":            28,
+		"BODY_TYPE_PIN_UNLOCK":            29,
+		"BODY_TYPE_LOGGED_IN":             30,
 	}
 )
 
@@ -171,6 +186,13 @@ const (
 	// The node's signing policy refuses this signature (the message says why). Not a fault
 	// of the node: the client asks other nodes, and fails only when fewer than k accept.
 	Error_POLICY_REFUSED Error_Code = 10
+	// The node holds a PIN verifier for this client and the request came without a valid
+	// login (no LoggedIn wrapper, an unknown or expired session, or a bad session MAC): log in
+	// (PINLogin) and ask again. Also for a login session that the node forgot in a restart.
+	Error_NOT_LOGGED_IN Error_Code = 11
+	// The client is locked on this node after too many consecutive wrong PINs; an admin client
+	// unlocks it (PINUnlock).
+	Error_PIN_LOCKED Error_Code = 12
 )
 
 // Enum value maps for Error_Code.
@@ -187,6 +209,8 @@ var (
 		8:  "ALREADY_EXISTS",
 		9:  "STALE",
 		10: "POLICY_REFUSED",
+		11: "NOT_LOGGED_IN",
+		12: "PIN_LOCKED",
 	}
 	Error_Code_value = map[string]int32{
 		"CODE_UNSPECIFIED": 0,
@@ -200,6 +224,8 @@ var (
 		"ALREADY_EXISTS":   8,
 		"STALE":            9,
 		"POLICY_REFUSED":   10,
+		"NOT_LOGGED_IN":    11,
+		"PIN_LOCKED":       12,
 	}
 )
 
@@ -228,6 +254,61 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
 	return file_tchsm_proto_rawDescGZIP(), []int{23, 0}
+}
+
+type PINResult_Status int32
+
+const (
+	PINResult_STATUS_UNSPECIFIED PINResult_Status = 0
+	PINResult_OK                 PINResult_Status = 1 // PIN right (login: session opened; change: PIN replaced)
+	PINResult_INCORRECT          PINResult_Status = 2 // PIN wrong; failures counted
+	PINResult_LOCKED             PINResult_Status = 3 // the client is locked on this node
+	PINResult_NO_VERIFIER        PINResult_Status = 4 // the node holds no PIN for this client (not migrated yet)
+)
+
+// Enum value maps for PINResult_Status.
+var (
+	PINResult_Status_name = map[int32]string{
+		0: "STATUS_UNSPECIFIED",
+		1: "OK",
+		2: "INCORRECT",
+		3: "LOCKED",
+		4: "NO_VERIFIER",
+	}
+	PINResult_Status_value = map[string]int32{
+		"STATUS_UNSPECIFIED": 0,
+		"OK":                 1,
+		"INCORRECT":          2,
+		"LOCKED":             3,
+		"NO_VERIFIER":        4,
+	}
+)
+
+func (x PINResult_Status) Enum() *PINResult_Status {
+	p := new(PINResult_Status)
+	*p = x
+	return p
+}
+
+func (x PINResult_Status) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PINResult_Status) Descriptor() protoreflect.EnumDescriptor {
+	return file_tchsm_proto_enumTypes[2].Descriptor()
+}
+
+func (PINResult_Status) Type() protoreflect.EnumType {
+	return &file_tchsm_proto_enumTypes[2]
+}
+
+func (x PINResult_Status) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PINResult_Status.Descriptor instead.
+func (PINResult_Status) EnumDescriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{37, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -2488,6 +2569,382 @@ func (x *DKGLateDealsAck) GetQueued() []string {
 	return nil
 }
 
+// PINLogin proves the client's PIN to one node. The PIN travels only inside an HPKE ciphertext
+// to the node's manifest encryption key (trust.SealPIN), whose info binds the cluster, the
+// client, the node and the purpose ("login"); the plaintext is a PINSecret. The node derives
+// the login session's key from the HPKE context (an exported secret that never travels), so a
+// captured PINLogin, sent again, opens no session anybody can use.
+type PINLogin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enc           []byte                 `protobuf:"bytes,1,opt,name=enc,proto3" json:"enc,omitempty"`               // HPKE encapsulated key
+	Ciphertext    []byte                 `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"` // HPKE ciphertext of a serialised PINSecret
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PINLogin) Reset() {
+	*x = PINLogin{}
+	mi := &file_tchsm_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PINLogin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PINLogin) ProtoMessage() {}
+
+func (x *PINLogin) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PINLogin.ProtoReflect.Descriptor instead.
+func (*PINLogin) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *PINLogin) GetEnc() []byte {
+	if x != nil {
+		return x.Enc
+	}
+	return nil
+}
+
+func (x *PINLogin) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// PINChange replaces the client's PIN on one node: PINSecret.pin is the current PIN (empty
+// when the node holds no verifier for the client yet: the first PIN of a cluster created before
+// PINs were checked by the nodes), new_pin the new one. Purpose "change".
+type PINChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enc           []byte                 `protobuf:"bytes,1,opt,name=enc,proto3" json:"enc,omitempty"`
+	Ciphertext    []byte                 `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PINChange) Reset() {
+	*x = PINChange{}
+	mi := &file_tchsm_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PINChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PINChange) ProtoMessage() {}
+
+func (x *PINChange) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PINChange.ProtoReflect.Descriptor instead.
+func (*PINChange) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *PINChange) GetEnc() []byte {
+	if x != nil {
+		return x.Enc
+	}
+	return nil
+}
+
+func (x *PINChange) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// PINSecret is the plaintext of PINLogin and PINChange. It only ever travels encrypted.
+type PINSecret struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pin           []byte                 `protobuf:"bytes,1,opt,name=pin,proto3" json:"pin,omitempty"`
+	NewPin        []byte                 `protobuf:"bytes,2,opt,name=new_pin,json=newPin,proto3" json:"new_pin,omitempty"`        // PINChange only
+	IssuedAt      int64                  `protobuf:"varint,3,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"` // Unix nanoseconds; the node refuses one outside its rpc window
+	Nonce         []byte                 `protobuf:"bytes,4,opt,name=nonce,proto3" json:"nonce,omitempty"`                        // 16 random bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PINSecret) Reset() {
+	*x = PINSecret{}
+	mi := &file_tchsm_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PINSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PINSecret) ProtoMessage() {}
+
+func (x *PINSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PINSecret.ProtoReflect.Descriptor instead.
+func (*PINSecret) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *PINSecret) GetPin() []byte {
+	if x != nil {
+		return x.Pin
+	}
+	return nil
+}
+
+func (x *PINSecret) GetNewPin() []byte {
+	if x != nil {
+		return x.NewPin
+	}
+	return nil
+}
+
+func (x *PINSecret) GetIssuedAt() int64 {
+	if x != nil {
+		return x.IssuedAt
+	}
+	return 0
+}
+
+func (x *PINSecret) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+// PINUnlock (admin clients only, under a login) resets a client's consecutive-failure counter
+// on one node and lifts its lock.
+type PINUnlock struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Client        string                 `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"` // the client's identity id
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PINUnlock) Reset() {
+	*x = PINUnlock{}
+	mi := &file_tchsm_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PINUnlock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PINUnlock) ProtoMessage() {}
+
+func (x *PINUnlock) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PINUnlock.ProtoReflect.Descriptor instead.
+func (*PINUnlock) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *PINUnlock) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+// PINResult answers PINLogin, PINChange and PINUnlock.
+type PINResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        PINResult_Status       `protobuf:"varint,1,opt,name=status,proto3,enum=tchsm.v1.PINResult_Status" json:"status,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Failures      uint32                 `protobuf:"varint,3,opt,name=failures,proto3" json:"failures,omitempty"`                          // consecutive wrong PINs on this node, after this answer
+	MaxFailures   uint32                 `protobuf:"varint,4,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"` // the node's limit: at that count the client is locked
+	Session       []byte                 `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`                             // OK to PINLogin or PINChange: the login session's id (16 bytes)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PINResult) Reset() {
+	*x = PINResult{}
+	mi := &file_tchsm_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PINResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PINResult) ProtoMessage() {}
+
+func (x *PINResult) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PINResult.ProtoReflect.Descriptor instead.
+func (*PINResult) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PINResult) GetStatus() PINResult_Status {
+	if x != nil {
+		return x.Status
+	}
+	return PINResult_STATUS_UNSPECIFIED
+}
+
+func (x *PINResult) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *PINResult) GetFailures() uint32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *PINResult) GetMaxFailures() uint32 {
+	if x != nil {
+		return x.MaxFailures
+	}
+	return 0
+}
+
+func (x *PINResult) GetSession() []byte {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// LoggedIn carries a request (sign, batch, proof, key generation, unlock) under a login
+// session: body is the serialised request of type type, mac an HMAC-SHA256 under the session
+// key over the session id, type and body (trust.LoginMAC). Only the process that logged in
+// knows the session key.
+type LoggedIn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       []byte                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Type          BodyType               `protobuf:"varint,2,opt,name=type,proto3,enum=tchsm.v1.BodyType" json:"type,omitempty"`
+	Body          []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	Mac           []byte                 `protobuf:"bytes,4,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoggedIn) Reset() {
+	*x = LoggedIn{}
+	mi := &file_tchsm_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoggedIn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoggedIn) ProtoMessage() {}
+
+func (x *LoggedIn) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoggedIn.ProtoReflect.Descriptor instead.
+func (*LoggedIn) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *LoggedIn) GetSession() []byte {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *LoggedIn) GetType() BodyType {
+	if x != nil {
+		return x.Type
+	}
+	return BodyType_BODY_TYPE_UNSPECIFIED
+}
+
+func (x *LoggedIn) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *LoggedIn) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
 var File_tchsm_proto protoreflect.FileDescriptor
 
 const file_tchsm_proto_rawDesc = "" +
@@ -2611,11 +3068,11 @@ const file_tchsm_proto_rawDesc = "" +
 	"\rKeyPolicyMode\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
-	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xaa\x02\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xcd\x02\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.tchsm.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xc5\x01\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xe8\x01\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vUNKNOWN_KEY\x10\x01\x12\x0f\n" +
@@ -2628,7 +3085,10 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x0eALREADY_EXISTS\x10\b\x12\t\n" +
 	"\x05STALE\x10\t\x12\x12\n" +
 	"\x0ePOLICY_REFUSED\x10\n" +
-	"\"~\n" +
+	"\x12\x11\n" +
+	"\rNOT_LOGGED_IN\x10\v\x12\x0e\n" +
+	"\n" +
+	"PIN_LOCKED\x10\f\"~\n" +
 	"\x12GenerateKeyRequest\x12\x12\n" +
 	"\x04bits\x18\x01 \x01(\rR\x04bits\x12'\n" +
 	"\x0fpublic_exponent\x18\x02 \x01(\rR\x0epublicExponent\x12\x14\n" +
@@ -2674,7 +3134,42 @@ const file_tchsm_proto_rawDesc = "" +
 	"\tqualified\x18\x03 \x03(\rR\tqualified\x12*\n" +
 	"\x05deals\x18\x04 \x03(\v2\x14.tchsm.v1.DKGMessageR\x05deals\")\n" +
 	"\x0fDKGLateDealsAck\x12\x16\n" +
-	"\x06queued\x18\x01 \x03(\tR\x06queued*\xef\x05\n" +
+	"\x06queued\x18\x01 \x03(\tR\x06queued\"<\n" +
+	"\bPINLogin\x12\x10\n" +
+	"\x03enc\x18\x01 \x01(\fR\x03enc\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x02 \x01(\fR\n" +
+	"ciphertext\"=\n" +
+	"\tPINChange\x12\x10\n" +
+	"\x03enc\x18\x01 \x01(\fR\x03enc\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x02 \x01(\fR\n" +
+	"ciphertext\"i\n" +
+	"\tPINSecret\x12\x10\n" +
+	"\x03pin\x18\x01 \x01(\fR\x03pin\x12\x17\n" +
+	"\anew_pin\x18\x02 \x01(\fR\x06newPin\x12\x1b\n" +
+	"\tissued_at\x18\x03 \x01(\x03R\bissuedAt\x12\x14\n" +
+	"\x05nonce\x18\x04 \x01(\fR\x05nonce\"#\n" +
+	"\tPINUnlock\x12\x16\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\"\x82\x02\n" +
+	"\tPINResult\x122\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1a.tchsm.v1.PINResult.StatusR\x06status\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1a\n" +
+	"\bfailures\x18\x03 \x01(\rR\bfailures\x12!\n" +
+	"\fmax_failures\x18\x04 \x01(\rR\vmaxFailures\x12\x18\n" +
+	"\asession\x18\x05 \x01(\fR\asession\"T\n" +
+	"\x06Status\x12\x16\n" +
+	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x06\n" +
+	"\x02OK\x10\x01\x12\r\n" +
+	"\tINCORRECT\x10\x02\x12\n" +
+	"\n" +
+	"\x06LOCKED\x10\x03\x12\x0f\n" +
+	"\vNO_VERIFIER\x10\x04\"r\n" +
+	"\bLoggedIn\x12\x18\n" +
+	"\asession\x18\x01 \x01(\fR\asession\x12&\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x12.tchsm.v1.BodyTypeR\x04type\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\x12\x10\n" +
+	"\x03mac\x18\x04 \x01(\fR\x03mac*\xef\x06\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
@@ -2701,7 +3196,12 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x15BODY_TYPE_RESTORE_KEY\x10\x16\x12\x1d\n" +
 	"\x19BODY_TYPE_RESTORE_KEY_ACK\x10\x17\x12\x1c\n" +
 	"\x18BODY_TYPE_DKG_LATE_DEALS\x10\x18\x12 \n" +
-	"\x1cBODY_TYPE_DKG_LATE_DEALS_ACK\x10\x19\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x1cBODY_TYPE_DKG_LATE_DEALS_ACK\x10\x19\x12\x17\n" +
+	"\x13BODY_TYPE_PIN_LOGIN\x10\x1a\x12\x18\n" +
+	"\x14BODY_TYPE_PIN_RESULT\x10\x1b\x12\x18\n" +
+	"\x14BODY_TYPE_PIN_CHANGE\x10\x1c\x12\x18\n" +
+	"\x14BODY_TYPE_PIN_UNLOCK\x10\x1d\x12\x17\n" +
+	"\x13BODY_TYPE_LOGGED_IN\x10\x1e\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -2715,70 +3215,79 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 	return file_tchsm_proto_rawDescData
 }
 
-var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
-	(*Envelope)(nil),            // 2: tchsm.v1.Envelope
-	(*KeyRecord)(nil),           // 3: tchsm.v1.KeyRecord
-	(*SignedKeyRecord)(nil),     // 4: tchsm.v1.SignedKeyRecord
-	(*KeyEndorsement)(nil),      // 5: tchsm.v1.KeyEndorsement
-	(*KeyShare)(nil),            // 6: tchsm.v1.KeyShare
-	(*KeyShareDelivery)(nil),    // 7: tchsm.v1.KeyShareDelivery
-	(*DeleteKey)(nil),           // 8: tchsm.v1.DeleteKey
-	(*DeleteKeyAck)(nil),        // 9: tchsm.v1.DeleteKeyAck
-	(*RestoreKey)(nil),          // 10: tchsm.v1.RestoreKey
-	(*RestoreKeyAck)(nil),       // 11: tchsm.v1.RestoreKeyAck
-	(*SignRequest)(nil),         // 12: tchsm.v1.SignRequest
-	(*SignBatch)(nil),           // 13: tchsm.v1.SignBatch
-	(*SignBatchItem)(nil),       // 14: tchsm.v1.SignBatchItem
-	(*SignBatchResult)(nil),     // 15: tchsm.v1.SignBatchResult
-	(*ShareProof)(nil),          // 16: tchsm.v1.ShareProof
-	(*SignatureShare)(nil),      // 17: tchsm.v1.SignatureShare
-	(*ProofRequest)(nil),        // 18: tchsm.v1.ProofRequest
-	(*Proof)(nil),               // 19: tchsm.v1.Proof
-	(*ListKeys)(nil),            // 20: tchsm.v1.ListKeys
-	(*KeyList)(nil),             // 21: tchsm.v1.KeyList
-	(*HealthRequest)(nil),       // 22: tchsm.v1.HealthRequest
-	(*Health)(nil),              // 23: tchsm.v1.Health
-	(*KeyPolicyMode)(nil),       // 24: tchsm.v1.KeyPolicyMode
-	(*Error)(nil),               // 25: tchsm.v1.Error
-	(*GenerateKeyRequest)(nil),  // 26: tchsm.v1.GenerateKeyRequest
-	(*GenerateKeyResponse)(nil), // 27: tchsm.v1.GenerateKeyResponse
-	(*DKGMessage)(nil),          // 28: tchsm.v1.DKGMessage
-	(*DKGRequest)(nil),          // 29: tchsm.v1.DKGRequest
-	(*DKGReply)(nil),            // 30: tchsm.v1.DKGReply
-	(*DKGCommit)(nil),           // 31: tchsm.v1.DKGCommit
-	(*DKGCommitAck)(nil),        // 32: tchsm.v1.DKGCommitAck
-	(*DKGLateDeals)(nil),        // 33: tchsm.v1.DKGLateDeals
-	(*DKGLateDealsAck)(nil),     // 34: tchsm.v1.DKGLateDealsAck
+	(PINResult_Status)(0),       // 2: tchsm.v1.PINResult.Status
+	(*Envelope)(nil),            // 3: tchsm.v1.Envelope
+	(*KeyRecord)(nil),           // 4: tchsm.v1.KeyRecord
+	(*SignedKeyRecord)(nil),     // 5: tchsm.v1.SignedKeyRecord
+	(*KeyEndorsement)(nil),      // 6: tchsm.v1.KeyEndorsement
+	(*KeyShare)(nil),            // 7: tchsm.v1.KeyShare
+	(*KeyShareDelivery)(nil),    // 8: tchsm.v1.KeyShareDelivery
+	(*DeleteKey)(nil),           // 9: tchsm.v1.DeleteKey
+	(*DeleteKeyAck)(nil),        // 10: tchsm.v1.DeleteKeyAck
+	(*RestoreKey)(nil),          // 11: tchsm.v1.RestoreKey
+	(*RestoreKeyAck)(nil),       // 12: tchsm.v1.RestoreKeyAck
+	(*SignRequest)(nil),         // 13: tchsm.v1.SignRequest
+	(*SignBatch)(nil),           // 14: tchsm.v1.SignBatch
+	(*SignBatchItem)(nil),       // 15: tchsm.v1.SignBatchItem
+	(*SignBatchResult)(nil),     // 16: tchsm.v1.SignBatchResult
+	(*ShareProof)(nil),          // 17: tchsm.v1.ShareProof
+	(*SignatureShare)(nil),      // 18: tchsm.v1.SignatureShare
+	(*ProofRequest)(nil),        // 19: tchsm.v1.ProofRequest
+	(*Proof)(nil),               // 20: tchsm.v1.Proof
+	(*ListKeys)(nil),            // 21: tchsm.v1.ListKeys
+	(*KeyList)(nil),             // 22: tchsm.v1.KeyList
+	(*HealthRequest)(nil),       // 23: tchsm.v1.HealthRequest
+	(*Health)(nil),              // 24: tchsm.v1.Health
+	(*KeyPolicyMode)(nil),       // 25: tchsm.v1.KeyPolicyMode
+	(*Error)(nil),               // 26: tchsm.v1.Error
+	(*GenerateKeyRequest)(nil),  // 27: tchsm.v1.GenerateKeyRequest
+	(*GenerateKeyResponse)(nil), // 28: tchsm.v1.GenerateKeyResponse
+	(*DKGMessage)(nil),          // 29: tchsm.v1.DKGMessage
+	(*DKGRequest)(nil),          // 30: tchsm.v1.DKGRequest
+	(*DKGReply)(nil),            // 31: tchsm.v1.DKGReply
+	(*DKGCommit)(nil),           // 32: tchsm.v1.DKGCommit
+	(*DKGCommitAck)(nil),        // 33: tchsm.v1.DKGCommitAck
+	(*DKGLateDeals)(nil),        // 34: tchsm.v1.DKGLateDeals
+	(*DKGLateDealsAck)(nil),     // 35: tchsm.v1.DKGLateDealsAck
+	(*PINLogin)(nil),            // 36: tchsm.v1.PINLogin
+	(*PINChange)(nil),           // 37: tchsm.v1.PINChange
+	(*PINSecret)(nil),           // 38: tchsm.v1.PINSecret
+	(*PINUnlock)(nil),           // 39: tchsm.v1.PINUnlock
+	(*PINResult)(nil),           // 40: tchsm.v1.PINResult
+	(*LoggedIn)(nil),            // 41: tchsm.v1.LoggedIn
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
-	5,  // 1: tchsm.v1.SignedKeyRecord.endorsements:type_name -> tchsm.v1.KeyEndorsement
-	4,  // 2: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
-	12, // 3: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
-	17, // 4: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
-	25, // 5: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
-	14, // 6: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
-	16, // 7: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
-	16, // 8: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
-	4,  // 9: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
-	24, // 10: tchsm.v1.Health.policies:type_name -> tchsm.v1.KeyPolicyMode
+	6,  // 1: tchsm.v1.SignedKeyRecord.endorsements:type_name -> tchsm.v1.KeyEndorsement
+	5,  // 2: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
+	13, // 3: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
+	18, // 4: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
+	26, // 5: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
+	15, // 6: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
+	17, // 7: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
+	17, // 8: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
+	5,  // 9: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
+	25, // 10: tchsm.v1.Health.policies:type_name -> tchsm.v1.KeyPolicyMode
 	1,  // 11: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
-	4,  // 12: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
-	28, // 13: tchsm.v1.DKGRequest.messages:type_name -> tchsm.v1.DKGMessage
-	28, // 14: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
-	5,  // 15: tchsm.v1.DKGReply.endorsement:type_name -> tchsm.v1.KeyEndorsement
-	4,  // 16: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
-	4,  // 17: tchsm.v1.DKGLateDeals.record:type_name -> tchsm.v1.SignedKeyRecord
-	28, // 18: tchsm.v1.DKGLateDeals.deals:type_name -> tchsm.v1.DKGMessage
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	5,  // 12: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
+	29, // 13: tchsm.v1.DKGRequest.messages:type_name -> tchsm.v1.DKGMessage
+	29, // 14: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
+	6,  // 15: tchsm.v1.DKGReply.endorsement:type_name -> tchsm.v1.KeyEndorsement
+	5,  // 16: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
+	5,  // 17: tchsm.v1.DKGLateDeals.record:type_name -> tchsm.v1.SignedKeyRecord
+	29, // 18: tchsm.v1.DKGLateDeals.deals:type_name -> tchsm.v1.DKGMessage
+	2,  // 19: tchsm.v1.PINResult.status:type_name -> tchsm.v1.PINResult.Status
+	0,  // 20: tchsm.v1.LoggedIn.type:type_name -> tchsm.v1.BodyType
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_tchsm_proto_init() }
@@ -2795,8 +3304,8 @@ func file_tchsm_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   33,
+			NumEnums:      3,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

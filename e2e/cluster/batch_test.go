@@ -76,6 +76,9 @@ func TestBatchedSigning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unbatched.Close()
+	if _, err := unbatched.Login(ctx, []byte(tc.PIN)); err != nil {
+		t.Fatal(err)
+	}
 
 	burst := func(c *client.Client, name string) (batches, shares int) {
 		b0, s0 := nodeRequests(t, addrs, "sign_batch"), nodeRequests(t, addrs, "sign_request")

@@ -26,7 +26,7 @@ func tchsm(t *testing.T, tc *testcluster.Cluster, cfg string, args ...string) (s
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, tc.Bin, args...)
-	cmd.Env = append(os.Environ(), "TCHSM_CONFIG="+cfg, "TCHSM_AMQP_URL="+tc.AMQPURL)
+	cmd.Env = append(os.Environ(), "TCHSM_CONFIG="+cfg, "TCHSM_AMQP_URL="+tc.AMQPURL, "TCHSM_PIN="+tc.PIN)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

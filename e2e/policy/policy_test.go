@@ -168,7 +168,9 @@ func TestPolicyThroughTheModule(t *testing.T) {
 	if err := os.WriteFile(in, forged, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(c.Bin, "sign", "-config", c.ClientConfig, "-key", info.ID, "-mech", "sha256", "-in", in).CombinedOutput()
+	cmd := exec.Command(c.Bin, "sign", "-config", c.ClientConfig, "-key", info.ID, "-mech", "sha256", "-in", in)
+	cmd.Env = append(os.Environ(), "TCHSM_PIN="+c.PIN)
+	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "signing policy refuses this signature") || !strings.Contains(string(out), "validity") {
 		t.Errorf("tchsm sign of the forged RRSIG: %v\n%s", err, out)
 	}

@@ -58,6 +58,7 @@ type Backend interface {
 	// data is the PKCS#1 v1.5 payload T (a DigestInfo or raw bytes up to k-11); for the hash
 	// mechanisms it is the message.
 	Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error)
+	PINBackend
 	Close() error
 }
 
@@ -71,4 +72,39 @@ var (
 	// ErrPolicyRefused: more than n−k nodes refused the signature under their signing policy
 	// (the message names their reasons), so fewer than k can sign it. CKR_FUNCTION_REJECTED.
 	ErrPolicyRefused = errors.New("client: refused by the nodes' signing policy")
+	// ErrNotLoggedIn: the nodes hold a PIN for this client and it has not logged in (or its
+	// login was lost and could not be renewed). CKR_USER_NOT_LOGGED_IN.
+	ErrNotLoggedIn = errors.New("client: not logged in to the nodes")
+	// ErrPINIncorrect: a node found the PIN wrong (and counted it). CKR_PIN_INCORRECT.
+	ErrPINIncorrect = errors.New("client: PIN incorrect")
+	// ErrPINLocked: so many nodes locked the client after consecutive wrong PINs that fewer
+	// than k can accept a login; an admin client unlocks it. CKR_PIN_LOCKED.
+	ErrPINLocked = errors.New("client: PIN locked")
+	// ErrNoPINVerifier: no node holds a PIN for this client (a cluster created before the
+	// nodes checked PINs, not migrated with `tchsm pin set`).
+	ErrNoPINVerifier = errors.New("client: the nodes hold no PIN for this client")
 )
+
+// PINStatus is what the nodes said of a client's PIN at its last login or change: the token's
+// CKF_USER_PIN_COUNT_LOW, FINAL_TRY and LOCKED flags come from it.
+type PINStatus struct {
+	// Known is false until a node answered a login or change.
+	Known bool
+	// Failures is the highest consecutive-failure count among the nodes that answered, and
+	// Remaining the fewest tries left before a node locks the client (MaxFailures − Failures).
+	Failures, Remaining int
+	// Locked is true when too many nodes locked the client for k to accept a login.
+	Locked bool
+}
+
+// PINBackend is the part of a Backend that logs in to the nodes with the user PIN (C_Login,
+// C_Logout, C_SetPIN). client.Client implements it.
+type PINBackend interface {
+	// Login proves pin to the nodes; nil once at least k accept (or hold no PIN). Errors wrap
+	// ErrPINIncorrect, ErrPINLocked, ErrNoPINVerifier, ErrNotEnoughNodes or ErrUnavailable.
+	Login(ctx context.Context, pin []byte) (PINStatus, error)
+	// Logout forgets the login sessions.
+	Logout()
+	// ChangePIN replaces the PIN on the nodes.
+	ChangePIN(ctx context.Context, oldPIN, newPIN []byte) (PINStatus, error)
+}

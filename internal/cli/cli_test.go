@@ -37,7 +37,7 @@ func run(t *testing.T, env []string, stdin string, args ...string) string {
 func TestDevClusterLifecycle(t *testing.T) {
 	_, url := testcluster.VHost(t)
 	dir := filepath.Join(t.TempDir(), "dev")
-	env := []string{"TCHSM_AMQP_URL=" + url}
+	env := []string{"TCHSM_AMQP_URL=" + url, "TCHSM_PIN=1234"}
 	out := run(t, env, "", "dev", "up", "-dir", dir, "-k", "2", "-n", "3", "-workers", "1")
 	t.Cleanup(func() { exec.Command(testcluster.Binary(t), "dev", "down", "-dir", dir, "-purge").Run() })
 	if !strings.HasPrefix(out, "export TCHSM_CONFIG=") {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/tchsm/tchsm/internal/clusterinit"
 	"github.com/tchsm/tchsm/internal/config"
-	"github.com/tchsm/tchsm/internal/pin"
 	"github.com/tchsm/tchsm/scripts"
 )
 
@@ -38,7 +37,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	n := fs.Int("n", 5, "up: number of nodes")
 	url := fs.String("amqp", "", "up: broker URL or comma-separated URLs (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
 	label := fs.String("token-label", "tchsm", "up: PKCS#11 token label")
-	userPIN := fs.String("pin", DevPIN, "up: PKCS#11 user PIN")
+	userPIN := fs.String("pin", DevPIN, "up: every client's first user PIN, installed on the nodes (the tchsm command asks for it, or takes $TCHSM_PIN)")
 	workers := fs.Int("workers", 0, "up: signing goroutines per node (0: number of CPUs)")
 	brokers := fs.Int("brokers", 0, "up: also start a local RabbitMQ cluster of this many broker nodes in DIR/brokers and use it (0: use -amqp)")
 	brokerPort := fs.Int("broker-port", 5781, "up: AMQP port of the first of -brokers nodes (the others follow; Erlang distribution on port+20000)")
@@ -88,7 +87,7 @@ func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPI
 				brokerUsers = false
 			}
 		}
-		l, err := clusterinit.Create(dir, clusterinit.Options{K: k, N: n, AMQPURL: url, Signers: 1, OneHost: true, BrokerUsers: brokerUsers})
+		l, err := clusterinit.Create(dir, clusterinit.Options{K: k, N: n, AMQPURL: url, Signers: 1, OneHost: true, BrokerUsers: brokerUsers, PIN: userPIN})
 		if err != nil {
 			return err
 		}
@@ -98,7 +97,7 @@ func devUp(ctx context.Context, e *env, dir string, k, n int, url, label, userPI
 			}
 		}
 		for _, p := range append(l.Clients, l.Signers...) {
-			if err := addPKCS11Section(p, label, userPIN); err != nil {
+			if err := addPKCS11Section(p, label); err != nil {
 				return err
 			}
 		}
@@ -188,18 +187,15 @@ func countUp(ctx context.Context, cfgPath string) (int, int, error) {
 	return up, len(st), last
 }
 
-// addPKCS11Section gives a client config the PKCS#11 module's section (p11shim/README.md).
-func addPKCS11Section(path, label, userPIN string) error {
-	h, err := pin.Hash(userPIN)
-	if err != nil {
-		return err
-	}
+// addPKCS11Section gives a client config the PKCS#11 module's section (p11shim/README.md). It
+// holds no PIN: the nodes check it (clusterinit.Options.PIN).
+func addPKCS11Section(path, label string) error {
 	var raw map[string]any
 	if err := readJSON(path, &raw); err != nil {
 		return err
 	}
 	logFile := filepath.Join(filepath.Dir(path), "pkcs11.log")
-	raw["pkcs11"] = map[string]any{"token_label": label, "user_pin_hash": h, "log_file": logFile}
+	raw["pkcs11"] = map[string]any{"token_label": label, "log_file": logFile}
 	return config.Save(path, raw, 0o600)
 }
 

@@ -22,6 +22,7 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	id := fs.String("cluster-id", "", "cluster id (letters, digits, - and _); random if empty")
 	url := fs.String("amqp", "", "broker URL, or a comma-separated list of a RabbitMQ cluster's nodes, written into every config (default: $TCHSM_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
 	localDealer := fs.Bool("local-dealer", false, "clients deal keys in-process instead of asking `tchsm dealer`")
+	pinFile := fs.String("pin-file", "", "file holding every client's first user PIN, installed on the nodes (encrypted to each); without it the nodes check no PIN until `tchsm pin set`, and a client's files alone sign")
 	brokerUsers := fs.Bool("broker-users", true, "give every node, the dealer and every client its own broker user with only its role's permissions (created by `tchsm broker setup`; -amqp then only names the brokers and the vhost); false: every role uses the -amqp URL's account")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -30,7 +31,18 @@ func runInit(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	l, err := clusterinit.Create(*dir, clusterinit.Options{ClusterID: *id, K: *k, N: *n, Clients: *clients, Signers: *signers, AMQPURL: *url, LocalDealer: *localDealer, BrokerUsers: *brokerUsers})
+	var userPIN string
+	if *pinFile != "" {
+		p, err := readPIN(e, *pinFile, EnvNewPIN, "")
+		if err != nil {
+			return err
+		}
+		if len(p) < 4 || len(p) > 255 {
+			return fmt.Errorf("-pin-file: a PIN has 4 to 255 bytes")
+		}
+		userPIN = string(p)
+	}
+	l, err := clusterinit.Create(*dir, clusterinit.Options{ClusterID: *id, K: *k, N: *n, Clients: *clients, Signers: *signers, AMQPURL: *url, LocalDealer: *localDealer, BrokerUsers: *brokerUsers, PIN: userPIN})
 	if err != nil {
 		return err
 	}
@@ -48,6 +60,10 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "\nThe nodes' passphrases are in %s/secrets, outside the node folders: give each to its node\n"+
 		"as a systemd credential (LoadCredential=passphrase:FILE) or a container secret (/run/secrets/...), then\n"+
 		"delete the folder. Never copy a passphrase into a node's folder.\n", l.Dir)
+	if userPIN == "" {
+		fmt.Fprintf(e.stdout, "\nNo -pin-file: the nodes check no user PIN yet, so a client's files alone sign. Set one\n"+
+			"per client (tchsm pin set -config CLIENT.json) before the clients go into service.\n")
+	}
 	if l.BrokerDefinitions != "" {
 		fmt.Fprintf(e.stdout, "broker:   %s\n\nBefore the first start: `tchsm broker setup -dir %s` where rabbitmqctl reaches the broker\n(it creates every role's broker user, the exchanges and the control queues), and add\n%s to every broker node's rabbitmq.conf.\n",
 			l.BrokerDefinitions, l.Dir, filepath.Join(l.Dir, "broker", clusterinit.BrokerConf))

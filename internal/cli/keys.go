@@ -57,6 +57,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 	p11id := fs.String("id", "", "generate, import: CKA_ID in hex (random 16 bytes if empty)")
 	pemFile := fs.String("pem", "", "import: PEM file with an RSA private key (PKCS#1 or PKCS#8)")
 	dealerCfg := fs.String("dealer-config", "", "import: dealer configuration (import deals in this process)")
+	pinFile := fs.String("pin-file", "", "generate -alg ed25519: file holding the user PIN the nodes check (else $"+EnvPIN+", else a prompt)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,6 +103,10 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		case "rsa":
 		case "ed25519":
 			req = client.GenerateRequest{Algorithm: scheme.Ed25519FROST, Label: *label, P11ID: idb, Nodes: *nodes}
+			// The nodes generate it together: they ask for a login.
+			if err := login(ctx, e, c, *pinFile); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("-alg %q: rsa or ed25519", *alg)
 		}
@@ -286,6 +291,7 @@ func runSign(ctx context.Context, e *env, args []string) error {
 	mechs, names := signMechanisms()
 	mech := fs.String("mech", "", strings.Join(names, ", ")+" (raw: the input is the PKCS#1 payload; default sha256 for RSA keys, eddsa for Ed25519 keys)")
 	in := fs.String("in", "-", "file to sign; - for standard input")
+	pinFile := fs.String("pin-file", "", "file holding the user PIN the nodes check (else $"+EnvPIN+", else a prompt)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -309,6 +315,9 @@ func runSign(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
+	if err := login(ctx, e, c, *pinFile); err != nil {
+		return err
+	}
 	if *mech == "" {
 		k, err := c.Key(ctx, *keyID)
 		if err != nil {

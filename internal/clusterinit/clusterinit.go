@@ -6,6 +6,9 @@
 //	nodes/node-I/node.json         node I's configuration
 //	nodes/node-I/identity.json     node I's identity, encrypted with its passphrase (0600)
 //	nodes/node-I/shares.db         node I's share store (created by the node)
+//	nodes/node-I/initial-pins.json with Options.PIN: every client's first PIN, HPKE-encrypted to
+//	                               node I (trust.InitialPINs); the node installs them in its
+//	                               store at its first start (0600)
 //	secrets/node-I.passphrase      node I's passphrase (0600, folder 0700): outside the node's
 //	                               folder, so that a copy of that folder does not decrypt its
 //	                               shares; give it to the node as a systemd credential or a
@@ -23,6 +26,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -31,6 +35,7 @@ import (
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
+	tchsmpb "github.com/tchsm/tchsm/proto"
 )
 
 // Options says what cluster to create.
@@ -55,6 +60,11 @@ type Options struct {
 	// names the brokers, the vhost and the scheme), and broker/definitions.json creates them.
 	// Without it every role uses AMQPURL's account.
 	BrokerUsers bool
+	// PIN, when set, is every client's first user PIN: each node gets it, encrypted to the
+	// node alone, in initial-pins.json, and checks it from its first start (node/login.go).
+	// Without it the nodes hold no PIN until `tchsm pin set`, and serve the clients without a
+	// login. The PIN is written nowhere in clear, and nowhere on the clients' side.
+	PIN string
 }
 
 // Layout names the files Create wrote.
@@ -221,6 +231,11 @@ func Create(dir string, o Options) (*Layout, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
+	if o.PIN != "" {
+		if err := writeInitialPINs(l, m, o.PIN); err != nil {
+			return nil, err
+		}
+	}
 	if accounts != nil {
 		ids := make([]string, len(m.Nodes))
 		for i, n := range m.Nodes {
@@ -234,4 +249,48 @@ func Create(dir string, o Options) (*Layout, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// InitialPINsFile is the name of a node's initial PINs file in its folder.
+const InitialPINsFile = "initial-pins.json"
+
+// writeInitialPINs gives every node the PIN of every client, sealed to that node, and names
+// the file in the node's config.
+func writeInitialPINs(l *Layout, m *trust.Manifest, userPIN string) error {
+	for i, nd := range m.Nodes {
+		f := trust.InitialPINs{Version: 1, Node: nd.ID, Clients: map[string]trust.SealedPIN{}}
+		for _, c := range m.Clients {
+			enc, ct, key, err := trust.SealPIN(nd, m.ClusterID, c.ID, trust.PINPurposeInitial, &tchsmpb.PINSecret{Pin: []byte(userPIN)})
+			clear(key)
+			if err != nil {
+				return err
+			}
+			f.Clients[c.ID] = trust.SealedPIN{Enc: enc, Ciphertext: ct}
+		}
+		b, err := json.MarshalIndent(f, "", "  ")
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(l.Nodes[i])
+		if err := os.WriteFile(filepath.Join(dir, InitialPINsFile), append(b, '\n'), 0o600); err != nil {
+			return err
+		}
+		raw := map[string]any{}
+		if err := readJSON(l.Nodes[i], &raw); err != nil {
+			return err
+		}
+		raw["initial_pins"] = InitialPINsFile
+		if err := config.Save(l.Nodes[i], raw, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
 }

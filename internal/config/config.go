@@ -139,6 +139,13 @@ type Node struct {
 	// SigningPolicy is the DNSSEC signing policy this node enforces (internal/dnspolicy); nil:
 	// none, every key signs as before.
 	SigningPolicy *SigningPolicy `json:"signing_policy,omitempty"`
+	// PINMaxFailures is how many consecutive wrong PINs lock a client on this node until an
+	// admin client unlocks it (0: DefaultPINMaxFailures).
+	PINMaxFailures int `json:"pin_max_failures,omitempty"`
+	// InitialPINs is the file `tchsm init -pin-file` writes beside the node's identity: every
+	// client's first PIN, HPKE-encrypted to this node (trust.PINPurposeInitial). At start the
+	// node installs each one for a client it holds no PIN for yet; a PIN changed since is kept.
+	InitialPINs string `json:"initial_pins,omitempty"`
 }
 
 // SigningPolicy is a node's DNSSEC signing policy: the node's operator's own, never the
@@ -230,6 +237,20 @@ func (sp *SigningPolicy) Validate() error {
 const DefaultDeletedKeyGrace = 7 * 24 * time.Hour
 
 // Grace returns the node's grace period for deleted keys.
+// DefaultPINMaxFailures is Node.PINMaxFailures's default.
+const DefaultPINMaxFailures = 10
+
+// MaxPINFailures bounds Node.PINMaxFailures.
+const MaxPINFailures = 1000
+
+// PINLimit is PINMaxFailures with its default.
+func (c *Node) PINLimit() int {
+	if c.PINMaxFailures == 0 {
+		return DefaultPINMaxFailures
+	}
+	return c.PINMaxFailures
+}
+
 func (c *Node) Grace() time.Duration { return c.DeletedKeyGrace.Or(DefaultDeletedKeyGrace) }
 
 // Dealer is the dealer's configuration (`tchsm dealer --config FILE`, or used in-process).
@@ -305,7 +326,7 @@ const (
 type PKCS11 struct {
 	TokenLabel     string   `json:"token_label,omitempty"`   // at most 32 bytes of UTF-8
 	Serial         string   `json:"serial,omitempty"`        // at most 16 printable ASCII characters
-	UserPINHash    string   `json:"user_pin_hash,omitempty"` // argon2id PHC string (internal/pin); "": nobody can log in
+	UserPINHash    string   `json:"user_pin_hash,omitempty"` // legacy: argon2id PHC string (internal/pin), checked only while no node holds a PIN for the client
 	SignTimeout    Duration `json:"sign_timeout,omitempty"`
 	KeygenTimeout  Duration `json:"keygen_timeout,omitempty"`
 	RequestTimeout Duration `json:"request_timeout,omitempty"`
@@ -416,7 +437,7 @@ func Load(path string, v any) error {
 	}
 	switch c := v.(type) {
 	case *Node:
-		for _, p := range []*string{&c.Manifest, &c.Identity, &c.Store, &c.PassphraseFile, &c.AMQP.CAFile, &c.AMQP.CertFile, &c.AMQP.KeyFile} {
+		for _, p := range []*string{&c.Manifest, &c.Identity, &c.Store, &c.PassphraseFile, &c.InitialPINs, &c.AMQP.CAFile, &c.AMQP.CertFile, &c.AMQP.KeyFile} {
 			abs(p)
 		}
 		return c.Validate()
@@ -467,6 +488,9 @@ func (c *Node) Validate() error {
 	}
 	if c.Workers < 0 {
 		return fmt.Errorf("%w: workers must not be negative", ErrInvalid)
+	}
+	if c.PINMaxFailures < 0 || c.PINMaxFailures > MaxPINFailures {
+		return fmt.Errorf("%w: pin_max_failures must be 0 (default %d) to %d", ErrInvalid, DefaultPINMaxFailures, MaxPINFailures)
 	}
 	if c.SigningPolicy != nil {
 		if err := c.SigningPolicy.Validate(); err != nil {

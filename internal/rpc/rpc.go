@@ -50,12 +50,15 @@ func (e *Error) Error() string {
 
 // Is maps the codes a Backend caller acts on to the backend errors: UNKNOWN_KEY is
 // backend.ErrKeyNotFound, BAD_REQUEST is backend.ErrInvalidInput, UNAUTHORIZED is
-// backend.ErrUnauthorized, POLICY_REFUSED is backend.ErrPolicyRefused.
+// backend.ErrUnauthorized, POLICY_REFUSED is backend.ErrPolicyRefused, NOT_LOGGED_IN is
+// backend.ErrNotLoggedIn, PIN_LOCKED is backend.ErrPINLocked.
 func (e *Error) Is(target error) bool {
 	return target == backend.ErrKeyNotFound && e.Code == tchsmpb.Error_UNKNOWN_KEY ||
 		target == backend.ErrInvalidInput && e.Code == tchsmpb.Error_BAD_REQUEST ||
 		target == backend.ErrUnauthorized && e.Code == tchsmpb.Error_UNAUTHORIZED ||
-		target == backend.ErrPolicyRefused && e.Code == tchsmpb.Error_POLICY_REFUSED
+		target == backend.ErrPolicyRefused && e.Code == tchsmpb.Error_POLICY_REFUSED ||
+		target == backend.ErrNotLoggedIn && e.Code == tchsmpb.Error_NOT_LOGGED_IN ||
+		target == backend.ErrPINLocked && e.Code == tchsmpb.Error_PIN_LOCKED
 }
 
 // Caller sends requests as one identity.
@@ -137,6 +140,11 @@ type Server struct {
 	// f is the Failure a request was answered with, nil for an answer. Roles count and log
 	// failures there.
 	Done func(op *trust.Opened, typ string, f *Failure)
+	// Unwrap, when set, sees every request that opened before anything else: it returns the
+	// request to serve (nodes: the one a LoggedIn wrapper carries, with its own type, so that
+	// Permits, Handle, Done and the metrics see that type), or a Failure that answers it (a
+	// request that needs a login and came without one).
+	Unwrap func(op *trust.Opened) (*trust.Opened, *Failure)
 
 	rejects LogLimit
 }
@@ -190,6 +198,14 @@ func (s *Server) Serve(ctx context.Context, d transport.Delivery) (reply []byte,
 		s.done(nil, "rejected", nil)
 		return nil, fmt.Errorf("%w: %w", ErrRejected, Category(err))
 	}
+	var f *Failure
+	if s.Unwrap != nil {
+		if in, uf := s.Unwrap(op); uf != nil {
+			f = uf
+		} else {
+			op = in
+		}
+	}
 	typ := TypeName(op.Type)
 	defer func() {
 		if r := recover(); r != nil {
@@ -201,14 +217,15 @@ func (s *Server) Serve(ctx context.Context, d transport.Delivery) (reply []byte,
 		}
 	}()
 	var body proto.Message
-	var f *Failure
-	if !trust.Permits(op.Sender, op.Type) {
+	switch {
+	case f != nil: // Unwrap refused it
+	case !trust.Permits(op.Sender, op.Type):
 		// Authentic, but the sender's client role does not allow it (trust.Permits): the
 		// sender is known, so it is told so in a sealed answer.
 		f = Fail(tchsmpb.Error_UNAUTHORIZED, "", "%s is a %s client; %v needs an %s client", op.Sender.ID, op.Sender.ClientRole.Effective(), op.Type, trust.ClientRoleAdmin)
-	} else if ctx.Err() != nil {
+	case ctx.Err() != nil:
 		f = Fail(tchsmpb.Error_EXPIRED, "", "deadline passed before the request was served")
-	} else {
+	default:
 		body, f = s.Handle(ctx, op)
 	}
 	s.done(op, typ, f)

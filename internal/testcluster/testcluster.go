@@ -23,7 +23,6 @@ import (
 	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/internal/clusterinit"
 	"github.com/tchsm/tchsm/internal/config"
-	"github.com/tchsm/tchsm/internal/pin"
 )
 
 // Options configure a test cluster.
@@ -36,7 +35,8 @@ type Options struct {
 	DealerPool int
 	// NodeConfig, when set, edits node i's configuration (1-based) before it starts.
 	NodeConfig func(i int, c *config.Node)
-	// TokenLabel and PIN fill the client config's pkcs11 section (defaults "tchsm", "1234").
+	// TokenLabel fills the client config's pkcs11 section (default "tchsm"); PIN is every
+	// client's user PIN, installed on the nodes (default "1234").
 	TokenLabel, PIN string
 	// Brokers, when set, is the broker cluster to run on (StartBrokers) instead of the
 	// machine's broker; every process gets all of its nodes' URLs.
@@ -172,7 +172,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	} else {
 		c.VHost, c.AMQPURL = VHost(t)
 	}
-	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true, BrokerUsers: o.BrokerUsers})
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true, BrokerUsers: o.BrokerUsers, PIN: o.PIN})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func Start(t testing.TB, o Options) *Cluster {
 			t.Fatal(err)
 		}
 		raw := config.Node{AMQP: c.amqpSection(nc.AMQP), Manifest: nc.Manifest, Identity: nc.Identity,
-			Store: nc.Store, PassphraseFile: nc.PassphraseFile, Workers: o.Workers, LogLevel: "debug"}
+			Store: nc.Store, PassphraseFile: nc.PassphraseFile, InitialPINs: nc.InitialPINs, Workers: o.Workers, LogLevel: "debug"}
 		if o.NodeConfig != nil {
 			o.NodeConfig(i+1, &raw)
 		}
@@ -206,7 +206,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		}
 	}
 	for _, p := range []string{c.ClientConfig, c.SignerConfig} {
-		if err := c.addPKCS11(p, o.TokenLabel, o.PIN); err != nil {
+		if err := c.addPKCS11(p, o.TokenLabel); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -263,11 +263,8 @@ func amqpSection(urls string) config.AMQP {
 	return config.AMQP{URL: urls}
 }
 
-func (c *Cluster) addPKCS11(path, label, userPIN string) error {
-	h, err := pin.Hash(userPIN)
-	if err != nil {
-		return err
-	}
+// addPKCS11 gives a client file the module's section; the PIN is on the nodes.
+func (c *Cluster) addPKCS11(path, label string) error {
 	var cc config.Client
 	if err := config.Load(path, &cc); err != nil {
 		return err
@@ -276,7 +273,7 @@ func (c *Cluster) addPKCS11(path, label, userPIN string) error {
 	if path != c.ClientConfig {
 		logs = "-" + filepath.Base(filepath.Dir(path))
 	}
-	sec := &config.PKCS11{TokenLabel: label, UserPINHash: h, LogFile: filepath.Join(c.Dir, "pkcs11"+logs+".log")}
+	sec := &config.PKCS11{TokenLabel: label, LogFile: filepath.Join(c.Dir, "pkcs11"+logs+".log")}
 	raw := config.Client{AMQP: c.amqpSection(cc.AMQP), Manifest: cc.Manifest, Identity: cc.Identity,
 		PKCS11: sec, LogFile: filepath.Join(c.Dir, "client"+logs+".log"), LogLevel: "debug"}
 	return config.Save(path, raw, 0o600)
@@ -378,37 +375,37 @@ func (c *Cluster) DumpLogs() {
 	}
 }
 
-// Client opens a client with client-1's config; it is closed at the end of the test.
-func (c *Cluster) Client() *client.Client {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cl, err := client.Open(ctx, c.ClientConfig)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { cl.Close() })
-	return cl
-}
+// Client opens a client with client-1's config, logged in with c.PIN; it is closed at the end
+// of the test.
+func (c *Cluster) Client() *client.Client { return c.Open(c.ClientConfig, true) }
 
-// Signer opens a client with signer-1's config (role signer); it is closed at the end of the
-// test.
-func (c *Cluster) Signer() *client.Client {
+// Signer opens a client with signer-1's config (role signer), logged in with c.PIN; it is
+// closed at the end of the test.
+func (c *Cluster) Signer() *client.Client { return c.Open(c.SignerConfig, true) }
+
+// Open opens a client with the config at path, logged in with c.PIN when login is set; it is
+// closed at the end of the test.
+func (c *Cluster) Open(path string, login bool) *client.Client {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cl, err := client.Open(ctx, c.SignerConfig)
+	cl, err := client.Open(ctx, path)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { cl.Close() })
+	if login {
+		if _, err := cl.Login(ctx, []byte(c.PIN)); err != nil {
+			c.t.Fatalf("login with %s: %v", path, err)
+		}
+	}
 	return cl
 }
 
 // WaitUp waits until at least want nodes answer a health request.
 func (c *Cluster) WaitUp(want int, timeout time.Duration) {
 	c.t.Helper()
-	cl := c.Client()
+	cl := c.Open(c.ClientConfig, false) // health needs no login
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -37,7 +37,10 @@ func (r ClientRole) Effective() ClientRole {
 // restore keys, run distributed key generations among the nodes (DKGRequest, DKGCommit: the
 // client relays, it never sees a share) and hand the deals kept for a node that took no part
 // to the dealer (DKGLateDeals); which of these a client may send is clientAllowed's decision,
-// by its client role. Nodes only answer: acknowledgements, signature shares (alone or in a
+// by its client role. Every client logs in to the nodes with its PIN (PINLogin), changes it
+// (PINChange) and wraps the requests that need a login in LoggedIn (the wrapper's inner type is
+// checked against this table again by the node); only admins unlock a locked client
+// (PINUnlock). Nodes only answer: acknowledgements, signature shares (alone or in a
 // SignBatchResult), proofs, key lists, health, errors.
 var allowed = map[Role]map[tchsmpb.BodyType]bool{
 	RoleDealer: {
@@ -65,16 +68,21 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_ERROR:             true,
 		tchsmpb.BodyType_BODY_TYPE_DKG_REPLY:         true,
 		tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT_ACK:    true,
+		tchsmpb.BodyType_BODY_TYPE_PIN_RESULT:        true,
 	},
 }
 
-// signerAllowed is what every client may send.
+// signerAllowed is what every client may send. A LoggedIn wrapper is allowed to every client:
+// what it carries is checked again (Permits) once the node has unwrapped it.
 var signerAllowed = map[tchsmpb.BodyType]bool{
 	tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST:   true,
 	tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH:     true,
 	tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST:  true,
 	tchsmpb.BodyType_BODY_TYPE_LIST_KEYS:      true,
 	tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST: true,
+	tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN:      true,
+	tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE:     true,
+	tchsmpb.BodyType_BODY_TYPE_LOGGED_IN:      true,
 }
 
 // adminOnly is what only admin clients may send: what changes the set of keys.
@@ -85,6 +93,7 @@ var adminOnly = []tchsmpb.BodyType{
 	tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST,
 	tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT,
 	tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
+	tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK,
 }
 
 // clientAllowed is the table's part for clients, by client role. A body type that only admins

@@ -479,7 +479,9 @@ func TestAllowedTable(t *testing.T) {
 		RoleClient: {tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH, tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST,
 			tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
 			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY,
-			tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS},
+			tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
+			tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN,
+			tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK},
 		RoleDealer: {tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
 			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE,
 			tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
@@ -489,7 +491,7 @@ func TestAllowedTable(t *testing.T) {
 		RoleNode: {tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK,
 			tchsmpb.BodyType_BODY_TYPE_SIGNATURE_SHARE, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH_RESULT, tchsmpb.BodyType_BODY_TYPE_PROOF,
 			tchsmpb.BodyType_BODY_TYPE_KEY_LIST, tchsmpb.BodyType_BODY_TYPE_HEALTH, tchsmpb.BodyType_BODY_TYPE_ERROR,
-			tchsmpb.BodyType_BODY_TYPE_DKG_REPLY, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT_ACK},
+			tchsmpb.BodyType_BODY_TYPE_DKG_REPLY, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT_ACK, tchsmpb.BodyType_BODY_TYPE_PIN_RESULT},
 	}
 	all := append(tchsmpb.BodyTypes(), tchsmpb.BodyType_BODY_TYPE_UNSPECIFIED, 999)
 	for _, role := range []Role{RoleClient, RoleDealer, RoleNode, "", "admin"} {
@@ -516,9 +518,11 @@ func TestAllowedTable(t *testing.T) {
 // affected by a client role.
 func TestPermitsByClientRole(t *testing.T) {
 	signerMay := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH,
-		tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST, tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST}
+		tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST, tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
+		tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN}
 	adminOnly := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
-		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS}
+		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
+		tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK}
 	all := append(tchsmpb.BodyTypes(), tchsmpb.BodyType_BODY_TYPE_UNSPECIFIED, 999)
 	for _, tc := range []struct {
 		role ClientRole

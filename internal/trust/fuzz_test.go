@@ -40,6 +40,12 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 		t.Fatal(err)
 	}
 	proof := &tchsmpb.ShareProof{C: bytes.Repeat([]byte{1}, 32), Z: bytes.Repeat([]byte{2}, 300)}
+	penc, pct, skey, err := SealPIN(c.m.Nodes[0], c.m.ClusterID, "alice", PINPurposeLogin, &tchsmpb.PINSecret{Pin: []byte("1234")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := bytes.Repeat([]byte{3}, SessionIDSize)
+	inner, _ := proto.Marshal(signReq)
 	return []struct {
 		from *Identity
 		msg  proto.Message
@@ -75,6 +81,12 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 			Endorsements: []*tchsmpb.KeyEndorsement{EndorseRecordBytes(c.nodes[0], srec.Record)}},
 			Recipient: "node3", Qualified: []uint32{1, 2}, Deals: []*tchsmpb.DKGMessage{{From: 1, To: 3, Payload: []byte("deal")}}}},
 		{c.dealer, &tchsmpb.DKGLateDealsAck{Queued: []string{"node3"}}},
+		{c.alice, &tchsmpb.PINLogin{Enc: penc, Ciphertext: pct}},
+		{c.nodes[0], &tchsmpb.PINResult{Status: tchsmpb.PINResult_INCORRECT, Node: "node1", Failures: 3, MaxFailures: 10}},
+		{c.bob, &tchsmpb.PINChange{Enc: penc, Ciphertext: pct}},
+		{c.alice, &tchsmpb.PINUnlock{Client: "bob"}},
+		{c.alice, &tchsmpb.LoggedIn{Session: session, Type: tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, Body: inner,
+			Mac: LoginMAC(skey, session, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, inner)}},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -62,6 +63,11 @@ type Running struct {
 // Options for New.
 type Options struct {
 	K, N int
+	// Signers is the number of signer clients (signer-1..), besides the admin client-1.
+	Signers int
+	// PIN, when set, is every client's first PIN, installed on the nodes at their first start
+	// (clusterinit.Options.PIN).
+	PIN string
 	// Logger for nodes and dealers; nil logs to the test log at warn level and above when
 	// TCHSM_TEST_LOG is set, and discards otherwise.
 	Logger *slog.Logger
@@ -120,7 +126,7 @@ func (c *Cluster) setUp(o Options, brokerURL string) {
 			c.Logger = slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
 	}
-	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: brokerURL, Clients: 1})
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, AMQPURL: brokerURL, Clients: 1, Signers: o.Signers, PIN: o.PIN})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -295,7 +301,7 @@ func (c *Cluster) Identity(id string) *trust.Identity {
 	case trust.RoleDealer:
 		path = c.DealerCfg.Identity
 	case trust.RoleClient:
-		for _, cp := range c.Layout.Clients {
+		for _, cp := range append(slices.Clone(c.Layout.Clients), c.Layout.Signers...) {
 			var cc config.Client
 			if err := config.Load(cp, &cc); err != nil {
 				c.TB.Fatal(err)

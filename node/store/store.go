@@ -17,6 +17,9 @@
 //	            key id -> the deleted key's record and sealed share, moved there unchanged
 //	            (still encrypted, same associated data) until Purge removes them
 //	restored    key id -> issue time (Unix ns, 8 bytes) of the RestoreKey that brought it back
+//	pins        client id -> nonce(24) || XChaCha20-Poly1305 ciphertext of the client's PIN
+//	            state (JSON: argon2id verifier, consecutive failures, locked; see PIN), with
+//	            associated data binding it to the node id and the client id
 //
 // The share's associated data binds it to the store's node id, the key id and the SHA-256 of the
 // stored record bytes: a share cannot be moved to another key or node, nor its record swapped

@@ -518,7 +518,8 @@ func TestModule(t *testing.T) {
 		must(t, p.CloseSession(s))
 		rvs = lib.Unsupported(uint(ro))
 		// C_CreateObject makes RSA public session keys only: an empty template is incomplete.
-		want = []uint{pkcs11.CKR_FUNCTION_NOT_SUPPORTED, pkcs11.CKR_FUNCTION_NOT_SUPPORTED, pkcs11.CKR_FUNCTION_NOT_SUPPORTED,
+		// C_SetPIN changes the PIN on the nodes, in a read/write session only.
+		want = []uint{pkcs11.CKR_FUNCTION_NOT_SUPPORTED, pkcs11.CKR_FUNCTION_NOT_SUPPORTED, pkcs11.CKR_SESSION_READ_ONLY,
 			pkcs11.CKR_TEMPLATE_INCOMPLETE, pkcs11.CKR_FUNCTION_NOT_SUPPORTED, pkcs11.CKR_FUNCTION_NOT_SUPPORTED,
 			pkcs11.CKR_FUNCTION_NOT_SUPPORTED, pkcs11.CKR_FUNCTION_NOT_PARALLEL}
 		for i := range want {

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -44,6 +45,88 @@ type clusterBackend struct {
 
 	// refuse makes Sign answer as a cluster whose nodes' signing policy refuses.
 	refuse bool
+
+	// The nodes' PIN, as one node would keep it: nil means no node holds one (the token then
+	// checks user_pin_hash); with one, Sign needs a login, wrong PINs count up to maxFails.
+	pin       []byte
+	failures  int
+	maxFails  int
+	locked    bool
+	logged    bool
+	loginRuns int
+}
+
+func (b *clusterBackend) setPIN(pin string, maxFails int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pin, b.maxFails = []byte(pin), maxFails
+}
+
+func (b *clusterBackend) status() backend.PINStatus {
+	return backend.PINStatus{Known: true, Failures: b.failures, Remaining: b.maxFails - b.failures, Locked: b.locked}
+}
+
+func (b *clusterBackend) Login(_ context.Context, pin []byte) (backend.PINStatus, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.loginRuns++
+	switch {
+	case b.pin == nil:
+		return backend.PINStatus{}, backend.ErrNoPINVerifier
+	case b.locked:
+		return b.status(), backend.ErrPINLocked
+	case !bytes.Equal(pin, b.pin):
+		b.failures++
+		if b.failures >= b.maxFails {
+			b.locked = true
+			return b.status(), backend.ErrPINLocked
+		}
+		return b.status(), backend.ErrPINIncorrect
+	}
+	b.failures, b.logged = 0, true
+	return b.status(), nil
+}
+
+func (b *clusterBackend) Logout() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.logged = false
+}
+
+func (b *clusterBackend) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) (backend.PINStatus, error) {
+	if b.pin == nil && oldPIN == nil {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.pin, b.maxFails, b.logged = bytes.Clone(newPIN), 10, true
+		return b.status(), nil
+	}
+	st, err := b.Login(ctx, oldPIN)
+	if err != nil {
+		return st, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pin = bytes.Clone(newPIN)
+	return b.status(), nil
+}
+
+func (b *clusterBackend) unlock() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failures, b.locked = 0, false
+}
+
+// needLogin is Sign's check, as the nodes make it.
+func (b *clusterBackend) needLogin() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pin != nil && b.locked {
+		return backend.ErrPINLocked
+	}
+	if b.pin != nil && !b.logged {
+		return backend.ErrNotLoggedIn
+	}
+	return nil
 }
 
 type clusterKey struct {
@@ -213,6 +296,9 @@ func (b *clusterBackend) downLocked() []int {
 }
 
 func (b *clusterBackend) Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error) {
+	if err := b.needLogin(); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	k, closed, delay, corrupt := b.keys[id], b.closed, b.delay, b.corrupt
 	b.lastMech, b.lastData = mech, append([]byte{}, data...)

@@ -97,6 +97,9 @@ const (
 	CKF_RNG                  uint = 0x1
 	CKF_LOGIN_REQUIRED       uint = 0x4
 	CKF_USER_PIN_INITIALIZED uint = 0x8
+	CKF_USER_PIN_COUNT_LOW   uint = 0x10000
+	CKF_USER_PIN_FINAL_TRY   uint = 0x20000
+	CKF_USER_PIN_LOCKED      uint = 0x40000
 	CKF_TOKEN_INITIALIZED    uint = 0x400
 	CKF_RW_SESSION           uint = 0x2
 	CKF_SERIAL_SESSION       uint = 0x4

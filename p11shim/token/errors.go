@@ -23,6 +23,8 @@ var (
 	ErrUserTypeInvalid             = errors.New("token: user type invalid")
 	ErrUserPINNotInitialized       = errors.New("token: user PIN not initialised")
 	ErrPINIncorrect                = errors.New("token: PIN incorrect")
+	ErrPINLocked                   = errors.New("token: PIN locked on the signing nodes")
+	ErrPINLenRange                 = errors.New("token: PIN length out of range")
 	ErrObjectHandleInvalid         = errors.New("token: object handle invalid")
 	ErrKeyHandleInvalid            = errors.New("token: key handle invalid")
 	ErrKeyTypeInconsistent         = errors.New("token: key type inconsistent with mechanism")
@@ -64,6 +66,12 @@ func backendErr(op string, err, notFound, invalid error) error {
 		return fmt.Errorf("%w: %s: %w", invalid, op, err)
 	case errors.Is(err, backend.ErrPolicyRefused):
 		return fmt.Errorf("%w: %s: %w", ErrFunctionRejected, op, err)
+	case errors.Is(err, backend.ErrPINLocked):
+		return fmt.Errorf("%w: %s: %w", ErrPINLocked, op, err)
+	case errors.Is(err, backend.ErrNotLoggedIn):
+		// The nodes lost this process's login and it could not be renewed (the PIN changed
+		// elsewhere): the caller must log in again.
+		return fmt.Errorf("%w: %s: %w", ErrUserNotLoggedIn, op, err)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%w: %s: %w", ErrSessionClosed, op, err)
 	case errors.Is(err, backend.ErrUnauthorized):

@@ -34,8 +34,17 @@
 // expects (its worker threads open sessions and check for CKS_RW_USER_FUNCTIONS without logging
 // in). A second C_Login returns ErrUserAlreadyLoggedIn (CKR_USER_ALREADY_LOGGED_IN) as the
 // specification says. Closing the last session logs out. Only the normal user exists; CKU_SO
-// returns ErrUserTypeInvalid (no SO functions — C_InitToken, C_InitPIN, C_SetPIN — are
-// supported: the PIN hash lives in the configuration, written by the tchsm CLI).
+// returns ErrUserTypeInvalid (no SO functions — C_InitToken, C_InitPIN — are supported).
+//
+// The PIN is checked by the signing nodes, not here (backend.PINBackend): C_Login proves it to
+// them, and they refuse this client's signing and key generation requests without that login,
+// count consecutive wrong PINs and lock the client at their limit until an admin unlocks it
+// (tchsm pin unlock); CKR_PIN_LOCKED then, and CK_TOKEN_INFO shows CKF_USER_PIN_COUNT_LOW,
+// FINAL_TRY and LOCKED from what the nodes said at the last login or C_SetPIN (the token does
+// not ask them at every C_GetTokenInfo). C_SetPIN (read/write session) changes the PIN on the
+// nodes. Listing and reading public objects needs no login. A client file with a
+// user_pin_hash is still honoured when no node holds a PIN for the client (a cluster created
+// before the nodes checked PINs); see the README's migration.
 package token
 
 import (
@@ -83,6 +92,8 @@ type Token struct {
 	mu          sync.Mutex
 	closed      bool
 	loggedIn    bool
+	pinStatus   backend.PINStatus // what the nodes said at the last login or PIN change
+	noNodePIN   bool              // the nodes said they hold no PIN for this client
 	sessions    map[uint]*session
 	nextSession uint
 	nextObject  uint
@@ -244,10 +255,11 @@ func (t *Token) TokenInfo(slot uint) (TokenInfo, error) {
 		return TokenInfo{}, ErrSlotIDInvalid
 	}
 	flags := CKF_RNG | CKF_LOGIN_REQUIRED | CKF_TOKEN_INITIALIZED
-	if t.cfg.UserPINHash != "" {
+	t.mu.Lock()
+	if !t.noNodePIN || t.cfg.UserPINHash != "" {
 		flags |= CKF_USER_PIN_INITIALIZED
 	}
-	t.mu.Lock()
+	flags |= pinFlags(t.pinStatus)
 	var n, rw uint
 	for _, s := range t.sessions {
 		n++
@@ -424,8 +436,9 @@ func (t *Token) closeLocked(s *session) {
 			delete(t.byHandle, h)
 		}
 	}
-	if len(t.sessions) == 0 {
+	if len(t.sessions) == 0 && t.loggedIn {
 		t.loggedIn = false
+		t.backend.Logout()
 	}
 	s.cancel()
 }
@@ -474,8 +487,38 @@ func (t *Token) isLoggedIn() bool {
 	return t.loggedIn
 }
 
-// Login logs the user in on every session (C_Login). The PIN is checked in constant time
-// against the configured argon2id hash.
+// pinFlags are the CK_TOKEN_INFO flags of the nodes' PIN counters: COUNT_LOW once a node
+// counted a wrong PIN, FINAL_TRY when a node has one try left, LOCKED when too many nodes
+// locked the client for k of them to accept a login.
+func pinFlags(st backend.PINStatus) uint {
+	switch {
+	case !st.Known:
+		return 0
+	case st.Locked:
+		return CKF_USER_PIN_LOCKED
+	case st.Remaining == 1:
+		return CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY
+	case st.Failures > 0:
+		return CKF_USER_PIN_COUNT_LOW
+	}
+	return 0
+}
+
+// notePIN keeps what the nodes said of the PIN.
+func (t *Token) notePIN(st backend.PINStatus, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.noNodePIN = errors.Is(err, backend.ErrNoPINVerifier)
+	if st.Known {
+		t.pinStatus = st
+	}
+}
+
+// Login logs the user in on every session (C_Login). The PIN goes to the signing nodes
+// (backend.PINBackend.Login), which hold its verifier and the failure counter; the token is
+// logged in once at least k of them accept it. Only when no node holds a PIN for this client
+// (a cluster not migrated yet) is it checked against the configuration's user_pin_hash, as
+// before (a hash that a stolen client file lets anyone test offline: see the README).
 func (t *Token) Login(h, userType uint, pinBytes []byte) error {
 	s, err := t.acquire(h)
 	if err != nil {
@@ -491,22 +534,33 @@ func (t *Token) Login(h, userType uint, pinBytes []byte) error {
 	default:
 		return ErrUserTypeInvalid
 	}
-	if t.cfg.UserPINHash == "" {
-		return ErrUserPINNotInitialized
-	}
 	if t.isLoggedIn() {
 		return ErrUserAlreadyLoggedIn
 	}
 	if len(pinBytes) > pin.MaxPINLen {
 		return ErrPINIncorrect
 	}
-	ok, err := pin.Verify(t.cfg.UserPINHash, string(pinBytes))
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrDeviceError, err)
-	}
-	if !ok {
-		t.log.Warn("C_Login: incorrect PIN", "session", h)
-		return ErrPINIncorrect
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.RequestTimeout))
+	defer cancel()
+	st, err := t.backend.Login(ctx, pinBytes)
+	t.notePIN(st, err)
+	switch {
+	case err == nil:
+		if t.cfg.UserPINHash != "" {
+			t.log.Warn("C_Login: the nodes check the PIN; user_pin_hash in the client file is no longer used: remove it", "session", h)
+		}
+	case errors.Is(err, backend.ErrNoPINVerifier):
+		if err := t.legacyLogin(h, pinBytes); err != nil {
+			return err
+		}
+	case errors.Is(err, backend.ErrPINIncorrect):
+		t.log.Warn("C_Login: incorrect PIN", "session", h, "failures", st.Failures, "tries_left", st.Remaining)
+		return fmt.Errorf("%w: %w", ErrPINIncorrect, err)
+	case errors.Is(err, backend.ErrPINLocked):
+		t.log.Warn("C_Login: the PIN is locked on the nodes; an admin client unlocks it (tchsm pin unlock)", "session", h)
+		return fmt.Errorf("%w: %w", ErrPINLocked, err)
+	default:
+		return backendErr("C_Login", err, ErrDeviceError, ErrArgumentsBad)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -516,6 +570,63 @@ func (t *Token) Login(h, userType uint, pinBytes []byte) error {
 	t.loggedIn = true
 	t.log.Info("C_Login: user logged in", "session", h)
 	return nil
+}
+
+// legacyLogin checks the PIN against user_pin_hash, for a cluster whose nodes hold no PIN.
+func (t *Token) legacyLogin(h uint, pinBytes []byte) error {
+	if t.cfg.UserPINHash == "" {
+		return fmt.Errorf("%w: no node holds a PIN for this client (tchsm pin set)", ErrUserPINNotInitialized)
+	}
+	ok, err := pin.Verify(t.cfg.UserPINHash, string(pinBytes))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDeviceError, err)
+	}
+	if !ok {
+		t.log.Warn("C_Login: incorrect PIN (user_pin_hash: the nodes hold no PIN for this client yet)", "session", h)
+		return ErrPINIncorrect
+	}
+	t.log.Warn("C_Login: PIN checked against user_pin_hash, which a copy of the client file lets anyone test offline; install it on the nodes with tchsm pin set", "session", h)
+	return nil
+}
+
+// SetPIN changes the user PIN on the signing nodes (C_SetPIN, in a read/write session). When no
+// node holds a PIN for this client yet and the old PIN matches user_pin_hash, it installs the
+// new one on the nodes (the migration of `tchsm pin set`).
+func (t *Token) SetPIN(h uint, oldPIN, newPIN []byte) error {
+	s, err := t.acquire(h)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if !s.rw {
+		return ErrSessionReadOnly
+	}
+	if len(newPIN) < MinPINLen || len(newPIN) > MaxPINLen {
+		return ErrPINLenRange
+	}
+	if len(oldPIN) > pin.MaxPINLen {
+		return ErrPINIncorrect
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.RequestTimeout))
+	defer cancel()
+	st, err := t.backend.ChangePIN(ctx, oldPIN, newPIN)
+	if errors.Is(err, backend.ErrNoPINVerifier) {
+		if lerr := t.legacyLogin(h, oldPIN); lerr != nil {
+			return lerr
+		}
+		st, err = t.backend.ChangePIN(ctx, nil, newPIN)
+	}
+	t.notePIN(st, err)
+	switch {
+	case err == nil:
+		t.log.Info("C_SetPIN: PIN changed on the nodes", "session", h)
+		return nil
+	case errors.Is(err, backend.ErrPINIncorrect):
+		return fmt.Errorf("%w: %w", ErrPINIncorrect, err)
+	case errors.Is(err, backend.ErrPINLocked):
+		return fmt.Errorf("%w: %w", ErrPINLocked, err)
+	}
+	return backendErr("C_SetPIN", err, ErrDeviceError, ErrArgumentsBad)
 }
 
 // Logout logs the user out of every session (C_Logout).
@@ -531,6 +642,7 @@ func (t *Token) Logout(h uint) error {
 		return ErrUserNotLoggedIn
 	}
 	t.loggedIn = false
+	t.backend.Logout()
 	// Handles of private objects end with the login (PKCS#11 v2.40 section 5.5, C_Logout):
 	// after the next C_Login the keys have new private-key handles; public ones stay.
 	for id, hs := range t.keyHandles {

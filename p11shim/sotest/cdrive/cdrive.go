@@ -305,7 +305,8 @@ func (l *Lib) MixedAttributes(session, obj uint) (rv uint, lens [5]uint, modulus
 // Forked returns what C_GetSlotList returns in a forked child.
 func (l *Lib) Forked() uint { return uint(C.cd_forked(l.f)) }
 
-// Unsupported calls C_InitToken, C_InitPIN, C_SetPIN, C_CreateObject (empty template), C_EncryptInit,
+// Unsupported calls C_InitToken, C_InitPIN, C_SetPIN (supported, but refused on a read-only
+// session), C_CreateObject (empty template), C_EncryptInit,
 // C_DecryptInit, C_WaitForSlotEvent and C_GetFunctionStatus.
 func (l *Lib) Unsupported(session uint) []uint {
 	var rvs [8]C.CK_RV
