@@ -31,6 +31,13 @@
 // share and proof. A key record is accepted when the manifest's dealer signed it for this
 // cluster and its n equals the manifest's number of nodes; its k is the dealer's choice.
 //
+// # Backups
+//
+// A node listens on a unix socket beside its store (SocketPath, mode 0600, its own user and
+// root only) and answers a backup request there with a snapshot of its whole store, still
+// sealed: see backup.go and docs/operations/backup-restore.md. The socket is not part of the
+// broker protocol and never a network listener.
+//
 // # Rejected requests
 //
 // A request that does not open (garbage, wrong cluster, unknown sender, bad signature, a role
