@@ -33,6 +33,13 @@
 // share and proof. A key record is accepted when the manifest's dealer signed it for this
 // cluster and its n equals the manifest's number of nodes; its k is the dealer's choice.
 //
+// # Backups
+//
+// A node listens on a unix socket beside its store (SocketPath, mode 0600, its own user and
+// root only) and answers a backup request there with a snapshot of its whole store, still
+// sealed: see backup.go and docs/operations/backup-restore.md. The socket is not part of the
+// broker protocol and never a network listener.
+//
 // # Rejected requests
 //
 // A request that does not open (garbage, wrong cluster, unknown sender, bad signature, a role
@@ -59,7 +66,6 @@ package node
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -203,6 +209,15 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 		defer srv.Close()
 	}
 
+	// Online backups (backup.go). Without the socket the node still signs: it is backed up
+	// stopped, from its store file.
+	if ln, err := n.listenBackups(); err != nil {
+		n.log.Warn("no online backups: the backup socket cannot be opened", "socket", SocketPath(cfg), "error", err)
+	} else {
+		go n.serveBackups(ln)
+		defer ln.Close()
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	purged := make(chan struct{})
@@ -262,16 +277,9 @@ func (n *node) load() error {
 	if err != nil {
 		return err
 	}
-	mem, ok := m.Lookup(id.ID)
-	if !ok || mem.Role != trust.RoleNode || id.Role != trust.RoleNode {
-		return fmt.Errorf("%w: %s is not a node of cluster %s", ErrIdentity, id.ID, m.ClusterID)
-	}
-	pub := id.Public()
-	if subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 || subtle.ConstantTimeCompare(pub.EncPub, mem.EncPub) != 1 {
-		return fmt.Errorf("%w: the keys of %s differ from the manifest's", ErrIdentity, id.ID)
-	}
-	if len(mem.DKGPub) > 0 && subtle.ConstantTimeCompare(pub.DKGPub, mem.DKGPub) != 1 {
-		return fmt.Errorf("%w: the DKG key of %s differs from the manifest's", ErrIdentity, id.ID)
+	mem, err := memberOf(m, id)
+	if err != nil {
+		return err
 	}
 	// Requests issued before this start are refused: the replay cache is new, and a request
 	// captured before a restart must not be served again.

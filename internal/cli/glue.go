@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	register("node", "run a signing node (tchsm node -config FILE)", runNode)
+	register("node", "run a signing node (tchsm node -config FILE); back up or restore its store (node backup|restore)", runNode)
 	register("dealer", "run the dealer service that generates and deals keys", runDealer)
 }
 
@@ -64,6 +64,14 @@ func (d localDealer) GenerateKey(ctx context.Context, bits, e int, label string,
 }
 
 func runNode(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "backup":
+			return runNodeBackup(ctx, e, args[1:])
+		case "restore":
+			return runNodeRestore(ctx, e, args[1:])
+		}
+	}
 	if err := dropPassphraseEnv(); err != nil {
 		return err
 	}

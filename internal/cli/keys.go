@@ -230,42 +230,90 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%s\t%v\t%d\n", s.ID, s.Index, state, s.Latency.Round(10*time.Microsecond), s.Version, s.Uptime.Round(time.Second), len(s.Keys))
 	}
 	tw.Flush()
-	// Which keys each node holds: a node that answers but lacks a key others hold missed a
-	// delivery (its share may still wait in its queue) or a deletion is under way.
-	all := map[string]bool{}
-	for _, s := range st {
-		for _, k := range s.Keys {
-			all[k] = true
-		}
+	for _, line := range keyReport(m.Threshold, m.N(), st) {
+		fmt.Fprintln(e.stdout, line)
 	}
-	for _, s := range st {
-		if !s.OK {
-			continue
-		}
-		held := map[string]bool{}
-		for _, k := range s.Keys {
-			held[k] = true
-		}
-		var lacks []string
-		for k := range all {
-			if !held[k] {
-				lacks = append(lacks, k)
+	if *listKeys {
+		for _, s := range st {
+			if s.OK {
+				keys := append([]string(nil), s.Keys...)
+				sort.Strings(keys)
+				fmt.Fprintf(e.stdout, "%s holds: %s\n", s.ID, strings.Join(keys, " "))
 			}
-		}
-		sort.Strings(lacks)
-		if len(lacks) > 0 {
-			fmt.Fprintf(e.stdout, "%s lacks %d key(s): %s\n", s.ID, len(lacks), strings.Join(lacks, " "))
-		}
-		if *listKeys {
-			keys := append([]string(nil), s.Keys...)
-			sort.Strings(keys)
-			fmt.Fprintf(e.stdout, "%s holds: %s\n", s.ID, strings.Join(keys, " "))
 		}
 	}
 	if up < m.Threshold {
 		return fmt.Errorf("only %d nodes answer; signing needs %d", up, m.Threshold)
 	}
 	return nil
+}
+
+// keyReport compares the key sets of the nodes that answered (k-of-n) and says what differs:
+//
+//   - a key that so few nodes hold that it cannot sign even if every silent node held it
+//     (more than n-k of the answering nodes lack it) is reported as held only by its holders:
+//     deleted on the others after the backup those holders were restored from (the restore
+//     cannot know of deletions made since), or a deletion still under way. `tchsm keys delete`
+//     deletes it there too.
+//   - any other key an answering node lacks is reported as lacking on that node: its share
+//     may still wait in the node's queue (it was down), or the node was restored from a backup
+//     older than the key, and then nothing re-delivers it (the dealer keeps no RSA key; an
+//     Ed25519 share would need resharing).
+func keyReport(k, n int, st []client.NodeStatus) []string {
+	holders := map[string][]string{}
+	var answering []client.NodeStatus
+	for _, s := range st {
+		if !s.OK {
+			continue
+		}
+		answering = append(answering, s)
+		for _, id := range s.Keys {
+			holders[id] = append(holders[id], s.ID)
+		}
+	}
+	ids := make([]string, 0, len(holders))
+	for id := range holders {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var out []string
+	orphan := map[string]bool{}
+	for _, id := range ids {
+		h := holders[id]
+		if len(h) < k && len(answering)-len(h) > n-k {
+			orphan[id] = true
+			out = append(out, fmt.Sprintf("key %s is held only by %s (%d of the %d needed to sign): deleted on the other nodes after the backup %s restored from? delete it there too: tchsm keys delete %s",
+				id, strings.Join(h, ", "), len(h), k, plural(len(h), "it was", "they were"), id))
+		}
+	}
+	lacking := false
+	for _, s := range answering {
+		held := map[string]bool{}
+		for _, id := range s.Keys {
+			held[id] = true
+		}
+		var lacks []string
+		for _, id := range ids {
+			if !held[id] && !orphan[id] {
+				lacks = append(lacks, id)
+			}
+		}
+		if len(lacks) > 0 {
+			lacking = true
+			out = append(out, fmt.Sprintf("%s lacks %d key(s): %s", s.ID, len(lacks), strings.Join(lacks, " ")))
+		}
+	}
+	if lacking {
+		out = append(out, "  (a share still waiting in the node's queue, or a key dealt after the backup the node was restored from: that one is not re-delivered; see "+backupDoc+")")
+	}
+	return out
+}
+
+func plural(n int, one, more string) string {
+	if n == 1 {
+		return one
+	}
+	return more
 }
 
 // signMechanisms returns the -mech values of `tchsm sign`, the PKCS#11 token's signing
