@@ -38,6 +38,9 @@ type Options struct {
 	// TokenLabel fills the client config's pkcs11 section (default "tchsm"); PIN is every
 	// client's user PIN, installed on the nodes (default "1234").
 	TokenLabel, PIN string
+	// NoPIN installs no PIN on the nodes: they serve clients without a login, as clusters of
+	// releases before node-checked PINs do (tests that forge raw requests as a client).
+	NoPIN bool
 	// Brokers, when set, is the broker cluster to run on (StartBrokers) instead of the
 	// machine's broker; every process gets all of its nodes' URLs.
 	Brokers *Brokers
@@ -60,6 +63,7 @@ type Cluster struct {
 	Bin          string
 
 	brokerUsers bool
+	noPIN       bool
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
@@ -165,14 +169,18 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.PIN == "" {
 		o.PIN = "1234"
 	}
-	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN, brokerUsers: o.BrokerUsers}
+	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN, brokerUsers: o.BrokerUsers, noPIN: o.NoPIN}
+	initialPIN := o.PIN
+	if o.NoPIN {
+		initialPIN = ""
+	}
 	if o.Brokers != nil {
 		c.VHost = o.Brokers.VHost(t)
 		c.AMQPURL = strings.Join(o.Brokers.URLs(c.VHost), ",")
 	} else {
 		c.VHost, c.AMQPURL = VHost(t)
 	}
-	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true, BrokerUsers: o.BrokerUsers, PIN: o.PIN})
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true, BrokerUsers: o.BrokerUsers, PIN: initialPIN})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +402,7 @@ func (c *Cluster) Open(path string, login bool) *client.Client {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { cl.Close() })
-	if login {
+	if login && !c.noPIN {
 		if _, err := cl.Login(ctx, []byte(c.PIN)); err != nil {
 			c.t.Fatalf("login with %s: %v", path, err)
 		}
