@@ -82,7 +82,7 @@ func openSoftHSM(t *testing.T) *target.SoftHSM {
 // it fails if any SoftHSM2 signature does not verify.
 func TestSoftHSMQuick(t *testing.T) {
 	s := openSoftHSM(t)
-	if got := s.PublicKey().N.BitLen(); got != 1024 {
+	if got := s.PublicKey().(*rsa.PublicKey).N.BitLen(); got != 1024 {
 		t.Fatalf("key is %d bits, want 1024", got)
 	}
 	sw, err := Run(context.Background(), s, quickConfig(t))
