@@ -47,8 +47,10 @@ type nodePool struct {
 	err     error         // the last fetch's error
 }
 
+// poolEntry is one commitment as the scheme decoded and checked it (ParseCommitments), kept
+// decoded so that a session does not decode and check it again.
 type poolEntry struct {
-	b     []byte
+	c     scheme.Commitment
 	until time.Time
 }
 
@@ -64,7 +66,7 @@ func (p *commitPools) node(i int) *nodePool {
 }
 
 // take removes and returns node i's next usable commitment.
-func (p *commitPools) take(i int, now time.Time) ([]byte, bool) {
+func (p *commitPools) take(i int, now time.Time) (scheme.Commitment, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	np := p.node(i)
@@ -73,18 +75,18 @@ func (p *commitPools) take(i int, now time.Time) ([]byte, bool) {
 		np.entries[0] = poolEntry{}
 		np.entries = np.entries[1:]
 		if now.Before(e.until) {
-			return e.b, true
+			return e.c, true
 		}
 	}
 	return nil, false
 }
 
 // giveBack returns commitments taken for a session that was never sent.
-func (p *commitPools) giveBack(i int, b []byte, until time.Time) {
+func (p *commitPools) giveBack(i int, c scheme.Commitment, until time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	np := p.node(i)
-	np.entries = append([]poolEntry{{b, until}}, np.entries...)
+	np.entries = append([]poolEntry{{c, until}}, np.entries...)
 }
 
 // drop forgets node i's pool (the node said its commitments are stale: it restarted, or they
@@ -134,7 +136,7 @@ func (c *Client) fetchCommitments(k *key, pc scheme.Precommitter, m trust.Member
 	t0 := time.Now()
 	rep, err := c.batchers[m.ID].ask(ctx, k.info.ID, req.Payload)
 	if err == nil {
-		var cs [][]byte
+		var cs []scheme.Commitment
 		var ttl time.Duration
 		if cs, ttl, err = pc.ParseCommitments(k.pk, m.Index, rep); err == nil {
 			c.noteSuccess(m.ID, time.Since(t0))
@@ -145,8 +147,8 @@ func (c *Client) fetchCommitments(k *key, pc scheme.Precommitter, m trust.Member
 			until := t0.Add(life)
 			k.pools.mu.Lock()
 			np := k.pools.node(m.Index)
-			for _, b := range cs {
-				np.entries = append(np.entries, poolEntry{b, until})
+			for _, cm := range cs {
+				np.entries = append(np.entries, poolEntry{cm, until})
 			}
 			k.pools.mu.Unlock()
 			return nil
@@ -293,7 +295,7 @@ func (f *fixedSigning) start(ctx context.Context, avoid map[int]bool) error {
 		return fmt.Errorf("%d usable nodes for a %d-of-%d key", len(cands), f.K, f.k.info.L)
 	}
 	now := time.Now()
-	commits := map[int][]byte{}
+	commits := map[int]scheme.Commitment{}
 	var chosen []trust.Member
 	pick := func() {
 		for _, m := range cands {
@@ -303,8 +305,8 @@ func (f *fixedSigning) start(ctx context.Context, avoid map[int]bool) error {
 			if _, ok := commits[m.Index]; ok {
 				continue
 			}
-			if b, ok := f.k.pools.take(m.Index, now); ok {
-				commits[m.Index] = b
+			if cm, ok := f.k.pools.take(m.Index, now); ok {
+				commits[m.Index] = cm
 				chosen = append(chosen, m)
 			}
 		}
@@ -330,8 +332,8 @@ func (f *fixedSigning) start(ctx context.Context, avoid map[int]bool) error {
 		pick()
 	}
 	if len(chosen) < f.K {
-		for i, b := range commits {
-			f.k.pools.giveBack(i, b, now.Add(commitMargin))
+		for i, cm := range commits {
+			f.k.pools.giveBack(i, cm, now.Add(commitMargin))
 		}
 		for _, m := range cands {
 			if _, ok := commits[m.Index]; !ok {
