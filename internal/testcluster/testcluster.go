@@ -323,6 +323,28 @@ func (c *Cluster) KillNode(i int) { c.signal(nodeName(i), syscall.SIGKILL) }
 // StopNode stops node i with SIGTERM and waits for it to exit.
 func (c *Cluster) StopNode(i int) { c.signal(nodeName(i), syscall.SIGTERM) }
 
+// PauseNode stops node i with SIGSTOP: the process stays, with its broker connection and its
+// rpc queue, but answers nothing (a hung node, or one cut off behind a network partition that
+// the broker has not noticed yet). ResumeNode continues it; the test's end does too.
+func (c *Cluster) PauseNode(i int) { c.kill(nodeName(i), syscall.SIGSTOP) }
+
+// ResumeNode continues node i after PauseNode (SIGCONT).
+func (c *Cluster) ResumeNode(i int) { c.kill(nodeName(i), syscall.SIGCONT) }
+
+// kill sends sig to a running process and leaves it running.
+func (c *Cluster) kill(name string, sig syscall.Signal) {
+	c.t.Helper()
+	c.mu.Lock()
+	cmd := c.procs[name]
+	c.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		c.t.Fatalf("%s is not running", name)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("signal %v to %s: %v", sig, name, err)
+	}
+}
+
 func (c *Cluster) signal(name string, sig syscall.Signal) {
 	c.mu.Lock()
 	cmd := c.procs[name]
@@ -332,6 +354,9 @@ func (c *Cluster) signal(name string, sig syscall.Signal) {
 		return
 	}
 	cmd.Process.Signal(sig)
+	if sig != syscall.SIGKILL {
+		cmd.Process.Signal(syscall.SIGCONT) // a paused process (PauseNode) handles nothing else
+	}
 	for i := 0; i < 100; i++ {
 		if cmd.Process.Signal(syscall.Signal(0)) != nil {
 			return
