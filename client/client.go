@@ -82,9 +82,10 @@ type Client struct {
 	newDealer func(transport.Transport) (KeyDealer, error)
 	dealer    KeyDealer // in-process dealer, made by newDealer at first use
 
-	connReady chan struct{} // closed once conn is set
-	stopDial  context.CancelFunc
-	closed    bool
+	connReady  chan struct{} // closed once conn is set
+	firstEpoch time.Time     // conn's first connection (ConnectedSince when it was set)
+	stopDial   context.CancelFunc
+	closed     bool
 
 	batchers map[string]*batcher // by node id; set up in New, read-only afterwards
 	live     *liveness           // which nodes answer (see liveness.go)
@@ -227,6 +228,7 @@ func (c *Client) setConn(conn transport.Transport) {
 		return
 	}
 	c.conn = conn
+	c.firstEpoch = conn.ConnectedSince()
 	close(c.connReady)
 }
 

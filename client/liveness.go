@@ -40,12 +40,16 @@ import (
 // The broker. What was learnt counts only on the broker connection it was learnt on, and for
 // two windows after its latest confirmation: while the client's own connection is down (a
 // broker restart or failover), nothing is known, and signatures wait for the broker up to
-// their deadline instead of failing; after it is back, nodes have a whole window to
-// reconnect before any counts as down.
+// their deadline instead of failing; after it is back, the nodes, which lost the broker too,
+// have reconnectGrace and then a window to reconnect before any counts as down.
 const (
 	silentAfter = time.Second
 	probeGap    = 200 * time.Millisecond
 	probeIdle   = 30 * time.Second
+	// reconnectGrace: after the client's connection came back, the nodes' silence counts
+	// only from this long after it. They lost the broker too and come back on their own
+	// backoff (after a 2 s outage, up to about 1.2 s after the broker; rabbitmq.backoff).
+	reconnectGrace = 2 * time.Second
 )
 
 // liveness is the client's view of which nodes answer. It has its own lock: it is touched on
@@ -143,7 +147,7 @@ func (l *liveness) sweep() {
 	l.mu.Lock()
 	for id, st := range l.nodes {
 		for _, p := range st.pending {
-			if p.epoch.Equal(epoch) && now.Sub(p.at) >= window && !st.lastAnswer.After(p.at) {
+			if p.epoch.Equal(epoch) && now.Sub(l.c.silenceFrom(p.at, epoch)) >= window && !st.lastAnswer.After(p.at) {
 				found = append(found, silence{id, p.at})
 				break
 			}
@@ -224,6 +228,22 @@ func (c *Client) epoch() time.Time {
 // down).
 func (c *Client) silentWindow() time.Duration { return max(silentAfter, c.overdueAfter()) }
 
+// silenceFrom is when the silence of a request sent at asked, on connection epoch, starts to
+// count: at once on the client's first connection, reconnectGrace after a reconnection.
+func (c *Client) silenceFrom(asked, epoch time.Time) time.Time {
+	if epoch.Equal(c.firstEpoch) {
+		return asked
+	}
+	return later(asked, epoch.Add(reconnectGrace))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // silent marks node id down: it was asked at asked, on the broker connection epoch, and has
 // given no answer since; why is what the asking saw. It does nothing unless the connection is
 // still epoch and the window has passed. It starts the node's probes, which keep the
@@ -231,7 +251,7 @@ func (c *Client) silentWindow() time.Duration { return max(silentAfter, c.overdu
 func (l *liveness) silent(id string, asked, epoch time.Time, why string) {
 	now := time.Now()
 	window := l.c.silentWindow()
-	if epoch.IsZero() || !l.c.epoch().Equal(epoch) || now.Sub(asked) < window {
+	if epoch.IsZero() || !l.c.epoch().Equal(epoch) || now.Sub(l.c.silenceFrom(asked, epoch)) < window {
 		return
 	}
 	l.mu.Lock()

@@ -188,8 +188,9 @@ func TestMemFewerKnownDownStillSigns(t *testing.T) {
 
 // TestMemBrokerFailoverSigns: a broker outage of 2 s is waited out. Signatures in flight and
 // signatures started during it succeed once it is back, RSA and Ed25519 alike, even when the
-// client knew of nodes down before the outage and they came back during it: what the client
-// knew belongs to the connection it learnt it on.
+// client knew of nodes down before the outage and they came back during it (what the client
+// knew belongs to the connection it learnt it on), and when three nodes come back 1.5 s after
+// the broker (reconnectGrace).
 func TestMemBrokerFailoverSigns(t *testing.T) {
 	mc := startMem(t, 3, 5, nil, nil)
 	cEd := mc.generateEd(t)
@@ -269,5 +270,39 @@ func TestMemBrokerFailoverSigns(t *testing.T) {
 	}
 	if err := signBoth("after"); err != nil {
 		t.Fatal(err)
+	}
+
+	// Again, and three nodes come back 1.5 s after the broker (their reconnection backoff):
+	// until then, requests to them fail at once (no route), as they do on a real broker.
+	mc.Net.SetDown(true)
+	noRoute(mc, downLast, true)
+	start("rsa at the start", ctxSign(c, rsaKey.ID, false, "outage 3"))
+	start("ed25519 at the start", ctxSign(cEd, edKey.ID, true, "outage 3"))
+	time.Sleep(time.Second)
+	start("rsa in the middle", ctxSign(c, rsaKey.ID, false, "outage 4"))
+	start("ed25519 in the middle", ctxSign(cEd, edKey.ID, true, "outage 4"))
+	time.Sleep(time.Second)
+	mc.Net.SetDown(false)
+	time.Sleep(1500 * time.Millisecond)
+	back := time.Now()
+	noRoute(mc, downLast, false)
+	for range 4 {
+		r := <-res
+		if r.err != nil {
+			t.Errorf("%s of a 2 s broker outage, three nodes back 1.5 s after it: %v", r.what, r.err)
+		} else {
+			t.Logf("%s of a 2 s broker outage, three nodes back 1.5 s after it: signed %v after the nodes", r.what, r.end.Sub(back).Round(time.Millisecond))
+		}
+	}
+}
+
+// noRoute makes requests to ids fail at once as to nodes away from the broker (on) or not.
+func noRoute(mc *memCluster, ids []string, on bool) {
+	for _, id := range ids {
+		f := memory.Fault{}
+		if on {
+			f.Err = transport.ErrNoRoute
+		}
+		mc.Net.SetFault(transport.Node(id), f)
 	}
 }
