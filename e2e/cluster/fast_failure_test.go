@@ -61,41 +61,8 @@ func TestFastFailure(t *testing.T) {
 	}
 
 	// The token, as a signer daemon holds it: initialised once, logged in.
-	t.Setenv("TCHSM_CONFIG", tc.ClientConfig)
-	p := pkcs11.New(so)
-	if p == nil {
-		t.Fatal("cannot load " + so)
-	}
-	if err := p.Initialize(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Destroy()
-	defer p.Finalize()
-	slots, err := p.GetSlotList(true)
-	if err != nil || len(slots) != 1 {
-		t.Fatalf("slots %v: %v", slots, err)
-	}
-	s, err := p.OpenSession(slots[0], pkcs11.CKF_SERIAL_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Login(s, pkcs11.CKU_USER, tc.PIN); err != nil {
-		t.Fatal(err)
-	}
-	priv := func(id []byte) pkcs11.ObjectHandle {
-		t.Helper()
-		if err := p.FindObjectsInit(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id)}); err != nil {
-			t.Fatal(err)
-		}
-		objs, _, err := p.FindObjects(s, 2)
-		p.FindObjectsFinal(s)
-		if err != nil || len(objs) != 1 {
-			t.Fatalf("private key %x: %v %v", id, objs, err)
-		}
-		return objs[0]
-	}
-	rsaObj, edObj := priv(rk.P11ID), priv(ek.P11ID)
+	p, s := openToken(t, so, tc)
+	rsaObj, edObj := privKey(t, p, s, rk.P11ID), privKey(t, p, s, ek.P11ID)
 
 	// p11sign signs msg through the module with the RSA key (CKM_SHA256_RSA_PKCS) or the
 	// Ed25519 key (CKM_EDDSA) and checks a signature it returns.
@@ -264,6 +231,152 @@ func TestFastFailure(t *testing.T) {
 		tc.ResumeNode(i)
 	}
 	resumes("continued", time.Now())
+}
+
+// openToken loads the module so with tc's client config, initialises it and returns a
+// logged-in session; it is finalised at the end of the test.
+func openToken(t *testing.T, so string, tc *testcluster.Cluster) (*pkcs11.Ctx, pkcs11.SessionHandle) {
+	t.Helper()
+	t.Setenv("TCHSM_CONFIG", tc.ClientConfig)
+	p := pkcs11.New(so)
+	if p == nil {
+		t.Fatal("cannot load " + so)
+	}
+	if err := p.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Finalize()
+		p.Destroy()
+	})
+	slots, err := p.GetSlotList(true)
+	if err != nil || len(slots) != 1 {
+		t.Fatalf("slots %v: %v", slots, err)
+	}
+	s, err := p.OpenSession(slots[0], pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Login(s, pkcs11.CKU_USER, tc.PIN); err != nil {
+		t.Fatal(err)
+	}
+	return p, s
+}
+
+// privKey finds the private key with CKA_ID id.
+func privKey(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle, id []byte) pkcs11.ObjectHandle {
+	t.Helper()
+	if err := p.FindObjectsInit(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id)}); err != nil {
+		t.Fatal(err)
+	}
+	objs, _, err := p.FindObjects(s, 2)
+	p.FindObjectsFinal(s)
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("private key %x: %v %v", id, objs, err)
+	}
+	return objs[0]
+}
+
+// TestFastFailureBrokerOutage: every process of a 3-of-5 cluster reaches the broker through
+// a proxy, which cuts every connection and refuses new ones for 2 s (a broker restart or
+// failover as the processes see it: they reconnect on their own backoff and the nodes
+// declare their queues again). C_Sign through the module and the client's signatures (RSA
+// and Ed25519) started before and during the outage all end in a signature, not an error.
+func TestFastFailureBrokerOutage(t *testing.T) {
+	so := testcluster.Module(t)
+	tc := testcluster.Start(t, testcluster.Options{K: 3, N: 5, Proxy: true})
+	c := tc.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rk, err := c.GenerateKey(ctx, client.GenerateRequest{Bits: 2048, Label: "fo-rsa", P11ID: []byte{0xf0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ek, err := c.GenerateKey(ctx, client.GenerateRequest{Algorithm: scheme.Ed25519FROST, Label: "fo-ed", P11ID: []byte{0xf0, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, s := openToken(t, so, tc)
+	rsaObj := privKey(t, p, s, rk.P11ID)
+	p11sign := func(msg string) error {
+		if err := p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_RSA_PKCS, nil)}, rsaObj); err != nil {
+			return err
+		}
+		sig, err := p.Sign(s, []byte(msg))
+		if err != nil {
+			return err
+		}
+		h := sha256.Sum256([]byte(msg))
+		return rsa.VerifyPKCS1v15(rk.Public.(*rsa.PublicKey), crypto.SHA256, h[:], sig)
+	}
+	clientSign := func(k client.KeyInfo, msg string) error {
+		mech := scheme.SHA256RSAPKCS
+		if k.Algorithm == scheme.Ed25519FROST {
+			mech = scheme.EDDSA
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.Sign(sctx, k.ID, mech, []byte(msg))
+		return err
+	}
+	for i := range 5 {
+		if err := p11sign(fmt.Sprint("warm ", i)); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []client.KeyInfo{rk, ek} {
+			if err := clientSign(k, fmt.Sprint("warm ", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for round := range 2 {
+		type result struct {
+			what string
+			err  error
+			end  time.Time
+		}
+		res := make(chan result, 5)
+		run := func(what string, after time.Duration, f func() error) {
+			go func() {
+				time.Sleep(after)
+				err := f()
+				res <- result{what, err, time.Now()}
+			}()
+		}
+		outage := make(chan time.Time)
+		go func() {
+			tc.Proxy.Outage(2 * time.Second)
+			outage <- time.Now()
+		}()
+		time.Sleep(50 * time.Millisecond) // the connections are cut
+		run("C_Sign (RSA) 0.5 s into the outage", 500*time.Millisecond, func() error { return p11sign("outage") })
+		run("client RSA at the start", 0, func() error { return clientSign(rk, "outage start") })
+		run("client Ed25519 at the start", 0, func() error { return clientSign(ek, "outage start") })
+		run("client RSA 1.5 s into the outage", 1500*time.Millisecond, func() error { return clientSign(rk, "outage middle") })
+		run("client Ed25519 1.5 s into the outage", 1500*time.Millisecond, func() error { return clientSign(ek, "outage middle") })
+		back := <-outage
+		for range 5 {
+			r := <-res
+			if r.err != nil {
+				t.Errorf("outage %d: %s: %v", round, r.what, r.err)
+				continue
+			}
+			t.Logf("outage %d: %s: signed %v after the broker was back", round, r.what, r.end.Sub(back).Round(time.Millisecond))
+		}
+	}
+	if t.Failed() {
+		for _, f := range []string{"pkcs11.log", "client.log"} {
+			b, _ := os.ReadFile(filepath.Join(tc.Dir, f))
+			t.Logf("---- %s\n%s", f, lastLines(string(b), 30))
+		}
+	}
+}
+
+// lastLines returns the last n lines of text.
+func lastLines(text string, n int) string {
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // lastLine returns the last line of text that contains substr.

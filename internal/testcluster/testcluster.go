@@ -45,6 +45,9 @@ type Options struct {
 	// broker users, created in the cluster's vhost with broker/setup.sh and deleted at the end)
 	// instead of guest; AMQPURL stays guest's, for the test itself.
 	BrokerUsers bool
+	// Proxy puts a Proxy (Cluster.Proxy) between the machine's broker and every process of
+	// the cluster, the test's clients included; not with Brokers.
+	Proxy bool
 }
 
 // Cluster is a running test cluster.
@@ -56,6 +59,7 @@ type Cluster struct {
 	AMQPURL      string
 	ClientConfig string // client-1's config (an admin client), with a pkcs11 section
 	SignerConfig string // signer-1's config (a signer client), with a pkcs11 section
+	Proxy        *Proxy // with Options.Proxy
 	PIN          string
 	Bin          string
 
@@ -171,6 +175,10 @@ func Start(t testing.TB, o Options) *Cluster {
 		c.AMQPURL = strings.Join(o.Brokers.URLs(c.VHost), ",")
 	} else {
 		c.VHost, c.AMQPURL = VHost(t)
+	}
+	if o.Proxy && o.Brokers == nil {
+		c.Proxy = StartProxy(t, "127.0.0.1:5672")
+		c.AMQPURL = "amqp://guest:guest@" + c.Proxy.Addr() + "/" + c.VHost
 	}
 	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true, BrokerUsers: o.BrokerUsers})
 	if err != nil {
