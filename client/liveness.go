@@ -48,8 +48,13 @@ const (
 	probeIdle   = 30 * time.Second
 	// reconnectGrace: after the client's connection came back, the nodes' silence counts
 	// only from this long after it. They lost the broker too and come back on their own
-	// backoff (after a 2 s outage, up to about 1.2 s after the broker; rabbitmq.backoff).
-	reconnectGrace = 2 * time.Second
+	// backoff (after a 2 s outage, up to about 1.2 s after the broker, rabbitmq.backoff; in
+	// TestFastFailureBrokerOutage on a loaded machine, signatures resumed up to 2.3 s after
+	// it, so with the window the margin is about 1.7 s).
+	reconnectGrace = 3 * time.Second
+	// recheckWait bounds how long a signature that would fail fast waits for the nodes known
+	// down to answer one more probe (recheck).
+	recheckWait = 200 * time.Millisecond
 )
 
 // liveness is the client's view of which nodes answer. It has its own lock: it is touched on
@@ -65,6 +70,7 @@ type liveness struct {
 	changed    chan struct{} // closed and replaced when a node goes down or comes back
 	lastDemand time.Time     // the latest signature or listing
 	seq        uint64        // numbers the requests (begin)
+	recheckAt  time.Time     // the latest recheck
 }
 
 // live is one node's state.
@@ -435,6 +441,51 @@ func (c *Client) short(K int) error {
 		msg += "; left out for invalid shares: " + strings.Join(out, ", ")
 	}
 	return fmt.Errorf("%w: %s)", ErrNotEnoughNodes, msg)
+}
+
+// recheck is short for a signature about to fail fast: it first asks the nodes known down
+// once more, at once, and waits up to recheckWait for enough of them, so that a node that came
+// back since its latest probe (a restarted one: probes of a node without a queue come every
+// probeGap) is seen now. A node that is still down costs the signature recheckWait at most
+// (a paused node does not answer; a dead one fails at once). Rechecks start at most once per
+// probeGap, whatever the number of signatures.
+func (c *Client) recheck(ctx context.Context, K int) error {
+	err := c.short(K)
+	if err == nil {
+		return nil
+	}
+	l := c.live
+	l.mu.Lock()
+	again := time.Since(l.recheckAt) >= probeGap
+	if again {
+		l.recheckAt = time.Now()
+	}
+	l.mu.Unlock()
+	down := l.downSet()
+	if !again || len(down) == 0 {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, recheckWait)
+	defer cancel()
+	done := make(chan struct{}, len(down))
+	for id := range down {
+		n, _ := c.m.Lookup(id)
+		go func() {
+			c.call(rctx, n, transport.Node(n.ID), &tchsmpb.HealthRequest{})
+			done <- struct{}{}
+		}()
+	}
+	for range down {
+		select {
+		case <-done:
+		case <-rctx.Done():
+			return c.short(K)
+		}
+		if c.short(K) == nil {
+			return nil
+		}
+	}
+	return c.short(K)
 }
 
 func listOrNone(s []string) string {

@@ -36,7 +36,7 @@ func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, dat
 		return nil, fmt.Errorf("%w: a %v key does not sign with %v", ErrInvalidInput, k.info.Algorithm, mech)
 	}
 	// Known: fewer than k nodes answer. Fail now rather than at the deadline (liveness.go).
-	if err := c.short(k.info.K); err != nil {
+	if err := c.recheck(ctx, k.info.K); err != nil {
 		return nil, fmt.Errorf("%w; key %s not signed", err, k.info.ID)
 	}
 	if pc, ok := k.scheme.(scheme.Precommitter); ok {
