@@ -35,7 +35,8 @@ import (
 // requests until it answers or is known down; a node known down goes on being probed (one
 // probe at a time: every probeGap while its queue is gone, every window while it is silent)
 // as long as a signature or a listing wanted the nodes in the last probeIdle, so that the
-// knowledge stays fresh and signing resumes as soon as k nodes answer again.
+// knowledge stays fresh; and a signature about to fail fast asks them once more (recheck), so
+// that signing resumes as soon as k nodes answer again.
 //
 // The broker. What was learnt counts only on the broker connection it was learnt on, and for
 // two windows after its latest confirmation: while the client's own connection is down (a
