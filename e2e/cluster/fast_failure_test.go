@@ -32,6 +32,11 @@ const ckmEdDSA = 0x1057
 const (
 	// firstFailBound bounds the first C_Sign after the nodes went away (it learns).
 	firstFailBound = 3 * time.Second
+	// pausedFirstBound bounds the first C_Sign after the nodes were paused: a node that is there
+	// but silent is down only after a window that grows with the nodes' recent latency (12 ×
+	// the slowest; a node answering in 300 ms under load is busy, not down), and under -race on
+	// a loaded machine that is several seconds. Well before the 10 s deadline is the point.
+	pausedFirstBound = 7 * time.Second
 	// knownFailBound bounds each later C_Sign (the client knows: ≤ 1 s is the goal).
 	knownFailBound = 1500 * time.Millisecond
 	// resumeBound bounds how long after the nodes are back signing works again.
@@ -120,7 +125,7 @@ func TestFastFailure(t *testing.T) {
 
 	// fails checks that signing fails, fast, through the module and the client, with an error
 	// that names the nodes that answer and those that do not.
-	fails := func(what string, up, down []string) {
+	fails := func(what string, up, down []string, first time.Duration) {
 		t.Helper()
 		logBefore, _ := os.ReadFile(p11log)
 		for j, ed := range []bool{false, true, false, true, false, true} {
@@ -131,7 +136,7 @@ func TestFastFailure(t *testing.T) {
 			}
 			bound := knownFailBound
 			if j < 2 {
-				bound = firstFailBound
+				bound = first
 			}
 			t.Logf("%s: C_Sign %d (ed25519 %v): CKR_DEVICE_ERROR after %v", what, j, ed, took.Round(time.Millisecond))
 			if took > bound {
@@ -152,7 +157,7 @@ func TestFastFailure(t *testing.T) {
 			t.Logf("%s: client Sign (%v): %v after %v", what, k.Algorithm, err, took.Round(time.Millisecond))
 			bound := knownFailBound
 			if j == 0 {
-				bound = firstFailBound
+				bound = first
 			}
 			if took > bound {
 				t.Errorf("%s: client Sign (%v) failed after %v, want < %v", what, k.Algorithm, took, bound)
@@ -174,7 +179,7 @@ func TestFastFailure(t *testing.T) {
 			t.Fatalf("%s: tchsm sign succeeded", what)
 		}
 		checkNames(t, what+": tchsm sign", string(out), up, down)
-		if took > 2*firstFailBound { // a process start, a listing and a first signature
+		if took > 2*first { // a process start, a listing and a first signature
 			t.Errorf("%s: tchsm sign took %v", what, took)
 		}
 		t0 = time.Now()
@@ -184,7 +189,7 @@ func TestFastFailure(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), rk.ID) || !strings.Contains(string(out), ek.ID) {
 			t.Errorf("%s: tchsm keys list: %v\n%s", what, err, out)
 		}
-		if took > firstFailBound {
+		if took > first {
 			t.Errorf("%s: tchsm keys list took %v", what, took)
 		}
 	}
@@ -216,7 +221,7 @@ func TestFastFailure(t *testing.T) {
 	for _, i := range []int{3, 4, 5} {
 		tc.KillNode(i)
 	}
-	fails("killed", []string{"node-1", "node-2"}, []string{"node-3", "node-4", "node-5"})
+	fails("killed", []string{"node-1", "node-2"}, []string{"node-3", "node-4", "node-5"}, firstFailBound)
 	for _, i := range []int{3, 4, 5} {
 		tc.StartNode(i)
 	}
@@ -228,7 +233,7 @@ func TestFastFailure(t *testing.T) {
 	for _, i := range []int{1, 2, 3} {
 		tc.PauseNode(i)
 	}
-	fails("paused", []string{"node-4", "node-5"}, []string{"node-1", "node-2", "node-3"})
+	fails("paused", []string{"node-4", "node-5"}, []string{"node-1", "node-2", "node-3"}, pausedFirstBound)
 	for _, i := range []int{1, 2, 3} {
 		tc.ResumeNode(i)
 	}
