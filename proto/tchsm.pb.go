@@ -191,7 +191,9 @@ const (
 	Error_POLICY_REFUSED Error_Code = 10
 	// The node holds a PIN verifier for this client and the request came without a valid
 	// login (no LoggedIn wrapper, an unknown or expired session, or a bad session MAC): log in
-	// (PINLogin) and ask again. Also for a login session that the node forgot in a restart.
+	// (PINLogin) and ask again. Also for a login session that the node forgot in a restart, and
+	// from the dealer for a request that changes keys without the login tickets of k nodes
+	// (WithTickets).
 	Error_NOT_LOGGED_IN Error_Code = 11
 	// The client is locked on this node after too many consecutive wrong PINs; an admin client
 	// unlocks it (PINUnlock).
@@ -2955,7 +2957,7 @@ func (x *PINResult) GetTicket() *LoginTicket {
 	return nil
 }
 
-// LoggedIn carries a request (sign, batch, proof, key generation, unlock) under a login
+// LoggedIn carries a request (sign, batch, proof, key generation, unlock, a ticket) under a login
 // session: body is the serialised request of type type, mac an HMAC-SHA256 under the session
 // key over the session id, type and body (trust.LoginMAC). Only the process that logged in
 // knows the session key.

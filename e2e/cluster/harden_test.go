@@ -101,6 +101,10 @@ func TestClientRoles(t *testing.T) {
 	if liar.Role() != trust.ClientRoleAdmin {
 		t.Fatal("the forged manifest did not make the signer an admin locally")
 	}
+	// Logged in, so that the nodes give it login tickets and the requests reach the dealer.
+	if _, err := liar.Login(ctx, []byte(tc.PIN)); err != nil {
+		t.Fatal(err)
+	}
 	refused("signer with a forged manifest", liar)
 	signOK(t, admin, k, "the key is still there")
 
