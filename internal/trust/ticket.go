@@ -21,7 +21,8 @@ package trust
 //     the ticket key, which never leaves the process that logged in; and it expires within
 //     TicketLifetime. Within that time a captured WithTickets, sealed again in a new envelope
 //     by the client's identity, asks for exactly the same thing again (as a LoggedIn does).
-//   - A ticket outlives a lock, a PIN change or a logout by at most TicketLifetime.
+//   - A ticket outlives a lock, a PIN change, a logout or (NO_VERIFIER) the client's first PIN
+//     by at most TicketLifetime.
 //
 // The dealer verifies k + 1 Ed25519 signatures per request (about 50 µs each on one core):
 // nothing next to the envelope's own check, and far less than any of the requests it guards.
