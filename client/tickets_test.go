@@ -1,33 +1,16 @@
 package client
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/node"
+	"github.com/tchsm/tchsm/node/nodetest"
+	"github.com/tchsm/tchsm/scheme"
 )
-
-// serveDealer runs the dealer service on the in-memory network until the test ends.
-func (mc *memCluster) serveDealer(t *testing.T) {
-	t.Helper()
-	dtr := mc.Net.Connect("dealer")
-	d, err := dealer.New(mc.DealerCfg, dtr, dealer.Options{Logger: mc.Logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- d.Serve(sctx) }()
-	t.Cleanup(func() { stop(); <-served; d.Close(); dtr.Close() })
-	if err := dtr.WaitServing(ctx5(t), transport.Dealer); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // expireTickets makes the kept tickets look old, so that the next request renews them.
 func expireTickets(c *Client) {
@@ -52,11 +35,12 @@ func heldTickets(c *Client) map[string]heldTicket {
 
 // A client's files without the PIN can neither delete, restore nor generate keys through the
 // dealer: the request fails with ErrNotLoggedIn before it reaches the dealer. Logged in, they
-// can; the tickets are renewed within the login session (the PIN is not sent again), and after
-// the nodes restarted (logging in again with the PIN kept in memory); a logout ends it.
+// can, and the late deals of an Ed25519 generation reach the dealer; the tickets are renewed
+// within the login session (the PIN is not sent again), and after the nodes restarted (logging
+// in again with the PIN kept in memory); a logout ends it.
 func TestDealerNeedsLogin(t *testing.T) {
 	mc := pinCluster(t, 10)
-	mc.serveDealer(t)
+	serveDealer(t, mc.Cluster)
 	admin := mc.clientAt(t, mc.Layout.Clients[0])
 	id := mc.key.ID
 	// Refused by the nodes' answers to the ticket requests, not by the dealer.
@@ -118,6 +102,16 @@ func TestDealerNeedsLogin(t *testing.T) {
 	if _, err := admin.DeleteKey(ctx5(t), k.ID); err != nil {
 		t.Fatalf("delete after the nodes restarted: %v", err)
 	}
+	// The late deals of an Ed25519 key made without node-3 reach the dealer with the tickets of
+	// the two nodes up.
+	mc.StopNode(3)
+	expireTickets(admin)
+	if _, err := admin.GenerateKey(nodetest.Ctx(t, time.Minute), GenerateRequest{Algorithm: scheme.Ed25519FROST, Label: "late", Nodes: 2}); err != nil {
+		t.Fatalf("Ed25519 key without node-3: %v", err)
+	}
+	if got := mc.Net.Inbox(transport.Node("node-3")); got != 1 {
+		t.Fatalf("node-3's control queue holds %d messages, want 1 (the late deals)", got)
+	}
 	admin.Logout()
 	if _, _, err := admin.RestoreKey(ctx5(t), k.ID); !errors.Is(err, ErrNotLoggedIn) {
 		t.Fatalf("restore after the logout: %v, want ErrNotLoggedIn", err)
@@ -136,7 +130,7 @@ func TestDealerNeedsLogin(t *testing.T) {
 // nodes' NO_VERIFIER tickets), until the PIN is set: from then on a login is needed.
 func TestDealerPINMigration(t *testing.T) {
 	mc := newMemCluster(t, 2, 3, nil)
-	mc.serveDealer(t)
+	serveDealer(t, mc.Cluster)
 	c := mc.client(t, nil)
 	if _, _, err := c.RestoreKey(ctx5(t), mc.key.ID); err != nil && !errors.Is(err, ErrNotEnoughNodes) {
 		t.Fatalf("restore without PINs: %v", err)
