@@ -173,6 +173,7 @@ func testClient(n int) *Client {
 		c.nodes[m.ID] = &nodeState{member: m}
 		c.batchers[m.ID] = &batcher{node: m}
 	}
+	c.live = newLiveness(c)
 	return c
 }
 

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/logging"
 	"github.com/tchsm/tchsm/internal/rpc"
@@ -82,11 +84,13 @@ type Client struct {
 	newDealer func(transport.Transport) (KeyDealer, error)
 	dealer    KeyDealer // in-process dealer, made by newDealer at first use
 
-	connReady chan struct{} // closed once conn is set
-	stopDial  context.CancelFunc
-	closed    bool
+	connReady  chan struct{} // closed once conn is set
+	firstEpoch time.Time     // conn's first connection (ConnectedSince when it was set)
+	stopDial   context.CancelFunc
+	closed     bool
 
 	batchers map[string]*batcher // by node id; set up in New, read-only afterwards
+	live     *liveness           // which nodes answer (see liveness.go)
 
 	mu        sync.Mutex
 	orders    uint64 // calls of order(): signatures started
@@ -185,6 +189,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		c.nodes[n.ID] = &nodeState{member: n}
 		c.batchers[n.ID] = newBatcher(c, n)
 	}
+	c.live = newLiveness(c)
 	c.connReady = make(chan struct{})
 	if opts.Transport != nil {
 		c.setConn(opts.Transport)
@@ -232,6 +237,7 @@ func (c *Client) setConn(conn transport.Transport) {
 		return
 	}
 	c.conn = conn
+	c.firstEpoch = conn.ConnectedSince()
 	close(c.connReady)
 }
 
@@ -303,6 +309,7 @@ func (c *Client) Close() error {
 	if c.stopDial != nil {
 		c.stopDial()
 	}
+	c.live.close()
 	c.dealerMu.Lock()
 	if cl, ok := c.dealer.(io.Closer); ok {
 		cl.Close()
@@ -327,6 +334,21 @@ func withDefault(ctx context.Context, d time.Duration) (context.Context, context
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, d)
+}
+
+// rawCall sends body to member node at address at (see rpc.Caller.Call), as it is: call (in
+// login.go) wraps it under a login session first where the node needs one. A sealed Error
+// answer comes back as an *rpc.Error, which errors.Is maps to ErrKeyNotFound and
+// ErrInvalidInput. An answer from a node, whatever it says, tells the liveness view that the
+// node is alive.
+func (c *Client) rawCall(ctx context.Context, node trust.Member, at transport.Address, body proto.Message) (*trust.Opened, error) {
+	if at.Role != transport.RoleNode {
+		return c.caller.Call(ctx, node, at, body)
+	}
+	seq := c.live.begin(node.ID)
+	op, err := c.caller.Call(ctx, node, at, body)
+	c.live.end(node.ID, seq, ctx, err)
+	return op, err
 }
 
 // ---- keys
@@ -376,25 +398,28 @@ func (c *Client) refreshKeys(ctx context.Context) error {
 	defer c.refreshMu.Unlock()
 	ctx, cancel := withDefault(ctx, c.signTimeout())
 	defer cancel()
+	c.live.demand()
 	type res struct {
+		node string
 		recs []*tchsmpb.SignedKeyRecord
 		err  error
 	}
+	t0, epoch := time.Now(), c.epoch()
 	results := make(chan res, len(c.m.Nodes))
 	for _, n := range c.m.Nodes {
 		go func() {
 			op, err := c.call(ctx, n, transport.Node(n.ID), &tchsmpb.ListKeys{})
 			if err != nil {
 				c.noteFailure(n.ID, err)
-				results <- res{err: err}
+				results <- res{node: n.ID, err: err}
 				return
 			}
 			kl, ok := op.Message.(*tchsmpb.KeyList)
 			if !ok {
-				results <- res{err: fmt.Errorf("client: node %s answered ListKeys with %v", n.ID, op.Type)}
+				results <- res{node: n.ID, err: fmt.Errorf("client: node %s answered ListKeys with %v", n.ID, op.Type)}
 				return
 			}
-			results <- res{recs: kl.GetKeys()}
+			results <- res{node: n.ID, recs: kl.GetKeys()}
 		}()
 	}
 	fresh := map[string]*key{}
@@ -402,14 +427,32 @@ func (c *Client) refreshKeys(ctx context.Context) error {
 	var lastErr error
 	// Once n-k+1 nodes have answered, every key that k nodes hold is in some answer: wait only
 	// a short grace for the others, so that a node that is down does not stall every listing.
+	// A node that gives no answer for the liveness window, with the broker connection up,
+	// is down (liveness.go): once some node has answered, the listing does not wait for it.
 	enough := c.m.N() - c.m.Threshold + 1
 	var grace <-chan time.Time
+	quiet := time.NewTimer(c.silentWindow())
+	defer quiet.Stop()
+	returned := map[string]bool{}
 collect:
 	for pending := len(c.m.Nodes); pending > 0; pending-- {
 		var r res
 		select {
 		case r = <-results:
+			returned[r.node] = true
 		case <-grace:
+			break collect
+		case <-quiet.C:
+			if answered == 0 {
+				pending++ // nothing yet: wait on for the first answer
+				quiet.Reset(listGrace)
+				continue
+			}
+			for _, n := range c.m.Nodes {
+				if !returned[n.ID] {
+					c.live.silent(n.ID, t0, epoch, "no answer")
+				}
+			}
 			break collect
 		}
 		if r.err != nil {
@@ -837,6 +880,7 @@ func (c *Client) order() []trust.Member {
 		median = known[len(known)/2]
 	}
 	var cs []cand
+	down := c.live.downSet()
 	for _, n := range c.m.Nodes {
 		st := c.nodes[n.ID]
 		if now.Before(st.excluded) {
@@ -847,8 +891,9 @@ func (c *Client) order() []trust.Member {
 			slow = float64(st.ewma) / float64(median)
 		}
 		score := float64(st.inflight+1) * slow * (0.9 + 0.2*rand.Float64())
-		// A node with an overdue message is asked after the others, like a failed one.
-		overdue := c.batchers[n.ID].overdue.Load() > 0
+		// A node with an overdue message, or known down, is asked after the others, like a
+		// failed one.
+		overdue := c.batchers[n.ID].overdue.Load() > 0 || down[n.ID]
 		cs = append(cs, cand{n, now.Before(st.suspended) || overdue, score})
 	}
 	sort.SliceStable(cs, func(i, j int) bool {

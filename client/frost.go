@@ -29,7 +29,8 @@ const (
 	// commitMargin: a commitment is used only until its node's nonce lifetime minus this, so
 	// that it never reaches the node after the node forgot it.
 	commitMargin = 30 * time.Second
-	// maxSessions bounds the sessions (first try and hedges) of one signature.
+	// maxSessions bounds the sessions (first try and hedges) of one signature between two
+	// pauses (fixedSigning.retry; at most maxRounds of them).
 	maxSessions = 8
 	// fetchWait bounds how long a session waits for commitments it lacks.
 	fetchWait = 2 * time.Second
@@ -47,8 +48,10 @@ type nodePool struct {
 	err     error         // the last fetch's error
 }
 
+// poolEntry is one commitment as the scheme decoded and checked it (ParseCommitments), kept
+// decoded so that a session does not decode and check it again.
 type poolEntry struct {
-	b     []byte
+	c     scheme.Commitment
 	until time.Time
 }
 
@@ -64,7 +67,7 @@ func (p *commitPools) node(i int) *nodePool {
 }
 
 // take removes and returns node i's next usable commitment.
-func (p *commitPools) take(i int, now time.Time) ([]byte, bool) {
+func (p *commitPools) take(i int, now time.Time) (scheme.Commitment, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	np := p.node(i)
@@ -73,18 +76,18 @@ func (p *commitPools) take(i int, now time.Time) ([]byte, bool) {
 		np.entries[0] = poolEntry{}
 		np.entries = np.entries[1:]
 		if now.Before(e.until) {
-			return e.b, true
+			return e.c, true
 		}
 	}
 	return nil, false
 }
 
 // giveBack returns commitments taken for a session that was never sent.
-func (p *commitPools) giveBack(i int, b []byte, until time.Time) {
+func (p *commitPools) giveBack(i int, c scheme.Commitment, until time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	np := p.node(i)
-	np.entries = append([]poolEntry{{b, until}}, np.entries...)
+	np.entries = append([]poolEntry{{c, until}}, np.entries...)
 }
 
 // drop forgets node i's pool (the node said its commitments are stale: it restarted, or they
@@ -134,7 +137,7 @@ func (c *Client) fetchCommitments(k *key, pc scheme.Precommitter, m trust.Member
 	t0 := time.Now()
 	rep, err := c.batchers[m.ID].ask(ctx, k.info.ID, req.Payload)
 	if err == nil {
-		var cs [][]byte
+		var cs []scheme.Commitment
 		var ttl time.Duration
 		if cs, ttl, err = pc.ParseCommitments(k.pk, m.Index, rep); err == nil {
 			c.noteSuccess(m.ID, time.Since(t0))
@@ -145,8 +148,8 @@ func (c *Client) fetchCommitments(k *key, pc scheme.Precommitter, m trust.Member
 			until := t0.Add(life)
 			k.pools.mu.Lock()
 			np := k.pools.node(m.Index)
-			for _, b := range cs {
-				np.entries = append(np.entries, poolEntry{b, until})
+			for _, cm := range cs {
+				np.entries = append(np.entries, poolEntry{cm, until})
 			}
 			k.pools.mu.Unlock()
 			return nil
@@ -185,23 +188,26 @@ type fixedSigning struct {
 	live     int
 	bad      map[int]bool // nodes left out of this signature (failed, or lied)
 	held     int          // most replies any session held (for the error)
+	rounds   int          // pauses after every usable node had failed (see retry)
+	first    int          // the first session since the latest pause
 	outcome
 }
 
 func (c *Client) signFixed(ctx context.Context, k *key, pc scheme.Precommitter, mech scheme.Mechanism, data []byte) ([]byte, error) {
 	K, _ := k.pk.Threshold()
 	f := &fixedSigning{c: c, k: k, pc: pc, mech: mech, data: data, K: K,
-		replies: make(chan fixedReply, maxSessions*K), bad: map[int]bool{}}
+		replies: make(chan fixedReply, maxSessions*(maxRounds+1)*K), bad: map[int]bool{}}
 	return f.run(ctx)
 }
 
 func (f *fixedSigning) run(ctx context.Context) ([]byte, error) {
-	if err := f.start(ctx, nil); err != nil {
+	if err := f.restart(ctx); err != nil {
 		return nil, f.giveUp(err)
 	}
 	hedge := time.NewTimer(f.c.hedgeDelay())
 	defer hedge.Stop()
 	for {
+		changed := f.c.live.wait()
 		select {
 		case r := <-f.replies:
 			s := f.sessions[r.sid]
@@ -250,12 +256,19 @@ func (f *fixedSigning) run(ctx context.Context) ([]byte, error) {
 					}
 				}
 			}
-			if len(slow) > 0 && len(f.sessions) < maxSessions {
+			if len(slow) > 0 && f.c.short(f.K) != nil {
+				return nil, f.giveUp(nil)
+			}
+			if len(slow) > 0 && len(f.sessions)-f.first < maxSessions {
 				if err := f.start(ctx, slow); err != nil {
 					f.c.log.Debug("no hedge session", "key", f.k.info.ID, "err", err)
 				}
 			}
 			hedge.Reset(f.c.hedgeDelay())
+		case <-changed:
+			if f.c.short(f.K) != nil {
+				return nil, f.giveUp(nil)
+			}
 		case <-ctx.Done():
 			return nil, f.giveUp(ctx.Err())
 		}
@@ -269,15 +282,63 @@ func (f *fixedSigning) kill(s *fixedSession) {
 	}
 }
 
-// restart starts a new session when no session is left that could still finish.
+// restart starts a new session when no session is left that could still finish. When fewer
+// than k nodes are usable in this signature (they failed in it: nodes restarting, or away
+// for a broker failover) but the client does not know that fewer than k are alive, it tries
+// again with them after a pause (see retry).
 func (f *fixedSigning) restart(ctx context.Context) error {
 	if f.live > 0 {
 		return nil
 	}
-	if len(f.sessions) >= maxSessions {
-		return fmt.Errorf("%d sessions failed", len(f.sessions))
+	for {
+		if len(f.sessions)-f.first >= maxSessions {
+			if !f.retry(ctx) {
+				return fmt.Errorf("%d sessions failed", len(f.sessions))
+			}
+			continue
+		}
+		err := f.start(ctx, nil)
+		if err == nil {
+			return nil
+		}
+		if !f.retry(ctx) {
+			return err
+		}
 	}
-	return f.start(ctx, nil)
+}
+
+// retry pauses (100 ms, 200 ms, then 300 ms each, at most maxRounds times, as RSA's newRound)
+// after a session could not start, has the silent nodes probed, and forgets the failures of
+// this signature (not the policy refusals; liars stay out through Client.order). false: give
+// up (the deadline is near, too many rounds, or the client knows that fewer than k nodes
+// answer).
+func (f *fixedSigning) retry(ctx context.Context) bool {
+	dl, _ := ctx.Deadline()
+	if f.rounds >= maxRounds || time.Until(dl) < 2*roundPause || f.c.short(f.K) != nil {
+		return false
+	}
+	f.rounds++
+	pause := time.NewTimer(roundPause * time.Duration(min(f.rounds, 3)))
+	defer pause.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-f.c.live.wait():
+			if f.c.short(f.K) != nil {
+				return false
+			}
+		case <-pause.C:
+			waiting = false
+		}
+	}
+	for i := range f.bad {
+		if !f.refused[i] {
+			delete(f.bad, i)
+		}
+	}
+	f.first = len(f.sessions)
+	return true
 }
 
 // start begins a session with the best k nodes that are not left out (nor in avoid) and have,
@@ -293,7 +354,7 @@ func (f *fixedSigning) start(ctx context.Context, avoid map[int]bool) error {
 		return fmt.Errorf("%d usable nodes for a %d-of-%d key", len(cands), f.K, f.k.info.L)
 	}
 	now := time.Now()
-	commits := map[int][]byte{}
+	commits := map[int]scheme.Commitment{}
 	var chosen []trust.Member
 	pick := func() {
 		for _, m := range cands {
@@ -303,8 +364,8 @@ func (f *fixedSigning) start(ctx context.Context, avoid map[int]bool) error {
 			if _, ok := commits[m.Index]; ok {
 				continue
 			}
-			if b, ok := f.k.pools.take(m.Index, now); ok {
-				commits[m.Index] = b
+			if cm, ok := f.k.pools.take(m.Index, now); ok {
+				commits[m.Index] = cm
 				chosen = append(chosen, m)
 			}
 		}
@@ -318,11 +379,29 @@ func (f *fixedSigning) start(ctx context.Context, avoid map[int]bool) error {
 				waits = append(waits, f.c.fill(f.k, f.pc, m))
 			}
 		}
+		// Until k candidates have one, or fetchWait: a node that does not answer (hung, or
+		// down and not known yet) does not hold the others up.
 		wctx, cancel := context.WithTimeout(ctx, fetchWait)
+		filled := make(chan struct{}, len(waits))
 		for _, w := range waits {
+			go func() {
+				select {
+				case <-w:
+					filled <- struct{}{}
+				case <-wctx.Done():
+				}
+			}()
+		}
+	wait:
+		for range waits {
 			select {
-			case <-w:
+			case <-filled:
 			case <-wctx.Done():
+				break wait
+			}
+			now = time.Now()
+			if pick(); len(chosen) == f.K {
+				break
 			}
 		}
 		cancel()
@@ -330,8 +409,8 @@ func (f *fixedSigning) start(ctx context.Context, avoid map[int]bool) error {
 		pick()
 	}
 	if len(chosen) < f.K {
-		for i, b := range commits {
-			f.k.pools.giveBack(i, b, now.Add(commitMargin))
+		for i, cm := range commits {
+			f.k.pools.giveBack(i, cm, now.Add(commitMargin))
 		}
 		for _, m := range cands {
 			if _, ok := commits[m.Index]; !ok {

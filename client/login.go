@@ -70,7 +70,7 @@ type PINNodeResult struct {
 func (c *Client) call(ctx context.Context, node trust.Member, at transport.Address, body proto.Message) (*trust.Opened, error) {
 	bt := tchsmpb.BodyTypeOf(body)
 	if node.Role != trust.RoleNode || !trust.MayBeLoggedIn(bt) {
-		return c.caller.Call(ctx, node, at, body)
+		return c.rawCall(ctx, node, at, body)
 	}
 	s := c.login.get(node.ID)
 	op, err := c.callAs(ctx, node, at, bt, body, s)
@@ -86,14 +86,14 @@ func (c *Client) call(ctx context.Context, node trust.Member, at transport.Addre
 
 func (c *Client) callAs(ctx context.Context, node trust.Member, at transport.Address, bt tchsmpb.BodyType, body proto.Message, s *session) (*trust.Opened, error) {
 	if s == nil {
-		return c.caller.Call(ctx, node, at, body)
+		return c.rawCall(ctx, node, at, body)
 	}
 	raw, err := proto.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	w := &tchsmpb.LoggedIn{Session: s.id, Type: bt, Body: raw, Mac: trust.LoginMAC(s.key, s.id, bt, raw)}
-	return c.caller.Call(ctx, node, at, w)
+	return c.rawCall(ctx, node, at, w)
 }
 
 // loginAgain logs in to one node again with the PIN kept in memory, unless another call did
@@ -151,7 +151,7 @@ func (c *Client) pinCall(ctx context.Context, node trust.Member, purpose string,
 	if purpose == trust.PINPurposeChange {
 		body = &tchsmpb.PINChange{Enc: enc, Ciphertext: ct, TicketKey: tk}
 	}
-	op, err := c.caller.Call(ctx, node, transport.Node(node.ID), body)
+	op, err := c.rawCall(ctx, node, transport.Node(node.ID), body)
 	return c.pinAnswer(r, op, err, key)
 }
 

@@ -355,19 +355,29 @@ func TestMemFewerThanKNodes(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
-	// A node that hangs instead: the signature fails at its deadline, naming what is missing.
+	// A node that hangs instead: the signature fails, naming the node that does not answer
+	// (the client knows within its liveness window: TestMemFastFailure).
 	mc.StartNode(1, node.Options{})
 	mc.Net.SetFault(transport.Node("node-1"), memory.Fault{Hang: true})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, err = c.Sign(ctx, mc.key.ID, scheme.SHA256RSAPKCS, []byte("one hangs"))
-	if !errors.Is(err, ErrNotEnoughNodes) || !strings.Contains(err.Error(), "deadline") {
+	if !errors.Is(err, ErrNotEnoughNodes) || !strings.Contains(err.Error(), "no answer from node-1") {
 		t.Fatalf("with a node hanging: %v", err)
 	}
-	// Back to three nodes: signing works again.
+	// Back to three nodes: signing works again once a probe sees node-1 answer (a hung
+	// request is lost here; a node that is continued answers the one waiting in its queue).
 	mc.Net.SetFault(transport.Node("node-1"), memory.Fault{})
-	if err := mc.sign(t, c, "back"); err != nil {
-		t.Fatal(err)
+	back := time.Now()
+	for {
+		err := mc.sign(t, c, "back")
+		if err == nil {
+			break
+		}
+		if time.Since(back) > 3*time.Second {
+			t.Fatalf("node-1 answers again, yet after %v: %v", time.Since(back), err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

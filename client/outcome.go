@@ -47,8 +47,15 @@ func (o *outcome) hopeless(k *key, K int) bool { return len(o.refused) > k.info.
 
 // giveUp is the error of a Sign call on key k that ends with held of K shares. When more than
 // n-k nodes say the key does not exist, it is gone (deleted by another client): c forgets it.
+// When the client knows that fewer than K nodes answer (liveness.go), the error says so, with
+// the nodes that answer and those that do not, rather than listing every failed request.
 func (o *outcome) giveUp(c *Client, k *key, held, K int, cause error) error {
 	L := k.info.L
+	if o.unknown <= L-K && !o.hopeless(k, K) {
+		if err := c.short(K); err != nil {
+			return fmt.Errorf("%w; key %s not signed (%d of %d shares)", err, k.info.ID, held, K)
+		}
+	}
 	msg := fmt.Sprintf("%d of %d shares for key %s", held, K, k.info.ID)
 	if len(o.failures) > 0 {
 		msg += " (" + strings.Join(o.failures, "; ") + ")"

@@ -27,12 +27,17 @@ func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, dat
 	}
 	ctx, cancel := withDefault(ctx, c.signTimeout())
 	defer cancel()
+	c.live.demand()
 	k, err := c.key(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if !schemes.Accepts(k.scheme, mech) {
 		return nil, fmt.Errorf("%w: a %v key does not sign with %v", ErrInvalidInput, k.info.Algorithm, mech)
+	}
+	// Known: fewer than k nodes answer. Fail now rather than at the deadline (liveness.go).
+	if err := c.recheck(ctx, k.info.K); err != nil {
+		return nil, fmt.Errorf("%w; key %s not signed", err, k.info.ID)
 	}
 	if pc, ok := k.scheme.(scheme.Precommitter); ok {
 		return c.signFixed(ctx, k, pc, mech, data)
@@ -156,6 +161,7 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 	hedge := time.NewTimer(s.c.hedgeDelay())
 	defer hedge.Stop()
 	for {
+		changed := s.c.live.wait()
 		select {
 		case r := <-s.replies:
 			s.inflight--
@@ -201,11 +207,19 @@ func (s *signing) run(ctx context.Context) ([]byte, error) {
 				return nil, s.giveUp(scheme.ErrBadSignature)
 			}
 		case <-hedge.C:
-			// Still short of k shares after a hedge delay: one more node, every tick.
+			// Still short of k shares after a hedge delay: one more node, every tick, unless
+			// the client now knows that fewer than k nodes answer.
 			if s.held() < K {
+				if s.c.short(K) != nil {
+					return nil, s.giveUp(nil)
+				}
 				s.launch(ctx)
 			}
 			hedge.Reset(s.c.hedgeDelay())
+		case <-changed:
+			if s.c.short(K) != nil {
+				return nil, s.giveUp(nil)
+			}
 		case <-ctx.Done():
 			return nil, s.giveUp(ctx.Err())
 		}
@@ -235,14 +249,24 @@ func (s *signing) refill(ctx context.Context) bool {
 // newRound refills the queue with the usable nodes that have not contributed a share.
 func (s *signing) newRound(ctx context.Context) bool {
 	dl, _ := ctx.Deadline()
-	if s.rounds >= maxRounds || time.Until(dl) < 2*roundPause {
+	if s.rounds >= maxRounds || time.Until(dl) < 2*roundPause || s.c.short(s.co.Quorum()) != nil {
 		return false
 	}
 	s.rounds++
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(roundPause * time.Duration(min(s.rounds, 3))):
+	pause := time.NewTimer(roundPause * time.Duration(min(s.rounds, 3)))
+	defer pause.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.c.live.wait():
+			// A node went down or came back: give up now if too few are left.
+			if s.c.short(s.co.Quorum()) != nil {
+				return false
+			}
+		case <-pause.C:
+			waiting = false
+		}
 	}
 	for _, n := range s.c.order() {
 		if _, done := s.from[n.Index]; !done && !s.refused[n.Index] {

@@ -204,7 +204,7 @@ func (c *Client) dealerCall(ctx context.Context, body proto.Message) (*trust.Ope
 		}
 		w := &tchsmpb.WithTickets{Tickets: ts, Type: bt, Body: raw}
 		trust.SignTicketed(c.login.ticketKey, c.m.ClusterID, c.self.ID, w)
-		op, err := c.caller.Call(ctx, c.m.Dealers[0], transport.Dealer, w)
+		op, err := c.rawCall(ctx, c.m.Dealers[0], transport.Dealer, w)
 		if again || !errors.Is(err, ErrNotLoggedIn) {
 			return op, err
 		}

@@ -219,19 +219,29 @@ type DKGParams struct {
 // Precommitter is implemented by schemes whose signers hand out commitments in advance,
 // outside any signature (FROST's round one). The client keeps a pool per node and key: it asks
 // a node for a batch (CommitRequest, answered by the node's Participant like any request),
-// splits the reply into commitments (ParseCommitments), and starts a signing session with one
-// unused commitment from each node of the set it picked (NewSession; the set is then fixed,
-// Open is false). A commitment is used in at most one session: once it went out in a request,
-// the client forgets it, whatever the outcome.
+// splits the reply into commitments (ParseCommitments, which decodes and checks each one once),
+// and starts a signing session with one unused commitment from each node of the set it picked
+// (NewSession, which uses them as decoded; the set is then fixed, Open is false). A commitment
+// is used in at most one session: once it went out in a request, the client forgets it,
+// whatever the outcome.
 type Precommitter interface {
 	// CommitRequest returns the request for a batch of count commitments.
 	CommitRequest(pk PublicKey, count int) (Request, error)
 	// ParseCommitments checks participant i's reply to a CommitRequest and returns its
-	// commitments, each opaque, and how long the participant keeps their nonces.
-	ParseCommitments(pk PublicKey, i int, rep Reply) (commitments [][]byte, ttl time.Duration, err error)
+	// commitments, decoded and checked, and how long the participant keeps their nonces.
+	ParseCommitments(pk PublicKey, i int, rep Reply) (commitments []Commitment, ttl time.Duration, err error)
 	// NewSession starts a signing session for data under mech with the participants of
-	// commitments (participant index → one commitment from ParseCommitments).
-	NewSession(pk PublicKey, mech Mechanism, data []byte, commitments map[int][]byte) (Coordinator, error)
+	// commitments (participant index → one commitment from ParseCommitments for that
+	// participant and key).
+	NewSession(pk PublicKey, mech Mechanism, data []byte, commitments map[int]Commitment) (Coordinator, error)
+}
+
+// Commitment is one commitment a signer handed out in advance, as ParseCommitments decoded
+// and checked it: opaque to the caller, which keeps it in a pool and hands it back to
+// NewSession unchanged, so that its elements are decoded and checked once, not per session.
+type Commitment interface {
+	// Signer is the index of the participant that handed it out.
+	Signer() int
 }
 
 // Scheme is one threshold signature scheme: what node, client, store, trust and the PKCS#11

@@ -115,6 +115,7 @@ func TestEd25519LyingNode(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	untilExcluded(t, c, "node-2", func(i int) { signEdOK(t, c, k, fmt.Sprintf("until excluded %d", i)) })
 	if lies.Load() == 0 {
 		t.Fatal("the lying node was never asked; the test proves nothing")
 	}

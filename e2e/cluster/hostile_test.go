@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/testcluster"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
@@ -46,6 +47,7 @@ func TestLyingNode(t *testing.T) {
 	for i := range 20 {
 		signOK(t, c, k, fmt.Sprintf("liar in the cluster %d", i))
 	}
+	untilExcluded(t, c, "node-2", func(i int) { signOK(t, c, k, fmt.Sprintf("until excluded %d", i)) })
 	if lies.Load() == 0 {
 		t.Fatal("the lying node was never asked; the test proves nothing")
 	}
@@ -53,6 +55,19 @@ func TestLyingNode(t *testing.T) {
 		t.Fatalf("node-2 lied %d times but is not excluded: %v", lies.Load(), c.Excluded())
 	}
 	t.Logf("node-2 lied %d times; excluded until %v", lies.Load(), c.Excluded()["node-2"].Format(time.TimeOnly))
+}
+
+// untilExcluded signs (sign(i)) until c excludes node, at most 100 times. A lie counts only when
+// its share is combined: on a loaded machine an in-process liar may answer only after the
+// others and so be asked, lie, and not be caught for a while; the client must still catch it.
+func untilExcluded(t *testing.T, c *client.Client, node string, sign func(i int)) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		if _, ok := c.Excluded()[node]; ok {
+			return
+		}
+		sign(i)
+	}
 }
 
 // startLiar replaces node i's process with an in-process node that passes every reply through
@@ -92,7 +107,10 @@ func startLiar(t *testing.T, tc *testcluster.Cluster, i int, lie func(*scheme.Re
 // TestHostileMessages sends garbage, forged, replayed, expired and unauthorised messages to a
 // node's queues; the node must refuse them and keep signing.
 func TestHostileMessages(t *testing.T) {
-	tc := testcluster.Start(t, testcluster.Options{K: 2, N: 3})
+	// No PIN on the nodes: the forged requests below are bare SignRequests, as an older client
+	// sends them (with PINs they are refused NOT_LOGGED_IN first: p11shim/sotest's
+	// TestModuleNodePIN).
+	tc := testcluster.Start(t, testcluster.Options{K: 2, N: 3, NoPIN: true})
 	c := tc.Client()
 	k := generate(t, c, 1024)
 	m := c.Manifest()

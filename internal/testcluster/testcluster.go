@@ -38,6 +38,9 @@ type Options struct {
 	// TokenLabel fills the client config's pkcs11 section (default "tchsm"); PIN is every
 	// client's user PIN, installed on the nodes (default "1234").
 	TokenLabel, PIN string
+	// NoPIN installs no PIN on the nodes: they serve clients without a login, as clusters of
+	// releases before node-checked PINs do (tests that forge raw requests as a client).
+	NoPIN bool
 	// Brokers, when set, is the broker cluster to run on (StartBrokers) instead of the
 	// machine's broker; every process gets all of its nodes' URLs.
 	Brokers *Brokers
@@ -45,6 +48,9 @@ type Options struct {
 	// broker users, created in the cluster's vhost with broker/setup.sh and deleted at the end)
 	// instead of guest; AMQPURL stays guest's, for the test itself.
 	BrokerUsers bool
+	// Proxy puts a Proxy (Cluster.Proxy) between the machine's broker and every process of
+	// the cluster, the test's clients included; not with Brokers.
+	Proxy bool
 }
 
 // Cluster is a running test cluster.
@@ -56,10 +62,12 @@ type Cluster struct {
 	AMQPURL      string
 	ClientConfig string // client-1's config (an admin client), with a pkcs11 section
 	SignerConfig string // signer-1's config (a signer client), with a pkcs11 section
+	Proxy        *Proxy // with Options.Proxy
 	PIN          string
 	Bin          string
 
 	brokerUsers bool
+	noPIN       bool
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
@@ -165,14 +173,22 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.PIN == "" {
 		o.PIN = "1234"
 	}
-	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN, brokerUsers: o.BrokerUsers}
+	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN, brokerUsers: o.BrokerUsers, noPIN: o.NoPIN}
+	initialPIN := o.PIN
+	if o.NoPIN {
+		initialPIN = ""
+	}
 	if o.Brokers != nil {
 		c.VHost = o.Brokers.VHost(t)
 		c.AMQPURL = strings.Join(o.Brokers.URLs(c.VHost), ",")
 	} else {
 		c.VHost, c.AMQPURL = VHost(t)
 	}
-	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true, BrokerUsers: o.BrokerUsers, PIN: o.PIN})
+	if o.Proxy && o.Brokers == nil {
+		c.Proxy = StartProxy(t, "127.0.0.1:5672")
+		c.AMQPURL = "amqp://guest:guest@" + c.Proxy.Addr() + "/" + c.VHost
+	}
+	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true, BrokerUsers: o.BrokerUsers, PIN: initialPIN})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,6 +336,28 @@ func (c *Cluster) KillNode(i int) { c.signal(nodeName(i), syscall.SIGKILL) }
 // StopNode stops node i with SIGTERM and waits for it to exit.
 func (c *Cluster) StopNode(i int) { c.signal(nodeName(i), syscall.SIGTERM) }
 
+// PauseNode stops node i with SIGSTOP: the process stays, with its broker connection and its
+// rpc queue, but answers nothing (a hung node, or one cut off behind a network partition that
+// the broker has not noticed yet). ResumeNode continues it; the test's end does too.
+func (c *Cluster) PauseNode(i int) { c.kill(nodeName(i), syscall.SIGSTOP) }
+
+// ResumeNode continues node i after PauseNode (SIGCONT).
+func (c *Cluster) ResumeNode(i int) { c.kill(nodeName(i), syscall.SIGCONT) }
+
+// kill sends sig to a running process and leaves it running.
+func (c *Cluster) kill(name string, sig syscall.Signal) {
+	c.t.Helper()
+	c.mu.Lock()
+	cmd := c.procs[name]
+	c.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		c.t.Fatalf("%s is not running", name)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("signal %v to %s: %v", sig, name, err)
+	}
+}
+
 func (c *Cluster) signal(name string, sig syscall.Signal) {
 	c.mu.Lock()
 	cmd := c.procs[name]
@@ -329,6 +367,9 @@ func (c *Cluster) signal(name string, sig syscall.Signal) {
 		return
 	}
 	cmd.Process.Signal(sig)
+	if sig != syscall.SIGKILL {
+		cmd.Process.Signal(syscall.SIGCONT) // a paused process (PauseNode) handles nothing else
+	}
 	for i := 0; i < 100; i++ {
 		if cmd.Process.Signal(syscall.Signal(0)) != nil {
 			return
@@ -394,7 +435,7 @@ func (c *Cluster) Open(path string, login bool) *client.Client {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { cl.Close() })
-	if login {
+	if login && !c.noPIN {
 		if _, err := cl.Login(ctx, []byte(c.PIN)); err != nil {
 			c.t.Fatalf("login with %s: %v", path, err)
 		}

@@ -61,6 +61,11 @@ type Transport interface {
 	WaitConnected(ctx context.Context) error
 	// Connected reports whether the carrier is reachable now.
 	Connected() bool
+	// ConnectedSince returns when the current connection to the carrier was made, or the
+	// zero time while there is none. The same non-zero time at two moments means that the
+	// connection stayed up in between (the client's liveness rule counts a node's silence
+	// only then: a broker failover is not a node failure).
+	ConnectedSince() time.Time
 	// Close stops everything the Transport started and waits for it.
 	Close() error
 }

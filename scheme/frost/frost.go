@@ -124,14 +124,14 @@ func bindingFactorInputs(pk []byte, list []Commitment, msg []byte) [][]byte {
 }
 
 // session is what signers, the aggregator and the share verifier all derive from (group key,
-// commitment list, message): binding factors, the group commitment R, the challenge c and each
-// participant's Lagrange coefficient. The list must have passed CheckList.
+// commitment list, message): binding factors, the group commitment R and the challenge c. A
+// participant's Lagrange coefficient (a scalar inversion) is computed only where it is used: by
+// that participant's sign, and by verifyShare. The list must have passed CheckList.
 type session struct {
-	list    []Commitment
-	rho     []*edwards25519.Scalar
-	r       []byte // SerializeElement(R)
-	c       *edwards25519.Scalar
-	lambdas []*edwards25519.Scalar
+	list []Commitment
+	rho  []*edwards25519.Scalar
+	r    []byte // SerializeElement(R)
+	c    *edwards25519.Scalar
 }
 
 func newSession(pk []byte, list []Commitment, msg []byte) (*session, error) {
@@ -159,10 +159,6 @@ func newSession(pk []byte, list []Commitment, msg []byte) (*session, error) {
 	s.r = r
 	// compute_challenge (section 4.6): H2(R || PK || msg).
 	s.c = h2(r, pk, msg)
-	// derive_interpolating_value (section 4.2) for each participant of the list.
-	for i := range list {
-		s.lambdas = append(s.lambdas, lagrange(list, i))
-	}
 	return s, nil
 }
 
@@ -195,7 +191,7 @@ func (s *session) index(id int) int {
 // sign is round two (section 5.2) for the participant at position i of the list:
 // z_i = d_i + e_i·rho_i + lambda_i·s_i·c. It runs in constant time in the secrets.
 func (s *session) sign(i int, sk *edwards25519.Scalar, n *Nonces) *edwards25519.Scalar {
-	lc := new(edwards25519.Scalar).Multiply(s.lambdas[i], s.c)
+	lc := new(edwards25519.Scalar).Multiply(lagrange(s.list, i), s.c)
 	z := new(edwards25519.Scalar).MultiplyAdd(lc, sk, &n.hiding)
 	return z.MultiplyAdd(&n.binding, s.rho[i], z)
 }
@@ -208,7 +204,7 @@ func (s *session) verifyShare(i int, y *edwards25519.Point, z *edwards25519.Scal
 		return false
 	}
 	l := new(edwards25519.Point).ScalarBaseMult(z)
-	cl := new(edwards25519.Scalar).Multiply(s.c, s.lambdas[i])
+	cl := new(edwards25519.Scalar).Multiply(s.c, lagrange(s.list, i))
 	r := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(s.rho[i], c.e, zero)
 	r.Add(r, c.d)
 	r.Add(r, new(edwards25519.Point).VarTimeDoubleScalarBaseMult(cl, y, zero))

@@ -218,7 +218,7 @@ func TestJudgeNamesLiar(t *testing.T) {
 	parts := participants(t, pk, shares, Options{})
 	var sch Scheme
 	msg := []byte("rrset")
-	commits := map[int][]byte{}
+	commits := map[int]scheme.Commitment{}
 	for _, i := range []int{1, 2, 4} {
 		req, _ := sch.CommitRequest(pk, 2)
 		rep, err := parts[i].Respond(context.Background(), rand.Reader, req)
@@ -291,15 +291,29 @@ func TestSessionRejects(t *testing.T) {
 	parts := participants(t, pk, shares, Options{})
 	var sch Scheme
 	c1, _ := parts[1].Commit(rand.Reader, "", 1)
-	e1 := appendEntry(nil, &c1[0])
-	if _, err := sch.NewSession(pk, scheme.SHA256RSAPKCS, nil, map[int][]byte{1: e1, 2: e1}); !errors.Is(err, scheme.ErrUnknownMechanism) {
+	var e1 scheme.Commitment = &poolCommitment{c: c1[0]}
+	if _, err := sch.NewSession(pk, scheme.SHA256RSAPKCS, nil, map[int]scheme.Commitment{1: e1, 2: e1}); !errors.Is(err, scheme.ErrUnknownMechanism) {
 		t.Fatalf("RSA mechanism: %v", err)
 	}
-	if _, err := sch.NewSession(pk, scheme.EDDSA, nil, map[int][]byte{1: e1}); !errors.Is(err, scheme.ErrInvalidRequest) {
+	if _, err := sch.NewSession(pk, scheme.EDDSA, nil, map[int]scheme.Commitment{1: e1}); !errors.Is(err, scheme.ErrInvalidRequest) {
 		t.Fatalf("one commitment for k=2: %v", err)
 	}
-	if _, err := sch.NewSession(pk, scheme.EDDSA, nil, map[int][]byte{1: e1, 4: e1}); !errors.Is(err, scheme.ErrInvalidRequest) {
+	if _, err := sch.NewSession(pk, scheme.EDDSA, nil, map[int]scheme.Commitment{1: e1, 4: e1}); !errors.Is(err, scheme.ErrInvalidRequest) {
 		t.Fatalf("participant 4 of 3: %v", err)
+	}
+	c2, _ := parts[2].Commit(rand.Reader, "", 1)
+	e2 := &poolCommitment{c: c2[0]}
+	if _, err := sch.NewSession(pk, scheme.EDDSA, nil, map[int]scheme.Commitment{1: e1, 3: e2}); !errors.Is(err, scheme.ErrInvalidRequest) {
+		t.Fatalf("participant 2's commitment as participant 3's: %v", err)
+	}
+	if _, err := sch.NewSession(pk, scheme.EDDSA, nil, map[int]scheme.Commitment{1: e1, 2: nil}); !errors.Is(err, scheme.ErrInvalidRequest) {
+		t.Fatalf("a nil commitment: %v", err)
+	}
+	if _, err := sch.NewSession(pk, scheme.EDDSA, nil, map[int]scheme.Commitment{1: e1, 2: (*poolCommitment)(nil)}); !errors.Is(err, scheme.ErrInvalidRequest) {
+		t.Fatalf("a nil *poolCommitment: %v", err)
+	}
+	if _, err := sch.NewSession(pk, scheme.EDDSA, []byte("m"), map[int]scheme.Commitment{1: e1, 2: e2}); err != nil {
+		t.Fatalf("a valid pair: %v", err)
 	}
 	if _, err := sch.NewCoordinator(pk, scheme.EDDSA, nil); !errors.Is(err, scheme.ErrNotSupported) {
 		t.Fatalf("NewCoordinator: %v", err)
@@ -418,5 +432,93 @@ func TestSignRequestMessage(t *testing.T) {
 		if _, _, err := SignRequestMessage(bad); !errors.Is(err, ErrInvalidEncoding) {
 			t.Errorf("SignRequestMessage(%x): %v, want ErrInvalidEncoding", bad, err)
 		}
+	}
+}
+
+// The node decodes a sign request's elements in Sign, not in the wire decoder (each once, its
+// own entry not at all): a bad element anywhere in the list is still refused, through Respond,
+// and so is the participant's own entry when it is not the commitment it handed out.
+func TestRespondChecksEveryElement(t *testing.T) {
+	pk, shares := dealKey(t, 3, 5)
+	parts := participants(t, pk, shares, Options{})
+	torsion := mustHex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+	tp, _ := new(edwards25519.Point).SetBytes(torsion)
+	mixed := new(edwards25519.Point).Add(edwards25519.NewGeneratorPoint(), tp).Bytes()
+	fresh := func() []Commitment {
+		var list []Commitment
+		for _, i := range []int{1, 2, 3} {
+			cs, err := parts[i].Commit(rand.Reader, "c", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			list = append(list, cs[0])
+		}
+		return list
+	}
+	respond := func(list []Commitment) error {
+		b, err := EncodeSignRequest([]byte("m"), list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = parts[1].Respond(context.Background(), rand.Reader, scheme.Request{Round: 1, Payload: b, Requester: "c"})
+		return err
+	}
+	if err := respond(fresh()); err != nil {
+		t.Fatalf("a valid list: %v", err)
+	}
+	for name, bad := range map[string][]byte{"torsion": torsion, "G+torsion": mixed, "identity": edwards25519.NewIdentityPoint().Bytes()} {
+		for j, field := range []string{"hiding", "binding"} {
+			for who := range 3 { // list position 0 is the responder's own entry
+				list := fresh()
+				if j == 0 {
+					copy(list[who].Hiding[:], bad)
+				} else {
+					copy(list[who].Binding[:], bad)
+				}
+				list[who].d, list[who].e = nil, nil
+				err := respond(list)
+				if !errors.Is(err, scheme.ErrInvalidRequest) || (who > 0 && !errors.Is(err, ErrInvalidElement)) {
+					t.Errorf("%s as %s of entry %d: %v", name, field, who, err)
+				}
+			}
+		}
+	}
+}
+
+// canonical agrees with the round trip it replaces (b == p.Bytes()) on the encodings where they
+// could differ: y near and above p = 2^255-19, y = 0, ±1 (x = 0), either sign bit, and random.
+func TestCanonicalMatchesRoundTrip(t *testing.T) {
+	var encs [][]byte
+	for low := 0xe0; low <= 0xff; low++ { // y = 2^255-32 .. 2^255-1, p is low 0xed
+		b := bytesOf(0xff, 32)
+		b[0], b[31] = byte(low), 0x7f
+		encs = append(encs, b)
+	}
+	one := make([]byte, 32)
+	one[0] = 1
+	minusOne := mustHex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+	encs = append(encs, make([]byte, 32), one, minusOne)
+	for range 200 {
+		b := make([]byte, 32)
+		rand.Read(b)
+		encs = append(encs, b)
+	}
+	checked := 0
+	for _, b := range encs {
+		for _, sign := range []byte{0, 0x80} {
+			e := append([]byte(nil), b...)
+			e[31] = e[31]&0x7f | sign
+			p, err := new(edwards25519.Point).SetBytes(e)
+			if err != nil {
+				continue
+			}
+			checked++
+			if canonical(e, p) != (string(p.Bytes()) == string(e)) {
+				t.Errorf("canonical(%x) = %v, round trip says otherwise", e, canonical(e, p))
+			}
+		}
+	}
+	if checked < 100 {
+		t.Fatalf("only %d encodings decoded", checked)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
 )
 
 // This file is the ciphersuite FROST(Ed25519, SHA-512) of RFC 9591, section 6.1, on
@@ -44,9 +45,9 @@ var (
 
 // DecodeElement is DeserializeElement of section 6.1: it accepts exactly the canonical RFC 8032
 // encodings (filippo.io/edwards25519's SetBytes alone also accepts non-canonical y ≥ p and a
-// negative zero x, so the encoding is compared after a round trip), and rejects the identity
-// and points outside the prime-order subgroup ([L]P ≠ identity). All inputs are public; the
-// checks run in variable time.
+// negative zero x: canonical rejects those), and rejects the identity and points outside the
+// prime-order subgroup ([L]P ≠ identity). All inputs are public; the checks run in variable
+// time.
 func DecodeElement(b []byte) (*edwards25519.Point, error) {
 	if len(b) != ElementSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrInvalidElement, len(b))
@@ -55,7 +56,7 @@ func DecodeElement(b []byte) (*edwards25519.Point, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: not a point", ErrInvalidElement)
 	}
-	if string(p.Bytes()) != string(b) {
+	if !canonical(b, p) {
 		return nil, fmt.Errorf("%w: non-canonical encoding", ErrInvalidElement)
 	}
 	if p.Equal(identity) == 1 {
@@ -67,7 +68,47 @@ func DecodeElement(b []byte) (*edwards25519.Point, error) {
 	return p, nil
 }
 
-// primeOrder reports whether [L]p is the identity.
+// canonical reports whether b, which SetBytes decoded to p, is p's canonical encoding, as
+// comparing b with p.Bytes() would, without the field inversion p.Bytes costs. SetBytes reduces
+// y modulo p = 2^255-19 and takes the sign bit as x's sign unless x = 0, so the re-encoding
+// differs from b exactly when y ≥ p, or when x = 0 and the sign bit is set (RFC 8032, 5.1.3,
+// steps 1 and 4). FuzzDecodeElement checks the equivalence with the round trip.
+func canonical(b []byte, p *edwards25519.Point) bool {
+	// y ≥ p: the 255-bit y is 2^255-19 .. 2^255-1, that is ed..ff ff..ff 7f little-endian.
+	if b[31]&0x7f == 0x7f && b[0] >= 0xed {
+		high := true
+		for _, v := range b[1:31] {
+			if v != 0xff {
+				high = false
+				break
+			}
+		}
+		if high {
+			return false
+		}
+	}
+	if b[31]&0x80 != 0 {
+		// x = X/Z is zero exactly when X is.
+		X, _, _, _ := p.ExtendedCoordinates()
+		if X.Equal(new(field.Element)) == 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// primeOrder reports whether [L]p is the identity. This is the exact test of membership in the
+// prime-order subgroup: E(F_p) is cyclic of order 8·L, so a point is in the subgroup of order L
+// exactly when [L] kills it. It costs one variable-time scalar multiplication, about 253
+// doublings. No cheaper exact test is used: any scalar that kills exactly the subgroup of order L
+// is a multiple of L, so no shorter scalar will do; and a batched test over a random linear
+// combination, [L](Σ r_i P_i) = O, sees each torsion component only through r_i mod 8 (the
+// torsion group has 8 elements), so a point with a component of order 2 passes whenever its r_i
+// is even, with probability 1/2 whatever the length of r_i: that is no check. Ristretto255's decoding
+// (RFC 9496) validates encodings of a quotient group, not arbitrary Edwards points, so it does
+// not apply to RFC 9591's elements. What is saved instead
+// is the number of checks: each element is checked once per process (ParseCommitments, and
+// Participant.Sign checks every entry but its own).
 func primeOrder(p *edwards25519.Point) bool {
 	q := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(orderMinusOne, p, zero)
 	q.Add(q, p)

@@ -14,7 +14,7 @@ func signWith(t testing.TB, pk *PublicKey, parts map[int]*Participant, signers [
 	t.Helper()
 	var sch Scheme
 	ctx := context.Background()
-	commits := map[int][]byte{}
+	commits := map[int]scheme.Commitment{}
 	for _, i := range signers {
 		req, err := sch.CommitRequest(pk, 1)
 		if err != nil {

@@ -101,7 +101,7 @@ func (p *Participant) Respond(_ context.Context, rnd io.Reader, req scheme.Reque
 		}
 		return scheme.Reply{Payload: EncodeCommitReply(p.opts.TTL, cs)}, nil
 	case tagSign:
-		msg, list, err := DecodeSignRequest(req.Payload)
+		msg, list, err := parseSignRequest(req.Payload) // Sign decodes and checks the elements
 		if err != nil {
 			return scheme.Reply{}, fmt.Errorf("%w: %w", scheme.ErrInvalidRequest, err)
 		}

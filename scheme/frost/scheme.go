@@ -153,9 +153,9 @@ func (Scheme) CommitRequest(pk scheme.PublicKey, count int) (scheme.Request, err
 	return scheme.Request{Round: 1, Payload: b}, nil
 }
 
-// ParseCommitments decodes participant i's commit reply into pool entries (72 bytes each:
-// nonce id, D, E), every element checked.
-func (Scheme) ParseCommitments(pk scheme.PublicKey, i int, rep scheme.Reply) ([][]byte, time.Duration, error) {
+// ParseCommitments decodes participant i's commit reply into pool commitments, every element
+// decoded and checked here, once: NewSession uses the decoded points.
+func (Scheme) ParseCommitments(pk scheme.PublicKey, i int, rep scheme.Reply) ([]scheme.Commitment, time.Duration, error) {
 	p, err := publicOf(pk)
 	if err != nil {
 		return nil, 0, err
@@ -167,15 +167,24 @@ func (Scheme) ParseCommitments(pk scheme.PublicKey, i int, rep scheme.Reply) ([]
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: participant %d: %w", scheme.ErrBadShare, i, err)
 	}
-	out := make([][]byte, len(cs))
+	out := make([]scheme.Commitment, len(cs))
 	for j := range cs {
-		out[j] = appendEntry(nil, &cs[j])
+		out[j] = &poolCommitment{c: cs[j]}
 	}
 	return out, ttl, nil
 }
 
-// NewSession starts a signature with one pool entry per signer (exactly k).
-func (Scheme) NewSession(pk scheme.PublicKey, mech scheme.Mechanism, data []byte, commitments map[int][]byte) (scheme.Coordinator, error) {
+// poolCommitment is a Commitment as ParseCommitments returns it (a scheme.Commitment): decoded
+// and checked, and out of reach of the pool that holds it, so that its bytes and its decoded
+// points cannot come apart.
+type poolCommitment struct{ c Commitment }
+
+// Signer is the participant that handed the commitment out.
+func (p *poolCommitment) Signer() int { return p.c.Identifier }
+
+// NewSession starts a signature with one pool commitment per signer (exactly k), each from
+// ParseCommitments for that signer.
+func (Scheme) NewSession(pk scheme.PublicKey, mech scheme.Mechanism, data []byte, commitments map[int]scheme.Commitment) (scheme.Coordinator, error) {
 	p, err := publicOf(pk)
 	if err != nil {
 		return nil, err
@@ -184,15 +193,18 @@ func (Scheme) NewSession(pk scheme.PublicKey, mech scheme.Mechanism, data []byte
 		return nil, fmt.Errorf("%w: %v for an Ed25519 key", scheme.ErrUnknownMechanism, mech)
 	}
 	list := make([]Commitment, 0, len(commitments))
-	for i, b := range commitments {
+	for i, sc := range commitments {
 		if i < 1 || i > p.n {
 			return nil, fmt.Errorf("%w: participant %d, need 1..%d", scheme.ErrInvalidRequest, i, p.n)
 		}
-		c, err := decodeEntry(i, b)
-		if err != nil {
-			return nil, fmt.Errorf("%w: participant %d: %w", scheme.ErrInvalidRequest, i, err)
+		pc, ok := sc.(*poolCommitment)
+		if !ok || pc == nil {
+			return nil, fmt.Errorf("%w: participant %d: %T is not a FROST commitment", scheme.ErrInvalidRequest, i, sc)
 		}
-		list = append(list, c)
+		if pc.c.Identifier != i {
+			return nil, fmt.Errorf("%w: participant %d: a commitment of participant %d", scheme.ErrInvalidRequest, i, pc.c.Identifier)
+		}
+		list = append(list, pc.c)
 	}
 	return NewCoordinator(p, data, list)
 }

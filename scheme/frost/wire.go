@@ -34,10 +34,23 @@ func appendEntry(b []byte, c *Commitment) []byte {
 }
 
 func decodeEntry(id int, b []byte) (Commitment, error) {
-	if len(b) != entrySize {
-		return Commitment{}, fmt.Errorf("%w: commitment of %d bytes", ErrInvalidEncoding, len(b))
+	c, err := parseEntry(id, b)
+	if err != nil {
+		return c, err
 	}
-	return NewCommitment(id, binary.BigEndian.Uint64(b), b[8:8+ElementSize], b[8+ElementSize:])
+	return c, c.decode()
+}
+
+// parseEntry reads an entry without decoding its elements (Commitment.decode, CheckList).
+func parseEntry(id int, b []byte) (Commitment, error) {
+	c := Commitment{Identifier: id}
+	if len(b) != entrySize {
+		return c, fmt.Errorf("%w: commitment of %d bytes", ErrInvalidEncoding, len(b))
+	}
+	c.Nonce = binary.BigEndian.Uint64(b)
+	copy(c.Hiding[:], b[8:8+ElementSize])
+	copy(c.Binding[:], b[8+ElementSize:])
+	return c, nil
 }
 
 // EncodeCommitRequest returns a commit request's payload.
@@ -133,6 +146,22 @@ func SignRequestMessage(b []byte) (msg []byte, sign bool, err error) {
 // DecodeSignRequest decodes a sign request's payload into the message and the commitment list
 // (each element checked; the list's order and range are CheckList's).
 func DecodeSignRequest(b []byte) ([]byte, []Commitment, error) {
+	msg, list, err := parseSignRequest(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range list {
+		if err := list[i].decode(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return msg, list, nil
+}
+
+// parseSignRequest is DecodeSignRequest without decoding the elements: the participant decodes
+// them in Sign (CheckList), all but its own entry, whose points it computed when it handed the
+// commitment out; so each element of the list is decoded and checked once there.
+func parseSignRequest(b []byte) ([]byte, []Commitment, error) {
 	if len(b) < 5 || b[0] != tagSign {
 		return nil, nil, fmt.Errorf("%w: sign request", ErrInvalidEncoding)
 	}
@@ -152,7 +181,7 @@ func DecodeSignRequest(b []byte) ([]byte, []Commitment, error) {
 	list := make([]Commitment, n)
 	for i := range list {
 		e := b[i*item : (i+1)*item]
-		c, err := decodeEntry(int(binary.BigEndian.Uint16(e)), e[2:])
+		c, err := parseEntry(int(binary.BigEndian.Uint16(e)), e[2:])
 		if err != nil {
 			return nil, nil, err
 		}

@@ -30,6 +30,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -256,4 +257,26 @@ func (c *Cluster) FromEnv(key string) string {
 		}
 	}
 	return os.Getenv(key)
+}
+
+// NodePids returns the process ids of the nodes `tchsm dev up` started in dir (their
+// nodes/*/process.pid files).
+func NodePids(dir string) ([]int, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "nodes", "*", "process.pid"))
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("cluster: %s: not a pid", f)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }

@@ -43,11 +43,12 @@ var (
 const devPIN = "1234"
 
 // KnownTargets are the target names -targets accepts.
-var KnownTargets = []string{"softhsm", "gorsa", "tchsm", "p11"}
+var KnownTargets = []string{"softhsm", "gorsa", "goed25519", "tchsm", "p11"}
 
 // Options are the parsed flags.
 type Options struct {
 	Targets        []string
+	Alg            string // "rsa" or "ed25519"
 	Bits           int
 	K, N           int
 	Duration       time.Duration
@@ -84,7 +85,8 @@ type Options struct {
 	Args   []string
 	From   string // re-render the report from this results.json instead of measuring
 
-	built *built // tools built by -tchsm-launch auto / -tchsm-build, removed at the end of Run
+	built *built            // tools built by -tchsm-launch auto / -tchsm-build, removed at the end of Run
+	frost *limit.FROSTArith // the run's FROST arithmetic, for the CPU split
 }
 
 // built holds binaries the harness built from this repository.
@@ -122,7 +124,8 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	o := &Options{Args: args}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	targets := fs.String("targets", "softhsm,gorsa,tchsm", "comma-separated targets: "+strings.Join(KnownTargets, ", "))
+	targets := fs.String("targets", "", "comma-separated targets: "+strings.Join(KnownTargets, ", ")+" (default softhsm,gorsa,tchsm; with -alg ed25519 softhsm,goed25519,tchsm)")
+	fs.StringVar(&o.Alg, "alg", "rsa", "key type: rsa (PKCS#1 v1.5, -bits) or ed25519 (CKM_EDDSA over 150-byte messages; the threshold limit, -compare-sizes and ods-hsmspeed are RSA-only and skipped, the FROST arithmetic is timed instead)")
 	fs.IntVar(&o.Bits, "bits", 2048, "RSA modulus size: 1024, 2048, 3072 or 4096")
 	fs.IntVar(&o.K, "k", 3, "threshold k (shares needed per signature)")
 	fs.IntVar(&o.N, "n", 5, "number of nodes n")
@@ -194,6 +197,17 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 	if o.TchsmPIN == "" && o.TchsmLaunch == "" {
 		o.TchsmPIN = devPIN
 	}
+	switch o.Alg {
+	case "rsa", "ed25519":
+	default:
+		return nil, fmt.Errorf("%w: -alg %q (rsa or ed25519)", ErrUsage, o.Alg)
+	}
+	if *targets == "" {
+		*targets = "softhsm,gorsa,tchsm"
+		if o.Alg == "ed25519" {
+			*targets = "softhsm,goed25519,tchsm"
+		}
+	}
 	for _, t := range strings.Split(*targets, ",") {
 		t = strings.TrimSpace(t)
 		if t == "" {
@@ -201,6 +215,9 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 		}
 		if !slices.Contains(KnownTargets, t) {
 			return nil, fmt.Errorf("%w: unknown target %q (known: %s)", ErrUsage, t, strings.Join(KnownTargets, ", "))
+		}
+		if (t == "gorsa" && o.Alg != "rsa") || (t == "goed25519" && o.Alg != "ed25519") {
+			return nil, fmt.Errorf("%w: target %s with -alg %s", ErrUsage, t, o.Alg)
 		}
 		if !slices.Contains(o.Targets, t) {
 			o.Targets = append(o.Targets, t)
@@ -247,6 +264,11 @@ func Parse(args []string, stderr io.Writer) (*Options, error) {
 		for k := min(2, o.N); k <= o.N; k++ {
 			o.ScalingKs = append(o.ScalingKs, k)
 		}
+	}
+	if o.Alg == "ed25519" {
+		// RSA-only measurements: shoup's share rate, the OpenSSL comparison, ods-hsmspeed
+		// (which generates and signs with RSA keys).
+		o.NoLimit, o.CompareSizes, o.HSMSpeed = true, nil, false
 	}
 	if o.Out == "" && o.From != "" {
 		o.Out = filepath.Dir(o.From)
@@ -305,13 +327,17 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 		Tool:    "tchsm-bench",
 		Started: time.Now().UTC(),
 		Args:    o.Args,
-		Config: report.Config{Targets: o.Targets, Bits: o.Bits, K: o.K, N: o.N, DurationS: o.Duration.Seconds(), Count: o.Count,
+		Config: report.Config{Targets: o.Targets, Alg: o.Alg, Bits: o.Bits, K: o.K, N: o.N, DurationS: o.Duration.Seconds(), Count: o.Count,
 			WarmupS: o.Warmup.Seconds(), Reps: o.Reps, MaxConcurrency: o.MaxConcurrency, Tolerance: o.Tolerance, Cores: o.Cores, Quick: o.Quick},
 		Machine: report.DescribeMachine(),
 	}
 	m := res.Machine
-	bar.Logf("tchsm bench: %s, %d cores, load %s, %s; RSA-%d, k=%d n=%d, targets %s",
-		m.CPUModel, m.Cores, m.LoadAvgStart, m.GoVersion, o.Bits, o.K, o.N, strings.Join(o.Targets, ","))
+	keyDesc := fmt.Sprintf("RSA-%d", o.Bits)
+	if o.Alg == "ed25519" {
+		keyDesc = "Ed25519"
+	}
+	bar.Logf("tchsm bench: %s, %d cores, load %s, %s; %s, k=%d n=%d, targets %s",
+		m.CPUModel, m.Cores, m.LoadAvgStart, m.GoVersion, keyDesc, o.K, o.N, strings.Join(o.Targets, ","))
 	if m.Load1Start > 0.5*float64(m.Cores) {
 		w := fmt.Sprintf("machine busy at start (load average %s on %d cores): figures will be low and noisy", m.LoadAvgStart, m.Cores)
 		res.Warnings = append(res.Warnings, w)
@@ -358,6 +384,19 @@ func Run(ctx context.Context, o *Options, bar *progress.Bar) (*report.Results, e
 				bar.Done(fmt.Sprintf("share vs OpenSSL, RSA-%d: share %.2f ms (r = %.0f/s/core, engine %s), OpenSSL %.2f ms: ratio %.3f",
 					r.Bits, r.ShareMS, r.ShareRate, r.Engine, r.OpenSSLMS, r.Ratio))
 			}
+		}
+	}
+	if o.Alg == "ed25519" {
+		bar.Infof("FROST arithmetic: timing whole %d-of-%d signatures in process for %v", o.K, o.N, o.ShareTime)
+		waitQuiet(ctx, 15*time.Second)
+		fr, err := limit.MeasureFROST(ctx, o.K, o.N, max(o.ShareTime, time.Second))
+		if err != nil {
+			errs = append(errs, err)
+			res.Warnings = append(res.Warnings, err.Error())
+		} else {
+			res.FROST, o.frost = fr, fr
+			bar.Done(fmt.Sprintf("FROST %d-of-%d arithmetic per signature: nodes %.3f ms, client %.3f ms (CPU time, %d signatures)",
+				fr.K, fr.N, fr.NodeMS, fr.ClientMS, fr.Signatures))
 		}
 	}
 	rcfg := runner.Config{MaxConcurrency: o.MaxConcurrency, Duration: o.Duration, Count: o.Count, Warmup: o.Warmup,
@@ -448,16 +487,19 @@ func open(ctx context.Context, o *Options, name string, cl *cluster.Cluster, bar
 		bar.Infof("gorsa: generating RSA-%d key", o.Bits)
 		t, err := target.NewGoRSA(o.Bits)
 		return t, "", err
+	case "goed25519":
+		t, err := target.NewGoEd25519()
+		return t, "", err
 	case "softhsm":
-		bar.Infof("softhsm: creating a temporary token and an RSA-%d key", o.Bits)
-		t, err := target.OpenSoftHSM(ctx, o.SoftHSMModule, o.Bits, o.TmpDir)
+		bar.Infof("softhsm: creating a temporary token and an %s key", keyName(o))
+		t, err := target.OpenSoftHSMKey(ctx, o.SoftHSMModule, o.Bits, o.Alg == "ed25519", o.TmpDir)
 		return t, "", err
 	case "p11":
 		if o.P11Module == "" || o.P11Token == "" {
 			return nil, "give -p11-module and -p11-token", nil
 		}
 		t, err := target.OpenPKCS11(target.PKCS11Config{Name: "p11", Module: o.P11Module, TokenLabel: o.P11Token,
-			PIN: o.P11PIN, Bits: o.Bits, KeepKey: o.KeepKey})
+			PIN: o.P11PIN, Bits: o.Bits, Ed25519: o.Alg == "ed25519", KeepKey: o.KeepKey})
 		return t, "", err
 	case "tchsm":
 		module, config, label, pin := o.TchsmModule, o.TchsmConfig, o.TchsmLabel, o.TchsmPIN
@@ -483,9 +525,9 @@ func open(ctx context.Context, o *Options, name string, cl *cluster.Cluster, bar
 		if module == "" || config == "" {
 			return nil, "no tchsm cluster: give -tchsm-module and -tchsm-config or -tchsm-launch auto to start a local cluster", nil
 		}
-		bar.Infof("tchsm: loading %s (TCHSM_CONFIG=%s), finding or generating an RSA-%d key", module, config, o.Bits)
+		bar.Infof("tchsm: loading %s (TCHSM_CONFIG=%s), finding or generating an %s key", module, config, keyName(o))
 		t, err := target.OpenPKCS11(target.PKCS11Config{Name: "tchsm", Module: module, TokenLabel: label, PIN: pin,
-			Bits: o.Bits, KeepKey: o.KeepKey, Env: map[string]string{"TCHSM_CONFIG": config}})
+			Bits: o.Bits, Ed25519: o.Alg == "ed25519", KeepKey: o.KeepKey, Env: map[string]string{"TCHSM_CONFIG": config}})
 		return t, "", err
 	}
 	return nil, "", fmt.Errorf("%w: unknown target %q", ErrUsage, name)
@@ -581,10 +623,20 @@ func runTarget(ctx context.Context, o *Options, name string, rcfg runner.Config,
 		}
 	}()
 	tr.Description = t.Describe()
+	if kg, ok := t.(interface{ KeyGenTime() time.Duration }); ok && kg.KeyGenTime() > 0 {
+		tr.KeyGenMS = float64(kg.KeyGenTime()) / float64(time.Millisecond)
+		bar.Done(fmt.Sprintf("%-8s key generation (C_GenerateKeyPair) %.0f ms", name, tr.KeyGenMS))
+	}
 	sw, err := runner.Run(ctx, t, rcfg)
 	tr.Sweep = sw
 	if err != nil {
 		return err
+	}
+	if name == "tchsm" && cl != nil && o.Alg == "ed25519" {
+		if err := measureCPU(ctx, o, t, cl, sw, rcfg, tr, bar); err != nil {
+			bar.Logf("tchsm: CPU per signature: %v", err)
+			tr.Error = "CPU per signature: " + err.Error()
+		}
 	}
 	if o.HSMSpeed && name != "gorsa" {
 		if r, ok := t.(interface{ Repo() target.Repo }); ok {
@@ -721,4 +773,100 @@ func waitQuiet(ctx context.Context, max time.Duration) {
 			return
 		}
 	}
+}
+
+func keyName(o *Options) string {
+	if o.Alg == "ed25519" {
+		return "Ed25519"
+	}
+	return fmt.Sprintf("RSA-%d", o.Bits)
+}
+
+// measureCPU runs one more timed repetition at the sweep's best concurrency (no warm-up) and
+// reads the CPU time the cluster's node processes and this process spent during it from /proc;
+// it splits the total per signature into the FROST arithmetic (timed in process before the
+// targets) and the rest, the messaging. The verification of every signature by the harness is
+// timed separately and taken out of the client's share.
+func measureCPU(ctx context.Context, o *Options, t target.Target, cl *cluster.Cluster, sw *runner.Sweep, rcfg runner.Config,
+	tr *report.Target, bar *progress.Bar) error {
+	best := sw.BestStep()
+	if best == nil {
+		return errors.New("no step")
+	}
+	pids, err := cluster.NodePids(cl.Dir)
+	if err != nil {
+		return err
+	}
+	if len(pids) != o.N {
+		return fmt.Errorf("%d node processes found in %s, want %d", len(pids), cl.Dir, o.N)
+	}
+	v, err := target.NewVerifier(t.PublicKey(), 128)
+	if err != nil {
+		return err
+	}
+	cfg := rcfg
+	cfg.Warmup, cfg.Reps = 0, 1
+	nodes0, err := procCPU(pids...)
+	if err != nil {
+		return err
+	}
+	self0, err := procCPU(os.Getpid())
+	if err != nil {
+		return err
+	}
+	st, err := runner.RunStep(ctx, t, v, best.Concurrency, cfg)
+	if err != nil {
+		return err
+	}
+	nodes1, err := procCPU(pids...)
+	if err != nil {
+		return err
+	}
+	self1, err := procCPU(os.Getpid())
+	if err != nil {
+		return err
+	}
+	sigs := st.Reps[0].Signatures
+	if sigs == 0 {
+		return errors.New("no signature in the CPU step")
+	}
+	per := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(sigs) }
+	c := &report.CPUSplit{Concurrency: best.Concurrency, Signatures: sigs, SigPerSec: st.SigPerSec,
+		NodesMS: per(nodes1 - nodes0), ClientMS: per(self1 - self0), VerifyMS: limit.Ed25519VerifyMS(200 * time.Millisecond)}
+	if fr := o.frost; fr != nil {
+		c.NodeArithMS, c.ClientArithMS, c.ArithMS = fr.NodeMS, fr.ClientMS, fr.TotalMS
+	}
+	c.MessagingMS = c.NodesMS + c.ClientMS - c.VerifyMS - c.ArithMS
+	tr.CPU = c
+	bar.Done(fmt.Sprintf("tchsm CPU per signature at c=%d (%.0f sig/s): nodes %.2f ms, client %.2f ms (verification %.3f); arithmetic %.2f ms, messaging %.2f ms",
+		c.Concurrency, c.SigPerSec, c.NodesMS, c.ClientMS, c.VerifyMS, c.ArithMS, c.MessagingMS))
+	return nil
+}
+
+// procCPU is the user+system CPU time of the processes so far (/proc/PID/stat fields 14 and 15,
+// in clock ticks of USER_HZ = 100 on Linux).
+func procCPU(pids ...int) (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, err
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')') // the command name may hold spaces
+		if i < 0 {
+			return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 13 {
+			return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+		}
+		u, err1 := strconv.ParseInt(f[11], 10, 64)
+		k, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: utime/stime", pid)
+		}
+		total += time.Duration(u+k) * 10 * time.Millisecond
+	}
+	return total, nil
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,6 +118,21 @@ func TestQuickRun(t *testing.T) {
 	for _, f := range files {
 		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestParseEd25519(t *testing.T) {
+	o, err := Parse([]string{"-alg", "ed25519"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(o.Targets, ",") != "softhsm,goed25519,tchsm" || !o.NoLimit || o.HSMSpeed || len(o.CompareSizes) != 0 {
+		t.Fatalf("-alg ed25519: %+v", o)
+	}
+	for _, args := range [][]string{{"-alg", "ed25519", "-targets", "gorsa"}, {"-targets", "goed25519"}, {"-alg", "dsa"}} {
+		if _, err := Parse(args, io.Discard); !errors.Is(err, ErrUsage) {
+			t.Errorf("%v: %v", args, err)
 		}
 	}
 }

@@ -37,8 +37,12 @@ func (r *Results) Markdown(plots []string) string {
 	if c.Count > 0 {
 		mode = fmt.Sprintf("%d signatures per repetition", c.Count)
 	}
-	w("**Run.** RSA-%d, PKCS#1 v1.5 over SHA-256 DigestInfo; concurrency 1, 2, 4, … up to %d, stopping when throughput gains stay below 5%% twice; %s after a %gs warm-up, %d repetitions per step (median shown); threshold k=%d of n=%d, C=%d cores. Every signature was verified against the public key: **%d invalid**.",
-		c.Bits, c.MaxConcurrency, mode, c.WarmupS, c.Reps, c.K, c.N, c.Cores, r.Invalid)
+	what := fmt.Sprintf("RSA-%d, PKCS#1 v1.5 over SHA-256 DigestInfo", c.Bits)
+	if c.Alg == "ed25519" {
+		what = "Ed25519 (CKM_EDDSA, pure Ed25519 over 150-byte messages; tchsm: FROST(Ed25519, SHA-512))"
+	}
+	w("**Run.** %s; concurrency 1, 2, 4, … up to %d, stopping when throughput gains stay below 5%% twice; %s after a %gs warm-up, %d repetitions per step (median shown); threshold k=%d of n=%d, C=%d cores. Every signature was verified against the public key: **%d invalid**.",
+		what, c.MaxConcurrency, mode, c.WarmupS, c.Reps, c.K, c.N, c.Cores, r.Invalid)
 	if c.Quick {
 		w(" *Quick smoke run: figures are indicative only.*")
 	}
@@ -68,6 +72,7 @@ func (r *Results) Markdown(plots []string) string {
 			ms(t.KneeLatency.P50), ms(t.KneeLatency.P99), ratio, t.Sweep.Invalid)
 	}
 	w("\nThe knee is the lowest concurrency reaching %.0f%% of the best throughput: past it, more concurrency mostly adds queueing latency. Latencies in this table and in the latency plots are at the knee.\n\n", 100*KneeFraction)
+	r.ed25519Markdown(w)
 	if l := r.Limit; l != nil {
 		reps := ""
 		if len(l.RepRates) > 1 {
@@ -233,5 +238,41 @@ func (r *Results) Markdown(plots []string) string {
 		}
 	}
 	w("\n## Method\n\nOne process; each target is loaded as a signer loads it. PKCS#11 targets: C_Initialize(CKF_OS_LOCKING_OK), token by label, one C_Login(CKU_USER), one RW session per worker goroutine, C_SignInit(CKM_RSA_PKCS) + C_Sign of a SHA-256 DigestInfo per signature (miekg/pkcs11 asks the length first). Latency is the time of those calls only. Throughput is valid signatures divided by the time from the start signal until the last worker's last signature. PKCS#1 v1.5 signatures are deterministic, so each of the digests signed is fully verified once (normally during warm-up) and every later signature is compared with it byte for byte. Percentiles are nearest-rank over all repetitions of a step.\n")
+	if r.Config.Alg == "ed25519" {
+		w("\nWith -alg ed25519 the mechanism is CKM_EDDSA over a 150-byte message instead (the whole message, as OpenDNSSEC passes an RRSIG's data and RRset), and the key is generated with CKM_EC_EDWARDS_KEY_PAIR_GEN. SoftHSM2's and crypto/ed25519's signatures are deterministic and cached as above; tchsm's FROST signatures carry a random nonce, so every one is verified in full with crypto/ed25519.Verify.\n")
+	}
 	return b.String()
+}
+
+// ed25519Markdown renders the Ed25519 figures: latency at concurrency 1, key generation, and
+// the cluster's CPU per signature split into arithmetic and messaging.
+func (r *Results) ed25519Markdown(w func(string, ...any)) {
+	if r.Config.Alg != "ed25519" {
+		return
+	}
+	w("## Ed25519\n\n| target | p50 ms at c=1 | p99 ms at c=1 | sig/s at c=1 | best sig/s (c) | key generation ms |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, t := range r.Targets {
+		if t.Sweep == nil || len(t.Sweep.Steps) == 0 {
+			continue
+		}
+		s := t.Sweep.Steps[0]
+		kg := "—"
+		if t.KeyGenMS > 0 {
+			kg = fmt.Sprintf("%.0f", t.KeyGenMS)
+		}
+		w("| %s | %s | %s | %.0f | %.0f (%d) | %s |\n", t.Name, ms(s.Latency.P50), ms(s.Latency.P99), s.SigPerSec, t.BestSigPerSec, t.BestConcurrency, kg)
+	}
+	w("\ntchsm's key generation is C_GenerateKeyPair(CKM_EC_EDWARDS_KEY_PAIR_GEN) through libtchsm.so: the nodes' distributed key generation over the broker, end to end; SoftHSM2's is a local key pair.\n\n")
+	if f := r.FROST; f != nil {
+		w("FROST(Ed25519, SHA-512) %d-of-%d arithmetic per signature, timed in process (CPU time, %d signatures): nodes %.3f ms (k commitments and k shares), client %.3f ms (checking k commitments, session, aggregation and crypto/ed25519.Verify), total %.3f ms.\n\n",
+			f.K, f.N, f.Signatures, f.NodeMS, f.ClientMS, f.TotalMS)
+	}
+	for _, t := range r.Targets {
+		c := t.CPU
+		if c == nil {
+			continue
+		}
+		w("**CPU per signature, %s** (one extra repetition at concurrency %d, %d signatures, %.0f sig/s; from /proc; the broker left out): nodes %.2f ms, this process %.2f ms (client in libtchsm.so and the harness; its verification of each signature %.3f ms). Of that, arithmetic %.2f ms (nodes %.2f, client %.2f) and messaging %.2f ms (envelopes, broker client, protobuf, PKCS#11, scheduling).\n\n",
+			t.Name, c.Concurrency, c.Signatures, c.SigPerSec, c.NodesMS, c.ClientMS, c.VerifyMS, c.ArithMS, c.NodeArithMS, c.ClientArithMS, c.MessagingMS)
+	}
 }

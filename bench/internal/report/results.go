@@ -21,24 +21,28 @@ import (
 
 // Results is everything one run measured.
 type Results struct {
-	Tool     string         `json:"tool"`
-	Started  time.Time      `json:"started"`
-	Finished time.Time      `json:"finished"`
-	Args     []string       `json:"args"`
-	Config   Config         `json:"config"`
-	Machine  Machine        `json:"machine"`
-	Targets  []*Target      `json:"targets"`
-	Limit    *Threshold     `json:"threshold_limit,omitempty"`
-	Scaling  *Scaling       `json:"scaling,omitempty"`
-	Unstable bool           `json:"unstable"` // some repetition was > tolerance off its median
-	Invalid  int            `json:"invalid_signatures"`
-	Warnings []string       `json:"warnings,omitempty"`
-	Extra    map[string]any `json:"extra,omitempty"`
+	Tool     string     `json:"tool"`
+	Started  time.Time  `json:"started"`
+	Finished time.Time  `json:"finished"`
+	Args     []string   `json:"args"`
+	Config   Config     `json:"config"`
+	Machine  Machine    `json:"machine"`
+	Targets  []*Target  `json:"targets"`
+	Limit    *Threshold `json:"threshold_limit,omitempty"`
+	// FROST is the arithmetic of one threshold Ed25519 signature, timed in process (-alg
+	// ed25519): what the cluster's CPU per signature is compared with.
+	FROST    *limit.FROSTArith `json:"frost_arithmetic,omitempty"`
+	Scaling  *Scaling          `json:"scaling,omitempty"`
+	Unstable bool              `json:"unstable"` // some repetition was > tolerance off its median
+	Invalid  int               `json:"invalid_signatures"`
+	Warnings []string          `json:"warnings,omitempty"`
+	Extra    map[string]any    `json:"extra,omitempty"`
 }
 
 // Config records the parameters of the run.
 type Config struct {
 	Targets        []string `json:"targets"`
+	Alg            string   `json:"alg,omitempty"` // "rsa" (empty in older reports) or "ed25519"
 	Bits           int      `json:"bits"`
 	K              int      `json:"k"`
 	N              int      `json:"n"`
@@ -71,6 +75,29 @@ type Target struct {
 	RatioToSoftHSM  float64         `json:"ratio_to_softhsm,omitempty"`
 	HSMSpeed        []HSMSpeedPoint `json:"ods_hsmspeed,omitempty"`
 	HSMSpeedError   string          `json:"ods_hsmspeed_error,omitempty"`
+	// KeyGenMS is how long C_GenerateKeyPair took when the harness generated the key (for
+	// tchsm's Ed25519 keys: the nodes' distributed key generation, end to end).
+	KeyGenMS float64 `json:"keygen_ms,omitempty"`
+	// CPU is the CPU time per signature of a cluster the harness started, at one concurrency.
+	CPU *CPUSplit `json:"cpu_per_signature,omitempty"`
+}
+
+// CPUSplit is a cluster's CPU time per signature, from /proc, over one extra timed step at the
+// best concurrency: the n node processes, and this process (the client inside libtchsm.so,
+// the harness's workers and its verification of every signature). The broker is left out
+// (the machine's RabbitMQ serves others too). ArithMS is the in-process arithmetic of one
+// signature (Results.FROST); MessagingMS is everything else the nodes and the client spent.
+type CPUSplit struct {
+	Concurrency   int     `json:"concurrency"`
+	Signatures    int     `json:"signatures"`
+	SigPerSec     float64 `json:"sig_per_s"`
+	NodesMS       float64 `json:"nodes_ms"`
+	ClientMS      float64 `json:"client_ms"` // this process, verification included
+	VerifyMS      float64 `json:"harness_verify_ms"`
+	NodeArithMS   float64 `json:"node_arith_ms"`
+	ClientArithMS float64 `json:"client_arith_ms"`
+	ArithMS       float64 `json:"arith_ms"`
+	MessagingMS   float64 `json:"messaging_ms"` // nodes + client − verification − arithmetic
 }
 
 // HSMSpeedPoint is ods-hsmspeed at one thread count, repeated.

@@ -82,7 +82,7 @@ func openSoftHSM(t *testing.T) *target.SoftHSM {
 // it fails if any SoftHSM2 signature does not verify.
 func TestSoftHSMQuick(t *testing.T) {
 	s := openSoftHSM(t)
-	if got := s.PublicKey().N.BitLen(); got != 1024 {
+	if got := s.PublicKey().(*rsa.PublicKey).N.BitLen(); got != 1024 {
 		t.Fatalf("key is %d bits, want 1024", got)
 	}
 	sw, err := Run(context.Background(), s, quickConfig(t))
@@ -137,3 +137,44 @@ func TestCountMode(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }
+
+// TestEd25519Targets: SoftHSM2's Ed25519 through PKCS#11 (CKM_EC_EDWARDS_KEY_PAIR_GEN, the
+// public key from CKA_EC_POINT, CKM_EDDSA) and crypto/ed25519 sign and verify; signatures checked
+// against another Ed25519 key all count as invalid.
+func TestEd25519Targets(t *testing.T) {
+	if target.FindSoftHSM() == "" {
+		t.Skip("SoftHSM2 not installed")
+	}
+	s, err := target.OpenSoftHSMKey(context.Background(), "", 0, true, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.KeyGenTime() <= 0 {
+		t.Error("no key generation time")
+	}
+	g, err := target.NewGoEd25519()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := quickConfig(t)
+	cfg.MaxConcurrency, cfg.Reps, cfg.Duration = 2, 1, 50*time.Millisecond
+	for _, tg := range []target.Target{s, g} {
+		sw, err := Run(context.Background(), tg, cfg)
+		if err != nil || sw.Invalid != 0 || sw.BestStep() == nil || sw.BestStep().SigPerSec <= 0 {
+			t.Fatalf("%s: %v %+v", tg.Name(), err, sw)
+		}
+	}
+	other, err := target.NewGoEd25519()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := target.NewVerifier(other.PublicKey(), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := RunStep(context.Background(), s, v, 1, cfg)
+	if st.Invalid == 0 {
+		t.Error("no invalid signatures counted against the wrong Ed25519 key")
+	}
+}

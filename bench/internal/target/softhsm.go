@@ -45,7 +45,12 @@ type SoftHSM struct {
 }
 
 // OpenSoftHSM creates the token and generates an RSA key of the given size in it through PKCS#11.
-func OpenSoftHSM(ctx context.Context, module string, bits int, tmpRoot string) (s *SoftHSM, err error) {
+func OpenSoftHSM(ctx context.Context, module string, bits int, tmpRoot string) (*SoftHSM, error) {
+	return OpenSoftHSMKey(ctx, module, bits, false, tmpRoot)
+}
+
+// OpenSoftHSMKey is OpenSoftHSM with an Ed25519 key instead of RSA when ed is set.
+func OpenSoftHSMKey(ctx context.Context, module string, bits int, ed bool, tmpRoot string) (s *SoftHSM, err error) {
 	if module == "" {
 		module = FindSoftHSM()
 	}
@@ -99,6 +104,7 @@ func OpenSoftHSM(ctx context.Context, module string, bits int, tmpRoot string) (
 		TokenLabel: s.label,
 		PIN:        s.pin,
 		Bits:       bits,
+		Ed25519:    ed,
 		Env:        map[string]string{"SOFTHSM2_CONF": s.conf},
 	})
 	if err != nil {

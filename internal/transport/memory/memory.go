@@ -40,6 +40,7 @@ type Network struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever servers, inboxes or up/down change
 	down    bool
+	upSince time.Time // when the network last came up
 	servers map[transport.Address]*server
 	inboxes map[transport.Address]*inbox
 	faults  map[transport.Address]Fault
@@ -48,7 +49,7 @@ type Network struct {
 
 // NewNetwork returns an empty network that is up.
 func NewNetwork() *Network {
-	return &Network{changed: make(chan struct{}), servers: map[transport.Address]*server{},
+	return &Network{changed: make(chan struct{}), upSince: time.Now(), servers: map[transport.Address]*server{},
 		inboxes: map[transport.Address]*inbox{}, faults: map[transport.Address]Fault{}, calls: map[transport.Address]int{}}
 }
 
@@ -79,6 +80,9 @@ func (n *Network) SetDown(down bool) {
 		return
 	}
 	n.down = down
+	if !down {
+		n.upSince = time.Now()
+	}
 	if down {
 		for _, s := range n.servers {
 			s.lose()
@@ -509,6 +513,17 @@ func (t *Transport) Connected() bool {
 	t.net.mu.Lock()
 	defer t.net.mu.Unlock()
 	return !t.net.down && !t.closed()
+}
+
+// ConnectedSince implements transport.Transport: when the network last came up (every party
+// is connected while it is up); zero while it is down or t is closed.
+func (t *Transport) ConnectedSince() time.Time {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	if t.net.down || t.closed() {
+		return time.Time{}
+	}
+	return t.net.upSince
 }
 
 // Close implements transport.Transport: Serve and Consume return ErrClosed, calls in flight

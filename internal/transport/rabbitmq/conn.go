@@ -52,6 +52,7 @@ type Conn struct {
 type session struct {
 	conn    *amqp.Connection
 	broker  int           // index of the URL it is connected to
+	since   time.Time     // when it was set up
 	lost    chan struct{} // closed once the connection is gone
 	blocked atomic.Bool   // the broker stopped reading (resource alarm)
 
@@ -279,6 +280,7 @@ func (c *Conn) setup(ac *amqp.Connection, broker int, user string) (*session, er
 	s := &session{
 		conn:    ac,
 		broker:  broker,
+		since:   time.Now(),
 		lost:    make(chan struct{}),
 		pending: make(map[string]chan callResult),
 	}
@@ -494,4 +496,15 @@ func (c *Conn) Connected() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cur != nil
+}
+
+// ConnectedSince returns when the current broker connection was set up; zero while there is
+// none. Each reconnection gives a new time.
+func (c *Conn) ConnectedSince() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return time.Time{}
+	}
+	return c.cur.since
 }

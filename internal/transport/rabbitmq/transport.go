@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tchsm/tchsm/internal/transport"
 )
@@ -119,6 +120,9 @@ func (t *Transport) WaitConnected(ctx context.Context) error { return t.conn.Wai
 
 // Connected implements [transport.Transport].
 func (t *Transport) Connected() bool { return t.conn.Connected() }
+
+// ConnectedSince implements [transport.Transport].
+func (t *Transport) ConnectedSince() time.Time { return t.conn.ConnectedSince() }
 
 // Close implements [transport.Transport].
 func (t *Transport) Close() error { return t.conn.Close() }

@@ -38,6 +38,7 @@ func Run(t *testing.T, newNetwork func(t *testing.T) Connect) {
 		{"InboxOutlastsFailures", testInboxOutlastsFailures},
 		{"BadAddress", testBadAddress},
 		{"Close", testClose},
+		{"ConnectedSince", testConnectedSince},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, newNetwork(t)) })
@@ -369,5 +370,34 @@ func testClose(t *testing.T, connect Connect) {
 	}
 	if err := tr.Publish(ctxFor(t, 5*time.Second), transport.Node("n1"), nil); !errors.Is(err, transport.ErrClosed) {
 		t.Fatalf("Publish after Close: %v, want ErrClosed", err)
+	}
+}
+
+// testConnectedSince: a connected Transport gives the same non-zero time while its connection
+// stays up (calls do not change it), and zero once closed.
+func testConnectedSince(t *testing.T, connect Connect) {
+	tr := connect(t, "x")
+	if err := tr.WaitConnected(ctxFor(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	since := tr.ConnectedSince()
+	if since.IsZero() || since.After(time.Now()) {
+		t.Fatalf("ConnectedSince = %v while connected", since)
+	}
+	stop := serve(t, tr, transport.Node("n1"), 1, echo)
+	if _, err := tr.Call(ctxFor(t, 5*time.Second), transport.Node("n1"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.ConnectedSince(); !got.Equal(since) {
+		t.Fatalf("ConnectedSince changed from %v to %v with the connection up", since, got)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.ConnectedSince(); !got.IsZero() {
+		t.Fatalf("ConnectedSince = %v after Close", got)
 	}
 }

@@ -116,7 +116,7 @@ func signWith(t testing.TB, pk *frost.PublicKey, parts map[int]*frost.Participan
 	t.Helper()
 	var sch frost.Scheme
 	ctx := context.Background()
-	commits := map[int][]byte{}
+	commits := map[int]scheme.Commitment{}
 	for _, i := range signers {
 		req, err := sch.CommitRequest(pk, 1)
 		if err != nil {
