@@ -450,7 +450,7 @@ collect:
 			}
 			for _, n := range c.m.Nodes {
 				if !returned[n.ID] {
-					c.live.silent(n.ID, t0, epoch, "no answer")
+					c.live.silent(n.ID, t0, epoch, "no answer", c.silentWindow())
 				}
 			}
 			break collect

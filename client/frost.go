@@ -177,6 +177,7 @@ type fixedSession struct {
 
 // fixedSigning is the state of one Sign call on a fixed-set scheme.
 type fixedSigning struct {
+	begun    time.Time // when Sign started
 	c        *Client
 	k        *key
 	pc       scheme.Precommitter
@@ -195,7 +196,7 @@ type fixedSigning struct {
 
 func (c *Client) signFixed(ctx context.Context, k *key, pc scheme.Precommitter, mech scheme.Mechanism, data []byte) ([]byte, error) {
 	K, _ := k.pk.Threshold()
-	f := &fixedSigning{c: c, k: k, pc: pc, mech: mech, data: data, K: K,
+	f := &fixedSigning{c: c, k: k, pc: pc, mech: mech, data: data, K: K, begun: time.Now(),
 		replies: make(chan fixedReply, maxSessions*(maxRounds+1)*K), bad: map[int]bool{}}
 	return f.run(ctx)
 }
@@ -314,7 +315,11 @@ func (f *fixedSigning) restart(ctx context.Context) error {
 // answer).
 func (f *fixedSigning) retry(ctx context.Context) bool {
 	dl, _ := ctx.Deadline()
-	if f.rounds >= maxRounds || time.Until(dl) < 2*roundPause || f.c.short(f.K) != nil {
+	if f.rounds >= maxRounds {
+		f.c.settle(ctx, f.K, f.begun)
+		return false
+	}
+	if time.Until(dl) < 2*roundPause || f.c.short(f.K) != nil {
 		return false
 	}
 	f.rounds++

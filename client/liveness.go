@@ -162,7 +162,7 @@ func (l *liveness) sweep() {
 	}
 	l.mu.Unlock()
 	for _, f := range found {
-		l.silent(f.id, f.at, epoch, "no answer")
+		l.silent(f.id, f.at, epoch, "no answer", window)
 	}
 }
 
@@ -255,9 +255,8 @@ func later(a, b time.Time) time.Time {
 // given no answer since; why is what the asking saw. It does nothing unless the connection is
 // still epoch and the window has passed. It starts the node's probes, which keep the
 // knowledge fresh and see the node come back.
-func (l *liveness) silent(id string, asked, epoch time.Time, why string) {
+func (l *liveness) silent(id string, asked, epoch time.Time, why string, window time.Duration) {
 	now := time.Now()
-	window := l.c.silentWindow()
 	if epoch.IsZero() || !l.c.epoch().Equal(epoch) || now.Sub(l.c.silenceFrom(asked, epoch)) < window {
 		return
 	}
@@ -350,9 +349,10 @@ func (l *liveness) probeLoop(n trust.Member) {
 			continue
 		}
 		start := time.Now()
-		end := start.Add(l.c.silentWindow())
+		window := l.c.silentWindow()
+		end := start.Add(window)
 		why := ""
-		for l.ctx.Err() == nil && l.c.epoch().Equal(epoch) {
+		for noRoute := true; l.ctx.Err() == nil && l.c.epoch().Equal(epoch); {
 			ctx, cancel := context.WithDeadline(l.ctx, end)
 			_, err := l.c.call(ctx, n, transport.Node(n.ID), &tchsmpb.HealthRequest{})
 			cancel()
@@ -360,6 +360,11 @@ func (l *liveness) probeLoop(n trust.Member) {
 				return // call noted the answer
 			}
 			why = silentReason(err)
+			// A node whose queue is gone (every probe: no route) is not slow but absent: its
+			// window does not grow with the nodes' latency.
+			if noRoute = noRoute && errors.Is(err, transport.ErrNoRoute); noRoute && window > silentAfter {
+				window, end = silentAfter, start.Add(silentAfter)
+			}
 			if !time.Now().Before(end) {
 				break
 			}
@@ -370,7 +375,7 @@ func (l *liveness) probeLoop(n trust.Member) {
 		}
 		// Confirmed down unless the connection changed meanwhile: then the next round, on
 		// the new connection, tells.
-		l.silent(n.ID, start, epoch, why)
+		l.silent(n.ID, start, epoch, why, window)
 		select {
 		case <-l.ctx.Done():
 			return
@@ -494,4 +499,23 @@ func listOrNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// settle is what a signature that ran out of retries does before it gives up: while the
+// liveness view has not decided yet (the window, which grows when the nodes are slow, has not
+// passed since the signature began at begun), it waits for the verdict, up to the deadline, so
+// that the error names the nodes that answer and those that do not rather than listing every
+// failed request. It returns at once when the view has decided or the broker is away.
+func (c *Client) settle(ctx context.Context, K int, begun time.Time) {
+	for c.short(K) == nil && !c.epoch().IsZero() && time.Since(begun) < c.silentWindow()+probeGap {
+		t := time.NewTimer(probeGap)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-c.live.wait():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }

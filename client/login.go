@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -189,28 +190,54 @@ func (c *Client) pinAnswer(r PINNodeResult, op *trust.Opened, err error, key []b
 	return r, nil
 }
 
-// pinRound sends a PIN ciphertext to every node at once.
+// pinRound sends a PIN ciphertext to every node at once. It waits for every answer, except
+// that it stops waiting, as a signature does, once the liveness view knows that fewer than k
+// nodes answer, or once k nodes accepted and the others stayed silent for the liveness window
+// (a hung node is logged in again when it answers: call's re-login).
 func (c *Client) pinRound(ctx context.Context, purpose string, sec *tchsmpb.PINSecret) ([]PINNodeResult, map[string]*session) {
 	ctx, cancel := withDefault(ctx, c.signTimeout())
 	defer cancel()
+	K := c.m.Threshold
 	out := make([]PINNodeResult, len(c.m.Nodes))
 	sessions := map[string]*session{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, n := range c.m.Nodes {
+		out[i] = PINNodeResult{Node: n.ID}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r, s := c.pinCall(ctx, n, purpose, sec)
+			mu.Lock()
 			out[i] = r
 			if s != nil {
-				mu.Lock()
 				sessions[n.ID] = s
-				mu.Unlock()
 			}
+			mu.Unlock()
 		}()
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	begun := time.Now()
+	tick := time.NewTicker(probeGap)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+			continue
+		case <-c.live.wait():
+		case <-tick.C:
+		}
+		mu.Lock()
+		accepted := len(sessions)
+		mu.Unlock()
+		if c.short(K) != nil || (accepted >= K && time.Since(begun) > c.silentWindow()) {
+			cancel()
+			<-done
+			waiting = false
+		}
+	}
 	return out, sessions
 }
 
@@ -222,7 +249,7 @@ func (c *Client) pinOutcome(rs []PINNodeResult) (PINStatus, error) {
 	K, L := c.m.Threshold, len(c.m.Nodes)
 	st := PINStatus{Known: true, Remaining: -1}
 	count := map[string]int{}
-	var msgs []string
+	var msgs, answering, silent []string
 	for _, r := range rs {
 		count[r.Status]++
 		if r.Status != "" && r.Status != "no_verifier" {
@@ -233,9 +260,12 @@ func (c *Client) pinOutcome(rs []PINNodeResult) (PINStatus, error) {
 		}
 		switch {
 		case r.Err != nil:
-			msgs = append(msgs, fmt.Sprintf("%s: %v", r.Node, r.Err))
+			silent = append(silent, fmt.Sprintf("%s (%v)", r.Node, r.Err))
 		case r.Status != "ok":
+			answering = append(answering, r.Node)
 			msgs = append(msgs, fmt.Sprintf("%s: %s (%d of %d failures)", r.Node, r.Status, r.Failures, r.MaxFails))
+		default:
+			answering = append(answering, r.Node)
 		}
 	}
 	sort.Strings(msgs)
@@ -254,6 +284,15 @@ func (c *Client) pinOutcome(rs []PINNodeResult) (PINStatus, error) {
 	case count["incorrect"] > 0:
 		return st, fmt.Errorf("%w (%s)", ErrPINIncorrect, detail)
 	}
+	// Too few answered: name the nodes that answer and those that do not, as a signature
+	// that finds too few nodes does.
+	sort.Strings(answering)
+	sort.Strings(silent)
+	names := "answering: " + strings.Join(answering, ", ") + "; no answer from " + strings.Join(silent, ", ")
+	if detail != "" {
+		names += "; " + detail
+	}
+	detail = names
 	return st, fmt.Errorf("%w: %d of %d nodes accepted the PIN, %d needed (%s)", ErrNotEnoughNodes, ok+none, L, K, detail)
 }
 

@@ -53,7 +53,7 @@ func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, dat
 		// Fixed-set sessions without commitments in advance (CGGMP): not driven yet.
 		return nil, fmt.Errorf("%w: %v sessions with a fixed signer set", scheme.ErrNotSupported, k.info.Algorithm)
 	}
-	s := &signing{c: c, k: k, co: co, replies: make(chan shareReply, len(c.m.Nodes))}
+	s := &signing{c: c, k: k, co: co, replies: make(chan shareReply, len(c.m.Nodes)), begun: time.Now()}
 	s.mech, s.message = wireMessage(mech, data)
 	return s.run(ctx)
 }
@@ -68,6 +68,7 @@ type shareReply struct {
 // signing is the state of one Sign call: the scheme's session (co) and the client's view of
 // the nodes in it.
 type signing struct {
+	begun    time.Time // when Sign started
 	c        *Client
 	k        *key
 	co       scheme.Coordinator
@@ -249,7 +250,11 @@ func (s *signing) refill(ctx context.Context) bool {
 // newRound refills the queue with the usable nodes that have not contributed a share.
 func (s *signing) newRound(ctx context.Context) bool {
 	dl, _ := ctx.Deadline()
-	if s.rounds >= maxRounds || time.Until(dl) < 2*roundPause || s.c.short(s.co.Quorum()) != nil {
+	if s.rounds >= maxRounds {
+		s.c.settle(ctx, s.co.Quorum(), s.begun)
+		return false
+	}
+	if time.Until(dl) < 2*roundPause || s.c.short(s.co.Quorum()) != nil {
 		return false
 	}
 	s.rounds++

@@ -165,7 +165,9 @@ func TestFastFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 		t0 := time.Now()
-		out, err := exec.Command(tc.Bin, "sign", "-config", tc.ClientConfig, "-key", rk.ID, "-in", in).CombinedOutput()
+		cmd := exec.Command(tc.Bin, "sign", "-config", tc.ClientConfig, "-key", rk.ID, "-in", in)
+		cmd.Env = append(os.Environ(), "TCHSM_PIN="+tc.PIN)
+		out, err := cmd.CombinedOutput()
 		took := time.Since(t0)
 		t.Logf("%s: tchsm sign: %v after %v: %s", what, err, took.Round(time.Millisecond), bytes.TrimSpace(out))
 		if err == nil {
