@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -166,6 +168,10 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 		sealer: &trust.Sealer{Identity: id, ClusterID: m.ClusterID},
 		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
 	c.login.sessions, c.login.relogin = map[string]*session{}, map[string]*sync.Mutex{}
+	c.login.tickets = map[string]heldTicket{}
+	if _, c.login.ticketKey, err = ed25519.GenerateKey(crand.Reader); err != nil {
+		return nil, fmt.Errorf("client: ticket key: %w", err)
+	}
 	c.log = opts.Logger
 	if c.log == nil {
 		c.log, c.logOut, err = logging.Open(cfg.LogFile, cfg.LogLevel, nil)
@@ -360,10 +366,12 @@ func (c *Client) may(bt tchsmpb.BodyType, what string) error {
 }
 
 // dealerErr classifies an error of a call to the dealer: a refusal by role
-// (ErrUnauthorized) and a bad request (ErrInvalidInput) keep their sentinel; anything else is
-// ErrUnavailable.
+// (ErrUnauthorized), a bad request (ErrInvalidInput), a missing login (ErrNotLoggedIn,
+// ErrPINLocked: no login tickets) and too few nodes to give tickets (ErrNotEnoughNodes) keep
+// their sentinel; anything else is ErrUnavailable.
 func dealerErr(err error) error {
-	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrInvalidInput) {
+	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrInvalidInput) || errors.Is(err, ErrNotLoggedIn) ||
+		errors.Is(err, ErrPINLocked) || errors.Is(err, ErrNotEnoughNodes) {
 		return fmt.Errorf("dealer: %w", err)
 	}
 	return fmt.Errorf("%w: dealer: %v", ErrUnavailable, err)
@@ -580,11 +588,7 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 			return KeyInfo{}, err
 		}
 	} else {
-		dealers := c.m.Dealers
-		if len(dealers) == 0 {
-			return KeyInfo{}, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
-		}
-		op, err := c.call(ctx, dealers[0], transport.Dealer, &tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
+		op, err := c.dealerCall(ctx, &tchsmpb.GenerateKeyRequest{Bits: uint32(req.Bits), PublicExponent: uint32(req.E), Label: req.Label, P11Id: req.P11ID})
 		if err != nil {
 			return KeyInfo{}, dealerErr(err)
 		}
@@ -653,10 +657,7 @@ func (c *Client) DeleteKey(ctx context.Context, id string) (time.Time, error) {
 			return time.Time{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	} else {
-		if len(c.m.Dealers) == 0 {
-			return time.Time{}, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
-		}
-		op, err := c.call(ctx, c.m.Dealers[0], transport.Dealer, &tchsmpb.DeleteKey{KeyId: id})
+		op, err := c.dealerCall(ctx, &tchsmpb.DeleteKey{KeyId: id})
 		if err != nil {
 			return time.Time{}, dealerErr(err)
 		}
@@ -703,10 +704,7 @@ func (c *Client) RestoreKey(ctx context.Context, id string) (restored, missing [
 			return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	} else {
-		if len(c.m.Dealers) == 0 {
-			return nil, nil, fmt.Errorf("%w: the manifest names no dealer", ErrUnavailable)
-		}
-		op, err := c.call(ctx, c.m.Dealers[0], transport.Dealer, &tchsmpb.RestoreKey{KeyId: id})
+		op, err := c.dealerCall(ctx, &tchsmpb.RestoreKey{KeyId: id})
 		if err != nil {
 			return nil, nil, dealerErr(err)
 		}

@@ -415,7 +415,7 @@ func (c *Client) sendLateDeals(ctx context.Context, id string, signed *tchsmpb.S
 			to, err = ld.QueueLateDeals(ctx, msg)
 		} else {
 			var op *trust.Opened
-			if op, err = c.call(ctx, c.m.Dealers[0], transport.Dealer, msg); err == nil {
+			if op, err = c.dealerCall(ctx, msg); err == nil {
 				if ack, ok := op.Message.(*tchsmpb.DKGLateDealsAck); ok {
 					to = ack.GetQueued()
 				} else {

@@ -7,11 +7,13 @@ package client
 // session key. The PIN stays in this process's memory while it is logged in, so that a node
 // that forgot the session (it restarted) is logged in to again without the caller: once per
 // NOT_LOGGED_IN answer, and never after a node found the PIN wrong (it may have been changed
-// by another process: guessing again would only count failures).
+// by another process: guessing again would only count failures). The nodes' login tickets,
+// which the dealer asks for, are tickets.go's.
 
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"sort"
@@ -34,6 +36,12 @@ type loginState struct {
 	sessions map[string]*session // by node id
 	status   PINStatus
 	relogin  map[string]*sync.Mutex // one login again at a time per node
+	// ticketKey signs the requests to the dealer; tickets are the nodes' login tickets for it,
+	// by node id, replaced (ticketGen counts up) at every login, PIN change and logout
+	// (tickets.go).
+	ticketKey ed25519.PrivateKey
+	tickets   map[string]heldTicket
+	ticketGen uint64
 }
 
 type session struct{ id, key []byte }
@@ -51,6 +59,8 @@ type PINNodeResult struct {
 	Status             string
 	Failures, MaxFails int
 	Err                error
+
+	ticket *tchsmpb.LoginTicket // the node's login ticket, if it sent one
 }
 
 // call sends body to member node at address at (see rpc.Caller.Call). A sealed Error answer
@@ -60,7 +70,7 @@ type PINNodeResult struct {
 // logged in, it logs in to that node again and asks once more.
 func (c *Client) call(ctx context.Context, node trust.Member, at transport.Address, body proto.Message) (*trust.Opened, error) {
 	bt := tchsmpb.BodyTypeOf(body)
-	if node.Role != trust.RoleNode || !trust.NeedsLogin(bt) {
+	if node.Role != trust.RoleNode || !trust.MayBeLoggedIn(bt) {
 		return c.rawCall(ctx, node, at, body)
 	}
 	s := c.login.get(node.ID)
@@ -137,9 +147,10 @@ func (c *Client) pinCall(ctx context.Context, node trust.Member, purpose string,
 		r.Err = err
 		return r, nil
 	}
-	var body proto.Message = &tchsmpb.PINLogin{Enc: enc, Ciphertext: ct}
+	tk := c.ticketPub()
+	var body proto.Message = &tchsmpb.PINLogin{Enc: enc, Ciphertext: ct, TicketKey: tk}
 	if purpose == trust.PINPurposeChange {
-		body = &tchsmpb.PINChange{Enc: enc, Ciphertext: ct}
+		body = &tchsmpb.PINChange{Enc: enc, Ciphertext: ct, TicketKey: tk}
 	}
 	op, err := c.rawCall(ctx, node, transport.Node(node.ID), body)
 	return c.pinAnswer(r, op, err, key)
@@ -160,6 +171,7 @@ func (c *Client) pinAnswer(r PINNodeResult, op *trust.Opened, err error, key []b
 		return r, nil
 	}
 	r.Failures, r.MaxFails = int(res.GetFailures()), int(res.GetMaxFailures())
+	r.ticket = res.GetTicket()
 	switch res.GetStatus() {
 	case tchsmpb.PINResult_OK:
 		r.Status = "ok"
@@ -302,6 +314,7 @@ func (c *Client) Login(ctx context.Context, pin []byte) (PINStatus, error) {
 		clear(s.key)
 	}
 	l.sessions = sessions
+	c.keepTicketsLocked(rs)
 	clear(l.pin)
 	l.pin = bytes.Clone(pin)
 	for _, r := range rs {
@@ -322,6 +335,8 @@ func (c *Client) Logout() {
 		clear(s.key)
 	}
 	l.sessions = map[string]*session{}
+	l.tickets = map[string]heldTicket{}
+	l.ticketGen++
 	clear(l.pin)
 	l.pin = nil
 }
@@ -364,6 +379,7 @@ func (c *Client) ChangePINResults(ctx context.Context, oldPIN, newPIN []byte) (P
 		clear(s.key)
 	}
 	l.sessions = sessions
+	c.keepTicketsLocked(rs)
 	clear(l.pin)
 	l.pin = bytes.Clone(newPIN)
 	return st, rs, nil

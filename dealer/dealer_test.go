@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tchsm/tchsm/dealer"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/transport"
@@ -20,6 +22,11 @@ import (
 	"github.com/tchsm/tchsm/node"
 	"github.com/tchsm/tchsm/node/nodetest"
 	tchsmpb "github.com/tchsm/tchsm/proto"
+)
+
+const (
+	wt       = tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS
+	loggedIn = tchsmpb.TicketStatement_LOGGED_IN
 )
 
 func TestServiceGenerateAndDelete(t *testing.T) {
@@ -54,8 +61,8 @@ func TestServiceGenerateAndDelete(t *testing.T) {
 		t.Fatalf("health %v", h)
 	}
 
-	op, err = client.Call(nodetest.Ctx(t, 60*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST,
-		&tchsmpb.GenerateKeyRequest{Bits: 1024, Label: "svc", P11Id: []byte{9, 9}})
+	op, err = client.Call(nodetest.Ctx(t, 60*time.Second), "dealer", q, wt,
+		client.Ticketed(loggedIn, time.Now(), &tchsmpb.GenerateKeyRequest{Bits: 1024, Label: "svc", P11Id: []byte{9, 9}}, 1, 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +93,7 @@ func TestServiceGenerateAndDelete(t *testing.T) {
 		{"exponent not above n", &tchsmpb.GenerateKeyRequest{Bits: 1024, PublicExponent: 3}},
 		{"label too long", &tchsmpb.GenerateKeyRequest{Bits: 1024, Label: strings.Repeat("x", 300)}},
 	} {
-		_, err := client.Call(nodetest.Ctx(t, 10*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tc.req)
+		_, err := client.Call(nodetest.Ctx(t, 10*time.Second), "dealer", q, wt, client.Ticketed(loggedIn, time.Now(), tc.req, 1, 2))
 		if nodetest.Code(err) != tchsmpb.Error_BAD_REQUEST {
 			t.Errorf("%s: %v", tc.name, err)
 		}
@@ -103,7 +110,7 @@ func TestServiceGenerateAndDelete(t *testing.T) {
 	}
 
 	// Delete through the service.
-	op, err = client.Call(nodetest.Ctx(t, 30*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: rec.KeyId})
+	op, err = client.Call(nodetest.Ctx(t, 30*time.Second), "dealer", q, wt, client.Ticketed(loggedIn, time.Now(), &tchsmpb.DeleteKey{KeyId: rec.KeyId}, 2, 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +216,7 @@ func TestRunAndMissing(t *testing.T) {
 	var op *trust.Opened
 	var err error
 	for range 100 {
-		op, err = client.Call(nodetest.Ctx(t, 60*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, &tchsmpb.GenerateKeyRequest{Bits: 1024})
+		op, err = client.Call(nodetest.Ctx(t, 60*time.Second), "dealer", q, wt, client.Ticketed(loggedIn, time.Now(), &tchsmpb.GenerateKeyRequest{Bits: 1024}, 1, 2))
 		if !errors.Is(err, transport.ErrNoRoute) {
 			break
 		}
@@ -230,5 +237,83 @@ func TestRunAndMissing(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return")
+	}
+}
+
+// The requests that change keys need the login tickets of k distinct nodes for their sender
+// (trust.CheckTickets); tickets of nodes that hold no PIN for the client count too (a cluster
+// not migrated to PINs keeps working).
+func TestServiceNeedsTickets(t *testing.T) {
+	c := nodetest.New(t, nodetest.Options{K: 2, N: 3, Signers: 1})
+	d := c.Dealer(dealer.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- d.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	client, signer := c.Peer("client-1"), c.Peer("signer-1")
+	q := transport.Dealer
+	for range 50 {
+		_, err := client.Call(nodetest.Ctx(t, 10*time.Second), "dealer", q, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST, &tchsmpb.HealthRequest{})
+		if !errors.Is(err, transport.ErrNoRoute) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// RestoreKey of a key nobody holds is answered (nothing restored) once the tickets pass.
+	restore := &tchsmpb.RestoreKey{KeyId: strings.Repeat("ab", 16)}
+	now := time.Now()
+	noVerifier := tchsmpb.TicketStatement_NO_VERIFIER
+	mixed := client.Ticketed(loggedIn, now, restore, 1)
+	mixed.Tickets = append(mixed.Tickets, client.Ticketed(noVerifier, now, restore, 2).Tickets...) // another key's ticket
+	for _, tc := range []struct {
+		name string
+		bt   tchsmpb.BodyType
+		body proto.Message
+		want tchsmpb.Error_Code // CODE_UNSPECIFIED: served
+	}{
+		{"bare RestoreKey", tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, restore, tchsmpb.Error_NOT_LOGGED_IN},
+		{"bare DeleteKey", tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, &tchsmpb.DeleteKey{KeyId: "k1"}, tchsmpb.Error_NOT_LOGGED_IN},
+		{"bare GenerateKeyRequest", tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, &tchsmpb.GenerateKeyRequest{Bits: 1024}, tchsmpb.Error_NOT_LOGGED_IN},
+		{"bare DKGLateDeals", tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS, &tchsmpb.DKGLateDeals{Recipient: "node-3"}, tchsmpb.Error_NOT_LOGGED_IN},
+		{"no tickets", wt, client.Ticketed(loggedIn, now, restore), tchsmpb.Error_NOT_LOGGED_IN},
+		{"k-1 tickets", wt, client.Ticketed(loggedIn, now, restore, 3), tchsmpb.Error_NOT_LOGGED_IN},
+		{"one node twice", wt, client.Ticketed(loggedIn, now, restore, 2, 2), tchsmpb.Error_NOT_LOGGED_IN},
+		{"expired tickets", wt, client.Ticketed(loggedIn, now.Add(-trust.TicketLifetime-time.Minute), restore, 1, 2), tchsmpb.Error_NOT_LOGGED_IN},
+		{"tickets under two keys", wt, mixed, tchsmpb.Error_NOT_LOGGED_IN},
+		{"another client's tickets", wt, signer.Ticketed(loggedIn, now, restore, 1, 2), tchsmpb.Error_NOT_LOGGED_IN},
+		{"ListKeys with tickets", wt, client.Ticketed(loggedIn, now, &tchsmpb.ListKeys{}, 1, 2), tchsmpb.Error_BAD_REQUEST},
+		{"signer with k tickets", wt, nil, tchsmpb.Error_UNAUTHORIZED},
+		{"k logged-in tickets", wt, client.Ticketed(loggedIn, now, restore, 1, 3), 0},
+		{"n tickets", wt, client.Ticketed(loggedIn, now, restore, 1, 2, 3), 0},
+		{"k no-verifier tickets (migration)", wt, client.Ticketed(noVerifier, now, restore, 2, 3), 0},
+	} {
+		from := client
+		if tc.body == nil {
+			from, tc.body = signer, signer.Ticketed(loggedIn, now, restore, 1, 2)
+		}
+		op, err := from.Call(nodetest.Ctx(t, 10*time.Second), "dealer", q, tc.bt, tc.body)
+		if got := nodetest.Code(err); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+			continue
+		}
+		if tc.want == 0 {
+			if ack, ok := op.Message.(*tchsmpb.RestoreKeyAck); !ok || ack.KeyId != restore.KeyId || len(ack.Restored) != 0 {
+				t.Errorf("%s: answered %v", tc.name, op.Message)
+			}
+		}
+	}
+	// A ticketed request lives at most its inner type's limit.
+	w := client.Ticketed(loggedIn, now, &tchsmpb.GenerateKeyRequest{Bits: 1024}, 1, 2)
+	raw, _, err := client.Sealer.Seal(wt, w, trust.GenerateMaxTTL+time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CallRaw(nodetest.Ctx(t, 10*time.Second), "dealer", q, raw); nodetest.Code(err) != tchsmpb.Error_BAD_REQUEST {
+		t.Errorf("a GenerateKeyRequest living %v: %v", trust.GenerateMaxTTL+time.Minute, err)
 	}
 }

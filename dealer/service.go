@@ -29,12 +29,17 @@ const serveWorkers = 2
 // and late deals need an admin) with Error UNAUTHORIZED. Requests that do not open are logged
 // and answered with a plain transport error, as on the nodes.
 //
+// The requests that change keys (trust.NeedsTickets: generation, deletion, restore, late deals)
+// are served only in a WithTickets wrapper with the login tickets of at least k distinct nodes
+// for the sender (unwrap): the dealer holds no PINs and asks for the login the nodes ask for.
+// Bare, or with fewer valid tickets, they are answered with Error NOT_LOGGED_IN.
+//
 // A GenerateKeyResponse is sent whatever the number of acknowledgements: the client checks that
 // at least k nodes acknowledged. Fewer than k shares queued is answered with Error
 // NOT_ENOUGH_NODES.
 func (d *Dealer) Serve(ctx context.Context) error {
 	d.log.Info("dealer service started", "cluster", d.m.ClusterID, "manifest", d.m.Fingerprint(), "version", d.opts.Version)
-	srv := &rpc.Server{Opener: d.opener, Sealer: d.sealer, Log: d.log, Handle: d.handle, Done: d.requestDone}
+	srv := &rpc.Server{Opener: d.opener, Sealer: d.sealer, Log: d.log, Handle: d.handle, Done: d.requestDone, Unwrap: d.unwrap}
 	err := d.conn.Serve(ctx, transport.Dealer, serveWorkers, srv.Serve)
 	d.log.Info("dealer service stopped")
 	if errors.Is(err, transport.ErrClosed) && ctx.Err() != nil {
@@ -71,6 +76,47 @@ func Run(ctx context.Context, cfg *config.Dealer, opts Options) error {
 	}
 	defer d.Close()
 	return d.Serve(ctx)
+}
+
+// unwrap is the rpc server's Unwrap: it opens WithTickets wrappers, checks their tickets
+// (trust.CheckTickets: k + 1 Ed25519 verifications) and refuses with NOT_LOGGED_IN the requests
+// that change keys and came without k valid tickets. A cluster whose nodes hold no PIN for a
+// client is served as before: its nodes sign NO_VERIFIER tickets, which count here, so that the
+// dealer never asks for more (or less) than the nodes do, and needs no setting for it.
+func (d *Dealer) unwrap(op *trust.Opened) (*trust.Opened, *rpc.Failure) {
+	if op.Sender.Role != trust.RoleClient {
+		return op, nil
+	}
+	if op.Type != tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS {
+		if trust.NeedsTickets(op.Type) && trust.Permits(op.Sender, op.Type) {
+			return nil, rpc.Fail(tchsmpb.Error_NOT_LOGGED_IN, "", "%v needs the login tickets of %d nodes (log in: C_Login, or the PIN for the tchsm command; a client of an older release must be upgraded)", op.Type, d.m.Threshold)
+		}
+		return op, nil // the rpc server refuses what the client's role may not send
+	}
+	w := op.Message.(*tchsmpb.WithTickets)
+	inner := w.GetType()
+	if !trust.NeedsTickets(inner) {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%v is not sent with tickets", inner)
+	}
+	if op.Deadline.Sub(op.IssuedAt) > trust.MaxTTLFor(inner) {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "a %v lives at most %v", inner, trust.MaxTTLFor(inner))
+	}
+	msg, err := tchsmpb.NewBody(inner)
+	if err != nil {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%v", err)
+	}
+	if err := proto.Unmarshal(w.GetBody(), msg); err != nil {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "the ticketed request is not a %v", inner)
+	}
+	out := *op
+	out.Type, out.Body, out.Message = inner, w.GetBody(), msg
+	if !trust.Permits(op.Sender, inner) {
+		return &out, nil // refused by the rpc server as UNAUTHORIZED, before any signature check
+	}
+	if _, err := trust.CheckTickets(d.m, op.Sender.ID, w, time.Now()); err != nil {
+		return nil, rpc.Fail(tchsmpb.Error_NOT_LOGGED_IN, "", "%v refused: %v; log in again", inner, err)
+	}
+	return &out, nil
 }
 
 // handle serves one opened request of a client (rpc.Server.Handle).

@@ -26,6 +26,13 @@ package node
 // A client for which the node holds no verifier (a cluster created before the nodes checked
 // PINs) is served as before, and the node warns once per client: `tchsm pin set` installs the
 // verifiers (PINChange with an empty current PIN, accepted only while there is none).
+//
+// The dealer holds no PINs: it asks for the nodes' word, login tickets (internal/trust
+// ticket.go). A PINLogin or PINChange that names a ticket key is answered, when the PIN is
+// right, with a LOGGED_IN ticket signed by this node; a PINLogin without a PIN asks for a
+// ticket only: under a live session (LoggedIn) it gets a LOGGED_IN one without the PIN being
+// sent again, and sent bare it gets a NO_VERIFIER one from a node that holds no PIN for the
+// client, NOT_LOGGED_IN from one that does.
 
 import (
 	"crypto/rand"
@@ -142,7 +149,7 @@ func (n *node) unwrap(op *trust.Opened) (*trust.Opened, *rpc.Failure) {
 	}
 	w := op.Message.(*tchsmpb.LoggedIn)
 	inner := w.GetType()
-	if !trust.NeedsLogin(inner) {
+	if !trust.MayBeLoggedIn(inner) {
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%v is not sent under a login", inner)
 	}
 	if len(w.GetSession()) != trust.SessionIDSize || len(w.GetMac()) != 32 {
@@ -172,7 +179,7 @@ func (n *node) unwrap(op *trust.Opened) (*trust.Opened, *rpc.Failure) {
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "the logged-in request is not a %v", inner)
 	}
 	out := *op
-	out.Type, out.Body, out.Message = inner, w.GetBody(), msg
+	out.Type, out.Body, out.Message, out.LoggedIn = inner, w.GetBody(), msg, true
 	return &out, nil
 }
 
@@ -281,7 +288,50 @@ func (n *node) openSessionLocked(client string, key []byte) []byte {
 	return id
 }
 
+// withTicket adds to res, when the request named a ticket key, this node's ticket of kind for
+// op's sender (see internal/trust/ticket.go).
+func (n *node) withTicket(res *tchsmpb.PINResult, op *trust.Opened, kind tchsmpb.TicketStatement_Kind, ticketKey []byte) (*tchsmpb.PINResult, *rpc.Failure) {
+	if len(ticketKey) == 0 {
+		return res, nil
+	}
+	t, err := trust.IssueTicket(n.id, n.m.ClusterID, op.Sender.ID, kind, ticketKey, time.Now())
+	if err != nil {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "no login ticket: %v", err)
+	}
+	res.Ticket = t
+	return res, nil
+}
+
+// ticketOnly answers a PINLogin without a PIN: a ticket within a live login session (the
+// session was checked by unwrap), or a NO_VERIFIER ticket when this node holds no PIN for
+// the client.
+func (n *node) ticketOnly(op *trust.Opened, m *tchsmpb.PINLogin) (proto.Message, *rpc.Failure) {
+	if len(m.GetTicketKey()) == 0 {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "a PINLogin without a PIN asks for a ticket, and names no ticket key")
+	}
+	client := op.Sender.ID
+	l := n.logins
+	l.mu.Lock()
+	p, has := l.pins[client]
+	l.mu.Unlock()
+	switch {
+	case has && p.Locked:
+		return nil, n.lockedFailure(client)
+	case op.LoggedIn:
+		return n.withTicket(n.pinResult(tchsmpb.PINResult_OK, p), op, tchsmpb.TicketStatement_LOGGED_IN, m.GetTicketKey())
+	case has:
+		return nil, rpc.Fail(tchsmpb.Error_NOT_LOGGED_IN, "", "%s: a login ticket needs a login (C_Login, or the PIN for the tchsm command)", n.id.ID)
+	}
+	return n.withTicket(n.pinResult(tchsmpb.PINResult_NO_VERIFIER, p), op, tchsmpb.TicketStatement_NO_VERIFIER, m.GetTicketKey())
+}
+
 func (n *node) pinLogin(op *trust.Opened, m *tchsmpb.PINLogin) (proto.Message, *rpc.Failure) {
+	if len(m.GetEnc()) == 0 && len(m.GetCiphertext()) == 0 {
+		return n.ticketOnly(op, m)
+	}
+	if op.LoggedIn {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "a PINLogin with a PIN is not sent under a login")
+	}
 	sec, key, f := n.openPIN(op, trust.PINPurposeLogin, m.GetEnc(), m.GetCiphertext())
 	if f != nil {
 		return nil, f
@@ -294,7 +344,7 @@ func (n *node) pinLogin(op *trust.Opened, m *tchsmpb.PINLogin) (proto.Message, *
 	p, has := l.pins[client]
 	if !has {
 		clear(key)
-		return n.pinResult(tchsmpb.PINResult_NO_VERIFIER, p), nil
+		return n.withTicket(n.pinResult(tchsmpb.PINResult_NO_VERIFIER, p), op, tchsmpb.TicketStatement_NO_VERIFIER, m.GetTicketKey())
 	}
 	p, st, f := n.checkPINLocked(client, p, sec.Pin)
 	if f != nil || st != tchsmpb.PINResult_OK {
@@ -307,7 +357,7 @@ func (n *node) pinLogin(op *trust.Opened, m *tchsmpb.PINLogin) (proto.Message, *
 	res := n.pinResult(st, p)
 	res.Session = n.openSessionLocked(client, key)
 	n.log.Info("client logged in", "client", client)
-	return res, nil
+	return n.withTicket(res, op, tchsmpb.TicketStatement_LOGGED_IN, m.GetTicketKey())
 }
 
 func (n *node) pinChange(op *trust.Opened, m *tchsmpb.PINChange) (proto.Message, *rpc.Failure) {
@@ -359,7 +409,7 @@ func (n *node) pinChange(op *trust.Opened, m *tchsmpb.PINChange) (proto.Message,
 	}
 	res := n.pinResult(tchsmpb.PINResult_OK, np)
 	res.Session = n.openSessionLocked(client, key)
-	return res, nil
+	return n.withTicket(res, op, tchsmpb.TicketStatement_LOGGED_IN, m.GetTicketKey())
 }
 
 func (n *node) pinUnlock(op *trust.Opened, m *tchsmpb.PINUnlock) (proto.Message, *rpc.Failure) {

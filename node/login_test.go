@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"testing"
 	"time"
 
@@ -191,5 +192,73 @@ func TestNodePINMigration(t *testing.T) {
 	op, err = p.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE, &tchsmpb.PINChange{Enc: enc, Ciphertext: ct})
 	if err != nil || op.Message.(*tchsmpb.PINResult).GetStatus() != tchsmpb.PINResult_INCORRECT {
 		t.Fatalf("second first PIN: %v %v", op, err)
+	}
+}
+
+// The node's login tickets (internal/trust ticket.go): with a right PIN that names a ticket
+// key, within a live session without the PIN, and NO_VERIFIER ones while it holds no PIN for
+// the client; none without a login or under another client's session, no PIN under a session,
+// and none for a locked client.
+func TestNodeTickets(t *testing.T) {
+	c := nodetest.NewInMemory(t, nodetest.Options{K: 1, N: 1, Signers: 1, PIN: "4711"})
+	c.Nodes[0].PINMaxFailures = 2
+	c.StartNode(1, node.Options{})
+	admin, signer := c.Peer("client-1"), c.Peer("signer-1")
+	ctx := func() context.Context { return nodetest.Ctx(t, 5*time.Second) }
+	pub, _, _ := ed25519.GenerateKey(nil)
+	check := func(what string, client string, res *tchsmpb.PINResult, kind tchsmpb.TicketStatement_Kind) {
+		t.Helper()
+		st, err := trust.VerifyTicket(c.Manifest, client, res.GetTicket(), time.Now())
+		if err != nil || st.GetKind() != kind || !bytes.Equal(st.GetTicketKey(), pub) || st.GetNode() != "node-1" {
+			t.Fatalf("%s: ticket %v %v", what, st, err)
+		}
+	}
+	ask := &tchsmpb.PINLogin{TicketKey: pub}
+	if _, err := admin.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, ask); nodetest.Code(err) != tchsmpb.Error_NOT_LOGGED_IN {
+		t.Fatalf("a ticket without a login: %v, want NOT_LOGGED_IN", err)
+	}
+	// The login itself, naming the ticket key.
+	enc, ct, key, _ := trust.SealPIN(c.Manifest.Nodes[0], c.Manifest.ClusterID, "client-1", trust.PINPurposeLogin, &tchsmpb.PINSecret{Pin: []byte("4711")})
+	op, err := admin.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, &tchsmpb.PINLogin{Enc: enc, Ciphertext: ct, TicketKey: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := op.Message.(*tchsmpb.PINResult)
+	check("login", "client-1", res, tchsmpb.TicketStatement_LOGGED_IN)
+	session := res.GetSession()
+	// Renewed within the session, without the PIN.
+	op, err = admin.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN, loggedIn(session, key, tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, ask))
+	if err != nil {
+		t.Fatalf("ticket in the session: %v", err)
+	}
+	check("renewal", "client-1", op.Message.(*tchsmpb.PINResult), tchsmpb.TicketStatement_LOGGED_IN)
+	// A PIN does not go under a session; a session of another client gives nothing.
+	if _, err := admin.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN, loggedIn(session, key, tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, &tchsmpb.PINLogin{Enc: enc, Ciphertext: ct, TicketKey: pub})); nodetest.Code(err) != tchsmpb.Error_BAD_REQUEST {
+		t.Fatalf("a PIN under a session: %v, want BAD_REQUEST", err)
+	}
+	if _, err := signer.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN, loggedIn(session, key, tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, ask)); nodetest.Code(err) != tchsmpb.Error_NOT_LOGGED_IN {
+		t.Fatalf("the admin's session used by the signer: %v, want NOT_LOGGED_IN", err)
+	}
+	// A locked client gets no ticket.
+	for range 2 {
+		login(t, c, signer, "signer-1", "0000")
+	}
+	if _, err := signer.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, ask); nodetest.Code(err) != tchsmpb.Error_PIN_LOCKED {
+		t.Fatalf("a ticket while locked: %v, want PIN_LOCKED", err)
+	}
+
+	// A node that holds no PIN for the client signs NO_VERIFIER tickets, bare or with a login.
+	m := nodetest.NewInMemory(t, nodetest.Options{K: 1, N: 1})
+	m.StartNode(1, node.Options{})
+	p := m.Peer("client-1")
+	op, err = p.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, ask)
+	if err != nil || op.Message.(*tchsmpb.PINResult).GetStatus() != tchsmpb.PINResult_NO_VERIFIER {
+		t.Fatalf("a ticket from a node without the PIN: %v %v", op, err)
+	}
+	if st, err := trust.VerifyTicket(m.Manifest, "client-1", op.Message.(*tchsmpb.PINResult).GetTicket(), time.Now()); err != nil || st.GetKind() != tchsmpb.TicketStatement_NO_VERIFIER {
+		t.Fatalf("no-verifier ticket: %v %v", st, err)
+	}
+	if _, err := p.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, &tchsmpb.PINLogin{}); nodetest.Code(err) != tchsmpb.Error_BAD_REQUEST {
+		t.Fatalf("an empty PINLogin: %v, want BAD_REQUEST", err)
 	}
 }

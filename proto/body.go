@@ -72,6 +72,8 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(PINUnlock), nil
 	case BodyType_BODY_TYPE_LOGGED_IN:
 		return new(LoggedIn), nil
+	case BodyType_BODY_TYPE_WITH_TICKETS:
+		return new(WithTickets), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -139,6 +141,8 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_PIN_UNLOCK
 	case *LoggedIn:
 		return BodyType_BODY_TYPE_LOGGED_IN
+	case *WithTickets:
+		return BodyType_BODY_TYPE_WITH_TICKETS
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

@@ -71,6 +71,7 @@ const (
 	BodyType_BODY_TYPE_PIN_CHANGE            BodyType = 28 // PINChange, client -> node
 	BodyType_BODY_TYPE_PIN_UNLOCK            BodyType = 29 // PINUnlock, admin client -> node
 	BodyType_BODY_TYPE_LOGGED_IN             BodyType = 30 // LoggedIn, client -> node: a request made under a login
+	BodyType_BODY_TYPE_WITH_TICKETS          BodyType = 31 // WithTickets, client -> dealer: a request with k login tickets
 )
 
 // Enum value maps for BodyType.
@@ -106,6 +107,7 @@ var (
 		28: "BODY_TYPE_PIN_CHANGE",
 		29: "BODY_TYPE_PIN_UNLOCK",
 		30: "BODY_TYPE_LOGGED_IN",
+		31: "BODY_TYPE_WITH_TICKETS",
 	}
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
@@ -138,6 +140,7 @@ var (
 		"BODY_TYPE_PIN_CHANGE":            28,
 		"BODY_TYPE_PIN_UNLOCK":            29,
 		"BODY_TYPE_LOGGED_IN":             30,
+		"BODY_TYPE_WITH_TICKETS":          31,
 	}
 )
 
@@ -188,7 +191,9 @@ const (
 	Error_POLICY_REFUSED Error_Code = 10
 	// The node holds a PIN verifier for this client and the request came without a valid
 	// login (no LoggedIn wrapper, an unknown or expired session, or a bad session MAC): log in
-	// (PINLogin) and ask again. Also for a login session that the node forgot in a restart.
+	// (PINLogin) and ask again. Also for a login session that the node forgot in a restart, and
+	// from the dealer for a request that changes keys without the login tickets of k nodes
+	// (WithTickets).
 	Error_NOT_LOGGED_IN Error_Code = 11
 	// The client is locked on this node after too many consecutive wrong PINs; an admin client
 	// unlocks it (PINUnlock).
@@ -309,6 +314,55 @@ func (x PINResult_Status) Number() protoreflect.EnumNumber {
 // Deprecated: Use PINResult_Status.Descriptor instead.
 func (PINResult_Status) EnumDescriptor() ([]byte, []int) {
 	return file_tchsm_proto_rawDescGZIP(), []int{37, 0}
+}
+
+type TicketStatement_Kind int32
+
+const (
+	TicketStatement_KIND_UNSPECIFIED TicketStatement_Kind = 0
+	TicketStatement_LOGGED_IN        TicketStatement_Kind = 1 // the client logged in with its PIN; the session is live
+	TicketStatement_NO_VERIFIER      TicketStatement_Kind = 2 // the node holds no PIN for the client
+)
+
+// Enum value maps for TicketStatement_Kind.
+var (
+	TicketStatement_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "LOGGED_IN",
+		2: "NO_VERIFIER",
+	}
+	TicketStatement_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"LOGGED_IN":        1,
+		"NO_VERIFIER":      2,
+	}
+)
+
+func (x TicketStatement_Kind) Enum() *TicketStatement_Kind {
+	p := new(TicketStatement_Kind)
+	*p = x
+	return p
+}
+
+func (x TicketStatement_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TicketStatement_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_tchsm_proto_enumTypes[3].Descriptor()
+}
+
+func (TicketStatement_Kind) Type() protoreflect.EnumType {
+	return &file_tchsm_proto_enumTypes[3]
+}
+
+func (x TicketStatement_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TicketStatement_Kind.Descriptor instead.
+func (TicketStatement_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{40, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -2574,10 +2628,16 @@ func (x *DKGLateDealsAck) GetQueued() []string {
 // client, the node and the purpose ("login"); the plaintext is a PINSecret. The node derives
 // the login session's key from the HPKE context (an exported secret that never travels), so a
 // captured PINLogin, sent again, opens no session anybody can use.
+//
+// A PINLogin without enc and ciphertext asks for a LoginTicket only: under a login session
+// (in a LoggedIn wrapper) the node answers OK with a LOGGED_IN ticket; sent bare, it answers
+// NO_VERIFIER with a NO_VERIFIER ticket when it holds no PIN for the client, and Error
+// NOT_LOGGED_IN (or PIN_LOCKED) when it holds one.
 type PINLogin struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Enc           []byte                 `protobuf:"bytes,1,opt,name=enc,proto3" json:"enc,omitempty"`               // HPKE encapsulated key
-	Ciphertext    []byte                 `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"` // HPKE ciphertext of a serialised PINSecret
+	Enc           []byte                 `protobuf:"bytes,1,opt,name=enc,proto3" json:"enc,omitempty"`                              // HPKE encapsulated key
+	Ciphertext    []byte                 `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`                // HPKE ciphertext of a serialised PINSecret
+	TicketKey     []byte                 `protobuf:"bytes,3,opt,name=ticket_key,json=ticketKey,proto3" json:"ticket_key,omitempty"` // the client process's Ed25519 ticket key (32 bytes); empty: no ticket
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2626,6 +2686,13 @@ func (x *PINLogin) GetCiphertext() []byte {
 	return nil
 }
 
+func (x *PINLogin) GetTicketKey() []byte {
+	if x != nil {
+		return x.TicketKey
+	}
+	return nil
+}
+
 // PINChange replaces the client's PIN on one node: PINSecret.pin is the current PIN (empty
 // when the node holds no verifier for the client yet: the first PIN of a cluster created before
 // PINs were checked by the nodes), new_pin the new one. Purpose "change".
@@ -2633,6 +2700,7 @@ type PINChange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Enc           []byte                 `protobuf:"bytes,1,opt,name=enc,proto3" json:"enc,omitempty"`
 	Ciphertext    []byte                 `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	TicketKey     []byte                 `protobuf:"bytes,3,opt,name=ticket_key,json=ticketKey,proto3" json:"ticket_key,omitempty"` // as in PINLogin
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2677,6 +2745,13 @@ func (x *PINChange) GetEnc() []byte {
 func (x *PINChange) GetCiphertext() []byte {
 	if x != nil {
 		return x.Ciphertext
+	}
+	return nil
+}
+
+func (x *PINChange) GetTicketKey() []byte {
+	if x != nil {
+		return x.TicketKey
 	}
 	return nil
 }
@@ -2798,12 +2873,14 @@ func (x *PINUnlock) GetClient() string {
 
 // PINResult answers PINLogin, PINChange and PINUnlock.
 type PINResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        PINResult_Status       `protobuf:"varint,1,opt,name=status,proto3,enum=tchsm.v1.PINResult_Status" json:"status,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	Failures      uint32                 `protobuf:"varint,3,opt,name=failures,proto3" json:"failures,omitempty"`                          // consecutive wrong PINs on this node, after this answer
-	MaxFailures   uint32                 `protobuf:"varint,4,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"` // the node's limit: at that count the client is locked
-	Session       []byte                 `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`                             // OK to PINLogin or PINChange: the login session's id (16 bytes)
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Status      PINResult_Status       `protobuf:"varint,1,opt,name=status,proto3,enum=tchsm.v1.PINResult_Status" json:"status,omitempty"`
+	Node        string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Failures    uint32                 `protobuf:"varint,3,opt,name=failures,proto3" json:"failures,omitempty"`                          // consecutive wrong PINs on this node, after this answer
+	MaxFailures uint32                 `protobuf:"varint,4,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"` // the node's limit: at that count the client is locked
+	Session     []byte                 `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`                             // OK to PINLogin or PINChange: the login session's id (16 bytes)
+	// OK or NO_VERIFIER to a PINLogin or PINChange that named a ticket key: the node's ticket.
+	Ticket        *LoginTicket `protobuf:"bytes,6,opt,name=ticket,proto3" json:"ticket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2873,7 +2950,14 @@ func (x *PINResult) GetSession() []byte {
 	return nil
 }
 
-// LoggedIn carries a request (sign, batch, proof, key generation, unlock) under a login
+func (x *PINResult) GetTicket() *LoginTicket {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
+// LoggedIn carries a request (sign, batch, proof, key generation, unlock, a ticket) under a login
 // session: body is the serialised request of type type, mac an HMAC-SHA256 under the session
 // key over the session id, type and body (trust.LoginMAC). Only the process that logged in
 // knows the session key.
@@ -2941,6 +3025,238 @@ func (x *LoggedIn) GetBody() []byte {
 func (x *LoggedIn) GetMac() []byte {
 	if x != nil {
 		return x.Mac
+	}
+	return nil
+}
+
+// LoginTicket is a node's signed statement that a client process is logged in to it (kind
+// LOGGED_IN), or that the node holds no PIN for the client (NO_VERIFIER: a cluster not yet
+// migrated to PINs), for a few minutes. The dealer serves the requests that change keys only
+// with at least k tickets of distinct nodes (WithTickets), so that it asks for the login the
+// nodes ask for (trust.VerifyTicket).
+type LoginTicket struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Statement     []byte                 `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"` // serialised TicketStatement, exactly the bytes signed
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"` // Ed25519 by statement.node over the domain-separated statement
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginTicket) Reset() {
+	*x = LoginTicket{}
+	mi := &file_tchsm_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginTicket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginTicket) ProtoMessage() {}
+
+func (x *LoginTicket) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginTicket.ProtoReflect.Descriptor instead.
+func (*LoginTicket) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *LoginTicket) GetStatement() []byte {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
+func (x *LoginTicket) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// TicketStatement is what a LoginTicket says.
+type TicketStatement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Client        string                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"` // the client's identity id
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`     // the signing node's identity id
+	Kind          TicketStatement_Kind   `protobuf:"varint,4,opt,name=kind,proto3,enum=tchsm.v1.TicketStatement_Kind" json:"kind,omitempty"`
+	IssuedAt      int64                  `protobuf:"varint,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`    // Unix nanoseconds
+	ExpiresAt     int64                  `protobuf:"varint,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"` // Unix nanoseconds; at most trust.TicketLifetime after issued_at
+	TicketKey     []byte                 `protobuf:"bytes,7,opt,name=ticket_key,json=ticketKey,proto3" json:"ticket_key,omitempty"`  // the client process's Ed25519 ticket key, which signs WithTickets
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TicketStatement) Reset() {
+	*x = TicketStatement{}
+	mi := &file_tchsm_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TicketStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TicketStatement) ProtoMessage() {}
+
+func (x *TicketStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TicketStatement.ProtoReflect.Descriptor instead.
+func (*TicketStatement) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TicketStatement) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *TicketStatement) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *TicketStatement) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TicketStatement) GetKind() TicketStatement_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return TicketStatement_KIND_UNSPECIFIED
+}
+
+func (x *TicketStatement) GetIssuedAt() int64 {
+	if x != nil {
+		return x.IssuedAt
+	}
+	return 0
+}
+
+func (x *TicketStatement) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
+func (x *TicketStatement) GetTicketKey() []byte {
+	if x != nil {
+		return x.TicketKey
+	}
+	return nil
+}
+
+// WithTickets carries a request to the dealer that changes keys (GenerateKeyRequest,
+// DeleteKey, RestoreKey, DKGLateDeals) with the client's login tickets: body is the serialised
+// request of type type; signature is an Ed25519 signature under ticket_key (the key every
+// counted ticket names) over the cluster, the client, type and body (trust.TicketedInput), so
+// that a ticket is of use only to the process holding the ticket key, which never leaves its
+// memory.
+type WithTickets struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tickets       []*LoginTicket         `protobuf:"bytes,1,rep,name=tickets,proto3" json:"tickets,omitempty"`
+	Type          BodyType               `protobuf:"varint,2,opt,name=type,proto3,enum=tchsm.v1.BodyType" json:"type,omitempty"`
+	Body          []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	TicketKey     []byte                 `protobuf:"bytes,4,opt,name=ticket_key,json=ticketKey,proto3" json:"ticket_key,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithTickets) Reset() {
+	*x = WithTickets{}
+	mi := &file_tchsm_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithTickets) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithTickets) ProtoMessage() {}
+
+func (x *WithTickets) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithTickets.ProtoReflect.Descriptor instead.
+func (*WithTickets) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *WithTickets) GetTickets() []*LoginTicket {
+	if x != nil {
+		return x.Tickets
+	}
+	return nil
+}
+
+func (x *WithTickets) GetType() BodyType {
+	if x != nil {
+		return x.Type
+	}
+	return BodyType_BODY_TYPE_UNSPECIFIED
+}
+
+func (x *WithTickets) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *WithTickets) GetTicketKey() []byte {
+	if x != nil {
+		return x.TicketKey
+	}
+	return nil
+}
+
+func (x *WithTickets) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
 	}
 	return nil
 }
@@ -3134,30 +3450,35 @@ const file_tchsm_proto_rawDesc = "" +
 	"\tqualified\x18\x03 \x03(\rR\tqualified\x12*\n" +
 	"\x05deals\x18\x04 \x03(\v2\x14.tchsm.v1.DKGMessageR\x05deals\")\n" +
 	"\x0fDKGLateDealsAck\x12\x16\n" +
-	"\x06queued\x18\x01 \x03(\tR\x06queued\"<\n" +
+	"\x06queued\x18\x01 \x03(\tR\x06queued\"[\n" +
 	"\bPINLogin\x12\x10\n" +
 	"\x03enc\x18\x01 \x01(\fR\x03enc\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\fR\n" +
-	"ciphertext\"=\n" +
+	"ciphertext\x12\x1d\n" +
+	"\n" +
+	"ticket_key\x18\x03 \x01(\fR\tticketKey\"\\\n" +
 	"\tPINChange\x12\x10\n" +
 	"\x03enc\x18\x01 \x01(\fR\x03enc\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\fR\n" +
-	"ciphertext\"i\n" +
+	"ciphertext\x12\x1d\n" +
+	"\n" +
+	"ticket_key\x18\x03 \x01(\fR\tticketKey\"i\n" +
 	"\tPINSecret\x12\x10\n" +
 	"\x03pin\x18\x01 \x01(\fR\x03pin\x12\x17\n" +
 	"\anew_pin\x18\x02 \x01(\fR\x06newPin\x12\x1b\n" +
 	"\tissued_at\x18\x03 \x01(\x03R\bissuedAt\x12\x14\n" +
 	"\x05nonce\x18\x04 \x01(\fR\x05nonce\"#\n" +
 	"\tPINUnlock\x12\x16\n" +
-	"\x06client\x18\x01 \x01(\tR\x06client\"\x82\x02\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\"\xb1\x02\n" +
 	"\tPINResult\x122\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1a.tchsm.v1.PINResult.StatusR\x06status\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1a\n" +
 	"\bfailures\x18\x03 \x01(\rR\bfailures\x12!\n" +
 	"\fmax_failures\x18\x04 \x01(\rR\vmaxFailures\x12\x18\n" +
-	"\asession\x18\x05 \x01(\fR\asession\"T\n" +
+	"\asession\x18\x05 \x01(\fR\asession\x12-\n" +
+	"\x06ticket\x18\x06 \x01(\v2\x15.tchsm.v1.LoginTicketR\x06ticket\"T\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x06\n" +
 	"\x02OK\x10\x01\x12\r\n" +
@@ -3169,7 +3490,32 @@ const file_tchsm_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\fR\asession\x12&\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x12.tchsm.v1.BodyTypeR\x04type\x12\x12\n" +
 	"\x04body\x18\x03 \x01(\fR\x04body\x12\x10\n" +
-	"\x03mac\x18\x04 \x01(\fR\x03mac*\xef\x06\n" +
+	"\x03mac\x18\x04 \x01(\fR\x03mac\"I\n" +
+	"\vLoginTicket\x12\x1c\n" +
+	"\tstatement\x18\x01 \x01(\fR\tstatement\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xa9\x02\n" +
+	"\x0fTicketStatement\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x16\n" +
+	"\x06client\x18\x02 \x01(\tR\x06client\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x122\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x1e.tchsm.v1.TicketStatement.KindR\x04kind\x12\x1b\n" +
+	"\tissued_at\x18\x05 \x01(\x03R\bissuedAt\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\x03R\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"ticket_key\x18\a \x01(\fR\tticketKey\"<\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tLOGGED_IN\x10\x01\x12\x0f\n" +
+	"\vNO_VERIFIER\x10\x02\"\xb7\x01\n" +
+	"\vWithTickets\x12/\n" +
+	"\atickets\x18\x01 \x03(\v2\x15.tchsm.v1.LoginTicketR\atickets\x12&\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x12.tchsm.v1.BodyTypeR\x04type\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\x12\x1d\n" +
+	"\n" +
+	"ticket_key\x18\x04 \x01(\fR\tticketKey\x12\x1c\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature*\x8b\a\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
@@ -3201,7 +3547,8 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x14BODY_TYPE_PIN_RESULT\x10\x1b\x12\x18\n" +
 	"\x14BODY_TYPE_PIN_CHANGE\x10\x1c\x12\x18\n" +
 	"\x14BODY_TYPE_PIN_UNLOCK\x10\x1d\x12\x17\n" +
-	"\x13BODY_TYPE_LOGGED_IN\x10\x1e\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x13BODY_TYPE_LOGGED_IN\x10\x1e\x12\x1a\n" +
+	"\x16BODY_TYPE_WITH_TICKETS\x10\x1f\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -3215,79 +3562,87 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 	return file_tchsm_proto_rawDescData
 }
 
-var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
 	(PINResult_Status)(0),       // 2: tchsm.v1.PINResult.Status
-	(*Envelope)(nil),            // 3: tchsm.v1.Envelope
-	(*KeyRecord)(nil),           // 4: tchsm.v1.KeyRecord
-	(*SignedKeyRecord)(nil),     // 5: tchsm.v1.SignedKeyRecord
-	(*KeyEndorsement)(nil),      // 6: tchsm.v1.KeyEndorsement
-	(*KeyShare)(nil),            // 7: tchsm.v1.KeyShare
-	(*KeyShareDelivery)(nil),    // 8: tchsm.v1.KeyShareDelivery
-	(*DeleteKey)(nil),           // 9: tchsm.v1.DeleteKey
-	(*DeleteKeyAck)(nil),        // 10: tchsm.v1.DeleteKeyAck
-	(*RestoreKey)(nil),          // 11: tchsm.v1.RestoreKey
-	(*RestoreKeyAck)(nil),       // 12: tchsm.v1.RestoreKeyAck
-	(*SignRequest)(nil),         // 13: tchsm.v1.SignRequest
-	(*SignBatch)(nil),           // 14: tchsm.v1.SignBatch
-	(*SignBatchItem)(nil),       // 15: tchsm.v1.SignBatchItem
-	(*SignBatchResult)(nil),     // 16: tchsm.v1.SignBatchResult
-	(*ShareProof)(nil),          // 17: tchsm.v1.ShareProof
-	(*SignatureShare)(nil),      // 18: tchsm.v1.SignatureShare
-	(*ProofRequest)(nil),        // 19: tchsm.v1.ProofRequest
-	(*Proof)(nil),               // 20: tchsm.v1.Proof
-	(*ListKeys)(nil),            // 21: tchsm.v1.ListKeys
-	(*KeyList)(nil),             // 22: tchsm.v1.KeyList
-	(*HealthRequest)(nil),       // 23: tchsm.v1.HealthRequest
-	(*Health)(nil),              // 24: tchsm.v1.Health
-	(*KeyPolicyMode)(nil),       // 25: tchsm.v1.KeyPolicyMode
-	(*Error)(nil),               // 26: tchsm.v1.Error
-	(*GenerateKeyRequest)(nil),  // 27: tchsm.v1.GenerateKeyRequest
-	(*GenerateKeyResponse)(nil), // 28: tchsm.v1.GenerateKeyResponse
-	(*DKGMessage)(nil),          // 29: tchsm.v1.DKGMessage
-	(*DKGRequest)(nil),          // 30: tchsm.v1.DKGRequest
-	(*DKGReply)(nil),            // 31: tchsm.v1.DKGReply
-	(*DKGCommit)(nil),           // 32: tchsm.v1.DKGCommit
-	(*DKGCommitAck)(nil),        // 33: tchsm.v1.DKGCommitAck
-	(*DKGLateDeals)(nil),        // 34: tchsm.v1.DKGLateDeals
-	(*DKGLateDealsAck)(nil),     // 35: tchsm.v1.DKGLateDealsAck
-	(*PINLogin)(nil),            // 36: tchsm.v1.PINLogin
-	(*PINChange)(nil),           // 37: tchsm.v1.PINChange
-	(*PINSecret)(nil),           // 38: tchsm.v1.PINSecret
-	(*PINUnlock)(nil),           // 39: tchsm.v1.PINUnlock
-	(*PINResult)(nil),           // 40: tchsm.v1.PINResult
-	(*LoggedIn)(nil),            // 41: tchsm.v1.LoggedIn
+	(TicketStatement_Kind)(0),   // 3: tchsm.v1.TicketStatement.Kind
+	(*Envelope)(nil),            // 4: tchsm.v1.Envelope
+	(*KeyRecord)(nil),           // 5: tchsm.v1.KeyRecord
+	(*SignedKeyRecord)(nil),     // 6: tchsm.v1.SignedKeyRecord
+	(*KeyEndorsement)(nil),      // 7: tchsm.v1.KeyEndorsement
+	(*KeyShare)(nil),            // 8: tchsm.v1.KeyShare
+	(*KeyShareDelivery)(nil),    // 9: tchsm.v1.KeyShareDelivery
+	(*DeleteKey)(nil),           // 10: tchsm.v1.DeleteKey
+	(*DeleteKeyAck)(nil),        // 11: tchsm.v1.DeleteKeyAck
+	(*RestoreKey)(nil),          // 12: tchsm.v1.RestoreKey
+	(*RestoreKeyAck)(nil),       // 13: tchsm.v1.RestoreKeyAck
+	(*SignRequest)(nil),         // 14: tchsm.v1.SignRequest
+	(*SignBatch)(nil),           // 15: tchsm.v1.SignBatch
+	(*SignBatchItem)(nil),       // 16: tchsm.v1.SignBatchItem
+	(*SignBatchResult)(nil),     // 17: tchsm.v1.SignBatchResult
+	(*ShareProof)(nil),          // 18: tchsm.v1.ShareProof
+	(*SignatureShare)(nil),      // 19: tchsm.v1.SignatureShare
+	(*ProofRequest)(nil),        // 20: tchsm.v1.ProofRequest
+	(*Proof)(nil),               // 21: tchsm.v1.Proof
+	(*ListKeys)(nil),            // 22: tchsm.v1.ListKeys
+	(*KeyList)(nil),             // 23: tchsm.v1.KeyList
+	(*HealthRequest)(nil),       // 24: tchsm.v1.HealthRequest
+	(*Health)(nil),              // 25: tchsm.v1.Health
+	(*KeyPolicyMode)(nil),       // 26: tchsm.v1.KeyPolicyMode
+	(*Error)(nil),               // 27: tchsm.v1.Error
+	(*GenerateKeyRequest)(nil),  // 28: tchsm.v1.GenerateKeyRequest
+	(*GenerateKeyResponse)(nil), // 29: tchsm.v1.GenerateKeyResponse
+	(*DKGMessage)(nil),          // 30: tchsm.v1.DKGMessage
+	(*DKGRequest)(nil),          // 31: tchsm.v1.DKGRequest
+	(*DKGReply)(nil),            // 32: tchsm.v1.DKGReply
+	(*DKGCommit)(nil),           // 33: tchsm.v1.DKGCommit
+	(*DKGCommitAck)(nil),        // 34: tchsm.v1.DKGCommitAck
+	(*DKGLateDeals)(nil),        // 35: tchsm.v1.DKGLateDeals
+	(*DKGLateDealsAck)(nil),     // 36: tchsm.v1.DKGLateDealsAck
+	(*PINLogin)(nil),            // 37: tchsm.v1.PINLogin
+	(*PINChange)(nil),           // 38: tchsm.v1.PINChange
+	(*PINSecret)(nil),           // 39: tchsm.v1.PINSecret
+	(*PINUnlock)(nil),           // 40: tchsm.v1.PINUnlock
+	(*PINResult)(nil),           // 41: tchsm.v1.PINResult
+	(*LoggedIn)(nil),            // 42: tchsm.v1.LoggedIn
+	(*LoginTicket)(nil),         // 43: tchsm.v1.LoginTicket
+	(*TicketStatement)(nil),     // 44: tchsm.v1.TicketStatement
+	(*WithTickets)(nil),         // 45: tchsm.v1.WithTickets
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
-	6,  // 1: tchsm.v1.SignedKeyRecord.endorsements:type_name -> tchsm.v1.KeyEndorsement
-	5,  // 2: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
-	13, // 3: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
-	18, // 4: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
-	26, // 5: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
-	15, // 6: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
-	17, // 7: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
-	17, // 8: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
-	5,  // 9: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
-	25, // 10: tchsm.v1.Health.policies:type_name -> tchsm.v1.KeyPolicyMode
+	7,  // 1: tchsm.v1.SignedKeyRecord.endorsements:type_name -> tchsm.v1.KeyEndorsement
+	6,  // 2: tchsm.v1.KeyShareDelivery.signed_record:type_name -> tchsm.v1.SignedKeyRecord
+	14, // 3: tchsm.v1.SignBatch.requests:type_name -> tchsm.v1.SignRequest
+	19, // 4: tchsm.v1.SignBatchItem.share:type_name -> tchsm.v1.SignatureShare
+	27, // 5: tchsm.v1.SignBatchItem.error:type_name -> tchsm.v1.Error
+	16, // 6: tchsm.v1.SignBatchResult.results:type_name -> tchsm.v1.SignBatchItem
+	18, // 7: tchsm.v1.SignatureShare.proof:type_name -> tchsm.v1.ShareProof
+	18, // 8: tchsm.v1.Proof.proof:type_name -> tchsm.v1.ShareProof
+	6,  // 9: tchsm.v1.KeyList.keys:type_name -> tchsm.v1.SignedKeyRecord
+	26, // 10: tchsm.v1.Health.policies:type_name -> tchsm.v1.KeyPolicyMode
 	1,  // 11: tchsm.v1.Error.code:type_name -> tchsm.v1.Error.Code
-	5,  // 12: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
-	29, // 13: tchsm.v1.DKGRequest.messages:type_name -> tchsm.v1.DKGMessage
-	29, // 14: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
-	6,  // 15: tchsm.v1.DKGReply.endorsement:type_name -> tchsm.v1.KeyEndorsement
-	5,  // 16: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
-	5,  // 17: tchsm.v1.DKGLateDeals.record:type_name -> tchsm.v1.SignedKeyRecord
-	29, // 18: tchsm.v1.DKGLateDeals.deals:type_name -> tchsm.v1.DKGMessage
+	6,  // 12: tchsm.v1.GenerateKeyResponse.record:type_name -> tchsm.v1.SignedKeyRecord
+	30, // 13: tchsm.v1.DKGRequest.messages:type_name -> tchsm.v1.DKGMessage
+	30, // 14: tchsm.v1.DKGReply.messages:type_name -> tchsm.v1.DKGMessage
+	7,  // 15: tchsm.v1.DKGReply.endorsement:type_name -> tchsm.v1.KeyEndorsement
+	6,  // 16: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
+	6,  // 17: tchsm.v1.DKGLateDeals.record:type_name -> tchsm.v1.SignedKeyRecord
+	30, // 18: tchsm.v1.DKGLateDeals.deals:type_name -> tchsm.v1.DKGMessage
 	2,  // 19: tchsm.v1.PINResult.status:type_name -> tchsm.v1.PINResult.Status
-	0,  // 20: tchsm.v1.LoggedIn.type:type_name -> tchsm.v1.BodyType
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	43, // 20: tchsm.v1.PINResult.ticket:type_name -> tchsm.v1.LoginTicket
+	0,  // 21: tchsm.v1.LoggedIn.type:type_name -> tchsm.v1.BodyType
+	3,  // 22: tchsm.v1.TicketStatement.kind:type_name -> tchsm.v1.TicketStatement.Kind
+	43, // 23: tchsm.v1.WithTickets.tickets:type_name -> tchsm.v1.LoginTicket
+	0,  // 24: tchsm.v1.WithTickets.type:type_name -> tchsm.v1.BodyType
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_tchsm_proto_init() }
@@ -3304,8 +3659,8 @@ func file_tchsm_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   39,
+			NumEnums:      4,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

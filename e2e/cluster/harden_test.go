@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -10,13 +11,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tchsm/tchsm/client"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/testcluster"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
+	"github.com/tchsm/tchsm/node/nodetest"
+	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme"
 )
 
@@ -93,6 +100,10 @@ func TestClientRoles(t *testing.T) {
 	defer liar.Close()
 	if liar.Role() != trust.ClientRoleAdmin {
 		t.Fatal("the forged manifest did not make the signer an admin locally")
+	}
+	// Logged in, so that the nodes give it login tickets and the requests reach the dealer.
+	if _, err := liar.Login(ctx, []byte(tc.PIN)); err != nil {
+		t.Fatal(err)
 	}
 	refused("signer with a forged manifest", liar)
 	signOK(t, admin, k, "the key is still there")
@@ -198,5 +209,112 @@ func TestRecoverableDeletion(t *testing.T) {
 	restored, missing, err := admin.RestoreKey(ctx, k.ID)
 	if err != nil || !slices.Equal(restored, []string{"node-1", "node-2"}) || !slices.Equal(missing, []string{"node-3"}) {
 		t.Fatalf("RestoreKey again = %v %v %v", restored, missing, err)
+	}
+}
+
+// A copy of an admin client's files (identity, client.json) without the PIN can neither delete
+// nor generate keys through the dealer: the nodes give it no login tickets, so the client stops
+// before the dealer, and the dealer process refuses a request sent to it without tickets (or
+// with the tickets of fewer than k nodes) with NOT_LOGGED_IN. With the PIN, the tchsm command
+// deletes and generates. About 15 s.
+func TestDealerNeedsLogin(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Options{K: 2, N: 3, DealerPool: -1})
+	admin := tc.Client()
+	k := generate(t, admin, 1024)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// The thief's copy of the files, opened without the PIN.
+	dir := t.TempDir()
+	var cc config.Client
+	if err := config.Load(tc.ClientConfig, &cc); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*string{&cc.Identity, &cc.Manifest} {
+		b, err := os.ReadFile(*f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*f = filepath.Join(dir, filepath.Base(*f))
+		if err := os.WriteFile(*f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cc.PKCS11, cc.LogFile = nil, ""
+	stolen := filepath.Join(dir, "client.json")
+	if err := config.Save(stolen, cc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	thief := tc.Open(stolen, false)
+	if _, err := thief.DeleteKey(ctx, k.ID); !errors.Is(err, client.ErrNotLoggedIn) {
+		t.Fatalf("DeleteKey without the PIN: %v, want ErrNotLoggedIn", err)
+	}
+	if _, err := thief.GenerateKey(ctx, client.GenerateRequest{Bits: 1024}); !errors.Is(err, client.ErrNotLoggedIn) {
+		t.Fatalf("GenerateKey without the PIN: %v, want ErrNotLoggedIn", err)
+	}
+	// The command, with no PIN to take (no $TCHSM_PIN, no terminal).
+	cmd := exec.CommandContext(ctx, tc.Bin, "keys", "delete", k.ID)
+	cmd.Env = append(os.Environ(), "TCHSM_CONFIG="+stolen, "TCHSM_AMQP_URL="+tc.AMQPURL, "TCHSM_PIN=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not logged in") {
+		t.Fatalf("tchsm keys delete without the PIN: %v\n%s", err, out)
+	}
+
+	// A client that skips the client's checks: the dealer process itself refuses.
+	m := admin.Manifest()
+	conn, err := rabbitmq.Dial(ctx, rabbitmq.Config{URL: tc.AMQPURL, ClusterID: m.ClusterID, Name: "thief"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	id, err := trust.ReadIdentityFile(cc.Identity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass, _ := (&config.Node{PassphraseFile: tc.Dir + "/secrets/node-2.passphrase"}).Passphrase()
+	node2, err := trust.ReadIdentityFile(tc.Dir+"/nodes/node-2/identity.json", pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := &tchsmpb.DeleteKey{KeyId: k.ID}
+	body, _ := proto.Marshal(del)
+	_, tkey, _ := ed25519.GenerateKey(nil)
+	ticket, err := trust.IssueTicket(node2, m.ClusterID, id.ID, tchsmpb.TicketStatement_LOGGED_IN, tkey.Public().(ed25519.PublicKey), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oneTicket := &tchsmpb.WithTickets{Tickets: []*tchsmpb.LoginTicket{ticket}, Type: tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, Body: body}
+	trust.SignTicketed(tkey, m.ClusterID, id.ID, oneTicket)
+	opener, err := trust.NewOpener(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, raw := range map[string][]byte{
+		"bare DeleteKey":             nodetest.Forge(id, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, del, time.Now(), 30*time.Second),
+		"bare GenerateKeyRequest":    nodetest.Forge(id, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, &tchsmpb.GenerateKeyRequest{Bits: 1024}, time.Now(), 30*time.Second),
+		"DeleteKey with k-1 tickets": nodetest.Forge(id, m.ClusterID, tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS, oneTicket, time.Now(), 30*time.Second),
+	} {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		rep, err := conn.Call(cctx, rabbitmq.DealerRPCQueue(m.ClusterID), raw)
+		ccancel()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		op, err := opener.Open(rep)
+		if err != nil {
+			t.Fatalf("%s: reply: %v", name, err)
+		}
+		if e, ok := op.Message.(*tchsmpb.Error); !ok || e.GetCode() != tchsmpb.Error_NOT_LOGGED_IN {
+			t.Fatalf("%s: the dealer answered %v, want NOT_LOGGED_IN", name, op.Message)
+		}
+	}
+	signOK(t, admin, k, "the key survived the thief")
+
+	// With the PIN, the command deletes and generates.
+	if out, stderr, err := tchsm(t, tc, stolen, "keys", "delete", k.ID); err != nil || !strings.Contains(out, "deleted") {
+		t.Fatalf("tchsm keys delete with the PIN: %v\n%s%s", err, out, stderr)
+	}
+	if out, stderr, err := tchsm(t, tc, stolen, "keys", "generate", "-bits", "1024"); err != nil || !trust.ValidKeyID(strings.TrimSpace(out)) {
+		t.Fatalf("tchsm keys generate with the PIN: %v\n%s%s", err, out, stderr)
 	}
 }

@@ -57,7 +57,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 	p11id := fs.String("id", "", "generate, import: CKA_ID in hex (random 16 bytes if empty)")
 	pemFile := fs.String("pem", "", "import: PEM file with an RSA private key (PKCS#1 or PKCS#8)")
 	dealerCfg := fs.String("dealer-config", "", "import: dealer configuration (import deals in this process)")
-	pinFile := fs.String("pin-file", "", "generate -alg ed25519: file holding the user PIN the nodes check (else $"+EnvPIN+", else a prompt)")
+	pinFile := fs.String("pin-file", "", "generate, delete, restore: file holding the user PIN the nodes check (else $"+EnvPIN+", else a prompt)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -101,6 +101,10 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		req := client.GenerateRequest{Bits: *bits, Label: *label, P11ID: idb}
 		switch strings.ToLower(*alg) {
 		case "rsa":
+			// The dealer makes it, for a client logged in to k nodes (their login tickets).
+			if err := loginForDealer(ctx, e, c, *pinFile); err != nil {
+				return err
+			}
 		case "ed25519":
 			req = client.GenerateRequest{Algorithm: scheme.Ed25519FROST, Label: *label, P11ID: idb, Nodes: *nodes}
 			// The nodes generate it together: they ask for a login.
@@ -120,6 +124,9 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		if fs.NArg() != 1 {
 			return fmt.Errorf("keys delete needs a key id")
 		}
+		if err := loginForDealer(ctx, e, c, *pinFile); err != nil {
+			return err
+		}
 		until, err := c.DeleteKey(ctx, fs.Arg(0))
 		if err != nil {
 			return err
@@ -133,6 +140,9 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 	case "restore":
 		if fs.NArg() != 1 {
 			return fmt.Errorf("keys restore needs a key id")
+		}
+		if err := loginForDealer(ctx, e, c, *pinFile); err != nil {
+			return err
 		}
 		restored, missing, err := c.RestoreKey(ctx, fs.Arg(0))
 		if err != nil {

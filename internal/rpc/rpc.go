@@ -85,8 +85,13 @@ func (c *Caller) Call(ctx context.Context, to trust.Member, at transport.Address
 	}
 	// A request lives at most its type's limit (trust.MaxTTLFor: 30 s for most), even when the
 	// caller waits longer: the server drops it then, and the caller's hedging asks another.
+	// A WithTickets lives at most its inner type's limit: the dealer refuses it otherwise.
 	bt := tchsmpb.BodyTypeOf(body)
-	raw, msgID, err := c.Sealer.SealTo(to, bt, body, min(ttl, trust.MaxTTLFor(bt)))
+	limit := trust.MaxTTLFor(bt)
+	if w, ok := body.(*tchsmpb.WithTickets); ok {
+		limit = min(limit, trust.MaxTTLFor(w.GetType()))
+	}
+	raw, msgID, err := c.Sealer.SealTo(to, bt, body, min(ttl, limit))
 	if err != nil {
 		return nil, err
 	}

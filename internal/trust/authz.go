@@ -40,7 +40,8 @@ func (r ClientRole) Effective() ClientRole {
 // by its client role. Every client logs in to the nodes with its PIN (PINLogin), changes it
 // (PINChange) and wraps the requests that need a login in LoggedIn (the wrapper's inner type is
 // checked against this table again by the node); only admins unlock a locked client
-// (PINUnlock). Nodes only answer: acknowledgements, signature shares (alone or in a
+// (PINUnlock). The requests to the dealer that change keys come in WithTickets, with the login
+// tickets of k nodes (its inner type is checked against this table again by the dealer). Nodes only answer: acknowledgements, signature shares (alone or in a
 // SignBatchResult), proofs, key lists, health, errors.
 var allowed = map[Role]map[tchsmpb.BodyType]bool{
 	RoleDealer: {
@@ -72,8 +73,9 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 	},
 }
 
-// signerAllowed is what every client may send. A LoggedIn wrapper is allowed to every client:
-// what it carries is checked again (Permits) once the node has unwrapped it.
+// signerAllowed is what every client may send. The LoggedIn and WithTickets wrappers are
+// allowed to every client: what they carry is checked again (Permits) once the node or the
+// dealer has unwrapped it.
 var signerAllowed = map[tchsmpb.BodyType]bool{
 	tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST:   true,
 	tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH:     true,
@@ -83,6 +85,7 @@ var signerAllowed = map[tchsmpb.BodyType]bool{
 	tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN:      true,
 	tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE:     true,
 	tchsmpb.BodyType_BODY_TYPE_LOGGED_IN:      true,
+	tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS:   true,
 }
 
 // adminOnly is what only admin clients may send: what changes the set of keys.

@@ -53,6 +53,8 @@ var defaultMaxTTL = map[tchsmpb.BodyType]time.Duration{
 	tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS:        DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST:  GenerateMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE: GenerateMaxTTL,
+	// The longest of what it may carry; the dealer holds the envelope to its inner type's limit.
+	tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS: DurableMaxTTL,
 }
 
 // MaxTTLFor returns the default maximum lifetime of a message of type bt.
@@ -192,6 +194,9 @@ type Opened struct {
 	Recipient string
 	IssuedAt  time.Time
 	Deadline  time.Time
+	// LoggedIn is set by a node's rpc.Server Unwrap when the request came in a LoggedIn
+	// wrapper whose session and MAC it checked; Open never sets it.
+	LoggedIn bool
 }
 
 // Opener checks envelopes against a manifest. Create it with NewOpener; it is safe for

@@ -481,7 +481,7 @@ func TestAllowedTable(t *testing.T) {
 			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY,
 			tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
 			tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN,
-			tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK},
+			tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK, tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS},
 		RoleDealer: {tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
 			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE,
 			tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
@@ -519,7 +519,8 @@ func TestAllowedTable(t *testing.T) {
 func TestPermitsByClientRole(t *testing.T) {
 	signerMay := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH,
 		tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST, tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
-		tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN}
+		tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN,
+		tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS}
 	adminOnly := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
 		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
 		tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK}

@@ -2,6 +2,7 @@ package trust
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"os"
@@ -46,6 +47,7 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 	}
 	session := bytes.Repeat([]byte{3}, SessionIDSize)
 	inner, _ := proto.Marshal(signReq)
+	w := seedWithTickets(t, c)
 	return []struct {
 		from *Identity
 		msg  proto.Message
@@ -87,7 +89,73 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 		{c.alice, &tchsmpb.PINUnlock{Client: "bob"}},
 		{c.alice, &tchsmpb.LoggedIn{Session: session, Type: tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, Body: inner,
 			Mac: LoginMAC(skey, session, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, inner)}},
+		{c.alice, w},
 	}
+}
+
+// seedTicketKey is the ticket key of alice's process in the seeds.
+var seedTicketKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{4}, ed25519.SeedSize))
+
+// seedWithTickets is alice's DeleteKey with the tickets of node1 (logged in) and node2 (no PIN
+// held), valid at the test clusters' clock.
+func seedWithTickets(t testing.TB, c *cluster) *tchsmpb.WithTickets {
+	pub := seedTicketKey.Public().(ed25519.PublicKey)
+	t1, err := IssueTicket(c.nodes[0], c.m.ClusterID, "alice", tchsmpb.TicketStatement_LOGGED_IN, pub, c.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, err := IssueTicket(c.nodes[1], c.m.ClusterID, "alice", tchsmpb.TicketStatement_NO_VERIFIER, pub, c.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := proto.Marshal(&tchsmpb.DeleteKey{KeyId: "k1"})
+	w := &tchsmpb.WithTickets{Tickets: []*tchsmpb.LoginTicket{t1, t2}, Type: tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, Body: body}
+	SignTicketed(seedTicketKey, c.m.ClusterID, "alice", w)
+	return w
+}
+
+// FuzzCheckTickets feeds arbitrary WithTickets to CheckTickets: no panics, errors wrap a ticket
+// sentinel, and an accepted one has k tickets of distinct nodes that verify for alice.
+func FuzzCheckTickets(f *testing.F) {
+	c := getFuzzCluster(f)
+	w := seedWithTickets(f, c)
+	b, _ := proto.Marshal(w)
+	f.Add(b)
+	f.Add(b[:len(b)/2])
+	stmt, _ := proto.Marshal(w.Tickets[0])
+	f.Add(stmt)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		w := new(tchsmpb.WithTickets)
+		if proto.Unmarshal(data, w) != nil {
+			return
+		}
+		nodes, err := CheckTickets(c.m, "alice", w, c.clock.Now())
+		if err != nil {
+			if !errors.Is(err, ErrBadTicket) && !errors.Is(err, ErrNotEnoughTickets) && !errors.Is(err, ErrBadTicketedSignature) {
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, n := range nodes {
+			seen[n] = true
+		}
+		if len(seen) != len(nodes) || len(nodes) < c.m.Threshold {
+			t.Fatalf("accepted with nodes %v", nodes)
+		}
+		// Every node counted has a ticket here that verifies on its own and names the key.
+		for _, tk := range w.GetTickets() {
+			if st, err := VerifyTicket(c.m, "alice", tk, c.clock.Now()); err == nil && bytes.Equal(st.GetTicketKey(), w.GetTicketKey()) {
+				delete(seen, st.GetNode())
+			}
+		}
+		if len(seen) > 0 {
+			t.Fatalf("counted nodes %v without a valid ticket", seen)
+		}
+		if !ed25519.Verify(w.GetTicketKey(), TicketedInput(c.m.ClusterID, "alice", w.GetType(), w.GetBody()), w.GetSignature()) {
+			t.Fatal("accepted without the ticket key's signature")
+		}
+	})
 }
 
 // FuzzOpen feeds arbitrary bytes to Open. Seeds are valid envelopes of every body type. Open
