@@ -120,7 +120,13 @@ func (c *Client) loginAgain(ctx context.Context, node trust.Member, stale *sessi
 	if pin == nil {
 		return nil, ErrNotLoggedIn
 	}
-	r, s := c.pinCall(ctx, node, trust.PINPurposeLogin, &tchsmpb.PINSecret{Pin: pin})
+	// The login outlives the request that found the session gone: that request is often
+	// cancelled as soon as the other nodes completed its signature, and a login cut short
+	// there would leave the node with a session the client never learns, again at every ask,
+	// so that a restarted node would never sign again while the others keep up.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.signTimeout())
+	defer cancel()
+	r, s := c.pinCall(lctx, node, trust.PINPurposeLogin, &tchsmpb.PINSecret{Pin: pin})
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch r.Status {
