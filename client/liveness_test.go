@@ -101,11 +101,12 @@ func hang(mc *memCluster, ids []string, on bool) {
 	}
 }
 
-func TestMemFastFailureRSA(t *testing.T) {
-	mc := newMemCluster(t, 3, 5, nil)
-	c := mc.client(t, nil)
-	sign := func(msg string) error { return mc.sign(t, c, msg) }
-	dealt := mc.requests(t, "health_request")
+// fastFailureScenario warms up with 20 good signatures (no probe may be sent), then hangs
+// three of five nodes and stops three: each time sign must fail fast naming them, and resume
+// once they are back (exact: whether resumes demands the first signature to succeed).
+func fastFailureScenario(t *testing.T, mc *memCluster, sign func(string) error, exact bool) (dealt int) {
+	t.Helper()
+	dealt = mc.requests(t, "health_request")
 	for i := range 20 {
 		if err := sign(fmt.Sprint("warm ", i)); err != nil {
 			t.Fatal(err)
@@ -120,7 +121,7 @@ func TestMemFastFailureRSA(t *testing.T) {
 	hang(mc, downLast, true)
 	failsFast(t, "hung", sign, upFirst, downLast)
 	hang(mc, downLast, false)
-	resumes(t, "unhung", sign, true)
+	resumes(t, "unhung", sign, exact)
 
 	// Three nodes stopped: nobody serves their address (ErrNoRoute at once).
 	for i := 3; i <= 5; i++ {
@@ -130,7 +131,15 @@ func TestMemFastFailureRSA(t *testing.T) {
 	for i := 3; i <= 5; i++ {
 		mc.StartNode(i, node.Options{})
 	}
-	resumes(t, "restarted", sign, true)
+	resumes(t, "restarted", sign, exact)
+	return dealt
+}
+
+func TestMemFastFailureRSA(t *testing.T) {
+	mc := newMemCluster(t, 3, 5, nil)
+	c := mc.client(t, nil)
+	sign := func(msg string) error { return mc.sign(t, c, msg) }
+	dealt := fastFailureScenario(t, mc, sign, true)
 	for i := range 10 {
 		if err := sign(fmt.Sprint("after ", i)); err != nil {
 			t.Fatal(err)
@@ -146,30 +155,11 @@ func TestMemFastFailureRSA(t *testing.T) {
 	}
 }
 
+// The same for Ed25519; after the restart the nodes' nonces are gone: stale commitments,
+// fetched again, so resumes does not demand the first signature.
 func TestMemFastFailureEd25519(t *testing.T) {
 	mc, c := newEdCluster(t, 3, 5, nil)
-	sign := func(msg string) error { return mc.signEd(t, c, msg) }
-	dealt := mc.requests(t, "health_request")
-	for i := range 20 {
-		if err := sign(fmt.Sprint("warm ", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := mc.requests(t, "health_request"); n != dealt {
-		t.Fatalf("%d health requests during 20 good signatures", n-dealt)
-	}
-	hang(mc, downLast, true)
-	failsFast(t, "hung", sign, upFirst, downLast)
-	hang(mc, downLast, false)
-	resumes(t, "unhung", sign, false)
-	for i := 3; i <= 5; i++ {
-		mc.StopNode(i)
-	}
-	failsFast(t, "stopped", sign, upFirst, downLast)
-	for i := 3; i <= 5; i++ {
-		mc.StartNode(i, node.Options{})
-	}
-	resumes(t, "restarted", sign, false) // their nonces are gone: stale commitments, fetched again
+	fastFailureScenario(t, mc, func(msg string) error { return mc.signEd(t, c, msg) }, false)
 }
 
 // TestMemFewerKnownDownStillSigns: two of five nodes down (n−k) is not fewer than k: the
