@@ -2,14 +2,13 @@ package cluster_test
 
 import (
 	"context"
-	"errors"
 	"testing"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/testcluster"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq/rabbitmqtest"
 )
 
 // The cluster of `tchsm init` with its default least-privilege broker users (`tchsm broker
@@ -34,30 +33,7 @@ func TestLeastPrivilegeBrokerUsers(t *testing.T) {
 	inbox, rpc := rabbitmq.NodeControlQueue(m.ClusterID, "node-1"), rabbitmq.NodeRPCQueue(m.ClusterID, "node-1")
 	try := func(who, rawURL, what string, op func(ch *amqp.Channel) error) {
 		t.Helper()
-		conn, err := amqp.Dial(rawURL)
-		if err != nil {
-			t.Fatalf("%s dials: %v", who, err)
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-		err = op(ch)
-		if err == nil {
-			select {
-			case ae := <-closed:
-				if ae != nil {
-					err = ae
-				}
-			case <-time.After(5 * time.Second):
-			}
-		}
-		var ae *amqp.Error
-		if !errors.As(err, &ae) || ae.Code != amqp.AccessRefused {
-			t.Errorf("%s %s: want ACCESS_REFUSED, got %v", who, what, err)
-		}
+		rabbitmqtest.Refused(t, rawURL, who+" "+what, op)
 	}
 	publish := func(exchange, key string) func(ch *amqp.Channel) error {
 		return func(ch *amqp.Channel) error {

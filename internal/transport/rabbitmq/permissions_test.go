@@ -10,7 +10,9 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/tchsm/tchsm/internal/transport"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq/rabbitmqtest"
 )
 
 // restrictedUsers imports the definitions of cluster "test" (nodes n1 and n2, the dealer,
@@ -56,38 +58,6 @@ func restrictedUsers(t *testing.T, base string) map[string]string {
 		t.Fatalf("import_definitions: %v\n%s", err, out)
 	}
 	return urls
-}
-
-// refused runs op on a fresh channel of a raw connection to url and fails the test unless
-// the broker refuses it with ACCESS_REFUSED (an operation's refusal, or the channel's closure
-// that follows a refused publish).
-func refused(t *testing.T, rawURL, what string, op func(ch *amqp.Channel) error) {
-	t.Helper()
-	raw, err := amqp.Dial(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	ch, err := raw.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	err = op(ch)
-	if err == nil {
-		// A publish: the refusal comes as the channel's closure.
-		select {
-		case ae := <-closed:
-			if ae != nil {
-				err = ae
-			}
-		case <-time.After(5 * time.Second):
-		}
-	}
-	var ae *amqp.Error
-	if !errors.As(err, &ae) || ae.Code != amqp.AccessRefused {
-		t.Errorf("%s: want ACCESS_REFUSED, got %v", what, err)
-	}
 }
 
 func publishConfirm(ch *amqp.Channel, exchange, key string) error {
@@ -190,47 +160,47 @@ func TestBrokerPermissions(t *testing.T) {
 	}
 	// Node 2 against node 1.
 	n2u := us["n2"]
-	refused(t, n2u, "n2 consumes n1's inbox", consume(inbox1))
-	refused(t, n2u, "n2 consumes n1's rpc queue", consume(rpc1))
-	refused(t, n2u, "n2 consumes n1's dead letters", consume(dead1))
-	refused(t, n2u, "n2 gets from n1's inbox", func(ch *amqp.Channel) error { _, _, err := ch.Get(inbox1, false); return err })
-	refused(t, n2u, "n2 purges n1's inbox", func(ch *amqp.Channel) error { _, err := ch.QueuePurge(inbox1, false); return err })
-	refused(t, n2u, "n2 deletes n1's inbox", func(ch *amqp.Channel) error { _, err := ch.QueueDelete(inbox1, false, false, false); return err })
-	refused(t, n2u, "n2 redeclares n1's inbox", func(ch *amqp.Channel) error {
+	rabbitmqtest.Refused(t, n2u, "n2 consumes n1's inbox", consume(inbox1))
+	rabbitmqtest.Refused(t, n2u, "n2 consumes n1's rpc queue", consume(rpc1))
+	rabbitmqtest.Refused(t, n2u, "n2 consumes n1's dead letters", consume(dead1))
+	rabbitmqtest.Refused(t, n2u, "n2 gets from n1's inbox", func(ch *amqp.Channel) error { _, _, err := ch.Get(inbox1, false); return err })
+	rabbitmqtest.Refused(t, n2u, "n2 purges n1's inbox", func(ch *amqp.Channel) error { _, err := ch.QueuePurge(inbox1, false); return err })
+	rabbitmqtest.Refused(t, n2u, "n2 deletes n1's inbox", func(ch *amqp.Channel) error { _, err := ch.QueueDelete(inbox1, false, false, false); return err })
+	rabbitmqtest.Refused(t, n2u, "n2 redeclares n1's inbox", func(ch *amqp.Channel) error {
 		_, err := ch.QueueDeclare(inbox1, true, false, false, false, controlArgs(inbox1, DeliveryLimit))
 		return err
 	})
-	refused(t, n2u, "n2 publishes a share into n1's inbox", func(ch *amqp.Channel) error {
+	rabbitmqtest.Refused(t, n2u, "n2 publishes a share into n1's inbox", func(ch *amqp.Channel) error {
 		return publishConfirm(ch, InboxExchange("test"), NodeKey("n1"))
 	})
-	refused(t, n2u, "n2 publishes into n1's inbox through the default exchange", func(ch *amqp.Channel) error {
+	rabbitmqtest.Refused(t, n2u, "n2 publishes into n1's inbox through the default exchange", func(ch *amqp.Channel) error {
 		return publishConfirm(ch, "", inbox1)
 	})
-	refused(t, n2u, "n2 sends a request", func(ch *amqp.Channel) error { return publishConfirm(ch, RPCExchange("test"), NodeKey("n1")) })
-	refused(t, n2u, "n2 binds its inbox to n1's key", func(ch *amqp.Channel) error {
+	rabbitmqtest.Refused(t, n2u, "n2 sends a request", func(ch *amqp.Channel) error { return publishConfirm(ch, RPCExchange("test"), NodeKey("n1")) })
+	rabbitmqtest.Refused(t, n2u, "n2 binds its inbox to n1's key", func(ch *amqp.Channel) error {
 		return ch.QueueBind(NodeControlQueue("test", "n2"), NodeKey("n1"), InboxExchange("test"), false, nil)
 	})
-	refused(t, n2u, "n2 binds its inbox to every key", func(ch *amqp.Channel) error {
+	rabbitmqtest.Refused(t, n2u, "n2 binds its inbox to every key", func(ch *amqp.Channel) error {
 		return ch.QueueBind(NodeControlQueue("test", "n2"), "#", InboxExchange("test"), false, nil)
 	})
-	refused(t, n2u, "n2 binds n1's inbox", func(ch *amqp.Channel) error {
+	rabbitmqtest.Refused(t, n2u, "n2 binds n1's inbox", func(ch *amqp.Channel) error {
 		return ch.QueueBind(inbox1, NodeKey("n1"), InboxExchange("test"), false, nil)
 	})
-	refused(t, n2u, "n2 deletes an exchange", func(ch *amqp.Channel) error { return ch.ExchangeDelete(InboxExchange("test"), false, false) })
+	rabbitmqtest.Refused(t, n2u, "n2 deletes an exchange", func(ch *amqp.Channel) error { return ch.ExchangeDelete(InboxExchange("test"), false, false) })
 	// A client.
 	cu := us["c1"]
-	refused(t, cu, "a client publishes into an inbox", func(ch *amqp.Channel) error {
+	rabbitmqtest.Refused(t, cu, "a client publishes into an inbox", func(ch *amqp.Channel) error {
 		return publishConfirm(ch, InboxExchange("test"), NodeKey("n1"))
 	})
-	refused(t, cu, "a client publishes through the default exchange", func(ch *amqp.Channel) error { return publishConfirm(ch, "", inbox1) })
-	refused(t, cu, "a client consumes an inbox", consume(inbox1))
-	refused(t, cu, "a client replies", func(ch *amqp.Channel) error { return publishConfirm(ch, ReplyExchange("test"), "x.amq.gen-x") })
+	rabbitmqtest.Refused(t, cu, "a client publishes through the default exchange", func(ch *amqp.Channel) error { return publishConfirm(ch, "", inbox1) })
+	rabbitmqtest.Refused(t, cu, "a client consumes an inbox", consume(inbox1))
+	rabbitmqtest.Refused(t, cu, "a client replies", func(ch *amqp.Channel) error { return publishConfirm(ch, ReplyExchange("test"), "x.amq.gen-x") })
 	// The dealer reads, purges and deletes no inbox.
 	du := us["dealer"]
-	refused(t, du, "the dealer consumes an inbox", consume(inbox1))
-	refused(t, du, "the dealer purges an inbox", func(ch *amqp.Channel) error { _, err := ch.QueuePurge(inbox1, false); return err })
-	refused(t, du, "the dealer deletes an inbox", func(ch *amqp.Channel) error { _, err := ch.QueueDelete(inbox1, false, false, false); return err })
-	refused(t, du, "the dealer consumes a node's rpc queue", consume(rpc1))
+	rabbitmqtest.Refused(t, du, "the dealer consumes an inbox", consume(inbox1))
+	rabbitmqtest.Refused(t, du, "the dealer purges an inbox", func(ch *amqp.Channel) error { _, err := ch.QueuePurge(inbox1, false); return err })
+	rabbitmqtest.Refused(t, du, "the dealer deletes an inbox", func(ch *amqp.Channel) error { _, err := ch.QueueDelete(inbox1, false, false, false); return err })
+	rabbitmqtest.Refused(t, du, "the dealer consumes a node's rpc queue", consume(rpc1))
 
 	// After all that, node 1 still works and gets what the dealer sends.
 	if err := dealer.Publish(ctx, transport.Node("n1"), []byte("second")); err != nil {
