@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,15 +30,63 @@ type batcher struct {
 	node   trust.Member
 	max    int
 	window int
-	// deliver sends one message for asks and answers each of them (on its done channel).
-	deliver func(asks []*shareAsk)
+	// deliver sends one message for asks and answers each of them (on its done channel); it
+	// reports whether the node answered the message (its round trip then counts, see observe).
+	deliver func(asks []*shareAsk) bool
 	// overdueAfter is how long a message may wait for its answer before it is overdue.
 	overdueAfter func() time.Duration
+
+	// adaptive: the window narrows to one message while the node is saturated (see
+	// saturated); false when the configuration fixes the window.
+	adaptive bool
 
 	mu      sync.Mutex
 	queue   []*shareAsk
 	senders int // goroutines sending; each has at most one message in flight that is not overdue
 	overdue atomic.Int32
+	// The node's round-trip floor and the last round trip (see saturated); under mu.
+	floor, last time.Duration
+	floorAt     time.Time
+}
+
+// Saturation: a message's round trip well above the node's floor means that the node (or the
+// machine it shares with others) is already busy with every request it has: a second message
+// in flight would only wait behind the first one, at the cost of a message, an envelope and an
+// acknowledgement per share in the client, the broker and the node. While the node looks
+// saturated its window is one message, so the requests that arrive meanwhile leave together,
+// in one SignBatch, when the answer comes; an idle node keeps the full window, so a client
+// signing a few things at a time on dedicated nodes is not slowed down.
+const (
+	saturatedFactor = 3                // round trip > saturatedFactor × floor: saturated
+	floorHalfLife   = 10 * time.Second // the floor forgets: it doubles every floorHalfLife
+)
+
+// observe records a message's round trip with items requests in it. The floor is the fastest
+// round trip of a lone request, drifting up (doubling every floorHalfLife) so that a node whose
+// floor rose (a slower host, a farther broker) is not seen as saturated for ever, and so that
+// a saturated node gets a full window again now and then to find out whether it still is.
+func (b *batcher) observe(rtt time.Duration, items int, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.last = rtt
+	if b.floor > 0 {
+		if el := now.Sub(b.floorAt); el > 0 {
+			f := float64(b.floor) * math.Exp2(float64(el)/float64(floorHalfLife))
+			b.floor = time.Duration(min(f, float64(time.Hour)))
+		}
+	}
+	if items == 1 && (b.floor == 0 || rtt < b.floor) {
+		b.floor = rtt
+	}
+	b.floorAt = now
+}
+
+// window is the number of messages that may be waiting for their answers now (under mu).
+func (b *batcher) windowNow() int {
+	if b.adaptive && b.floor > 0 && b.last > saturatedFactor*b.floor {
+		return 1
+	}
+	return b.window
 }
 
 // shareAsk is one reply of a one-round signing session (a SignRequest) a signing waits for.
@@ -67,7 +116,8 @@ type shareResult struct {
 }
 
 func newBatcher(c *Client, n trust.Member) *batcher {
-	b := &batcher{c: c, node: n, max: c.cfg.BatchSize(), window: c.cfg.BatchWindowSize(), overdueAfter: c.overdueAfter}
+	b := &batcher{c: c, node: n, max: c.cfg.BatchSize(), window: c.cfg.BatchWindowSize(), overdueAfter: c.overdueAfter,
+		adaptive: c.cfg.BatchWindow == 0}
 	b.deliver = b.send
 	return b
 }
@@ -83,7 +133,7 @@ func (b *batcher) askMessage(ctx context.Context, keyID string, payload []byte, 
 	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, done: make(chan shareResult, 1), message: message, mech: mech}
 	b.mu.Lock()
 	b.queue = append(b.queue, a)
-	if b.senders < b.window {
+	if b.senders < b.windowNow() {
 		b.senders++
 		go b.run()
 	}
@@ -96,11 +146,16 @@ func (b *batcher) askMessage(ctx context.Context, keyID string, payload []byte, 
 	}
 }
 
-// next takes the next message's requests off the queue; none means the queue is empty and the
-// calling sender has stopped.
+// next takes the next message's requests off the queue; none means the queue is empty, or the
+// window narrowed below the senders running (the others carry on), and the calling sender has
+// stopped.
 func (b *batcher) next() []*shareAsk {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.senders > b.windowNow() {
+		b.senders--
+		return nil
+	}
 	var asks []*shareAsk
 	for len(b.queue) > 0 && len(asks) < b.max {
 		a := b.queue[0]
@@ -128,7 +183,11 @@ func (b *batcher) run() {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			b.deliver(asks)
+			t0 := time.Now()
+			if b.deliver(asks) {
+				now := time.Now()
+				b.observe(now.Sub(t0), len(asks), now)
+			}
 		}()
 		t := time.NewTimer(b.overdueAfter())
 		select {
@@ -149,20 +208,21 @@ func (b *batcher) run() {
 	}
 }
 
-// send sends asks as one message: a plain SignRequest for one, a SignBatch for more.
-func (b *batcher) send(asks []*shareAsk) {
+// send sends asks as one message: a plain SignRequest for one, a SignBatch for more. It
+// reports whether the node answered with a share (or a batch answer).
+func (b *batcher) send(asks []*shareAsk) bool {
 	if len(asks) == 1 {
 		a := asks[0]
 		rep, err := b.c.askShare(a.ctx, b.node, a.request())
 		a.done <- shareResult{rep, err}
-		return
+		return err == nil
 	}
-	b.sendBatch(asks)
+	return b.sendBatch(asks)
 }
 
 // sendBatch sends asks as one SignBatch. The message lives until the latest of their deadlines,
-// or until every one of them has given up.
-func (b *batcher) sendBatch(asks []*shareAsk) {
+// or until every one of them has given up. It reports whether the node answered.
+func (b *batcher) sendBatch(asks []*shareAsk) bool {
 	var dl time.Time
 	req := &tchsmpb.SignBatch{Requests: make([]*tchsmpb.SignRequest, len(asks))}
 	for i, a := range asks {
@@ -195,6 +255,7 @@ func (b *batcher) sendBatch(asks []*shareAsk) {
 		rep, err := checkBatchItem(b.node, a, results[i])
 		a.done <- shareResult{rep, err}
 	}
+	return err == nil
 }
 
 // signBatch sends a SignBatch to node n and returns its items, one per request.

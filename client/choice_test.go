@@ -25,7 +25,7 @@ import (
 
 func testBatcher(window int, overdue time.Duration, deliver func([]*shareAsk)) *batcher {
 	return &batcher{node: trust.Member{ID: "node-1", Index: 1}, max: 16, window: window,
-		deliver: deliver, overdueAfter: func() time.Duration { return overdue }}
+		deliver: func(asks []*shareAsk) bool { deliver(asks); return true }, overdueAfter: func() time.Duration { return overdue }}
 }
 
 func answer(asks []*shareAsk) {
@@ -206,7 +206,7 @@ func TestSignAsksAgainAfterEarlyFailures(t *testing.T) {
 	var calls [N + 1]atomic.Int32
 	for i := 1; i <= N; i++ {
 		b := c.batchers[fmt.Sprintf("node-%d", i)]
-		b.deliver = func(asks []*shareAsk) {
+		b.deliver = func(asks []*shareAsk) bool {
 			n := calls[i].Add(1)
 			for _, a := range asks {
 				switch {
@@ -226,6 +226,7 @@ func TestSignAsksAgainAfterEarlyFailures(t *testing.T) {
 				}
 				a.done <- shareResult{rep: scheme.Reply{Payload: ss.X.Bytes()}}
 			}
+			return true
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -274,4 +275,100 @@ func testSigner(t *testing.T, k, n int) (*Client, *shoup.PublicKey, []*shoup.Key
 		b.max, b.window, b.overdueAfter = 16, 1, c.overdueAfter
 	}
 	return c, pk, shares
+}
+
+// The adaptive window: one message at a time while the node's round trips are well above its
+// floor (a saturated node: requests that wait leave together), the configured window otherwise.
+func TestAdaptiveWindowRule(t *testing.T) {
+	b := testBatcher(2, time.Second, answer)
+	b.adaptive = true
+	now := time.Unix(1000, 0)
+	if w := b.windowNow(); w != 2 {
+		t.Fatalf("no round trip yet: window %d, want 2", w)
+	}
+	b.observe(2*time.Millisecond, 1, now)
+	if w := b.windowNow(); w != 2 {
+		t.Fatalf("at the floor: window %d, want 2", w)
+	}
+	b.observe(5*time.Millisecond, 3, now) // a batch, 2.5× the floor: not saturated
+	if w := b.windowNow(); w != 2 {
+		t.Fatalf("2.5× the floor: window %d, want 2", w)
+	}
+	b.observe(20*time.Millisecond, 4, now)
+	if w := b.windowNow(); w != 1 {
+		t.Fatalf("10× the floor: window %d, want 1", w)
+	}
+	if b.floor != 2*time.Millisecond {
+		t.Fatalf("a batch's round trip moved the floor to %v", b.floor)
+	}
+	// The floor forgets: 20 s later (two half-lives) it is 8 ms, and a 20 ms round trip is no
+	// longer saturation.
+	b.observe(20*time.Millisecond, 4, now.Add(2*floorHalfLife))
+	if b.floor < 7900*time.Microsecond || b.floor > 8100*time.Microsecond {
+		t.Fatalf("floor after two half-lives: %v, want 8 ms", b.floor)
+	}
+	if w := b.windowNow(); w != 2 {
+		t.Fatalf("after the floor drifted up: window %d, want 2", w)
+	}
+	b.observe(time.Millisecond, 1, now.Add(2*floorHalfLife))
+	if b.floor != time.Millisecond {
+		t.Fatalf("a faster lone request: floor %v, want 1 ms", b.floor)
+	}
+	fixed := testBatcher(2, time.Second, answer) // batch_window set: never adaptive
+	fixed.observe(time.Millisecond, 1, now)
+	fixed.observe(time.Second, 1, now)
+	if w := fixed.windowNow(); w != 2 {
+		t.Fatalf("fixed window: %d, want 2", w)
+	}
+}
+
+// A saturated node gets one message at a time, each carrying what queued behind the previous
+// one; every request is answered.
+func TestAdaptiveWindowBatchesOnSaturatedNode(t *testing.T) {
+	var inflight, most, messages, slow atomic.Int32
+	b := testBatcher(2, 10*time.Second, func(asks []*shareAsk) {
+		n := inflight.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		messages.Add(1)
+		if slow.Load() == 1 {
+			time.Sleep(20 * time.Millisecond)
+		} else {
+			time.Sleep(time.Millisecond)
+		}
+		inflight.Add(-1)
+		answer(asks)
+	})
+	b.adaptive = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 3 { // an idle node: the floor (about 1 ms)
+		if _, err := b.ask(ctx, "k", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow.Store(1)
+	if _, err := b.ask(ctx, "k", nil); err != nil { // one slow round trip: saturated now
+		t.Fatal(err)
+	}
+	most.Store(0)
+	messages.Store(0)
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.ask(ctx, "k", nil); err != nil {
+				t.Error(err)
+			}
+		}()
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if m := most.Load(); m != 1 {
+		t.Errorf("%d messages in flight at once to a saturated node, want 1", m)
+	}
+	if n := messages.Load(); n > 20 {
+		t.Errorf("40 requests took %d messages: they did not wait to leave together", n)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tchsm/tchsm/internal/modexp"
 )
 
 // metrics are a node's Prometheus metrics, on a registry of its own (several nodes may run in
@@ -64,6 +66,11 @@ func newMetrics(extra prometheus.Registerer) *metrics {
 	cs := []prometheus.Collector{m.requests, m.control, m.keyErrors, m.signatures, m.refusals, m.signSeconds, m.keys, m.inFlight}
 	m.reg.MustRegister(cs...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Process-wide, like process_cpu_seconds_total, so only on the node's own registry.
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tchsm_process_modexp_cpu_seconds_total",
+		Help: "CPU time of this process's constant-time share exponentiations (each timed on its own thread; 0 where no thread CPU clock exists). process_cpu_seconds_total minus this is the CPU spent outside the share arithmetic.",
+	}, func() float64 { return modexp.CPUTime().Seconds() }))
 	if extra != nil {
 		for _, c := range cs {
 			_ = extra.Register(c)

@@ -178,6 +178,9 @@ func Selected() (Engine, error) {
 		all := Engines()
 		selected = all[len(all)-1]
 	})
+	if selErr == nil {
+		return Timed(selected), nil
+	}
 	return selected, selErr
 }
 
@@ -188,4 +191,20 @@ func Exp(m *Modulus, base, exp []byte) ([]byte, error) {
 		return nil, err
 	}
 	return e.Exp(m, base, exp)
+}
+
+// Timed returns e with its exponentiations' CPU time counted in CPUTime. Selected returns its
+// engine timed; Lookup and Engines return them bare (tests and benchmarks that time them).
+func Timed(e Engine) Engine {
+	if t, ok := e.(timedEngine); ok {
+		return t
+	}
+	return timedEngine{e}
+}
+
+type timedEngine struct{ Engine }
+
+func (t timedEngine) Exp(m *Modulus, base, exp []byte) (out []byte, err error) {
+	timed(func() { out, err = t.Engine.Exp(m, base, exp) })
+	return out, err
 }

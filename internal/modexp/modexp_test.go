@@ -8,7 +8,9 @@ import (
 	"errors"
 	"math/big"
 	"os"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/tchsm/tchsm/internal/modexp"
 	"github.com/tchsm/tchsm/internal/modexp/openssl"
@@ -202,5 +204,50 @@ func TestConcurrent(t *testing.T) {
 				t.Errorf("%s: %v", e.Name(), err)
 			}
 		}
+	}
+}
+
+// TestCPUTime: the engine Selected returns counts its exponentiations' thread CPU time (the
+// node's tchsm_process_modexp_cpu_seconds_total; issue 17's CPU outside the arithmetic is the
+// process's CPU minus it); the bare engines do not.
+func TestCPUTime(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("no thread CPU clock")
+	}
+	n := make([]byte, 256)
+	rand.Read(n)
+	n[0] |= 0x80
+	n[255] |= 1
+	m, err := modexp.NewModulus(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := make([]byte, 256)
+	base[255] = 3
+	exp := make([]byte, 256)
+	rand.Read(exp)
+	e, err := modexp.Selected()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0 := modexp.CPUTime()
+	for _, bare := range modexp.Engines() {
+		if _, err := bare.Exp(m, base, exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := modexp.CPUTime() - c0; d != 0 {
+		t.Fatalf("bare engines counted %v", d)
+	}
+	got, err := e.Exp(m, base, exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := new(big.Int).Exp(new(big.Int).SetBytes(base), new(big.Int).SetBytes(exp), new(big.Int).SetBytes(n))
+	if new(big.Int).SetBytes(got).Cmp(want) != 0 {
+		t.Fatal("the timed engine computed a wrong result")
+	}
+	if d := modexp.CPUTime() - c0; d <= 0 || d > 10*time.Second {
+		t.Fatalf("a 2048-bit exponentiation counted %v", d)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,4 +125,19 @@ func (b *Brokers) VHost(t testing.TB) string {
 	b.Ctl(t, 1, "add_vhost", name)
 	b.Ctl(t, 1, "set_permissions", "-p", name, "guest", ".*", ".*", ".*")
 	return name
+}
+
+// Pid is the process id of broker node i's Erlang VM (from its pid file, RABBITMQ_PID_FILE in
+// scripts/brokers.sh), for benchmarks that count its CPU time.
+func (b *Brokers) Pid(t testing.TB, i int) int {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(b.Dir, fmt.Sprintf("node%d", i), "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatalf("broker node %d's pid file: %q", i, raw)
+	}
+	return pid
 }

@@ -113,7 +113,7 @@ func (s *Sealer) seal(bt tchsmpb.BodyType, body proto.Message, ttl time.Duration
 	if err := s.Identity.check(); err != nil {
 		return nil, nil, err
 	}
-	if !idPattern.MatchString(s.ClusterID) {
+	if !validID(s.ClusterID) {
 		return nil, nil, fmt.Errorf("trust: seal: bad cluster id %q", s.ClusterID)
 	}
 	if body == nil || tchsmpb.BodyTypeOf(body) != bt {

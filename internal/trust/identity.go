@@ -42,6 +42,23 @@ var (
 // idPattern limits identity and cluster ids to characters safe in AMQP names and file names.
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// validID is idPattern.MatchString, byte by byte, for the paths every request takes.
+func validID(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') {
+			continue
+		}
+		if i == 0 || (c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // Identity is one process's private identity. Treat it as secret: its String, GoString,
 // LogValue and MarshalJSON methods print only the public part.
 type Identity struct {
@@ -106,7 +123,7 @@ func (id *Identity) check() error {
 	if id == nil {
 		return fmt.Errorf("%w: nil identity", ErrInvalidIdentity)
 	}
-	if !idPattern.MatchString(id.ID) || !id.Role.valid() {
+	if !validID(id.ID) || !id.Role.valid() {
 		return fmt.Errorf("%w: id %q role %q", ErrInvalidIdentity, id.ID, id.Role)
 	}
 	if len(id.SignKey) != ed25519.PrivateKeySize || id.EncKey == nil || id.EncKey.Curve() != ecdh.X25519() {

@@ -29,8 +29,20 @@ var ErrBadRecord = errors.New("trust: bad key record")
 
 var keyIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
-// ValidKeyID reports whether s is a well-formed cluster key id (32 lowercase hex characters).
-func ValidKeyID(s string) bool { return keyIDPattern.MatchString(s) }
+// ValidKeyID reports whether s is a well-formed cluster key id (32 lowercase hex characters):
+// keyIDPattern, checked byte by byte (it runs on every request; the regexp cost a few percent of
+// a signing client's CPU).
+func ValidKeyID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 func recordSigningInput(dealer string, record []byte) []byte {
 	b := appendLPString(nil, recordDomain)
