@@ -566,3 +566,62 @@ func TestPointDecoding(t *testing.T) {
 		t.Fatalf("wrong share: %v", err)
 	}
 }
+
+// TestSplitViewAttackOnBindingAlone plays the attacker of doc.go against the one-round path
+// (binding alone): a malicious coordinator with the t corrupt members 4 and 5 of the set
+// asks honest members 1 and 2 for digest h1 and honest member 3 for a digest h2 it computed,
+// each honest member signing once as binding allows, and comes out with a valid signature on
+// a digest A that no member was asked to sign. Key secrecy holds (one presignature, one
+// signature), but a node's policy on what it signs does not: that is why the echo round
+// (Prepare, Release) comes before any share when nodes check messages, and the echo path
+// refuses the same attack (TestSplitViewRefused).
+func TestSplitViewAttackOnBindingAlone(t *testing.T) {
+	c := newCluster(t, 5, 2)
+	set := []int{1, 2, 3, 4, 5}
+	pres, err := c.presign(t, set, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := c.public(t, pres, 0)
+	target := digestOf("a digest no node approved")
+	A, _ := digestScalar(target)
+	h1s := digestOf("approved")
+	h1, _ := digestScalar(h1s)
+
+	// The corrupt members know their own parts.
+	c4, c5 := pres[4][0].c.Copy(), pres[5][0].c.Copy()
+	// c_3 = L0(3)·k^-1 + L4(3)·c_4 + L5(3)·c_5 over {0, 4, 5}; λ_3 the set's coefficient.
+	L := lagrangeAt([]int{0, 4, 5}, 3)
+	lam := lagrangeAt(set, 0)
+	mu := NewScalar().Mul(lam[2], L[0])
+	v3 := NewScalar().Add(NewScalar().Mul(L[1], c4), NewScalar().Mul(L[2], c5))
+	// h2 = h1 + (A - h1)/μ, so that Σ λ_i c_i h_i carries k^-1·A.
+	muInv, _ := NewScalar().InvertVarTime(mu)
+	h2 := NewScalar().Add(h1, NewScalar().Mul(NewScalar().Sub(A, h1), muInv))
+
+	shares := map[int][]byte{}
+	for _, i := range []int{1, 2, 4, 5} {
+		shares[i], err = pres[i][0].Sign(c.request(pres[i][0], h1s))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	shares[3], err = pres[3][0].Sign(c.request(pres[3][0], h2.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// s = Σ λ_i s_i, minus the known λ_3·v_3·(h2 - h1).
+	s := NewScalar()
+	for a, j := range set {
+		sj, _ := DecodeScalar(shares[j])
+		s.Add(s, NewScalar().Mul(lam[a], sj))
+	}
+	s.Sub(s, NewScalar().Mul(NewScalar().Mul(lam[2], v3), NewScalar().Sub(h2, h1)))
+	R, _ := DecodePoint(pp.R)
+	r, _ := xScalar(R)
+	sig := append(r.Bytes(), s.Bytes()...)
+	verify(t, c.pk, target, sig) // the attack works: binding alone does not protect policy
+	if _, err := Combine(c.pk, pp, h1s, shares); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("the split shares combined for h1: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"sync"
 
 	"filippo.io/bigmod"
 )
@@ -192,8 +193,36 @@ func digestScalar(digest []byte) (*Scalar, error) {
 
 // lagrangeAt returns the Lagrange coefficients, at x, of the interpolation over the distinct
 // public indices set: λ_i(x) = Π_{j≠i} (x - j)/(i - j). Indices are public; the inversions
-// run in variable time.
+// run in variable time. The result is shared (memoised: a key has few signer sets, and the
+// inversions were a quarter of a presignature's cost): callers must not modify it.
 func lagrangeAt(set []int, x int) []*Scalar {
+	key := make([]byte, 0, len(set)+1)
+	key = append(key, byte(x))
+	for _, i := range set {
+		key = append(key, byte(i))
+	}
+	lagrangeMu.Lock()
+	l, ok := lagrangeMemo[string(key)]
+	lagrangeMu.Unlock()
+	if ok {
+		return l
+	}
+	l = lagrangeCompute(set, x)
+	lagrangeMu.Lock()
+	if len(lagrangeMemo) >= 1<<14 {
+		clear(lagrangeMemo)
+	}
+	lagrangeMemo[string(key)] = l
+	lagrangeMu.Unlock()
+	return l
+}
+
+var (
+	lagrangeMu   sync.Mutex
+	lagrangeMemo = map[string][]*Scalar{}
+)
+
+func lagrangeCompute(set []int, x int) []*Scalar {
 	out := make([]*Scalar, len(set))
 	xs := ScalarFromUint(uint(x))
 	for a, i := range set {

@@ -69,6 +69,7 @@ type Presign struct {
 	w       []*Scalar // w_i, then the opened w
 	rs      []*nistec.P256Point
 	pubR    []*nistec.P256Point
+	myW     []*nistec.P256Point // W_i = a_i·R
 	out     []*Presignature
 	err     error
 }
@@ -271,6 +272,7 @@ func (s *Presign) round3(in []scheme.Message) ([]scheme.Message, error) {
 	set, t, cnt := s.p.Set, s.pk.t, s.p.Count
 	l2t := lagrangeAt(set, 0) // degree-2t interpolation over the whole set
 	s.pubR = make([]*nistec.P256Point, cnt)
+	s.myW = make([]*nistec.P256Point, cnt)
 	ws := make([]*Scalar, cnt)
 	body := make([]byte, 0, cnt*PointSize)
 	for b := range cnt {
@@ -309,7 +311,8 @@ func (s *Presign) round3(in []scheme.Message) ([]scheme.Message, error) {
 			return nil, fmt.Errorf("%w: presignature %d: w = 0", ErrInconsistent, b)
 		}
 		s.pubR[b], ws[b] = R, w
-		body = append(body, mul(R, s.a[b]).Bytes()...)
+		s.myW[b] = mul(R, s.a[b])
+		body = append(body, s.myW[b].Bytes()...)
 	}
 	s.w = ws
 	return sealAll(s.ch, protoPresign, s.session, 3, s.others, func(j int) []byte { return hooked(s, 3, j, body) })
@@ -326,7 +329,7 @@ func (s *Presign) finish(in []scheme.Message) error {
 		pts := make([]*nistec.P256Point, len(set))
 		for a, j := range set {
 			if j == s.ch.self {
-				pts[a] = mul(s.pubR[b], s.a[b])
+				pts[a] = s.myW[b]
 				continue
 			}
 			if pts[a], err = DecodePoint(got[j][b*PointSize : (b+1)*PointSize]); err != nil {
