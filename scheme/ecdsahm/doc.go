@@ -144,7 +144,8 @@
 // match): "never reuse, even after an abort". Its secrets are wiped once its share is out or
 // refused. It has no encoding on purpose: it lives in memory only (a node's Pool per key,
 // which also refuses a presignature id it has held before, so a replayed batch cannot bring a
-// used one back), and a restart discards them all. The client's pools must forget a
+// used one back, and with Begin a batch id it has run before), and a restart discards them
+// all. The client's pools must forget a
 // presignature once it went out in a request, and discard a set's pool when one of its nodes
 // fails (Pool.Discard on the nodes).
 //

@@ -48,35 +48,41 @@ func TestSignProperty(t *testing.T) {
 	for trial, nt := range params {
 		n, tt := nt[0], nt[1]
 		t.Run(fmt.Sprintf("n%d_t%d", n, tt), func(t *testing.T) {
-			c := newCluster(t, n, tt)
-			for _, i := range []int{1, n} {
-				if err := c.shares[i-1].Check(c.pk); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for round := range 3 {
-				set := randomSet(n, tt)
-				pres, err := c.presign(t, set, 3, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for b := range 2 {
-					d := digestOf(fmt.Sprintf("%d/%d/%d", trial, round, b))
-					sig, err := signAll(t, c, pres, b, d)
-					if err != nil {
-						t.Fatalf("set %v: %v", set, err)
-					}
-					verify(t, c.pk, d, sig)
-				}
-				// The third with the echo round.
-				d := digestOf("echo")
-				sig, err := echoSign(t, c, pres, 2, func(int) []byte { return d })
-				if err != nil {
-					t.Fatal(err)
-				}
-				verify(t, c.pk, d, sig)
+			for key := range 3 {
+				signProperty(t, trial*10+key, n, tt)
 			}
 		})
+	}
+}
+
+func signProperty(t *testing.T, trial, n, tt int) {
+	c := newCluster(t, n, tt)
+	for _, i := range []int{1, n} {
+		if err := c.shares[i-1].Check(c.pk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 3 {
+		set := randomSet(n, tt)
+		pres, err := c.presign(t, set, 3, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for b := range 2 {
+			d := digestOf(fmt.Sprintf("%d/%d/%d", trial, round, b))
+			sig, err := signAll(t, c, pres, b, d)
+			if err != nil {
+				t.Fatalf("set %v: %v", set, err)
+			}
+			verify(t, c.pk, d, sig)
+		}
+		// The third with the echo round.
+		d := digestOf(fmt.Sprintf("echo/%d/%d", trial, round))
+		sig, err := echoSign(t, c, pres, 2, func(int) []byte { return d })
+		if err != nil {
+			t.Fatal(err)
+		}
+		verify(t, c.pk, d, sig)
 	}
 }
 
@@ -168,6 +174,12 @@ func TestReuseRefused(t *testing.T) {
 	if _, err := pool2.Take(pres3[3][0].ID()); !errors.Is(err, ErrUsed) {
 		t.Fatalf("second Take: %v", err)
 	}
+	if err := pool2.Begin([]byte("batch-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool2.Begin([]byte("batch-1")); !errors.Is(err, ErrUsed) {
+		t.Fatalf("a batch id twice: %v", err)
+	}
 	pool2.Discard(4)
 	if pool2.Len() != 0 || !pres3[3][1].Used() {
 		t.Fatal("Discard left a presignature of a set with the failed node")
@@ -255,6 +267,20 @@ func TestMissingNodeRefused(t *testing.T) {
 	}
 	if _, err := c.presign(t, []int{1, 3, 5}, 1, drop); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("silent member: %v", err)
+	}
+	// A key generation with one node silent in round 2 does not complete.
+	chs := channels(t, 5)
+	parts := map[int]stepper{}
+	for i := range 5 {
+		g, _ := NewKeyGen(chs[i], 2, []byte("key"), nil)
+		parts[i+1] = g
+	}
+	if _, err := run(parts, func(round int, m *scheme.Message) {
+		if round == 2 && m.From == 5 {
+			m.Payload = nil
+		}
+	}); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("key generation with a silent node: %v", err)
 	}
 	pres, err := c.presign(t, []int{2, 3, 4}, 1, nil)
 	if err != nil {
@@ -509,8 +535,9 @@ func TestScalarArithmetic(t *testing.T) {
 		t.Fatal("InvertVarTime(0) succeeded")
 	}
 	w := ScalarFromUint(5)
+	old := w.v
 	w.Wipe()
-	if !w.IsZero() {
+	if !w.IsZero() || old.IsZero() != 1 {
 		t.Fatal("Wipe left a value")
 	}
 	// A long digest uses its leftmost 32 bytes, as crypto/ecdsa does.

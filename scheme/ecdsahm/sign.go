@@ -342,13 +342,30 @@ func Combine(pk *PublicKey, pp PresignPublic, digest []byte, shares map[int][]by
 // holds or has held, so a batch id replayed by a coordinator cannot bring back a used
 // presignature. Safe for concurrent use.
 type Pool struct {
-	mu   sync.Mutex
-	live map[string]*Presignature
-	seen map[string]bool
+	mu      sync.Mutex
+	live    map[string]*Presignature
+	seen    map[string]bool
+	batches map[string]bool
 }
 
 // NewPool returns an empty pool.
-func NewPool() *Pool { return &Pool{live: map[string]*Presignature{}, seen: map[string]bool{}} }
+func NewPool() *Pool {
+	return &Pool{live: map[string]*Presignature{}, seen: map[string]bool{}, batches: map[string]bool{}}
+}
+
+// Begin records a presigning run's batch id before the node takes part in it (NewPresign),
+// and refuses one it has seen: a coordinator cannot make a node run one batch twice (the
+// second run's messages and the first's would share keys and additional data, and their
+// presignatures their ids).
+func (pl *Pool) Begin(batch []byte) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pl.batches[string(batch)] {
+		return fmt.Errorf("%w: batch %x seen before", ErrUsed, batch)
+	}
+	pl.batches[string(batch)] = true
+	return nil
+}
 
 // Add adds presignatures; any id already seen is an error, and the whole batch is burnt.
 func (pl *Pool) Add(ps []*Presignature) error {
