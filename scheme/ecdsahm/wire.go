@@ -14,6 +14,20 @@ import (
 //	               lp16(digest, 1..64)
 //	sign share     s_i: 32 bytes below n (DecodeScalar)
 //	presignature   PresignPublic.Encode
+//
+// The node-to-node messages (scheme.Message payloads, relayed by the coordinator) are sealed on
+// the Channel: nonce:12 || AES-256-GCM(body), additional data "tchsm/ecdsahm/channel/v1" ||
+// lp16(protocol) || lp16(session) || from:u16 || to:u16 || round:u8. Their bodies:
+//
+//	keygen  round 1   H_i:32 || f_i(j):32            session: the key id
+//	keygen  round 2   C_i0:65 || … || C_it:65
+//	presign round 1   count × (k:32 || a:32 || b:32 || e:32), the dealer's values at j
+//	                  session: lp16(key id) || lp16(batch id) || count:u8 || set
+//	presign round 2   count × (R_i:65 || w_i:32)
+//	presign round 3   count × W_i:65
+//	echo              statement:32 (sha256 of "tchsm/ecdsahm/sign/v1" || lp16(key id) ||
+//	                  lp16(presignature id) || set || lp16(digest))
+//	                  session: lp16(key id) || lp16(presignature id)
 
 const signRequestVersion = 1
 
