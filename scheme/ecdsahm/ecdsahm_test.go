@@ -652,3 +652,51 @@ func TestSplitViewAttackOnBindingAlone(t *testing.T) {
 		t.Fatalf("the split shares combined for h1: %v", err)
 	}
 }
+
+// TestAbortAfterPrepare: a coordinator that prepares and then gives up (never relays the
+// echoes) cannot come back to the presignature with another request; Release runs once.
+func TestAbortAfterPrepare(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	set := []int{1, 2, 3}
+	pres, err := c.presign(t, set, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digestOf("a")
+	var echoes []scheme.Message
+	for _, i := range set {
+		e, err := pres[i][0].Prepare(c.chs[i-1], c.request(pres[i][0], d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoes = append(echoes, e...)
+	}
+	p := pres[1][0]
+	if _, err := p.Sign(c.request(p, digestOf("b"))); !errors.Is(err, ErrUsed) {
+		t.Fatalf("Sign after Prepare: %v", err)
+	}
+	if _, err := p.Prepare(c.chs[0], c.request(p, d)); !errors.Is(err, ErrUsed) {
+		t.Fatalf("Prepare twice: %v", err)
+	}
+	if _, err := p.Release(c.chs[0], echoes); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Release(c.chs[0], echoes); !errors.Is(err, ErrUsed) {
+		t.Fatalf("Release twice: %v", err)
+	}
+	// Release on a fresh presignature burns it without a share.
+	pres, _ = c.presign(t, set, 1, nil)
+	q := pres[2][0]
+	if _, err := q.Release(c.chs[1], nil); !errors.Is(err, ErrUsed) || !q.Used() {
+		t.Fatalf("Release without Prepare: %v", err)
+	}
+	// A presigning run that aborted hands out nothing.
+	drop := func(round int, m *scheme.Message) {
+		if round == 3 && m.From == 2 {
+			m.Payload = nil
+		}
+	}
+	if _, err := c.presign(t, set, 4, drop); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("aborted run: %v", err)
+	}
+}
