@@ -216,7 +216,7 @@ func Create(dir string, o Options) (*Layout, error) {
 			cfg.DealerConfig = "../../dealer/dealer.json"
 		}
 		if o.OneHost {
-			cfg.BatchWindow = 1
+			cfg.BatchWindow, cfg.OneHost = 1, true
 		}
 		p := filepath.Join(cd, "client.json")
 		if err := config.Save(p, cfg, 0o600); err != nil {
