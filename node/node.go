@@ -123,7 +123,7 @@ type node struct {
 	cfg     *config.Node
 	opts    Options
 	log     *slog.Logger
-	m       *trust.Manifest
+	trusted *trust.Trusted // the manifest trusted now (manifest.go); manifest() reads it
 	id      *trust.Identity
 	self    trust.Member
 	sealer  *trust.Sealer
@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	n.metrics.keys.Set(float64(n.store.Len()))
 
 	if n.conn = opts.Transport; n.conn == nil {
-		tc, err := rabbitmq.FromConfig(cfg.AMQP, n.m.ClusterID, "tchsm-node-"+n.id.ID)
+		tc, err := rabbitmq.FromConfig(cfg.AMQP, n.manifest().ClusterID, "tchsm-node-"+n.id.ID)
 		if err != nil {
 			return err
 		}
@@ -234,7 +234,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 		cancel()
 		errc <- err
 	}()
-	n.log.Info("node started", "cluster", n.m.ClusterID, "index", n.self.Index, "manifest", n.m.Fingerprint(),
+	n.log.Info("node started", "cluster", n.manifest().ClusterID, "index", n.self.Index, "manifest", n.manifest().Fingerprint(),
 		"keys", n.store.Len(), "workers", cfg.WorkerCount(), "metrics", metricsAddr, "version", opts.Version,
 		"modexp", exp.Name())
 	if opts.Ready != nil {
@@ -261,10 +261,11 @@ func quiet(err error) error {
 
 // load reads the manifest, the passphrase, the identity and the store.
 func (n *node) load() error {
-	m, err := trust.LoadManifest(n.cfg.Manifest)
+	tr, err := trust.OpenTrusted(n.cfg.Manifest)
 	if err != nil {
 		return err
 	}
+	m := tr.Manifest()
 	pass, from, err := n.cfg.PassphraseFrom()
 	if err != nil {
 		return err
@@ -291,7 +292,8 @@ func (n *node) load() error {
 	if err != nil {
 		return fmt.Errorf("node: share store: %w", err)
 	}
-	n.m, n.id, n.self, n.opener, n.store = m, id, mem, opener, st
+	n.trusted, n.id, n.self, n.opener, n.store = tr, id, mem, opener, st
+	tr.OnChange(n.manifestChanged)
 	n.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
 	n.log = n.log.With("node", id.ID)
 	n.dkgs = newDKGRuns()

@@ -3574,14 +3574,16 @@ func (x *ManifestFetch) GetHave() uint64 {
 	return 0
 }
 
-// ManifestChain answers ManifestFetch: the updates the process holds after the asked serial,
-// oldest first (at most 64; more_after says that later ones were left off).
+// ManifestChain answers ManifestFetch: the updates the process keeps after the asked serial,
+// oldest first, up to its own serial (it keeps the last 64).
 type ManifestChain struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Member        string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
-	Serial        uint64                 `protobuf:"varint,2,opt,name=serial,proto3" json:"serial,omitempty"` // the reporter's serial
-	Updates       []*ManifestUpdate      `protobuf:"bytes,3,rep,name=updates,proto3" json:"updates,omitempty"`
-	MoreAfter     bool                   `protobuf:"varint,4,opt,name=more_after,json=moreAfter,proto3" json:"more_after,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Member  string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Serial  uint64                 `protobuf:"varint,2,opt,name=serial,proto3" json:"serial,omitempty"` // the reporter's serial
+	Updates []*ManifestUpdate      `protobuf:"bytes,3,rep,name=updates,proto3" json:"updates,omitempty"`
+	// The updates do not start right after the asked serial (the reporter no longer keeps them,
+	// or its manifest was installed by hand): the asker needs the manifest file instead.
+	Incomplete    bool `protobuf:"varint,4,opt,name=incomplete,proto3" json:"incomplete,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3637,9 +3639,9 @@ func (x *ManifestChain) GetUpdates() []*ManifestUpdate {
 	return nil
 }
 
-func (x *ManifestChain) GetMoreAfter() bool {
+func (x *ManifestChain) GetIncomplete() bool {
 	if x != nil {
-		return x.MoreAfter
+		return x.Incomplete
 	}
 	return false
 }
@@ -3919,13 +3921,14 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x04hash\x18\x03 \x01(\tR\x04hash\x12\x18\n" +
 	"\aapplied\x18\x04 \x01(\rR\aapplied\"#\n" +
 	"\rManifestFetch\x12\x12\n" +
-	"\x04have\x18\x01 \x01(\x04R\x04have\"\x92\x01\n" +
+	"\x04have\x18\x01 \x01(\x04R\x04have\"\x93\x01\n" +
 	"\rManifestChain\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x16\n" +
 	"\x06serial\x18\x02 \x01(\x04R\x06serial\x122\n" +
-	"\aupdates\x18\x03 \x03(\v2\x18.tchsm.v1.ManifestUpdateR\aupdates\x12\x1d\n" +
+	"\aupdates\x18\x03 \x03(\v2\x18.tchsm.v1.ManifestUpdateR\aupdates\x12\x1e\n" +
 	"\n" +
-	"more_after\x18\x04 \x01(\bR\tmoreAfter*\x82\b\n" +
+	"incomplete\x18\x04 \x01(\bR\n" +
+	"incomplete*\x82\b\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
