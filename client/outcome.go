@@ -19,7 +19,7 @@ type outcome struct {
 	notLoggedIn, locked int
 	// strangers counts the nodes that refused the client as a sender they do not know: its
 	// identity is not in their manifest (revoked by a manifest update).
-	strangers int
+	strangers map[int]bool
 }
 
 // note records a node's failure.
@@ -32,7 +32,15 @@ func (o *outcome) note(n trust.Member, err error) {
 	case errors.Is(err, ErrNotLoggedIn):
 		o.notLoggedIn++
 	case strangerRefusal(err):
-		o.strangers++
+		// Not asked again for this signature, like a policy refusal: the node will refuse
+		// this client until its manifest lists it again.
+		if o.strangers == nil {
+			o.strangers = map[int]bool{}
+		}
+		if o.refused == nil {
+			o.refused = map[int]bool{}
+		}
+		o.strangers[n.Index], o.refused[n.Index] = true, true
 	}
 	o.failures = append(o.failures, fmt.Sprintf("%s: %v", n.ID, err))
 }
@@ -56,9 +64,9 @@ func (o *outcome) hopeless(k *key, K int) bool { return len(o.refused) > k.info.
 // the nodes that answer and those that do not, rather than listing every failed request.
 func (o *outcome) giveUp(c *Client, k *key, held, K int, cause error) error {
 	L := k.info.L
-	if o.strangers > L-K {
+	if len(o.strangers) > L-K {
 		return fmt.Errorf("%w: %d of %d nodes refuse client %s as a sender not in their manifest: it was removed from the cluster (a manifest update revoked it); key %s not signed",
-			ErrRevoked, o.strangers, L, c.self.ID, k.info.ID)
+			ErrRevoked, len(o.strangers), L, c.self.ID, k.info.ID)
 	}
 	if o.unknown <= L-K && !o.hopeless(k, K) {
 		if err := c.short(K); err != nil {
