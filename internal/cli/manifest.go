@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	register("manifest", "change the cluster's membership by signed manifest updates (manifest add-client|revoke|set-role|replace-node|set-admins|sign|apply|push|fetch|status|show|member|new-admin)", runManifest)
+	register("manifest", "change the cluster's membership by signed manifest updates (manifest add-client|revoke|set-role|replace-node|set-admins|sign|apply|push|fetch|status|show|member|new-admin|identity)", runManifest)
 }
 
 const manifestUsage = `Usage: tchsm manifest SUBCOMMAND [flags]
@@ -40,6 +40,9 @@ Inspect and make keys:
   show         -manifest M [-in U]                  what M holds, or what U changes in M
   member       -identity ID.json [-passphrase-file F]  an identity's public manifest entry
   new-admin    -id ID -out ADMIN.key                a new admin key (prints its public entry)
+  identity     -id ID -role client|node -out ID.json [-passphrase-file F]
+                                                    a new identity, made on the host that uses it
+                                                    (prints its public entry, for -pub)
 
 docs/operations/manifest.md and docs/operations/revoke-client.md say what each guarantees.`
 
@@ -53,7 +56,7 @@ func runManifest(ctx context.Context, e *env, args []string) error {
 	fs.Usage = func() { fmt.Fprintln(e.stderr, manifestUsage) }
 	mpath := fs.String("manifest", "", "the manifest file the update starts from")
 	id := fs.String("id", "", "the member (or admin) concerned")
-	role := fs.String("role", "signer", "add-client, set-role: the client role (signer or admin)")
+	role := fs.String("role", "signer", "add-client, set-role: the client role (signer or admin); identity: client or node")
 	identity := fs.String("identity", "", "add-client: write a new client identity here (0600); member: the identity to read")
 	pub := fs.String("pub", "", "add-client, replace-node: a member's public entry (JSON, from `tchsm manifest member`)")
 	out := fs.String("out", "", "the file to write")
@@ -63,7 +66,7 @@ func runManifest(ctx context.Context, e *env, args []string) error {
 	fs.Var(&removes, "remove", "set-admins: an admin id to remove; repeatable")
 	threshold := fs.Int("threshold", 0, "set-admins: admin signatures the next update needs (0: unchanged, at most the admins)")
 	key := fs.String("key", "", "sign: the admin key file")
-	passFile := fs.String("passphrase-file", "", "member: the identity's passphrase file")
+	passFile := fs.String("passphrase-file", "", "member, identity: the identity's passphrase file")
 	cfgPath := clientConfigFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -302,6 +305,35 @@ func runManifest(ctx context.Context, e *env, args []string) error {
 		}
 		b, _ := json.MarshalIndent(k.Public(), "", "  ")
 		fmt.Fprintf(e.stderr, "admin key %s written to %s (0600): keep it offline; its public entry:\n", k.ID, *out)
+		fmt.Fprintln(e.stdout, string(b))
+		return nil
+	case "identity":
+		if *id == "" || *out == "" || (*role != "client" && *role != "node") {
+			return fmt.Errorf("%w: identity needs -id, -role client|node and -out", errUsage)
+		}
+		if _, err := os.Stat(*out); err == nil {
+			return fmt.Errorf("%s exists; not overwritten", *out)
+		}
+		var pass []byte
+		if *passFile != "" {
+			b, err := os.ReadFile(*passFile)
+			if err != nil {
+				return err
+			}
+			pass = []byte(strings.TrimRight(string(b), "\r\n"))
+			defer clear(pass)
+		} else if *role == "node" {
+			return fmt.Errorf("%w: a node identity is sealed under its passphrase: -passphrase-file", errUsage)
+		}
+		ident, err := trust.NewIdentity(*id, trust.Role(*role))
+		if err != nil {
+			return err
+		}
+		if err := trust.WriteIdentityFile(*out, ident, pass); err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(ident.Public(), "", "  ")
+		fmt.Fprintf(e.stderr, "%s identity %s written to %s (0600); its public entry:\n", *role, *id, *out)
 		fmt.Fprintln(e.stdout, string(b))
 		return nil
 	case "push", "fetch", "status":
