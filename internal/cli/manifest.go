@@ -147,11 +147,13 @@ func runManifest(ctx context.Context, e *env, args []string) error {
 				return fmt.Errorf("%q is not in the manifest", *id)
 			case mem.Role == trust.RoleNode:
 				return fmt.Errorf("%s is a node: a node's index stays (n is fixed); give it a new identity with replace-node", *id)
+			case mem.Role == trust.RoleDealer:
+				return fmt.Errorf("%s is a dealer: its key signs the key records the nodes hold, so a dealer cannot be removed yet", *id)
 			}
 			drop := func(l []trust.Member) []trust.Member {
 				return slices.DeleteFunc(l, func(x trust.Member) bool { return x.ID == *id })
 			}
-			m.Clients, m.Dealers = drop(m.Clients), drop(m.Dealers)
+			m.Clients = drop(m.Clients)
 			return nil
 		})
 	case "set-role":

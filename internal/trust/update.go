@@ -146,6 +146,16 @@ func checkStep(cur, next *Manifest) error {
 	case len(next.Admins) == 0:
 		return fmt.Errorf("%w: the update removes every admin (the manifest could never change again)", ErrManifestRefused)
 	}
+	// A dealer's key signs the key records every node stores and verifies again at each start,
+	// and every client verifies: a dealer removed or re-keyed would leave every RSA key
+	// unverifiable (nodes would refuse to open their stores). Until records can be re-signed,
+	// dealers are only ever added.
+	for _, d := range cur.Dealers {
+		nd, ok := next.Lookup(d.ID)
+		if !ok || nd.Role != RoleDealer || !bytes.Equal(nd.SignPub, d.SignPub) {
+			return fmt.Errorf("%w: dealer %s removed or given a new signing key: its key signs the key records the nodes hold (dealers can only be added)", ErrManifestRefused, d.ID)
+		}
+	}
 	return nil
 }
 

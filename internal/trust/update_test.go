@@ -192,6 +192,13 @@ func TestUpdateRefused(t *testing.T) {
 			u.Sign(admins[1])
 			return u
 		}()},
+		{"dealer removed", m0, func() *Update {
+			u := step(t, m0, revoke)
+			u.Manifest.Dealers = nil
+			u.Sign(admins[0])
+			u.Sign(admins[1])
+			return u
+		}()},
 		{"threshold changed", m0, func() *Update {
 			u := step(t, m0, revoke)
 			u.Manifest.Threshold = 3
