@@ -24,7 +24,8 @@ const serveWorkers = 2
 // Serve answers clients on the dealer's rpc queue until ctx ends (it then returns nil):
 // GenerateKeyRequest -> GenerateKeyResponse, DeleteKey -> DeleteKeyAck, RestoreKey ->
 // RestoreKeyAck, DKGLateDeals -> DKGLateDealsAck (QueueLateDeals), HealthRequest -> Health,
-// ListKeys -> Error BAD_REQUEST (ask the nodes). Only clients of the manifest are served, and
+// ManifestPush -> ManifestState (applied, then queued for every node: manifest.go),
+// ManifestFetch -> ManifestChain, ListKeys -> Error BAD_REQUEST (ask the nodes). Only clients of the manifest are served, and
 // rpc.Server answers what trust.Permits refuses by client role (generation, deletion, restore
 // and late deals need an admin) with Error UNAUTHORIZED. Requests that do not open are logged
 // and answered with a plain transport error, as on the nodes.

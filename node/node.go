@@ -15,14 +15,16 @@
 //     Malformed, forged, expired, unauthorised or
 //     inconsistent messages are logged (sender, reason, never secrets) and rejected with
 //     transport.ErrPermanent, so the broker dead-letters them into the node's .dead queue for the
-//     operator. Control messages are idempotent (a share stored twice, a key deleted twice, a
+//     operator. ManifestPush from the dealer: manifest updates (manifest.go), applied like an
+//     admin client's push. Control messages are idempotent (a share stored twice, a key deleted twice, a
 //     share for a deleted key ignored thanks to the store's tombstones), so they are opened
 //     without the replay cache: a delivery requeued after a transient store failure must be
 //     accepted the second time.
 //   - its rpc queue, with cfg.WorkerCount() workers: SignRequest (-> SignatureShare),
 //     SignBatch (-> SignBatchResult: up to 64 SignRequests, computed in parallel, each answered
 //     with a share or an Error), ProofRequest (-> Proof), ListKeys (-> KeyList), HealthRequest
-//     (-> Health), DeleteKey (-> DeleteKeyAck), PINLogin, PINChange and PINUnlock (->
+//     (-> Health), DeleteKey (-> DeleteKeyAck), ManifestPush from an admin client and
+//     ManifestFetch (-> ManifestState, ManifestChain: manifest.go), PINLogin, PINChange and PINUnlock (->
 //     PINResult), and LoggedIn wrappers around the requests that need a login (see login.go:
 //     a client the node holds a PIN for signs and generates keys only under a login). Every answer is an envelope sealed by the node whose in_reply_to is the
 //     request's message id. A request that opened (authentic, authorised, fresh) but cannot be
