@@ -216,6 +216,9 @@ type Opener struct {
 	notBefore int64
 	self      *Identity // nil: envelopes with a MAC are refused
 	pairs     pairCache
+	// replayMaxSet: WithMaxReplayEntries set replay.max; else it is the default for the
+	// members, which SetManifest raises when members are added.
+	replayMaxSet bool
 }
 
 // openerView is the manifest an Opener checks against, with its members by id.
@@ -257,7 +260,9 @@ func WithIdentity(id *Identity) OpenerOption { return func(o *Opener) { o.self =
 
 // WithMaxReplayEntries bounds the replay cache as a whole (default DefaultReplayQuota for every
 // member of the manifest).
-func WithMaxReplayEntries(n int) OpenerOption { return func(o *Opener) { o.replay.max = n } }
+func WithMaxReplayEntries(n int) OpenerOption {
+	return func(o *Opener) { o.replay.max, o.replayMaxSet = n, true }
+}
 
 // WithReplayQuota bounds the ids the replay cache remembers for one sender (default
 // DefaultReplayQuota): a sender that floods a node is refused alone (ErrReplayCacheFull) while
@@ -309,7 +314,13 @@ func (o *Opener) SetManifest(m *Manifest) error {
 	if cur := o.Manifest(); m.ClusterID != cur.ClusterID {
 		return fmt.Errorf("%w: manifest of cluster %q for an opener of %q", ErrInvalidManifest, m.ClusterID, cur.ClusterID)
 	}
-	o.view.Store(newOpenerView(m))
+	v := newOpenerView(m)
+	o.view.Store(v)
+	o.replay.mu.Lock()
+	if !o.replayMaxSet {
+		o.replay.max = max(o.replay.max, DefaultReplayQuota*len(v.members)) // the default bound follows the members
+	}
+	o.replay.mu.Unlock()
 	return nil
 }
 

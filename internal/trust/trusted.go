@@ -98,7 +98,9 @@ func (t *Trusted) Apply(updates []*Update) ([]*Update, error) {
 	if len(chain) > MaxChain {
 		chain = chain[len(chain)-MaxChain:]
 	}
-	if t.path != "" {
+	// Processes on one host may share one manifest file (tchsm dev up, test clusters): one
+	// that was behind must not write an older manifest over a newer one another wrote.
+	if disk, derr := LoadManifest(t.path); t.path != "" && (derr != nil || disk.Serial <= next.Serial) {
 		if werr := writeChain(UpdatesPath(t.path), chain); werr != nil {
 			return nil, werr
 		}

@@ -356,6 +356,10 @@ func TestTrustedPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	behind, err := OpenTrusted(path) // another process sharing the file, which will lag
+	if err != nil {
+		t.Fatal(err)
+	}
 	var seen []uint64
 	tr.OnChange(func(m *Manifest) { seen = append(seen, m.Serial) })
 	u1 := step(t, m0, dropClient("bob"), admins[0])
@@ -369,6 +373,13 @@ func TestTrustedPersists(t *testing.T) {
 	}
 	if _, err := tr.Apply([]*Update{u1}); !errors.Is(err, ErrManifestStale) {
 		t.Fatalf("older: %v", err)
+	}
+	// The lagging process applies serial 1 but does not write it over the file's serial 2.
+	if _, err := behind.Apply([]*Update{u1}); err != nil || behind.Manifest().Serial != 1 {
+		t.Fatalf("behind: %v", err)
+	}
+	if m, err := LoadManifest(path); err != nil || m.Serial != 2 {
+		t.Fatalf("the file went back to serial %d: %v", m.Serial, err)
 	}
 	ups, incomplete := tr.Since(0)
 	if len(ups) != 2 || incomplete {
