@@ -98,6 +98,13 @@ func TestManifestRevokeClient(t *testing.T) {
 	for i := range 5 {
 		signEdOK(t, admin, k, "the admin client signs on "+string(rune('a'+i)))
 	}
+	// Logging in again (C_Login) says so too.
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	_, err = signer.Login(ctx, []byte(tc.PIN))
+	cancel()
+	if !errors.Is(err, client.ErrRevoked) {
+		t.Fatalf("revoked client's Login: %v", err)
+	}
 	if m, err := trust.LoadManifest(own[3]); err != nil || m.Serial != 0 {
 		t.Fatalf("node 3's file changed while it was down: %v", err)
 	}
