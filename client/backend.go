@@ -3,7 +3,11 @@
 // names below alias).
 package client
 
-import "github.com/tchsm/tchsm/internal/backend"
+import (
+	"fmt"
+
+	"github.com/tchsm/tchsm/internal/backend"
+)
 
 // The Backend contract, under the names the client has always exported.
 type (
@@ -26,3 +30,8 @@ var (
 	ErrPINLocked      = backend.ErrPINLocked
 	ErrNoPINVerifier  = backend.ErrNoPINVerifier
 )
+
+// ErrRevoked: more than n-k nodes refuse this client as a sender not in their manifest (a
+// manifest update removed it). It wraps ErrUnauthorized, so that the PKCS#11 module answers
+// CKR_ACTION_PROHIBITED.
+var ErrRevoked = fmt.Errorf("%w: client revoked", backend.ErrUnauthorized)

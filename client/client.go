@@ -741,7 +741,11 @@ type NodeStatus struct {
 	// Policies says, for each key with a signing policy on the node, how it applies:
 	// "enforced" or "advisory", with the name of the policy entry ("enforced (default)").
 	Policies map[string]string
-	Err      string
+	// ManifestSerial and ManifestHash are the manifest the node trusts (0 and "" from a node
+	// of a release without manifest updates).
+	ManifestSerial uint64
+	ManifestHash   string
+	Err            string
 }
 
 // Status asks every node for its health.
@@ -762,6 +766,7 @@ func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
 				st.Err = err.Error()
 			} else if h, ok := op.Message.(*tchsmpb.Health); ok {
 				st.OK, st.Version, st.Uptime, st.Keys = true, h.GetVersion(), time.Duration(h.GetUptimeNanos()), h.GetKeyIds()
+				st.ManifestSerial, st.ManifestHash = h.GetManifestSerial(), h.GetManifestHash()
 				for _, p := range h.GetPolicies() {
 					if st.Policies == nil {
 						st.Policies = map[string]string{}

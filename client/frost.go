@@ -319,7 +319,7 @@ func (f *fixedSigning) retry(ctx context.Context) bool {
 		f.c.settle(ctx, f.K, f.begun)
 		return false
 	}
-	if time.Until(dl) < 2*roundPause || f.c.short(f.K) != nil {
+	if time.Until(dl) < 2*roundPause || f.c.short(f.K) != nil || f.outcome.hopeless(f.k, f.K) {
 		return false
 	}
 	f.rounds++

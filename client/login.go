@@ -278,7 +278,15 @@ func (c *Client) pinOutcome(rs []PINNodeResult) (PINStatus, error) {
 	detail := strings.Join(msgs, "; ")
 	st.Remaining = max(st.Remaining, 0)
 	ok, none := count["ok"], count["no_verifier"]
+	strangers := 0
+	for _, r := range rs {
+		if strangerRefusal(r.Err) {
+			strangers++
+		}
+	}
 	switch {
+	case strangers > L-K:
+		return st, fmt.Errorf("%w: %d of %d nodes refuse client %s as a sender not in their manifest: it was removed from the cluster (a manifest update revoked it)", ErrRevoked, strangers, L, c.self.ID)
 	case ok > 0 && ok+none >= K:
 		return st, nil
 	case ok == 0 && none >= K:

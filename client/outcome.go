@@ -17,6 +17,9 @@ type outcome struct {
 	// nodes that refused for want of a login (NOT_LOGGED_IN) or because the client is locked
 	// (PIN_LOCKED)
 	notLoggedIn, locked int
+	// strangers counts the nodes that refused the client as a sender they do not know: its
+	// identity is not in their manifest (revoked by a manifest update).
+	strangers map[int]bool
 }
 
 // note records a node's failure.
@@ -28,6 +31,16 @@ func (o *outcome) note(n trust.Member, err error) {
 		o.locked++
 	case errors.Is(err, ErrNotLoggedIn):
 		o.notLoggedIn++
+	case strangerRefusal(err):
+		// Not asked again for this signature, like a policy refusal: the node will refuse
+		// this client until its manifest lists it again.
+		if o.strangers == nil {
+			o.strangers = map[int]bool{}
+		}
+		if o.refused == nil {
+			o.refused = map[int]bool{}
+		}
+		o.strangers[n.Index], o.refused[n.Index] = true, true
 	}
 	o.failures = append(o.failures, fmt.Sprintf("%s: %v", n.ID, err))
 }
@@ -51,6 +64,10 @@ func (o *outcome) hopeless(k *key, K int) bool { return len(o.refused) > k.info.
 // the nodes that answer and those that do not, rather than listing every failed request.
 func (o *outcome) giveUp(c *Client, k *key, held, K int, cause error) error {
 	L := k.info.L
+	if len(o.strangers) > L-K {
+		return fmt.Errorf("%w: %d of %d nodes refuse client %s as a sender not in their manifest: it was removed from the cluster (a manifest update revoked it); key %s not signed",
+			ErrRevoked, len(o.strangers), L, c.self.ID, k.info.ID)
+	}
 	if o.unknown <= L-K && !o.hopeless(k, K) {
 		if err := c.short(K); err != nil {
 			return fmt.Errorf("%w; key %s not signed (%d of %d shares)", err, k.info.ID, held, K)

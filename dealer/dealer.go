@@ -98,7 +98,7 @@ type Dealer struct {
 	cfg     *config.Dealer
 	opts    Options
 	log     *slog.Logger
-	m       *trust.Manifest
+	trusted *trust.Trusted // the manifest trusted now (manifest.go)
 	id      *trust.Identity
 	sealer  *trust.Sealer
 	opener  *trust.Opener
@@ -124,10 +124,11 @@ func New(cfg *config.Dealer, conn transport.Transport, opts Options) (*Dealer, e
 			return nil, fmt.Errorf("dealer: %w", err)
 		}
 	}
-	m, err := trust.LoadManifest(cfg.Manifest)
+	tr, err := trust.OpenTrusted(cfg.Manifest)
 	if err != nil {
 		return nil, err
 	}
+	m := tr.Manifest()
 	id, err := trust.ReadIdentityFile(cfg.Identity, nil)
 	if err != nil {
 		return nil, err
@@ -138,12 +139,13 @@ func New(cfg *config.Dealer, conn transport.Transport, opts Options) (*Dealer, e
 		subtle.ConstantTimeCompare(pub.SignPub, mem.SignPub) != 1 || subtle.ConstantTimeCompare(pub.EncPub, mem.EncPub) != 1 {
 		return nil, fmt.Errorf("%w: %s is not a dealer of cluster %s", ErrIdentity, id.ID, m.ClusterID)
 	}
-	d.m, d.id = m, id
+	d.trusted, d.id = tr, id
 	d.log = d.log.With("dealer", id.ID)
 	d.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
 	if d.opener, err = trust.NewOpener(m, trust.WithIdentity(id), trust.WithNotBefore(d.started)); err != nil {
 		return nil, err
 	}
+	tr.OnChange(d.manifestChanged)
 	d.caller = &rpc.Caller{Sealer: d.sealer, Opener: d.opener,
 		Transport: func(context.Context) (transport.Transport, error) { return d.conn, nil }}
 	bits := cfg.PoolBits
@@ -167,8 +169,8 @@ func (d *Dealer) Close() error {
 	return nil
 }
 
-// Manifest returns the manifest the dealer deals for.
-func (d *Dealer) Manifest() *trust.Manifest { return d.m }
+// Manifest returns the manifest the dealer deals for (the one it trusts now).
+func (d *Dealer) Manifest() *trust.Manifest { return d.manifest() }
 
 // PoolSize returns how many primes for keys of keyBits bits are ready.
 func (d *Dealer) PoolSize(keyBits int) int { return d.pool.size(keyBits) }
@@ -190,8 +192,8 @@ func (d *Dealer) GenerateKey(ctx context.Context, bits, e int, label string, p11
 	if e == 0 {
 		e = shoup.DefaultE
 	}
-	if e <= d.m.N() || e > 1<<31-1 || e%2 == 0 || !big.NewInt(int64(e)).ProbablyPrime(20) {
-		return nil, nil, nil, fmt.Errorf("%w: public exponent %d (must be a prime larger than n=%d)", ErrInvalid, e, d.m.N())
+	if e <= d.manifest().N() || e > 1<<31-1 || e%2 == 0 || !big.NewInt(int64(e)).ProbablyPrime(20) {
+		return nil, nil, nil, fmt.Errorf("%w: public exponent %d (must be a prime larger than n=%d)", ErrInvalid, e, d.manifest().N())
 	}
 	if err := checkMeta(label, p11id); err != nil {
 		return nil, nil, nil, err
@@ -245,8 +247,8 @@ func (d *Dealer) Import(ctx context.Context, priv *rsa.PrivateKey, label string,
 	if err := checkMeta(label, p11id); err != nil {
 		return nil, nil, nil, err
 	}
-	if priv.E <= d.m.N() {
-		return nil, nil, nil, fmt.Errorf("%w: public exponent %d must be larger than n=%d", ErrInvalid, priv.E, d.m.N())
+	if priv.E <= d.manifest().N() {
+		return nil, nil, nil, fmt.Errorf("%w: public exponent %d must be larger than n=%d", ErrInvalid, priv.E, d.manifest().N())
 	}
 	key, safe, err := shoup.FromRSA(priv)
 	if err != nil {
@@ -262,7 +264,7 @@ func (d *Dealer) Import(ctx context.Context, priv *rsa.PrivateKey, label string,
 // deal splits key, publishes the shares and waits for acknowledgements. It wipes key.
 func (d *Dealer) deal(ctx context.Context, key *shoup.Key, safe bool, label string, p11id []byte) (*tchsmpb.SignedKeyRecord, []string, []string, error) {
 	defer key.Wipe()
-	k, n := d.m.Threshold, d.m.N()
+	k, n := d.manifest().Threshold, d.manifest().N()
 	pk, shares, err := shoup.Deal(rand.Reader, key, k, n)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("dealer: %w", err)
@@ -279,7 +281,7 @@ func (d *Dealer) deal(ctx context.Context, key *shoup.Key, safe bool, label stri
 	}
 	rec := &tchsmpb.KeyRecord{
 		KeyId: hex.EncodeToString(idb), Label: label, P11Id: slices.Clone(p11id),
-		K: uint32(k), N: uint32(n), CreatedUnix: time.Now().Unix(), ClusterId: d.m.ClusterID,
+		K: uint32(k), N: uint32(n), CreatedUnix: time.Now().Unix(), ClusterId: d.manifest().ClusterID,
 	}
 	pk.Safe = safe
 	if err := (shoup.Scheme{}).EncodePublic(pk, rec); err != nil {
@@ -294,7 +296,7 @@ func (d *Dealer) deal(ctx context.Context, key *shoup.Key, safe bool, label stri
 	// Seal every delivery first, then publish: the shares leave memory as early as possible.
 	envs := make(map[string][]byte, n)
 	for _, s := range shares {
-		node, ok := d.m.NodeByIndex(s.Index)
+		node, ok := d.manifest().NodeByIndex(s.Index)
 		if !ok {
 			return nil, nil, nil, fmt.Errorf("dealer: no node with index %d", s.Index)
 		}
@@ -302,7 +304,7 @@ func (d *Dealer) deal(ctx context.Context, key *shoup.Key, safe bool, label stri
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("dealer: %w", err)
 		}
-		enc, ct, err := trust.EncryptShare(node, d.m.ClusterID, rec.KeyId, &tchsmpb.KeyShare{KeyId: rec.KeyId, Index: uint32(s.Index), S: sb})
+		enc, ct, err := trust.EncryptShare(node, d.manifest().ClusterID, rec.KeyId, &tchsmpb.KeyShare{KeyId: rec.KeyId, Index: uint32(s.Index), S: sb})
 		clear(sb)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("dealer: encrypting %s's share: %w", node.ID, err)
@@ -388,8 +390,8 @@ func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []s
 	if !trust.ValidKeyID(keyID) {
 		return nil, nil, time.Time{}, fmt.Errorf("%w: bad key id", ErrInvalid)
 	}
-	all := make([]string, 0, d.m.N())
-	for _, n := range d.m.Nodes {
+	all := make([]string, 0, d.manifest().N())
+	for _, n := range d.manifest().Nodes {
 		all = append(all, n.ID)
 	}
 	queued, failed, err := d.publishDelete(ctx, keyID, all)
@@ -398,7 +400,7 @@ func (d *Dealer) DeleteKey(ctx context.Context, keyID string) (gone, missing []s
 	}
 	// Once n-k+1 nodes have deleted their shares, fewer than k hold one: the key cannot sign
 	// any more. The others delete it from their durable queues; wait only a grace for them.
-	gone, missing = d.waitFor(ctx, keyID, queued, false, d.m.N()-d.m.Threshold+1)
+	gone, missing = d.waitFor(ctx, keyID, queued, false, d.manifest().N()-d.manifest().Threshold+1)
 	missing = append(missing, failed...)
 	slices.Sort(missing)
 	until = d.recoverableUntil(ctx, keyID, gone)
@@ -451,18 +453,18 @@ func (d *Dealer) RestoreKey(ctx context.Context, keyID string) (restored, missin
 	if err != nil {
 		return nil, nil, fmt.Errorf("dealer: %w", err)
 	}
-	envs := make(map[string][]byte, d.m.N())
-	for _, n := range d.m.Nodes {
+	envs := make(map[string][]byte, d.manifest().N())
+	for _, n := range d.manifest().Nodes {
 		envs[n.ID] = env
 	}
 	log := d.log.With("key", keyID)
 	queued, failed := d.publishAll(ctx, envs, log)
-	restored, missing = d.waitFor(ctx, keyID, queued, true, d.m.Threshold)
+	restored, missing = d.waitFor(ctx, keyID, queued, true, d.manifest().Threshold)
 	missing = append(missing, failed...)
 	slices.Sort(missing)
 	log.Info("key restore", "restored", restored, "missing", missing)
-	if len(restored) < d.m.Threshold {
-		return restored, missing, fmt.Errorf("%w: key %s restored on %d nodes (k=%d; missing %v)", ErrNotEnoughNodes, keyID, len(restored), d.m.Threshold, missing)
+	if len(restored) < d.manifest().Threshold {
+		return restored, missing, fmt.Errorf("%w: key %s restored on %d nodes (k=%d; missing %v)", ErrNotEnoughNodes, keyID, len(restored), d.manifest().Threshold, missing)
 	}
 	return restored, missing, nil
 }
@@ -545,7 +547,7 @@ func (d *Dealer) nodeHas(ctx context.Context, nodeID, keyID string) (bool, error
 // call sends a request to a node and opens its answer into out. A sealed Error answer is
 // returned as an *rpc.Error.
 func (d *Dealer) call(ctx context.Context, nodeID string, body, out proto.Message) error {
-	n, ok := d.m.Lookup(nodeID)
+	n, ok := d.manifest().Lookup(nodeID)
 	if !ok || n.Role != trust.RoleNode {
 		return fmt.Errorf("dealer: %s is not a node of the manifest", nodeID)
 	}

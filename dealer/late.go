@@ -21,18 +21,18 @@ const maxLateDeal = 64 << 10
 // they make against the record (scheme/frost/dkg.LateShare), and refuses anything else.
 // queued is the recipient once the broker holds the message.
 func (d *Dealer) QueueLateDeals(ctx context.Context, m *tchsmpb.DKGLateDeals) (queued []string, err error) {
-	node, ok := d.m.Lookup(m.GetRecipient())
+	node, ok := d.manifest().Lookup(m.GetRecipient())
 	if !ok || node.Role != trust.RoleNode {
 		return nil, fmt.Errorf("%w: late deals for %.64q, not a node of the manifest", ErrInvalid, m.GetRecipient())
 	}
-	rec, err := trust.VerifyKeyRecord(d.m, m.GetRecord())
+	rec, err := trust.VerifyKeyRecord(d.manifest(), m.GetRecord())
 	if err != nil {
 		return nil, fmt.Errorf("%w: late deals: %v", ErrInvalid, err)
 	}
 	if scheme.Of(rec) != scheme.Ed25519FROST {
 		return nil, fmt.Errorf("%w: late deals for a key of algorithm %v", ErrInvalid, scheme.Of(rec))
 	}
-	n := d.m.N()
+	n := d.manifest().N()
 	if len(m.GetDeals()) == 0 || len(m.GetDeals()) > n || len(m.GetQualified()) > n {
 		return nil, fmt.Errorf("%w: late deals: %d deals, %d qualified, %d nodes", ErrInvalid, len(m.GetDeals()), len(m.GetQualified()), n)
 	}

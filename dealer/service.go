@@ -24,7 +24,8 @@ const serveWorkers = 2
 // Serve answers clients on the dealer's rpc queue until ctx ends (it then returns nil):
 // GenerateKeyRequest -> GenerateKeyResponse, DeleteKey -> DeleteKeyAck, RestoreKey ->
 // RestoreKeyAck, DKGLateDeals -> DKGLateDealsAck (QueueLateDeals), HealthRequest -> Health,
-// ListKeys -> Error BAD_REQUEST (ask the nodes). Only clients of the manifest are served, and
+// ManifestPush -> ManifestState (applied, then queued for every node: manifest.go),
+// ManifestFetch -> ManifestChain, ListKeys -> Error BAD_REQUEST (ask the nodes). Only clients of the manifest are served, and
 // rpc.Server answers what trust.Permits refuses by client role (generation, deletion, restore
 // and late deals need an admin) with Error UNAUTHORIZED. Requests that do not open are logged
 // and answered with a plain transport error, as on the nodes.
@@ -38,7 +39,7 @@ const serveWorkers = 2
 // at least k nodes acknowledged. Fewer than k shares queued is answered with Error
 // NOT_ENOUGH_NODES.
 func (d *Dealer) Serve(ctx context.Context) error {
-	d.log.Info("dealer service started", "cluster", d.m.ClusterID, "manifest", d.m.Fingerprint(), "version", d.opts.Version)
+	d.log.Info("dealer service started", "cluster", d.manifest().ClusterID, "manifest", d.manifest().Fingerprint(), "version", d.opts.Version)
 	srv := &rpc.Server{Opener: d.opener, Sealer: d.sealer, Log: d.log, Handle: d.handle, Done: d.requestDone, Unwrap: d.unwrap}
 	err := d.conn.Serve(ctx, transport.Dealer, serveWorkers, srv.Serve)
 	d.log.Info("dealer service stopped")
@@ -89,7 +90,7 @@ func (d *Dealer) unwrap(op *trust.Opened) (*trust.Opened, *rpc.Failure) {
 	}
 	if op.Type != tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS {
 		if trust.NeedsTickets(op.Type) && trust.Permits(op.Sender, op.Type) {
-			return nil, rpc.Fail(tchsmpb.Error_NOT_LOGGED_IN, "", "%v needs the login tickets of %d nodes (log in: C_Login, or the PIN for the tchsm command; a client of an older release must be upgraded)", op.Type, d.m.Threshold)
+			return nil, rpc.Fail(tchsmpb.Error_NOT_LOGGED_IN, "", "%v needs the login tickets of %d nodes (log in: C_Login, or the PIN for the tchsm command; a client of an older release must be upgraded)", op.Type, d.manifest().Threshold)
 		}
 		return op, nil // the rpc server refuses what the client's role may not send
 	}
@@ -113,7 +114,7 @@ func (d *Dealer) unwrap(op *trust.Opened) (*trust.Opened, *rpc.Failure) {
 	if !trust.Permits(op.Sender, inner) {
 		return &out, nil // refused by the rpc server as UNAUTHORIZED, before any signature check
 	}
-	if _, err := trust.CheckTickets(d.m, op.Sender.ID, w, time.Now()); err != nil {
+	if _, err := trust.CheckTickets(d.manifest(), op.Sender.ID, w, time.Now()); err != nil {
 		return nil, rpc.Fail(tchsmpb.Error_NOT_LOGGED_IN, "", "%v refused: %v; log in again", inner, err)
 	}
 	return &out, nil
@@ -168,7 +169,13 @@ func (d *Dealer) handle(ctx context.Context, op *trust.Opened) (proto.Message, *
 		}
 		return &tchsmpb.DKGLateDealsAck{Queued: queued}, nil
 	case *tchsmpb.HealthRequest:
-		return &tchsmpb.Health{Node: d.id.ID, Version: d.opts.Version, UptimeNanos: int64(time.Since(d.started))}, nil
+		cur := d.manifest()
+		return &tchsmpb.Health{Node: d.id.ID, Version: d.opts.Version, UptimeNanos: int64(time.Since(d.started)),
+			ManifestSerial: cur.Serial, ManifestHash: cur.Hash()}, nil
+	case *tchsmpb.ManifestPush:
+		return d.servePush(ctx, op, m)
+	case *tchsmpb.ManifestFetch:
+		return rpc.ManifestChain(d.id.ID, d.trusted, m)
 	}
 	return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "the dealer does not serve %v", op.Type)
 }

@@ -36,7 +36,7 @@ func (n *node) handleControl(ctx context.Context, body []byte) (err error) {
 		}
 	}()
 	// A fresh opener: control messages are idempotent and may be redelivered (see package doc).
-	opener, err := trust.NewOpener(n.m)
+	opener, err := trust.NewOpener(n.manifest())
 	if err != nil {
 		return err // cannot happen: the manifest was validated at start-up
 	}
@@ -67,6 +67,8 @@ func (n *node) handleControl(ctx context.Context, body []byte) (err error) {
 		return nil
 	case *tchsmpb.RestoreKey:
 		return n.restore(op, m.GetKeyId())
+	case *tchsmpb.ManifestPush:
+		return n.controlPush(op, m)
 	default:
 		return n.permanent(op.Sender.ID, "other", fmt.Sprintf("%v does not belong on the control queue", op.Type))
 	}
@@ -81,13 +83,13 @@ func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
 	if d.GetRecipient() != n.id.ID {
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("share addressed to %.64q", d.GetRecipient()))
 	}
-	rec, err := trust.VerifyKeyRecord(n.m, d.GetSignedRecord())
+	rec, err := trust.VerifyKeyRecord(n.manifest(), d.GetSignedRecord())
 	if err != nil {
 		return n.permanent(op.Sender.ID, kind, err.Error())
 	}
 	id := rec.GetKeyId()
-	if int(rec.GetN()) != n.m.N() {
-		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: n=%d but the manifest has %d nodes", id, rec.GetN(), n.m.N()))
+	if int(rec.GetN()) != n.manifest().N() {
+		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: n=%d but the manifest has %d nodes", id, rec.GetN(), n.manifest().N()))
 	}
 	if dead, err := n.store.Deleted(id); err != nil {
 		n.metrics.control.WithLabelValues(kind, "retry").Inc()
@@ -101,7 +103,7 @@ func (n *node) deliver(op *trust.Opened, d *tchsmpb.KeyShareDelivery) error {
 	if err != nil {
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
 	}
-	ps, err := trust.DecryptShare(n.id, n.m.ClusterID, id, d.GetEnc(), d.GetCiphertext())
+	ps, err := trust.DecryptShare(n.id, n.manifest().ClusterID, id, d.GetEnc(), d.GetCiphertext())
 	if err != nil {
 		return n.permanent(op.Sender.ID, kind, fmt.Sprintf("key %s: %v", id, err))
 	}

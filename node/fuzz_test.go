@@ -70,7 +70,7 @@ func newFuzzNode(tb testing.TB) *fuzzNode {
 	f := &fuzzNode{n: n, members: map[byte]*trust.Identity{
 		0: read(cc.Identity, nil), 1: read(dc.Identity, nil), 2: read(nc2.Identity, pass2),
 	}}
-	f.opener, _ = trust.NewOpener(n.m)
+	f.opener, _ = trust.NewOpener(n.manifest())
 
 	// One stored key, dealt by hand.
 	key, err := keygen.GenerateKey(context.Background(), rand.Reader, 1024, 0, nil)
@@ -84,7 +84,7 @@ func newFuzzNode(tb testing.TB) *fuzzNode {
 	idb := make([]byte, 16)
 	rand.Read(idb)
 	rec := &tchsmpb.KeyRecord{KeyId: hex.EncodeToString(idb), Bits: 1024, Modulus: pk.N.Bytes(), PublicExponent: uint32(pk.E),
-		K: 2, N: 3, V: pk.V.Bytes(), CreatedUnix: time.Now().Unix(), SafePrimes: true, ClusterId: n.m.ClusterID}
+		K: 2, N: 3, V: pk.V.Bytes(), CreatedUnix: time.Now().Unix(), SafePrimes: true, ClusterId: n.manifest().ClusterID}
 	for _, v := range pk.VK {
 		rec.Vk = append(rec.Vk, v.Bytes())
 	}
@@ -102,7 +102,7 @@ func newFuzzNode(tb testing.TB) *fuzzNode {
 // envelope signs an arbitrary body (bytes, not a message) as member who, as trust would.
 func (f *fuzzNode) envelope(who byte, bt tchsmpb.BodyType, body []byte) []byte {
 	id := f.members[who%3]
-	env := &tchsmpb.Envelope{Version: trust.EnvelopeVersion, ClusterId: f.n.m.ClusterID, Sender: id.ID,
+	env := &tchsmpb.Envelope{Version: trust.EnvelopeVersion, ClusterId: f.n.manifest().ClusterID, Sender: id.ID,
 		MessageId: make([]byte, trust.MessageIDSize), IssuedAt: time.Now().UnixNano(),
 		Deadline: time.Now().Add(time.Minute).UnixNano(), BodyType: bt, Body: body}
 	rand.Read(env.MessageId)

@@ -97,10 +97,10 @@ func (n *node) loadPINs() error {
 		if _, has := pins[client]; has {
 			continue
 		}
-		if mem, ok := n.m.Lookup(client); !ok || mem.Role != trust.RoleClient {
+		if mem, ok := n.manifest().Lookup(client); !ok || mem.Role != trust.RoleClient {
 			return fmt.Errorf("node: initial PINs: %.64q is not a client of the manifest", client)
 		}
-		sec, key, err := trust.OpenPIN(n.id, n.m.ClusterID, client, trust.PINPurposeInitial, sp.Enc, sp.Ciphertext)
+		sec, key, err := trust.OpenPIN(n.id, n.manifest().ClusterID, client, trust.PINPurposeInitial, sp.Enc, sp.Ciphertext)
 		clear(key)
 		if err != nil {
 			return fmt.Errorf("node: initial PIN of %s: %w", client, err)
@@ -189,7 +189,7 @@ func (n *node) lockedFailure(client string) *rpc.Failure {
 
 // openPIN opens a PIN ciphertext from op's sender and checks its time.
 func (n *node) openPIN(op *trust.Opened, purpose string, enc, ct []byte) (*tchsmpb.PINSecret, []byte, *rpc.Failure) {
-	sec, key, err := trust.OpenPIN(n.id, n.m.ClusterID, op.Sender.ID, purpose, enc, ct)
+	sec, key, err := trust.OpenPIN(n.id, n.manifest().ClusterID, op.Sender.ID, purpose, enc, ct)
 	if err != nil {
 		return nil, nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "the PIN ciphertext does not open for %s", n.id.ID)
 	}
@@ -294,7 +294,7 @@ func (n *node) withTicket(res *tchsmpb.PINResult, op *trust.Opened, kind tchsmpb
 	if len(ticketKey) == 0 {
 		return res, nil
 	}
-	t, err := trust.IssueTicket(n.id, n.m.ClusterID, op.Sender.ID, kind, ticketKey, time.Now())
+	t, err := trust.IssueTicket(n.id, n.manifest().ClusterID, op.Sender.ID, kind, ticketKey, time.Now())
 	if err != nil {
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "no login ticket: %v", err)
 	}
@@ -414,7 +414,7 @@ func (n *node) pinChange(op *trust.Opened, m *tchsmpb.PINChange) (proto.Message,
 
 func (n *node) pinUnlock(op *trust.Opened, m *tchsmpb.PINUnlock) (proto.Message, *rpc.Failure) {
 	client := m.GetClient()
-	if mem, ok := n.m.Lookup(client); !ok || mem.Role != trust.RoleClient {
+	if mem, ok := n.manifest().Lookup(client); !ok || mem.Role != trust.RoleClient {
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%.64q is not a client of the manifest", client)
 	}
 	l := n.logins

@@ -15,14 +15,16 @@
 //     Malformed, forged, expired, unauthorised or
 //     inconsistent messages are logged (sender, reason, never secrets) and rejected with
 //     transport.ErrPermanent, so the broker dead-letters them into the node's .dead queue for the
-//     operator. Control messages are idempotent (a share stored twice, a key deleted twice, a
+//     operator. ManifestPush from the dealer: manifest updates (manifest.go), applied like an
+//     admin client's push. Control messages are idempotent (a share stored twice, a key deleted twice, a
 //     share for a deleted key ignored thanks to the store's tombstones), so they are opened
 //     without the replay cache: a delivery requeued after a transient store failure must be
 //     accepted the second time.
 //   - its rpc queue, with cfg.WorkerCount() workers: SignRequest (-> SignatureShare),
 //     SignBatch (-> SignBatchResult: up to 64 SignRequests, computed in parallel, each answered
 //     with a share or an Error), ProofRequest (-> Proof), ListKeys (-> KeyList), HealthRequest
-//     (-> Health), DeleteKey (-> DeleteKeyAck), PINLogin, PINChange and PINUnlock (->
+//     (-> Health), DeleteKey (-> DeleteKeyAck), ManifestPush from an admin client and
+//     ManifestFetch (-> ManifestState, ManifestChain: manifest.go), PINLogin, PINChange and PINUnlock (->
 //     PINResult), and LoggedIn wrappers around the requests that need a login (see login.go:
 //     a client the node holds a PIN for signs and generates keys only under a login). Every answer is an envelope sealed by the node whose in_reply_to is the
 //     request's message id. A request that opened (authentic, authorised, fresh) but cannot be
@@ -123,7 +125,7 @@ type node struct {
 	cfg     *config.Node
 	opts    Options
 	log     *slog.Logger
-	m       *trust.Manifest
+	trusted *trust.Trusted // the manifest trusted now (manifest.go); manifest() reads it
 	id      *trust.Identity
 	self    trust.Member
 	sealer  *trust.Sealer
@@ -181,7 +183,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 	n.metrics.keys.Set(float64(n.store.Len()))
 
 	if n.conn = opts.Transport; n.conn == nil {
-		tc, err := rabbitmq.FromConfig(cfg.AMQP, n.m.ClusterID, "tchsm-node-"+n.id.ID)
+		tc, err := rabbitmq.FromConfig(cfg.AMQP, n.manifest().ClusterID, "tchsm-node-"+n.id.ID)
 		if err != nil {
 			return err
 		}
@@ -234,7 +236,7 @@ func Run(ctx context.Context, cfg *config.Node, opts Options) error {
 		cancel()
 		errc <- err
 	}()
-	n.log.Info("node started", "cluster", n.m.ClusterID, "index", n.self.Index, "manifest", n.m.Fingerprint(),
+	n.log.Info("node started", "cluster", n.manifest().ClusterID, "index", n.self.Index, "manifest", n.manifest().Fingerprint(),
 		"keys", n.store.Len(), "workers", cfg.WorkerCount(), "metrics", metricsAddr, "version", opts.Version,
 		"modexp", exp.Name())
 	if opts.Ready != nil {
@@ -261,10 +263,11 @@ func quiet(err error) error {
 
 // load reads the manifest, the passphrase, the identity and the store.
 func (n *node) load() error {
-	m, err := trust.LoadManifest(n.cfg.Manifest)
+	tr, err := trust.OpenTrusted(n.cfg.Manifest)
 	if err != nil {
 		return err
 	}
+	m := tr.Manifest()
 	pass, from, err := n.cfg.PassphraseFrom()
 	if err != nil {
 		return err
@@ -291,7 +294,8 @@ func (n *node) load() error {
 	if err != nil {
 		return fmt.Errorf("node: share store: %w", err)
 	}
-	n.m, n.id, n.self, n.opener, n.store = m, id, mem, opener, st
+	n.trusted, n.id, n.self, n.opener, n.store = tr, id, mem, opener, st
+	tr.OnChange(n.manifestChanged)
 	n.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
 	n.log = n.log.With("node", id.ID)
 	n.dkgs = newDKGRuns()

@@ -99,6 +99,10 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 		return n.pinChange(op, m)
 	case *tchsmpb.PINUnlock:
 		return n.pinUnlock(op, m)
+	case *tchsmpb.ManifestPush:
+		return n.applyPush(op.Sender.ID, m)
+	case *tchsmpb.ManifestFetch:
+		return rpc.ManifestChain(n.id.ID, n.trusted, m)
 	case *tchsmpb.ListKeys:
 		kl := &tchsmpb.KeyList{Node: n.id.ID}
 		for _, k := range n.store.List() {
@@ -106,8 +110,9 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 		}
 		return kl, nil
 	case *tchsmpb.HealthRequest:
+		cur := n.manifest()
 		h := &tchsmpb.Health{Node: n.id.ID, Version: n.opts.Version, UptimeNanos: int64(time.Since(n.started)),
-			InFlight: uint32(max(n.inFlight.Load()-1, 0))}
+			InFlight: uint32(max(n.inFlight.Load()-1, 0)), ManifestSerial: cur.Serial, ManifestHash: cur.Hash()}
 		for _, k := range n.store.List() {
 			h.KeyIds = append(h.KeyIds, k.ID)
 			if mode, name := n.policy.ModeOf(k.Record); mode != dnspolicy.ModeNone {

@@ -74,6 +74,14 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(LoggedIn), nil
 	case BodyType_BODY_TYPE_WITH_TICKETS:
 		return new(WithTickets), nil
+	case BodyType_BODY_TYPE_MANIFEST_PUSH:
+		return new(ManifestPush), nil
+	case BodyType_BODY_TYPE_MANIFEST_STATE:
+		return new(ManifestState), nil
+	case BodyType_BODY_TYPE_MANIFEST_FETCH:
+		return new(ManifestFetch), nil
+	case BodyType_BODY_TYPE_MANIFEST_CHAIN:
+		return new(ManifestChain), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -143,6 +151,14 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_LOGGED_IN
 	case *WithTickets:
 		return BodyType_BODY_TYPE_WITH_TICKETS
+	case *ManifestPush:
+		return BodyType_BODY_TYPE_MANIFEST_PUSH
+	case *ManifestState:
+		return BodyType_BODY_TYPE_MANIFEST_STATE
+	case *ManifestFetch:
+		return BodyType_BODY_TYPE_MANIFEST_FETCH
+	case *ManifestChain:
+		return BodyType_BODY_TYPE_MANIFEST_CHAIN
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

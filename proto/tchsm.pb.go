@@ -72,6 +72,12 @@ const (
 	BodyType_BODY_TYPE_PIN_UNLOCK            BodyType = 29 // PINUnlock, admin client -> node
 	BodyType_BODY_TYPE_LOGGED_IN             BodyType = 30 // LoggedIn, client -> node: a request made under a login
 	BodyType_BODY_TYPE_WITH_TICKETS          BodyType = 31 // WithTickets, client -> dealer: a request with k login tickets
+	// 31 is kept for the dealer's check of a client's login (not built yet).
+	// Manifest updates (internal/trust/update.go, docs/operations/manifest.md).
+	BodyType_BODY_TYPE_MANIFEST_PUSH  BodyType = 36 // ManifestPush, admin client -> node / dealer (rpc), dealer -> node (control queue)
+	BodyType_BODY_TYPE_MANIFEST_STATE BodyType = 37 // ManifestState, node / dealer -> client (answers ManifestPush, ManifestFetch)
+	BodyType_BODY_TYPE_MANIFEST_FETCH BodyType = 38 // ManifestFetch, client -> node / dealer
+	BodyType_BODY_TYPE_MANIFEST_CHAIN BodyType = 39 // ManifestChain, node / dealer -> client
 )
 
 // Enum value maps for BodyType.
@@ -108,6 +114,10 @@ var (
 		29: "BODY_TYPE_PIN_UNLOCK",
 		30: "BODY_TYPE_LOGGED_IN",
 		31: "BODY_TYPE_WITH_TICKETS",
+		36: "BODY_TYPE_MANIFEST_PUSH",
+		37: "BODY_TYPE_MANIFEST_STATE",
+		38: "BODY_TYPE_MANIFEST_FETCH",
+		39: "BODY_TYPE_MANIFEST_CHAIN",
 	}
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
@@ -141,6 +151,10 @@ var (
 		"BODY_TYPE_PIN_UNLOCK":            29,
 		"BODY_TYPE_LOGGED_IN":             30,
 		"BODY_TYPE_WITH_TICKETS":          31,
+		"BODY_TYPE_MANIFEST_PUSH":         36,
+		"BODY_TYPE_MANIFEST_STATE":        37,
+		"BODY_TYPE_MANIFEST_FETCH":        38,
+		"BODY_TYPE_MANIFEST_CHAIN":        39,
 	}
 )
 
@@ -198,6 +212,13 @@ const (
 	// The client is locked on this node after too many consecutive wrong PINs; an admin client
 	// unlocks it (PINUnlock).
 	Error_PIN_LOCKED Error_Code = 12
+	// A manifest update that is not newer than the manifest the process holds (its serial is
+	// not above the held one): an older update replayed, or one already applied.
+	Error_MANIFEST_STALE Error_Code = 15
+	// A manifest update the rules of the held manifest refuse: not signed by enough of its
+	// admins, not naming its hash as previous (a fork), a serial that skips, a changed cluster
+	// id, threshold or node count, or a manifest that does not validate.
+	Error_MANIFEST_REFUSED Error_Code = 16
 )
 
 // Enum value maps for Error_Code.
@@ -216,6 +237,8 @@ var (
 		10: "POLICY_REFUSED",
 		11: "NOT_LOGGED_IN",
 		12: "PIN_LOCKED",
+		15: "MANIFEST_STALE",
+		16: "MANIFEST_REFUSED",
 	}
 	Error_Code_value = map[string]int32{
 		"CODE_UNSPECIFIED": 0,
@@ -231,6 +254,8 @@ var (
 		"POLICY_REFUSED":   10,
 		"NOT_LOGGED_IN":    11,
 		"PIN_LOCKED":       12,
+		"MANIFEST_STALE":   15,
+		"MANIFEST_REFUSED": 16,
 	}
 )
 
@@ -1795,9 +1820,13 @@ type Health struct {
 	KeyIds      []string               `protobuf:"bytes,4,rep,name=key_ids,json=keyIds,proto3" json:"key_ids,omitempty"`        // keys whose shares the node holds
 	InFlight    uint32                 `protobuf:"varint,5,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"` // requests being processed
 	// The node's signing policy for each key of key_ids that has one (none listed: no policy).
-	Policies      []*KeyPolicyMode `protobuf:"bytes,6,rep,name=policies,proto3" json:"policies,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Policies []*KeyPolicyMode `protobuf:"bytes,6,rep,name=policies,proto3" json:"policies,omitempty"`
+	// The serial and SHA-256 (hex) of the manifest the reporter trusts now
+	// (trust.Manifest.Serial, Hash): operators and clients see who is behind.
+	ManifestSerial uint64 `protobuf:"varint,120,opt,name=manifest_serial,json=manifestSerial,proto3" json:"manifest_serial,omitempty"`
+	ManifestHash   string `protobuf:"bytes,121,opt,name=manifest_hash,json=manifestHash,proto3" json:"manifest_hash,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Health) Reset() {
@@ -1870,6 +1899,20 @@ func (x *Health) GetPolicies() []*KeyPolicyMode {
 		return x.Policies
 	}
 	return nil
+}
+
+func (x *Health) GetManifestSerial() uint64 {
+	if x != nil {
+		return x.ManifestSerial
+	}
+	return 0
+}
+
+func (x *Health) GetManifestHash() string {
+	if x != nil {
+		return x.ManifestHash
+	}
+	return ""
 }
 
 // KeyPolicyMode says how a node's signing policy applies to one key: "enforced" (every
@@ -3261,6 +3304,348 @@ func (x *WithTickets) GetSignature() []byte {
 	return nil
 }
 
+// ManifestUpdate is one signed step of the manifest's history (trust.Update): the new
+// manifest's canonical JSON (trust.Manifest.Canonical), whose serial is the previous one's
+// plus one and whose "previous" is the previous manifest's hash, and the signatures of at least
+// admin_threshold of the previous manifest's admins over trust.UpdateSigningInput.
+type ManifestUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Manifest      []byte                 `protobuf:"bytes,1,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	Signatures    []*AdminSignature      `protobuf:"bytes,2,rep,name=signatures,proto3" json:"signatures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManifestUpdate) Reset() {
+	*x = ManifestUpdate{}
+	mi := &file_tchsm_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManifestUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManifestUpdate) ProtoMessage() {}
+
+func (x *ManifestUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManifestUpdate.ProtoReflect.Descriptor instead.
+func (*ManifestUpdate) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ManifestUpdate) GetManifest() []byte {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+func (x *ManifestUpdate) GetSignatures() []*AdminSignature {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
+}
+
+// AdminSignature is one admin's Ed25519 signature of a manifest update.
+type AdminSignature struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Admin         string                 `protobuf:"bytes,1,opt,name=admin,proto3" json:"admin,omitempty"` // the admin's id in the previous manifest
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminSignature) Reset() {
+	*x = AdminSignature{}
+	mi := &file_tchsm_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminSignature) ProtoMessage() {}
+
+func (x *AdminSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminSignature.ProtoReflect.Descriptor instead.
+func (*AdminSignature) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *AdminSignature) GetAdmin() string {
+	if x != nil {
+		return x.Admin
+	}
+	return ""
+}
+
+func (x *AdminSignature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// ManifestPush hands a process manifest updates, oldest first: consecutive serials, at most
+// 64. Updates at or below the receiver's serial are skipped when they are the ones it applied
+// (same hash); the rest must each be accepted under the manifest before it.
+type ManifestPush struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*ManifestUpdate      `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManifestPush) Reset() {
+	*x = ManifestPush{}
+	mi := &file_tchsm_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManifestPush) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManifestPush) ProtoMessage() {}
+
+func (x *ManifestPush) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManifestPush.ProtoReflect.Descriptor instead.
+func (*ManifestPush) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ManifestPush) GetUpdates() []*ManifestUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+// ManifestState is the manifest a process trusts after a push or a fetch.
+type ManifestState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Member        string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"` // the reporter's id
+	Serial        uint64                 `protobuf:"varint,2,opt,name=serial,proto3" json:"serial,omitempty"`
+	Hash          string                 `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`        // hex SHA-256 of the canonical manifest
+	Applied       uint32                 `protobuf:"varint,4,opt,name=applied,proto3" json:"applied,omitempty"` // updates of the push applied now (0: nothing new)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManifestState) Reset() {
+	*x = ManifestState{}
+	mi := &file_tchsm_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManifestState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManifestState) ProtoMessage() {}
+
+func (x *ManifestState) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManifestState.ProtoReflect.Descriptor instead.
+func (*ManifestState) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ManifestState) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *ManifestState) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *ManifestState) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *ManifestState) GetApplied() uint32 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+// ManifestFetch asks for the updates after serial have.
+type ManifestFetch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Have          uint64                 `protobuf:"varint,1,opt,name=have,proto3" json:"have,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManifestFetch) Reset() {
+	*x = ManifestFetch{}
+	mi := &file_tchsm_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManifestFetch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManifestFetch) ProtoMessage() {}
+
+func (x *ManifestFetch) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManifestFetch.ProtoReflect.Descriptor instead.
+func (*ManifestFetch) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ManifestFetch) GetHave() uint64 {
+	if x != nil {
+		return x.Have
+	}
+	return 0
+}
+
+// ManifestChain answers ManifestFetch: the updates the process keeps after the asked serial,
+// oldest first, up to its own serial (it keeps the last 64).
+type ManifestChain struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Member  string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Serial  uint64                 `protobuf:"varint,2,opt,name=serial,proto3" json:"serial,omitempty"` // the reporter's serial
+	Updates []*ManifestUpdate      `protobuf:"bytes,3,rep,name=updates,proto3" json:"updates,omitempty"`
+	// The updates do not start right after the asked serial (the reporter no longer keeps them,
+	// or its manifest was installed by hand): the asker needs the manifest file instead.
+	Incomplete    bool `protobuf:"varint,4,opt,name=incomplete,proto3" json:"incomplete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManifestChain) Reset() {
+	*x = ManifestChain{}
+	mi := &file_tchsm_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManifestChain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManifestChain) ProtoMessage() {}
+
+func (x *ManifestChain) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManifestChain.ProtoReflect.Descriptor instead.
+func (*ManifestChain) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ManifestChain) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *ManifestChain) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *ManifestChain) GetUpdates() []*ManifestUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+func (x *ManifestChain) GetIncomplete() bool {
+	if x != nil {
+		return x.Incomplete
+	}
+	return false
+}
+
 var File_tchsm_proto protoreflect.FileDescriptor
 
 const file_tchsm_proto_rawDesc = "" +
@@ -3373,22 +3758,24 @@ const file_tchsm_proto_rawDesc = "" +
 	"\aKeyList\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12-\n" +
 	"\x04keys\x18\x02 \x03(\v2\x19.tchsm.v1.SignedKeyRecordR\x04keys\"\x0f\n" +
-	"\rHealthRequest\"\xc4\x01\n" +
+	"\rHealthRequest\"\x92\x02\n" +
 	"\x06Health\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
 	"\fuptime_nanos\x18\x03 \x01(\x03R\vuptimeNanos\x12\x17\n" +
 	"\akey_ids\x18\x04 \x03(\tR\x06keyIds\x12\x1b\n" +
 	"\tin_flight\x18\x05 \x01(\rR\binFlight\x123\n" +
-	"\bpolicies\x18\x06 \x03(\v2\x17.tchsm.v1.KeyPolicyModeR\bpolicies\"R\n" +
+	"\bpolicies\x18\x06 \x03(\v2\x17.tchsm.v1.KeyPolicyModeR\bpolicies\x12'\n" +
+	"\x0fmanifest_serial\x18x \x01(\x04R\x0emanifestSerial\x12#\n" +
+	"\rmanifest_hash\x18y \x01(\tR\fmanifestHash\"R\n" +
 	"\rKeyPolicyMode\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
-	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xcd\x02\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xf7\x02\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.tchsm.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xe8\x01\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x92\x02\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vUNKNOWN_KEY\x10\x01\x12\x0f\n" +
@@ -3404,7 +3791,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x12\x11\n" +
 	"\rNOT_LOGGED_IN\x10\v\x12\x0e\n" +
 	"\n" +
-	"PIN_LOCKED\x10\f\"~\n" +
+	"PIN_LOCKED\x10\f\x12\x12\n" +
+	"\x0eMANIFEST_STALE\x10\x0f\x12\x14\n" +
+	"\x10MANIFEST_REFUSED\x10\x10\"~\n" +
 	"\x12GenerateKeyRequest\x12\x12\n" +
 	"\x04bits\x18\x01 \x01(\rR\x04bits\x12'\n" +
 	"\x0fpublic_exponent\x18\x02 \x01(\rR\x0epublicExponent\x12\x14\n" +
@@ -3515,7 +3904,31 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x04body\x18\x03 \x01(\fR\x04body\x12\x1d\n" +
 	"\n" +
 	"ticket_key\x18\x04 \x01(\fR\tticketKey\x12\x1c\n" +
-	"\tsignature\x18\x05 \x01(\fR\tsignature*\x8b\a\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\"f\n" +
+	"\x0eManifestUpdate\x12\x1a\n" +
+	"\bmanifest\x18\x01 \x01(\fR\bmanifest\x128\n" +
+	"\n" +
+	"signatures\x18\x02 \x03(\v2\x18.tchsm.v1.AdminSignatureR\n" +
+	"signatures\"D\n" +
+	"\x0eAdminSignature\x12\x14\n" +
+	"\x05admin\x18\x01 \x01(\tR\x05admin\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"B\n" +
+	"\fManifestPush\x122\n" +
+	"\aupdates\x18\x01 \x03(\v2\x18.tchsm.v1.ManifestUpdateR\aupdates\"m\n" +
+	"\rManifestState\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\x04R\x06serial\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash\x12\x18\n" +
+	"\aapplied\x18\x04 \x01(\rR\aapplied\"#\n" +
+	"\rManifestFetch\x12\x12\n" +
+	"\x04have\x18\x01 \x01(\x04R\x04have\"\x93\x01\n" +
+	"\rManifestChain\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\x04R\x06serial\x122\n" +
+	"\aupdates\x18\x03 \x03(\v2\x18.tchsm.v1.ManifestUpdateR\aupdates\x12\x1e\n" +
+	"\n" +
+	"incomplete\x18\x04 \x01(\bR\n" +
+	"incomplete*\x82\b\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
@@ -3548,7 +3961,11 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x14BODY_TYPE_PIN_CHANGE\x10\x1c\x12\x18\n" +
 	"\x14BODY_TYPE_PIN_UNLOCK\x10\x1d\x12\x17\n" +
 	"\x13BODY_TYPE_LOGGED_IN\x10\x1e\x12\x1a\n" +
-	"\x16BODY_TYPE_WITH_TICKETS\x10\x1f\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x16BODY_TYPE_WITH_TICKETS\x10\x1f\x12\x1b\n" +
+	"\x17BODY_TYPE_MANIFEST_PUSH\x10$\x12\x1c\n" +
+	"\x18BODY_TYPE_MANIFEST_STATE\x10%\x12\x1c\n" +
+	"\x18BODY_TYPE_MANIFEST_FETCH\x10&\x12\x1c\n" +
+	"\x18BODY_TYPE_MANIFEST_CHAIN\x10'\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -3563,7 +3980,7 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
@@ -3611,6 +4028,12 @@ var file_tchsm_proto_goTypes = []any{
 	(*LoginTicket)(nil),         // 43: tchsm.v1.LoginTicket
 	(*TicketStatement)(nil),     // 44: tchsm.v1.TicketStatement
 	(*WithTickets)(nil),         // 45: tchsm.v1.WithTickets
+	(*ManifestUpdate)(nil),      // 46: tchsm.v1.ManifestUpdate
+	(*AdminSignature)(nil),      // 47: tchsm.v1.AdminSignature
+	(*ManifestPush)(nil),        // 48: tchsm.v1.ManifestPush
+	(*ManifestState)(nil),       // 49: tchsm.v1.ManifestState
+	(*ManifestFetch)(nil),       // 50: tchsm.v1.ManifestFetch
+	(*ManifestChain)(nil),       // 51: tchsm.v1.ManifestChain
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
@@ -3638,11 +4061,14 @@ var file_tchsm_proto_depIdxs = []int32{
 	3,  // 22: tchsm.v1.TicketStatement.kind:type_name -> tchsm.v1.TicketStatement.Kind
 	43, // 23: tchsm.v1.WithTickets.tickets:type_name -> tchsm.v1.LoginTicket
 	0,  // 24: tchsm.v1.WithTickets.type:type_name -> tchsm.v1.BodyType
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	47, // 25: tchsm.v1.ManifestUpdate.signatures:type_name -> tchsm.v1.AdminSignature
+	46, // 26: tchsm.v1.ManifestPush.updates:type_name -> tchsm.v1.ManifestUpdate
+	46, // 27: tchsm.v1.ManifestChain.updates:type_name -> tchsm.v1.ManifestUpdate
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_tchsm_proto_init() }
@@ -3660,7 +4086,7 @@ func file_tchsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   42,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

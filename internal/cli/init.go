@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/tchsm/tchsm/internal/clusterinit"
 )
@@ -24,12 +25,18 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	localDealer := fs.Bool("local-dealer", false, "clients deal keys in-process instead of asking `tchsm dealer`")
 	pinFile := fs.String("pin-file", "", "file holding every client's first user PIN, installed on the nodes (encrypted to each); without it the nodes check no PIN until `tchsm pin set`, and a client's files alone sign")
 	brokerUsers := fs.Bool("broker-users", true, "give every node, the dealer and every client its own broker user with only its role's permissions (created by `tchsm broker setup`; -amqp then only names the brokers and the vhost); false: every role uses the -amqp URL's account")
+	admins := fs.Int("admins", 1, "manifest admin keys to make (admin/admin-J.key): they sign manifest updates and belong offline; 0 makes none (the manifest then takes no update)")
+	adminThreshold := fs.Int("admin-threshold", 1, "admin signatures every manifest update needs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dir == "" || fs.NArg() != 0 || *clients < 0 || *signers < 0 || *clients+*signers == 0 {
 		fs.Usage()
 		return errUsage
+	}
+	nAdmins := *admins // clusterinit: 0 is its default (one), -1 none
+	if nAdmins <= 0 {
+		nAdmins = -1
 	}
 	var userPIN string
 	if *pinFile != "" {
@@ -42,7 +49,8 @@ func runInit(ctx context.Context, e *env, args []string) error {
 		}
 		userPIN = string(p)
 	}
-	l, err := clusterinit.Create(*dir, clusterinit.Options{ClusterID: *id, K: *k, N: *n, Clients: *clients, Signers: *signers, AMQPURL: *url, LocalDealer: *localDealer, BrokerUsers: *brokerUsers, PIN: userPIN})
+	l, err := clusterinit.Create(*dir, clusterinit.Options{ClusterID: *id, K: *k, N: *n, Clients: *clients, Signers: *signers, AMQPURL: *url, LocalDealer: *localDealer, BrokerUsers: *brokerUsers, PIN: userPIN,
+		Admins: nAdmins, AdminThreshold: *adminThreshold})
 	if err != nil {
 		return err
 	}
@@ -60,6 +68,11 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "\nThe nodes' passphrases are in %s/secrets, outside the node folders: give each to its node\n"+
 		"as a systemd credential (LoadCredential=passphrase:FILE) or a container secret (/run/secrets/...), then\n"+
 		"delete the folder. Never copy a passphrase into a node's folder.\n", l.Dir)
+	if len(l.AdminKeys) > 0 {
+		fmt.Fprintf(e.stdout, "\nManifest admin keys: %s (%d needed per update).\n"+
+			"They are the root of the cluster's membership: move them offline (a removable medium in a safe)\n"+
+			"now, and bring one out only to sign a manifest update (docs/operations/manifest.md).\n", strings.Join(l.AdminKeys, ", "), *adminThreshold)
+	}
 	if userPIN == "" {
 		fmt.Fprintf(e.stdout, "\nNo -pin-file: the nodes check no user PIN yet, so a client's files alone sign. Set one\n"+
 			"per client (tchsm pin set -config CLIENT.json) before the clients go into service.\n")

@@ -226,9 +226,9 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	m := c.Manifest()
-	fmt.Fprintf(e.stdout, "cluster %s: %d-of-%d\n", m.ClusterID, m.Threshold, m.N())
+	fmt.Fprintf(e.stdout, "cluster %s: %d-of-%d, this client's manifest: serial %d %.8s\n", m.ClusterID, m.Threshold, m.N(), m.Serial, m.Hash())
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tINDEX\tSTATE\tLATENCY\tVERSION\tUPTIME\tKEYS")
+	fmt.Fprintln(tw, "NODE\tINDEX\tSTATE\tLATENCY\tVERSION\tUPTIME\tKEYS\tMANIFEST")
 	up := 0
 	for _, s := range st {
 		state := "up"
@@ -237,7 +237,11 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		} else {
 			up++
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%s\t%v\t%d\n", s.ID, s.Index, state, s.Latency.Round(10*time.Microsecond), s.Version, s.Uptime.Round(time.Second), len(s.Keys))
+		man := "-"
+		if s.OK {
+			man = fmt.Sprintf("%d %.8s", s.ManifestSerial, s.ManifestHash)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%s\t%v\t%d\t%s\n", s.ID, s.Index, state, s.Latency.Round(10*time.Microsecond), s.Version, s.Uptime.Round(time.Second), len(s.Keys), man)
 	}
 	tw.Flush()
 	for _, line := range keyReport(m.Threshold, m.N(), st) {

@@ -16,6 +16,9 @@
 //	dealer/dealer.json, dealer/identity.json (0600)
 //	clients/client-J/client.json, clients/client-J/identity.json (0600): admin clients
 //	clients/signer-J/client.json, clients/signer-J/identity.json (0600): signer clients
+//	admin/admin-J.key (0600, folder 0700): the manifest admins' keys (Options.Admins, default
+//	                               one): they sign manifest updates (tchsm manifest sign) and
+//	                               belong offline; move them out of here before going live
 //	broker/definitions.json        with BrokerUsers: the broker users, their permissions, the
 //	                               exchanges and control queues (0600; `tchsm broker setup`
 //	                               imports it with rabbitmqctl import_definitions)
@@ -65,6 +68,10 @@ type Options struct {
 	// Without it the nodes hold no PIN until `tchsm pin set`, and serve the clients without a
 	// login. The PIN is written nowhere in clear, and nowhere on the clients' side.
 	PIN string
+	// Admins is the number of manifest admin keys to make (admin-1..; default 1), of which
+	// AdminThreshold (default 1) must sign every manifest update; -1 makes none (a manifest
+	// that takes no update, as before manifest updates existed).
+	Admins, AdminThreshold int
 }
 
 // Layout names the files Create wrote.
@@ -77,6 +84,8 @@ type Layout struct {
 	Signers  []string // signer client config paths
 	// BrokerDefinitions is broker/definitions.json (with Options.BrokerUsers), else "".
 	BrokerDefinitions string
+	// AdminKeys are the manifest admins' key files (admin/admin-J.key).
+	AdminKeys []string
 }
 
 // ErrExists is returned when DIR already holds a manifest.
@@ -228,6 +237,9 @@ func Create(dir string, o Options) (*Layout, error) {
 			l.Signers = append(l.Signers, p)
 		}
 	}
+	if err := addAdmins(l, m, o.Admins, o.AdminThreshold); err != nil {
+		return nil, err
+	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
@@ -249,6 +261,43 @@ func Create(dir string, o Options) (*Layout, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// AdminID is the id of the j-th manifest admin Create makes.
+func AdminID(j int) string { return fmt.Sprintf("admin-%d", j) }
+
+// addAdmins makes n admin keys (0: one; -1: none) with threshold t (0: one) into dir/admin.
+func addAdmins(l *Layout, m *trust.Manifest, n, t int) error {
+	switch {
+	case n < 0:
+		return nil
+	case n == 0:
+		n = 1
+	}
+	if t == 0 {
+		t = 1
+	}
+	if n > trust.MaxAdmins || t < 1 || t > n {
+		return fmt.Errorf("clusterinit: %d admins with threshold %d (want 1 <= threshold <= admins <= %d)", n, t, trust.MaxAdmins)
+	}
+	ad := filepath.Join(l.Dir, "admin")
+	if err := os.MkdirAll(ad, 0o700); err != nil {
+		return err
+	}
+	for j := 1; j <= n; j++ {
+		k, err := trust.NewAdminKey(AdminID(j))
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(ad, AdminID(j)+".key")
+		if err := trust.WriteAdminKeyFile(p, k); err != nil {
+			return err
+		}
+		m.Admins = append(m.Admins, k.Public())
+		l.AdminKeys = append(l.AdminKeys, p)
+	}
+	m.AdminThreshold = t
+	return nil
 }
 
 // InitialPINsFile is the name of a node's initial PINs file in its folder.

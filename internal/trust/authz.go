@@ -42,7 +42,9 @@ func (r ClientRole) Effective() ClientRole {
 // checked against this table again by the node); only admins unlock a locked client
 // (PINUnlock). The requests to the dealer that change keys come in WithTickets, with the login
 // tickets of k nodes (its inner type is checked against this table again by the dealer). Nodes only answer: acknowledgements, signature shares (alone or in a
-// SignBatchResult), proofs, key lists, health, errors.
+// SignBatchResult), proofs, key lists, health, errors, manifest states and chains. Manifest
+// updates (ManifestPush) come from admin clients, and from the dealer to the nodes' control
+// queues; any client may fetch the chain it lacks (ManifestFetch).
 var allowed = map[Role]map[tchsmpb.BodyType]bool{
 	RoleDealer: {
 		tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY:    true,
@@ -57,6 +59,9 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY_ACK:       true,
 		tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS:        true,
 		tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK:    true,
+		tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH:         true,
+		tchsmpb.BodyType_BODY_TYPE_MANIFEST_STATE:        true,
+		tchsmpb.BodyType_BODY_TYPE_MANIFEST_CHAIN:        true,
 	},
 	RoleClient: clientAllowed[ClientRoleAdmin], // every client role's types; admins have them all
 	RoleNode: {
@@ -70,6 +75,8 @@ var allowed = map[Role]map[tchsmpb.BodyType]bool{
 		tchsmpb.BodyType_BODY_TYPE_DKG_REPLY:         true,
 		tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT_ACK:    true,
 		tchsmpb.BodyType_BODY_TYPE_PIN_RESULT:        true,
+		tchsmpb.BodyType_BODY_TYPE_MANIFEST_STATE:    true,
+		tchsmpb.BodyType_BODY_TYPE_MANIFEST_CHAIN:    true,
 	},
 }
 
@@ -86,6 +93,7 @@ var signerAllowed = map[tchsmpb.BodyType]bool{
 	tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE:     true,
 	tchsmpb.BodyType_BODY_TYPE_LOGGED_IN:      true,
 	tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS:   true,
+	tchsmpb.BodyType_BODY_TYPE_MANIFEST_FETCH: true,
 }
 
 // adminOnly is what only admin clients may send: what changes the set of keys.
@@ -97,6 +105,9 @@ var adminOnly = []tchsmpb.BodyType{
 	tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT,
 	tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
 	tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK,
+	// A push carries updates the admins signed offline, which every receiver checks itself;
+	// only admin clients carry them, so that a signer host cannot make the nodes verify chains.
+	tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH,
 }
 
 // clientAllowed is the table's part for clients, by client role. A body type that only admins

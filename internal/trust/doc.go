@@ -25,7 +25,11 @@
 // The [Manifest] lists the cluster id, the threshold k and the public parts of every node
 // (indices exactly 1..n, n <= 64), dealer and client. It is distributed out of band and is the
 // only source of trusted parameters: who may send what ([Allowed]), which node holds which share
-// index. Its JSON form is written by [Manifest.Save]; byte strings are standard base64.
+// index. Its JSON form is written by [Manifest.Save]; byte strings are standard base64. It
+// changes only by an [Update] that the manifest held accepts ([Accept]: serial + 1, the held
+// manifest's hash, k and n kept, signed by enough of its offline admins; update.go says why
+// admins and not the nodes); [Trusted] holds a long-running process's manifest and moves it
+// forward, on disk first.
 //
 // # Envelopes
 //

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -51,6 +52,7 @@ var defaultMaxTTL = map[tchsmpb.BodyType]time.Duration{
 	tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK:        DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY:           DurableMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS:        DurableMaxTTL,
+	tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH:         DurableMaxTTL, // the dealer's, in the control queues
 	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST:  GenerateMaxTTL,
 	tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE: GenerateMaxTTL,
 	// The longest of what it may carry; the dealer holds the envelope to its inner type's limit.
@@ -202,19 +204,37 @@ type Opened struct {
 // Opener checks envelopes against a manifest. Create it with NewOpener; it is safe for
 // concurrent use.
 type Opener struct {
-	manifest *Manifest
-	members  map[string]Member
-	clock    func() time.Time
-	skew     time.Duration
-	maxTTL   map[tchsmpb.BodyType]time.Duration
-	maxSize  int
-	replay   replayCache
+	view    atomic.Pointer[openerView] // the manifest and its members; SetManifest swaps it
+	clock   func() time.Time
+	skew    time.Duration
+	maxTTL  map[tchsmpb.BodyType]time.Duration
+	maxSize int
+	replay  replayCache
 	// notBefore (Unix ns, 0: none) refuses requests and answers issued earlier: a node sets
 	// it to its start, so that a request captured before a restart is not served again (the
 	// replay cache lives in memory). Durable messages are exempt: they wait for the node.
 	notBefore int64
 	self      *Identity // nil: envelopes with a MAC are refused
 	pairs     pairCache
+	// replayMaxSet: WithMaxReplayEntries set replay.max; else it is the default for the
+	// members, which SetManifest raises when members are added.
+	replayMaxSet bool
+}
+
+// openerView is the manifest an Opener checks against, with its members by id.
+type openerView struct {
+	manifest *Manifest
+	members  map[string]Member
+}
+
+func newOpenerView(m *Manifest) *openerView {
+	v := &openerView{manifest: m, members: make(map[string]Member)}
+	for _, list := range [][]Member{m.Nodes, m.Dealers, m.Clients} {
+		for _, mem := range list {
+			v.members[mem.ID] = mem
+		}
+	}
+	return v
 }
 
 // OpenerOption configures an Opener.
@@ -240,7 +260,9 @@ func WithIdentity(id *Identity) OpenerOption { return func(o *Opener) { o.self =
 
 // WithMaxReplayEntries bounds the replay cache as a whole (default DefaultReplayQuota for every
 // member of the manifest).
-func WithMaxReplayEntries(n int) OpenerOption { return func(o *Opener) { o.replay.max = n } }
+func WithMaxReplayEntries(n int) OpenerOption {
+	return func(o *Opener) { o.replay.max, o.replayMaxSet = n, true }
+}
 
 // WithReplayQuota bounds the ids the replay cache remembers for one sender (default
 // DefaultReplayQuota): a sender that floods a node is refused alone (ErrReplayCacheFull) while
@@ -262,30 +284,45 @@ func NewOpener(m *Manifest, opts ...OpenerOption) (*Opener, error) {
 		return nil, err
 	}
 	o := &Opener{
-		manifest: m,
-		members:  make(map[string]Member),
-		clock:    time.Now,
-		skew:     DefaultSkew,
-		maxTTL:   make(map[tchsmpb.BodyType]time.Duration),
-		maxSize:  DefaultMaxSize,
+		clock:   time.Now,
+		skew:    DefaultSkew,
+		maxTTL:  make(map[tchsmpb.BodyType]time.Duration),
+		maxSize: DefaultMaxSize,
 	}
 	o.replay.seen = make(map[replayKey]int64)
 	o.replay.perSender = make(map[string]int)
 	o.replay.quota = DefaultReplayQuota
-	for _, list := range [][]Member{m.Nodes, m.Dealers, m.Clients} {
-		for _, mem := range list {
-			o.members[mem.ID] = mem
-		}
-	}
-	o.replay.max = DefaultReplayQuota * len(o.members)
+	v := newOpenerView(m)
+	o.view.Store(v)
+	o.replay.max = DefaultReplayQuota * len(v.members)
 	for _, opt := range opts {
 		opt(o)
 	}
 	return o, nil
 }
 
-// Manifest returns the manifest the Opener checks against.
-func (o *Opener) Manifest() *Manifest { return o.manifest }
+// Manifest returns the manifest the Opener checks against now.
+func (o *Opener) Manifest() *Manifest { return o.view.Load().manifest }
+
+// SetManifest makes the Opener check against m from now on (an accepted manifest update): a
+// member m no longer lists is an unknown sender for every envelope opened afterwards. m must
+// be of the same cluster; the replay cache is kept.
+func (o *Opener) SetManifest(m *Manifest) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	if cur := o.Manifest(); m.ClusterID != cur.ClusterID {
+		return fmt.Errorf("%w: manifest of cluster %q for an opener of %q", ErrInvalidManifest, m.ClusterID, cur.ClusterID)
+	}
+	v := newOpenerView(m)
+	o.view.Store(v)
+	o.replay.mu.Lock()
+	if !o.replayMaxSet {
+		o.replay.max = max(o.replay.max, DefaultReplayQuota*len(v.members)) // the default bound follows the members
+	}
+	o.replay.mu.Unlock()
+	return nil
+}
 
 func (o *Opener) ttlFor(bt tchsmpb.BodyType) time.Duration {
 	if d, ok := o.maxTTL[bt]; ok {
@@ -315,10 +352,11 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 		(len(env.InReplyTo) != 0 && len(env.InReplyTo) != MessageIDSize) {
 		return nil, fmt.Errorf("%w: field lengths", ErrMalformed)
 	}
-	if env.ClusterId != o.manifest.ClusterID {
+	view := o.view.Load()
+	if env.ClusterId != view.manifest.ClusterID {
 		return nil, fmt.Errorf("%w: %.64q", ErrWrongCluster, env.ClusterId)
 	}
-	sender, ok := o.members[env.Sender]
+	sender, ok := view.members[env.Sender]
 	if !ok {
 		return nil, fmt.Errorf("%w: %.64q", ErrUnknownSender, env.Sender)
 	}
@@ -379,7 +417,7 @@ func (o *Opener) checkMAC(sender Member, env *tchsmpb.Envelope) error {
 	if env.Recipient != o.self.ID {
 		return fmt.Errorf("%w: from %s: addressed to %.64q", ErrBadSignature, sender.ID, env.Recipient)
 	}
-	key, err := o.pairs.key(o.self, sender, o.manifest.ClusterID)
+	key, err := o.pairs.key(o.self, sender, o.Manifest().ClusterID)
 	if err != nil {
 		return fmt.Errorf("%w: from %s: %v", ErrBadSignature, sender.ID, err)
 	}

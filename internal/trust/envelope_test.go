@@ -481,17 +481,20 @@ func TestAllowedTable(t *testing.T) {
 			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY,
 			tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
 			tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN,
-			tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK, tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS},
+			tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK, tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS,
+			tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH, tchsmpb.BodyType_BODY_TYPE_MANIFEST_FETCH},
 		RoleDealer: {tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
 			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE,
 			tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
 			tchsmpb.BodyType_BODY_TYPE_HEALTH, tchsmpb.BodyType_BODY_TYPE_ERROR,
 			tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY_ACK,
-			tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK},
+			tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS_ACK,
+			tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH, tchsmpb.BodyType_BODY_TYPE_MANIFEST_STATE, tchsmpb.BodyType_BODY_TYPE_MANIFEST_CHAIN},
 		RoleNode: {tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK,
 			tchsmpb.BodyType_BODY_TYPE_SIGNATURE_SHARE, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH_RESULT, tchsmpb.BodyType_BODY_TYPE_PROOF,
 			tchsmpb.BodyType_BODY_TYPE_KEY_LIST, tchsmpb.BodyType_BODY_TYPE_HEALTH, tchsmpb.BodyType_BODY_TYPE_ERROR,
-			tchsmpb.BodyType_BODY_TYPE_DKG_REPLY, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT_ACK, tchsmpb.BodyType_BODY_TYPE_PIN_RESULT},
+			tchsmpb.BodyType_BODY_TYPE_DKG_REPLY, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT_ACK, tchsmpb.BodyType_BODY_TYPE_PIN_RESULT,
+			tchsmpb.BodyType_BODY_TYPE_MANIFEST_STATE, tchsmpb.BodyType_BODY_TYPE_MANIFEST_CHAIN},
 	}
 	all := append(tchsmpb.BodyTypes(), tchsmpb.BodyType_BODY_TYPE_UNSPECIFIED, 999)
 	for _, role := range []Role{RoleClient, RoleDealer, RoleNode, "", "admin"} {
@@ -520,10 +523,10 @@ func TestPermitsByClientRole(t *testing.T) {
 	signerMay := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, tchsmpb.BodyType_BODY_TYPE_SIGN_BATCH,
 		tchsmpb.BodyType_BODY_TYPE_PROOF_REQUEST, tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
 		tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN,
-		tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS}
+		tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS, tchsmpb.BodyType_BODY_TYPE_MANIFEST_FETCH}
 	adminOnly := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
 		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
-		tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK}
+		tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK, tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH}
 	all := append(tchsmpb.BodyTypes(), tchsmpb.BodyType_BODY_TYPE_UNSPECIFIED, 999)
 	for _, tc := range []struct {
 		role ClientRole

@@ -90,7 +90,31 @@ func seedBodies(t testing.TB, c *cluster) []struct {
 		{c.alice, &tchsmpb.LoggedIn{Session: session, Type: tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, Body: inner,
 			Mac: LoginMAC(skey, session, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, inner)}},
 		{c.alice, w},
+		{c.alice, &tchsmpb.ManifestPush{Updates: []*tchsmpb.ManifestUpdate{seedUpdate(t, c)}}},
+		{c.nodes[0], &tchsmpb.ManifestState{Member: "node1", Serial: 1, Hash: c.m.Hash(), Applied: 1}},
+		{c.bob, &tchsmpb.ManifestFetch{Have: 0}},
+		{c.dealer, &tchsmpb.ManifestChain{Member: "dealer", Serial: 1, Updates: []*tchsmpb.ManifestUpdate{seedUpdate(t, c)}}},
 	}
+}
+
+// seedUpdate is an update of c.m (with an admin) removing bob, signed by that admin.
+func seedUpdate(t testing.TB, c *cluster) *tchsmpb.ManifestUpdate {
+	t.Helper()
+	cur, admins := withAdmins(t, c.m, 1, 1)
+	next := cur.Clone()
+	next.Clients = next.Clients[:1]
+	u, err := NewUpdate(cur, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Sign(admins[0]); err != nil {
+		t.Fatal(err)
+	}
+	pb, err := u.Proto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pb
 }
 
 // seedTicketKey is the ticket key of alice's process in the seeds.
