@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tchsm/tchsm/internal/protocol"
 	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
@@ -81,6 +82,11 @@ func (b *batcher) ask(ctx context.Context, keyID string, payload []byte) (scheme
 // none, as ask).
 func (b *batcher) askMessage(ctx context.Context, keyID string, payload []byte, mech scheme.Mechanism, message []byte) (scheme.Reply, error) {
 	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, done: make(chan shareResult, 1), message: message, mech: mech}
+	if b.max > 1 && !b.c.peerHas(b.node.ID, protocol.SignBatch) {
+		// A node that has not advertised batches (an older release, or one not heard from
+		// yet) is asked as releases before batching asked: one SignRequest per share, at once.
+		return b.c.askShare(ctx, b.node, a.request())
+	}
 	b.mu.Lock()
 	b.queue = append(b.queue, a)
 	if b.senders < b.window {
@@ -187,6 +193,19 @@ func (b *batcher) sendBatch(asks []*shareAsk) {
 		defer stop()
 	}
 	results, err := b.c.signBatch(ctx, b.node, req)
+	if rpc.IsUnsupported(err) {
+		// The node does not serve batches after all (rolled back to an older release behind
+		// the same queue): each request goes again on its own; the node's features are
+		// learnt again (notePeer).
+		b.c.log.Info("node refused a batch as unknown; asking it one request at a time", "node", b.node.ID, "err", err)
+		for _, a := range asks {
+			go func() {
+				rep, err := b.c.askShare(a.ctx, b.node, a.request())
+				a.done <- shareResult{rep, err}
+			}()
+		}
+		return
+	}
 	for i, a := range asks {
 		if err != nil {
 			a.done <- shareResult{err: err}
