@@ -123,7 +123,8 @@ type nodeState struct {
 	shares     int    // signature shares received
 	invalid    int    // shares proven invalid (the node lied)
 	lastAsked  uint64 // c.orders when it was last asked
-	proto      peerState // its protocol and features (negotiate.go)
+
+	proto peerState // its protocol and features (negotiate.go)
 }
 
 var _ Backend = (*Client)(nil)
