@@ -34,6 +34,8 @@ type batcher struct {
 	deliver func(asks []*shareAsk)
 	// overdueAfter is how long a message may wait for its answer before it is overdue.
 	overdueAfter func() time.Duration
+	// batches reports whether the node advertised SignBatch (negotiate.go); nil: it did.
+	batches func() bool
 
 	mu      sync.Mutex
 	queue   []*shareAsk
@@ -68,7 +70,8 @@ type shareResult struct {
 }
 
 func newBatcher(c *Client, n trust.Member) *batcher {
-	b := &batcher{c: c, node: n, max: c.cfg.BatchSize(), window: c.cfg.BatchWindowSize(), overdueAfter: c.overdueAfter}
+	b := &batcher{c: c, node: n, max: c.cfg.BatchSize(), window: c.cfg.BatchWindowSize(), overdueAfter: c.overdueAfter,
+		batches: func() bool { return c.peerHas(n.ID, protocol.SignBatch) }}
 	b.deliver = b.send
 	return b
 }
@@ -82,12 +85,18 @@ func (b *batcher) ask(ctx context.Context, keyID string, payload []byte) (scheme
 // none, as ask).
 func (b *batcher) askMessage(ctx context.Context, keyID string, payload []byte, mech scheme.Mechanism, message []byte) (scheme.Reply, error) {
 	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, done: make(chan shareResult, 1), message: message, mech: mech}
-	if b.max > 1 && !b.c.peerHas(b.node.ID, protocol.SignBatch) {
-		// A node that has not advertised batches (an older release, or one not heard from
-		// yet) is asked as releases before batching asked: one SignRequest per share, at once.
-		return b.c.askShare(ctx, b.node, a.request())
-	}
 	b.mu.Lock()
+	// A request that would wait for company (window messages in flight) waits only for a
+	// node that advertised batches; a node that has not (an older release, or one not heard
+	// from yet: peerHas asks it) is asked as releases before batching asked, one SignRequest
+	// per share, at once. A request that leaves at once needs no feature: it goes alone.
+	if b.senders >= b.window && b.max > 1 && b.batches != nil {
+		b.mu.Unlock()
+		if !b.batches() {
+			return b.c.askShare(ctx, b.node, a.request())
+		}
+		b.mu.Lock()
+	}
 	b.queue = append(b.queue, a)
 	if b.senders < b.window {
 		b.senders++
