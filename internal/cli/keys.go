@@ -228,7 +228,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	m := c.Manifest()
 	fmt.Fprintf(e.stdout, "cluster %s: %d-of-%d\n", m.ClusterID, m.Threshold, m.N())
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tINDEX\tSTATE\tLATENCY\tVERSION\tUPTIME\tKEYS")
+	fmt.Fprintln(tw, "NODE\tINDEX\tSTATE\tLATENCY\tVERSION\tPROTOCOL\tUPTIME\tKEYS")
 	up := 0
 	for _, s := range st {
 		state := "up"
@@ -237,7 +237,13 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		} else {
 			up++
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%s\t%v\t%d\n", s.ID, s.Index, state, s.Latency.Round(10*time.Microsecond), s.Version, s.Uptime.Round(time.Second), len(s.Keys))
+		// The wire protocol and optional features (docs/operations/upgrade.md): "2 sign_batch";
+		// "1" for a node of a release before protocol versions.
+		proto := "-"
+		if s.OK {
+			proto = strings.Join(append([]string{fmt.Sprint(s.Protocol)}, s.Features...), " ")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%s\t%s\t%v\t%d\n", s.ID, s.Index, state, s.Latency.Round(10*time.Microsecond), s.Version, proto, s.Uptime.Round(time.Second), len(s.Keys))
 	}
 	tw.Flush()
 	for _, line := range keyReport(m.Threshold, m.N(), st) {
