@@ -76,3 +76,22 @@ func TestNewerPeers(t *testing.T) {
 		}
 	}
 }
+
+// TestNewerPeersLoggedIn: a request of a body type the node does not know, sent under a login
+// (as a client of a newer release sends it), is answered UNSUPPORTED_BODY_TYPE too, and the
+// session goes on serving.
+func TestNewerPeersLoggedIn(t *testing.T) {
+	c := nodetest.NewInMemory(t, nodetest.Options{K: 1, N: 1, PIN: "4711"})
+	c.StartNode(1, node.Options{})
+	p := c.Peer("client-1")
+	res, key, _ := login(t, c, p, "client-1", "4711")
+	ctx := func() context.Context { return nodetest.Ctx(t, 5*time.Second) }
+	w := loggedIn(res.Session, key, 999, &tchsmpb.HealthRequest{})
+	if _, err := p.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN, w); nodetest.Code(err) != tchsmpb.Error_UNSUPPORTED_BODY_TYPE {
+		t.Fatalf("an unknown type under a login: %v, want UNSUPPORTED_BODY_TYPE", err)
+	}
+	sign := &tchsmpb.SignRequest{KeyId: "0123456789abcdef0123456789abcdef", Payload: []byte("T")}
+	if _, err := p.CallNode(ctx(), 1, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN, loggedIn(res.Session, key, tchsmpb.BodyType_BODY_TYPE_SIGN_REQUEST, sign)); nodetest.Code(err) != tchsmpb.Error_UNKNOWN_KEY {
+		t.Fatalf("sign under the same login afterwards: %v, want UNKNOWN_KEY", err)
+	}
+}

@@ -147,32 +147,53 @@ func waitProtocol(t *testing.T, c *client.Client, id string, want int, limit tim
 	}
 }
 
-// oldSign signs msg with the old release's `tchsm sign` (a client of release N−1) as
-// signer-1 and checks the signature.
-func oldSign(t *testing.T, tc *testcluster.Cluster, bin string, k client.KeyInfo, msg string) {
+// oldTchsm runs the old release's tchsm command (a client of release N−1) with the client
+// configuration cfg and the cluster's PIN in a file, and returns its standard output.
+func oldTchsm(t *testing.T, tc *testcluster.Cluster, bin, cfg, stdin string, args ...string) string {
 	t.Helper()
 	pin := filepath.Join(t.TempDir(), "pin")
 	if err := os.WriteFile(pin, []byte(tc.PIN+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "sign", "-key", k.ID, "-pin-file", pin)
-	cmd.Env = append(os.Environ(), "TCHSM_CONFIG="+tc.SignerConfig, "TCHSM_AMQP_URL="+tc.AMQPURL)
-	cmd.Stdin = strings.NewReader(msg)
+	cmd := exec.CommandContext(ctx, bin, append(args, "-pin-file", pin)...)
+	cmd.Env = append(os.Environ(), "TCHSM_CONFIG="+cfg, "TCHSM_AMQP_URL="+tc.AMQPURL)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("old client (%s sign) with key %s: %v\n%s", protocol.Previous, k.Label, err, stderr.String())
+		t.Fatalf("old client (%s %s): %v\n%s", protocol.Previous, strings.Join(args, " "), err, stderr.String())
 	}
-	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(out)))
+	return strings.TrimSpace(string(out))
+}
+
+// oldSign signs msg with the old release's `tchsm sign` as signer-1 and checks the signature.
+func oldSign(t *testing.T, tc *testcluster.Cluster, bin string, k client.KeyInfo, msg string) {
+	t.Helper()
+	out := oldTchsm(t, tc, bin, tc.SignerConfig, msg, "sign", "-key", k.ID)
+	sig, err := base64.StdEncoding.DecodeString(out)
 	if err != nil {
 		t.Fatalf("old client's signature: %v: %q", err, out)
 	}
 	if err := verify(k, []byte(msg), sig); err != nil {
 		t.Fatalf("old client: %v", err)
 	}
+}
+
+// oldGenerate makes a key with the old release's `tchsm keys generate` as client-1 (an admin)
+// and returns it as the new client sees it.
+func oldGenerate(t *testing.T, tc *testcluster.Cluster, bin string, c *client.Client, args ...string) client.KeyInfo {
+	t.Helper()
+	id := oldTchsm(t, tc, bin, tc.ClientConfig, "", append([]string{"keys", "generate"}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	k, err := c.Key(ctx, id)
+	if err != nil {
+		t.Fatalf("key %q the old client generated: %v", id, err)
+	}
+	return k
 }
 
 // TestRollingUpgrade (issue 19 part 4, docs/operations/upgrade.md): a 3-of-5 cluster made and
@@ -183,8 +204,10 @@ func oldSign(t *testing.T, tc *testcluster.Cluster, bin string, k client.KeyInfo
 // data directory; then the dealer. Not one signature fails; signing goes on in every mixed
 // state; the client sends batches only to the upgraded nodes, which advertise them. A client of
 // release N−1 (its `tchsm sign`) signs with both keys against the mixed and the upgraded
-// cluster; the upgraded dealer makes a key that old and new clients sign with; and one node
-// rolled back to release N−1 on the data directory this release ran on serves again.
+// cluster; the upgraded dealer makes a key that old and new clients sign with; an old admin
+// client makes an RSA key through the upgraded dealer and an Ed25519 key with the upgraded
+// nodes; and one node rolled back to release N−1 on the data directory this release ran on
+// serves again.
 // About 30 s after the first build of the old binary (cached under GOCACHE afterwards).
 func TestRollingUpgrade(t *testing.T) {
 	if testing.Short() {
@@ -260,6 +283,16 @@ func TestRollingUpgrade(t *testing.T) {
 	oldSign(t, tc, old, rsaKey, "old client, upgraded cluster")
 	oldSign(t, tc, old, edKey, "old client, upgraded cluster, Ed25519")
 	oldSign(t, tc, old, newKey, "old client, key of the upgraded dealer")
+	// An old admin client has the upgraded dealer make a key, and runs a DKG with the
+	// upgraded nodes; the new client signs with both.
+	for _, k := range []client.KeyInfo{
+		oldGenerate(t, tc, old, c, "-bits", "1024", "-label", "rsa-old-client"),
+		oldGenerate(t, tc, old, c, "-alg", "ed25519", "-label", "ed-old-client"),
+	} {
+		if err := signVerify(c, k, []byte("key of an old client")); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// Roll node 5 back: release N−1 opens the store this release ran on.
 	tc.StopNode(5)
