@@ -249,6 +249,9 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	for _, line := range keyReport(m.Threshold, m.N(), st) {
 		fmt.Fprintln(e.stdout, line)
 	}
+	if line := versionReport(st); line != "" {
+		fmt.Fprintln(e.stdout, line)
+	}
 	if *listKeys {
 		for _, s := range st {
 			if s.OK {
@@ -423,4 +426,25 @@ func policySummary(ctx context.Context, c *client.Client, id string) string {
 		parts = append(parts, st.ID+" "+mode)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// versionReport says when the nodes that answer run different releases (an upgrade under
+// way, or one left half done): "" when they all report the same version and protocol.
+func versionReport(st []client.NodeStatus) string {
+	byVersion := map[string][]string{}
+	for _, s := range st {
+		if s.OK {
+			v := fmt.Sprintf("%s (protocol %d)", s.Version, s.Protocol)
+			byVersion[v] = append(byVersion[v], s.ID)
+		}
+	}
+	if len(byVersion) < 2 {
+		return ""
+	}
+	var parts []string
+	for v, ids := range byVersion {
+		parts = append(parts, v+": "+strings.Join(ids, " "))
+	}
+	sort.Strings(parts)
+	return "nodes run different releases (an upgrade in progress? docs/operations/upgrade.md): " + strings.Join(parts, "; ")
 }
