@@ -255,6 +255,15 @@ func TestRollingUpgrade(t *testing.T) {
 			}
 		}
 		if i == 2 {
+			// The new command names the mix.
+			cmd := exec.Command(cur, "status")
+			cmd.Env = append(os.Environ(), "TCHSM_CONFIG="+tc.ClientConfig, "TCHSM_AMQP_URL="+tc.AMQPURL)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "nodes run different releases") ||
+				!strings.Contains(string(out), protocol.Previous+" (protocol 1): node-3 node-4 node-5") {
+				t.Fatalf("tchsm status, 2 of 5 nodes upgraded: %v\n%s", err, out)
+			}
+			t.Logf("tchsm status, 2 of 5 nodes upgraded:\n%s", out)
 			oldSign(t, tc, old, rsaKey, "old client, mixed cluster")
 			oldSign(t, tc, old, edKey, "old client, mixed cluster, Ed25519")
 		}
