@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tchsm/tchsm/internal/protocol"
 	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
@@ -35,6 +36,8 @@ type batcher struct {
 	deliver func(asks []*shareAsk) bool
 	// overdueAfter is how long a message may wait for its answer before it is overdue.
 	overdueAfter func() time.Duration
+	// batches reports whether the node advertised SignBatch (negotiate.go); nil: it did.
+	batches func() bool
 
 	// adaptive: the window narrows to one message while the node is saturated (see
 	// saturated); false when the configuration fixes the window.
@@ -117,7 +120,7 @@ type shareResult struct {
 
 func newBatcher(c *Client, n trust.Member) *batcher {
 	b := &batcher{c: c, node: n, max: c.cfg.BatchSize(), window: c.cfg.BatchWindowSize(), overdueAfter: c.overdueAfter,
-		adaptive: c.cfg.BatchWindow == 0}
+		adaptive: c.cfg.BatchWindow == 0, batches: func() bool { return c.peerHas(n.ID, protocol.SignBatch) }}
 	b.deliver = b.send
 	return b
 }
@@ -132,6 +135,17 @@ func (b *batcher) ask(ctx context.Context, keyID string, payload []byte) (scheme
 func (b *batcher) askMessage(ctx context.Context, keyID string, payload []byte, mech scheme.Mechanism, message []byte) (scheme.Reply, error) {
 	a := &shareAsk{ctx: ctx, keyID: keyID, payload: payload, done: make(chan shareResult, 1), message: message, mech: mech}
 	b.mu.Lock()
+	// A request that would wait for company (window messages in flight) waits only for a
+	// node that advertised batches; a node that has not (an older release, or one not heard
+	// from yet: peerHas asks it) is asked as releases before batching asked, one SignRequest
+	// per share, at once. A request that leaves at once needs no feature: it goes alone.
+	if b.senders >= b.windowNow() && b.max > 1 && b.batches != nil {
+		b.mu.Unlock()
+		if !b.batches() {
+			return b.c.askShare(ctx, b.node, a.request())
+		}
+		b.mu.Lock()
+	}
 	b.queue = append(b.queue, a)
 	if b.senders < b.windowNow() {
 		b.senders++
@@ -247,6 +261,19 @@ func (b *batcher) sendBatch(asks []*shareAsk) bool {
 		defer stop()
 	}
 	results, err := b.c.signBatch(ctx, b.node, req)
+	if rpc.IsUnsupported(err) {
+		// The node does not serve batches after all (rolled back to an older release behind
+		// the same queue): each request goes again on its own; the node's features are
+		// learnt again (notePeer).
+		b.c.log.Info("node refused a batch as unknown; asking it one request at a time", "node", b.node.ID, "err", err)
+		for _, a := range asks {
+			go func() {
+				rep, err := b.c.askShare(a.ctx, b.node, a.request())
+				a.done <- shareResult{rep, err}
+			}()
+		}
+		return false // no round trip of this message to learn from
+	}
 	for i, a := range asks {
 		if err != nil {
 			a.done <- shareResult{err: err}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/logging"
+	"github.com/tchsm/tchsm/internal/protocol"
 	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
@@ -122,6 +123,8 @@ type nodeState struct {
 	shares     int    // signature shares received
 	invalid    int    // shares proven invalid (the node lied)
 	lastAsked  uint64 // c.orders when it was last asked
+
+	proto peerState // its protocol and features (negotiate.go)
 }
 
 var _ Backend = (*Client)(nil)
@@ -348,6 +351,7 @@ func (c *Client) rawCall(ctx context.Context, node trust.Member, at transport.Ad
 	seq := c.live.begin(node.ID)
 	op, err := c.caller.Call(ctx, node, at, body)
 	c.live.end(node.ID, seq, ctx, err)
+	c.notePeer(node.ID, op, err)
 	return op, err
 }
 
@@ -745,7 +749,11 @@ type NodeStatus struct {
 	// of a release without manifest updates).
 	ManifestSerial uint64
 	ManifestHash   string
-	Err            string
+	// Protocol and Features are the node's wire protocol and the optional features it
+	// advertises (internal/protocol; protocol 1 and none for releases before v0.10).
+	Protocol int
+	Features []string
+	Err      string
 }
 
 // Status asks every node for its health.
@@ -767,6 +775,8 @@ func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
 			} else if h, ok := op.Message.(*tchsmpb.Health); ok {
 				st.OK, st.Version, st.Uptime, st.Keys = true, h.GetVersion(), time.Duration(h.GetUptimeNanos()), h.GetKeyIds()
 				st.ManifestSerial, st.ManifestHash = h.GetManifestSerial(), h.GetManifestHash()
+				p := protocol.FromHealth(h)
+				st.Protocol, st.Features = p.Protocol, p.Features
 				for _, p := range h.GetPolicies() {
 					if st.Policies == nil {
 						st.Policies = map[string]string{}

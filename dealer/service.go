@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/protocol"
 	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
@@ -96,6 +97,9 @@ func (d *Dealer) unwrap(op *trust.Opened) (*trust.Opened, *rpc.Failure) {
 	}
 	w := op.Message.(*tchsmpb.WithTickets)
 	inner := w.GetType()
+	if !tchsmpb.KnownBodyType(inner) {
+		return nil, rpc.Unsupported(inner)
+	}
 	if !trust.NeedsTickets(inner) {
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%v is not sent with tickets", inner)
 	}
@@ -170,8 +174,10 @@ func (d *Dealer) handle(ctx context.Context, op *trust.Opened) (proto.Message, *
 		return &tchsmpb.DKGLateDealsAck{Queued: queued}, nil
 	case *tchsmpb.HealthRequest:
 		cur := d.manifest()
-		return &tchsmpb.Health{Node: d.id.ID, Version: d.opts.Version, UptimeNanos: int64(time.Since(d.started)),
-			ManifestSerial: cur.Serial, ManifestHash: cur.Hash()}, nil
+		h := &tchsmpb.Health{Node: d.id.ID, Version: d.opts.Version, UptimeNanos: int64(time.Since(d.started)),
+			ManifestSerial: cur.Serial, ManifestHash: cur.Hash()}
+		protocol.Advertise(h, protocol.DealerFeatures)
+		return h, nil
 	case *tchsmpb.ManifestPush:
 		return d.servePush(ctx, op, m)
 	case *tchsmpb.ManifestFetch:

@@ -149,6 +149,9 @@ func (n *node) unwrap(op *trust.Opened) (*trust.Opened, *rpc.Failure) {
 	}
 	w := op.Message.(*tchsmpb.LoggedIn)
 	inner := w.GetType()
+	if !tchsmpb.KnownBodyType(inner) {
+		return nil, rpc.Unsupported(inner)
+	}
 	if !trust.MayBeLoggedIn(inner) {
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, "", "%v is not sent under a login", inner)
 	}

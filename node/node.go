@@ -118,6 +118,11 @@ type Options struct {
 	// Transport, when set, carries the node's messages instead of a broker connection made
 	// from cfg's amqp section (tests use an in-memory one). Run closes it when it returns.
 	Transport transport.Transport
+	// WithoutFeatures are optional protocol features (internal/protocol) the node neither
+	// advertises nor serves, answering their messages UNSUPPORTED_BODY_TYPE as a node of a
+	// release without them would. Tests of mixed-version clusters use it. Not reachable from
+	// a configuration file.
+	WithoutFeatures []string
 }
 
 // node is one running signing node.

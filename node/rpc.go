@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tchsm/tchsm/internal/config"
 	"github.com/tchsm/tchsm/internal/dnspolicy"
+	"github.com/tchsm/tchsm/internal/protocol"
 	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
@@ -81,11 +83,25 @@ func (n *node) keyLabel(id string) string {
 	return "unknown"
 }
 
+// features are the optional protocol features the node serves and advertises in Health.
+func (n *node) features() []string {
+	var out []string
+	for _, f := range protocol.NodeFeatures {
+		if !slices.Contains(n.opts.WithoutFeatures, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *rpc.Failure) {
 	switch m := op.Message.(type) {
 	case *tchsmpb.SignRequest:
 		return n.sign(ctx, op, m)
 	case *tchsmpb.SignBatch:
+		if slices.Contains(n.opts.WithoutFeatures, protocol.SignBatch) {
+			return nil, rpc.Unsupported(op.Type)
+		}
 		return n.signBatch(ctx, op, m)
 	case *tchsmpb.ProofRequest:
 		return n.prove(ctx, op, m)
@@ -113,6 +129,7 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 		cur := n.manifest()
 		h := &tchsmpb.Health{Node: n.id.ID, Version: n.opts.Version, UptimeNanos: int64(time.Since(n.started)),
 			InFlight: uint32(max(n.inFlight.Load()-1, 0)), ManifestSerial: cur.Serial, ManifestHash: cur.Hash()}
+		protocol.Advertise(h, n.features())
 		for _, k := range n.store.List() {
 			h.KeyIds = append(h.KeyIds, k.ID)
 			if mode, name := n.policy.ModeOf(k.Record); mode != dnspolicy.ModeNone {

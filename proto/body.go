@@ -174,3 +174,11 @@ func BodyTypes() []BodyType {
 	slices.Sort(out)
 	return out
 }
+
+// KnownBodyType reports whether this version knows body type bt (NewBody makes its message).
+// A body type it does not know comes from a newer release: receivers answer it with Error
+// UNSUPPORTED_BODY_TYPE (docs/operations/upgrade.md).
+func KnownBodyType(bt BodyType) bool {
+	_, err := NewBody(bt)
+	return err == nil
+}

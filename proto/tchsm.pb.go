@@ -219,6 +219,13 @@ const (
 	// admins, not naming its hash as previous (a fork), a serial that skips, a changed cluster
 	// id, threshold or node count, or a manifest that does not validate.
 	Error_MANIFEST_REFUSED Error_Code = 16
+	// The request's body type (or the type a LoggedIn or WithTickets wrapper carries) is one
+	// this release does not know: the sender is newer. Not a fault: the sender falls back to
+	// an older message for this peer (docs/operations/upgrade.md).
+	Error_UNSUPPORTED_BODY_TYPE Error_Code = 17
+	// The request needs a protocol feature this peer does not serve, or a protocol version
+	// older than its min_protocol; the message names what it serves.
+	Error_UNSUPPORTED_VERSION Error_Code = 18
 )
 
 // Enum value maps for Error_Code.
@@ -239,23 +246,27 @@ var (
 		12: "PIN_LOCKED",
 		15: "MANIFEST_STALE",
 		16: "MANIFEST_REFUSED",
+		17: "UNSUPPORTED_BODY_TYPE",
+		18: "UNSUPPORTED_VERSION",
 	}
 	Error_Code_value = map[string]int32{
-		"CODE_UNSPECIFIED": 0,
-		"UNKNOWN_KEY":      1,
-		"BAD_REQUEST":      2,
-		"UNAUTHORIZED":     3,
-		"EXPIRED":          4,
-		"INTERNAL":         5,
-		"UNAVAILABLE":      6,
-		"NOT_ENOUGH_NODES": 7,
-		"ALREADY_EXISTS":   8,
-		"STALE":            9,
-		"POLICY_REFUSED":   10,
-		"NOT_LOGGED_IN":    11,
-		"PIN_LOCKED":       12,
-		"MANIFEST_STALE":   15,
-		"MANIFEST_REFUSED": 16,
+		"CODE_UNSPECIFIED":      0,
+		"UNKNOWN_KEY":           1,
+		"BAD_REQUEST":           2,
+		"UNAUTHORIZED":          3,
+		"EXPIRED":               4,
+		"INTERNAL":              5,
+		"UNAVAILABLE":           6,
+		"NOT_ENOUGH_NODES":      7,
+		"ALREADY_EXISTS":        8,
+		"STALE":                 9,
+		"POLICY_REFUSED":        10,
+		"NOT_LOGGED_IN":         11,
+		"PIN_LOCKED":            12,
+		"MANIFEST_STALE":        15,
+		"MANIFEST_REFUSED":      16,
+		"UNSUPPORTED_BODY_TYPE": 17,
+		"UNSUPPORTED_VERSION":   18,
 	}
 )
 
@@ -392,17 +403,21 @@ func (TicketStatement_Kind) EnumDescriptor() ([]byte, []int) {
 
 // Envelope wraps every message on the wire.
 type Envelope struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Version   uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`                     // 1
-	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the manifest's cluster id
-	Sender    string                 `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"`                        // identity id of the sender, as in the manifest
-	MessageId []byte                 `protobuf:"bytes,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"` // 16 random bytes, unique per message (replay protection)
-	IssuedAt  int64                  `protobuf:"varint,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`   // Unix nanoseconds, sender's clock
-	Deadline  int64                  `protobuf:"varint,6,opt,name=deadline,proto3" json:"deadline,omitempty"`                   // Unix nanoseconds; receivers drop the message after it
-	BodyType  BodyType               `protobuf:"varint,7,opt,name=body_type,json=bodyType,proto3,enum=tchsm.v1.BodyType" json:"body_type,omitempty"`
-	Body      []byte                 `protobuf:"bytes,8,opt,name=body,proto3" json:"body,omitempty"`                              // the serialised body message named by body_type
-	InReplyTo []byte                 `protobuf:"bytes,9,opt,name=in_reply_to,json=inReplyTo,proto3" json:"in_reply_to,omitempty"` // message_id of the request this answers; empty for requests
-	Signature []byte                 `protobuf:"bytes,10,opt,name=signature,proto3" json:"signature,omitempty"`                   // Ed25519 by sender over the canonical encoding of fields 1-9
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1. The version of the envelope's encoding and signing input (internal/trust), not of the
+	// release: new body types and new fields in bodies need no new version (receivers that do not
+	// know them answer UNSUPPORTED_BODY_TYPE or ignore the fields). A receiver answers a version
+	// it does not speak with a plain rejection naming the versions it speaks.
+	Version   uint32   `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	ClusterId string   `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the manifest's cluster id
+	Sender    string   `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"`                        // identity id of the sender, as in the manifest
+	MessageId []byte   `protobuf:"bytes,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"` // 16 random bytes, unique per message (replay protection)
+	IssuedAt  int64    `protobuf:"varint,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`   // Unix nanoseconds, sender's clock
+	Deadline  int64    `protobuf:"varint,6,opt,name=deadline,proto3" json:"deadline,omitempty"`                   // Unix nanoseconds; receivers drop the message after it
+	BodyType  BodyType `protobuf:"varint,7,opt,name=body_type,json=bodyType,proto3,enum=tchsm.v1.BodyType" json:"body_type,omitempty"`
+	Body      []byte   `protobuf:"bytes,8,opt,name=body,proto3" json:"body,omitempty"`                              // the serialised body message named by body_type
+	InReplyTo []byte   `protobuf:"bytes,9,opt,name=in_reply_to,json=inReplyTo,proto3" json:"in_reply_to,omitempty"` // message_id of the request this answers; empty for requests
+	Signature []byte   `protobuf:"bytes,10,opt,name=signature,proto3" json:"signature,omitempty"`                   // Ed25519 by sender over the canonical encoding of fields 1-9
 	// A request to one member, and the answer to such a request, may instead carry an HMAC-SHA256
 	// under the key the two members share (X25519 of their manifest keys, then HKDF): recipient
 	// is that member's id, mac the tag over recipient and fields 1-9, and signature stays empty.
@@ -1825,8 +1840,16 @@ type Health struct {
 	// (trust.Manifest.Serial, Hash): operators and clients see who is behind.
 	ManifestSerial uint64 `protobuf:"varint,120,opt,name=manifest_serial,json=manifestSerial,proto3" json:"manifest_serial,omitempty"`
 	ManifestHash   string `protobuf:"bytes,121,opt,name=manifest_hash,json=manifestHash,proto3" json:"manifest_hash,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The wire protocol the reporter speaks (internal/protocol): 0 from releases before v0.10,
+	// which are protocol 1 with its fixed feature set; a client uses a feature with a peer only
+	// when the peer's protocol includes it or the peer lists it in features.
+	Protocol uint32 `protobuf:"varint,140,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// The oldest protocol the reporter still serves (0: unknown, as protocol 1).
+	MinProtocol uint32 `protobuf:"varint,141,opt,name=min_protocol,json=minProtocol,proto3" json:"min_protocol,omitempty"`
+	// The optional features the reporter serves ("sign_batch", "pin_login", ...), by name.
+	Features      []string `protobuf:"bytes,142,rep,name=features,proto3" json:"features,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Health) Reset() {
@@ -1913,6 +1936,27 @@ func (x *Health) GetManifestHash() string {
 		return x.ManifestHash
 	}
 	return ""
+}
+
+func (x *Health) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *Health) GetMinProtocol() uint32 {
+	if x != nil {
+		return x.MinProtocol
+	}
+	return 0
+}
+
+func (x *Health) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 // KeyPolicyMode says how a node's signing policy applies to one key: "enforced" (every
@@ -3758,7 +3802,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\aKeyList\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12-\n" +
 	"\x04keys\x18\x02 \x03(\v2\x19.tchsm.v1.SignedKeyRecordR\x04keys\"\x0f\n" +
-	"\rHealthRequest\"\x92\x02\n" +
+	"\rHealthRequest\"\xf0\x02\n" +
 	"\x06Health\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
@@ -3767,15 +3811,18 @@ const file_tchsm_proto_rawDesc = "" +
 	"\tin_flight\x18\x05 \x01(\rR\binFlight\x123\n" +
 	"\bpolicies\x18\x06 \x03(\v2\x17.tchsm.v1.KeyPolicyModeR\bpolicies\x12'\n" +
 	"\x0fmanifest_serial\x18x \x01(\x04R\x0emanifestSerial\x12#\n" +
-	"\rmanifest_hash\x18y \x01(\tR\fmanifestHash\"R\n" +
+	"\rmanifest_hash\x18y \x01(\tR\fmanifestHash\x12\x1b\n" +
+	"\bprotocol\x18\x8c\x01 \x01(\rR\bprotocol\x12\"\n" +
+	"\fmin_protocol\x18\x8d\x01 \x01(\rR\vminProtocol\x12\x1b\n" +
+	"\bfeatures\x18\x8e\x01 \x03(\tR\bfeatures\"R\n" +
 	"\rKeyPolicyMode\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
-	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xf7\x02\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xab\x03\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.tchsm.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x92\x02\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xc6\x02\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vUNKNOWN_KEY\x10\x01\x12\x0f\n" +
@@ -3793,7 +3840,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\n" +
 	"PIN_LOCKED\x10\f\x12\x12\n" +
 	"\x0eMANIFEST_STALE\x10\x0f\x12\x14\n" +
-	"\x10MANIFEST_REFUSED\x10\x10\"~\n" +
+	"\x10MANIFEST_REFUSED\x10\x10\x12\x19\n" +
+	"\x15UNSUPPORTED_BODY_TYPE\x10\x11\x12\x17\n" +
+	"\x13UNSUPPORTED_VERSION\x10\x12\"~\n" +
 	"\x12GenerateKeyRequest\x12\x12\n" +
 	"\x04bits\x18\x01 \x01(\rR\x04bits\x12'\n" +
 	"\x0fpublic_exponent\x18\x02 \x01(\rR\x0epublicExponent\x12\x14\n" +

@@ -228,7 +228,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	m := c.Manifest()
 	fmt.Fprintf(e.stdout, "cluster %s: %d-of-%d, this client's manifest: serial %d %.8s\n", m.ClusterID, m.Threshold, m.N(), m.Serial, m.Hash())
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tINDEX\tSTATE\tLATENCY\tVERSION\tUPTIME\tKEYS\tMANIFEST")
+	fmt.Fprintln(tw, "NODE\tINDEX\tSTATE\tLATENCY\tVERSION\tPROTOCOL\tUPTIME\tKEYS\tMANIFEST")
 	up := 0
 	for _, s := range st {
 		state := "up"
@@ -241,10 +241,19 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		if s.OK {
 			man = fmt.Sprintf("%d %.8s", s.ManifestSerial, s.ManifestHash)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%s\t%v\t%d\t%s\n", s.ID, s.Index, state, s.Latency.Round(10*time.Microsecond), s.Version, s.Uptime.Round(time.Second), len(s.Keys), man)
+		// The wire protocol and optional features (docs/operations/upgrade.md): "2 sign_batch";
+		// "1" for a node of a release before protocol versions.
+		proto := "-"
+		if s.OK {
+			proto = strings.Join(append([]string{fmt.Sprint(s.Protocol)}, s.Features...), " ")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%s\t%s\t%v\t%d\t%s\n", s.ID, s.Index, state, s.Latency.Round(10*time.Microsecond), s.Version, proto, s.Uptime.Round(time.Second), len(s.Keys), man)
 	}
 	tw.Flush()
 	for _, line := range keyReport(m.Threshold, m.N(), st) {
+		fmt.Fprintln(e.stdout, line)
+	}
+	if line := versionReport(st); line != "" {
 		fmt.Fprintln(e.stdout, line)
 	}
 	if *listKeys {
@@ -421,4 +430,25 @@ func policySummary(ctx context.Context, c *client.Client, id string) string {
 		parts = append(parts, st.ID+" "+mode)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// versionReport says when the nodes that answer run different releases (an upgrade under
+// way, or one left half done): "" when they all report the same version and protocol.
+func versionReport(st []client.NodeStatus) string {
+	byVersion := map[string][]string{}
+	for _, s := range st {
+		if s.OK {
+			v := fmt.Sprintf("%s (protocol %d)", s.Version, s.Protocol)
+			byVersion[v] = append(byVersion[v], s.ID)
+		}
+	}
+	if len(byVersion) < 2 {
+		return ""
+	}
+	var parts []string
+	for v, ids := range byVersion {
+		parts = append(parts, v+": "+strings.Join(ids, " "))
+	}
+	sort.Strings(parts)
+	return "nodes run different releases (an upgrade in progress? docs/operations/upgrade.md): " + strings.Join(parts, "; ")
 }

@@ -53,3 +53,16 @@ func TestKeyReport(t *testing.T) {
 		})
 	}
 }
+
+func TestVersionReport(t *testing.T) {
+	same := []client.NodeStatus{{ID: "node-1", OK: true, Version: "v1", Protocol: 2}, {ID: "node-2", OK: true, Version: "v1", Protocol: 2},
+		{ID: "node-3", Version: "v0"}}
+	if got := versionReport(same); got != "" {
+		t.Fatalf("one release up: %q", got)
+	}
+	mixed := append(same, client.NodeStatus{ID: "node-4", OK: true, Version: "v0.9.0", Protocol: 1})
+	want := "nodes run different releases (an upgrade in progress? docs/operations/upgrade.md): v0.9.0 (protocol 1): node-4; v1 (protocol 2): node-1 node-2"
+	if got := versionReport(mixed); got != want {
+		t.Fatalf("mixed:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tchsm/tchsm/internal/backend"
+	"github.com/tchsm/tchsm/internal/protocol"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -131,6 +132,31 @@ func Fail(code tchsmpb.Error_Code, keyID, format string, args ...any) *Failure {
 	return &Failure{Code: code, KeyID: keyID, Msg: fmt.Sprintf(format, args...)}
 }
 
+// Unsupported is the Failure that answers a request of a body type this release does not know
+// (or a wrapper carrying one): UNSUPPORTED_BODY_TYPE, naming the protocol this release speaks.
+func Unsupported(bt tchsmpb.BodyType) *Failure {
+	return Fail(tchsmpb.Error_UNSUPPORTED_BODY_TYPE, "", "body type %d is not known to this release (protocol %d, oldest served %d)", int32(bt), protocol.Current, protocol.Min)
+}
+
+// IsUnsupported reports whether err says that the peer does not know the message it was sent:
+// UNSUPPORTED_BODY_TYPE or UNSUPPORTED_VERSION from a peer of protocol 2 or later, or the
+// refusals of releases before them (a plain rejection as unauthorised for a type their table
+// lacks, or BAD_REQUEST for one they know but do not serve, or do not take under a login).
+// The caller sends the older message instead.
+func IsUnsupported(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		switch e.Code {
+		case tchsmpb.Error_UNSUPPORTED_BODY_TYPE, tchsmpb.Error_UNSUPPORTED_VERSION:
+			return true
+		case tchsmpb.Error_BAD_REQUEST:
+			return strings.Contains(e.Message, "is not served on the rpc queue") || strings.Contains(e.Message, "is not sent under a login")
+		}
+		return false
+	}
+	return err != nil && strings.Contains(err.Error(), ErrRejected.Error()) && strings.Contains(err.Error(), trust.ErrUnauthorized.Error())
+}
+
 // Handler serves one opened request: an answer body, or a Failure.
 type Handler func(ctx context.Context, op *trust.Opened) (proto.Message, *Failure)
 
@@ -196,6 +222,13 @@ func TypeName(bt tchsmpb.BodyType) string {
 // panic in Handle is logged and answered with INTERNAL.
 func (s *Server) Serve(ctx context.Context, d transport.Delivery) (reply []byte, err error) {
 	op, err := s.Opener.Open(d.Body)
+	if ue := (*trust.UnsupportedError)(nil); errors.As(err, &ue) {
+		// Authentic, from a newer release: told so in a sealed answer, so that it falls back.
+		// Done sees the type as "unsupported": metrics labels stay bounded.
+		f := Unsupported(ue.Opened.Type)
+		s.done(ue.Opened, "unsupported", f)
+		return s.seal(ue.Opened, f.Proto())
+	}
 	if err != nil {
 		if ok, dropped := s.rejects.Allow(time.Now()); ok {
 			s.Log.Warn("request rejected", "claimed_sender", ClaimedSender(d.Body), "reason", err.Error(), "not_logged_before", dropped)
@@ -268,7 +301,7 @@ func ReplyTTL(op *trust.Opened) time.Duration {
 
 // categories are what a rejected request is told about its rejection.
 var categories = []error{trust.ErrMalformed, trust.ErrWrongCluster, trust.ErrUnknownSender, trust.ErrBadSignature,
-	trust.ErrUnauthorized, trust.ErrExpired, trust.ErrReplay, trust.ErrReplayCacheFull}
+	trust.ErrUnauthorized, trust.ErrExpired, trust.ErrReplay, trust.ErrReplayCacheFull, trust.ErrUnsupportedVersion}
 
 // Category returns the trust sentinel err wraps (ErrMalformed when none): a rejected request
 // learns why, not the details.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -51,6 +52,16 @@ type Options struct {
 	// Proxy puts a Proxy (Cluster.Proxy) between the machine's broker and every process of
 	// the cluster, the test's clients included; not with Brokers.
 	Proxy bool
+	// Bin, when set, is the tchsm binary the nodes and the dealer run (ReleaseBinary: an older
+	// release's); Cluster.StartNodeBin and StartDealerBin run another one later.
+	Bin string
+	// InitBin, when set, makes the cluster folder with that binary's own `tchsm init` (an
+	// older release's, as an upgraded cluster was made) and leaves every file as it wrote it:
+	// configuration edits (Workers, NodeConfig, the pkcs11 section) are not made, but for
+	// DealerPool's prime_pool,
+	// and the processes get the cluster's vhost from $TCHSM_AMQP_URL. Not with BrokerUsers,
+	// Brokers or Proxy.
+	InitBin string
 }
 
 // Cluster is a running test cluster.
@@ -174,6 +185,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		o.PIN = "1234"
 	}
 	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN, brokerUsers: o.BrokerUsers, noPIN: o.NoPIN}
+	if o.Bin != "" {
+		c.Bin = o.Bin
+	}
 	initialPIN := o.PIN
 	if o.NoPIN {
 		initialPIN = ""
@@ -187,6 +201,19 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.Proxy && o.Brokers == nil {
 		c.Proxy = StartProxy(t, "127.0.0.1:5672")
 		c.AMQPURL = "amqp://guest:guest@" + c.Proxy.Addr() + "/" + c.VHost
+	}
+	if o.InitBin != "" {
+		if o.BrokerUsers || o.Brokers != nil || o.Proxy {
+			t.Fatal("testcluster: InitBin with BrokerUsers, Brokers or Proxy")
+		}
+		c.initWith(o.InitBin, o.K, o.N, initialPIN, o.DealerPool)
+		t.Cleanup(c.stopAll)
+		for i := 1; i <= o.N; i++ {
+			c.StartNode(i)
+		}
+		c.StartDealerBin(c.Bin)
+		c.WaitUp(o.N, 30*time.Second)
+		return c
 	}
 	l, err := clusterinit.Create(c.Dir, clusterinit.Options{K: o.K, N: o.N, Signers: 1, AMQPURL: c.AMQPURL, OneHost: true, BrokerUsers: o.BrokerUsers, PIN: initialPIN})
 	if err != nil {
@@ -295,13 +322,67 @@ func (c *Cluster) addPKCS11(path, label string) error {
 	return config.Save(path, raw, 0o600)
 }
 
-func (c *Cluster) start(name string, args ...string) {
+func (c *Cluster) start(name string, args ...string) { c.startBin(c.Bin, name, args...) }
+
+// initWith makes the cluster folder with bin's `tchsm init` (one admin and one signer client,
+// the PIN installed when pin is set, no broker users) and reads its layout from the paths
+// `tchsm init` has always written.
+func (c *Cluster) initWith(bin string, k, n int, pin string, pool int) {
+	c.t.Helper()
+	args := []string{"init", "-dir", c.Dir, "-k", fmt.Sprint(k), "-n", fmt.Sprint(n), "-clients", "1", "-signers", "1",
+		"-amqp", c.AMQPURL, "-broker-users=false"}
+	if pin != "" {
+		pf := filepath.Join(c.t.TempDir(), "pin")
+		if err := os.WriteFile(pf, []byte(pin+"\n"), 0o600); err != nil {
+			c.t.Fatal(err)
+		}
+		args = append(args, "-pin-file", pf)
+	}
+	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+		c.t.Fatalf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, out)
+	}
+	l := &clusterinit.Layout{Dir: c.Dir, Manifest: filepath.Join(c.Dir, "manifest.json"),
+		Dealer:  filepath.Join(c.Dir, "dealer", "dealer.json"),
+		Clients: []string{filepath.Join(c.Dir, "clients", clusterinit.ClientID(1), "client.json")},
+		Signers: []string{filepath.Join(c.Dir, "clients", clusterinit.SignerID(1), "client.json")}}
+	for i := 1; i <= n; i++ {
+		l.Nodes = append(l.Nodes, filepath.Join(c.Dir, "nodes", clusterinit.NodeID(i), "node.json"))
+	}
+	for _, p := range append(append([]string{l.Manifest, l.Dealer}, l.Clients...), append(l.Signers, l.Nodes...)...) {
+		if _, err := os.Stat(p); err != nil {
+			c.t.Fatalf("%s init wrote no %s: %v", bin, p, err)
+		}
+	}
+	if pool != 0 {
+		// Edited as JSON, keeping every other field as the release wrote it.
+		raw, err := os.ReadFile(l.Dealer)
+		var dc map[string]any
+		if err == nil {
+			err = json.Unmarshal(raw, &dc)
+		}
+		if err != nil {
+			c.t.Fatalf("dealer config %s: %v", l.Dealer, err)
+		}
+		dc["prime_pool"] = pool
+		if raw, err = json.MarshalIndent(dc, "", "  "); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := os.WriteFile(l.Dealer, raw, 0o600); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	c.Layout = l
+	c.ClientConfig, c.SignerConfig = l.Clients[0], l.Signers[0]
+}
+
+// startBin starts process name running bin with args.
+func (c *Cluster) startBin(bin, name string, args ...string) {
 	c.t.Helper()
 	logf, err := os.OpenFile(filepath.Join(c.Dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(c.Bin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = os.Environ()
 	if !c.brokerUsers {
@@ -327,6 +408,32 @@ func (c *Cluster) StartNode(i int) {
 	c.mu.Unlock()
 	if !running {
 		c.start(nodeName(i), "node", "-config", c.Layout.Nodes[i-1])
+	}
+}
+
+// StartNodeBin starts node i (1-based), if it is not running, with the tchsm binary bin (an
+// upgrade or a rollback: the same configuration and data directory).
+func (c *Cluster) StartNodeBin(i int, bin string) {
+	c.t.Helper()
+	c.mu.Lock()
+	_, running := c.procs[nodeName(i)]
+	c.mu.Unlock()
+	if !running {
+		c.startBin(bin, nodeName(i), "node", "-config", c.Layout.Nodes[i-1])
+	}
+}
+
+// StopDealer stops the dealer with SIGTERM and waits for it to exit.
+func (c *Cluster) StopDealer() { c.signal("dealer", syscall.SIGTERM) }
+
+// StartDealerBin starts the dealer, if it is not running, with the tchsm binary bin.
+func (c *Cluster) StartDealerBin(bin string) {
+	c.t.Helper()
+	c.mu.Lock()
+	_, running := c.procs["dealer"]
+	c.mu.Unlock()
+	if !running {
+		c.startBin(bin, "dealer", "dealer", "-config", c.Layout.Dealer)
 	}
 }
 

@@ -40,8 +40,11 @@
 // the time window (issued_at at most [DefaultSkew] in the future, deadline not passed, deadline
 // minus issued_at at most the per-type maximum TTL), then that the message id was not seen
 // before. Each failure wraps one sentinel error (ErrMalformed, ErrWrongCluster,
-// ErrUnknownSender, ErrBadSignature, ErrUnauthorized, ErrExpired, ErrReplay); test with
-// errors.Is.
+// ErrUnknownSender, ErrBadSignature, ErrUnauthorized, ErrExpired, ErrReplay,
+// ErrUnsupportedVersion for an envelope version other than [EnvelopeVersion], and
+// ErrUnsupportedBodyType, in an [*UnsupportedError], for an authentic envelope of a body type
+// this release does not know, which the receiver answers rather than drops:
+// docs/operations/upgrade.md); test with errors.Is.
 //
 // [Sealer.SealTo] authenticates a request to one member with an HMAC-SHA256 instead: the key is
 // the pair key of sender and recipient (X25519 of their manifest encryption keys, then HKDF

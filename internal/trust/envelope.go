@@ -43,7 +43,27 @@ var (
 	ErrExpired         = errors.New("trust: envelope outside its validity window")
 	ErrReplay          = errors.New("trust: envelope already seen")
 	ErrReplayCacheFull = errors.New("trust: replay cache full")
+	// ErrUnsupportedVersion: an envelope version this release does not speak (a newer
+	// sender's); it cannot be authenticated, so it gets a plain rejection naming this one.
+	ErrUnsupportedVersion = errors.New("trust: unsupported envelope version")
+	// ErrUnsupportedBodyType: an authentic envelope whose body type this release does not
+	// know (a newer sender's). Open returns it in an *UnsupportedError, which holds what the
+	// receiver needs to answer it (UNSUPPORTED_BODY_TYPE).
+	ErrUnsupportedBodyType = errors.New("trust: unsupported body type")
 )
+
+// UnsupportedError is Open's error for an authentic envelope of a body type this release does
+// not know: Opened is the envelope as opened (sender, ids, deadline; Message is nil), so that
+// a server can seal its answer.
+type UnsupportedError struct {
+	Opened *Opened
+}
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("%v %d from %s", ErrUnsupportedBodyType, int32(e.Opened.Type), e.Opened.Sender.ID)
+}
+
+func (e *UnsupportedError) Unwrap() error { return ErrUnsupportedBodyType }
 
 // defaultMaxTTL holds the per-type maximum of deadline - issued_at.
 var defaultMaxTTL = map[tchsmpb.BodyType]time.Duration{
@@ -343,8 +363,11 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 	if len(env.ProtoReflect().GetUnknown()) != 0 {
 		return nil, fmt.Errorf("%w: unknown envelope fields", ErrMalformed)
 	}
+	if env.Version == 0 {
+		return nil, fmt.Errorf("%w: no version", ErrMalformed)
+	}
 	if env.Version != EnvelopeVersion {
-		return nil, fmt.Errorf("%w: version %d", ErrMalformed, env.Version)
+		return nil, fmt.Errorf("%w: %d (this release speaks %d)", ErrUnsupportedVersion, env.Version, EnvelopeVersion)
 	}
 	signed := len(env.Signature) == ed25519.SignatureSize && env.Recipient == "" && len(env.Mac) == 0
 	maced := len(env.Signature) == 0 && env.Recipient != "" && len(env.Mac) == macSize
@@ -368,7 +391,10 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 			return nil, err
 		}
 	}
-	if !Allowed(sender.Role, env.BodyType) {
+	// A body type this release does not know is authentic but from a newer release: it is
+	// checked like any other (time, replay) and then answered, not served.
+	known := tchsmpb.KnownBodyType(env.BodyType)
+	if known && !Allowed(sender.Role, env.BodyType) {
 		return nil, fmt.Errorf("%w: %s %s sent %v", ErrUnauthorized, sender.Role, sender.ID, env.BodyType)
 	}
 	now := o.clock().UnixNano()
@@ -385,17 +411,20 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 	case o.notBefore != 0 && o.ttlFor(env.BodyType) <= DefaultMaxTTL && env.IssuedAt < o.notBefore-int64(o.skew):
 		return nil, fmt.Errorf("%w: issued %v before this process started", ErrExpired, time.Duration(o.notBefore-env.IssuedAt))
 	}
-	msg, err := tchsmpb.NewBody(env.BodyType)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if err := proto.Unmarshal(env.Body, msg); err != nil {
-		return nil, fmt.Errorf("%w: %v body: %v", ErrMalformed, env.BodyType, err)
+	var msg proto.Message
+	if known {
+		var err error
+		if msg, err = tchsmpb.NewBody(env.BodyType); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		if err := proto.Unmarshal(env.Body, msg); err != nil {
+			return nil, fmt.Errorf("%w: %v body: %v", ErrMalformed, env.BodyType, err)
+		}
 	}
 	if err := o.replay.add(replayKey{sender.ID, [MessageIDSize]byte(env.MessageId)}, env.Deadline+int64(o.skew), now); err != nil {
 		return nil, err
 	}
-	return &Opened{
+	op := &Opened{
 		Sender:    sender,
 		Type:      env.BodyType,
 		Body:      env.Body,
@@ -405,7 +434,11 @@ func (o *Opener) Open(raw []byte) (*Opened, error) {
 		Recipient: env.Recipient,
 		IssuedAt:  time.Unix(0, env.IssuedAt),
 		Deadline:  time.Unix(0, env.Deadline),
-	}, nil
+	}
+	if !known {
+		return nil, &UnsupportedError{Opened: op}
+	}
+	return op, nil
 }
 
 // checkMAC verifies a pair MAC: addressed to this Opener's identity, under the key it shares

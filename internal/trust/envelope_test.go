@@ -164,11 +164,12 @@ func TestOpenRejects(t *testing.T) {
 		{"garbage", []byte("this is not a protobuf envelope at all"), ErrMalformed},
 		{"truncated", good[:len(good)-10], ErrMalformed},
 		{"unknown field", withUnknownField, ErrMalformed},
-		{"version 2", rawEnvelope(t, c.alice, func(e *tchsmpb.Envelope) { e.Version = 2 }), ErrMalformed},
+		{"version 0", rawEnvelope(t, c.alice, func(e *tchsmpb.Envelope) { e.Version = 0 }), ErrMalformed},
+		{"version 2", rawEnvelope(t, c.alice, func(e *tchsmpb.Envelope) { e.Version = 2 }), ErrUnsupportedVersion},
 		{"short message id", rawEnvelope(t, c.alice, func(e *tchsmpb.Envelope) { e.MessageId = e.MessageId[:8] }), ErrMalformed},
 		{"bad in_reply_to length", rawEnvelope(t, c.alice, func(e *tchsmpb.Envelope) { e.InReplyTo = []byte{1} }), ErrMalformed},
 		{"signed garbage body", rawEnvelope(t, c.alice, func(e *tchsmpb.Envelope) { e.Body = []byte{0xff, 0xff, 0xff} }), ErrMalformed},
-		{"unknown body type", rawEnvelope(t, c.alice, func(e *tchsmpb.Envelope) { e.BodyType = 99 }), ErrUnauthorized},
+		{"unknown body type", rawEnvelope(t, c.alice, func(e *tchsmpb.Envelope) { e.BodyType = 99 }), ErrUnsupportedBodyType},
 		{"wrong cluster", wrongCluster, ErrWrongCluster},
 		{"mallory, not in manifest", fromMallory, ErrUnknownSender},
 		{"mallory signs as alice", rawEnvelope(t, c.mallory, func(e *tchsmpb.Envelope) { e.Sender = "alice" }), ErrBadSignature},
@@ -221,7 +222,8 @@ func TestOpenEveryTruncationAndBitFlip(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := c.opener(t)
-	sentinels := []error{ErrMalformed, ErrWrongCluster, ErrUnknownSender, ErrBadSignature, ErrUnauthorized, ErrExpired, ErrReplay}
+	sentinels := []error{ErrMalformed, ErrWrongCluster, ErrUnknownSender, ErrBadSignature, ErrUnauthorized, ErrExpired, ErrReplay,
+		ErrUnsupportedVersion, ErrUnsupportedBodyType}
 	isSentinel := func(err error) bool {
 		for _, s := range sentinels {
 			if errors.Is(err, s) {

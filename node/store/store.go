@@ -83,6 +83,9 @@ var (
 	ErrClosed          = errors.New("store: closed")
 	ErrPurged          = errors.New("store: the deleted key's share is no longer kept")
 	ErrStale           = errors.New("store: request issued before the deletion or restore it would undo")
+	// ErrNewerFormat: the store was written by a newer release, in a format this one does not
+	// read. Nothing is changed in it (docs/operations/upgrade.md: roll the node forward again).
+	ErrNewerFormat = errors.New("store: written by a newer release")
 )
 
 const (
@@ -245,7 +248,9 @@ func (s *Store) init(passphrase []byte, opts Options) error {
 			}
 			return nil
 		}
-		if v := meta.Get(metaVersion); len(v) != 1 || v[0] != formatVersion {
+		if v := meta.Get(metaVersion); len(v) == 1 && v[0] > formatVersion {
+			return fmt.Errorf("%w: format version %d, this release reads %d", ErrNewerFormat, v[0], formatVersion)
+		} else if len(v) != 1 || v[0] != formatVersion {
 			return fmt.Errorf("%w: unknown format version", ErrCorrupt)
 		}
 		if node := meta.Get(metaNode); string(node) != s.nodeID {
