@@ -92,6 +92,10 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "id:        %s\nlabel:     %s\ncka_id:    %x\nalgorithm: %s\nbits:      %d\nk/n:       %d/%d\ncreated:   %s\npolicy:    %s\n",
 			k.ID, k.Label, k.P11ID, algName(k.Algorithm), k.Bits, k.K, k.L, k.Created.UTC().Format(time.RFC3339), policySummary(ctx, c, k.ID))
+		if k.Algorithm == scheme.ECDSAP256HM {
+			// k is the exact signer count 2t+1 of the record (checked against its params).
+			fmt.Fprintf(e.stdout, "signers:   exactly %d of %d nodes (t=%d: a presignature's set; t corrupt nodes learn nothing)\n", k.K, k.L, (k.K-1)/2)
+		}
 		return pem.Encode(e.stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: pub})
 	case "generate":
 		idb, err := p11ID(*p11id)
@@ -166,6 +170,8 @@ func algName(a scheme.Algorithm) string {
 		return "rsa"
 	case scheme.Ed25519FROST:
 		return "ed25519"
+	case scheme.ECDSAP256HM:
+		return "ecdsa-p256-hm"
 	}
 	return a.String()
 }
