@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
 	_ "crypto/sha1" // crypto.SHA1.New
@@ -31,7 +32,7 @@ type Mechanism struct {
 
 // keygenTemplate is what C_GenerateKeyPair takes from the two templates.
 type keygenTemplate struct {
-	keyType  uint // CKK_RSA or CKK_EC_EDWARDS, from the mechanism
+	keyType  uint // CKK_RSA, CKK_EC_EDWARDS or CKK_EC, from the mechanism
 	bits     int
 	e        int
 	label    []byte
@@ -46,7 +47,7 @@ func parseKeygen(keyType uint, pubT, privT []Attribute) (keygenTemplate, error) 
 	kt := keygenTemplate{keyType: keyType, e: 65537}
 	rsaKey := keyType == CKK_RSA
 	if !rsaKey {
-		kt.bits, kt.e = ed25519Bits, 0
+		kt.bits, kt.e = ed25519Bits, 0 // = ecBits
 	}
 	var haveBits, haveCurve bool
 	var pubLabel, pubID []byte
@@ -65,7 +66,7 @@ func parseKeygen(keyType uint, pubT, privT []Attribute) (keygenTemplate, error) 
 		}
 		switch a.Type {
 		case CKA_EC_PARAMS:
-			if _, err := parseCurve(a.Value); err != nil {
+			if err := checkCurve(keyType, a.Value); err != nil {
 				return kt, err
 			}
 			haveCurve = true
@@ -136,7 +137,7 @@ func parseKeygen(keyType uint, pubT, privT []Attribute) (keygenTemplate, error) 
 			if rsaKey {
 				return kt, fmt.Errorf("%w: CKA_EC_PARAMS is an EC attribute", ErrTemplateInconsistent)
 			}
-			if _, err := parseCurve(a.Value); err != nil {
+			if err := checkCurve(keyType, a.Value); err != nil {
 				return kt, err
 			}
 		case CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_MODULUS, CKA_VALUE:
@@ -171,6 +172,20 @@ func parseKeygen(keyType uint, pubT, privT []Attribute) (keygenTemplate, error) 
 	return kt, nil
 }
 
+// checkCurve checks that CKA_EC_PARAMS v names the curve of keys of type keyType: a curve the
+// token knows but for the other EC key type (the Ed25519 OID with CKM_EC_KEY_PAIR_GEN) is
+// ErrCurveNotSupported, as an unknown curve is.
+func checkCurve(keyType uint, v []byte) error {
+	c, err := parseCurve(v)
+	if err != nil {
+		return err
+	}
+	if c != curveOf(keyType) {
+		return fmt.Errorf("%w: CKA_EC_PARAMS %x names a curve keys of type %#x are not on", ErrCurveNotSupported, v, keyType)
+	}
+	return nil
+}
+
 // GenerateKeyPair generates a cluster key (C_GenerateKeyPair with CKM_RSA_PKCS_KEY_PAIR_GEN, or
 // CKM_EC_EDWARDS_KEY_PAIR_GEN or its alias CKM_EDDSA for Ed25519) and returns the public and
 // private key handles. The public key is the token object of the key, or a new session object
@@ -181,7 +196,7 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 		return 0, 0, err
 	}
 	defer s.mu.Unlock()
-	m, err := mechanismFor(mech, CKF_GENERATE_KEY_PAIR)
+	m, err := t.mechanismFor(mech, CKF_GENERATE_KEY_PAIR)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -200,10 +215,19 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 	started := time.Now()
 	req := backend.GenerateRequest{Algorithm: scheme.ShoupRSA, Bits: kt.bits, E: kt.e,
 		Label: string(kt.label), P11ID: append([]byte{}, kt.id...)}
-	if kt.keyType == CKK_EC_EDWARDS {
+	switch kt.keyType {
+	case CKK_EC_EDWARDS:
 		req.Algorithm, req.Bits, req.E = scheme.Ed25519FROST, ed25519Bits, 0
+	case CKK_EC:
+		req.Algorithm, req.Bits, req.E = scheme.ECDSAP256HM, ecBits, 0
 	}
 	info, err := t.backend.GenerateKey(ctx, req)
+	if errors.Is(err, scheme.ErrNotSupported) {
+		// The backend lists the algorithm but cannot make its keys yet (the cluster client
+		// for ECDSA P-256): the mechanism is not usable here, not a failing device.
+		t.log.Error("the signing cluster cannot generate keys of this algorithm", "algorithm", req.Algorithm, "err", err)
+		return 0, 0, fmt.Errorf("%w: %s: %w", ErrMechanismInvalid, m.name, err)
+	}
 	if err != nil {
 		// A request the cluster refuses as bad (a public exponent it does not take, a label or
 		// CKA_ID too long) is an attribute value, not a device failure.
@@ -258,8 +282,11 @@ type signOp struct {
 // inputLimit is the most a mechanism without a hash takes: k-11 bytes of PKCS#1 v1.5 payload
 // for RSA, maxEdDSAData bytes of message for Ed25519.
 func inputLimit(k *key) int {
-	if k.keyType == CKK_EC_EDWARDS {
+	switch k.keyType {
+	case CKK_EC_EDWARDS:
 		return maxEdDSAData
+	case CKK_EC:
+		return scheme.ECDSADigestSize // CKM_ECDSA's digest
 	}
 	return k.size - 11
 }
@@ -282,7 +309,7 @@ func (t *Token) SignInit(h uint, mech Mechanism, kh uint) error {
 	if s.sign != nil {
 		return ErrOperationActive
 	}
-	m, err := mechanismFor(mech, CKF_SIGN)
+	m, err := t.mechanismFor(mech, CKF_SIGN)
 	if err != nil {
 		return err
 	}
@@ -341,7 +368,7 @@ func (t *Token) Sign(h uint, data []byte, query bool, bufLen uint) ([]byte, uint
 		}
 		op.h.Write(data)
 		op.msg = data
-		return op.digestInfo()
+		return op.hashed()
 	})
 }
 
@@ -375,7 +402,7 @@ func (t *Token) SignFinal(h uint, query bool, bufLen uint) ([]byte, uint, error)
 		if op.hash == 0 {
 			return op.buf, nil
 		}
-		return op.digestInfo()
+		return op.hashed()
 	})
 }
 
@@ -408,6 +435,15 @@ func (t *Token) finishSign(h uint, query bool, bufLen uint, payloadOf func(*sign
 	return sig, uint(len(sig)), err
 }
 
+// hashed is the payload of a hash mechanism: for RSA the DigestInfo of the hash of
+// everything fed so far, for ECDSA the digest itself.
+func (op *signOp) hashed() ([]byte, error) {
+	if op.k.keyType == CKK_EC {
+		return op.h.Sum(nil), nil
+	}
+	return op.digestInfo()
+}
+
 // digestInfo wraps the hash of everything fed so far in its DigestInfo.
 func (op *signOp) digestInfo() ([]byte, error) {
 	di, err := shoup.DigestInfo(op.hash, op.h.Sum(nil))
@@ -427,8 +463,11 @@ func (t *Token) sign(s *session, op *signOp, payload []byte) ([]byte, error) {
 	if !t.isLoggedIn() {
 		return nil, ErrUserNotLoggedIn
 	}
-	if k.keyType == CKK_EC_EDWARDS {
+	switch k.keyType {
+	case CKK_EC_EDWARDS:
 		return t.signEd25519(s, k, payload)
+	case CKK_EC:
+		return t.signECDSA(s, op, payload)
 	}
 	if len(payload) > k.size-11 {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d for this key", ErrDataLenRange, len(payload), k.size-11)
@@ -483,6 +522,47 @@ func (t *Token) signEd25519(s *session, k *key, msg []byte) ([]byte, error) {
 	return sig, nil
 }
 
+// signECDSA has the cluster sign digest with ECDSA P-256 and checks the 64-byte r || s with
+// crypto/ecdsa before returning it. CKM_ECDSA takes exactly a 32-byte digest
+// (ErrDataLenRange otherwise: the cluster signs SHA-256 digests, DNSSEC algorithm 13, only); a
+// one-part CKM_ECDSA_SHA256 sends the cluster the message too (scheme.ECDSASHA256), a
+// multi-part one the digest computed here (scheme.ECDSA).
+func (t *Token) signECDSA(s *session, op *signOp, digest []byte) ([]byte, error) {
+	k := op.k
+	if len(digest) != scheme.ECDSADigestSize {
+		return nil, fmt.Errorf("%w: CKM_ECDSA signs a %d-byte digest (SHA-256), not %d bytes",
+			ErrDataLenRange, scheme.ECDSADigestSize, len(digest))
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
+	defer cancel()
+	mech, data := scheme.ECDSA, digest
+	if op.msg != nil && op.mech == scheme.ECDSASHA256 {
+		mech, data = scheme.ECDSASHA256, op.msg
+	}
+	sig, err := t.backend.Sign(ctx, k.info.ID, mech, data)
+	if errors.Is(err, backend.ErrKeyNotFound) {
+		t.forgetKey(k.info.ID)
+	}
+	if err != nil {
+		return nil, backendErr("signing", err, ErrKeyHandleInvalid, ErrDataLenRange)
+	}
+	if len(sig) != k.size || !ecdsaVerify(k.ec, digest, sig) {
+		t.log.Error("cluster returned a signature that does not verify", "key", k.info.ID, "len", len(sig))
+		return nil, fmt.Errorf("%w: cluster ECDSA signature (%d bytes) does not verify", ErrDeviceError, len(sig))
+	}
+	return sig, nil
+}
+
+// ecdsaVerify checks an r || s signature of even length up to 64 bytes (v2.40 section 2.3.1:
+// a signature passed in for verification may be shorter than 2·nLen, its halves of equal length).
+func ecdsaVerify(pub *ecdsa.PublicKey, digest, sig []byte) bool {
+	if len(sig) == 0 || len(sig)%2 != 0 || len(sig) > 2*ecScalarSize {
+		return false
+	}
+	h := len(sig) / 2
+	return ecdsa.Verify(pub, digest, new(big.Int).SetBytes(sig[:h]), new(big.Int).SetBytes(sig[h:]))
+}
+
 // forgetKey drops a key the cluster no longer has (deleted by another process).
 func (t *Token) forgetKey(id string) {
 	t.mu.Lock()
@@ -512,7 +592,7 @@ func (t *Token) VerifyInit(h uint, mech Mechanism, kh uint) error {
 	if s.verify != nil {
 		return ErrOperationActive
 	}
-	m, err := mechanismFor(mech, CKF_VERIFY)
+	m, err := t.mechanismFor(mech, CKF_VERIFY)
 	if err != nil {
 		return err
 	}
@@ -592,6 +672,21 @@ func (t *Token) VerifyFinal(h uint, sig []byte) error {
 }
 
 func (op *verifyOp) check(data, sig []byte) error {
+	if op.k.keyType == CKK_EC {
+		if len(sig) == 0 || len(sig)%2 != 0 || len(sig) > op.k.size {
+			return ErrSignatureLenRange
+		}
+		digest := data
+		if op.hash != 0 {
+			digest = op.h.Sum(nil)
+		} else if len(data) != scheme.ECDSADigestSize {
+			return ErrDataLenRange
+		}
+		if !ecdsaVerify(op.k.ec, digest, sig) {
+			return ErrSignatureInvalid
+		}
+		return nil
+	}
 	if len(sig) != op.k.size {
 		return ErrSignatureLenRange
 	}
@@ -637,7 +732,7 @@ func (t *Token) DigestInit(h uint, mech Mechanism) error {
 	if s.digest != nil {
 		return ErrOperationActive
 	}
-	m, err := mechanismFor(mech, CKF_DIGEST)
+	m, err := t.mechanismFor(mech, CKF_DIGEST)
 	if err != nil {
 		return err
 	}
