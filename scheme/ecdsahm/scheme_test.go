@@ -445,3 +445,31 @@ func TestBoundaryRefusals(t *testing.T) {
 		t.Fatalf("NewParticipant: %v", err)
 	}
 }
+
+// TestBoundaryConcurrentSignatures: a node's Participant serves many signatures of one set at
+// once (the node answers requests in parallel); run with -race.
+func TestBoundaryConcurrentSignatures(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	ps := c.presign(t, []int{1, 2, 3}, 16)
+	errs := make(chan error, len(ps))
+	for k, p := range ps {
+		go func() {
+			digest := sha256.Sum256([]byte(fmt.Sprintf("rrset %d", k)))
+			sig, err := c.sign(scheme.ECDSA, digest[:], p, nil)
+			if err == nil {
+				err = c.pk.Verify(scheme.ECDSA, digest[:], sig)
+			}
+			errs <- err
+		}()
+	}
+	for range ps {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if h := c.parts[i].(*ecdsahm.Participant).Held(requester); h != 0 {
+			t.Fatalf("node %d still holds %d presignatures", i, h)
+		}
+	}
+}
