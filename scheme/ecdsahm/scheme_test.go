@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/edwards25519"
 
+	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme"
 	"github.com/tchsm/tchsm/scheme/ecdsahm"
@@ -237,6 +238,14 @@ func TestBoundaryFullFlow(t *testing.T) {
 	}
 	if c.rec.K != 3 || c.rec.N != 5 || c.rec.Bits != 256 || c.rec.Algorithm != uint32(scheme.ECDSAP256HM) {
 		t.Fatalf("record: %+v", c.rec)
+	}
+	// The record passes the trust layer's structural check, which every node and client runs.
+	rec := &tchsmpb.KeyRecord{KeyId: c.rec.KeyId, ClusterId: "cluster-1", Algorithm: c.rec.Algorithm, K: c.rec.K, N: c.rec.N, Bits: c.rec.Bits, Params: c.rec.Params}
+	if err := trust.CheckKeyRecord(rec); err != nil {
+		t.Fatal(err)
+	}
+	if trust.Dealt(rec) {
+		t.Fatal("an ECDSA P-256 record counts as dealt")
 	}
 	for _, set := range [][]int{{1, 3, 5}, {2, 3, 4}} {
 		before := map[int]int{}
