@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"math/big"
@@ -246,5 +247,74 @@ func TestECKeysAndSigning(t *testing.T) {
 	f.b.setCorrupt(false)
 	if err := f.tk.SignInit(h, Mechanism{Type: CKM_EDDSA}, privH); !errors.Is(err, ErrKeyTypeInconsistent) {
 		t.Fatalf("CKM_EDDSA on an EC key: %v", err)
+	}
+}
+
+// TestECCreateObject: a caller verifying with an EC public key it holds (OpenSSL's
+// pkcs11-provider under BIND's dnssec-signzone) creates it as a session object.
+func TestECCreateObject(t *testing.T) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	point, _ := priv.PublicKey.Bytes()
+	der := append([]byte{0x04, 0x41}, point...)
+	tmpl := func(params, pt []byte) []Attribute {
+		a := []Attribute{{CKA_CLASS, ulong(CKO_PUBLIC_KEY)}, {CKA_KEY_TYPE, ulong(CKK_EC)}, {CKA_TOKEN, []byte{0}}, {CKA_VERIFY, []byte{1}}}
+		if params != nil {
+			a = append(a, Attribute{CKA_EC_PARAMS, params})
+		}
+		if pt != nil {
+			a = append(a, Attribute{CKA_EC_POINT, pt})
+		}
+		return a
+	}
+	// Without EC support the attributes do not exist here, as before.
+	f := newECFixture(t, func(*clusterBackend) {})
+	h := f.open(false)
+	if _, err := f.tk.CreateObject(h, tmpl(p256OID, der)); !errors.Is(err, ErrAttributeTypeInvalid) {
+		t.Fatalf("without EC support: %v", err)
+	}
+	f = newECFixture(t, func(b *clusterBackend) { b.ecdsa = true })
+	h = f.open(false)
+	digest := sha256.Sum256([]byte("signed elsewhere"))
+	r, s, err := ecdsa.Sign(rand.Reader, priv, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	for _, pt := range [][]byte{der, point} {
+		oh, err := f.tk.CreateObject(h, tmpl(p256OID, pt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.attr(h, oh, CKA_EC_POINT); !bytes.Equal(got, der) {
+			t.Fatalf("CKA_EC_POINT %x", got)
+		}
+		if err := f.tk.VerifyInit(h, Mechanism{Type: CKM_ECDSA}, oh); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.tk.Verify(h, digest[:], sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := slices.Clone(der)
+	bad[40] ^= 1
+	for name, c := range map[string]struct {
+		tmpl []Attribute
+		want error
+	}{
+		"no point":    {tmpl(p256OID, nil), ErrTemplateIncomplete},
+		"no curve":    {tmpl(nil, der), ErrTemplateIncomplete},
+		"Ed25519":     {tmpl(ed25519OID, der), ErrCurveNotSupported},
+		"off curve":   {tmpl(p256OID, bad), ErrAttributeValueInvalid},
+		"garbage":     {tmpl(p256OID, []byte{4, 1, 2}), ErrAttributeValueInvalid},
+		"RSA with EC": {append(tmpl(p256OID, der)[:1], Attribute{CKA_KEY_TYPE, ulong(CKK_RSA)}, Attribute{CKA_EC_POINT, der}), ErrTemplateInconsistent},
+	} {
+		if _, err := f.tk.CreateObject(h, c.tmpl); !errors.Is(err, c.want) {
+			t.Fatalf("%s: %v, want %v", name, err, c.want)
+		}
 	}
 }

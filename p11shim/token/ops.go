@@ -5,10 +5,12 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	_ "crypto/sha1" // crypto.SHA1.New
 	_ "crypto/sha256"
 	_ "crypto/sha512"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"hash"
@@ -262,6 +264,32 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 	t.log.Info("key generated", "key", info.ID, "algorithm", info.Algorithm, "bits", info.Bits, "label", info.Label,
 		"took", time.Since(started).Round(time.Millisecond))
 	return pubH, privH, nil
+}
+
+// ecPublicKey decodes the CKA_EC_PARAMS and CKA_EC_POINT of an EC public key to create: the
+// P-256 OID, and the DER OCTET STRING of the 65-byte uncompressed point (or the bare point,
+// which some callers send).
+func ecPublicKey(params, point []byte) (*ecdsa.PublicKey, error) {
+	if params == nil || point == nil {
+		return nil, fmt.Errorf("%w: CKA_EC_PARAMS and CKA_EC_POINT", ErrTemplateIncomplete)
+	}
+	if err := checkCurve(CKK_EC, params); err != nil {
+		return nil, err
+	}
+	raw := point
+	if len(point) != 65 {
+		var inner []byte
+		rest, err := asn1.Unmarshal(point, &inner)
+		if err != nil || len(rest) != 0 {
+			return nil, fmt.Errorf("%w: CKA_EC_POINT is not one DER OCTET STRING", ErrAttributeValueInvalid)
+		}
+		raw = inner
+	}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CKA_EC_POINT: %v", ErrAttributeValueInvalid, err)
+	}
+	return pub, nil
 }
 
 // ---- signing ----
@@ -842,8 +870,9 @@ func publicExponent(v []byte) (int, error) {
 const maxCreated = 4096
 
 // CreateObject creates a session object (C_CreateObject). Only what verifying needs is
-// supported: an RSA public key with CKA_MODULUS and CKA_PUBLIC_EXPONENT, CKA_TOKEN false or
-// absent. OpenSSL's pkcs11-provider creates one to verify a signature with a public key it
+// supported: an RSA public key with CKA_MODULUS and CKA_PUBLIC_EXPONENT, or (when the token
+// offers ECDSA P-256) an EC public key with CKA_EC_PARAMS naming P-256 and CKA_EC_POINT (the DER
+// OCTET STRING of the uncompressed point, or the bare point), CKA_TOKEN false or absent. OpenSSL's pkcs11-provider creates one to verify a signature with a public key it
 // holds (BIND's dnssec-signzone checks every signature it makes so). Private keys cannot be
 // imported this way (the CLI's keys import deals them to the cluster); token objects cannot
 // be created at all.
@@ -856,6 +885,7 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 	var info backend.KeyInfo
 	var modulus *big.Int
 	var exponent int
+	var ecParams, ecPoint []byte
 	var class, keyType uint
 	var haveClass, haveType bool
 	for _, a := range tmpl {
@@ -872,6 +902,16 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 			}
 		case CKA_MODULUS:
 			modulus = new(big.Int).SetBytes(a.Value)
+		case CKA_EC_PARAMS, CKA_EC_POINT:
+			if !t.ecdsa {
+				// As before EC keys: no such attribute here.
+				return 0, fmt.Errorf("%w: %#x in C_CreateObject", ErrAttributeTypeInvalid, a.Type)
+			}
+			if a.Type == CKA_EC_PARAMS {
+				ecParams = a.Value
+			} else {
+				ecPoint = a.Value
+			}
 		case CKA_PUBLIC_EXPONENT:
 			if exponent, err = publicExponent(a.Value); err != nil {
 				return 0, err
@@ -899,15 +939,27 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 	case !haveClass || !haveType:
 		return 0, fmt.Errorf("%w: CKA_CLASS and CKA_KEY_TYPE", ErrTemplateIncomplete)
 	case class != CKO_PUBLIC_KEY:
-		return 0, fmt.Errorf("%w: only RSA public keys can be created (import private keys with the CLI)", ErrAttributeValueInvalid)
+		return 0, fmt.Errorf("%w: only public keys can be created (import private keys with the CLI)", ErrAttributeValueInvalid)
+	case keyType == CKK_EC && t.ecdsa:
+		if modulus != nil || exponent != 0 {
+			return 0, fmt.Errorf("%w: RSA attributes in an EC key", ErrTemplateInconsistent)
+		}
+		pub, err := ecPublicKey(ecParams, ecPoint)
+		if err != nil {
+			return 0, err
+		}
+		info.Algorithm, info.Bits, info.Public = scheme.ECDSAP256HM, ecBits, pub
 	case keyType != CKK_RSA:
 		return 0, fmt.Errorf("%w: key type %#x", ErrAttributeValueInvalid, keyType)
+	case ecParams != nil || ecPoint != nil:
+		return 0, fmt.Errorf("%w: EC attributes in an RSA key", ErrTemplateInconsistent)
 	case modulus == nil || exponent == 0:
 		return 0, fmt.Errorf("%w: CKA_MODULUS and CKA_PUBLIC_EXPONENT", ErrTemplateIncomplete)
 	case modulus.BitLen() < 512 || modulus.BitLen() > 2*MaxKeyBits || modulus.Bit(0) == 0:
 		return 0, fmt.Errorf("%w: CKA_MODULUS of %d bits", ErrAttributeValueInvalid, modulus.BitLen())
+	default:
+		info.Algorithm, info.Bits, info.Public = scheme.ShoupRSA, modulus.BitLen(), &rsa.PublicKey{N: modulus, E: exponent}
 	}
-	info.Algorithm, info.Bits, info.Public = scheme.ShoupRSA, modulus.BitLen(), &rsa.PublicKey{N: modulus, E: exponent}
 	k, err := newKey(info)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrAttributeValueInvalid, err)
