@@ -55,6 +55,12 @@ func longTermKeys(tb testing.TB, n int) (secrets, publics [][]byte) {
 // and makes each node's participant.
 func newCluster(tb testing.TB, k, n int) *cluster {
 	tb.Helper()
+	return newClusterOpts(tb, k, n, ecdsahm.Options{})
+}
+
+// newClusterOpts is newCluster with participants bounded by opt.
+func newClusterOpts(tb testing.TB, k, n int, opt ecdsahm.Options) *cluster {
+	tb.Helper()
 	sch, err := schemes.Lookup(scheme.ECDSAP256HM)
 	if err != nil {
 		tb.Fatal(err)
@@ -129,7 +135,7 @@ func newCluster(tb testing.TB, k, n int) *cluster {
 		if err := sch.CheckShare(dpk, stored); err != nil {
 			tb.Fatalf("node %d's share: %v", i, err)
 		}
-		p, err := sch.(scheme.PeerParticipants).NewPeerParticipant(dpk, stored, scheme.DKGParams{Session: keyID, Secret: secrets[i-1], Public: publics})
+		p, err := ecdsahm.Scheme{Options: opt}.NewPeerParticipant(dpk, stored, scheme.DKGParams{Session: keyID, Secret: secrets[i-1], Public: publics})
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -481,4 +487,36 @@ func TestBoundaryConcurrentSignatures(t *testing.T) {
 			t.Fatalf("node %d still holds %d presignatures", i, h)
 		}
 	}
+}
+
+// FuzzRespond feeds a node's Participant arbitrary requests and relayed messages (a malicious
+// client): it must never panic, and never answer with an unbounded reply.
+func FuzzRespond(f *testing.F) {
+	c := newClusterOpts(f, 3, 3, ecdsahm.Options{MaxPresignatures: 8, MaxRuns: 2})
+	// Seeds: every kind of request of a real run, from the coordinator.
+	run, err := c.sch.(scheme.Presigner).NewPresigning(c.pk, []int{1, 2, 3}, make([]byte, 16), 2)
+	if err != nil {
+		f.Fatal(err)
+	}
+	req, _ := run.Request(1)
+	f.Add(req.Payload, []byte{}, 2)
+	ps := c.presign(f, []int{1, 2, 3}, 2)
+	digest := sha256.Sum256([]byte("seed"))
+	co, err := c.sch.(scheme.Presigner).NewPresignedSession(c.pk, scheme.ECDSA, digest[:], ps[0])
+	if err != nil {
+		f.Fatal(err)
+	}
+	req, _ = co.Request(1)
+	f.Add(req.Payload, []byte{}, 2)
+	rep, err := c.ask(1, req)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte{3, 0, 20}, rep.Messages[0].Payload, 1)
+	f.Fuzz(func(t *testing.T, payload, relayed []byte, from int) {
+		req := scheme.Request{Payload: payload, Relayed: []scheme.Message{{From: from, To: 1, Payload: relayed}}}
+		if rep, err := c.ask(1, req); err == nil && len(rep.Payload) > 64*1024 {
+			t.Fatalf("a %d-byte reply", len(rep.Payload))
+		}
+	})
 }
