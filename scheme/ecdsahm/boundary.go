@@ -279,25 +279,29 @@ func (pt *Participant) Respond(ctx context.Context, rnd io.Reader, req scheme.Re
 	switch r.u8() {
 	case kindPresign:
 		q, ok := decodePresignReq(r)
-		if !ok {
+		if !ok || !roundIs(req, q.round) {
 			return scheme.Reply{}, invalid("malformed presign request")
 		}
 		return pt.presign(req, q, rnd)
 	case kindPrepare:
 		q, ok := decodePrepareReq(r)
-		if !ok {
+		if !ok || !roundIs(req, 1) {
 			return scheme.Reply{}, invalid("malformed sign request (CKM_ECDSA: a %d-byte digest)", scheme.ECDSADigestSize)
 		}
 		return pt.prepare(req.Requester, q)
 	case kindRelease:
 		id := r.lp(20, 68)
-		if !r.done() {
+		if !r.done() || !roundIs(req, 2) {
 			return scheme.Reply{}, invalid("malformed release request")
 		}
 		return pt.release(req.Requester, id, req.Relayed)
 	}
 	return scheme.Reply{}, invalid("unknown ECDSA P-256 request")
 }
+
+// roundIs reports whether req's Round, when the wire carries one (not 0), is round: the
+// payload says which round it is, and the two must not disagree.
+func roundIs(req scheme.Request, round int) bool { return req.Round == 0 || req.Round == round }
 
 func (pt *Participant) pool(requester string) *Pool {
 	pl := pt.pools[requester]

@@ -401,6 +401,21 @@ func TestBoundaryRefusals(t *testing.T) {
 		t.Fatalf("a forged echo: %v", err)
 	}
 
+	// A request whose wire round disagrees with its payload is refused before it touches
+	// the presignature.
+	co, err := pr.NewPresignedSession(c.pk, scheme.ECDSA, digest[:], ps[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := co.Request(1)
+	req.Round = 2
+	if _, err := c.ask(1, req); !errors.Is(err, scheme.ErrInvalidRequest) {
+		t.Fatalf("prepare as round 2: %v", err)
+	}
+	if h := c.parts[1].(*ecdsahm.Participant).Held(requester); h != 2 { // ps[3] and ps[4]
+		t.Fatalf("node 1 holds %d presignatures, want 2", h)
+	}
+
 	// A node of the set failed: its pool of that set is discarded.
 	c.parts[4].(*ecdsahm.Participant).Discard(requester, 2)
 	if _, err := c.sign(scheme.ECDSA, digest[:], ps[3], nil); !errors.Is(err, scheme.ErrStale) {
@@ -421,7 +436,7 @@ func TestBoundaryRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := run.Request(1)
+	req, _ = run.Request(1)
 	if _, err := c.ask(1, req); err != nil {
 		t.Fatal(err)
 	}
