@@ -8,8 +8,10 @@
 //
 // Every cluster key (Backend.Keys) appears as two token objects: a private key (CKO_PRIVATE_KEY,
 // CKA_PRIVATE, sensitive, not extractable, sign only) and a public key (CKO_PUBLIC_KEY, verify
-// only), of key type CKK_RSA for scheme.ShoupRSA keys and CKK_EC_EDWARDS for
-// scheme.Ed25519FROST ones. An RSA private key also shows CKA_MODULUS, CKA_PUBLIC_EXPONENT and
+// only), of key type CKK_RSA for scheme.ShoupRSA keys, CKK_EC_EDWARDS for
+// scheme.Ed25519FROST ones and CKK_EC for scheme.ECDSAP256HM ones (P-256; CKA_EC_PARAMS and
+// CKA_EC_POINT on both objects; their mechanisms are offered only when the backend supports
+// the algorithm, backend.Supports). An RSA private key also shows CKA_MODULUS, CKA_PUBLIC_EXPONENT and
 // CKA_MODULUS_BITS because OpenDNSSEC reads them from the private key when it skips public keys;
 // an Ed25519 private key shows CKA_EC_PARAMS, and its public key CKA_EC_PARAMS and CKA_EC_POINT
 // (OpenDNSSEC reads the point from the public key object, which every process sees because it
@@ -139,7 +141,7 @@ type key struct {
 	created bool              // a public key the caller created (C_CreateObject), not a cluster key
 }
 
-// public returns the key's public key as crypto/rsa or crypto/ed25519 has it.
+// public returns the key's public key as crypto/rsa, crypto/ed25519 or crypto/ecdsa has it.
 func (k *key) public() crypto.PublicKey {
 	switch k.keyType {
 	case CKK_EC_EDWARDS:
