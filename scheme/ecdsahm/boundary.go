@@ -320,6 +320,16 @@ func (pt *Participant) presign(req scheme.Request, q presignReq, rnd io.Reader) 
 	now := pt.opt.Now()
 	pt.mu.Lock()
 	rn := pt.runs[k]
+	var expired []*presignRun
+	// Runs expired are wiped after pt.mu is released (a run's lock is taken before pt.mu,
+	// never after).
+	defer func() {
+		for _, o := range expired {
+			o.mu.Lock()
+			o.ps.abort(fmt.Errorf("%w: presigning run expired", ErrProtocol))
+			o.mu.Unlock()
+		}
+	}()
 	if q.round == 1 {
 		if rn != nil {
 			pt.mu.Unlock()
@@ -328,6 +338,7 @@ func (pt *Participant) presign(req scheme.Request, q presignReq, rnd io.Reader) 
 		for key, o := range pt.runs {
 			if now.Sub(o.started) > pt.opt.RunTTL {
 				delete(pt.runs, key)
+				expired = append(expired, o)
 			}
 		}
 		if len(pt.runs) >= pt.opt.MaxRuns {
@@ -359,6 +370,7 @@ func (pt *Participant) presign(req scheme.Request, q presignReq, rnd io.Reader) 
 	defer rn.mu.Unlock()
 	if q.round != rn.next || q.count != rn.q.count || !slices.Equal(q.set, rn.q.set) {
 		pt.dropRun(k, rn)
+		rn.ps.abort(fmt.Errorf("%w: presigning round out of order", ErrProtocol))
 		return scheme.Reply{}, invalid("presigning round %d of batch %x out of order or changed (expected round %d)", q.round, q.batch, rn.next)
 	}
 	in := req.Relayed
@@ -367,8 +379,11 @@ func (pt *Participant) presign(req scheme.Request, q presignReq, rnd io.Reader) 
 	}
 	out, done, err := rn.ps.Step(in)
 	if err != nil {
+		// Step aborted and wiped the run. A message missing or forged (ErrProtocol) and an
+		// inconsistent opening (ErrInconsistent: some member cheated, which one is not known)
+		// are both the end of the run, not a fault of this node.
 		pt.dropRun(k, rn)
-		return scheme.Reply{}, err
+		return scheme.Reply{}, fmt.Errorf("%w: %w", scheme.ErrInvalidRequest, err)
 	}
 	rn.next++
 	if !done {

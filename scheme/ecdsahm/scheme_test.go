@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"testing"
+	"time"
 
 	"filippo.io/edwards25519"
 
@@ -551,5 +552,92 @@ func BenchmarkBoundarySign_5of5_t2(b *testing.B) {
 		if _, err := c.sign(scheme.ECDSA, digest[:], ps[i], nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestBoundaryParticipantLimits: runs in progress and prepared signatures are capped, and
+// expire: an abandoned run is dropped (and wiped) when another starts after its TTL, a
+// prepared presignature is burnt after its TTL.
+func TestBoundaryParticipantLimits(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	c := newClusterOpts(t, 3, 3, ecdsahm.Options{MaxRuns: 1, RunTTL: time.Minute, PreparedTTL: time.Minute, MaxPresignatures: 4,
+		Now: func() time.Time { return now }})
+	pr := c.sch.(scheme.Presigner)
+	// start begins a run and asks node 1 for its round 1.
+	start := func(b byte, count int) (scheme.Presigning, scheme.Reply, error) {
+		run, err := pr.NewPresigning(c.pk, []int{1, 2, 3}, bytes.Repeat([]byte{b}, 16), count)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := run.Request(1)
+		rep, err := c.ask(1, req)
+		return run, rep, err
+	}
+	a, rep1, err := start(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Accept(1, rep1); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{2, 3} {
+		req, _ := a.Request(i)
+		rep, err := c.ask(i, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Accept(i, rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Finish(); !errors.Is(err, scheme.ErrNextRound) {
+		t.Fatal(err)
+	}
+	if _, _, err := start(2, 1); !errors.Is(err, scheme.ErrInvalidRequest) {
+		t.Fatalf("a second run beyond MaxRuns: %v", err)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, _, err := start(3, 5); !errors.Is(err, scheme.ErrInvalidRequest) {
+		t.Fatalf("a run beyond MaxPresignatures: %v", err)
+	}
+	if _, _, err := start(4, 1); err != nil {
+		t.Fatalf("a run after the first expired: %v", err)
+	}
+	// Run a is gone from node 1 (expired and wiped): its round 2 there is stale.
+	req, _ := a.Request(1)
+	if _, err := c.ask(1, req); !errors.Is(err, scheme.ErrStale) {
+		t.Fatalf("round 2 of an expired run: %v", err)
+	}
+
+	// A prepared presignature not released within PreparedTTL is burnt.
+	now = now.Add(2 * time.Minute) // the run of batch 4 expires too
+	ps := c.presign(t, []int{1, 2, 3}, 1)
+	digest := sha256.Sum256([]byte("late"))
+	co, err := pr.NewPresignedSession(c.pk, scheme.ECDSA, digest[:], ps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{1, 2, 3} {
+		req, _ := co.Request(i)
+		rep, err := c.ask(i, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		co.Accept(i, rep)
+	}
+	if _, err := co.Finish(); !errors.Is(err, scheme.ErrNextRound) {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	// Another prepare evicts the expired one (a fresh presignature for it).
+	ps2 := c.presign(t, []int{1, 2, 3}, 1)
+	co2, _ := pr.NewPresignedSession(c.pk, scheme.ECDSA, digest[:], ps2[0])
+	req, _ = co2.Request(1)
+	if _, err := c.ask(1, req); err != nil {
+		t.Fatal(err)
+	}
+	req, _ = co.Request(1)
+	if _, err := c.ask(1, req); !errors.Is(err, scheme.ErrStale) {
+		t.Fatalf("release after PreparedTTL: %v", err)
 	}
 }
