@@ -566,6 +566,11 @@ func (c *Client) GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo,
 	if req.Algorithm == scheme.Ed25519FROST {
 		return c.generateDKG(ctx, req)
 	}
+	if req.Algorithm == scheme.ECDSAP256HM {
+		// The scheme is behind the boundary (scheme/ecdsahm); its key generation over the
+		// broker is not wired yet.
+		return KeyInfo{}, fmt.Errorf("%w: %v key generation by the nodes is not wired yet", scheme.ErrNotSupported, req.Algorithm)
+	}
 	if req.Algorithm != scheme.Unspecified && req.Algorithm != scheme.ShoupRSA {
 		return KeyInfo{}, fmt.Errorf("%w: %v keys cannot be generated", ErrInvalidInput, req.Algorithm)
 	}

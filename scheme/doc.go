@@ -59,6 +59,22 @@
 // presignature protocol runs the same way outside any signature, leaving presignatures in the
 // Participant's per-key state, and the signature itself is then one round.
 //
+// # Honest-majority ECDSA P-256 (ECDSAP256HM) on it: presignatures by a set, an echo round
+//
+// Presignatures are made in batches by a fixed set of exactly 2t+1 nodes that exchange sealed
+// messages (Presigner.NewPresigning: a four-request Presigning, every member answering each
+// round, each round's Messages relayed in the next round's Relayed), and a presignature can
+// only be used by its set, once. The node's Participant comes from PeerParticipants (it needs
+// the manifest's long-term keys to seal its messages) and keeps its presignatures per requester,
+// in memory only. A signature is a Coordinator from Presigner.NewPresignedSession with two
+// rounds: round 1 asks each member to prepare (it consumes the presignature and answers its
+// echoes of (key, presignature, set, digest), sealed to each other member); round 2 relays the
+// echoes and each member releases its share only if all echoes match its own request, which a
+// client that asked members different things (the split view) cannot make happen. Finish
+// combines and verifies; a wrong share is detected, not attributed (Audit asks nothing, Judge
+// blames no one): the client signs again with another presignature, from another set when
+// failures repeat. Package scheme/ecdsahm is the implementation.
+//
 // # Wire
 //
 // Today's wire carries one-round sessions only: a request is a SignRequest (payload) or, for

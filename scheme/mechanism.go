@@ -29,18 +29,29 @@ const (
 	// which the token sends as it is (no hash in the module: Ed25519 hashes the message
 	// itself, twice). Only Ed25519FROST keys accept it.
 	EDDSA Mechanism = 7
+	// ECDSA is CKM_ECDSA: the input is the digest itself, which for the P-256 keys tchsm
+	// makes (ECDSAP256HM) must be exactly 32 bytes (a SHA-256 digest, as DNSSEC algorithm 13
+	// signs); the signature is r || s, 64 bytes.
+	ECDSA Mechanism = 8
+	// ECDSASHA256 is CKM_ECDSA_SHA256: the message, hashed with SHA-256, then as ECDSA.
+	ECDSASHA256 Mechanism = 9
 )
+
+// ECDSADigestSize is the one digest length ECDSA takes for a P-256 key.
+const ECDSADigestSize = 32
 
 // ErrUnknownMechanism is returned for a Mechanism value tchsm does not implement, or one the
 // key's scheme does not accept.
 var ErrUnknownMechanism = errors.New("scheme: unknown mechanism")
 
-// Hash returns the hash function a mechanism applies before signing (0 for RSAPKCS and
-// EDDSA, which take their input as it is).
+// Hash returns the hash function a mechanism applies before signing (0 for RSAPKCS, EDDSA
+// and ECDSA, which take their input as it is).
 func (m Mechanism) Hash() (crypto.Hash, error) {
 	switch m {
-	case RSAPKCS, EDDSA:
+	case RSAPKCS, EDDSA, ECDSA:
 		return 0, nil
+	case ECDSASHA256:
+		return crypto.SHA256, nil
 	case SHA1RSAPKCS:
 		return crypto.SHA1, nil
 	case SHA224RSAPKCS:
@@ -71,6 +82,10 @@ func (m Mechanism) String() string {
 		return "SHA512_RSA_PKCS"
 	case EDDSA:
 		return "EDDSA"
+	case ECDSA:
+		return "ECDSA"
+	case ECDSASHA256:
+		return "ECDSA_SHA256"
 	}
 	return fmt.Sprintf("Mechanism(%d)", int32(m))
 }

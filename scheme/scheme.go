@@ -28,6 +28,13 @@ const (
 	// verifies, commitments handed out in advance, one signing round, no dealer. Named after
 	// the signature it makes first and the protocol second, as ShoupRSA is.
 	Ed25519FROST Algorithm = 2
+	// ECDSAP256HM is the honest-majority threshold ECDSA P-256 of Damgård, Jakobsen, Nielsen,
+	// Pagter and Østergaard (SCN 2020) with a dealerless key generation (package
+	// scheme/ecdsahm): ECDSA P-256 signatures (DNSSEC algorithm 13) that crypto/ecdsa
+	// verifies, presignatures made in batches by a fixed set of exactly 2t+1 nodes (Presigner),
+	// and an echo round among the set before any share is released. Its nodes talk to each
+	// other through the coordinator when signing (PeerParticipants).
+	ECDSAP256HM Algorithm = 3
 )
 
 // Of returns the algorithm of a key record (ShoupRSA for records that name none).
@@ -44,6 +51,8 @@ func (a Algorithm) String() string {
 		return "rsa"
 	case Ed25519FROST:
 		return "ed25519"
+	case ECDSAP256HM:
+		return "ecdsa-p256-hm"
 	case Unspecified:
 		return "unspecified"
 	}
@@ -89,7 +98,8 @@ type PublicKey interface {
 	// Bits is the key size: the modulus length for RSA.
 	Bits() int
 	// Public is the ordinary public key that verifies the scheme's signatures:
-	// *rsa.PublicKey for ShoupRSA.
+	// *rsa.PublicKey for ShoupRSA, ed25519.PublicKey for Ed25519FROST, *ecdsa.PublicKey (P-256)
+	// for ECDSAP256HM.
 	Public() crypto.PublicKey
 	// Verify checks a whole signature on data, data as mech defines it (Backend.Sign).
 	Verify(mech Mechanism, data, sig []byte) error
@@ -298,4 +308,64 @@ type KeyGeneration interface {
 	// Every participant signs the public key (its key record) so that the client accepts the
 	// key only when they agree.
 	Result() (PublicKey, SecretShare, error)
+}
+
+// Presigner is implemented by schemes whose signers make presignatures in advance, in batches,
+// among a fixed set of participants and outside any signature (ECDSAP256HM: DJNPØ20's
+// three-round preprocessing among exactly 2t+1 nodes). It differs from Precommitter in two ways
+// the boundary has to show: a presignature is made by the whole set together (the participants
+// exchange messages, which the coordinator relays, so a batch is a multi-round session of its
+// own, Presigning), and it can only ever be used by that set. The client keeps its pools per
+// set (Presignature.Set), forgets a presignature once it went out in a request, whatever the
+// outcome, and discards a set's pool when one of its nodes fails.
+type Presigner interface {
+	// NewPresigning starts the coordinator's side of one presigning run: count presignatures
+	// (1..the scheme's batch limit) among set (exactly the number of signers the key needs,
+	// strictly increasing), named batch (16 to 64 random bytes, never used twice for a key: the
+	// participants refuse a batch they have run).
+	NewPresigning(pk PublicKey, set []int, batch []byte, count int) (Presigning, error)
+	// NewPresignedSession starts a signature for data under mech with presignature p (from a
+	// Presigning of this key). Its set is p's, fixed (Open is false, Quorum is the whole set),
+	// and it may take more than one round: Finish returns ErrNextRound after round 1 of
+	// ECDSAP256HM's signature (the echo round, whose replies carry Messages for the other
+	// members, relayed in round 2's requests) and the signature after round 2.
+	NewPresignedSession(pk PublicKey, mech Mechanism, data []byte, p Presignature) (Coordinator, error)
+}
+
+// Presigning is the coordinator's side of one presigning run: rounds like a Coordinator's
+// (Request, Accept, Finish until it stops returning ErrNextRound), every member of the set
+// answering every round, with the messages of each round's replies relayed in the next
+// round's requests. It is not safe for concurrent use.
+type Presigning interface {
+	// Set returns the participants of the run.
+	Set() []int
+	// Request returns the current round's request for participant i of the set.
+	Request(i int) (Request, error)
+	// Accept checks participant i's reply to the current round (its form: ErrBadShare when
+	// malformed) and keeps it.
+	Accept(i int, rep Reply) error
+	// Finish ends the current round once every member's reply is held: ErrNextRound (send the
+	// next round's requests), ErrNotEnoughShares, or, after the last round, the presignatures
+	// that every member reported identically (the others are dropped: they are spent).
+	Finish() ([]Presignature, error)
+}
+
+// Presignature is the coordinator's view of one presignature (no secret: its id, its set, and
+// the scheme's public part), opaque to the caller, which keeps it in the set's pool and hands
+// it to NewPresignedSession once.
+type Presignature interface {
+	ID() []byte
+	Set() []int
+}
+
+// PeerParticipants is implemented by schemes whose participants exchange messages with each
+// other when they sign, not only at key generation (ECDSAP256HM's presigning and echo round):
+// their messages are sealed to their recipient with keys from the nodes' long-term DKG keys of
+// the manifest, so that the coordinator relays them without reading or forging them. The node
+// makes such a key's Participant with NewPeerParticipant (NewParticipant returns
+// ErrNotSupported). p is trusted, from the node's own configuration: Session is the key id
+// (the record's), Secret this node's long-term DKG secret, Public the long-term DKG public keys
+// of participants 1..n.
+type PeerParticipants interface {
+	NewPeerParticipant(pk PublicKey, s SecretShare, p DKGParams) (Participant, error)
 }

@@ -23,17 +23,18 @@ type KeyInfo struct {
 	Algorithm scheme.Algorithm
 	Bits      int // key size in bits (RSA: modulus length)
 	// Public is the ordinary public key that verifies the key's signatures: *rsa.PublicKey
-	// for scheme.ShoupRSA.
+	// for scheme.ShoupRSA, ed25519.PublicKey for scheme.Ed25519FROST, *ecdsa.PublicKey on
+	// P-256 for scheme.ECDSAP256HM (Bits 256; K is the exact signer count 2t+1).
 	Public  crypto.PublicKey
 	K, L    int // threshold k and number of nodes n
 	Created time.Time
 }
 
 // GenerateRequest asks for a new key: the dealer makes RSA keys, the nodes generate Ed25519
-// keys together (no machine ever holds those whole).
+// (and ECDSA P-256) keys together (no machine ever holds those whole).
 type GenerateRequest struct {
 	Algorithm scheme.Algorithm // 0 means scheme.ShoupRSA
-	Bits      int              // 1024, 2048, 3072 or 4096
+	Bits      int              // RSA: 1024, 2048, 3072 or 4096; Ed25519 and ECDSA P-256: 256 (or 0)
 	E         int              // RSA public exponent; 0 means 65537
 	Label     string           // CKA_LABEL
 	P11ID     []byte           // CKA_ID
@@ -60,6 +61,33 @@ type Backend interface {
 	Sign(ctx context.Context, id string, mech scheme.Mechanism, data []byte) ([]byte, error)
 	PINBackend
 	Close() error
+}
+
+// AlgorithmLister is implemented by a Backend that says which algorithms' keys it can generate
+// and sign with. The token offers (C_GetMechanismList, C_GetMechanismInfo, C_GenerateKeyPair,
+// C_SignInit) the mechanisms of scheme.ECDSAP256HM only for a Backend that lists it; a Backend
+// without the method supports scheme.ShoupRSA and scheme.Ed25519FROST, as every Backend did
+// before the method existed. A Backend that cannot generate a key of an algorithm it lists yet
+// returns an error wrapping scheme.ErrNotSupported (the token answers CKR_MECHANISM_INVALID).
+type AlgorithmLister interface {
+	Algorithms() []scheme.Algorithm
+}
+
+// Supports reports whether b supports keys of algorithm a (AlgorithmLister).
+func Supports(b Backend, a scheme.Algorithm) bool {
+	if a == scheme.Unspecified {
+		a = scheme.ShoupRSA
+	}
+	l, ok := b.(AlgorithmLister)
+	if !ok {
+		return a == scheme.ShoupRSA || a == scheme.Ed25519FROST
+	}
+	for _, x := range l.Algorithms() {
+		if x == a {
+			return true
+		}
+	}
+	return false
 }
 
 // Errors every Backend returns (wrapped with %w); p11shim maps them to CKR_* codes.

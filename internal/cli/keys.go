@@ -92,6 +92,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "id:        %s\nlabel:     %s\ncka_id:    %x\nalgorithm: %s\nbits:      %d\nk/n:       %d/%d\ncreated:   %s\npolicy:    %s\n",
 			k.ID, k.Label, k.P11ID, algName(k.Algorithm), k.Bits, k.K, k.L, k.Created.UTC().Format(time.RFC3339), policySummary(ctx, c, k.ID))
+		fmt.Fprint(e.stdout, signersLine(k))
 		return pem.Encode(e.stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: pub})
 	case "generate":
 		idb, err := p11ID(*p11id)
@@ -159,6 +160,15 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 	return fmt.Errorf("unknown keys command %q", sub)
 }
 
+// signersLine is what keys show adds for a key whose signatures take an exact set of nodes
+// (ECDSA P-256, honest majority: k is 2t+1, checked against the record's params), or "".
+func signersLine(k client.KeyInfo) string {
+	if k.Algorithm != scheme.ECDSAP256HM {
+		return ""
+	}
+	return fmt.Sprintf("signers:   exactly %d of %d nodes sign (t=%d: a presignature's fixed set; t corrupt nodes learn nothing)\n", k.K, k.L, (k.K-1)/2)
+}
+
 // algName is the name keys list and show print for an algorithm.
 func algName(a scheme.Algorithm) string {
 	switch a {
@@ -166,6 +176,8 @@ func algName(a scheme.Algorithm) string {
 		return "rsa"
 	case scheme.Ed25519FROST:
 		return "ed25519"
+	case scheme.ECDSAP256HM:
+		return "ecdsa-p256-hm"
 	}
 	return a.String()
 }

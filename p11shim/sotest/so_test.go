@@ -266,6 +266,11 @@ func TestModule(t *testing.T) {
 		if len(ms) != 14 {
 			t.Fatalf("%d mechanisms", len(ms))
 		}
+		// The cluster client does not drive ECDSA P-256 keys yet: no EC mechanism is offered.
+		for _, m := range []uint{pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKM_ECDSA, pkcs11.CKM_ECDSA_SHA256} {
+			_, err := p.GetMechanismInfo(slot, []*pkcs11.Mechanism{pkcs11.NewMechanism(m, nil)})
+			wantRV(t, "an EC mechanism with the cluster client", err, pkcs11.CKR_MECHANISM_INVALID)
+		}
 		mi, err := p.GetMechanismInfo(slot, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)})
 		must(t, err)
 		if mi.MinKeySize != 1024 || mi.MaxKeySize != 4096 || mi.Flags != pkcs11.CKF_HW|pkcs11.CKF_GENERATE_KEY_PAIR {
@@ -362,6 +367,10 @@ func TestModule(t *testing.T) {
 		_, _, err = p.GenerateKeyPair(rw, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)},
 			[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, 512)}, nil)
 		wantRV(t, "512 bits", err, pkcs11.CKR_KEY_SIZE_RANGE)
+		// ECDSA P-256 (DNSSEC algorithm 13): not offered by the cluster client yet.
+		_, _, err = p.GenerateKeyPair(rw, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
+			[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07})}, nil)
+		wantRV(t, "CKM_EC_KEY_PAIR_GEN", err, pkcs11.CKR_MECHANISM_INVALID)
 	})
 
 	t.Run("Attributes", func(t *testing.T) {

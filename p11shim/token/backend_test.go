@@ -3,8 +3,11 @@ package token
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -35,7 +38,11 @@ type clusterBackend struct {
 	listDelay time.Duration // added to every key listing
 	corrupt   bool          // flip a bit of every signature, as a cluster that failed to check would
 	refuseEd  bool          // refuse Ed25519 keys, as a cluster release before them does
-	closed    bool
+	// ecdsa: the backend lists scheme.ECDSAP256HM (Algorithms) and makes plain crypto/ecdsa
+	// P-256 keys; ecNotWired: it lists it but answers scheme.ErrNotSupported to its key
+	// generation, as the cluster client does until the scheme is wired. Set before New.
+	ecdsa, ecNotWired bool
+	closed            bool
 
 	lastMech scheme.Mechanism // the mechanism of the last Sign
 	lastData []byte           // and its data
@@ -134,6 +141,7 @@ type clusterKey struct {
 	pk     *shoup.PublicKey
 	shares []*shoup.KeyShare
 	ed     ed25519.PrivateKey // scheme.Ed25519FROST keys
+	ec     *ecdsa.PrivateKey  // scheme.ECDSAP256HM keys
 }
 
 func newClusterBackend(k, n int) *clusterBackend {
@@ -196,6 +204,9 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req backend.GenerateRe
 		// Dealing needs every node to store its share.
 		return backend.KeyInfo{}, fmt.Errorf("%w: %d of %d nodes up", backend.ErrNotEnoughNodes, up, b.n)
 	}
+	if req.Algorithm == scheme.ECDSAP256HM {
+		return b.generateECDSA(req)
+	}
 	if req.Algorithm == scheme.Ed25519FROST {
 		b.mu.Lock()
 		refuse := b.refuseEd
@@ -235,6 +246,39 @@ func (b *clusterBackend) GenerateKey(ctx context.Context, req backend.GenerateRe
 	}
 	b.mu.Lock()
 	b.keys[info.ID] = &clusterKey{info: info, pk: pk, shares: shares}
+	b.mu.Unlock()
+	return info, nil
+}
+
+// Algorithms lists ECDSA P-256 only when b.ecdsa is set.
+func (b *clusterBackend) Algorithms() []scheme.Algorithm {
+	out := []scheme.Algorithm{scheme.ShoupRSA, scheme.Ed25519FROST}
+	if b.ecdsa || b.ecNotWired {
+		out = append(out, scheme.ECDSAP256HM)
+	}
+	return out
+}
+
+// generateECDSA makes an ECDSA P-256 key as the contract says: Bits 0 or 256, E 0.
+func (b *clusterBackend) generateECDSA(req backend.GenerateRequest) (backend.KeyInfo, error) {
+	if b.ecNotWired {
+		return backend.KeyInfo{}, fmt.Errorf("%w: %v key generation by the nodes is not wired yet", scheme.ErrNotSupported, req.Algorithm)
+	}
+	if !b.ecdsa || (req.Bits != 0 && req.Bits != 256) || req.E != 0 {
+		return backend.KeyInfo{}, fmt.Errorf("%w: ECDSA P-256 with %d bits, e=%d", backend.ErrInvalidInput, req.Bits, req.E)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return backend.KeyInfo{}, err
+	}
+	idb := make([]byte, 16)
+	rand.Read(idb)
+	info := backend.KeyInfo{
+		ID: hex.EncodeToString(idb), Label: req.Label, P11ID: append([]byte{}, req.P11ID...),
+		Algorithm: scheme.ECDSAP256HM, Bits: 256, Public: &priv.PublicKey, K: 3, L: b.n, Created: time.Now(),
+	}
+	b.mu.Lock()
+	b.keys[info.ID] = &clusterKey{info: info, ec: priv}
 	b.mu.Unlock()
 	return info, nil
 }
@@ -321,6 +365,33 @@ func (b *clusterBackend) Sign(ctx context.Context, id string, mech scheme.Mechan
 	}
 	if k == nil {
 		return nil, fmt.Errorf("%w: %s", backend.ErrKeyNotFound, id)
+	}
+	if k.ec != nil {
+		var digest []byte
+		switch mech {
+		case scheme.ECDSA:
+			if len(data) != scheme.ECDSADigestSize {
+				return nil, fmt.Errorf("%w: CKM_ECDSA over %d bytes", backend.ErrInvalidInput, len(data))
+			}
+			digest = data
+		case scheme.ECDSASHA256:
+			h := sha256.Sum256(data)
+			digest = h[:]
+		default:
+			return nil, fmt.Errorf("%w: an ECDSA key does not sign with %v", backend.ErrInvalidInput, mech)
+		}
+		r, s, err := ecdsa.Sign(rand.Reader, k.ec, digest)
+		if err != nil {
+			return nil, err
+		}
+		sig := make([]byte, 64)
+		r.FillBytes(sig[:32])
+		s.FillBytes(sig[32:])
+		if corrupt {
+			sig[3] ^= 1
+		}
+		b.signs.Add(1)
+		return sig, nil
 	}
 	if (k.ed != nil) != (mech == scheme.EDDSA) {
 		return nil, fmt.Errorf("%w: a %v key does not sign with %v", backend.ErrInvalidInput, k.info.Algorithm, mech)

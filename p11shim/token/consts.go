@@ -21,6 +21,7 @@ const (
 	CKO_PUBLIC_KEY  uint = 0x2
 	CKO_PRIVATE_KEY uint = 0x3
 	CKK_RSA         uint = 0x0
+	CKK_EC          uint = 0x3
 	CKK_EC_EDWARDS  uint = 0x40 // PKCS#11 3.0
 )
 
@@ -86,6 +87,10 @@ const (
 	CKM_SHA224                uint = 0x255
 	CKM_SHA384                uint = 0x260
 	CKM_SHA512                uint = 0x270
+	// For the threshold ECDSA P-256 scheme (scheme.ECDSAP256HM).
+	CKM_EC_KEY_PAIR_GEN uint = 0x1040
+	CKM_ECDSA           uint = 0x1041
+	CKM_ECDSA_SHA256    uint = 0x1044
 	// PKCS#11 3.0, for the threshold Ed25519 scheme (scheme.Ed25519FROST).
 	CKM_EC_EDWARDS_KEY_PAIR_GEN uint = 0x1055
 	CKM_EDDSA                   uint = 0x1057
@@ -108,6 +113,11 @@ const (
 	CKF_SIGN                 uint = 0x800
 	CKF_VERIFY               uint = 0x2000
 	CKF_GENERATE_KEY_PAIR    uint = 0x10000
+	// C_GetMechanismInfo flags of EC mechanisms (v2.40 section 2.3): curves over F_p, named
+	// by OID in CKA_EC_PARAMS, points uncompressed.
+	CKF_EC_F_P        uint = 0x100000
+	CKF_EC_NAMEDCURVE uint = 0x800000
+	CKF_EC_UNCOMPRESS uint = 0x1000000
 )
 
 // User types and session states.

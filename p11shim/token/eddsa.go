@@ -12,7 +12,28 @@ var ed25519OID = []byte{0x06, 0x03, 0x2b, 0x65, 0x70}
 // curve names an elliptic curve parseCurve recognised.
 type curve int
 
-const curveEd25519 curve = 1
+const (
+	curveEd25519 curve = 1
+	curveP256    curve = 2
+)
+
+// p256OID is the DER of prime256v1 (secp256r1), 1.2.840.10045.3.1.7 (RFC 5480 section 2.1.1.1):
+// the CKA_EC_PARAMS of every ECDSA P-256 key object.
+var p256OID = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
+
+// ecScalarSize is the length of P-256's r and s: a CKM_ECDSA signature is r || s, 64 bytes.
+const ecScalarSize = 32
+
+// curveOf is the curve of the keys of type keyType (0 for RSA).
+func curveOf(keyType uint) curve {
+	switch keyType {
+	case CKK_EC_EDWARDS:
+		return curveEd25519
+	case CKK_EC:
+		return curveP256
+	}
+	return 0
+}
 
 // edwards25519Name is the PrintableString form PKCS#11 3.0 section 2.3.5 allows in CKA_EC_PARAMS
 // ("edwards25519"); OpenSC's pkcs11-tool 0.23 sends it.
@@ -26,7 +47,8 @@ const edwards25519Name = "edwards25519"
 const maxEdDSAData = 64 << 10
 
 // parseCurve reads a CKA_EC_PARAMS value: the DER OID 1.3.101.112 or the DER PrintableString
-// "edwards25519" are Ed25519. Any other well-formed OID or PrintableString is
+// "edwards25519" are Ed25519, the DER OID 1.2.840.10045.3.1.7 (namedCurve prime256v1) is
+// P-256. Any other well-formed OID or PrintableString is
 // ErrCurveNotSupported (CKR_CURVE_NOT_SUPPORTED, "this curve is not supported by this token");
 // anything else (explicit ecParameters, implicitlyCA, trailing bytes, garbage) is
 // ErrAttributeValueInvalid.
@@ -41,10 +63,13 @@ func parseCurve(v []byte) (curve, error) {
 		if err != nil || len(rest) != 0 {
 			return 0, fmt.Errorf("%w: CKA_EC_PARAMS is not one DER OID", ErrAttributeValueInvalid)
 		}
-		if string(v) == string(ed25519OID) {
+		switch string(v) {
+		case string(ed25519OID):
 			return curveEd25519, nil
+		case string(p256OID):
+			return curveP256, nil
 		}
-		return 0, fmt.Errorf("%w: curve %v (only Ed25519, 1.3.101.112)", ErrCurveNotSupported, oid)
+		return 0, fmt.Errorf("%w: curve %v (only Ed25519, 1.3.101.112, and P-256, 1.2.840.10045.3.1.7)", ErrCurveNotSupported, oid)
 	case 0x13: // PrintableString
 		var name string
 		rest, err := asn1.UnmarshalWithParams(v, &name, "printable")

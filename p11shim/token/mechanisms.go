@@ -31,6 +31,13 @@ type mechanismSpec struct {
 	info  MechanismInfo // C_GetMechanismInfo; info.Flags says which functions accept it
 }
 
+// ecBits is the P-256 key size C_GetMechanismInfo gives for the EC mechanisms (the bit length
+// of the field, v2.40 section 2.3.6), and ecFlags the EC capability flags of their info.
+const (
+	ecBits  = 256
+	ecFlags = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS
+)
+
 // Ed25519 key size as C_GetMechanismInfo gives it (PKCS#11 3.0: the bit length of the curve's
 // field elements is 255, but tokens, SoftHSM2 among them, say 256; OpenDNSSEC's KASP names 256).
 const ed25519Bits = 256
@@ -53,6 +60,15 @@ var mechanisms = []mechanismSpec{
 		info: MechanismInfo{ed25519Bits, ed25519Bits, CKF_HW | CKF_GENERATE_KEY_PAIR}},
 	{typ: CKM_EDDSA, name: "CKM_EDDSA", keyType: CKK_EC_EDWARDS, cliName: "eddsa", wire: scheme.EDDSA,
 		param: true, info: MechanismInfo{ed25519Bits, ed25519Bits, CKF_HW | CKF_SIGN | CKF_VERIFY}},
+	// ECDSA P-256 (scheme.ECDSAP256HM), offered only by a backend that supports it
+	// (backend.Supports; Token.offers). CKM_ECDSA signs a 32-byte digest, CKM_ECDSA_SHA256
+	// hashes the message first (sent whole to the cluster in a one-part C_Sign).
+	{typ: CKM_EC_KEY_PAIR_GEN, name: "CKM_EC_KEY_PAIR_GEN", keyType: CKK_EC,
+		info: MechanismInfo{ecBits, ecBits, CKF_HW | CKF_GENERATE_KEY_PAIR | ecFlags}},
+	{typ: CKM_ECDSA, name: "CKM_ECDSA", keyType: CKK_EC, cliName: "ecdsa", wire: scheme.ECDSA,
+		info: MechanismInfo{ecBits, ecBits, CKF_HW | CKF_SIGN | CKF_VERIFY | ecFlags}},
+	{typ: CKM_ECDSA_SHA256, name: "CKM_ECDSA_SHA256", keyType: CKK_EC, cliName: "ecdsa-sha256", wire: scheme.ECDSASHA256,
+		hash: crypto.SHA256, info: MechanismInfo{ecBits, ecBits, CKF_HW | CKF_SIGN | CKF_VERIFY | ecFlags}},
 	digest(CKM_SHA_1, "CKM_SHA_1", crypto.SHA1),
 	digest(CKM_SHA224, "CKM_SHA224", crypto.SHA224),
 	digest(CKM_SHA256, "CKM_SHA256", crypto.SHA256),
@@ -122,6 +138,22 @@ func lookupMechanism(t uint) *mechanismSpec {
 	return nil
 }
 
+// offers reports whether the token offers mechanism m: the EC (ECDSA P-256) mechanisms only
+// when its backend supports scheme.ECDSAP256HM, every other always.
+func (t *Token) offers(m *mechanismSpec) bool { return m.keyType != CKK_EC || t.ecdsa }
+
+// mechanismFor is mechanismFor for the mechanisms this token offers.
+func (t *Token) mechanismFor(mech Mechanism, flag uint) (*mechanismSpec, error) {
+	m, err := mechanismFor(mech, flag)
+	if err != nil {
+		return nil, err
+	}
+	if !t.offers(m) {
+		return nil, fmt.Errorf("%w: %s: the signing cluster has no ECDSA P-256 keys", ErrMechanismInvalid, m.name)
+	}
+	return m, nil
+}
+
 // TakesParam reports whether mechanism t is one the token supports with a parameter. The
 // module reads a CK_MECHANISM's pParameter and ulParameterLen only then: for every other
 // mechanism they are ignored, whatever they hold.
@@ -152,11 +184,13 @@ func allowedMechanisms(keyType uint) []byte {
 	return b
 }
 
-// mechanismList is C_GetMechanismList: every supported mechanism, in ascending order.
-func mechanismList() []uint {
+// mechanismList is C_GetMechanismList: every mechanism offered (offer), in ascending order.
+func mechanismList(offer func(*mechanismSpec) bool) []uint {
 	out := make([]uint, 0, len(mechanisms))
-	for _, m := range mechanisms {
-		out = append(out, m.typ)
+	for i := range mechanisms {
+		if offer(&mechanisms[i]) {
+			out = append(out, mechanisms[i].typ)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out

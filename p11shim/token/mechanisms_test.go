@@ -9,6 +9,15 @@ import (
 	"github.com/tchsm/tchsm/scheme"
 )
 
+// extraFlags are the capability flags a row has beyond its functions: the EC ones (curves over
+// F_p named by OID, uncompressed points) on the ECDSA P-256 rows.
+func extraFlags(m mechanismSpec) uint {
+	if m.keyType == CKK_EC {
+		return CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS
+	}
+	return 0
+}
+
 // TestMechanismTable checks the rows against each other and against scheme.Mechanism's numbering.
 func TestMechanismTable(t *testing.T) {
 	types := map[uint]bool{}
@@ -37,7 +46,7 @@ func TestMechanismTable(t *testing.T) {
 				t.Errorf("%s: CLI name %q empty or taken", m.name, m.cliName)
 			}
 			cliNames[m.cliName] = true
-			if m.info.Flags != CKF_HW|CKF_SIGN|CKF_VERIFY || !keySizesOf(m) {
+			if m.info.Flags != CKF_HW|CKF_SIGN|CKF_VERIFY|extraFlags(m) || !keySizesOf(m) {
 				t.Errorf("%s: %+v", m.name, m)
 			}
 		case f&CKF_DIGEST != 0:
@@ -45,7 +54,7 @@ func TestMechanismTable(t *testing.T) {
 				t.Errorf("%s: %+v", m.name, m)
 			}
 		case f&CKF_GENERATE_KEY_PAIR != 0:
-			if m.hash != 0 || m.cliName != "" || m.wire != 0 || f != CKF_HW|CKF_GENERATE_KEY_PAIR || !keySizesOf(m) {
+			if m.hash != 0 || m.cliName != "" || m.wire != 0 || f != CKF_HW|CKF_GENERATE_KEY_PAIR|extraFlags(m) || !keySizesOf(m) {
 				t.Errorf("%s: %+v", m.name, m)
 			}
 		default:
@@ -53,7 +62,7 @@ func TestMechanismTable(t *testing.T) {
 		}
 	}
 	// Every key type has exactly one key generation row, and every alias names one.
-	for _, kt := range []uint{CKK_RSA, CKK_EC_EDWARDS} {
+	for _, kt := range []uint{CKK_RSA, CKK_EC_EDWARDS, CKK_EC} {
 		n := 0
 		for _, m := range mechanisms {
 			if m.keyType == kt && m.info.Flags&CKF_GENERATE_KEY_PAIR != 0 {
@@ -79,7 +88,7 @@ func keySizesOf(m mechanismSpec) bool {
 	switch m.keyType {
 	case CKK_RSA:
 		return m.info.MinKeySize == MinKeyBits && m.info.MaxKeySize == MaxKeyBits
-	case CKK_EC_EDWARDS:
+	case CKK_EC_EDWARDS, CKK_EC:
 		return m.info.MinKeySize == 256 && m.info.MaxKeySize == 256
 	}
 	return false
@@ -103,7 +112,7 @@ func TestMechanismDerived(t *testing.T) {
 	if got := keyGenMechanism(CKK_EC_EDWARDS); got != CKM_EC_EDWARDS_KEY_PAIR_GEN {
 		t.Errorf("CKA_KEY_GEN_MECHANISM of an EdDSA key = %#x", got)
 	}
-	list := mechanismList()
+	list := mechanismList(func(*mechanismSpec) bool { return true })
 	if len(list) != len(mechanisms) {
 		t.Fatal(list)
 	}
@@ -119,13 +128,13 @@ func TestMechanismDerived(t *testing.T) {
 	}
 	wantList := []uint{CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_RSA_PKCS, CKM_SHA1_RSA_PKCS, CKM_SHA256_RSA_PKCS,
 		CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS, CKM_SHA224_RSA_PKCS, CKM_SHA_1, CKM_SHA256, CKM_SHA224,
-		CKM_SHA384, CKM_SHA512, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA}
+		CKM_SHA384, CKM_SHA512, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, CKM_ECDSA_SHA256, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA}
 	if fmt.Sprint(list) != fmt.Sprint(wantList) {
 		t.Errorf("C_GetMechanismList = %#x, want %#x", list, wantList)
 	}
 	wantCLI := map[string]scheme.Mechanism{"raw": scheme.RSAPKCS, "sha1": scheme.SHA1RSAPKCS,
 		"sha224": scheme.SHA224RSAPKCS, "sha256": scheme.SHA256RSAPKCS, "sha384": scheme.SHA384RSAPKCS,
-		"sha512": scheme.SHA512RSAPKCS, "eddsa": scheme.EDDSA}
+		"sha512": scheme.SHA512RSAPKCS, "eddsa": scheme.EDDSA, "ecdsa": scheme.ECDSA, "ecdsa-sha256": scheme.ECDSASHA256}
 	got := SignMechanisms()
 	if len(got) != len(wantCLI) {
 		t.Fatal(got)

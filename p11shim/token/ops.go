@@ -3,11 +3,14 @@ package token
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	_ "crypto/sha1" // crypto.SHA1.New
 	_ "crypto/sha256"
 	_ "crypto/sha512"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"hash"
@@ -31,7 +34,7 @@ type Mechanism struct {
 
 // keygenTemplate is what C_GenerateKeyPair takes from the two templates.
 type keygenTemplate struct {
-	keyType  uint // CKK_RSA or CKK_EC_EDWARDS, from the mechanism
+	keyType  uint // CKK_RSA, CKK_EC_EDWARDS or CKK_EC, from the mechanism
 	bits     int
 	e        int
 	label    []byte
@@ -46,7 +49,7 @@ func parseKeygen(keyType uint, pubT, privT []Attribute) (keygenTemplate, error) 
 	kt := keygenTemplate{keyType: keyType, e: 65537}
 	rsaKey := keyType == CKK_RSA
 	if !rsaKey {
-		kt.bits, kt.e = ed25519Bits, 0
+		kt.bits, kt.e = ed25519Bits, 0 // = ecBits
 	}
 	var haveBits, haveCurve bool
 	var pubLabel, pubID []byte
@@ -65,7 +68,7 @@ func parseKeygen(keyType uint, pubT, privT []Attribute) (keygenTemplate, error) 
 		}
 		switch a.Type {
 		case CKA_EC_PARAMS:
-			if _, err := parseCurve(a.Value); err != nil {
+			if err := checkCurve(keyType, a.Value); err != nil {
 				return kt, err
 			}
 			haveCurve = true
@@ -136,7 +139,7 @@ func parseKeygen(keyType uint, pubT, privT []Attribute) (keygenTemplate, error) 
 			if rsaKey {
 				return kt, fmt.Errorf("%w: CKA_EC_PARAMS is an EC attribute", ErrTemplateInconsistent)
 			}
-			if _, err := parseCurve(a.Value); err != nil {
+			if err := checkCurve(keyType, a.Value); err != nil {
 				return kt, err
 			}
 		case CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_MODULUS, CKA_VALUE:
@@ -171,6 +174,20 @@ func parseKeygen(keyType uint, pubT, privT []Attribute) (keygenTemplate, error) 
 	return kt, nil
 }
 
+// checkCurve checks that CKA_EC_PARAMS v names the curve of keys of type keyType: a curve the
+// token knows but for the other EC key type (the Ed25519 OID with CKM_EC_KEY_PAIR_GEN) is
+// ErrCurveNotSupported, as an unknown curve is.
+func checkCurve(keyType uint, v []byte) error {
+	c, err := parseCurve(v)
+	if err != nil {
+		return err
+	}
+	if c != curveOf(keyType) {
+		return fmt.Errorf("%w: CKA_EC_PARAMS %x names a curve keys of type %#x are not on", ErrCurveNotSupported, v, keyType)
+	}
+	return nil
+}
+
 // GenerateKeyPair generates a cluster key (C_GenerateKeyPair with CKM_RSA_PKCS_KEY_PAIR_GEN, or
 // CKM_EC_EDWARDS_KEY_PAIR_GEN or its alias CKM_EDDSA for Ed25519) and returns the public and
 // private key handles. The public key is the token object of the key, or a new session object
@@ -181,7 +198,7 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 		return 0, 0, err
 	}
 	defer s.mu.Unlock()
-	m, err := mechanismFor(mech, CKF_GENERATE_KEY_PAIR)
+	m, err := t.mechanismFor(mech, CKF_GENERATE_KEY_PAIR)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -200,10 +217,19 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 	started := time.Now()
 	req := backend.GenerateRequest{Algorithm: scheme.ShoupRSA, Bits: kt.bits, E: kt.e,
 		Label: string(kt.label), P11ID: append([]byte{}, kt.id...)}
-	if kt.keyType == CKK_EC_EDWARDS {
+	switch kt.keyType {
+	case CKK_EC_EDWARDS:
 		req.Algorithm, req.Bits, req.E = scheme.Ed25519FROST, ed25519Bits, 0
+	case CKK_EC:
+		req.Algorithm, req.Bits, req.E = scheme.ECDSAP256HM, ecBits, 0
 	}
 	info, err := t.backend.GenerateKey(ctx, req)
+	if errors.Is(err, scheme.ErrNotSupported) {
+		// The backend lists the algorithm but cannot make its keys yet (the cluster client
+		// for ECDSA P-256): the mechanism is not usable here, not a failing device.
+		t.log.Error("the signing cluster cannot generate keys of this algorithm", "algorithm", req.Algorithm, "err", err)
+		return 0, 0, fmt.Errorf("%w: %s: %w", ErrMechanismInvalid, m.name, err)
+	}
 	if err != nil {
 		// A request the cluster refuses as bad (a public exponent it does not take, a label or
 		// CKA_ID too long) is an attribute value, not a device failure.
@@ -240,6 +266,32 @@ func (t *Token) GenerateKeyPair(h uint, mech Mechanism, pubT, privT []Attribute)
 	return pubH, privH, nil
 }
 
+// ecPublicKey decodes the CKA_EC_PARAMS and CKA_EC_POINT of an EC public key to create: the
+// P-256 OID, and the DER OCTET STRING of the 65-byte uncompressed point (or the bare point,
+// which some callers send).
+func ecPublicKey(params, point []byte) (*ecdsa.PublicKey, error) {
+	if params == nil || point == nil {
+		return nil, fmt.Errorf("%w: CKA_EC_PARAMS and CKA_EC_POINT", ErrTemplateIncomplete)
+	}
+	if err := checkCurve(CKK_EC, params); err != nil {
+		return nil, err
+	}
+	raw := point
+	if len(point) != 65 {
+		var inner []byte
+		rest, err := asn1.Unmarshal(point, &inner)
+		if err != nil || len(rest) != 0 {
+			return nil, fmt.Errorf("%w: CKA_EC_POINT is not one DER OCTET STRING", ErrAttributeValueInvalid)
+		}
+		raw = inner
+	}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CKA_EC_POINT: %v", ErrAttributeValueInvalid, err)
+	}
+	return pub, nil
+}
+
 // ---- signing ----
 
 type signOp struct {
@@ -258,8 +310,11 @@ type signOp struct {
 // inputLimit is the most a mechanism without a hash takes: k-11 bytes of PKCS#1 v1.5 payload
 // for RSA, maxEdDSAData bytes of message for Ed25519.
 func inputLimit(k *key) int {
-	if k.keyType == CKK_EC_EDWARDS {
+	switch k.keyType {
+	case CKK_EC_EDWARDS:
 		return maxEdDSAData
+	case CKK_EC:
+		return scheme.ECDSADigestSize // CKM_ECDSA's digest
 	}
 	return k.size - 11
 }
@@ -282,7 +337,7 @@ func (t *Token) SignInit(h uint, mech Mechanism, kh uint) error {
 	if s.sign != nil {
 		return ErrOperationActive
 	}
-	m, err := mechanismFor(mech, CKF_SIGN)
+	m, err := t.mechanismFor(mech, CKF_SIGN)
 	if err != nil {
 		return err
 	}
@@ -341,7 +396,7 @@ func (t *Token) Sign(h uint, data []byte, query bool, bufLen uint) ([]byte, uint
 		}
 		op.h.Write(data)
 		op.msg = data
-		return op.digestInfo()
+		return op.hashed()
 	})
 }
 
@@ -375,7 +430,7 @@ func (t *Token) SignFinal(h uint, query bool, bufLen uint) ([]byte, uint, error)
 		if op.hash == 0 {
 			return op.buf, nil
 		}
-		return op.digestInfo()
+		return op.hashed()
 	})
 }
 
@@ -408,6 +463,15 @@ func (t *Token) finishSign(h uint, query bool, bufLen uint, payloadOf func(*sign
 	return sig, uint(len(sig)), err
 }
 
+// hashed is the payload of a hash mechanism: for RSA the DigestInfo of the hash of
+// everything fed so far, for ECDSA the digest itself.
+func (op *signOp) hashed() ([]byte, error) {
+	if op.k.keyType == CKK_EC {
+		return op.h.Sum(nil), nil
+	}
+	return op.digestInfo()
+}
+
 // digestInfo wraps the hash of everything fed so far in its DigestInfo.
 func (op *signOp) digestInfo() ([]byte, error) {
 	di, err := shoup.DigestInfo(op.hash, op.h.Sum(nil))
@@ -427,8 +491,11 @@ func (t *Token) sign(s *session, op *signOp, payload []byte) ([]byte, error) {
 	if !t.isLoggedIn() {
 		return nil, ErrUserNotLoggedIn
 	}
-	if k.keyType == CKK_EC_EDWARDS {
+	switch k.keyType {
+	case CKK_EC_EDWARDS:
 		return t.signEd25519(s, k, payload)
+	case CKK_EC:
+		return t.signECDSA(s, op, payload)
 	}
 	if len(payload) > k.size-11 {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d for this key", ErrDataLenRange, len(payload), k.size-11)
@@ -483,6 +550,47 @@ func (t *Token) signEd25519(s *session, k *key, msg []byte) ([]byte, error) {
 	return sig, nil
 }
 
+// signECDSA has the cluster sign digest with ECDSA P-256 and checks the 64-byte r || s with
+// crypto/ecdsa before returning it. CKM_ECDSA takes exactly a 32-byte digest
+// (ErrDataLenRange otherwise: the cluster signs SHA-256 digests, DNSSEC algorithm 13, only); a
+// one-part CKM_ECDSA_SHA256 sends the cluster the message too (scheme.ECDSASHA256), a
+// multi-part one the digest computed here (scheme.ECDSA).
+func (t *Token) signECDSA(s *session, op *signOp, digest []byte) ([]byte, error) {
+	k := op.k
+	if len(digest) != scheme.ECDSADigestSize {
+		return nil, fmt.Errorf("%w: CKM_ECDSA signs a %d-byte digest (SHA-256), not %d bytes",
+			ErrDataLenRange, scheme.ECDSADigestSize, len(digest))
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(t.cfg.SignTimeout))
+	defer cancel()
+	mech, data := scheme.ECDSA, digest
+	if op.msg != nil && op.mech == scheme.ECDSASHA256 {
+		mech, data = scheme.ECDSASHA256, op.msg
+	}
+	sig, err := t.backend.Sign(ctx, k.info.ID, mech, data)
+	if errors.Is(err, backend.ErrKeyNotFound) {
+		t.forgetKey(k.info.ID)
+	}
+	if err != nil {
+		return nil, backendErr("signing", err, ErrKeyHandleInvalid, ErrDataLenRange)
+	}
+	if len(sig) != k.size || !ecdsaVerify(k.ec, digest, sig) {
+		t.log.Error("cluster returned a signature that does not verify", "key", k.info.ID, "len", len(sig))
+		return nil, fmt.Errorf("%w: cluster ECDSA signature (%d bytes) does not verify", ErrDeviceError, len(sig))
+	}
+	return sig, nil
+}
+
+// ecdsaVerify checks an r || s signature of even length up to 64 bytes (v2.40 section 2.3.1:
+// a signature passed in for verification may be shorter than 2·nLen, its halves of equal length).
+func ecdsaVerify(pub *ecdsa.PublicKey, digest, sig []byte) bool {
+	if len(sig) == 0 || len(sig)%2 != 0 || len(sig) > 2*ecScalarSize {
+		return false
+	}
+	h := len(sig) / 2
+	return ecdsa.Verify(pub, digest, new(big.Int).SetBytes(sig[:h]), new(big.Int).SetBytes(sig[h:]))
+}
+
 // forgetKey drops a key the cluster no longer has (deleted by another process).
 func (t *Token) forgetKey(id string) {
 	t.mu.Lock()
@@ -512,7 +620,7 @@ func (t *Token) VerifyInit(h uint, mech Mechanism, kh uint) error {
 	if s.verify != nil {
 		return ErrOperationActive
 	}
-	m, err := mechanismFor(mech, CKF_VERIFY)
+	m, err := t.mechanismFor(mech, CKF_VERIFY)
 	if err != nil {
 		return err
 	}
@@ -592,6 +700,21 @@ func (t *Token) VerifyFinal(h uint, sig []byte) error {
 }
 
 func (op *verifyOp) check(data, sig []byte) error {
+	if op.k.keyType == CKK_EC {
+		if len(sig) == 0 || len(sig)%2 != 0 || len(sig) > op.k.size {
+			return ErrSignatureLenRange
+		}
+		digest := data
+		if op.hash != 0 {
+			digest = op.h.Sum(nil)
+		} else if len(data) != scheme.ECDSADigestSize {
+			return ErrDataLenRange
+		}
+		if !ecdsaVerify(op.k.ec, digest, sig) {
+			return ErrSignatureInvalid
+		}
+		return nil
+	}
 	if len(sig) != op.k.size {
 		return ErrSignatureLenRange
 	}
@@ -637,7 +760,7 @@ func (t *Token) DigestInit(h uint, mech Mechanism) error {
 	if s.digest != nil {
 		return ErrOperationActive
 	}
-	m, err := mechanismFor(mech, CKF_DIGEST)
+	m, err := t.mechanismFor(mech, CKF_DIGEST)
 	if err != nil {
 		return err
 	}
@@ -747,8 +870,9 @@ func publicExponent(v []byte) (int, error) {
 const maxCreated = 4096
 
 // CreateObject creates a session object (C_CreateObject). Only what verifying needs is
-// supported: an RSA public key with CKA_MODULUS and CKA_PUBLIC_EXPONENT, CKA_TOKEN false or
-// absent. OpenSSL's pkcs11-provider creates one to verify a signature with a public key it
+// supported: an RSA public key with CKA_MODULUS and CKA_PUBLIC_EXPONENT, or (when the token
+// offers ECDSA P-256) an EC public key with CKA_EC_PARAMS naming P-256 and CKA_EC_POINT (the DER
+// OCTET STRING of the uncompressed point, or the bare point), CKA_TOKEN false or absent. OpenSSL's pkcs11-provider creates one to verify a signature with a public key it
 // holds (BIND's dnssec-signzone checks every signature it makes so). Private keys cannot be
 // imported this way (the CLI's keys import deals them to the cluster); token objects cannot
 // be created at all.
@@ -761,6 +885,7 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 	var info backend.KeyInfo
 	var modulus *big.Int
 	var exponent int
+	var ecParams, ecPoint []byte
 	var class, keyType uint
 	var haveClass, haveType bool
 	for _, a := range tmpl {
@@ -777,6 +902,16 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 			}
 		case CKA_MODULUS:
 			modulus = new(big.Int).SetBytes(a.Value)
+		case CKA_EC_PARAMS, CKA_EC_POINT:
+			if !t.ecdsa {
+				// As before EC keys: no such attribute here.
+				return 0, fmt.Errorf("%w: %#x in C_CreateObject", ErrAttributeTypeInvalid, a.Type)
+			}
+			if a.Type == CKA_EC_PARAMS {
+				ecParams = a.Value
+			} else {
+				ecPoint = a.Value
+			}
 		case CKA_PUBLIC_EXPONENT:
 			if exponent, err = publicExponent(a.Value); err != nil {
 				return 0, err
@@ -804,15 +939,27 @@ func (t *Token) CreateObject(h uint, tmpl []Attribute) (uint, error) {
 	case !haveClass || !haveType:
 		return 0, fmt.Errorf("%w: CKA_CLASS and CKA_KEY_TYPE", ErrTemplateIncomplete)
 	case class != CKO_PUBLIC_KEY:
-		return 0, fmt.Errorf("%w: only RSA public keys can be created (import private keys with the CLI)", ErrAttributeValueInvalid)
+		return 0, fmt.Errorf("%w: only public keys can be created (import private keys with the CLI)", ErrAttributeValueInvalid)
+	case keyType == CKK_EC && t.ecdsa:
+		if modulus != nil || exponent != 0 {
+			return 0, fmt.Errorf("%w: RSA attributes in an EC key", ErrTemplateInconsistent)
+		}
+		pub, err := ecPublicKey(ecParams, ecPoint)
+		if err != nil {
+			return 0, err
+		}
+		info.Algorithm, info.Bits, info.Public = scheme.ECDSAP256HM, ecBits, pub
 	case keyType != CKK_RSA:
 		return 0, fmt.Errorf("%w: key type %#x", ErrAttributeValueInvalid, keyType)
+	case ecParams != nil || ecPoint != nil:
+		return 0, fmt.Errorf("%w: EC attributes in an RSA key", ErrTemplateInconsistent)
 	case modulus == nil || exponent == 0:
 		return 0, fmt.Errorf("%w: CKA_MODULUS and CKA_PUBLIC_EXPONENT", ErrTemplateIncomplete)
 	case modulus.BitLen() < 512 || modulus.BitLen() > 2*MaxKeyBits || modulus.Bit(0) == 0:
 		return 0, fmt.Errorf("%w: CKA_MODULUS of %d bits", ErrAttributeValueInvalid, modulus.BitLen())
+	default:
+		info.Algorithm, info.Bits, info.Public = scheme.ShoupRSA, modulus.BitLen(), &rsa.PublicKey{N: modulus, E: exponent}
 	}
-	info.Algorithm, info.Bits, info.Public = scheme.ShoupRSA, modulus.BitLen(), &rsa.PublicKey{N: modulus, E: exponent}
 	k, err := newKey(info)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrAttributeValueInvalid, err)

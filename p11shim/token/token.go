@@ -8,8 +8,10 @@
 //
 // Every cluster key (Backend.Keys) appears as two token objects: a private key (CKO_PRIVATE_KEY,
 // CKA_PRIVATE, sensitive, not extractable, sign only) and a public key (CKO_PUBLIC_KEY, verify
-// only), of key type CKK_RSA for scheme.ShoupRSA keys and CKK_EC_EDWARDS for
-// scheme.Ed25519FROST ones. An RSA private key also shows CKA_MODULUS, CKA_PUBLIC_EXPONENT and
+// only), of key type CKK_RSA for scheme.ShoupRSA keys, CKK_EC_EDWARDS for
+// scheme.Ed25519FROST ones and CKK_EC for scheme.ECDSAP256HM ones (P-256; CKA_EC_PARAMS and
+// CKA_EC_POINT on both objects; their mechanisms are offered only when the backend supports
+// the algorithm, backend.Supports). An RSA private key also shows CKA_MODULUS, CKA_PUBLIC_EXPONENT and
 // CKA_MODULUS_BITS because OpenDNSSEC reads them from the private key when it skips public keys;
 // an Ed25519 private key shows CKA_EC_PARAMS, and its public key CKA_EC_PARAMS and CKA_EC_POINT
 // (OpenDNSSEC reads the point from the public key object, which every process sees because it
@@ -50,7 +52,9 @@ package token
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -85,9 +89,12 @@ const (
 type Token struct {
 	cfg     config.PKCS11 // defaults applied
 	backend backend.Backend
-	log     *slog.Logger
-	ctx     context.Context // cancelled by Close
-	cancel  context.CancelFunc
+	// ecdsa: the backend supports ECDSA P-256 keys (backend.Supports), so the EC mechanisms
+	// are offered.
+	ecdsa  bool
+	log    *slog.Logger
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
 
 	mu          sync.Mutex
 	closed      bool
@@ -125,18 +132,22 @@ type refreshCall struct {
 // key is one cluster key with its decoded public key.
 type key struct {
 	info    backend.KeyInfo
-	keyType uint              // CKK_RSA or CKK_EC_EDWARDS
+	keyType uint              // CKK_RSA, CKK_EC_EDWARDS or CKK_EC
 	pub     *rsa.PublicKey    // CKK_RSA only
 	ed      ed25519.PublicKey // CKK_EC_EDWARDS only
+	ec      *ecdsa.PublicKey  // CKK_EC only (P-256)
 	size    int               // signature length in bytes: the modulus length, or 64
 	spki    []byte            // DER SubjectPublicKeyInfo
 	created bool              // a public key the caller created (C_CreateObject), not a cluster key
 }
 
-// public returns the key's public key as crypto/rsa or crypto/ed25519 has it.
+// public returns the key's public key as crypto/rsa, crypto/ed25519 or crypto/ecdsa has it.
 func (k *key) public() crypto.PublicKey {
-	if k.keyType == CKK_EC_EDWARDS {
+	switch k.keyType {
+	case CKK_EC_EDWARDS:
 		return k.ed
+	case CKK_EC:
+		return k.ec
 	}
 	return k.pub
 }
@@ -180,6 +191,7 @@ func New(cfg config.PKCS11, backend backend.Backend, log *slog.Logger) (*Token, 
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Token{
 		cfg: cfg, backend: backend, log: log, ctx: ctx, cancel: cancel,
+		ecdsa:      supportsECDSA(backend),
 		sessions:   map[uint]*session{},
 		keyHandles: map[string][2]uint{},
 		byHandle:   map[uint]objRef{},
@@ -299,7 +311,7 @@ func (t *Token) Mechanisms(slot uint) ([]uint, error) {
 	if slot != SlotID {
 		return nil, ErrSlotIDInvalid
 	}
-	return mechanismList(), nil
+	return mechanismList(t.offers), nil
 }
 
 // Mechanism returns C_GetMechanismInfo for m.
@@ -311,7 +323,7 @@ func (t *Token) Mechanism(slot, m uint) (MechanismInfo, error) {
 		return MechanismInfo{}, ErrSlotIDInvalid
 	}
 	spec := lookupMechanism(m)
-	if spec == nil {
+	if spec == nil || !t.offers(spec) {
 		return MechanismInfo{}, ErrMechanismInvalid
 	}
 	return spec.info, nil
@@ -682,10 +694,14 @@ func (t *Token) SeedRandom(h uint) error {
 // ---- keys and objects ----
 
 // newKey checks a key record and decodes its public key: an *rsa.PublicKey for
-// scheme.ShoupRSA, an ed25519.PublicKey of 32 bytes, Bits 256, for scheme.Ed25519FROST.
+// scheme.ShoupRSA, an ed25519.PublicKey of 32 bytes, Bits 256, for scheme.Ed25519FROST, an
+// *ecdsa.PublicKey on P-256, Bits 256, for scheme.ECDSAP256HM.
 func newKey(info backend.KeyInfo) (*key, error) {
 	if info.Algorithm == scheme.Ed25519FROST {
 		return newEd25519Key(info)
+	}
+	if info.Algorithm == scheme.ECDSAP256HM {
+		return newECKey(info)
 	}
 	if info.Algorithm != scheme.ShoupRSA && info.Algorithm != scheme.Unspecified {
 		return nil, fmt.Errorf("token: key record of algorithm %v, which the token does not know", info.Algorithm)
@@ -719,6 +735,32 @@ func newEd25519Key(info backend.KeyInfo) (*key, error) {
 		return nil, fmt.Errorf("token: encoding public key: %w", err)
 	}
 	return &key{info: info, keyType: CKK_EC_EDWARDS, ed: pub, size: ed25519.SignatureSize, spki: spki}, nil
+}
+
+// supportsECDSA reports whether b supports ECDSA P-256 keys (New's parameter hides the package).
+func supportsECDSA(b backend.Backend) bool { return backend.Supports(b, scheme.ECDSAP256HM) }
+
+func newECKey(info backend.KeyInfo) (*key, error) {
+	ep, ok := info.Public.(*ecdsa.PublicKey)
+	if !ok || ep == nil || ep.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("token: %v key record without a P-256 public key", info.Algorithm)
+	}
+	if info.Bits != ecBits {
+		return nil, fmt.Errorf("token: ECDSA P-256 key record says %d bits", info.Bits)
+	}
+	point, err := ep.Bytes() // uncompressed, 65 bytes; fails for a point not on the curve
+	if err != nil {
+		return nil, fmt.Errorf("token: ECDSA P-256 key record: %w", err)
+	}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+	if err != nil {
+		return nil, fmt.Errorf("token: ECDSA P-256 key record: %w", err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("token: encoding public key: %w", err)
+	}
+	return &key{info: info, keyType: CKK_EC, ec: pub, size: 2 * ecScalarSize, spki: spki}, nil
 }
 
 // handlesLocked returns the handles of key id, allocating them on first sight, and a new
@@ -923,9 +965,12 @@ func (o object) attr(typ uint) ([]byte, error) {
 	}
 	var v []byte
 	var err error
-	if k.keyType == CKK_EC_EDWARDS {
+	switch k.keyType {
+	case CKK_EC_EDWARDS:
 		v, err = o.edAttr(typ)
-	} else {
+	case CKK_EC:
+		v, err = o.ecAttr(typ)
+	default:
 		v, err = o.rsaAttr(typ)
 	}
 	if !errors.Is(err, ErrAttributeTypeInvalid) {
@@ -986,6 +1031,24 @@ func (o object) edAttr(typ uint) ([]byte, error) {
 	return nil, ErrAttributeTypeInvalid
 }
 
+// ecAttr returns the attributes only ECDSA P-256 keys have (v2.40 sections 2.3.3 and 2.3.4):
+// CKA_EC_PARAMS, the DER OID of prime256v1, and CKA_EC_POINT, the DER OCTET STRING of the
+// 65-byte uncompressed point (04 41 04 x y), on both objects (the point is public; callers
+// that skip public key objects read it from the private one; CKA_VALUE stays sensitive).
+func (o object) ecAttr(typ uint) ([]byte, error) {
+	switch typ {
+	case CKA_EC_PARAMS:
+		return append([]byte{}, p256OID...), nil
+	case CKA_EC_POINT:
+		point, err := o.k.ec.Bytes()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrDeviceError, err)
+		}
+		return append([]byte{0x04, byte(len(point))}, point...), nil
+	}
+	return nil, ErrAttributeTypeInvalid
+}
+
 // matches reports whether o has every attribute of tmpl with an equal value. An attribute o
 // lacks (or hides) matches nothing.
 func (o object) matches(tmpl []Attribute) bool {
@@ -995,8 +1058,8 @@ func (o object) matches(tmpl []Attribute) bool {
 			return false
 		}
 		if a.Type == CKA_EC_PARAMS {
-			// Either encoding of the curve finds it.
-			if c, err := parseCurve(a.Value); err != nil || c != curveEd25519 {
+			// Any encoding of the key's curve finds it.
+			if c, err := parseCurve(a.Value); err != nil || c != curveOf(o.k.keyType) {
 				return false
 			}
 			continue

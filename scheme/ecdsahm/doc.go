@@ -4,8 +4,10 @@
 // Majority", SCN 2020 (ePrint 2020/501; below DJNPØ20), on filippo.io/nistec for the group and
 // filippo.io/bigmod for the scalar field, both constant time. Its signatures are ordinary
 // ECDSA P-256 signatures that crypto/ecdsa.Verify accepts: r || s, 64 bytes, the form
-// CKM_ECDSA returns. It is not wired into the nodes, the client or the PKCS#11 module yet, and
-// has no scheme.Algorithm number: the lead adds both.
+// CKM_ECDSA returns. It is scheme.ECDSAP256HM behind the scheme boundary (scheme.go: Scheme, a
+// scheme.DKG, scheme.Presigner and scheme.PeerParticipants; boundary.go: the node's
+// Participant, the coordinator's Presigning and signing session with the echo round, and their
+// payloads); the nodes and the client do not drive it yet.
 //
 // Sources. The protocol steps follow DJNPØ20's preprocessing and online phase as specified step
 // by step in near/mpc's docs/ecdsa/robust_ecdsa/signing.md (a specification of the same

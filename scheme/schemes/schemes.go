@@ -10,6 +10,7 @@ import (
 
 	tchsmpb "github.com/tchsm/tchsm/proto"
 	"github.com/tchsm/tchsm/scheme"
+	"github.com/tchsm/tchsm/scheme/ecdsahm"
 	"github.com/tchsm/tchsm/scheme/frost"
 	"github.com/tchsm/tchsm/scheme/shoup"
 )
@@ -18,6 +19,7 @@ import (
 var registry = []scheme.Scheme{
 	shoup.Scheme{},
 	frost.Scheme{},
+	ecdsahm.Scheme{},
 }
 
 // Lookup returns the scheme of algorithm a (scheme.Unspecified is scheme.ShoupRSA, the

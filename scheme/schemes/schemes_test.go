@@ -41,6 +41,22 @@ func TestLookup(t *testing.T) {
 	if !Accepts(ed, scheme.EDDSA) || Accepts(ed, scheme.RSAPKCS) || Accepts(ed, scheme.SHA256RSAPKCS) {
 		t.Fatal("Accepts: only EDDSA for Ed25519 keys")
 	}
+	ec, err := ByName("ecdsa-p256-hm")
+	if err != nil || ec.Algorithm() != scheme.ECDSAP256HM || scheme.ECDSAP256HM.String() != "ecdsa-p256-hm" {
+		t.Fatalf("ByName(ecdsa-p256-hm): %v, %v", ec, err)
+	}
+	if !Accepts(ec, scheme.ECDSA) || !Accepts(ec, scheme.ECDSASHA256) || Accepts(ec, scheme.EDDSA) || Accepts(ec, scheme.RSAPKCS) || Accepts(ed, scheme.ECDSA) || Accepts(rsa, scheme.ECDSA) {
+		t.Fatal("Accepts: only ECDSA and ECDSA_SHA256 for ECDSA P-256 keys")
+	}
+	if _, ok := ec.(scheme.Presigner); !ok {
+		t.Fatal("the ECDSA P-256 scheme is not a Presigner")
+	}
+	if _, ok := ec.(scheme.PeerParticipants); !ok {
+		t.Fatal("the ECDSA P-256 scheme does not make peer participants")
+	}
+	if _, ok := ec.(scheme.DKG); !ok {
+		t.Fatal("the ECDSA P-256 scheme has no DKG")
+	}
 	// Every registered scheme has its own algorithm.
 	seen := map[scheme.Algorithm]bool{}
 	for _, s := range All() {
