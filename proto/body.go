@@ -74,6 +74,10 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(LoggedIn), nil
 	case BodyType_BODY_TYPE_WITH_TICKETS:
 		return new(WithTickets), nil
+	case BodyType_BODY_TYPE_RESHARE_REQUEST:
+		return new(ReshareRequest), nil
+	case BodyType_BODY_TYPE_RESHARE_COMMIT:
+		return new(ReshareCommit), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -143,6 +147,10 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_LOGGED_IN
 	case *WithTickets:
 		return BodyType_BODY_TYPE_WITH_TICKETS
+	case *ReshareRequest:
+		return BodyType_BODY_TYPE_RESHARE_REQUEST
+	case *ReshareCommit:
+		return BodyType_BODY_TYPE_RESHARE_COMMIT
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

@@ -72,6 +72,8 @@ const (
 	BodyType_BODY_TYPE_PIN_UNLOCK            BodyType = 29 // PINUnlock, admin client -> node
 	BodyType_BODY_TYPE_LOGGED_IN             BodyType = 30 // LoggedIn, client -> node: a request made under a login
 	BodyType_BODY_TYPE_WITH_TICKETS          BodyType = 31 // WithTickets, client -> dealer: a request with k login tickets
+	BodyType_BODY_TYPE_RESHARE_REQUEST       BodyType = 32 // ReshareRequest, admin client -> node (one step of a resharing; answered by DKGReply)
+	BodyType_BODY_TYPE_RESHARE_COMMIT        BodyType = 33 // ReshareCommit, admin client -> node (replace the share; answered by DKGCommitAck)
 )
 
 // Enum value maps for BodyType.
@@ -108,6 +110,8 @@ var (
 		29: "BODY_TYPE_PIN_UNLOCK",
 		30: "BODY_TYPE_LOGGED_IN",
 		31: "BODY_TYPE_WITH_TICKETS",
+		32: "BODY_TYPE_RESHARE_REQUEST",
+		33: "BODY_TYPE_RESHARE_COMMIT",
 	}
 	BodyType_value = map[string]int32{
 		"BODY_TYPE_UNSPECIFIED":           0,
@@ -141,6 +145,8 @@ var (
 		"BODY_TYPE_PIN_UNLOCK":            29,
 		"BODY_TYPE_LOGGED_IN":             30,
 		"BODY_TYPE_WITH_TICKETS":          31,
+		"BODY_TYPE_RESHARE_REQUEST":       32,
+		"BODY_TYPE_RESHARE_COMMIT":        33,
 	}
 )
 
@@ -313,7 +319,7 @@ func (x PINResult_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PINResult_Status.Descriptor instead.
 func (PINResult_Status) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{37, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{39, 0}
 }
 
 type TicketStatement_Kind int32
@@ -362,7 +368,7 @@ func (x TicketStatement_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TicketStatement_Kind.Descriptor instead.
 func (TicketStatement_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{40, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{42, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -522,8 +528,13 @@ type KeyRecord struct {
 	// existed, which are all Shoup RSA; 1 is Shoup RSA. Shoup RSA keeps its parameters in the
 	// fields above (bits, modulus, public_exponent, v, vk, safe_primes), so that releases that
 	// predate this field read its records; other schemes put theirs in params.
-	Algorithm     uint32 `protobuf:"varint,14,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
-	Params        []byte `protobuf:"bytes,15,opt,name=params,proto3" json:"params,omitempty"` // scheme-specific public parameters, encoded by the scheme
+	Algorithm uint32 `protobuf:"varint,14,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	Params    []byte `protobuf:"bytes,15,opt,name=params,proto3" json:"params,omitempty"` // scheme-specific public parameters, encoded by the scheme
+	// How many times the key was reshared (keys the nodes generated): 0 for the generated key,
+	// one more with each resharing, which keeps the public key and gives every node a new share
+	// and a new verification share (ReshareRequest). A node replaces its record only with the
+	// next epoch's; a client prefers the record of the highest epoch the nodes report.
+	Epoch         uint32 `protobuf:"varint,100,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -661,6 +672,13 @@ func (x *KeyRecord) GetParams() []byte {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *KeyRecord) GetEpoch() uint32 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // SignedKeyRecord is a KeyRecord signed by a dealer of the manifest (keys a dealer made), or
@@ -2623,6 +2641,143 @@ func (x *DKGLateDealsAck) GetQueued() []string {
 	return nil
 }
 
+// ReshareRequest runs one step of the resharing of a key the nodes generated (Ed25519 FROST):
+// the nodes that hold a share of the record's epoch deal it to every node of the manifest
+// (scheme/frost/dkg.NewReshare), so that every node gets a new share of the same key on a new
+// polynomial, and a new verification share; a node that holds none (a new identity that took
+// a lost node's place) only receives. Steps and messages are those of DKGRequest; a node
+// answers with a DKGReply, whose record, at the last step, is the next epoch's.
+type ReshareRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Step          uint32                 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`    // 0, 1, 2, 3
+	Record        *SignedKeyRecord       `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"` // step 0: the key's current record (endorsed by k nodes)
+	Run           []byte                 `protobuf:"bytes,4,opt,name=run,proto3" json:"run,omitempty"`       // step 0: 16 random bytes naming this run (every message is bound to it)
+	Messages      []*DKGMessage          `protobuf:"bytes,5,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReshareRequest) Reset() {
+	*x = ReshareRequest{}
+	mi := &file_tchsm_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshareRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshareRequest) ProtoMessage() {}
+
+func (x *ReshareRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshareRequest.ProtoReflect.Descriptor instead.
+func (*ReshareRequest) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReshareRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ReshareRequest) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *ReshareRequest) GetRecord() *SignedKeyRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *ReshareRequest) GetRun() []byte {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *ReshareRequest) GetMessages() []*DKGMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// ReshareCommit tells a node to replace its share and record of the key with the ones of the
+// resharing: the next epoch's record, with at least k endorsements, its own among them. The
+// node replaces both in one transaction (answered by DKGCommitAck).
+type ReshareCommit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Record        *SignedKeyRecord       `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReshareCommit) Reset() {
+	*x = ReshareCommit{}
+	mi := &file_tchsm_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshareCommit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshareCommit) ProtoMessage() {}
+
+func (x *ReshareCommit) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshareCommit.ProtoReflect.Descriptor instead.
+func (*ReshareCommit) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReshareCommit) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ReshareCommit) GetRecord() *SignedKeyRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 // PINLogin proves the client's PIN to one node. The PIN travels only inside an HPKE ciphertext
 // to the node's manifest encryption key (trust.SealPIN), whose info binds the cluster, the
 // client, the node and the purpose ("login"); the plaintext is a PINSecret. The node derives
@@ -2644,7 +2799,7 @@ type PINLogin struct {
 
 func (x *PINLogin) Reset() {
 	*x = PINLogin{}
-	mi := &file_tchsm_proto_msgTypes[33]
+	mi := &file_tchsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2811,7 @@ func (x *PINLogin) String() string {
 func (*PINLogin) ProtoMessage() {}
 
 func (x *PINLogin) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[33]
+	mi := &file_tchsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2824,7 @@ func (x *PINLogin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINLogin.ProtoReflect.Descriptor instead.
 func (*PINLogin) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{33}
+	return file_tchsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PINLogin) GetEnc() []byte {
@@ -2707,7 +2862,7 @@ type PINChange struct {
 
 func (x *PINChange) Reset() {
 	*x = PINChange{}
-	mi := &file_tchsm_proto_msgTypes[34]
+	mi := &file_tchsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2874,7 @@ func (x *PINChange) String() string {
 func (*PINChange) ProtoMessage() {}
 
 func (x *PINChange) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[34]
+	mi := &file_tchsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2887,7 @@ func (x *PINChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINChange.ProtoReflect.Descriptor instead.
 func (*PINChange) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{34}
+	return file_tchsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PINChange) GetEnc() []byte {
@@ -2769,7 +2924,7 @@ type PINSecret struct {
 
 func (x *PINSecret) Reset() {
 	*x = PINSecret{}
-	mi := &file_tchsm_proto_msgTypes[35]
+	mi := &file_tchsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2781,7 +2936,7 @@ func (x *PINSecret) String() string {
 func (*PINSecret) ProtoMessage() {}
 
 func (x *PINSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[35]
+	mi := &file_tchsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2794,7 +2949,7 @@ func (x *PINSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINSecret.ProtoReflect.Descriptor instead.
 func (*PINSecret) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{35}
+	return file_tchsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PINSecret) GetPin() []byte {
@@ -2836,7 +2991,7 @@ type PINUnlock struct {
 
 func (x *PINUnlock) Reset() {
 	*x = PINUnlock{}
-	mi := &file_tchsm_proto_msgTypes[36]
+	mi := &file_tchsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +3003,7 @@ func (x *PINUnlock) String() string {
 func (*PINUnlock) ProtoMessage() {}
 
 func (x *PINUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[36]
+	mi := &file_tchsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +3016,7 @@ func (x *PINUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINUnlock.ProtoReflect.Descriptor instead.
 func (*PINUnlock) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{36}
+	return file_tchsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PINUnlock) GetClient() string {
@@ -2887,7 +3042,7 @@ type PINResult struct {
 
 func (x *PINResult) Reset() {
 	*x = PINResult{}
-	mi := &file_tchsm_proto_msgTypes[37]
+	mi := &file_tchsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2899,7 +3054,7 @@ func (x *PINResult) String() string {
 func (*PINResult) ProtoMessage() {}
 
 func (x *PINResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[37]
+	mi := &file_tchsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2912,7 +3067,7 @@ func (x *PINResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINResult.ProtoReflect.Descriptor instead.
 func (*PINResult) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{37}
+	return file_tchsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PINResult) GetStatus() PINResult_Status {
@@ -2973,7 +3128,7 @@ type LoggedIn struct {
 
 func (x *LoggedIn) Reset() {
 	*x = LoggedIn{}
-	mi := &file_tchsm_proto_msgTypes[38]
+	mi := &file_tchsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2985,7 +3140,7 @@ func (x *LoggedIn) String() string {
 func (*LoggedIn) ProtoMessage() {}
 
 func (x *LoggedIn) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[38]
+	mi := &file_tchsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2998,7 +3153,7 @@ func (x *LoggedIn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoggedIn.ProtoReflect.Descriptor instead.
 func (*LoggedIn) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{38}
+	return file_tchsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LoggedIn) GetSession() []byte {
@@ -3044,7 +3199,7 @@ type LoginTicket struct {
 
 func (x *LoginTicket) Reset() {
 	*x = LoginTicket{}
-	mi := &file_tchsm_proto_msgTypes[39]
+	mi := &file_tchsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3056,7 +3211,7 @@ func (x *LoginTicket) String() string {
 func (*LoginTicket) ProtoMessage() {}
 
 func (x *LoginTicket) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[39]
+	mi := &file_tchsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3069,7 +3224,7 @@ func (x *LoginTicket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginTicket.ProtoReflect.Descriptor instead.
 func (*LoginTicket) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{39}
+	return file_tchsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LoginTicket) GetStatement() []byte {
@@ -3102,7 +3257,7 @@ type TicketStatement struct {
 
 func (x *TicketStatement) Reset() {
 	*x = TicketStatement{}
-	mi := &file_tchsm_proto_msgTypes[40]
+	mi := &file_tchsm_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3114,7 +3269,7 @@ func (x *TicketStatement) String() string {
 func (*TicketStatement) ProtoMessage() {}
 
 func (x *TicketStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[40]
+	mi := &file_tchsm_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3127,7 +3282,7 @@ func (x *TicketStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TicketStatement.ProtoReflect.Descriptor instead.
 func (*TicketStatement) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{40}
+	return file_tchsm_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TicketStatement) GetClusterId() string {
@@ -3198,7 +3353,7 @@ type WithTickets struct {
 
 func (x *WithTickets) Reset() {
 	*x = WithTickets{}
-	mi := &file_tchsm_proto_msgTypes[41]
+	mi := &file_tchsm_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3365,7 @@ func (x *WithTickets) String() string {
 func (*WithTickets) ProtoMessage() {}
 
 func (x *WithTickets) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[41]
+	mi := &file_tchsm_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3378,7 @@ func (x *WithTickets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithTickets.ProtoReflect.Descriptor instead.
 func (*WithTickets) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{41}
+	return file_tchsm_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WithTickets) GetTickets() []*LoginTicket {
@@ -3281,7 +3436,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\tsignature\x18\n" +
 	" \x01(\fR\tsignature\x12\x1c\n" +
 	"\trecipient\x18\v \x01(\tR\trecipient\x12\x10\n" +
-	"\x03mac\x18\f \x01(\fR\x03mac\"\xf9\x02\n" +
+	"\x03mac\x18\f \x01(\fR\x03mac\"\x8f\x03\n" +
 	"\tKeyRecord\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
 	"\x05label\x18\x02 \x01(\tR\x05label\x12\x15\n" +
@@ -3300,7 +3455,8 @@ const file_tchsm_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\r \x01(\tR\tclusterId\x12\x1c\n" +
 	"\talgorithm\x18\x0e \x01(\rR\talgorithm\x12\x16\n" +
-	"\x06params\x18\x0f \x01(\fR\x06params\"\x9d\x01\n" +
+	"\x06params\x18\x0f \x01(\fR\x06params\x12\x14\n" +
+	"\x05epoch\x18d \x01(\rR\x05epoch\"\x9d\x01\n" +
 	"\x0fSignedKeyRecord\x12\x16\n" +
 	"\x06record\x18\x01 \x01(\fR\x06record\x12\x16\n" +
 	"\x06dealer\x18\x02 \x01(\tR\x06dealer\x12\x1c\n" +
@@ -3450,7 +3606,16 @@ const file_tchsm_proto_rawDesc = "" +
 	"\tqualified\x18\x03 \x03(\rR\tqualified\x12*\n" +
 	"\x05deals\x18\x04 \x03(\v2\x14.tchsm.v1.DKGMessageR\x05deals\")\n" +
 	"\x0fDKGLateDealsAck\x12\x16\n" +
-	"\x06queued\x18\x01 \x03(\tR\x06queued\"[\n" +
+	"\x06queued\x18\x01 \x03(\tR\x06queued\"\xb2\x01\n" +
+	"\x0eReshareRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x121\n" +
+	"\x06record\x18\x03 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\x12\x10\n" +
+	"\x03run\x18\x04 \x01(\fR\x03run\x120\n" +
+	"\bmessages\x18\x05 \x03(\v2\x14.tchsm.v1.DKGMessageR\bmessages\"Y\n" +
+	"\rReshareCommit\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x121\n" +
+	"\x06record\x18\x02 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\"[\n" +
 	"\bPINLogin\x12\x10\n" +
 	"\x03enc\x18\x01 \x01(\fR\x03enc\x12\x1e\n" +
 	"\n" +
@@ -3515,7 +3680,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x04body\x18\x03 \x01(\fR\x04body\x12\x1d\n" +
 	"\n" +
 	"ticket_key\x18\x04 \x01(\fR\tticketKey\x12\x1c\n" +
-	"\tsignature\x18\x05 \x01(\fR\tsignature*\x8b\a\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature*\xc8\a\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
@@ -3548,7 +3713,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x14BODY_TYPE_PIN_CHANGE\x10\x1c\x12\x18\n" +
 	"\x14BODY_TYPE_PIN_UNLOCK\x10\x1d\x12\x17\n" +
 	"\x13BODY_TYPE_LOGGED_IN\x10\x1e\x12\x1a\n" +
-	"\x16BODY_TYPE_WITH_TICKETS\x10\x1f\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
+	"\x16BODY_TYPE_WITH_TICKETS\x10\x1f\x12\x1d\n" +
+	"\x19BODY_TYPE_RESHARE_REQUEST\x10 \x12\x1c\n" +
+	"\x18BODY_TYPE_RESHARE_COMMIT\x10!\"\x04\b\x02\x10\x02*\x17BODY_TYPE_KEY_SHARE_ACKB&Z$github.com/tchsm/tchsm/proto;tchsmpbb\x06proto3"
 
 var (
 	file_tchsm_proto_rawDescOnce sync.Once
@@ -3563,7 +3730,7 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
@@ -3602,15 +3769,17 @@ var file_tchsm_proto_goTypes = []any{
 	(*DKGCommitAck)(nil),        // 34: tchsm.v1.DKGCommitAck
 	(*DKGLateDeals)(nil),        // 35: tchsm.v1.DKGLateDeals
 	(*DKGLateDealsAck)(nil),     // 36: tchsm.v1.DKGLateDealsAck
-	(*PINLogin)(nil),            // 37: tchsm.v1.PINLogin
-	(*PINChange)(nil),           // 38: tchsm.v1.PINChange
-	(*PINSecret)(nil),           // 39: tchsm.v1.PINSecret
-	(*PINUnlock)(nil),           // 40: tchsm.v1.PINUnlock
-	(*PINResult)(nil),           // 41: tchsm.v1.PINResult
-	(*LoggedIn)(nil),            // 42: tchsm.v1.LoggedIn
-	(*LoginTicket)(nil),         // 43: tchsm.v1.LoginTicket
-	(*TicketStatement)(nil),     // 44: tchsm.v1.TicketStatement
-	(*WithTickets)(nil),         // 45: tchsm.v1.WithTickets
+	(*ReshareRequest)(nil),      // 37: tchsm.v1.ReshareRequest
+	(*ReshareCommit)(nil),       // 38: tchsm.v1.ReshareCommit
+	(*PINLogin)(nil),            // 39: tchsm.v1.PINLogin
+	(*PINChange)(nil),           // 40: tchsm.v1.PINChange
+	(*PINSecret)(nil),           // 41: tchsm.v1.PINSecret
+	(*PINUnlock)(nil),           // 42: tchsm.v1.PINUnlock
+	(*PINResult)(nil),           // 43: tchsm.v1.PINResult
+	(*LoggedIn)(nil),            // 44: tchsm.v1.LoggedIn
+	(*LoginTicket)(nil),         // 45: tchsm.v1.LoginTicket
+	(*TicketStatement)(nil),     // 46: tchsm.v1.TicketStatement
+	(*WithTickets)(nil),         // 47: tchsm.v1.WithTickets
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
@@ -3632,17 +3801,20 @@ var file_tchsm_proto_depIdxs = []int32{
 	6,  // 16: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
 	6,  // 17: tchsm.v1.DKGLateDeals.record:type_name -> tchsm.v1.SignedKeyRecord
 	30, // 18: tchsm.v1.DKGLateDeals.deals:type_name -> tchsm.v1.DKGMessage
-	2,  // 19: tchsm.v1.PINResult.status:type_name -> tchsm.v1.PINResult.Status
-	43, // 20: tchsm.v1.PINResult.ticket:type_name -> tchsm.v1.LoginTicket
-	0,  // 21: tchsm.v1.LoggedIn.type:type_name -> tchsm.v1.BodyType
-	3,  // 22: tchsm.v1.TicketStatement.kind:type_name -> tchsm.v1.TicketStatement.Kind
-	43, // 23: tchsm.v1.WithTickets.tickets:type_name -> tchsm.v1.LoginTicket
-	0,  // 24: tchsm.v1.WithTickets.type:type_name -> tchsm.v1.BodyType
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	6,  // 19: tchsm.v1.ReshareRequest.record:type_name -> tchsm.v1.SignedKeyRecord
+	30, // 20: tchsm.v1.ReshareRequest.messages:type_name -> tchsm.v1.DKGMessage
+	6,  // 21: tchsm.v1.ReshareCommit.record:type_name -> tchsm.v1.SignedKeyRecord
+	2,  // 22: tchsm.v1.PINResult.status:type_name -> tchsm.v1.PINResult.Status
+	45, // 23: tchsm.v1.PINResult.ticket:type_name -> tchsm.v1.LoginTicket
+	0,  // 24: tchsm.v1.LoggedIn.type:type_name -> tchsm.v1.BodyType
+	3,  // 25: tchsm.v1.TicketStatement.kind:type_name -> tchsm.v1.TicketStatement.Kind
+	45, // 26: tchsm.v1.WithTickets.tickets:type_name -> tchsm.v1.LoginTicket
+	0,  // 27: tchsm.v1.WithTickets.type:type_name -> tchsm.v1.BodyType
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_tchsm_proto_init() }
@@ -3660,7 +3832,7 @@ func file_tchsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -108,7 +108,8 @@ func VerifyEndorsement(m *Manifest, record []byte, e *tchsmpb.KeyEndorsement) er
 }
 
 // VerifyKeyRecord checks that s was signed by a dealer of m, or endorsed by at least k distinct
-// nodes of m (a key the nodes generated together: every endorsement must verify), for m's
+// nodes of m (a key the nodes generated together: every endorsement by a node m lists must
+// verify; endorsements by identities m no longer lists, a replaced node's, are ignored), for m's
 // cluster, and that the record is structurally sound; it returns the decoded record. Since
 // fewer than k nodes are assumed corrupt, k endorsements include an honest node's, which
 // endorses only the outcome of its own run of the key generation.
@@ -154,14 +155,21 @@ func verifyEndorsed(m *Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord
 		return nil, fmt.Errorf("%w: %d endorsements", ErrBadRecord, len(s.Endorsements))
 	}
 	seen := map[string]bool{}
+	valid := 0
 	for _, e := range s.Endorsements {
 		if seen[e.GetNode()] {
 			return nil, fmt.Errorf("%w: two endorsements by %.64q", ErrBadRecord, e.GetNode())
 		}
 		seen[e.GetNode()] = true
+		if _, listed := m.Lookup(e.GetNode()); !listed {
+			// A node identity the manifest no longer lists (a replaced node): its endorsement
+			// neither counts nor spoils the others'. A listed node's bad endorsement does.
+			continue
+		}
 		if err := VerifyEndorsement(m, s.Record, e); err != nil {
 			return nil, err
 		}
+		valid++
 	}
 	rec := new(tchsmpb.KeyRecord)
 	if err := proto.Unmarshal(s.Record, rec); err != nil {
@@ -176,8 +184,8 @@ func verifyEndorsed(m *Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord
 	if Dealt(rec) {
 		return nil, fmt.Errorf("%w: a %v key is made by a dealer, never endorsed", ErrBadRecord, scheme.Of(rec))
 	}
-	if len(s.Endorsements) < int(rec.K) {
-		return nil, fmt.Errorf("%w: %d endorsements, need k=%d", ErrBadRecord, len(s.Endorsements), rec.K)
+	if valid < int(rec.K) {
+		return nil, fmt.Errorf("%w: %d endorsements by nodes of the manifest (of %d), need k=%d", ErrBadRecord, valid, len(s.Endorsements), rec.K)
 	}
 	if int(rec.N) != m.N() {
 		return nil, fmt.Errorf("%w: a generated key of n=%d in a cluster of %d nodes", ErrBadRecord, rec.N, m.N())
