@@ -106,6 +106,7 @@ type key struct {
 	scheme scheme.Scheme
 	pk     scheme.PublicKey
 	record []byte // the signed record's bytes
+	epoch  uint32 // the record's resharing epoch (KeyRecord.epoch)
 	// pools are the nodes' commitments for schemes that hand them out in advance (FROST).
 	pools *commitPools
 }
@@ -469,7 +470,11 @@ collect:
 				c.log.Warn("key record rejected", "err", err)
 				continue
 			}
-			fresh[k.info.ID] = k
+			// During or after a resharing the nodes may report two epochs of a key: the
+			// latest is the one k nodes hold (they replace their record only with it).
+			if prev, ok := fresh[k.info.ID]; !ok || k.epoch > prev.epoch {
+				fresh[k.info.ID] = k
+			}
 		}
 	}
 	if answered == 0 {
@@ -508,7 +513,7 @@ func (c *Client) verifyRecord(s *tchsmpb.SignedKeyRecord) (*key, error) {
 	if _, ok := sch.(scheme.Precommitter); ok {
 		pools = newCommitPools()
 	}
-	return &key{scheme: sch, pk: pk, record: s.GetRecord(), pools: pools, info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(),
+	return &key{scheme: sch, pk: pk, record: s.GetRecord(), epoch: rec.GetEpoch(), pools: pools, info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(),
 		P11ID: rec.GetP11Id(), Algorithm: pk.Algorithm(), Bits: pk.Bits(), Public: pk.Public(), K: k, L: n,
 		Created: time.Unix(rec.GetCreatedUnix(), 0)}}, nil
 }

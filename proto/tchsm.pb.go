@@ -204,6 +204,9 @@ const (
 	// The client is locked on this node after too many consecutive wrong PINs; an admin client
 	// unlocks it (PINUnlock).
 	Error_PIN_LOCKED Error_Code = 12
+	// A resharing names a key record older than the one this node holds (another resharing
+	// of the key completed on this node): list the keys again and reshare the newest record.
+	Error_OLD_RECORD Error_Code = 13
 )
 
 // Enum value maps for Error_Code.
@@ -222,6 +225,7 @@ var (
 		10: "POLICY_REFUSED",
 		11: "NOT_LOGGED_IN",
 		12: "PIN_LOCKED",
+		13: "OLD_RECORD",
 	}
 	Error_Code_value = map[string]int32{
 		"CODE_UNSPECIFIED": 0,
@@ -237,6 +241,7 @@ var (
 		"POLICY_REFUSED":   10,
 		"NOT_LOGGED_IN":    11,
 		"PIN_LOCKED":       12,
+		"OLD_RECORD":       13,
 	}
 )
 
@@ -3540,11 +3545,11 @@ const file_tchsm_proto_rawDesc = "" +
 	"\rKeyPolicyMode\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
-	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xcd\x02\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xdd\x02\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.tchsm.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xe8\x01\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xf8\x01\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vUNKNOWN_KEY\x10\x01\x12\x0f\n" +
@@ -3560,7 +3565,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x12\x11\n" +
 	"\rNOT_LOGGED_IN\x10\v\x12\x0e\n" +
 	"\n" +
-	"PIN_LOCKED\x10\f\"~\n" +
+	"PIN_LOCKED\x10\f\x12\x0e\n" +
+	"\n" +
+	"OLD_RECORD\x10\r\"~\n" +
 	"\x12GenerateKeyRequest\x12\x12\n" +
 	"\x04bits\x18\x01 \x01(\rR\x04bits\x12'\n" +
 	"\x0fpublic_exponent\x18\x02 \x01(\rR\x0epublicExponent\x12\x14\n" +
