@@ -4,11 +4,14 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/tchsm/tchsm/internal/config"
+	"github.com/tchsm/tchsm/internal/transport/rabbitmq"
 	"github.com/tchsm/tchsm/internal/trust"
 )
 
@@ -20,6 +23,10 @@ type Replaced struct {
 	Passphrase   string // secrets/NEW-ID.passphrase
 	Manifest     string // the edited manifest
 	Previous     string // the manifest as it was, kept beside it
+	// BrokerUser is set when the cluster has broker users (DIR/broker/definitions.json): the
+	// new node's user, added to the definitions (import them again: tchsm broker setup) in
+	// place of OldBrokerUser, which the operator deletes from the broker.
+	BrokerUser, OldBrokerUser string
 }
 
 // ReplaceNode gives node index a new identity in the cluster folder dir that Create wrote: a
@@ -94,6 +101,14 @@ func ReplaceNode(dir string, index int, newID, userPIN string) (*Replaced, error
 	var oc config.Node
 	if err := config.Load(filepath.Join(dir, "nodes", old.ID, "node.json"), &oc); err == nil {
 		cfg.AMQP = oc.AMQP
+	} else {
+		var dc config.Dealer
+		if err := config.Load(filepath.Join(dir, "dealer", "dealer.json"), &dc); err == nil {
+			cfg.AMQP = dc.AMQP // the brokers' URLs; with broker users the account is replaced below
+		}
+	}
+	if r.BrokerUser, r.OldBrokerUser, err = replaceBrokerUser(dir, m.ClusterID, old.ID, newID, &cfg.AMQP); err != nil {
+		return nil, err
 	}
 	r.NodeConfig = filepath.Join(nd, "node.json")
 	if err := config.Save(r.NodeConfig, cfg, 0o600); err != nil {
@@ -115,4 +130,66 @@ func ReplaceNode(dir string, index int, newID, userPIN string) (*Replaced, error
 		return nil, err
 	}
 	return r, nil
+}
+
+// replaceBrokerUser, for a cluster with broker users, gives the new node a broker user of its
+// own (a node's permissions name its id): it rewrites a (the new node's amqp section) to log in
+// as it, and puts the user, its permissions and the new node's control queues into
+// DIR/broker/definitions.json in place of the old node's user. Without a definitions file it
+// does nothing.
+func replaceBrokerUser(dir, clusterID, oldID, newID string, a *config.AMQP) (user, oldUser string, err error) {
+	path := filepath.Join(dir, "broker", BrokerDefinitions)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	var defs map[string]any
+	if err := json.Unmarshal(raw, &defs); err != nil {
+		return "", "", fmt.Errorf("clusterinit: %s: %v", path, err)
+	}
+	accounts, err := newBrokerAccounts(*a)
+	if err != nil {
+		return "", "", err
+	}
+	na, err := accounts.add(rabbitmq.NodePermission(clusterID, newID))
+	if err != nil {
+		return "", "", err
+	}
+	op, err := rabbitmq.NodePermission(clusterID, oldID)
+	if err != nil {
+		return "", "", err
+	}
+	part, err := rabbitmq.Definitions(accounts.vhost, clusterID, []string{newID}, accounts.accounts)
+	if err != nil {
+		return "", "", err
+	}
+	var add map[string]any
+	if err := json.Unmarshal(part, &add); err != nil {
+		return "", "", err
+	}
+	for _, key := range []string{"users", "permissions", "topic_permissions", "queues", "bindings"} {
+		var kept []any
+		list, _ := defs[key].([]any)
+		for _, item := range list {
+			o, _ := item.(map[string]any)
+			if o != nil && (o["name"] == op.User || o["user"] == op.User) {
+				continue // the old node's user and its permissions
+			}
+			kept = append(kept, item)
+		}
+		more, _ := add[key].([]any)
+		defs[key] = append(kept, more...)
+	}
+	out, err := json.MarshalIndent(defs, "", "  ")
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
+		return "", "", err
+	}
+	*a = na
+	return accounts.accounts[0].User, op.User, nil
 }
