@@ -368,8 +368,8 @@ func (c *Client) dkgQualified(last map[int]*tchsmpb.DKGReply, endorsers []int) [
 // dealer, the deals the qualified dealers addressed to it; the dealer queues them durably on
 // the node's control queue, and the node computes its share when it is back (a KeyShareDelivery
 // for a generated key). A qualified dealer that holds no share (it dealt, then left) cannot get
-// one this way: its own deal to itself is gone with its memory; only a resharing (not built)
-// would give it one. It returns the nodes that hold no share and will not get one this way,
+// one this way: its own deal to itself is gone with its memory; a resharing (ReshareKey)
+// gives it one. It returns the nodes that hold no share and will not get one this way,
 // each with the reason (also logged), and how many nodes' deals were queued.
 func (c *Client) sendLateDeals(ctx context.Context, id string, signed *tchsmpb.SignedKeyRecord, qual []int, holds map[int]bool, dealt map[int][]*tchsmpb.DKGMessage) (unserved []string, queued int) {
 	lost := func(node, why string, args ...any) {
@@ -385,7 +385,7 @@ func (c *Client) sendLateDeals(ctx context.Context, id string, signed *tchsmpb.S
 			lost(m.ID, "no late deals without agreed qualified dealers")
 			continue
 		case slices.Contains(qual, m.Index):
-			lost(m.ID, "a qualified dealer cannot get its share from late deals (a resharing would be needed)")
+			lost(m.ID, "a qualified dealer cannot get its share from late deals (tchsm keys reshare ID gives it one)")
 			continue
 		}
 		msg := &tchsmpb.DKGLateDeals{Record: signed, Recipient: m.ID}
