@@ -24,7 +24,7 @@ func runNodeReplace(ctx context.Context, e *env, args []string) error {
 	dir := fs.String("dir", "", "the cluster folder tchsm init wrote (required): its manifest.json is edited")
 	index := fs.Int("index", 0, "the index (1..n) of the node to replace (required)")
 	id := fs.String("id", "", "the new node's identity id (default: node-I- and 4 random hex digits; never the old id)")
-	pinFile := fs.String("pin-file", "", "file holding every client's user PIN, installed on the new node as tchsm init does (else the new node checks no PIN until `tchsm pin set`)")
+	pinFile := fs.String("pin-file", "", "file holding every client's user PIN, installed on the new node as tchsm init does (else the new node checks no PIN until tchsm pin set)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
