@@ -15,12 +15,12 @@ import (
 	"github.com/tchsm/tchsm/scheme"
 )
 
-// TestMemReshare: real nodes over the in-memory transport. A resharing with a node down stores
-// nothing (the next one finds all five nodes holding the same record); resharings then move the
+// TestMemReshare: real nodes (2-of-3) over the in-memory transport. A resharing with a node down stores
+// nothing (the next one finds all three nodes holding the same record); resharings then move the
 // key to epochs 1 and 2 with the public key unchanged, and it signs after each; a node refuses
 // to reshare an older record than its own; an RSA key is refused with the rollover hint.
 func TestMemReshare(t *testing.T) {
-	mc := startMem(t, 3, 5, nil, nil)
+	mc := startMem(t, 2, 3, nil, nil)
 	cl := mc.client(t, nil)
 	ctx := nodetest.Ctx(t, 2*time.Minute)
 	info, err := cl.GenerateKey(ctx, GenerateRequest{Algorithm: scheme.Ed25519FROST, Label: "re"})
@@ -29,16 +29,16 @@ func TestMemReshare(t *testing.T) {
 	}
 	mc.key = info
 
-	mc.Net.SetFault(transport.Node("node-5"), memory.Fault{Err: fmt.Errorf("node-5 down")})
+	mc.Net.SetFault(transport.Node("node-3"), memory.Fault{Err: fmt.Errorf("node-3 down")})
 	if _, err := cl.ReshareKey(ctx, info.ID); !errors.Is(err, ErrNotEnoughNodes) {
 		t.Fatalf("resharing with a node down: %v, want ErrNotEnoughNodes", err)
 	}
-	mc.Net.SetFault(transport.Node("node-5"), memory.Fault{})
+	mc.Net.SetFault(transport.Node("node-3"), memory.Fault{})
 
 	var records []*tchsmpb.SignedKeyRecord
 	for epoch := uint32(1); epoch <= 2; epoch++ {
 		cur, holders, _, err := cl.currentRecord(ctx, info.ID)
-		if err != nil || len(holders) != 5 {
+		if err != nil || len(holders) != 3 {
 			t.Fatalf("before epoch %d: %d holders of the latest record (%v)", epoch, len(holders), err)
 		}
 		records = append(records, cur)
@@ -46,7 +46,7 @@ func TestMemReshare(t *testing.T) {
 		if err != nil {
 			t.Fatalf("epoch %d: %v\n%s", epoch, err, mc.logs)
 		}
-		if res.Epoch != epoch || len(res.Stored) != 5 || len(res.Holders) != 5 || len(res.Receivers) != 0 || len(res.Dealers) != 3 {
+		if res.Epoch != epoch || len(res.Stored) != 3 || len(res.Holders) != 3 || len(res.Receivers) != 0 || len(res.Dealers) != 2 {
 			t.Fatalf("epoch %d: %+v", epoch, res)
 		}
 		if !info.Public.(ed25519.PublicKey).Equal(res.Key.Public) {
