@@ -95,6 +95,7 @@ type Client struct {
 	mu        sync.Mutex
 	orders    uint64 // calls of order(): signatures started
 	keys      map[string]*key
+	rekeyAt   map[string]time.Time // when newerKey last asked the nodes about a key
 	nodes     map[string]*nodeState
 	refreshMu sync.Mutex
 
@@ -167,7 +168,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 	}
 	c := &Client{cfg: *cfg, m: m, opener: opener, self: mem,
 		sealer: &trust.Sealer{Identity: id, ClusterID: m.ClusterID},
-		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
+		keys:   map[string]*key{}, rekeyAt: map[string]time.Time{}, nodes: map[string]*nodeState{}}
 	c.login.sessions, c.login.relogin = map[string]*session{}, map[string]*sync.Mutex{}
 	c.login.tickets = map[string]heldTicket{}
 	if _, c.login.ticketKey, err = ed25519.GenerateKey(crand.Reader); err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -274,4 +275,49 @@ func (c *Client) currentRecord(ctx context.Context, id string) (*tchsmpb.SignedK
 	sort.Ints(holders)
 	sort.Strings(others)
 	return best, holders, others, nil
+}
+
+// Limits of newerKey: it asks the nodes about one key at most once per rekeyGap, and waits at
+// most rekeyWait for their listings.
+const (
+	rekeyGap  = 5 * time.Second
+	rekeyWait = 2 * time.Second
+)
+
+// newerKey returns the key's latest record, as a key, when the nodes hold a newer epoch of it
+// than k (a resharing by another client completed since this one cached k), and caches it; nil
+// otherwise. A signer whose shares do not verify asks it before taking nodes for liars: their
+// shares are of the new polynomial, the client's verification shares of the old one.
+func (c *Client) newerKey(ctx context.Context, k *key) *key {
+	id := k.info.ID
+	c.mu.Lock()
+	if cur := c.keys[id]; cur != nil && cur.epoch > k.epoch {
+		c.mu.Unlock()
+		return cur
+	}
+	if time.Since(c.rekeyAt[id]) < rekeyGap {
+		c.mu.Unlock()
+		return nil
+	}
+	c.rekeyAt[id] = time.Now()
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, rekeyWait)
+	defer cancel()
+	cur, _, _, err := c.currentRecord(ctx, id)
+	if err != nil {
+		return nil
+	}
+	nk, err := c.verifyRecord(cur)
+	if err != nil || nk.epoch <= k.epoch {
+		return nil
+	}
+	c.mu.Lock()
+	if old := c.keys[id]; old != nil && old.epoch >= nk.epoch {
+		nk = old
+	} else {
+		c.keys[id] = nk
+	}
+	c.mu.Unlock()
+	c.log.Info("key reshared since it was cached; signing with its new record", "key", id, "epoch", nk.epoch)
+	return nk
 }

@@ -93,3 +93,46 @@ func TestMemReshare(t *testing.T) {
 		t.Fatalf("resharing an RSA key: %v, want ErrInvalidInput", err)
 	}
 }
+
+// TestMemReshareCachedClient: a client that cached a key before another client reshared it
+// (a long-running signer) judges the shares of a failed signature against the new record, not
+// its old one: with a lying node in the set, only the liar is left out, and the client signs
+// with the new epoch.
+func TestMemReshareCachedClient(t *testing.T) {
+	lie := func(r *scheme.Reply) {
+		if len(r.Payload) == 32 { // a signature share (commit replies are longer)
+			r.Payload = append([]byte(nil), r.Payload...)
+			r.Payload[0] ^= 1
+		}
+	}
+	mc := startMem(t, 2, 4, map[int]func(*scheme.Reply){4: lie}, nil)
+	admin := mc.generateEd(t)
+	ctx := nodetest.Ctx(t, 2*time.Minute)
+	signer := mc.client(t, nil)
+	if _, err := signer.Keys(ctx); err != nil { // the key cached at epoch 0
+		t.Fatal(err)
+	}
+	if res, err := admin.ReshareKey(ctx, mc.key.ID); err != nil || res.Epoch != 1 {
+		t.Fatalf("ReshareKey: %+v, %v\n%s", res, err, mc.logs)
+	}
+	// With node-1 and node-2 down the set is {3, 4}: the liar spoils the signature.
+	for _, down := range []string{"node-1", "node-2"} {
+		mc.Net.SetFault(transport.Node(down), memory.Fault{Err: fmt.Errorf("%s down", down)})
+	}
+	if err := mc.signEd(t, signer, "liar in the set"); err == nil {
+		t.Fatal("signed with a liar and one honest node of two")
+	}
+	for _, down := range []string{"node-1", "node-2"} {
+		mc.Net.SetFault(transport.Node(down), memory.Fault{})
+	}
+	if err := mc.signEd(t, signer, "after the resharing"); err != nil {
+		t.Fatalf("%v\n%s", err, mc.logs)
+	}
+	st := signer.NodeStats()
+	if st["node-4"].Invalid == 0 || st["node-3"].Invalid != 0 || st["node-1"].Invalid != 0 || st["node-2"].Invalid != 0 {
+		t.Fatalf("liars counted: %+v\n%s", st, mc.logs)
+	}
+	if !bytes.Contains([]byte(mc.logs.String()), []byte("key reshared since it was cached")) {
+		t.Fatal("the client did not take the new record")
+	}
+}
