@@ -61,7 +61,7 @@ func (c *Client) ReshareKey(ctx context.Context, id string) (ReshareResult, erro
 	if err != nil {
 		return ReshareResult{}, err
 	}
-	rec, err := trust.VerifyKeyRecord(c.m, cur)
+	rec, _, err := trust.VerifyKeyRecordBeforeReplacement(c.m, cur)
 	if err != nil {
 		return ReshareResult{}, err
 	}
@@ -211,14 +211,18 @@ func sameKeyNextEpoch(old, next *tchsmpb.KeyRecord) error {
 }
 
 // currentRecord asks every node for its keys and returns the key's latest record (the highest
-// epoch that verifies), the indices of the nodes that hold it, and what the others hold.
+// epoch that verifies), the indices of the nodes that hold it, and what the others hold. A
+// record with fewer than k endorsements by nodes of the manifest (its endorsers were partly
+// replaced) counts only when no node holds one that verifies fully: one corrupt node could
+// endorse a record of a made-up later epoch alone.
 func (c *Client) currentRecord(ctx context.Context, id string) (*tchsmpb.SignedKeyRecord, []int, []string, error) {
 	ctx, cancel := withDefault(ctx, c.signTimeout())
 	defer cancel()
 	type res struct {
-		i   int
-		rec *tchsmpb.SignedKeyRecord
-		err error
+		i    int
+		rec  *tchsmpb.SignedKeyRecord
+		full bool
+		err  error
 	}
 	ch := make(chan res, len(c.m.Nodes))
 	for _, m := range c.m.Nodes {
@@ -234,8 +238,8 @@ func (c *Client) currentRecord(ctx context.Context, id string) (*tchsmpb.SignedK
 				return
 			}
 			for _, s := range kl.GetKeys() {
-				if r, err := trust.VerifyKeyRecord(c.m, s); err == nil && r.GetKeyId() == id {
-					ch <- res{i: m.Index, rec: s}
+				if r, full, err := trust.VerifyKeyRecordBeforeReplacement(c.m, s); err == nil && r.GetKeyId() == id {
+					ch <- res{i: m.Index, rec: s, full: full}
 					return
 				}
 			}
@@ -245,6 +249,7 @@ func (c *Client) currentRecord(ctx context.Context, id string) (*tchsmpb.SignedK
 	held := map[int]*tchsmpb.SignedKeyRecord{}
 	var best *tchsmpb.SignedKeyRecord
 	var bestEpoch uint32
+	bestFull := false
 	var others []string
 	for range c.m.Nodes {
 		r := <-ch
@@ -256,8 +261,11 @@ func (c *Client) currentRecord(ctx context.Context, id string) (*tchsmpb.SignedK
 		default:
 			held[r.i] = r.rec
 			rec := new(tchsmpb.KeyRecord)
-			if proto.Unmarshal(r.rec.GetRecord(), rec) == nil && (best == nil || rec.GetEpoch() > bestEpoch) {
-				best, bestEpoch = r.rec, rec.GetEpoch()
+			if proto.Unmarshal(r.rec.GetRecord(), rec) != nil || (bestFull && !r.full) {
+				continue
+			}
+			if best == nil || (r.full && !bestFull) || rec.GetEpoch() > bestEpoch {
+				best, bestEpoch, bestFull = r.rec, rec.GetEpoch(), r.full
 			}
 		}
 	}

@@ -94,9 +94,15 @@ func (n *node) newReshareRun(op *trust.Opened, req *tchsmpb.ReshareRequest) (*dk
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "run id of %d bytes, want %d", len(req.GetRun()), reshareRunLen)
 	}
 	signed := req.GetRecord()
-	rec, err := trust.VerifyKeyRecord(n.m, signed)
+	// A record endorsed by k nodes of which some were replaced since is what a resharing
+	// repairs: accepted here (a holder deals only when it stores the very same record, and the
+	// outcome needs k endorsements by nodes of this manifest again).
+	rec, full, err := trust.VerifyKeyRecordBeforeReplacement(n.m, signed)
 	if err != nil {
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "%v", err)
+	}
+	if !full {
+		n.log.Info("resharing a record with fewer than k endorsements by nodes of the manifest", "key", id)
 	}
 	if rec.GetKeyId() != id || scheme.Of(rec) != scheme.Ed25519FROST || int(rec.GetN()) != n.m.N() {
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the record is of key %s, algorithm %v, n=%d (a resharing is for keys the nodes generated, n=%d)",

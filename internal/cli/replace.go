@@ -87,11 +87,28 @@ func keysReshare(ctx context.Context, e *env, c *client.Client, all, plan bool, 
 	var todo []client.KeyInfo
 	if all {
 		todo = keys
+		// Keys the nodes hold whose records no client accepts any more: generated keys endorsed
+		// by k nodes of which some were replaced. A resharing gives them a record again.
+		sts, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, st := range sts {
+			for _, id := range st.Keys {
+				if _, ok := byID[id]; !ok && !seen[id] {
+					seen[id] = true
+					todo = append(todo, client.KeyInfo{ID: id, Label: "(record endorsed by replaced nodes)", Algorithm: scheme.Ed25519FROST})
+				}
+			}
+		}
 	} else {
 		for _, id := range ids {
 			k, ok := byID[id]
 			if !ok {
-				return fmt.Errorf("%w: %s", client.ErrKeyNotFound, id)
+				// Perhaps a generated key whose record lacks k endorsements by nodes of the
+				// manifest now: ReshareKey finds it on the nodes, or says why not.
+				k = client.KeyInfo{ID: id, Label: "(not listed)", Algorithm: scheme.Ed25519FROST}
 			}
 			todo = append(todo, k)
 		}

@@ -131,8 +131,18 @@ func TestRemovedNodeRefused(t *testing.T) {
 	if _, err := VerifyKeyRecord(c.m, two); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := VerifyKeyRecord(m2, two); !errors.Is(err, ErrBadRecord) {
-		t.Fatalf("k endorsements of which one by the removed identity: %v, want ErrBadRecord", err)
+	if _, err := VerifyKeyRecord(m2, two); !errors.Is(err, ErrBadRecord) || !errors.Is(err, ErrFewEndorsements) {
+		t.Fatalf("k endorsements of which one by the removed identity: %v, want ErrFewEndorsements", err)
+	}
+	// What a node stored before the replacement, and a resharing starts from.
+	if got, full, err := VerifyKeyRecordBeforeReplacement(m2, two); err != nil || full || got.GetKeyId() != rec.KeyId {
+		t.Fatalf("VerifyKeyRecordBeforeReplacement: full %v, %v", full, err)
+	}
+	if _, full, err := VerifyKeyRecordBeforeReplacement(m2, endorse(c.nodes[0], old, c.nodes[2])); err != nil || !full {
+		t.Fatalf("a record k listed nodes endorsed: full %v, %v", full, err)
+	}
+	if _, _, err := VerifyKeyRecordBeforeReplacement(m2, endorse(old)); !errors.Is(err, ErrFewEndorsements) {
+		t.Fatalf("no endorsement by a listed node: %v", err)
 	}
 	if err := VerifyEndorsement(m2, raw, EndorseRecordBytes(old, raw)); !errors.Is(err, ErrUnknownSender) {
 		t.Fatalf("the removed identity's endorsement: %v", err)

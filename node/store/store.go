@@ -333,8 +333,11 @@ func (s *Store) decode(id string, rawRecord, sealedShare []byte, m *trust.Manife
 	}
 	var rec *tchsmpb.KeyRecord
 	if m != nil {
+		// A generated key's record whose endorsers were partly replaced since it was stored
+		// loads too (the share's seal binds the record, so it is the one this node checked):
+		// the node must start, and a resharing gives the key a new record.
 		var err error
-		if rec, err = trust.VerifyKeyRecord(m, signed); err != nil {
+		if rec, _, err = trust.VerifyKeyRecordBeforeReplacement(m, signed); err != nil {
 			return nil, fmt.Errorf("%w: key %.64q: %v", ErrCorrupt, id, err)
 		}
 	} else {
