@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -12,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tchsm/tchsm/internal/rpc"
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -152,14 +154,26 @@ func (c *Client) ReshareKey(ctx context.Context, id string) (ReshareResult, erro
 		}
 	}
 	msg := &tchsmpb.ReshareCommit{KeyId: id, Record: signed}
-	// A commit is idempotent on the node: one retry for the nodes that did not acknowledge.
-	for try := 0; try < 2 && len(commit) > 0; try++ {
+	// A commit is idempotent on the node: the nodes that did not acknowledge are asked again
+	// (a few times, while the run waits on them), unless they refused for good.
+	for try := 0; len(commit) > 0; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+			}
+		}
+		last := try == commitTries-1 || ctx.Err() != nil
 		for i, r := range c.dkgCommitRound(ctx, commit, id, msg) {
-			if r.err == nil {
+			var re *rpc.Error
+			refused := errors.As(r.err, &re) && re.Code != tchsmpb.Error_UNAVAILABLE && re.Code != tchsmpb.Error_EXPIRED
+			switch {
+			case r.err == nil:
 				res.Stored = append(res.Stored, commit[i].ID)
 				delete(commit, i)
-			} else if try == 1 {
+			case last || refused:
 				res.Missing = append(res.Missing, fmt.Sprintf("%s: %v", commit[i].ID, r.err))
+				delete(commit, i)
 			}
 		}
 	}
@@ -291,6 +305,9 @@ const (
 	rekeyGap  = 5 * time.Second
 	rekeyWait = 2 * time.Second
 )
+
+// commitTries is how many times ReshareKey sends the commit to a node that has not answered.
+const commitTries = 5
 
 // newerKey returns the key's latest record, as a key, when the nodes hold a newer epoch of it
 // than k (a resharing by another client completed since this one cached k), and caches it; nil
