@@ -96,6 +96,7 @@ type Client struct {
 	mu        sync.Mutex
 	orders    uint64 // calls of order(): signatures started
 	keys      map[string]*key
+	rekeyAt   map[string]time.Time // when newerKey last asked the nodes about a key
 	nodes     map[string]*nodeState
 	refreshMu sync.Mutex
 
@@ -107,6 +108,7 @@ type key struct {
 	scheme scheme.Scheme
 	pk     scheme.PublicKey
 	record []byte // the signed record's bytes
+	epoch  uint32 // the record's resharing epoch (KeyRecord.epoch)
 	// pools are the nodes' commitments for schemes that hand them out in advance (FROST).
 	pools *commitPools
 }
@@ -169,7 +171,7 @@ func New(ctx context.Context, cfg *config.Client, opts Options) (*Client, error)
 	}
 	c := &Client{cfg: *cfg, m: m, opener: opener, self: mem,
 		sealer: &trust.Sealer{Identity: id, ClusterID: m.ClusterID},
-		keys:   map[string]*key{}, nodes: map[string]*nodeState{}}
+		keys:   map[string]*key{}, rekeyAt: map[string]time.Time{}, nodes: map[string]*nodeState{}}
 	c.login.sessions, c.login.relogin = map[string]*session{}, map[string]*sync.Mutex{}
 	c.login.tickets = map[string]heldTicket{}
 	if _, c.login.ticketKey, err = ed25519.GenerateKey(crand.Reader); err != nil {
@@ -473,7 +475,11 @@ collect:
 				c.log.Warn("key record rejected", "err", err)
 				continue
 			}
-			fresh[k.info.ID] = k
+			// During or after a resharing the nodes may report two epochs of a key: the
+			// latest is the one k nodes hold (they replace their record only with it).
+			if prev, ok := fresh[k.info.ID]; !ok || k.epoch > prev.epoch {
+				fresh[k.info.ID] = k
+			}
 		}
 	}
 	if answered == 0 {
@@ -512,7 +518,7 @@ func (c *Client) verifyRecord(s *tchsmpb.SignedKeyRecord) (*key, error) {
 	if _, ok := sch.(scheme.Precommitter); ok {
 		pools = newCommitPools()
 	}
-	return &key{scheme: sch, pk: pk, record: s.GetRecord(), pools: pools, info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(),
+	return &key{scheme: sch, pk: pk, record: s.GetRecord(), epoch: rec.GetEpoch(), pools: pools, info: KeyInfo{ID: rec.GetKeyId(), Label: rec.GetLabel(),
 		P11ID: rec.GetP11Id(), Algorithm: pk.Algorithm(), Bits: pk.Bits(), Public: pk.Public(), K: k, L: n,
 		Created: time.Unix(rec.GetCreatedUnix(), 0)}}, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tchsm/tchsm/internal/transport"
 	"github.com/tchsm/tchsm/internal/trust"
 	tchsmpb "github.com/tchsm/tchsm/proto"
@@ -71,7 +73,7 @@ func (c *Client) generateDKG(ctx context.Context, req GenerateRequest) (KeyInfo,
 	inbox := map[int][]*tchsmpb.DKGMessage{}
 	var last map[int]*tchsmpb.DKGReply
 	for step := range dkgSteps {
-		replies := c.dkgRound(ctx, alive, func(m trust.Member) *tchsmpb.DKGRequest {
+		replies := c.dkgRound(ctx, alive, id, step, func(m trust.Member) proto.Message {
 			if step == 0 {
 				return start
 			}
@@ -152,7 +154,7 @@ func (c *Client) generateDKG(ctx context.Context, req GenerateRequest) (KeyInfo,
 	}
 	// Commit: each endorser stores its share.
 	stored := 0
-	for i, r := range c.dkgCommitRound(ctx, commit, &tchsmpb.DKGCommit{KeyId: id, Record: signed}) {
+	for i, r := range c.dkgCommitRound(ctx, commit, id, &tchsmpb.DKGCommit{KeyId: id, Record: signed}) {
 		if r.err != nil {
 			missing = append(missing, fmt.Sprintf("%s: %v", commit[i].ID, r.err))
 			continue
@@ -208,7 +210,7 @@ type dkgResult struct {
 
 // dkgRound sends one step to every node of alive at once and waits for all answers (each
 // bounded by dkgStepTimeout).
-func (c *Client) dkgRound(ctx context.Context, alive map[int]trust.Member, req func(trust.Member) *tchsmpb.DKGRequest) map[int]dkgResult {
+func (c *Client) dkgRound(ctx context.Context, alive map[int]trust.Member, id string, step int, req func(trust.Member) proto.Message) map[int]dkgResult {
 	type indexed struct {
 		i int
 		dkgResult
@@ -225,7 +227,7 @@ func (c *Client) dkgRound(ctx context.Context, alive map[int]trust.Member, req f
 				return
 			}
 			rep, ok := op.Message.(*tchsmpb.DKGReply)
-			if !ok || rep.GetKeyId() != r.GetKeyId() || rep.GetStep() != r.GetStep() {
+			if !ok || rep.GetKeyId() != id || rep.GetStep() != uint32(step) {
 				ch <- indexed{i, dkgResult{err: fmt.Errorf("answered %v", op.Type)}}
 				return
 			}
@@ -241,7 +243,7 @@ func (c *Client) dkgRound(ctx context.Context, alive map[int]trust.Member, req f
 }
 
 // dkgCommitRound sends the commit to every endorser at once.
-func (c *Client) dkgCommitRound(ctx context.Context, nodes map[int]trust.Member, commit *tchsmpb.DKGCommit) map[int]dkgResult {
+func (c *Client) dkgCommitRound(ctx context.Context, nodes map[int]trust.Member, id string, commit proto.Message) map[int]dkgResult {
 	type indexed struct {
 		i   int
 		err error
@@ -253,7 +255,7 @@ func (c *Client) dkgCommitRound(ctx context.Context, nodes map[int]trust.Member,
 			defer cancel()
 			op, err := c.call(sctx, m, transport.Node(m.ID), commit)
 			if err == nil {
-				if ack, ok := op.Message.(*tchsmpb.DKGCommitAck); !ok || !ack.GetOk() || ack.GetKeyId() != commit.GetKeyId() {
+				if ack, ok := op.Message.(*tchsmpb.DKGCommitAck); !ok || !ack.GetOk() || ack.GetKeyId() != id {
 					err = fmt.Errorf("answered %v", op.Type)
 				}
 			}
@@ -273,6 +275,20 @@ func (c *Client) dkgCommitRound(ctx context.Context, nodes map[int]trust.Member,
 // another record are named (with fewer than k corrupt nodes, honest nodes all compute the
 // same one).
 func (c *Client) dkgRecord(start *tchsmpb.DKGRequest, last map[int]*tchsmpb.DKGReply, k int) (*tchsmpb.SignedKeyRecord, []int, error) {
+	signed, who, rec, err := c.endorsedRecord(start.GetKeyId(), last, k)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec.GetKeyId() != start.GetKeyId() || rec.GetLabel() != start.GetLabel() || !bytes.Equal(rec.GetP11Id(), start.GetP11Id()) ||
+		rec.GetCreatedUnix() != start.GetCreatedUnix() || rec.GetK() != start.GetK() || scheme.Of(rec) != scheme.Algorithm(start.GetAlgorithm()) || rec.GetEpoch() != 0 {
+		return nil, nil, fmt.Errorf("%w: key %s: the nodes' record differs from the key asked for", ErrNotEnoughNodes, start.GetKeyId())
+	}
+	return signed, who, nil
+}
+
+// endorsedRecord returns the record most nodes of last endorsed (the endorsements verified),
+// if at least k did, with its endorsers and its decoded form.
+func (c *Client) endorsedRecord(id string, last map[int]*tchsmpb.DKGReply, k int) (*tchsmpb.SignedKeyRecord, []int, *tchsmpb.KeyRecord, error) {
 	byRecord := map[string][]int{}
 	for i, rep := range last {
 		if !rep.GetDone() || rep.GetEndorsement() == nil || rep.GetEndorsement().GetNode() != c.nodeID(i) {
@@ -304,7 +320,7 @@ func (c *Client) dkgRecord(start *tchsmpb.DKGRequest, last map[int]*tchsmpb.DKGR
 		c.log.Warn("key generation: nodes computed another key record", "nodes", others)
 	}
 	if len(who) < k {
-		return nil, nil, fmt.Errorf("%w: key %s: %d nodes endorsed the same key record, need %d; nothing was stored", ErrNotEnoughNodes, start.GetKeyId(), len(who), k)
+		return nil, nil, nil, fmt.Errorf("%w: key %s: %d nodes endorsed the same key record, need %d; nothing was stored", ErrNotEnoughNodes, id, len(who), k)
 	}
 	signed := &tchsmpb.SignedKeyRecord{Record: []byte(best)}
 	for _, i := range who {
@@ -312,13 +328,9 @@ func (c *Client) dkgRecord(start *tchsmpb.DKGRequest, last map[int]*tchsmpb.DKGR
 	}
 	rec, err := trust.VerifyKeyRecord(c.m, signed)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if rec.GetKeyId() != start.GetKeyId() || rec.GetLabel() != start.GetLabel() || !bytes.Equal(rec.GetP11Id(), start.GetP11Id()) ||
-		rec.GetCreatedUnix() != start.GetCreatedUnix() || rec.GetK() != start.GetK() || scheme.Of(rec) != scheme.Algorithm(start.GetAlgorithm()) {
-		return nil, nil, fmt.Errorf("%w: key %s: the nodes' record differs from the key asked for", ErrNotEnoughNodes, start.GetKeyId())
-	}
-	return signed, who, nil
+	return signed, who, rec, nil
 }
 
 func (c *Client) nodeID(i int) string {
@@ -356,8 +368,8 @@ func (c *Client) dkgQualified(last map[int]*tchsmpb.DKGReply, endorsers []int) [
 // dealer, the deals the qualified dealers addressed to it; the dealer queues them durably on
 // the node's control queue, and the node computes its share when it is back (a KeyShareDelivery
 // for a generated key). A qualified dealer that holds no share (it dealt, then left) cannot get
-// one this way: its own deal to itself is gone with its memory; only a resharing (not built)
-// would give it one. It returns the nodes that hold no share and will not get one this way,
+// one this way: its own deal to itself is gone with its memory; a resharing (ReshareKey)
+// gives it one. It returns the nodes that hold no share and will not get one this way,
 // each with the reason (also logged), and how many nodes' deals were queued.
 func (c *Client) sendLateDeals(ctx context.Context, id string, signed *tchsmpb.SignedKeyRecord, qual []int, holds map[int]bool, dealt map[int][]*tchsmpb.DKGMessage) (unserved []string, queued int) {
 	lost := func(node, why string, args ...any) {
@@ -373,7 +385,7 @@ func (c *Client) sendLateDeals(ctx context.Context, id string, signed *tchsmpb.S
 			lost(m.ID, "no late deals without agreed qualified dealers")
 			continue
 		case slices.Contains(qual, m.Index):
-			lost(m.ID, "a qualified dealer cannot get its share from late deals (a resharing would be needed)")
+			lost(m.ID, "a qualified dealer cannot get its share from late deals (tchsm keys reshare ID gives it one)")
 			continue
 		}
 		msg := &tchsmpb.DKGLateDeals{Record: signed, Recipient: m.ID}

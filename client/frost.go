@@ -191,7 +191,17 @@ type fixedSigning struct {
 	held     int          // most replies any session held (for the error)
 	rounds   int          // pauses after every usable node had failed (see retry)
 	first    int          // the first session since the latest pause
+	rekey    *key         // a newer epoch of the key, found while judging (newerKey)
 	outcome
+}
+
+// errRekeyed stops a signature whose shares were judged against an old record: the nodes hold
+// a newer epoch of the key (a resharing completed since the client cached it). Sign starts
+// again with the new record instead of taking honest nodes for liars.
+type errRekeyed struct{ k *key }
+
+func (e *errRekeyed) Error() string {
+	return fmt.Sprintf("client: key %s was reshared (epoch %d): signing again with its new record", e.k.info.ID, e.k.epoch)
 }
 
 func (c *Client) signFixed(ctx context.Context, k *key, pc scheme.Precommitter, mech scheme.Mechanism, data []byte) ([]byte, error) {
@@ -240,7 +250,10 @@ func (f *fixedSigning) run(ctx context.Context) ([]byte, error) {
 			}
 			f.kill(s)
 			if errors.Is(err, scheme.ErrBadSignature) {
-				f.judge(s)
+				f.judge(ctx, s)
+				if f.rekey != nil {
+					return nil, &errRekeyed{f.rekey}
+				}
 			} else {
 				f.failures = append(f.failures, err.Error())
 			}
@@ -482,10 +495,14 @@ func (f *fixedSigning) fail(n trust.Member, err error) {
 }
 
 // judge checks every share of a session whose signature did not verify against its node's
-// verification share (no message needed), and leaves out the nodes that lied.
-func (f *fixedSigning) judge(s *fixedSession) {
-	for _, i := range s.co.Held() {
-		n, _ := f.c.m.NodeByIndex(i)
+// verification share (no message needed), and leaves out the nodes that lied. When some share
+// does not verify, it first asks the nodes whether they hold a newer epoch of the key than the
+// one this signature used (newerKey): then nobody is judged, and f.rekey is set.
+func (f *fixedSigning) judge(ctx context.Context, s *fixedSession) {
+	verdict := map[int]error{}
+	anyBad := false
+	held := s.co.Held() // before Judge, which may drop the shares it finds bad
+	for _, i := range held {
 		_, ask, err := s.co.Audit(i)
 		if err == nil && ask {
 			err = fmt.Errorf("%w: an audit that needs a message", scheme.ErrNotSupported)
@@ -493,6 +510,18 @@ func (f *fixedSigning) judge(s *fixedSession) {
 		if err == nil {
 			err = s.co.Judge(i, scheme.Reply{})
 		}
+		verdict[i] = err
+		anyBad = anyBad || errors.Is(err, scheme.ErrBadShare)
+	}
+	if anyBad {
+		if nk := f.c.newerKey(ctx, f.k); nk != nil {
+			f.rekey = nk
+			return
+		}
+	}
+	for _, i := range held {
+		n, _ := f.c.m.NodeByIndex(i)
+		err := verdict[i]
 		switch {
 		case err == nil:
 		case errors.Is(err, scheme.ErrBadShare):

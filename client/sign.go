@@ -40,7 +40,12 @@ func (c *Client) Sign(ctx context.Context, id string, mech scheme.Mechanism, dat
 		return nil, fmt.Errorf("%w; key %s not signed", err, k.info.ID)
 	}
 	if pc, ok := k.scheme.(scheme.Precommitter); ok {
-		return c.signFixed(ctx, k, pc, mech, data)
+		sig, err := c.signFixed(ctx, k, pc, mech, data)
+		var rk *errRekeyed
+		if errors.As(err, &rk) {
+			return c.signFixed(ctx, rk.k, pc, mech, data)
+		}
+		return sig, err
 	}
 	co, err := k.scheme.NewCoordinator(k.pk, mech, data)
 	if errors.Is(err, scheme.ErrInvalidRequest) || errors.Is(err, scheme.ErrUnknownMechanism) {

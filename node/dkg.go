@@ -45,8 +45,13 @@ func newDKGRuns() *dkgRuns { return &dkgRuns{runs: map[string]*dkgRun{}} }
 // dkgRun is one key generation in progress on this node.
 type dkgRun struct {
 	mu        sync.Mutex
+	keyID     string
+	what      string // "key generation" or "resharing", for logs and errors
 	requester string
-	start     *tchsmpb.DKGRequest // step 0 as received (messages dropped)
+	start     *tchsmpb.DKGRequest     // step 0 as received (messages dropped)
+	rstart    *tchsmpb.ReshareRequest // a resharing's step 0 (messages dropped)
+	prev      []byte                  // a resharing: the record bytes stored here at its start (nil: none)
+	oldRec    *tchsmpb.KeyRecord      // a resharing: the record reshared
 	expires   time.Time
 	gen       *dkg.DKG
 	next      int                 // the step expected next
@@ -144,36 +149,44 @@ func (n *node) dkgStep(op *trust.Opened, req *tchsmpb.DKGRequest) (proto.Message
 	if step == 0 && !sameStart(r.start, req) {
 		return nil, rpc.Fail(tchsmpb.Error_ALREADY_EXISTS, id, "a key generation of this id with other parameters is in progress")
 	}
+	return n.runStep(op, n.dkgs, r, step, req.GetMessages(), func(rep *tchsmpb.DKGReply) *rpc.Failure { return n.dkgDone(r, rep) })
+}
+
+// runStep runs the next step of a key generation or a resharing r (locked by the caller) with
+// the messages relayed to this node, and keeps the reply for retries; done builds the record
+// at the last step. A run that fails is wiped and dropped from runs.
+func (n *node) runStep(op *trust.Opened, runs *dkgRuns, r *dkgRun, step int, msgs []*tchsmpb.DKGMessage, done func(*tchsmpb.DKGReply) *rpc.Failure) (proto.Message, *rpc.Failure) {
+	id := r.keyID
 	if step < r.next {
 		return r.replies[step], nil // a retry: the same answer
 	}
 	if step != r.next || r.gen == nil {
 		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "step %d, expected %d", step, r.next)
 	}
-	in := make([]scheme.Message, 0, len(req.GetMessages()))
-	for _, m := range req.GetMessages() {
+	in := make([]scheme.Message, 0, len(msgs))
+	for _, m := range msgs {
 		from, to := int(m.GetFrom()), int(m.GetTo())
 		if from < 1 || from > n.manifest().N() || from == n.self.Index || (to != 0 && to != n.self.Index) || len(m.GetPayload()) > maxDKGMessage {
 			return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "a message from %d to %d of %d bytes", from, to, len(m.GetPayload()))
 		}
 		in = append(in, scheme.Message{From: from, To: to, Payload: m.GetPayload()})
 	}
-	out, done, err := r.gen.Step(in)
+	out, fin, err := r.gen.Step(in)
 	if err != nil {
 		// The protocol cannot complete here (too few qualified dealers): forget the run.
-		n.log.Warn("key generation failed", "key", id, "step", step, "by", op.Sender.ID, "reason", err.Error())
+		n.log.Warn(r.what+" failed", "key", id, "step", step, "by", op.Sender.ID, "reason", err.Error())
 		r.wipe()
-		n.dkgs.drop(id)
-		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "key generation failed at step %d: %v", step, err)
+		runs.drop(id)
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "%s failed at step %d: %v", r.what, step, err)
 	}
 	rep := &tchsmpb.DKGReply{KeyId: id, Step: uint32(step)}
 	for _, m := range out {
 		rep.Messages = append(rep.Messages, &tchsmpb.DKGMessage{From: uint32(m.From), To: uint32(m.To), Payload: m.Payload})
 	}
-	if done {
-		if f := n.dkgDone(r, rep); f != nil {
+	if fin {
+		if f := done(rep); f != nil {
 			r.wipe()
-			n.dkgs.drop(id)
+			runs.drop(id)
 			return nil, f
 		}
 	}
@@ -224,7 +237,7 @@ func (n *node) newDKGRun(op *trust.Opened, req *tchsmpb.DKGRequest) (*dkgRun, er
 	start := proto.Clone(req).(*tchsmpb.DKGRequest)
 	start.Messages = nil
 	n.log.Info("key generation started", "key", req.GetKeyId(), "by", op.Sender.ID, "k", req.GetK(), "n", n.manifest().N())
-	return &dkgRun{requester: op.Sender.ID, start: start, expires: time.Now().Add(dkgLifetime), gen: gen}, nil
+	return &dkgRun{keyID: req.GetKeyId(), what: "key generation", requester: op.Sender.ID, start: start, expires: time.Now().Add(dkgLifetime), gen: gen}, nil
 }
 
 // dkgSession binds every DKG message to this cluster and key id.

@@ -135,6 +135,12 @@ func FuzzHandlers(f *testing.F) {
 	f.Add(byte(1), int32(1), marshal(&tchsmpb.KeyShareDelivery{Recipient: "node-1", Enc: []byte{1}, Ciphertext: []byte{2},
 		SignedRecord: &tchsmpb.SignedKeyRecord{Record: []byte{1, 2, 3}, Dealer: "dealer", Signature: make([]byte, 64)}}))
 	f.Add(byte(0), int32(3), marshal(&tchsmpb.DeleteKey{KeyId: strings.Repeat("0", 32)}))
+	f.Add(byte(0), int32(tchsmpb.BodyType_BODY_TYPE_RESHARE_REQUEST), marshal(&tchsmpb.ReshareRequest{KeyId: fn.keyID, Run: make([]byte, 16),
+		Record: &tchsmpb.SignedKeyRecord{Record: []byte{1, 2, 3}, Endorsements: []*tchsmpb.KeyEndorsement{{Node: "node-2", Signature: make([]byte, 64)}}}}))
+	f.Add(byte(0), int32(tchsmpb.BodyType_BODY_TYPE_RESHARE_REQUEST), marshal(&tchsmpb.ReshareRequest{KeyId: fn.keyID, Step: 1,
+		Messages: []*tchsmpb.DKGMessage{{From: 2, To: 1, Payload: []byte{1, 2}}, {From: 99, To: 0}}}))
+	f.Add(byte(0), int32(tchsmpb.BodyType_BODY_TYPE_RESHARE_COMMIT), marshal(&tchsmpb.ReshareCommit{KeyId: fn.keyID,
+		Record: &tchsmpb.SignedKeyRecord{Record: []byte{1}}}))
 	f.Fuzz(func(t *testing.T, who byte, bt int32, body []byte) {
 		raw := fn.envelope(who, tchsmpb.BodyType(bt), body)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

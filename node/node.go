@@ -147,6 +147,8 @@ type node struct {
 	exps chan struct{}
 	// dkgs are the distributed key generations in progress (memory only).
 	dkgs *dkgRuns
+	// reshares are the resharings in progress (memory only).
+	reshares *dkgRuns
 
 	// policy is the node's signing policy (cfg.SigningPolicy, compiled); refusals bounds its
 	// log lines; signed remembers the payloads it accepted, for the proof round.
@@ -304,6 +306,7 @@ func (n *node) load() error {
 	n.sealer = &trust.Sealer{Identity: id, ClusterID: m.ClusterID}
 	n.log = n.log.With("node", id.ID)
 	n.dkgs = newDKGRuns()
+	n.reshares = newDKGRuns()
 	n.rpc = &rpc.Server{Opener: opener, Sealer: n.sealer, Log: n.log, Handle: n.dispatch, Done: n.requestDone, Unwrap: n.unwrap}
 	if err := n.loadPINs(); err != nil {
 		st.Close()

@@ -109,6 +109,10 @@ func (n *node) dispatch(ctx context.Context, op *trust.Opened) (proto.Message, *
 		return n.dkgStep(op, m)
 	case *tchsmpb.DKGCommit:
 		return n.dkgCommit(op, m)
+	case *tchsmpb.ReshareRequest:
+		return n.reshareStep(op, m)
+	case *tchsmpb.ReshareCommit:
+		return n.reshareCommit(op, m)
 	case *tchsmpb.PINLogin:
 		return n.pinLogin(op, m)
 	case *tchsmpb.PINChange:

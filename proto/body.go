@@ -82,6 +82,10 @@ func NewBody(bt BodyType) (proto.Message, error) {
 		return new(ManifestFetch), nil
 	case BodyType_BODY_TYPE_MANIFEST_CHAIN:
 		return new(ManifestChain), nil
+	case BodyType_BODY_TYPE_RESHARE_REQUEST:
+		return new(ReshareRequest), nil
+	case BodyType_BODY_TYPE_RESHARE_COMMIT:
+		return new(ReshareCommit), nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownBodyType, int32(bt))
 }
@@ -159,6 +163,10 @@ func BodyTypeOf(m proto.Message) BodyType {
 		return BodyType_BODY_TYPE_MANIFEST_FETCH
 	case *ManifestChain:
 		return BodyType_BODY_TYPE_MANIFEST_CHAIN
+	case *ReshareRequest:
+		return BodyType_BODY_TYPE_RESHARE_REQUEST
+	case *ReshareCommit:
+		return BodyType_BODY_TYPE_RESHARE_COMMIT
 	}
 	return BodyType_BODY_TYPE_UNSPECIFIED
 }

@@ -72,6 +72,8 @@ const (
 	BodyType_BODY_TYPE_PIN_UNLOCK            BodyType = 29 // PINUnlock, admin client -> node
 	BodyType_BODY_TYPE_LOGGED_IN             BodyType = 30 // LoggedIn, client -> node: a request made under a login
 	BodyType_BODY_TYPE_WITH_TICKETS          BodyType = 31 // WithTickets, client -> dealer: a request with k login tickets
+	BodyType_BODY_TYPE_RESHARE_REQUEST       BodyType = 32 // ReshareRequest, admin client -> node (one step of a resharing; answered by DKGReply)
+	BodyType_BODY_TYPE_RESHARE_COMMIT        BodyType = 33 // ReshareCommit, admin client -> node (replace the share; answered by DKGCommitAck)
 	// 31 is kept for the dealer's check of a client's login (not built yet).
 	// Manifest updates (internal/trust/update.go, docs/operations/manifest.md).
 	BodyType_BODY_TYPE_MANIFEST_PUSH  BodyType = 36 // ManifestPush, admin client -> node / dealer (rpc), dealer -> node (control queue)
@@ -114,6 +116,8 @@ var (
 		29: "BODY_TYPE_PIN_UNLOCK",
 		30: "BODY_TYPE_LOGGED_IN",
 		31: "BODY_TYPE_WITH_TICKETS",
+		32: "BODY_TYPE_RESHARE_REQUEST",
+		33: "BODY_TYPE_RESHARE_COMMIT",
 		36: "BODY_TYPE_MANIFEST_PUSH",
 		37: "BODY_TYPE_MANIFEST_STATE",
 		38: "BODY_TYPE_MANIFEST_FETCH",
@@ -151,6 +155,8 @@ var (
 		"BODY_TYPE_PIN_UNLOCK":            29,
 		"BODY_TYPE_LOGGED_IN":             30,
 		"BODY_TYPE_WITH_TICKETS":          31,
+		"BODY_TYPE_RESHARE_REQUEST":       32,
+		"BODY_TYPE_RESHARE_COMMIT":        33,
 		"BODY_TYPE_MANIFEST_PUSH":         36,
 		"BODY_TYPE_MANIFEST_STATE":        37,
 		"BODY_TYPE_MANIFEST_FETCH":        38,
@@ -226,6 +232,9 @@ const (
 	// The request needs a protocol feature this peer does not serve, or a protocol version
 	// older than its min_protocol; the message names what it serves.
 	Error_UNSUPPORTED_VERSION Error_Code = 18
+	// A resharing names a key record older than the one this node holds (another resharing
+	// of the key completed on this node): list the keys again and reshare the newest record.
+	Error_OLD_RECORD Error_Code = 13
 )
 
 // Enum value maps for Error_Code.
@@ -248,6 +257,7 @@ var (
 		16: "MANIFEST_REFUSED",
 		17: "UNSUPPORTED_BODY_TYPE",
 		18: "UNSUPPORTED_VERSION",
+		13: "OLD_RECORD",
 	}
 	Error_Code_value = map[string]int32{
 		"CODE_UNSPECIFIED":      0,
@@ -267,6 +277,7 @@ var (
 		"MANIFEST_REFUSED":      16,
 		"UNSUPPORTED_BODY_TYPE": 17,
 		"UNSUPPORTED_VERSION":   18,
+		"OLD_RECORD":            13,
 	}
 )
 
@@ -349,7 +360,7 @@ func (x PINResult_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PINResult_Status.Descriptor instead.
 func (PINResult_Status) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{37, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{39, 0}
 }
 
 type TicketStatement_Kind int32
@@ -398,7 +409,7 @@ func (x TicketStatement_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TicketStatement_Kind.Descriptor instead.
 func (TicketStatement_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{40, 0}
+	return file_tchsm_proto_rawDescGZIP(), []int{42, 0}
 }
 
 // Envelope wraps every message on the wire.
@@ -562,8 +573,13 @@ type KeyRecord struct {
 	// existed, which are all Shoup RSA; 1 is Shoup RSA. Shoup RSA keeps its parameters in the
 	// fields above (bits, modulus, public_exponent, v, vk, safe_primes), so that releases that
 	// predate this field read its records; other schemes put theirs in params.
-	Algorithm     uint32 `protobuf:"varint,14,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
-	Params        []byte `protobuf:"bytes,15,opt,name=params,proto3" json:"params,omitempty"` // scheme-specific public parameters, encoded by the scheme
+	Algorithm uint32 `protobuf:"varint,14,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	Params    []byte `protobuf:"bytes,15,opt,name=params,proto3" json:"params,omitempty"` // scheme-specific public parameters, encoded by the scheme
+	// How many times the key was reshared (keys the nodes generated): 0 for the generated key,
+	// one more with each resharing, which keeps the public key and gives every node a new share
+	// and a new verification share (ReshareRequest). A node replaces its record only with the
+	// next epoch's; a client prefers the record of the highest epoch the nodes report.
+	Epoch         uint32 `protobuf:"varint,100,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -701,6 +717,13 @@ func (x *KeyRecord) GetParams() []byte {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *KeyRecord) GetEpoch() uint32 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // SignedKeyRecord is a KeyRecord signed by a dealer of the manifest (keys a dealer made), or
@@ -2710,6 +2733,143 @@ func (x *DKGLateDealsAck) GetQueued() []string {
 	return nil
 }
 
+// ReshareRequest runs one step of the resharing of a key the nodes generated (Ed25519 FROST):
+// the nodes that hold a share of the record's epoch deal it to every node of the manifest
+// (scheme/frost/dkg.NewReshare), so that every node gets a new share of the same key on a new
+// polynomial, and a new verification share; a node that holds none (a new identity that took
+// a lost node's place) only receives. Steps and messages are those of DKGRequest; a node
+// answers with a DKGReply, whose record, at the last step, is the next epoch's.
+type ReshareRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Step          uint32                 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`    // 0, 1, 2, 3
+	Record        *SignedKeyRecord       `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"` // step 0: the key's current record (endorsed by k nodes)
+	Run           []byte                 `protobuf:"bytes,4,opt,name=run,proto3" json:"run,omitempty"`       // step 0: 16 random bytes naming this run (every message is bound to it)
+	Messages      []*DKGMessage          `protobuf:"bytes,5,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReshareRequest) Reset() {
+	*x = ReshareRequest{}
+	mi := &file_tchsm_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshareRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshareRequest) ProtoMessage() {}
+
+func (x *ReshareRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshareRequest.ProtoReflect.Descriptor instead.
+func (*ReshareRequest) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReshareRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ReshareRequest) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *ReshareRequest) GetRecord() *SignedKeyRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *ReshareRequest) GetRun() []byte {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *ReshareRequest) GetMessages() []*DKGMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// ReshareCommit tells a node to replace its share and record of the key with the ones of the
+// resharing: the next epoch's record, with at least k endorsements, its own among them. The
+// node replaces both in one transaction (answered by DKGCommitAck).
+type ReshareCommit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Record        *SignedKeyRecord       `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReshareCommit) Reset() {
+	*x = ReshareCommit{}
+	mi := &file_tchsm_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshareCommit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshareCommit) ProtoMessage() {}
+
+func (x *ReshareCommit) ProtoReflect() protoreflect.Message {
+	mi := &file_tchsm_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshareCommit.ProtoReflect.Descriptor instead.
+func (*ReshareCommit) Descriptor() ([]byte, []int) {
+	return file_tchsm_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReshareCommit) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ReshareCommit) GetRecord() *SignedKeyRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 // PINLogin proves the client's PIN to one node. The PIN travels only inside an HPKE ciphertext
 // to the node's manifest encryption key (trust.SealPIN), whose info binds the cluster, the
 // client, the node and the purpose ("login"); the plaintext is a PINSecret. The node derives
@@ -2731,7 +2891,7 @@ type PINLogin struct {
 
 func (x *PINLogin) Reset() {
 	*x = PINLogin{}
-	mi := &file_tchsm_proto_msgTypes[33]
+	mi := &file_tchsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +2903,7 @@ func (x *PINLogin) String() string {
 func (*PINLogin) ProtoMessage() {}
 
 func (x *PINLogin) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[33]
+	mi := &file_tchsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +2916,7 @@ func (x *PINLogin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINLogin.ProtoReflect.Descriptor instead.
 func (*PINLogin) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{33}
+	return file_tchsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PINLogin) GetEnc() []byte {
@@ -2794,7 +2954,7 @@ type PINChange struct {
 
 func (x *PINChange) Reset() {
 	*x = PINChange{}
-	mi := &file_tchsm_proto_msgTypes[34]
+	mi := &file_tchsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +2966,7 @@ func (x *PINChange) String() string {
 func (*PINChange) ProtoMessage() {}
 
 func (x *PINChange) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[34]
+	mi := &file_tchsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +2979,7 @@ func (x *PINChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINChange.ProtoReflect.Descriptor instead.
 func (*PINChange) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{34}
+	return file_tchsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PINChange) GetEnc() []byte {
@@ -2856,7 +3016,7 @@ type PINSecret struct {
 
 func (x *PINSecret) Reset() {
 	*x = PINSecret{}
-	mi := &file_tchsm_proto_msgTypes[35]
+	mi := &file_tchsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +3028,7 @@ func (x *PINSecret) String() string {
 func (*PINSecret) ProtoMessage() {}
 
 func (x *PINSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[35]
+	mi := &file_tchsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +3041,7 @@ func (x *PINSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINSecret.ProtoReflect.Descriptor instead.
 func (*PINSecret) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{35}
+	return file_tchsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PINSecret) GetPin() []byte {
@@ -2923,7 +3083,7 @@ type PINUnlock struct {
 
 func (x *PINUnlock) Reset() {
 	*x = PINUnlock{}
-	mi := &file_tchsm_proto_msgTypes[36]
+	mi := &file_tchsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +3095,7 @@ func (x *PINUnlock) String() string {
 func (*PINUnlock) ProtoMessage() {}
 
 func (x *PINUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[36]
+	mi := &file_tchsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3108,7 @@ func (x *PINUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINUnlock.ProtoReflect.Descriptor instead.
 func (*PINUnlock) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{36}
+	return file_tchsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PINUnlock) GetClient() string {
@@ -2974,7 +3134,7 @@ type PINResult struct {
 
 func (x *PINResult) Reset() {
 	*x = PINResult{}
-	mi := &file_tchsm_proto_msgTypes[37]
+	mi := &file_tchsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3146,7 @@ func (x *PINResult) String() string {
 func (*PINResult) ProtoMessage() {}
 
 func (x *PINResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[37]
+	mi := &file_tchsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3159,7 @@ func (x *PINResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PINResult.ProtoReflect.Descriptor instead.
 func (*PINResult) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{37}
+	return file_tchsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PINResult) GetStatus() PINResult_Status {
@@ -3060,7 +3220,7 @@ type LoggedIn struct {
 
 func (x *LoggedIn) Reset() {
 	*x = LoggedIn{}
-	mi := &file_tchsm_proto_msgTypes[38]
+	mi := &file_tchsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3232,7 @@ func (x *LoggedIn) String() string {
 func (*LoggedIn) ProtoMessage() {}
 
 func (x *LoggedIn) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[38]
+	mi := &file_tchsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3245,7 @@ func (x *LoggedIn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoggedIn.ProtoReflect.Descriptor instead.
 func (*LoggedIn) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{38}
+	return file_tchsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LoggedIn) GetSession() []byte {
@@ -3131,7 +3291,7 @@ type LoginTicket struct {
 
 func (x *LoginTicket) Reset() {
 	*x = LoginTicket{}
-	mi := &file_tchsm_proto_msgTypes[39]
+	mi := &file_tchsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3143,7 +3303,7 @@ func (x *LoginTicket) String() string {
 func (*LoginTicket) ProtoMessage() {}
 
 func (x *LoginTicket) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[39]
+	mi := &file_tchsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3156,7 +3316,7 @@ func (x *LoginTicket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginTicket.ProtoReflect.Descriptor instead.
 func (*LoginTicket) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{39}
+	return file_tchsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LoginTicket) GetStatement() []byte {
@@ -3189,7 +3349,7 @@ type TicketStatement struct {
 
 func (x *TicketStatement) Reset() {
 	*x = TicketStatement{}
-	mi := &file_tchsm_proto_msgTypes[40]
+	mi := &file_tchsm_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3361,7 @@ func (x *TicketStatement) String() string {
 func (*TicketStatement) ProtoMessage() {}
 
 func (x *TicketStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[40]
+	mi := &file_tchsm_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3374,7 @@ func (x *TicketStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TicketStatement.ProtoReflect.Descriptor instead.
 func (*TicketStatement) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{40}
+	return file_tchsm_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TicketStatement) GetClusterId() string {
@@ -3285,7 +3445,7 @@ type WithTickets struct {
 
 func (x *WithTickets) Reset() {
 	*x = WithTickets{}
-	mi := &file_tchsm_proto_msgTypes[41]
+	mi := &file_tchsm_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3297,7 +3457,7 @@ func (x *WithTickets) String() string {
 func (*WithTickets) ProtoMessage() {}
 
 func (x *WithTickets) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[41]
+	mi := &file_tchsm_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3310,7 +3470,7 @@ func (x *WithTickets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithTickets.ProtoReflect.Descriptor instead.
 func (*WithTickets) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{41}
+	return file_tchsm_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WithTickets) GetTickets() []*LoginTicket {
@@ -3362,7 +3522,7 @@ type ManifestUpdate struct {
 
 func (x *ManifestUpdate) Reset() {
 	*x = ManifestUpdate{}
-	mi := &file_tchsm_proto_msgTypes[42]
+	mi := &file_tchsm_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3534,7 @@ func (x *ManifestUpdate) String() string {
 func (*ManifestUpdate) ProtoMessage() {}
 
 func (x *ManifestUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[42]
+	mi := &file_tchsm_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3547,7 @@ func (x *ManifestUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestUpdate.ProtoReflect.Descriptor instead.
 func (*ManifestUpdate) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{42}
+	return file_tchsm_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ManifestUpdate) GetManifest() []byte {
@@ -3415,7 +3575,7 @@ type AdminSignature struct {
 
 func (x *AdminSignature) Reset() {
 	*x = AdminSignature{}
-	mi := &file_tchsm_proto_msgTypes[43]
+	mi := &file_tchsm_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3427,7 +3587,7 @@ func (x *AdminSignature) String() string {
 func (*AdminSignature) ProtoMessage() {}
 
 func (x *AdminSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[43]
+	mi := &file_tchsm_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3440,7 +3600,7 @@ func (x *AdminSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSignature.ProtoReflect.Descriptor instead.
 func (*AdminSignature) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{43}
+	return file_tchsm_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AdminSignature) GetAdmin() string {
@@ -3469,7 +3629,7 @@ type ManifestPush struct {
 
 func (x *ManifestPush) Reset() {
 	*x = ManifestPush{}
-	mi := &file_tchsm_proto_msgTypes[44]
+	mi := &file_tchsm_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3481,7 +3641,7 @@ func (x *ManifestPush) String() string {
 func (*ManifestPush) ProtoMessage() {}
 
 func (x *ManifestPush) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[44]
+	mi := &file_tchsm_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3494,7 +3654,7 @@ func (x *ManifestPush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestPush.ProtoReflect.Descriptor instead.
 func (*ManifestPush) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{44}
+	return file_tchsm_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ManifestPush) GetUpdates() []*ManifestUpdate {
@@ -3517,7 +3677,7 @@ type ManifestState struct {
 
 func (x *ManifestState) Reset() {
 	*x = ManifestState{}
-	mi := &file_tchsm_proto_msgTypes[45]
+	mi := &file_tchsm_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3529,7 +3689,7 @@ func (x *ManifestState) String() string {
 func (*ManifestState) ProtoMessage() {}
 
 func (x *ManifestState) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[45]
+	mi := &file_tchsm_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3542,7 +3702,7 @@ func (x *ManifestState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestState.ProtoReflect.Descriptor instead.
 func (*ManifestState) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{45}
+	return file_tchsm_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ManifestState) GetMember() string {
@@ -3583,7 +3743,7 @@ type ManifestFetch struct {
 
 func (x *ManifestFetch) Reset() {
 	*x = ManifestFetch{}
-	mi := &file_tchsm_proto_msgTypes[46]
+	mi := &file_tchsm_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3595,7 +3755,7 @@ func (x *ManifestFetch) String() string {
 func (*ManifestFetch) ProtoMessage() {}
 
 func (x *ManifestFetch) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[46]
+	mi := &file_tchsm_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3608,7 +3768,7 @@ func (x *ManifestFetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestFetch.ProtoReflect.Descriptor instead.
 func (*ManifestFetch) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{46}
+	return file_tchsm_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ManifestFetch) GetHave() uint64 {
@@ -3634,7 +3794,7 @@ type ManifestChain struct {
 
 func (x *ManifestChain) Reset() {
 	*x = ManifestChain{}
-	mi := &file_tchsm_proto_msgTypes[47]
+	mi := &file_tchsm_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3646,7 +3806,7 @@ func (x *ManifestChain) String() string {
 func (*ManifestChain) ProtoMessage() {}
 
 func (x *ManifestChain) ProtoReflect() protoreflect.Message {
-	mi := &file_tchsm_proto_msgTypes[47]
+	mi := &file_tchsm_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3659,7 +3819,7 @@ func (x *ManifestChain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestChain.ProtoReflect.Descriptor instead.
 func (*ManifestChain) Descriptor() ([]byte, []int) {
-	return file_tchsm_proto_rawDescGZIP(), []int{47}
+	return file_tchsm_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ManifestChain) GetMember() string {
@@ -3710,7 +3870,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\tsignature\x18\n" +
 	" \x01(\fR\tsignature\x12\x1c\n" +
 	"\trecipient\x18\v \x01(\tR\trecipient\x12\x10\n" +
-	"\x03mac\x18\f \x01(\fR\x03mac\"\xf9\x02\n" +
+	"\x03mac\x18\f \x01(\fR\x03mac\"\x8f\x03\n" +
 	"\tKeyRecord\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
 	"\x05label\x18\x02 \x01(\tR\x05label\x12\x15\n" +
@@ -3729,7 +3889,8 @@ const file_tchsm_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\r \x01(\tR\tclusterId\x12\x1c\n" +
 	"\talgorithm\x18\x0e \x01(\rR\talgorithm\x12\x16\n" +
-	"\x06params\x18\x0f \x01(\fR\x06params\"\x9d\x01\n" +
+	"\x06params\x18\x0f \x01(\fR\x06params\x12\x14\n" +
+	"\x05epoch\x18d \x01(\rR\x05epoch\"\x9d\x01\n" +
 	"\x0fSignedKeyRecord\x12\x16\n" +
 	"\x06record\x18\x01 \x01(\fR\x06record\x12\x16\n" +
 	"\x06dealer\x18\x02 \x01(\tR\x06dealer\x12\x1c\n" +
@@ -3818,11 +3979,11 @@ const file_tchsm_proto_rawDesc = "" +
 	"\rKeyPolicyMode\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
-	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xab\x03\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\"\xbb\x03\n" +
 	"\x05Error\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.tchsm.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xc6\x02\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xd6\x02\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vUNKNOWN_KEY\x10\x01\x12\x0f\n" +
@@ -3842,7 +4003,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x0eMANIFEST_STALE\x10\x0f\x12\x14\n" +
 	"\x10MANIFEST_REFUSED\x10\x10\x12\x19\n" +
 	"\x15UNSUPPORTED_BODY_TYPE\x10\x11\x12\x17\n" +
-	"\x13UNSUPPORTED_VERSION\x10\x12\"~\n" +
+	"\x13UNSUPPORTED_VERSION\x10\x12\x12\x0e\n" +
+	"\n" +
+	"OLD_RECORD\x10\r\"~\n" +
 	"\x12GenerateKeyRequest\x12\x12\n" +
 	"\x04bits\x18\x01 \x01(\rR\x04bits\x12'\n" +
 	"\x0fpublic_exponent\x18\x02 \x01(\rR\x0epublicExponent\x12\x14\n" +
@@ -3888,7 +4051,16 @@ const file_tchsm_proto_rawDesc = "" +
 	"\tqualified\x18\x03 \x03(\rR\tqualified\x12*\n" +
 	"\x05deals\x18\x04 \x03(\v2\x14.tchsm.v1.DKGMessageR\x05deals\")\n" +
 	"\x0fDKGLateDealsAck\x12\x16\n" +
-	"\x06queued\x18\x01 \x03(\tR\x06queued\"[\n" +
+	"\x06queued\x18\x01 \x03(\tR\x06queued\"\xb2\x01\n" +
+	"\x0eReshareRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\rR\x04step\x121\n" +
+	"\x06record\x18\x03 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\x12\x10\n" +
+	"\x03run\x18\x04 \x01(\fR\x03run\x120\n" +
+	"\bmessages\x18\x05 \x03(\v2\x14.tchsm.v1.DKGMessageR\bmessages\"Y\n" +
+	"\rReshareCommit\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x121\n" +
+	"\x06record\x18\x02 \x01(\v2\x19.tchsm.v1.SignedKeyRecordR\x06record\"[\n" +
 	"\bPINLogin\x12\x10\n" +
 	"\x03enc\x18\x01 \x01(\fR\x03enc\x12\x1e\n" +
 	"\n" +
@@ -3977,7 +4149,7 @@ const file_tchsm_proto_rawDesc = "" +
 	"\aupdates\x18\x03 \x03(\v2\x18.tchsm.v1.ManifestUpdateR\aupdates\x12\x1e\n" +
 	"\n" +
 	"incomplete\x18\x04 \x01(\bR\n" +
-	"incomplete*\x82\b\n" +
+	"incomplete*\xbf\b\n" +
 	"\bBodyType\x12\x19\n" +
 	"\x15BODY_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cBODY_TYPE_KEY_SHARE_DELIVERY\x10\x01\x12\x18\n" +
@@ -4010,7 +4182,9 @@ const file_tchsm_proto_rawDesc = "" +
 	"\x14BODY_TYPE_PIN_CHANGE\x10\x1c\x12\x18\n" +
 	"\x14BODY_TYPE_PIN_UNLOCK\x10\x1d\x12\x17\n" +
 	"\x13BODY_TYPE_LOGGED_IN\x10\x1e\x12\x1a\n" +
-	"\x16BODY_TYPE_WITH_TICKETS\x10\x1f\x12\x1b\n" +
+	"\x16BODY_TYPE_WITH_TICKETS\x10\x1f\x12\x1d\n" +
+	"\x19BODY_TYPE_RESHARE_REQUEST\x10 \x12\x1c\n" +
+	"\x18BODY_TYPE_RESHARE_COMMIT\x10!\x12\x1b\n" +
 	"\x17BODY_TYPE_MANIFEST_PUSH\x10$\x12\x1c\n" +
 	"\x18BODY_TYPE_MANIFEST_STATE\x10%\x12\x1c\n" +
 	"\x18BODY_TYPE_MANIFEST_FETCH\x10&\x12\x1c\n" +
@@ -4029,7 +4203,7 @@ func file_tchsm_proto_rawDescGZIP() []byte {
 }
 
 var file_tchsm_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_tchsm_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_tchsm_proto_goTypes = []any{
 	(BodyType)(0),               // 0: tchsm.v1.BodyType
 	(Error_Code)(0),             // 1: tchsm.v1.Error.Code
@@ -4068,21 +4242,23 @@ var file_tchsm_proto_goTypes = []any{
 	(*DKGCommitAck)(nil),        // 34: tchsm.v1.DKGCommitAck
 	(*DKGLateDeals)(nil),        // 35: tchsm.v1.DKGLateDeals
 	(*DKGLateDealsAck)(nil),     // 36: tchsm.v1.DKGLateDealsAck
-	(*PINLogin)(nil),            // 37: tchsm.v1.PINLogin
-	(*PINChange)(nil),           // 38: tchsm.v1.PINChange
-	(*PINSecret)(nil),           // 39: tchsm.v1.PINSecret
-	(*PINUnlock)(nil),           // 40: tchsm.v1.PINUnlock
-	(*PINResult)(nil),           // 41: tchsm.v1.PINResult
-	(*LoggedIn)(nil),            // 42: tchsm.v1.LoggedIn
-	(*LoginTicket)(nil),         // 43: tchsm.v1.LoginTicket
-	(*TicketStatement)(nil),     // 44: tchsm.v1.TicketStatement
-	(*WithTickets)(nil),         // 45: tchsm.v1.WithTickets
-	(*ManifestUpdate)(nil),      // 46: tchsm.v1.ManifestUpdate
-	(*AdminSignature)(nil),      // 47: tchsm.v1.AdminSignature
-	(*ManifestPush)(nil),        // 48: tchsm.v1.ManifestPush
-	(*ManifestState)(nil),       // 49: tchsm.v1.ManifestState
-	(*ManifestFetch)(nil),       // 50: tchsm.v1.ManifestFetch
-	(*ManifestChain)(nil),       // 51: tchsm.v1.ManifestChain
+	(*ReshareRequest)(nil),      // 37: tchsm.v1.ReshareRequest
+	(*ReshareCommit)(nil),       // 38: tchsm.v1.ReshareCommit
+	(*PINLogin)(nil),            // 39: tchsm.v1.PINLogin
+	(*PINChange)(nil),           // 40: tchsm.v1.PINChange
+	(*PINSecret)(nil),           // 41: tchsm.v1.PINSecret
+	(*PINUnlock)(nil),           // 42: tchsm.v1.PINUnlock
+	(*PINResult)(nil),           // 43: tchsm.v1.PINResult
+	(*LoggedIn)(nil),            // 44: tchsm.v1.LoggedIn
+	(*LoginTicket)(nil),         // 45: tchsm.v1.LoginTicket
+	(*TicketStatement)(nil),     // 46: tchsm.v1.TicketStatement
+	(*WithTickets)(nil),         // 47: tchsm.v1.WithTickets
+	(*ManifestUpdate)(nil),      // 48: tchsm.v1.ManifestUpdate
+	(*AdminSignature)(nil),      // 49: tchsm.v1.AdminSignature
+	(*ManifestPush)(nil),        // 50: tchsm.v1.ManifestPush
+	(*ManifestState)(nil),       // 51: tchsm.v1.ManifestState
+	(*ManifestFetch)(nil),       // 52: tchsm.v1.ManifestFetch
+	(*ManifestChain)(nil),       // 53: tchsm.v1.ManifestChain
 }
 var file_tchsm_proto_depIdxs = []int32{
 	0,  // 0: tchsm.v1.Envelope.body_type:type_name -> tchsm.v1.BodyType
@@ -4104,20 +4280,23 @@ var file_tchsm_proto_depIdxs = []int32{
 	6,  // 16: tchsm.v1.DKGCommit.record:type_name -> tchsm.v1.SignedKeyRecord
 	6,  // 17: tchsm.v1.DKGLateDeals.record:type_name -> tchsm.v1.SignedKeyRecord
 	30, // 18: tchsm.v1.DKGLateDeals.deals:type_name -> tchsm.v1.DKGMessage
-	2,  // 19: tchsm.v1.PINResult.status:type_name -> tchsm.v1.PINResult.Status
-	43, // 20: tchsm.v1.PINResult.ticket:type_name -> tchsm.v1.LoginTicket
-	0,  // 21: tchsm.v1.LoggedIn.type:type_name -> tchsm.v1.BodyType
-	3,  // 22: tchsm.v1.TicketStatement.kind:type_name -> tchsm.v1.TicketStatement.Kind
-	43, // 23: tchsm.v1.WithTickets.tickets:type_name -> tchsm.v1.LoginTicket
-	0,  // 24: tchsm.v1.WithTickets.type:type_name -> tchsm.v1.BodyType
-	47, // 25: tchsm.v1.ManifestUpdate.signatures:type_name -> tchsm.v1.AdminSignature
-	46, // 26: tchsm.v1.ManifestPush.updates:type_name -> tchsm.v1.ManifestUpdate
-	46, // 27: tchsm.v1.ManifestChain.updates:type_name -> tchsm.v1.ManifestUpdate
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	6,  // 19: tchsm.v1.ReshareRequest.record:type_name -> tchsm.v1.SignedKeyRecord
+	30, // 20: tchsm.v1.ReshareRequest.messages:type_name -> tchsm.v1.DKGMessage
+	6,  // 21: tchsm.v1.ReshareCommit.record:type_name -> tchsm.v1.SignedKeyRecord
+	2,  // 22: tchsm.v1.PINResult.status:type_name -> tchsm.v1.PINResult.Status
+	45, // 23: tchsm.v1.PINResult.ticket:type_name -> tchsm.v1.LoginTicket
+	0,  // 24: tchsm.v1.LoggedIn.type:type_name -> tchsm.v1.BodyType
+	3,  // 25: tchsm.v1.TicketStatement.kind:type_name -> tchsm.v1.TicketStatement.Kind
+	45, // 26: tchsm.v1.WithTickets.tickets:type_name -> tchsm.v1.LoginTicket
+	0,  // 27: tchsm.v1.WithTickets.type:type_name -> tchsm.v1.BodyType
+	49, // 28: tchsm.v1.ManifestUpdate.signatures:type_name -> tchsm.v1.AdminSignature
+	48, // 29: tchsm.v1.ManifestPush.updates:type_name -> tchsm.v1.ManifestUpdate
+	48, // 30: tchsm.v1.ManifestChain.updates:type_name -> tchsm.v1.ManifestUpdate
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_tchsm_proto_init() }
@@ -4135,7 +4314,7 @@ func file_tchsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tchsm_proto_rawDesc), len(file_tchsm_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -143,11 +143,12 @@ func runNodeRestore(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "the store that was there is now %s\n", res.Replaced)
 	}
 	fmt.Fprintf(e.stderr, `warning: this backup is %v old. Start the node, then run tchsm status:
-  keys dealt to the cluster after %s are missing on %s and are not re-delivered (RSA: the dealer
-  keeps no key; Ed25519: resharing is not built): status reports "%s lacks ...";
+  keys dealt to the cluster after %s are missing on %s and are not re-delivered: status reports
+  "%s lacks ..."; give an Ed25519 key its share back with tchsm keys reshare ID (every node
+  must answer); an RSA key cannot be (the dealer keeps no key): roll it over (%s);
   keys deleted after that time are back on %s alone: status reports "held only by %s"; delete
   them there too with tchsm keys delete ID. See %s.
-`, time.Since(h.Created).Round(time.Second), h.Created.Format(time.RFC3339), h.Node, h.Node, h.Node, h.Node, backupDoc)
+`, time.Since(h.Created).Round(time.Second), h.Created.Format(time.RFC3339), h.Node, h.Node, replaceDoc, h.Node, h.Node, backupDoc)
 	return nil
 }
 

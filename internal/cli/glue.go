@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	register("node", "run a signing node (tchsm node -config FILE); back up or restore its store (node backup|restore)", runNode)
+	register("node", "run a signing node (tchsm node -config FILE); back up or restore its store (node backup|restore); give a lost node's index a new identity (node replace)", runNode)
 	register("dealer", "run the dealer service that generates and deals keys", runDealer)
 }
 
@@ -70,6 +70,8 @@ func runNode(ctx context.Context, e *env, args []string) error {
 			return runNodeBackup(ctx, e, args[1:])
 		case "restore":
 			return runNodeRestore(ctx, e, args[1:])
+		case "replace":
+			return runNodeReplace(ctx, e, args[1:])
 		}
 	}
 	if err := dropPassphraseEnv(); err != nil {

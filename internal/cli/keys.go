@@ -23,7 +23,7 @@ import (
 )
 
 func init() {
-	register("keys", "list, show, generate, import, delete or restore keys (keys list|show|generate|import|delete|restore)", runKeys)
+	register("keys", "list, show, generate, import, delete, restore or reshare keys (keys list|show|generate|import|delete|restore|reshare)", runKeys)
 	register("status", "show which nodes answer, their latency and the keys each holds", runStatus)
 	register("sign", "sign a file with a cluster key (prints the signature in base64)", runSign)
 }
@@ -44,7 +44,7 @@ func clientConfigFlag(fs interface {
 
 func runKeys(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "Usage: tchsm keys list|show|generate|import|delete|restore [flags]")
+		fmt.Fprintln(e.stderr, "Usage: tchsm keys list|show|generate|import|delete|restore|reshare [flags]")
 		return errUsage
 	}
 	sub, args := args[0], args[1:]
@@ -57,7 +57,9 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 	p11id := fs.String("id", "", "generate, import: CKA_ID in hex (random 16 bytes if empty)")
 	pemFile := fs.String("pem", "", "import: PEM file with an RSA private key (PKCS#1 or PKCS#8)")
 	dealerCfg := fs.String("dealer-config", "", "import: dealer configuration (import deals in this process)")
-	pinFile := fs.String("pin-file", "", "generate, delete, restore: file holding the user PIN the nodes check (else $"+EnvPIN+", else a prompt)")
+	all := fs.Bool("all", false, "reshare: every key (Ed25519 keys are reshared, RSA keys listed for a rollover)")
+	plan := fs.Bool("plan", false, "reshare: only say which keys need which treatment after a node was replaced")
+	pinFile := fs.String("pin-file", "", "generate, delete, restore, reshare: file holding the user PIN the nodes check (else $"+EnvPIN+", else a prompt)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -156,6 +158,8 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		return nil
 	case "import":
 		return importKey(ctx, e, c, *pemFile, *dealerCfg, *label, *p11id)
+	case "reshare":
+		return keysReshare(ctx, e, c, *all, *plan, fs.Args(), *pinFile)
 	}
 	return fmt.Errorf("unknown keys command %q", sub)
 }
@@ -292,8 +296,8 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 //     deletes it there too.
 //   - any other key an answering node lacks is reported as lacking on that node: its share
 //     may still wait in the node's queue (it was down), or the node was restored from a backup
-//     older than the key, and then nothing re-delivers it (the dealer keeps no RSA key; an
-//     Ed25519 share would need resharing).
+//     older than the key, and then nothing re-delivers it (the dealer keeps no RSA key: roll
+//     it over; an Ed25519 key gets a share on every node again with tchsm keys reshare).
 func keyReport(k, n int, st []client.NodeStatus) []string {
 	holders := map[string][]string{}
 	var answering []client.NodeStatus
@@ -339,7 +343,7 @@ func keyReport(k, n int, st []client.NodeStatus) []string {
 		}
 	}
 	if lacking {
-		out = append(out, "  (a share still waiting in the node's queue, or a key dealt after the backup the node was restored from: that one is not re-delivered; see "+backupDoc+")")
+		out = append(out, "  (a share still waiting in the node's queue, or a key dealt after the backup the node was restored from: that one is not re-delivered; an Ed25519 key gets its share back with tchsm keys reshare ID, an RSA key needs a rollover; see "+backupDoc+" and "+replaceDoc+")")
 	}
 	return out
 }

@@ -307,33 +307,37 @@ const InitialPINsFile = "initial-pins.json"
 // the file in the node's config.
 func writeInitialPINs(l *Layout, m *trust.Manifest, userPIN string) error {
 	for i, nd := range m.Nodes {
-		f := trust.InitialPINs{Version: 1, Node: nd.ID, Clients: map[string]trust.SealedPIN{}}
-		for _, c := range m.Clients {
-			enc, ct, key, err := trust.SealPIN(nd, m.ClusterID, c.ID, trust.PINPurposeInitial, &tchsmpb.PINSecret{Pin: []byte(userPIN)})
-			clear(key)
-			if err != nil {
-				return err
-			}
-			f.Clients[c.ID] = trust.SealedPIN{Enc: enc, Ciphertext: ct}
-		}
-		b, err := json.MarshalIndent(f, "", "  ")
-		if err != nil {
-			return err
-		}
-		dir := filepath.Dir(l.Nodes[i])
-		if err := os.WriteFile(filepath.Join(dir, InitialPINsFile), append(b, '\n'), 0o600); err != nil {
-			return err
-		}
-		raw := map[string]any{}
-		if err := readJSON(l.Nodes[i], &raw); err != nil {
-			return err
-		}
-		raw["initial_pins"] = InitialPINsFile
-		if err := config.Save(l.Nodes[i], raw, 0o600); err != nil {
+		if err := writeNodePINs(l.Nodes[i], m, nd, userPIN); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeNodePINs writes one node's initial PINs file beside its config and names it there.
+func writeNodePINs(cfgPath string, m *trust.Manifest, nd trust.Member, userPIN string) error {
+	f := trust.InitialPINs{Version: 1, Node: nd.ID, Clients: map[string]trust.SealedPIN{}}
+	for _, c := range m.Clients {
+		enc, ct, key, err := trust.SealPIN(nd, m.ClusterID, c.ID, trust.PINPurposeInitial, &tchsmpb.PINSecret{Pin: []byte(userPIN)})
+		clear(key)
+		if err != nil {
+			return err
+		}
+		f.Clients[c.ID] = trust.SealedPIN{Enc: enc, Ciphertext: ct}
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(cfgPath), InitialPINsFile), append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	raw := map[string]any{}
+	if err := readJSON(cfgPath, &raw); err != nil {
+		return err
+	}
+	raw["initial_pins"] = InitialPINsFile
+	return config.Save(cfgPath, raw, 0o600)
 }
 
 func readJSON(path string, v any) error {

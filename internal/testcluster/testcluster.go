@@ -79,6 +79,7 @@ type Cluster struct {
 
 	brokerUsers bool
 	noPIN       bool
+	workers     int
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
@@ -184,7 +185,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.PIN == "" {
 		o.PIN = "1234"
 	}
-	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN, brokerUsers: o.BrokerUsers, noPIN: o.NoPIN}
+	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binary(t), procs: map[string]*exec.Cmd{}, PIN: o.PIN, brokerUsers: o.BrokerUsers, noPIN: o.NoPIN, workers: o.Workers}
 	if o.Bin != "" {
 		c.Bin = o.Bin
 	}
@@ -435,6 +436,58 @@ func (c *Cluster) StartDealerBin(bin string) {
 	if !running {
 		c.startBin(bin, "dealer", "dealer", "-config", c.Layout.Dealer)
 	}
+}
+
+// ReplaceNode replaces node i as an operator replaces a lost node: the node is killed and its
+// folder (its store with it) deleted, clusterinit.ReplaceNode puts a new identity at index i
+// into the manifest (with the cluster's PIN for every client), and every process (nodes and
+// dealer) restarts with the new manifest, the new node with an empty store. It returns the new
+// node's id. Clients opened before keep the old manifest: open new ones. Not with
+// Options.BrokerUsers (the new identity has no broker user).
+func (c *Cluster) ReplaceNode(i int) string {
+	c.t.Helper()
+	if c.brokerUsers {
+		c.t.Fatal("testcluster: ReplaceNode with broker users")
+	}
+	c.KillNode(i)
+	if err := os.RemoveAll(filepath.Dir(c.Layout.Nodes[i-1])); err != nil {
+		c.t.Fatal(err)
+	}
+	pin := c.PIN
+	if c.noPIN {
+		pin = ""
+	}
+	r, err := clusterinit.ReplaceNode(c.Dir, i, "", pin)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var nc config.Node
+	if err := config.Load(r.NodeConfig, &nc); err != nil {
+		c.t.Fatal(err)
+	}
+	raw := config.Node{AMQP: c.amqpSection(nc.AMQP), Manifest: nc.Manifest, Identity: nc.Identity, Store: nc.Store,
+		PassphraseFile: nc.PassphraseFile, InitialPINs: nc.InitialPINs, Workers: c.workers, LogLevel: "debug"}
+	if err := config.Save(r.NodeConfig, raw, 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	c.Layout.Nodes[i-1] = r.NodeConfig
+	c.RestartAll()
+	return r.NewID
+}
+
+// RestartAll stops every node and the dealer (SIGTERM), starts them again, and waits until
+// every node answers: how every process picks up a new manifest.
+func (c *Cluster) RestartAll() {
+	c.t.Helper()
+	for i := range c.Layout.Nodes {
+		c.StopNode(i + 1)
+	}
+	c.signal("dealer", syscall.SIGTERM)
+	for i := range c.Layout.Nodes {
+		c.StartNode(i + 1)
+	}
+	c.start("dealer", "dealer", "-config", c.Layout.Dealer)
+	c.WaitUp(len(c.Layout.Nodes), 30*time.Second)
 }
 
 // KillNode kills node i with SIGKILL, as a crash would.

@@ -34,8 +34,8 @@ func (r ClientRole) Effective() ClientRole {
 // its control queue), and may query nodes (ListKeys, HealthRequest) and report their own health
 // and errors. Clients ask: they sign (one request at a time, or several to one node in a
 // SignBatch), ask for proofs, list keys, check health, ask the dealer to generate, delete or
-// restore keys, run distributed key generations among the nodes (DKGRequest, DKGCommit: the
-// client relays, it never sees a share) and hand the deals kept for a node that took no part
+// restore keys, run distributed key generations and resharings among the nodes (DKGRequest, DKGCommit,
+// ReshareRequest, ReshareCommit: the client relays, it never sees a share) and hand the deals kept for a node that took no part
 // to the dealer (DKGLateDeals); which of these a client may send is clientAllowed's decision,
 // by its client role. Every client logs in to the nodes with its PIN (PINLogin), changes it
 // (PINChange) and wraps the requests that need a login in LoggedIn (the wrapper's inner type is
@@ -108,6 +108,8 @@ var adminOnly = []tchsmpb.BodyType{
 	// A push carries updates the admins signed offline, which every receiver checks itself;
 	// only admin clients carry them, so that a signer host cannot make the nodes verify chains.
 	tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH,
+	tchsmpb.BodyType_BODY_TYPE_RESHARE_REQUEST,
+	tchsmpb.BodyType_BODY_TYPE_RESHARE_COMMIT,
 }
 
 // clientAllowed is the table's part for clients, by client role. A body type that only admins

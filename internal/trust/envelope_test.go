@@ -484,7 +484,7 @@ func TestAllowedTable(t *testing.T) {
 			tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
 			tchsmpb.BodyType_BODY_TYPE_PIN_LOGIN, tchsmpb.BodyType_BODY_TYPE_PIN_CHANGE, tchsmpb.BodyType_BODY_TYPE_LOGGED_IN,
 			tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK, tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS,
-			tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH, tchsmpb.BodyType_BODY_TYPE_MANIFEST_FETCH},
+			tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH, tchsmpb.BodyType_BODY_TYPE_MANIFEST_FETCH, tchsmpb.BodyType_BODY_TYPE_RESHARE_REQUEST, tchsmpb.BodyType_BODY_TYPE_RESHARE_COMMIT},
 		RoleDealer: {tchsmpb.BodyType_BODY_TYPE_KEY_SHARE_DELIVERY, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
 			tchsmpb.BodyType_BODY_TYPE_DELETE_KEY_ACK, tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_RESPONSE,
 			tchsmpb.BodyType_BODY_TYPE_LIST_KEYS, tchsmpb.BodyType_BODY_TYPE_HEALTH_REQUEST,
@@ -528,7 +528,7 @@ func TestPermitsByClientRole(t *testing.T) {
 		tchsmpb.BodyType_BODY_TYPE_WITH_TICKETS, tchsmpb.BodyType_BODY_TYPE_MANIFEST_FETCH}
 	adminOnly := []tchsmpb.BodyType{tchsmpb.BodyType_BODY_TYPE_GENERATE_KEY_REQUEST, tchsmpb.BodyType_BODY_TYPE_DELETE_KEY,
 		tchsmpb.BodyType_BODY_TYPE_RESTORE_KEY, tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST, tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT, tchsmpb.BodyType_BODY_TYPE_DKG_LATE_DEALS,
-		tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK, tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH}
+		tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK, tchsmpb.BodyType_BODY_TYPE_MANIFEST_PUSH, tchsmpb.BodyType_BODY_TYPE_RESHARE_REQUEST, tchsmpb.BodyType_BODY_TYPE_RESHARE_COMMIT}
 	all := append(tchsmpb.BodyTypes(), tchsmpb.BodyType_BODY_TYPE_UNSPECIFIED, 999)
 	for _, tc := range []struct {
 		role ClientRole

@@ -46,6 +46,9 @@ var needsLogin = map[tchsmpb.BodyType]bool{
 	tchsmpb.BodyType_BODY_TYPE_DKG_REQUEST:   true,
 	tchsmpb.BodyType_BODY_TYPE_DKG_COMMIT:    true,
 	tchsmpb.BodyType_BODY_TYPE_PIN_UNLOCK:    true,
+	// A resharing changes every node's share: as a key generation, under a login.
+	tchsmpb.BodyType_BODY_TYPE_RESHARE_REQUEST: true,
+	tchsmpb.BodyType_BODY_TYPE_RESHARE_COMMIT:  true,
 }
 
 // NeedsLogin reports whether a client's request of type bt to a node must come under a login.

@@ -120,7 +120,8 @@ func VerifyEndorsement(m *Manifest, record []byte, e *tchsmpb.KeyEndorsement) er
 }
 
 // VerifyKeyRecord checks that s was signed by a dealer of m, or endorsed by at least k distinct
-// nodes of m (a key the nodes generated together: every endorsement must verify), for m's
+// nodes of m (a key the nodes generated together: every endorsement by a node m lists must
+// verify; endorsements by identities m no longer lists, a replaced node's, are ignored), for m's
 // cluster, and that the record is structurally sound; it returns the decoded record. Since
 // fewer than k nodes are assumed corrupt, k endorsements include an honest node's, which
 // endorses only the outcome of its own run of the key generation.
@@ -129,7 +130,7 @@ func VerifyKeyRecord(m *Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecor
 		return nil, fmt.Errorf("%w: missing or oversized", ErrBadRecord)
 	}
 	if s.Dealer == "" && len(s.Signature) == 0 && len(s.Endorsements) > 0 {
-		return verifyEndorsed(m, s)
+		return verifyEndorsed(m, s, false)
 	}
 	if len(s.Endorsements) > 0 {
 		return nil, fmt.Errorf("%w: a record both dealt and endorsed", ErrBadRecord)
@@ -161,19 +162,46 @@ func VerifyKeyRecord(m *Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecor
 	return rec, nil
 }
 
-func verifyEndorsed(m *Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord, error) {
+// ErrFewEndorsements wraps ErrBadRecord for a generated key's record whose endorsements by
+// nodes of the manifest all verify but number fewer than k, because some of its endorsers were
+// replaced since (their identities are no longer listed).
+var ErrFewEndorsements = fmt.Errorf("%w: fewer than k endorsements by nodes of the manifest", ErrBadRecord)
+
+// VerifyKeyRecordBeforeReplacement is VerifyKeyRecord, except that it also accepts, with full
+// false, the record of a generated key endorsed by fewer than k nodes the manifest lists now
+// (at least one; every listed endorsement must verify): one endorsed by k nodes of which some
+// were replaced since. Such a record names no key a client may use (one corrupt node could
+// make one up); it is what a node stored before the replacement (its store authenticates it),
+// and what a resharing starts from, whose outcome needs k endorsements again.
+func VerifyKeyRecordBeforeReplacement(m *Manifest, s *tchsmpb.SignedKeyRecord) (rec *tchsmpb.KeyRecord, full bool, err error) {
+	rec, err = VerifyKeyRecord(m, s)
+	if err == nil || !errors.Is(err, ErrFewEndorsements) {
+		return rec, err == nil, err
+	}
+	rec, err = verifyEndorsed(m, s, true)
+	return rec, false, err
+}
+
+func verifyEndorsed(m *Manifest, s *tchsmpb.SignedKeyRecord, few bool) (*tchsmpb.KeyRecord, error) {
 	if len(s.Endorsements) > MaxNodes {
 		return nil, fmt.Errorf("%w: %d endorsements", ErrBadRecord, len(s.Endorsements))
 	}
 	seen := map[string]bool{}
+	valid := 0
 	for _, e := range s.Endorsements {
 		if seen[e.GetNode()] {
 			return nil, fmt.Errorf("%w: two endorsements by %.64q", ErrBadRecord, e.GetNode())
 		}
 		seen[e.GetNode()] = true
+		if _, listed := m.Lookup(e.GetNode()); !listed {
+			// A node identity the manifest no longer lists (a replaced node): its endorsement
+			// neither counts nor spoils the others'. A listed node's bad endorsement does.
+			continue
+		}
 		if err := VerifyEndorsement(m, s.Record, e); err != nil {
 			return nil, err
 		}
+		valid++
 	}
 	rec := new(tchsmpb.KeyRecord)
 	if err := proto.Unmarshal(s.Record, rec); err != nil {
@@ -188,8 +216,8 @@ func verifyEndorsed(m *Manifest, s *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord
 	if Dealt(rec) {
 		return nil, fmt.Errorf("%w: a %v key is made by a dealer, never endorsed", ErrBadRecord, scheme.Of(rec))
 	}
-	if len(s.Endorsements) < int(rec.K) {
-		return nil, fmt.Errorf("%w: %d endorsements, need k=%d", ErrBadRecord, len(s.Endorsements), rec.K)
+	if valid < int(rec.K) && (!few || valid == 0) {
+		return nil, fmt.Errorf("%w: %d (of %d), need k=%d", ErrFewEndorsements, valid, len(s.Endorsements), rec.K)
 	}
 	if int(rec.N) != m.N() {
 		return nil, fmt.Errorf("%w: a generated key of n=%d in a cluster of %d nodes", ErrBadRecord, rec.N, m.N())

@@ -338,8 +338,11 @@ func (s *Store) decode(id string, rawRecord, sealedShare []byte, m *trust.Manife
 	}
 	var rec *tchsmpb.KeyRecord
 	if m != nil {
+		// A generated key's record whose endorsers were partly replaced since it was stored
+		// loads too (the share's seal binds the record, so it is the one this node checked):
+		// the node must start, and a resharing gives the key a new record.
 		var err error
-		if rec, err = trust.VerifyKeyRecord(m, signed); err != nil {
+		if rec, _, err = trust.VerifyKeyRecordBeforeReplacement(m, signed); err != nil {
 			return nil, fmt.Errorf("%w: key %.64q: %v", ErrCorrupt, id, err)
 		}
 	} else {
@@ -457,6 +460,86 @@ func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, sha
 			return err
 		}
 		return fmt.Errorf("store: put %s: %w", id, err)
+	}
+	s.keys[id] = k
+	return nil
+}
+
+// Replace swaps a stored key's record and share for new ones in one transaction (a resharing:
+// the same key, the next epoch's record and this node's new share), so that the store holds
+// the old pair or the new one and never neither. prev is the record the caller's new one
+// replaces: when the stored record is another (a concurrent change), nothing changes and the
+// error is ErrConflict; when the new record is stored already with the same share, Replace is a
+// no-op. A key that is not stored gives ErrNotFound (Put stores a key first), a deleted one
+// ErrDeleted. The old share is not wiped in memory: a request in flight may still be using it;
+// it is gone from disk once the transaction commits.
+func (s *Store) Replace(prev []byte, signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share scheme.SecretShare) error {
+	id := rec.GetKeyId()
+	if !trust.ValidKeyID(id) || share == nil {
+		return fmt.Errorf("%w: bad key id or no share", ErrInvalid)
+	}
+	sch, pk, err := PublicKey(rec)
+	if err != nil {
+		return err
+	}
+	if _, n := pk.Threshold(); share.Index() < 1 || share.Index() > n {
+		return fmt.Errorf("%w: share index or length", ErrInvalid)
+	}
+	sb, err := sch.MarshalShare(pk, share)
+	if err != nil {
+		return fmt.Errorf("%w: share index or length: %v", ErrInvalid, err)
+	}
+	defer clear(sb)
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(signed)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	old, ok := s.keys[id]
+	if !ok {
+		return fmt.Errorf("%w: %.64q", ErrNotFound, id)
+	}
+	if bytes.Equal(old.Signed.GetRecord(), signed.GetRecord()) {
+		if old.Share.Index() == share.Index() && s.sameShare(old, sb) {
+			return nil
+		}
+		return fmt.Errorf("%w: %s: the record is stored with another share", ErrConflict, id)
+	}
+	if !bytes.Equal(old.Signed.GetRecord(), prev) {
+		return fmt.Errorf("%w: %s: the stored record is not the one replaced", ErrConflict, id)
+	}
+	pt := make([]byte, 4+len(sb))
+	defer clear(pt)
+	binary.BigEndian.PutUint32(pt, uint32(share.Index()))
+	copy(pt[4:], sb)
+	own, err := sch.ParseShare(pk, share.Index(), sb)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	k, err := newKey(id, proto.Clone(signed).(*tchsmpb.SignedKeyRecord), rec, sch, pk, own)
+	if err != nil {
+		return err
+	}
+	sealed := s.seal(pt, shareAD(s.nodeID, id, raw))
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketTombstones).Get([]byte(id)) != nil {
+			return fmt.Errorf("%w: %s", ErrDeleted, id)
+		}
+		if err := tx.Bucket(bucketRecords).Put([]byte(id), raw); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketShares).Put([]byte(id), sealed)
+	})
+	if err != nil {
+		k.Share.Wipe()
+		if errors.Is(err, ErrDeleted) {
+			return err
+		}
+		return fmt.Errorf("store: replace %s: %w", id, err)
 	}
 	s.keys[id] = k
 	return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/tchsm/tchsm/scheme/shoup"
 	"github.com/tchsm/tchsm/scheme/shoup/keygen"
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 )
 
 var testKDF = KDF{Time: 1, MemoryKiB: 1024, Threads: 1}
@@ -458,4 +459,65 @@ func TestOldTombstones(t *testing.T) {
 	if _, err := s.Purge(time.Now()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestReplace: a key's record and share are swapped in one transaction, only for the record
+// the caller means to replace, and the new pair is what a reopened store holds.
+func TestReplace(t *testing.T) {
+	f := dealt(t)
+	path := filepath.Join(t.TempDir(), "shares.db")
+	s, err := open(t, path, "pass", "node-1", f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec2 := proto.Clone(f.rec).(*tchsmpb.KeyRecord)
+	rec2.Epoch = 1
+	raw2, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed2 := &tchsmpb.SignedKeyRecord{Record: raw2, Dealer: f.signed.Dealer, Signature: f.signed.Signature}
+	if err := s.Replace(f.signed.Record, signed2, rec2, shoup.WrapShare(f.shares[1])); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Replace of a key not stored: %v", err)
+	}
+	if err := s.Put(f.signed, f.rec, shoup.WrapShare(f.shares[0])); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace([]byte("another record"), signed2, rec2, shoup.WrapShare(f.shares[1])); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Replace of another record: %v", err)
+	}
+	if err := s.Replace(f.signed.Record, signed2, rec2, shoup.WrapShare(f.shares[1])); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(f.signed.Record, signed2, rec2, shoup.WrapShare(f.shares[1])); err != nil {
+		t.Fatalf("repeated Replace: %v", err)
+	}
+	if err := s.Replace(f.signed.Record, signed2, rec2, shoup.WrapShare(f.shares[2])); !errors.Is(err, ErrConflict) {
+		t.Fatalf("the same record with another share: %v", err)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		k, err := s.Get(f.rec.KeyId)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, err := shoup.KeyShareOf(k.Share)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Record.GetEpoch() != 1 || !bytes.Equal(k.Signed.GetRecord(), raw2) || k.Share.Index() != 2 || !bytes.Equal(ks.S, f.shares[1].S) {
+			t.Fatal("the replaced key is not the new one")
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened without the manifest (signed2's signature is the old record's).
+	s, err = open(t, path, "pass", "node-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s)
 }

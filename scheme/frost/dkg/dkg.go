@@ -46,7 +46,7 @@ import (
 // which are then at least one honest one when fewer than k are corrupt; fewer is frost.ErrDKG.
 //
 // A participant that took no part holds no share; the record still lists its verification
-// share, and a resharing (kyber's, not wired yet) can give it one.
+// share, and a resharing (NewReshare) can give it one.
 type DKG struct {
 	self, k, n int
 	session    []byte
@@ -64,6 +64,7 @@ type DKG struct {
 	share     *frost.SecretShare
 	qual      []int
 	err       error
+	re        *reshare // a resharing (NewReshare); nil for a key generation
 }
 
 var _ scheme.KeyGeneration = (*DKG)(nil)
@@ -91,6 +92,25 @@ func GenerateDKGKey(rnd io.Reader) (secret, public []byte, err error) {
 // public key; n = len(p.Public)). rand adds to crypto/rand's entropy for the dealer's
 // polynomial.
 func NewDKG(self, k int, p scheme.DKGParams, rnd io.Reader) (*DKG, error) {
+	d, err := newParticipant(self, k, p)
+	if err != nil {
+		return nil, err
+	}
+	c := &pedersen.Config{Suite: d.suite, Longterm: d.long, NewNodes: d.pubs, Threshold: k}
+	if rnd != nil {
+		c.Reader = rnd // mixed with crypto/rand by kyber
+	}
+	gen, err := pedersen.NewDistKeyHandler(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", frost.ErrDKG, err)
+	}
+	d.gen = gen
+	return d, nil
+}
+
+// newParticipant checks the trusted parameters of a key generation or a resharing and decodes
+// the long-term keys.
+func newParticipant(self, k int, p scheme.DKGParams) (*DKG, error) {
 	n := len(p.Public)
 	if n < 2 || n > frost.MaxPlayers || k < 2 || k > n || self < 1 || self > n {
 		// kyber's VSS needs t ≥ 2: a 1-of-n key would be a key every node holds whole.
@@ -121,15 +141,6 @@ func NewDKG(self, k int, p scheme.DKGParams, rnd io.Reader) (*DKG, error) {
 	if !d.suite.Point().Mul(long, nil).Equal(d.pubs[self-1]) {
 		return nil, fmt.Errorf("%w: %w: the long-term secret is not participant %d's", scheme.ErrInvalidKey, frost.ErrDKG, self)
 	}
-	c := &pedersen.Config{Suite: d.suite, Longterm: long, NewNodes: d.pubs, Threshold: k}
-	if rnd != nil {
-		c.Reader = rnd // mixed with crypto/rand by kyber
-	}
-	gen, err := pedersen.NewDistKeyHandler(c)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", frost.ErrDKG, err)
-	}
-	d.gen = gen
 	return d, nil
 }
 
@@ -199,7 +210,15 @@ func (d *DKG) deals(in []scheme.Message) ([]scheme.Message, error) {
 	sort.Ints(idx)
 	var out []scheme.Message
 	for _, i := range idx {
-		if i < 0 || i >= d.n || i == d.self-1 {
+		if i < 0 || i >= d.n {
+			continue
+		}
+		if i == d.self-1 {
+			// A resharing dealer verifies its own deal like every other recipient (kyber
+			// expects its response); a key generation's dealer processed it already.
+			if d.re != nil {
+				d.re.selfDeal = deals[i]
+			}
 			continue
 		}
 		body := encodeDeal(deals[i])
@@ -217,12 +236,26 @@ func (d *DKG) deals(in []scheme.Message) ([]scheme.Message, error) {
 		}
 		out = append(out, scheme.Message{From: d.self, To: i + 1, Payload: p})
 	}
-	d.dealt[d.self] = true
+	if d.re == nil || d.re.selfDeal != nil {
+		d.dealt[d.self] = true
+	}
 	return out, nil
 }
 
 func (d *DKG) respond(in []scheme.Message) ([]scheme.Message, error) {
 	var rs []*pedersen.Response
+	process := func(from int, dd *pedersen.Deal) {
+		var r *pedersen.Response
+		if err := safe(func() (err error) { r, err = d.gen.ProcessDeal(dd); return }); err != nil || r == nil {
+			d.blame(from, d.self) // signed by the dealer yet unusable
+			return
+		}
+		rs = append(rs, r)
+	}
+	if d.re != nil && d.re.selfDeal != nil {
+		process(d.self, d.re.selfDeal)
+		d.re.selfDeal = nil
+	}
 	d.inbound(in, false, tagDeal, func(from int, body []byte) {
 		d.dealt[from] = true
 		dd, err := decodeDeal(body)
@@ -230,12 +263,7 @@ func (d *DKG) respond(in []scheme.Message) ([]scheme.Message, error) {
 			d.blame(from, d.self)
 			return
 		}
-		var r *pedersen.Response
-		if err := safe(func() (err error) { r, err = d.gen.ProcessDeal(dd); return }); err != nil || r == nil {
-			d.blame(from, d.self) // signed by the dealer yet unusable
-			return
-		}
-		rs = append(rs, r)
+		process(from, dd)
 	})
 	for j := 1; j <= d.n; j++ {
 		if !d.dealt[j] {
@@ -270,7 +298,9 @@ func (d *DKG) justify(in []scheme.Message) ([]scheme.Message, error) {
 			d.blame(j, from)
 		}
 		for _, r := range rs {
-			if int(r.Response.Index) != from-1 || int(r.Index) >= d.n || int(r.Index) == from-1 {
+			// A resharing dealer answers its own deal too (kyber counts that approval); a key
+			// generation's dealer never does.
+			if int(r.Response.Index) != from-1 || int(r.Index) >= d.n || (d.re == nil && int(r.Index) == from-1) {
 				continue
 			}
 			// A response validly signed by its verifier about another session than the deal
@@ -317,6 +347,9 @@ func (d *DKG) finish(in []scheme.Message) error {
 		}
 	})
 	d.gen.SetTimeout()
+	if d.re != nil {
+		return d.reshareResult()
+	}
 	return d.result()
 }
 

@@ -30,3 +30,31 @@ func FuzzDKGMessages(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReshareMessages feeds arbitrary bytes, as a message from another participant, to each
+// step of a resharing, on a holder and on a participant that only receives: no panic, and a
+// step that accepts the junk goes on as if the sender were absent.
+func FuzzReshareMessages(f *testing.F) {
+	run, err := runDKGFull(f, 2, 3, []int{1, 2, 3}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pk, shares := keyOf(f, run.ds)
+	for step := range uint8(4) {
+		f.Add(step, uint8(0), []byte{tagDeal, 0, 0, 0, 1})
+		f.Add(step, uint8(1), append([]byte{tagResponses, 0, 1, 0, 0, 0, 0}, make([]byte, 64)...))
+		f.Add(step, uint8(0), append([]byte{tagJustifications, 0, 0, 0, 0}, make([]byte, 64)...))
+	}
+	f.Fuzz(func(t *testing.T, step, holder uint8, b []byte) {
+		held := shares[1]
+		if holder%2 == 1 {
+			held = nil
+		}
+		x, err := NewReshare(1, run.params(1), pk, held, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.step = int(step % 4)
+		_, _, _ = x.Step([]scheme.Message{{From: 2, To: 1, Payload: b}, {From: 3, To: 0, Payload: b}})
+	})
+}
