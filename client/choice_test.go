@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -372,39 +371,4 @@ func TestAdaptiveWindowBatchesOnSaturatedNode(t *testing.T) {
 	if n := messages.Load(); n > 20 {
 		t.Errorf("40 requests took %d messages: they did not wait to leave together", n)
 	}
-}
-
-// With one_host (the nodes share one machine's cores) the client asks the same k nodes, lowest
-// index first, so that their requests leave together; a slow, suspended or overdue node goes
-// after the others.
-func TestOrderOneHost(t *testing.T) {
-	c := testClient(5)
-	c.cfg.OneHost = true
-	for _, st := range c.nodes {
-		st.shares, st.ewma, st.last = 10, 20*time.Millisecond, 20*time.Millisecond
-	}
-	want := func(w ...string) {
-		t.Helper()
-		for range 50 {
-			o := c.order()
-			c.track(o[0].ID) // outstanding requests do not move the order
-			if got := ids(o); !slices.Equal(got, w) {
-				t.Fatalf("order %v, want %v", got, w)
-			}
-		}
-	}
-	want("node-1", "node-2", "node-3", "node-4", "node-5")
-	c.nodes["node-2"].ewma, c.nodes["node-2"].last = 80*time.Millisecond, 80*time.Millisecond
-	c.orders = 0
-	for _, st := range c.nodes {
-		st.lastAsked = 0
-	}
-	for range 3 {
-		if o := ids(c.order()); !slices.Equal(o, []string{"node-1", "node-3", "node-4", "node-5", "node-2"}) {
-			t.Fatalf("slow node-2: order %v", o)
-		}
-	}
-	c.nodes["node-2"].ewma, c.nodes["node-2"].last = 20*time.Millisecond, 20*time.Millisecond
-	c.batchers["node-1"].overdue.Store(1)
-	want("node-2", "node-3", "node-4", "node-5", "node-1")
 }

@@ -893,8 +893,7 @@ func (c *Client) order() []trust.Member {
 	// normal speed shows it is fast again. Among equal nodes, the one with the fewest
 	// outstanding requests comes first (least outstanding requests spreads the load over all n
 	// nodes, so that on separate servers throughput grows with n/k), with a small random factor
-	// to break ties; with one_host (all nodes on one machine's cores) the lowest index comes
-	// first instead, so that the same k nodes get the requests and batch them.
+	// to break ties.
 	var known []time.Duration
 	for _, st := range c.nodes {
 		if st.ewma > 0 {
@@ -918,14 +917,6 @@ func (c *Client) order() []trust.Member {
 			slow = float64(st.ewma) / float64(median)
 		}
 		score := float64(st.inflight+1) * slow * (0.9 + 0.2*rand.Float64())
-		if c.cfg.OneHost {
-			// The same k nodes while they are well (see config.Client.OneHost); a slow one
-			// goes after the others, as above.
-			score = float64(n.Index)
-			if slow > 1 {
-				score += float64(len(c.m.Nodes)) * slow
-			}
-		}
 		// A node with an overdue message, or known down, is asked after the others, like a
 		// failed one.
 		overdue := c.batchers[n.ID].overdue.Load() > 0 || down[n.ID]

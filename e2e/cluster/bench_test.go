@@ -3,9 +3,12 @@ package cluster_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -84,44 +87,76 @@ func benchClusterOn(b testing.TB, brokers *testcluster.Brokers, k, n, bits, work
 }
 
 // BenchmarkClusterThroughput_2048_3of5 signs from many goroutines against five node processes
-// on this machine and reports sig/s, the threshold limit C·r/k and the ratio (goal: >= 0.80),
-// at 8 and at 32 signatures in flight (32 is the harness's largest concurrency: the more
-// requests wait for a node, the more leave together in one SignBatch).
+// on this machine and reports sig/s, the threshold limit C·r/k and the ratio (goals, issue 17:
+// >= 0.65 at 4 in flight, >= 0.75 at 8, >= 0.80 at 32, the harness's largest concurrency).
 // The host's speed drifts by a third within seconds on the reference VM, so it alternates short
-// windows, r alone (cluster idle) then the cluster under load, twelve times, and pools them: the
-// ratio is the cluster's mean rate over the limit from the mean share time.
+// windows, r alone (cluster idle) then the cluster under load, and pools them: the ratio is the
+// cluster's mean rate over the limit from the mean share time. In each window a second client
+// with the adaptive batch window (batch_window 0, a real deployment's default) signs too, in
+// its own turn, beside the test clusters' fixed batch_window 1, so that the two are compared in
+// the same run ("adaptive-ratio": on nodes that share the cores it should not be lower).
 func BenchmarkClusterThroughput_2048_3of5(b *testing.B) {
-	for _, conc := range []int{8, 32} {
+	for _, conc := range []int{4, 8, 32} {
 		b.Run(fmt.Sprintf("conc=%d", conc), func(b *testing.B) { benchThroughput(b, conc) })
 	}
 }
 
 func benchThroughput(b *testing.B, conc int) {
-	const k, n, bits, windows = 3, 5, 2048, 12
+	const k, n, bits, windows = 3, 5, 2048, 10
 	st := newShareTimer(b, bits)
-	_, c, key := benchCluster(b, k, n, bits, 2)
-	var shareSum, busy time.Duration
-	var sigs int64
+	tc, c, key := benchCluster(b, k, n, bits, 2)
+	adaptive := tc.Open(editedConfig(b, tc.ClientConfig, func(m map[string]any) { delete(m, "batch_window") }), true)
+	for range 20 {
+		if _, err := adaptive.Sign(context.Background(), key.ID, scheme.SHA256RSAPKCS, []byte("warm-up")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var shareSum, busy, busyAdaptive time.Duration
+	var sigs, sigsAdaptive int64
 	var ratios []float64
 	b.ResetTimer()
 	for range windows {
 		share := st.measure(b, 400*time.Millisecond)
 		made, el := signLoad(b, c, key, conc, 1500*time.Millisecond)
+		madeS, elS := signLoad(b, adaptive, key, conc, 1500*time.Millisecond)
 		shareSum += share
-		busy += el
-		sigs += made
+		busy, busyAdaptive = busy+el, busyAdaptive+elS
+		sigs, sigsAdaptive = sigs+made, sigsAdaptive+madeS
 		ratios = append(ratios, float64(made)/el.Seconds()/(float64(runtime.NumCPU())/share.Seconds()/k))
 	}
 	share := shareSum / windows
-	rate := float64(sigs) / busy.Seconds()
+	rate, rateS := float64(sigs)/busy.Seconds(), float64(sigsAdaptive)/busyAdaptive.Seconds()
 	limit := float64(runtime.NumCPU()) / share.Seconds() / k
 	slices.Sort(ratios)
-	b.Logf("concurrency %d: share %v, limit %.1f sig/s, cluster %.1f sig/s, ratio %.3f; window ratios %.2f..%.2f",
-		conc, share.Round(time.Microsecond), limit, rate, rate/limit, ratios[0], ratios[len(ratios)-1])
+	b.Logf("concurrency %d: share %v, limit %.1f sig/s, cluster %.1f sig/s, ratio %.3f (window ratios %.2f..%.2f); adaptive window: %.1f sig/s, ratio %.3f",
+		conc, share.Round(time.Microsecond), limit, rate, rate/limit, ratios[0], ratios[len(ratios)-1], rateS, rateS/limit)
 	b.ReportMetric(rate, "sig/s")
 	b.ReportMetric(limit, "limit-sig/s")
 	b.ReportMetric(rate/limit, "ratio")
+	b.ReportMetric(rateS/limit, "adaptive-ratio")
 	b.ReportMetric(float64(share.Microseconds()), "share-µs")
+}
+
+// editedConfig writes a copy of the JSON config at path, changed by edit, beside it and returns
+// the copy's path.
+func editedConfig(b testing.TB, path string, edit func(map[string]any)) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		b.Fatal(err)
+	}
+	edit(m)
+	if raw, err = json.Marshal(m); err != nil {
+		b.Fatal(err)
+	}
+	out := strings.TrimSuffix(path, ".json") + "-edited.json"
+	if err := os.WriteFile(out, raw, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return out
 }
 
 // BenchmarkBrokersThroughput_2048_3of5 compares, side by side in one run, a 3-of-5 cluster on

@@ -225,7 +225,7 @@ func Create(dir string, o Options) (*Layout, error) {
 			cfg.DealerConfig = "../../dealer/dealer.json"
 		}
 		if o.OneHost {
-			cfg.BatchWindow, cfg.OneHost = 1, true
+			cfg.BatchWindow = 1
 		}
 		p := filepath.Join(cd, "client.json")
 		if err := config.Save(p, cfg, 0o600); err != nil {

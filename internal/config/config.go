@@ -290,16 +290,10 @@ type Client struct {
 	// sends every request at once; a loaded one saves a message per share. 0: adaptive, two
 	// messages, or one while the node is saturated (its round trips more than three times its
 	// floor: a second message would only wait behind the first).
-	Batch       int `json:"batch,omitempty"`
-	BatchWindow int `json:"batch_window,omitempty"`
-	// OneHost says that the nodes share one machine's cores (tchsm dev up, the test clusters):
-	// the client asks the same k nodes (the lowest indices that are healthy) instead of
-	// spreading its requests over all n, so that more of them leave together in one message
-	// per node. Spreading only helps when the nodes run on separate machines; there it is what
-	// makes throughput grow with n/k, so leave this off in a real deployment.
-	OneHost  bool   `json:"one_host,omitempty"`
-	LogLevel string `json:"log_level,omitempty"`
-	LogFile  string `json:"log_file,omitempty"` // "" means no log (a library must not write to the host's stdout)
+	Batch       int    `json:"batch,omitempty"`
+	BatchWindow int    `json:"batch_window,omitempty"`
+	LogLevel    string `json:"log_level,omitempty"`
+	LogFile     string `json:"log_file,omitempty"` // "" means no log (a library must not write to the host's stdout)
 	// PKCS11 is the PKCS#11 module's own section (nil: none, all defaults); see
 	// p11shim/README.md. The module reads the file once, with Load, and takes the token's
 	// settings from TokenSettings.
