@@ -70,6 +70,11 @@ func ReplaceNode(dir string, index int, newID, userPIN string) (*Replaced, error
 	}
 	mem := id.Public()
 	mem.Index = index
+	// The edited manifest is the next one in the cluster's history (serial + 1, naming the one
+	// it replaces), as a signed update would be (trust.Accept); it is installed by copying the
+	// file and restarting, so it carries no admin signature: the admins' offline copy must be
+	// replaced by it too (docs/operations/replace-node.md), or their next update is refused.
+	m.Serial, m.Previous = m.Serial+1, m.Hash()
 	for i := range m.Nodes {
 		if m.Nodes[i].Index == index {
 			m.Nodes[i] = mem

@@ -44,6 +44,9 @@ func TestReplaceNode(t *testing.T) {
 	if !ok || nm.ID != "node-2b" || m.N() != 3 || m.Threshold != 2 || m.ClusterID != before.ClusterID {
 		t.Fatalf("manifest after: %+v", m)
 	}
+	if m.Serial != before.Serial+1 || m.Previous != before.Hash() {
+		t.Fatalf("manifest after: serial %d previous %q, want %d and the replaced one's hash %s", m.Serial, m.Previous, before.Serial+1, before.Hash())
+	}
 	for _, i := range []int{1, 3} {
 		a, _ := before.NodeByIndex(i)
 		b, _ := m.NodeByIndex(i)
