@@ -276,6 +276,34 @@ func (n *node) dkgDone(r *dkgRun, rep *tchsmpb.DKGReply) *rpc.Failure {
 	return nil
 }
 
+// checkCommit checks a commit of run r (a key generation or a resharing; r.mu held): sent by
+// the client that runs it, after its last step, with the record this node computed, endorsed
+// by k nodes under the manifest, this node among them. It returns the record.
+func (n *node) checkCommit(op *trust.Opened, r *dkgRun, signed *tchsmpb.SignedKeyRecord) (*tchsmpb.KeyRecord, *rpc.Failure) {
+	id := r.keyID
+	if r.requester != op.Sender.ID {
+		return nil, rpc.Fail(tchsmpb.Error_UNAUTHORIZED, id, "another client runs this %s", r.what)
+	}
+	if r.share == nil || r.record == nil {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the %s is not done", r.what)
+	}
+	if signed == nil || !bytes.Equal(signed.GetRecord(), r.record) {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the record differs from the one this node computed")
+	}
+	rec, err := trust.VerifyKeyRecord(n.manifest(), signed)
+	if err != nil {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "%v", err)
+	}
+	mine := false
+	for _, e := range signed.GetEndorsements() {
+		mine = mine || e.GetNode() == n.id.ID
+	}
+	if !mine {
+		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the record lacks this node's endorsement")
+	}
+	return rec, nil
+}
+
 // dkgCommit stores the share of a key this node generated, once the record carries k
 // endorsements, this node's among them.
 func (n *node) dkgCommit(op *trust.Opened, req *tchsmpb.DKGCommit) (proto.Message, *rpc.Failure) {
@@ -297,25 +325,9 @@ func (n *node) dkgCommit(op *trust.Opened, req *tchsmpb.DKGCommit) (proto.Messag
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.requester != op.Sender.ID {
-		return nil, rpc.Fail(tchsmpb.Error_UNAUTHORIZED, id, "another client runs this key generation")
-	}
-	if r.share == nil || r.record == nil {
-		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the key generation is not done")
-	}
-	if signed == nil || !bytes.Equal(signed.GetRecord(), r.record) {
-		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the record differs from the one this node computed")
-	}
-	rec, err := trust.VerifyKeyRecord(n.manifest(), signed)
-	if err != nil {
-		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "%v", err)
-	}
-	mine := false
-	for _, e := range signed.GetEndorsements() {
-		mine = mine || e.GetNode() == n.id.ID
-	}
-	if !mine {
-		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the record lacks this node's endorsement")
+	rec, f := n.checkCommit(op, r, signed)
+	if f != nil {
+		return nil, f
 	}
 	if err := n.store.Put(signed, rec, r.share); err != nil {
 		if errors.Is(err, store.ErrDeleted) || errors.Is(err, store.ErrConflict) {

@@ -231,26 +231,11 @@ func (n *node) reshareCommit(op *trust.Opened, req *tchsmpb.ReshareCommit) (prot
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.requester != op.Sender.ID {
-		return nil, rpc.Fail(tchsmpb.Error_UNAUTHORIZED, id, "another client reshares this key")
+	rec, f := n.checkCommit(op, r, signed)
+	if f != nil {
+		return nil, f
 	}
-	if r.share == nil || r.record == nil {
-		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the resharing is not done")
-	}
-	if signed == nil || !bytes.Equal(signed.GetRecord(), r.record) {
-		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the record differs from the one this node computed")
-	}
-	rec, err := trust.VerifyKeyRecord(n.manifest(), signed)
-	if err != nil {
-		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "%v", err)
-	}
-	mine := false
-	for _, e := range signed.GetEndorsements() {
-		mine = mine || e.GetNode() == n.id.ID
-	}
-	if !mine {
-		return nil, rpc.Fail(tchsmpb.Error_BAD_REQUEST, id, "the record lacks this node's endorsement")
-	}
+	var err error
 	if r.prev == nil {
 		err = n.store.Put(signed, rec, r.share)
 	} else {

@@ -71,18 +71,7 @@ func benchCluster(b testing.TB, k, n, bits, workers int) (*testcluster.Cluster, 
 // benchClusterOn is benchCluster on brokers (nil: the machine's broker).
 func benchClusterOn(b testing.TB, brokers *testcluster.Brokers, k, n, bits, workers int) (*testcluster.Cluster, *client.Client, client.KeyInfo) {
 	tc := testcluster.Start(b, testcluster.Options{K: k, N: n, Workers: workers, DealerPool: -1, Brokers: brokers})
-	c := tc.Client()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	key, err := c.GenerateKey(ctx, client.GenerateRequest{Bits: bits, Label: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for range 20 { // warm up: key cache, connections, latency estimates
-		if _, err := c.Sign(ctx, key.ID, scheme.SHA256RSAPKCS, []byte("warm-up")); err != nil {
-			b.Fatal(err)
-		}
-	}
+	c, key := benchKey(b, tc, bits)
 	return tc, c, key
 }
 
