@@ -38,6 +38,10 @@ type batcher struct {
 	overdueAfter func() time.Duration
 	// batches reports whether the node advertised SignBatch (negotiate.go); nil: it did.
 	batches func() bool
+	// batchesKnown is batches without asking the node (no probe): the adaptive window narrows
+	// only for a node known to take batches, so that a healthy node is never asked for its
+	// features because of it; nil: it does.
+	batchesKnown func() bool
 
 	// adaptive: the window narrows to one message while the node is saturated (see
 	// saturated); false when the configuration fixes the window.
@@ -86,7 +90,7 @@ func (b *batcher) observe(rtt time.Duration, items int, now time.Time) {
 
 // window is the number of messages that may be waiting for their answers now (under mu).
 func (b *batcher) windowNow() int {
-	if b.adaptive && b.floor > 0 && b.last > saturatedFactor*b.floor {
+	if b.adaptive && b.floor > 0 && b.last > saturatedFactor*b.floor && (b.batchesKnown == nil || b.batchesKnown()) {
 		return 1
 	}
 	return b.window
@@ -120,7 +124,8 @@ type shareResult struct {
 
 func newBatcher(c *Client, n trust.Member) *batcher {
 	b := &batcher{c: c, node: n, max: c.cfg.BatchSize(), window: c.cfg.BatchWindowSize(), overdueAfter: c.overdueAfter,
-		adaptive: c.cfg.BatchWindow == 0, batches: func() bool { return c.peerHas(n.ID, protocol.SignBatch) }}
+		adaptive: c.cfg.BatchWindow == 0, batches: func() bool { return c.peerHas(n.ID, protocol.SignBatch) },
+		batchesKnown: func() bool { return c.peerKnown(n.ID, protocol.SignBatch) }}
 	b.deliver = b.send
 	return b
 }

@@ -62,6 +62,15 @@ func (c *Client) peerHas(id, f string) bool {
 	return has
 }
 
+// peerKnown reports whether node id advertised feature f in a report the client holds, without
+// asking it (peerHas asks when it knows nothing or its knowledge is stale).
+func (c *Client) peerKnown(id, f string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.nodes[id]
+	return st != nil && st.proto.known && st.proto.peer.Has(f)
+}
+
 // probePeer asks node n for its Health, which rawCall records (learnPeer).
 func (c *Client) probePeer(n trust.Member) {
 	ctx, cancel := context.WithTimeout(context.Background(), peerProbeTimeout)

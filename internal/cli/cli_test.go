@@ -115,7 +115,7 @@ func TestUsageErrors(t *testing.T) {
 	}
 	// The -mech values are the PKCS#11 token's signing mechanisms.
 	out, _ := exec.Command(bin, "sign", "-h").CombinedOutput()
-	if !strings.Contains(string(out), "raw, sha1, sha224, sha256, sha384, sha512, eddsa (raw: ") {
+	if !strings.Contains(string(out), "raw, sha1, sha224, sha256, sha384, sha512, eddsa, ecdsa, ecdsa-sha256 (raw: ") {
 		t.Errorf("sign -h:\n%s", out)
 	}
 	if err := exec.Command(bin, "status", "-config", "/nonexistent.json").Run(); err == nil {
