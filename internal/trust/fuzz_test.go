@@ -205,7 +205,8 @@ func FuzzOpen(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0x08, 0x01})
-	sentinels := []error{ErrMalformed, ErrWrongCluster, ErrUnknownSender, ErrBadSignature, ErrUnauthorized, ErrExpired, ErrReplay}
+	sentinels := []error{ErrMalformed, ErrWrongCluster, ErrUnknownSender, ErrBadSignature, ErrUnauthorized, ErrExpired, ErrReplay,
+		ErrUnsupportedVersion, ErrUnsupportedBodyType}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		o := c.opener(t, WithIdentity(c.nodes[0]))
 		op, err := o.Open(raw)
