@@ -44,14 +44,14 @@ type batcher struct {
 	batchesKnown func() bool
 
 	// adaptive: the window narrows to one message while the node is saturated (see
-	// saturated); false when the configuration fixes the window.
+	// windowNow); false when the configuration fixes the window.
 	adaptive bool
 
 	mu      sync.Mutex
 	queue   []*shareAsk
 	senders int // goroutines sending; each has at most one message in flight that is not overdue
 	overdue atomic.Int32
-	// The node's round-trip floor and the last round trip (see saturated); under mu.
+	// The node's round-trip floor and the last round trip (see observe); under mu.
 	floor, last time.Duration
 	floorAt     time.Time
 }
@@ -88,7 +88,8 @@ func (b *batcher) observe(rtt time.Duration, items int, now time.Time) {
 	b.floorAt = now
 }
 
-// window is the number of messages that may be waiting for their answers now (under mu).
+// windowNow is the number of messages that may be waiting for their answers now (under mu):
+// one while the node is saturated and known to take batches, else the configured window.
 func (b *batcher) windowNow() int {
 	if b.adaptive && b.floor > 0 && b.last > saturatedFactor*b.floor && (b.batchesKnown == nil || b.batchesKnown()) {
 		return 1
