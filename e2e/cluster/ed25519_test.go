@@ -106,6 +106,7 @@ func TestEd25519LyingNode(t *testing.T) {
 		rep.Payload[5] ^= 0x40
 		return true
 	})
+	untilLied(t, lies, func(i int) { signEdOK(t, c, k, fmt.Sprintf("until node 2 is asked %d", i)) })
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {

@@ -34,6 +34,10 @@ func TestLyingNode(t *testing.T) {
 		rep.Payload = x.Mul(x, big.NewInt(2)).Mod(x, k.Public.(*rsa.PublicKey).N).Bytes()
 		return true
 	})
+	// The client saw node 2 go away while its process was swapped: it asks it again once it
+	// answers its probes (and the client has logged in to it again); until then every
+	// signature goes to the four others.
+	untilLied(t, lies, func(i int) { signOK(t, c, k, fmt.Sprintf("until node 2 is asked %d", i)) })
 	// Many signatures at once: the liar's shares also travel in batches. Every signature verifies.
 	var wg sync.WaitGroup
 	for g := range 16 {
@@ -55,6 +59,19 @@ func TestLyingNode(t *testing.T) {
 		t.Fatalf("node-2 lied %d times but is not excluded: %v", lies.Load(), c.Excluded())
 	}
 	t.Logf("node-2 lied %d times; excluded until %v", lies.Load(), c.Excluded()["node-2"].Format(time.TimeOnly))
+}
+
+// untilLied signs (sign(i)) until the liar lied once, for at most 20 s: a node that is back
+// must be asked again within that (the liveness probes see it within a window).
+func untilLied(t *testing.T, lies *atomic.Int64, sign func(i int)) {
+	t.Helper()
+	end := time.Now().Add(20 * time.Second)
+	for i := 0; lies.Load() == 0 && time.Now().Before(end); i++ {
+		sign(i)
+	}
+	if lies.Load() == 0 {
+		t.Fatal("the lying node was not asked within 20 s of its start")
+	}
 }
 
 // untilExcluded signs (sign(i)) until c excludes node, at most 100 times. A lie counts only when
