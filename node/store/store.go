@@ -401,68 +401,24 @@ func PublicKey(rec *tchsmpb.KeyRecord) (scheme.Scheme, scheme.PublicKey, error) 
 // record and share again is a no-op; a different record or share for a stored key id gives
 // ErrConflict; a deleted key gives ErrDeleted. Put keeps its own copy of share.
 func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share scheme.SecretShare) error {
-	id := rec.GetKeyId()
-	if !trust.ValidKeyID(id) || share == nil {
-		return fmt.Errorf("%w: bad key id or no share", ErrInvalid)
-	}
-	sch, pk, err := PublicKey(rec)
+	p, err := prepare(signed, rec, share)
 	if err != nil {
 		return err
 	}
-	sb, err := sch.MarshalShare(pk, share)
-	if err != nil {
-		return fmt.Errorf("%w: share index or length: %v", ErrInvalid, err)
-	}
-	defer clear(sb)
-	if _, n := pk.Threshold(); share.Index() < 1 || share.Index() > n {
-		return fmt.Errorf("%w: share index or length", ErrInvalid)
-	}
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(signed)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
+	defer clear(p.sb)
+	id := p.id
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
 	if old, ok := s.keys[id]; ok {
-		if proto.Equal(old.Signed, signed) && old.Share.Index() == share.Index() && s.sameShare(old, sb) {
+		if proto.Equal(old.Signed, signed) && old.Share.Index() == share.Index() && s.sameShare(old, p.sb) {
 			return nil
 		}
 		return fmt.Errorf("%w: %s", ErrConflict, id)
 	}
-	pt := make([]byte, 4+len(sb))
-	defer clear(pt)
-	binary.BigEndian.PutUint32(pt, uint32(share.Index()))
-	copy(pt[4:], sb)
-	own, err := sch.ParseShare(pk, share.Index(), sb)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	k, err := newKey(id, proto.Clone(signed).(*tchsmpb.SignedKeyRecord), rec, sch, pk, own)
-	if err != nil {
-		return err
-	}
-	sealed := s.seal(pt, shareAD(s.nodeID, id, raw))
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketTombstones).Get([]byte(id)) != nil {
-			return fmt.Errorf("%w: %s", ErrDeleted, id)
-		}
-		if err := tx.Bucket(bucketRecords).Put([]byte(id), raw); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketShares).Put([]byte(id), sealed)
-	})
-	if err != nil {
-		k.Share.Wipe()
-		if errors.Is(err, ErrDeleted) {
-			return err
-		}
-		return fmt.Errorf("store: put %s: %w", id, err)
-	}
-	s.keys[id] = k
-	return nil
+	return s.write(p, share, "put")
 }
 
 // Replace swaps a stored key's record and share for new ones in one transaction (a resharing:
@@ -474,26 +430,12 @@ func (s *Store) Put(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, sha
 // ErrDeleted. The old share is not wiped in memory: a request in flight may still be using it;
 // it is gone from disk once the transaction commits.
 func (s *Store) Replace(prev []byte, signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share scheme.SecretShare) error {
-	id := rec.GetKeyId()
-	if !trust.ValidKeyID(id) || share == nil {
-		return fmt.Errorf("%w: bad key id or no share", ErrInvalid)
-	}
-	sch, pk, err := PublicKey(rec)
+	p, err := prepare(signed, rec, share)
 	if err != nil {
 		return err
 	}
-	if _, n := pk.Threshold(); share.Index() < 1 || share.Index() > n {
-		return fmt.Errorf("%w: share index or length", ErrInvalid)
-	}
-	sb, err := sch.MarshalShare(pk, share)
-	if err != nil {
-		return fmt.Errorf("%w: share index or length: %v", ErrInvalid, err)
-	}
-	defer clear(sb)
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(signed)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
+	defer clear(p.sb)
+	id, sb := p.id, p.sb
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -512,24 +454,72 @@ func (s *Store) Replace(prev []byte, signed *tchsmpb.SignedKeyRecord, rec *tchsm
 	if !bytes.Equal(old.Signed.GetRecord(), prev) {
 		return fmt.Errorf("%w: %s: the stored record is not the one replaced", ErrConflict, id)
 	}
-	pt := make([]byte, 4+len(sb))
+	return s.write(p, share, "replace")
+}
+
+// put is what Put and Replace check and encode before they take the store's lock.
+type put struct {
+	id     string
+	signed *tchsmpb.SignedKeyRecord
+	rec    *tchsmpb.KeyRecord
+	sch    scheme.Scheme
+	pk     scheme.PublicKey
+	sb     []byte // the share's encoding; the caller clears it
+	raw    []byte // the signed record, deterministically marshalled
+}
+
+// prepare checks the key id, the record's public key and the share's index, and encodes the
+// share and the signed record.
+func prepare(signed *tchsmpb.SignedKeyRecord, rec *tchsmpb.KeyRecord, share scheme.SecretShare) (*put, error) {
+	id := rec.GetKeyId()
+	if !trust.ValidKeyID(id) || share == nil {
+		return nil, fmt.Errorf("%w: bad key id or no share", ErrInvalid)
+	}
+	sch, pk, err := PublicKey(rec)
+	if err != nil {
+		return nil, err
+	}
+	// MarshalShare first: it refuses a share of another scheme, or a nil one of this scheme's
+	// type, whose Index would not be safe to call.
+	sb, err := sch.MarshalShare(pk, share)
+	if err != nil {
+		return nil, fmt.Errorf("%w: share index or length: %v", ErrInvalid, err)
+	}
+	if _, n := pk.Threshold(); share.Index() < 1 || share.Index() > n {
+		clear(sb)
+		return nil, fmt.Errorf("%w: share index or length", ErrInvalid)
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(signed)
+	if err != nil {
+		clear(sb)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return &put{id: id, signed: signed, rec: rec, sch: sch, pk: pk, sb: sb, raw: raw}, nil
+}
+
+// write seals p's share and stores it with p's record in one transaction (refused for a
+// deleted key), then serves the key from memory; s.mu is held. verb names the operation in
+// errors.
+func (s *Store) write(p *put, share scheme.SecretShare, verb string) error {
+	id := p.id
+	pt := make([]byte, 4+len(p.sb))
 	defer clear(pt)
 	binary.BigEndian.PutUint32(pt, uint32(share.Index()))
-	copy(pt[4:], sb)
-	own, err := sch.ParseShare(pk, share.Index(), sb)
+	copy(pt[4:], p.sb)
+	own, err := p.sch.ParseShare(p.pk, share.Index(), p.sb)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	k, err := newKey(id, proto.Clone(signed).(*tchsmpb.SignedKeyRecord), rec, sch, pk, own)
+	k, err := newKey(id, proto.Clone(p.signed).(*tchsmpb.SignedKeyRecord), p.rec, p.sch, p.pk, own)
 	if err != nil {
 		return err
 	}
-	sealed := s.seal(pt, shareAD(s.nodeID, id, raw))
+	sealed := s.seal(pt, shareAD(s.nodeID, id, p.raw))
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketTombstones).Get([]byte(id)) != nil {
 			return fmt.Errorf("%w: %s", ErrDeleted, id)
 		}
-		if err := tx.Bucket(bucketRecords).Put([]byte(id), raw); err != nil {
+		if err := tx.Bucket(bucketRecords).Put([]byte(id), p.raw); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketShares).Put([]byte(id), sealed)
@@ -539,7 +529,7 @@ func (s *Store) Replace(prev []byte, signed *tchsmpb.SignedKeyRecord, rec *tchsm
 		if errors.Is(err, ErrDeleted) {
 			return err
 		}
-		return fmt.Errorf("store: replace %s: %w", id, err)
+		return fmt.Errorf("store: %s %s: %w", verb, id, err)
 	}
 	s.keys[id] = k
 	return nil
